@@ -1,0 +1,334 @@
+#include "affine_quantized_tensor.h"
+
+#include <sstream>
+
+#include "../kernels/cpu/bitpack.h"
+#include "../ops/linear.h"
+#include "../ops/quant_primitives.h"
+
+namespace torchao_cpp {
+namespace classes {
+
+namespace k = ::torchao_cpp::kernels;
+
+namespace {
+
+at::ScalarType float_dtype_from_name(const std::string& n) {
+  if (n == "float32") return at::kFloat;
+  if (n == "bfloat16") return at::kBFloat16;
+  if (n == "float16") return at::kHalf;
+  TORCH_CHECK_VALUE(false, "dtype must be 'float32', 'bfloat16' or 'float16', got '", n, "'");
+}
+
+// Integer dtype that holds one unpacked code.
+at::ScalarType storage_dtype(const CodeDtype& c) {
+  if (c.is_float8) return at::kByte;
+  if (c.bits == 32) return at::kInt;
+  return c.is_signed ? at::kChar : at::kByte;
+}
+
+std::vector<int64_t> packed_shape(const std::vector<int64_t>& shape, int bits) {
+  auto s = shape;
+  s.back() = k::packed_row_bytes(s.back(), bits);
+  return s;
+}
+
+template <class T>
+std::string join(const std::vector<T>& v) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+  os << "]";
+  return os.str();
+}
+
+}  // namespace
+
+AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::Tensor& scale_,
+                                             const c10::optional<at::Tensor>& zero_point_,
+                                             std::vector<int64_t> block_size_, int64_t quant_min_, int64_t quant_max_,
+                                             const std::string& zero_point_domain_, const std::string& layout_,
+                                             const std::string& code_dtype_, const std::string& dtype_)
+    : scale(scale_.contiguous()),
+      block_size(std::move(block_size_)),
+      shape(codes.sizes().vec()),
+      dtype(dtype_),
+      quant_min(quant_min_),
+      quant_max(quant_max_),
+      zero_point_domain(zero_point_domain_),
+      layout(layout_),
+      code_dtype(code_dtype_) {
+  if (zero_point_.has_value() && zero_point_->defined()) zero_point = zero_point_->contiguous();
+  const auto kind = parse_layout(layout);
+  const auto cd = parse_code_dtype(code_dtype);
+  at::Tensor c = codes;
+  if (cd.is_float8) c = ops::float8_codes_as_uint8("AffineQuantizedTensor", codes);
+  TORCH_CHECK_TYPE(c.scalar_type() == storage_dtype(cd), "AffineQuantizedTensor: codes for code_dtype ", code_dtype,
+                   " must be ", storage_dtype(cd), ", got ", c.scalar_type());
+  if (layout_is_bitpacked(kind)) {
+    TORCH_CHECK_VALUE(c.dim() >= 1, "AffineQuantizedTensor: codes must have at least 1 dim");
+    TORCH_CHECK_VALUE(c.numel() == 0 || (c.min().item<int64_t>() >= quant_min && c.max().item<int64_t>() <= quant_max),
+                      "AffineQuantizedTensor: codes must lie in [quant_min, quant_max] = [", quant_min, ", ",
+                      quant_max, "]");
+    TORCH_CHECK_VALUE(cd.bits <= 8, "AffineQuantizedTensor: layout ", layout, " packs codes of at most 8 bits, got ",
+                      code_dtype);
+    data = ops::pack_bits(c, cd.bits, quant_min);
+  } else {
+    data = c.contiguous();
+  }
+  validate("AffineQuantizedTensor");
+}
+
+void AffineQuantizedTensor::validate(const char* what) const {
+  const auto kind = parse_layout(layout);
+  const auto cd = parse_code_dtype(code_dtype);
+  float_dtype_from_name(dtype);
+  const auto domain = ops::parse_zero_point_domain(zero_point_domain);
+  TORCH_CHECK_VALUE(quant_min < quant_max, what, ": quant_min (", quant_min, ") must be < quant_max (", quant_max, ")");
+  if (cd.is_float8) {
+    TORCH_CHECK_VALUE(kind == LayoutKind::Float8, what, ": code_dtype ", code_dtype, " needs Float8Layout, got ", layout);
+    TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None, what, ": float8 codes have no zero point (zero_point_domain NONE), got ",
+                      zero_point_domain);
+  } else {
+    TORCH_CHECK_VALUE(kind != LayoutKind::Float8, what, ": Float8Layout needs a float8 code_dtype, got ", code_dtype);
+    TORCH_CHECK_VALUE(quant_min >= cd.min_value() && quant_max <= cd.max_value(), what, ": [quant_min, quant_max] = [",
+                      quant_min, ", ", quant_max, "] exceeds the range of ", code_dtype);
+  }
+  if (kind == LayoutKind::TensorCoreTiled || kind == LayoutKind::Int4CPU)
+    TORCH_CHECK_VALUE(cd.bits == 4 && shape.size() == 2, what, ": ", layout, " holds 2-d weights of 4-bit codes, got ",
+                      code_dtype, " with shape ", join(shape));
+  if (kind == LayoutKind::QDQ || kind == LayoutKind::Uintx)
+    TORCH_CHECK_VALUE(cd.bits <= 8, what, ": ", layout, " holds codes of at most 8 bits, got ", code_dtype);
+
+  // Shape and blocks.
+  TORCH_CHECK_VALUE(block_size.size() == shape.size(), what, ": block_size ", join(block_size), " does not match shape ",
+                    join(shape));
+  int64_t nb = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    TORCH_CHECK_VALUE(shape[i] >= 0, what, ": negative size in shape ", join(shape));
+    TORCH_CHECK_VALUE(block_size[i] >= 1 && shape[i] % block_size[i] == 0, what, ": block_size ", join(block_size),
+                      " does not divide shape ", join(shape));
+    nb *= shape[i] / block_size[i];
+  }
+
+  // Codes.
+  TORCH_CHECK_VALUE(data.defined(), what, ": codes are missing");
+  TORCH_CHECK_VALUE(data.device().is_cpu(), what, ": only CPU tensors are supported, codes are on ", data.device());
+  const bool packed = layout_is_bitpacked(kind);
+  TORCH_CHECK_VALUE(!packed || !shape.empty(), what, ": packed layouts need at least 1 dim");
+  const auto want_shape = packed ? packed_shape(shape, cd.bits) : shape;
+  const auto want_dtype = packed ? at::kByte : storage_dtype(cd);
+  TORCH_CHECK_TYPE(data.scalar_type() == want_dtype, what, ": codes must be ", want_dtype, " for ", layout, "/",
+                   code_dtype, ", got ", data.scalar_type());
+  TORCH_CHECK_VALUE(data.sizes().vec() == want_shape, what, ": codes must have shape ", join(want_shape), " for ",
+                    layout, " and shape ", join(shape), ", got ", data.sizes());
+  TORCH_CHECK_VALUE(data.is_contiguous(), what, ": codes must be contiguous");
+
+  // Scale.
+  TORCH_CHECK_VALUE(scale.defined(), what, ": scale is missing");
+  TORCH_CHECK_TYPE(scale.scalar_type() == at::kFloat || scale.scalar_type() == at::kBFloat16 ||
+                       scale.scalar_type() == at::kHalf,
+                   what, ": scale must be float32, bfloat16 or float16, got ", scale.scalar_type());
+  TORCH_CHECK_VALUE(scale.device() == data.device(), what, ": scale is on ", scale.device(), ", codes on ", data.device());
+  TORCH_CHECK_VALUE(scale.numel() == nb, what, ": scale has ", scale.numel(), " elements, expected ", nb,
+                    " (one per block)");
+  if (nb > 0) {
+    auto sf = scale.to(at::kFloat);
+    TORCH_CHECK_VALUE(at::isfinite(sf).all().item<bool>() && (sf > 0).all().item<bool>(), what,
+                      ": scale must be finite and > 0");
+  }
+
+  // Zero point.
+  const bool has_zp = zero_point.has_value() && zero_point->defined();
+  TORCH_CHECK_VALUE(has_zp == (domain != k::ZeroPointDomain::None), what, ": zero_point_domain ", zero_point_domain,
+                    has_zp ? " takes no zero_point" : " needs a zero_point");
+  if (has_zp) {
+    const auto& z = *zero_point;
+    TORCH_CHECK_VALUE(z.device() == data.device(), what, ": zero_point is on ", z.device(), ", codes on ", data.device());
+    TORCH_CHECK_VALUE(z.numel() == nb, what, ": zero_point has ", z.numel(), " elements, expected ", nb);
+    TORCH_CHECK_TYPE(z.scalar_type() != at::kBool && !z.is_complex(), what, ": zero_point has unsupported dtype ",
+                     z.scalar_type());
+    if (nb > 0) {
+      auto zf = z.to(at::kDouble);
+      TORCH_CHECK_VALUE(at::isfinite(zf).all().item<bool>(), what, ": zero_point must be finite");
+      if (domain == k::ZeroPointDomain::Int)
+        TORCH_CHECK_VALUE((zf >= double(quant_min)).all().item<bool>() && (zf <= double(quant_max)).all().item<bool>() &&
+                              (at::round(zf) == zf).all().item<bool>(),
+                          what, ": INT zero points must be integers in [", quant_min, ", ", quant_max, "]");
+    }
+  }
+
+  // Code values.
+  if (data.numel() > 0) {
+    if (cd.is_float8) {
+      auto b = data.bitwise_and(0x7f);
+      const bool bad = cd.name == "float8_e4m3fn" ? (b == 0x7f).any().item<bool>() : (b >= 0x7c).any().item<bool>();
+      TORCH_CHECK_VALUE(!bad, what, ": float8 codes contain NaN or Inf");
+    } else if (!packed || quant_max - quant_min + 1 < (int64_t(1) << cd.bits)) {
+      auto c = packed ? ops::unpack_bits(data, cd.bits, quant_min, shape.back(), at::kInt) : data;
+      TORCH_CHECK_VALUE(c.min().item<int64_t>() >= quant_min && c.max().item<int64_t>() <= quant_max, what,
+                        ": codes lie outside [quant_min, quant_max] = [", quant_min, ", ", quant_max, "]");
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, c10::optional<at::Tensor>> AffineQuantizedTensor::get_plain() const {
+  const auto cd = parse_code_dtype(code_dtype);
+  at::Tensor codes = data;
+  if (layout_is_bitpacked(parse_layout(layout)))
+    codes = ops::unpack_bits(data, cd.bits, quant_min, shape.back(), storage_dtype(cd));
+  return {codes, scale, zero_point};
+}
+
+at::Tensor AffineQuantizedTensor::dequantize() const {
+  const auto cd = parse_code_dtype(code_dtype);
+  const auto out_dtype = float_dtype_from_name(dtype);
+  if (cd.is_float8) return ops::dequantize_affine_float8(data, block_size, scale, cd.name, out_dtype);
+  auto codes = std::get<0>(get_plain());
+  return ops::dequantize_affine(codes, block_size, scale, zero_point, quant_min, quant_max, zero_point_domain,
+                                out_dtype);
+}
+
+at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
+  TORCH_CHECK_NOT_IMPLEMENTED(shape.size() == 2 && block_size[0] == 1, "AffineQuantizedTensor.linear: needs a 2-d weight "
+                              "quantized per row or per group along in_features, got shape ",
+                              join(shape), " with block_size ", join(block_size));
+  TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(dtype), "linear: input dtype ", input.scalar_type(),
+                   " does not match the weight's dtype ", dtype);
+  const auto cd = parse_code_dtype(code_dtype);
+  const auto kind = parse_layout(layout);
+  std::string fmt = cd.is_float8 ? cd.name : layout_is_bitpacked(kind) ? "packed" : "plain";
+  return ops::weight_only_linear(input, data, fmt, cd.bits, shape[0], shape[1], block_size[1], scale, zero_point,
+                                 quant_min, quant_max, zero_point_domain, bias);
+}
+
+int64_t AffineQuantizedTensor::nbytes() const {
+  int64_t n = data.numel() * data.element_size() + scale.numel() * scale.element_size();
+  if (zero_point.has_value() && zero_point->defined()) n += zero_point->numel() * zero_point->element_size();
+  return n;
+}
+
+std::string AffineQuantizedTensor::repr() const {
+  std::ostringstream os;
+  os << "AffineQuantizedTensor(shape=" << join(shape) << ", block_size=" << join(block_size) << ", code_dtype="
+     << code_dtype << ", quant_min=" << quant_min << ", quant_max=" << quant_max
+     << ", zero_point_domain=" << zero_point_domain << ", layout=" << layout << "(), dtype=" << dtype << ")";
+  return os.str();
+}
+
+AffineQuantizedTensor::State AffineQuantizedTensor::getstate() const {
+  return State{kStateVersion, data, scale, zero_point, block_size, shape, dtype, quant_min, quant_max, zero_point_domain,
+               layout, code_dtype};
+}
+
+c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::setstate(State s) {
+  TORCH_CHECK_VALUE(std::get<0>(s) == kStateVersion, "AffineQuantizedTensor.__setstate__: unsupported state version ",
+                    std::get<0>(s), " (this build reads version ", kStateVersion, ")");
+  auto t = c10::make_intrusive<AffineQuantizedTensor>();
+  t->data = std::get<1>(s);
+  t->scale = std::get<2>(s);
+  t->zero_point = std::get<3>(s);
+  t->block_size = std::get<4>(s);
+  t->shape = std::get<5>(s);
+  t->dtype = std::get<6>(s);
+  t->quant_min = std::get<7>(s);
+  t->quant_max = std::get<8>(s);
+  t->zero_point_domain = std::get<9>(s);
+  t->layout = std::get<10>(s);
+  t->code_dtype = std::get<11>(s);
+  t->validate("AffineQuantizedTensor.__setstate__");
+  return t;
+}
+
+// --- LinearActivationQuantizedTensor ------------------------------------------------
+
+LinearActivationQuantizedTensor::LinearActivationQuantizedTensor(c10::intrusive_ptr<AffineQuantizedTensor> w,
+                                                                 const std::string& aq)
+    : weight(std::move(w)), act_quant(aq) {
+  TORCH_CHECK_VALUE(weight, "LinearActivationQuantizedTensor: weight is missing");
+  TORCH_CHECK_VALUE(act_quant == "int8_asymm_per_token" || act_quant == "int8_symm_per_token_reduced_range",
+                    "LinearActivationQuantizedTensor: act_quant must be 'int8_asymm_per_token' or "
+                    "'int8_symm_per_token_reduced_range', got '",
+                    act_quant, "'");
+}
+
+at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::Tensor& input) const {
+  auto q = act_quant == "int8_asymm_per_token" ? ops::int8_asymm_per_token_quant(input)
+                                               : ops::int8_symm_per_token_reduced_range_quant(input);
+  std::vector<int64_t> block(input.dim(), 1);
+  block.back() = input.size(-1);
+  return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), act_quant == "int8_asymm_per_token" ? -128 : -127,
+                                127, "INT", input.scalar_type());
+}
+
+at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
+  const auto& w = *weight;
+  const auto cd = parse_code_dtype(w.code_dtype);
+  const auto kind = parse_layout(w.layout);
+  const bool int8_codes = !cd.is_float8 && cd.is_signed && cd.bits <= 8 &&
+                          (kind == LayoutKind::Plain || kind == LayoutKind::QDQ) && w.shape.size() == 2 &&
+                          w.block_size[0] == 1 && w.zero_point_domain != "FLOAT";
+  if (int8_codes) {
+    TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
+                     " does not match the weight's dtype ", w.dtype);
+    return ops::int8_dynamic_linear(input,
+                                    act_quant == "int8_asymm_per_token" ? "asymmetric" : "symmetric_reduced_range",
+                                    w.data, w.block_size[1], w.scale, w.zero_point, bias);
+  }
+  return w.linear(quantize_dequantize_input(input), bias);
+}
+
+std::string LinearActivationQuantizedTensor::repr() const {
+  return "LinearActivationQuantizedTensor(act_quant=" + act_quant + ", weight=" + weight->repr() + ")";
+}
+
+namespace {
+
+// Registered at load time; methods are callable from Python and TorchScript.
+const auto aqt_class =
+    torch::class_<AffineQuantizedTensor>("torchao_cpp", "AffineQuantizedTensor")
+        .def(torch::init<at::Tensor, at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>, int64_t, int64_t,
+                         std::string, std::string, std::string, std::string>())
+        .def("dequantize", &AffineQuantizedTensor::dequantize)
+        .def("get_plain", &AffineQuantizedTensor::get_plain)
+        .def("linear", &AffineQuantizedTensor::linear)
+        .def("repr", &AffineQuantizedTensor::repr)
+        .def("nbytes", &AffineQuantizedTensor::nbytes)
+        .def("packed_data", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->data; })
+        .def("scale", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->scale; })
+        .def("zero_point", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->zero_point; })
+        .def("block_size", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->block_size; })
+        .def("shape", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->shape; })
+        .def("dtype", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->dtype; })
+        .def("quant_min", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->quant_min; })
+        .def("quant_max", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->quant_max; })
+        .def("zero_point_domain", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->zero_point_domain; })
+        .def("layout", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->layout; })
+        .def("code_dtype", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->code_dtype; })
+        .def_pickle([](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->getstate(); },
+                    [](AffineQuantizedTensor::State st) { return AffineQuantizedTensor::setstate(std::move(st)); });
+
+const auto laqt_class =
+    torch::class_<LinearActivationQuantizedTensor>("torchao_cpp", "LinearActivationQuantizedTensor")
+        .def(torch::init<c10::intrusive_ptr<AffineQuantizedTensor>, std::string>())
+        .def("linear", &LinearActivationQuantizedTensor::linear)
+        .def("quantize_dequantize_input", &LinearActivationQuantizedTensor::quantize_dequantize_input)
+        .def("repr", &LinearActivationQuantizedTensor::repr)
+        .def("weight", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->weight; })
+        .def("act_quant", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->act_quant; })
+        .def_pickle(
+            [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) {
+              return std::make_tuple(int64_t(1), s->weight->getstate(), s->act_quant);
+            },
+            [](std::tuple<int64_t, AffineQuantizedTensor::State, std::string> st) {
+              TORCH_CHECK_VALUE(std::get<0>(st) == 1,
+                                "LinearActivationQuantizedTensor.__setstate__: unsupported state version ",
+                                std::get<0>(st));
+              return c10::make_intrusive<LinearActivationQuantizedTensor>(
+                  AffineQuantizedTensor::setstate(std::get<1>(st)), std::get<2>(st));
+            });
+
+}  // namespace
+
+}  // namespace classes
+}  // namespace torchao_cpp

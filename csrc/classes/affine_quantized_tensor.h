@@ -1,0 +1,73 @@
+// AffineQuantizedTensor: codes (packed as the layout says), scale, zero point
+// and the metadata to dequantize them; torchao's AffineQuantizedTensor as a
+// TorchScript custom class. LinearActivationQuantizedTensor pairs such a
+// weight with the activation quantizer applied to a linear's input.
+#pragma once
+
+#include <torch/custom_class.h>
+#include <torch/script.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "layout.h"
+
+namespace torchao_cpp {
+namespace classes {
+
+struct AffineQuantizedTensor : torch::CustomClassHolder {
+  // Builds from plain (unpacked) codes and packs them for `layout`.
+  AffineQuantizedTensor(const at::Tensor& codes, const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                        std::vector<int64_t> block_size, int64_t quant_min, int64_t quant_max,
+                        const std::string& zero_point_domain, const std::string& layout, const std::string& code_dtype,
+                        const std::string& dtype);
+
+  at::Tensor dequantize() const;
+  // (codes, scale, zero_point) with codes unpacked to one per element.
+  std::tuple<at::Tensor, at::Tensor, c10::optional<at::Tensor>> get_plain() const;
+  // input @ dequantize()^T + bias, computed from the stored codes.
+  at::Tensor linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const;
+  std::string repr() const;
+  // Bytes held by codes, scales and zero points.
+  int64_t nbytes() const;
+
+  using State = std::tuple<int64_t, at::Tensor, at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>,
+                           std::vector<int64_t>, std::string, int64_t, int64_t, std::string, std::string, std::string>;
+  State getstate() const;
+  // Rebuilds from untrusted state: every field is validated.
+  static c10::intrusive_ptr<AffineQuantizedTensor> setstate(State state);
+
+  at::Tensor data;  // packed codes
+  at::Tensor scale;
+  c10::optional<at::Tensor> zero_point;
+  std::vector<int64_t> block_size;
+  std::vector<int64_t> shape;
+  std::string dtype;  // float dtype of the original weight
+  int64_t quant_min = 0, quant_max = 0;
+  std::string zero_point_domain;
+  std::string layout;
+  std::string code_dtype;
+
+  static constexpr int64_t kStateVersion = 1;
+
+  // Empty shell for setstate, which fills and validates it.
+  AffineQuantizedTensor() = default;
+  // Checks every field for consistency; `what` prefixes messages.
+  void validate(const char* what) const;
+};
+
+struct LinearActivationQuantizedTensor : torch::CustomClassHolder {
+  LinearActivationQuantizedTensor(c10::intrusive_ptr<AffineQuantizedTensor> weight, const std::string& act_quant);
+
+  at::Tensor linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const;
+  // The activation quantizer applied on its own: dequantize(quantize(x)).
+  at::Tensor quantize_dequantize_input(const at::Tensor& input) const;
+  std::string repr() const;
+
+  c10::intrusive_ptr<AffineQuantizedTensor> weight;
+  std::string act_quant;  // "int8_asymm_per_token" | "int8_symm_per_token_reduced_range"
+};
+
+}  // namespace classes
+}  // namespace torchao_cpp

@@ -1,0 +1,76 @@
+#include "layout.h"
+
+#include <c10/util/Exception.h>
+
+namespace torchao_cpp {
+namespace classes {
+
+LayoutKind parse_layout(const std::string& n) {
+  if (n == "PlainLayout") return LayoutKind::Plain;
+  if (n == "TensorCoreTiledLayout") return LayoutKind::TensorCoreTiled;
+  if (n == "Int4CPULayout") return LayoutKind::Int4CPU;
+  if (n == "UintxLayout") return LayoutKind::Uintx;
+  if (n == "QDQLayout") return LayoutKind::QDQ;
+  if (n == "Float8Layout") return LayoutKind::Float8;
+  TORCH_CHECK_VALUE(false, "unknown layout '", n,
+                    "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
+                    "Float8Layout");
+}
+
+std::string layout_name(LayoutKind k) {
+  switch (k) {
+    case LayoutKind::Plain:
+      return "PlainLayout";
+    case LayoutKind::TensorCoreTiled:
+      return "TensorCoreTiledLayout";
+    case LayoutKind::Int4CPU:
+      return "Int4CPULayout";
+    case LayoutKind::Uintx:
+      return "UintxLayout";
+    case LayoutKind::QDQ:
+      return "QDQLayout";
+    default:
+      return "Float8Layout";
+  }
+}
+
+bool layout_is_bitpacked(LayoutKind k) {
+  return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx;
+}
+
+int64_t CodeDtype::min_value() const {
+  if (is_signed) return -(int64_t(1) << (bits - 1));
+  return 0;
+}
+int64_t CodeDtype::max_value() const {
+  if (is_signed) return (int64_t(1) << (bits - 1)) - 1;
+  return (int64_t(1) << bits) - 1;
+}
+
+CodeDtype parse_code_dtype(const std::string& n) {
+  CodeDtype d;
+  d.name = n;
+  if (n == "float8_e4m3fn" || n == "float8_e5m2") {
+    d.is_float8 = true;
+    return d;
+  }
+  if (n == "int32") {
+    d.bits = 32;
+    return d;
+  }
+  const bool u = n.rfind("uint", 0) == 0;
+  const bool s = !u && n.rfind("int", 0) == 0;
+  if (u || s) {
+    const std::string num = n.substr(u ? 4 : 3);
+    if (num.size() == 1 && num[0] >= '1' && num[0] <= '8') {
+      d.bits = num[0] - '0';
+      d.is_signed = s;
+      return d;
+    }
+  }
+  TORCH_CHECK_VALUE(false, "unknown code dtype '", n,
+                    "'; expected int1..int8, uint1..uint8, int32, float8_e4m3fn or float8_e5m2");
+}
+
+}  // namespace classes
+}  // namespace torchao_cpp

@@ -1,0 +1,39 @@
+// The closed set of code layouts (names match the seed's Layout classes) and
+// the code dtypes they store. A layout says how codes are packed in memory:
+// that packing is what the kernels read.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace torchao_cpp {
+namespace classes {
+
+enum class LayoutKind {
+  Plain,            // PlainLayout: one code per element, in its own integer dtype
+  TensorCoreTiled,  // TensorCoreTiledLayout: 4-bit codes, two per byte
+  Int4CPU,          // Int4CPULayout: 4-bit codes, two per byte
+  Uintx,            // UintxLayout: N-bit codes bit-packed along rows
+  QDQ,              // QDQLayout: one code per element (int8 storage)
+  Float8,           // Float8Layout: raw float8 bytes
+};
+
+LayoutKind parse_layout(const std::string& name);
+std::string layout_name(LayoutKind k);
+// Packed layouts store rows of bit-packed codes in uint8.
+bool layout_is_bitpacked(LayoutKind k);
+
+// Code dtypes: int1..int8, uint1..uint8, int32 (tinygemm's 0..15 codes),
+// float8_e4m3fn, float8_e5m2.
+struct CodeDtype {
+  std::string name;
+  int bits = 8;
+  bool is_signed = true;
+  bool is_float8 = false;
+  int64_t min_value() const;
+  int64_t max_value() const;
+};
+CodeDtype parse_code_dtype(const std::string& name);
+
+}  // namespace classes
+}  // namespace torchao_cpp

@@ -1,0 +1,119 @@
+// Torch-free quantized linear kernels: y = x @ W^T (+ bias) with W stored as
+// quantized codes. Straightforward fused loops: each output row of W is
+// decoded into a K-length buffer once per call (never the whole weight) and
+// reused for every activation row. SIMD tuning lives in later kernels.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "bitpack.h"
+#include "numeric.h"
+#include "quant_primitives.h"
+
+namespace torchao_cpp {
+namespace kernels {
+
+// Code readers: code(n, k) of an N x K weight, as float.
+template <class TQ>
+struct PlainCodes {
+  const TQ* data;
+  int64_t K;
+  float operator()(int64_t n, int64_t k) const { return float(data[n * K + k]); }
+};
+
+template <int Bits>
+struct PackedCodes {
+  const uint8_t* data;
+  int64_t K;
+  int64_t quant_min;
+  float operator()(int64_t n, int64_t k) const {
+    return float(int64_t(unpack_bits_at<Bits>(data + n * packed_row_bytes(K, Bits), k)) + quant_min);
+  }
+};
+
+template <Float8Format F>
+struct Float8Codes {
+  const uint8_t* data;
+  int64_t K;
+  float operator()(int64_t n, int64_t k) const { return float8_to_float<F>(data[n * K + k]); }
+};
+
+struct LinearShape {
+  int64_t M, N, K;
+  int64_t group_size;  // K for per-channel
+};
+
+// Weight-only: W[n,k] = dequant(code(n,k)) with per-(n, group) scale and zero
+// point in `domain`. zp is float (nullptr for domain None).
+template <class TA, class TS, class Codes>
+void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
+                        int64_t quant_min, int64_t quant_max, const TA* bias, const LinearShape& s, TA* out,
+                        int nthreads) {
+  const int64_t G = s.K / s.group_size;
+  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  std::vector<float> xf(size_t(s.M * s.K));
+  for (int64_t i = 0; i < s.M * s.K; ++i) xf[i] = to_float(x[i]);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<float> w(size_t(s.K));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < s.N; ++n) {
+      for (int64_t g = 0; g < G; ++g) {
+        const float sc = to_float(scale[n * G + g]);
+        const float z = zp ? zp[n * G + g] : 0.0f;
+        for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
+          const float c = codes(n, k);
+          w[k] = domain == ZeroPointDomain::Float ? (c - mid) * sc + z : (c - z) * sc;
+        }
+      }
+      const float b = bias ? to_float(bias[n]) : 0.0f;
+      for (int64_t m = 0; m < s.M; ++m) {
+        const float* xr = xf.data() + m * s.K;
+        float acc = 0.0f;
+        for (int64_t k = 0; k < s.K; ++k) acc += xr[k] * w[k];
+        out[m * s.N + n] = from_float<TA>(acc + b);
+      }
+    }
+  }
+}
+
+// Dynamic int8 activations x integer weights:
+// y[m,n] = a_scale[m] * sum_g w_scale[n,g] * sum_{k in g} (a[m,k]-a_zp[m]) (w[n,k]-w_zp[n,g]).
+template <class TA, class Codes>
+void int8_dynamic_linear(const int8_t* a, const float* a_scale, const float* a_zp, const Codes& codes,
+                         const float* w_scale, const float* w_zp, const TA* bias, const LinearShape& s, TA* out,
+                         int nthreads) {
+  const int64_t G = s.K / s.group_size;
+  std::vector<int16_t> aa(size_t(s.M * s.K));
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t k = 0; k < s.K; ++k)
+      aa[m * s.K + k] = int16_t(a[m * s.K + k] - int16_t(a_zp ? a_zp[m] : 0.0f));
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<int16_t> w(size_t(s.K));
+    std::vector<float> acc(size_t(s.M));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < s.N; ++n) {
+      for (int64_t g = 0; g < G; ++g) {
+        const int16_t z = int16_t(w_zp ? w_zp[n * G + g] : 0.0f);
+        for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) w[k] = int16_t(int16_t(codes(n, k)) - z);
+      }
+      for (int64_t m = 0; m < s.M; ++m) acc[m] = 0.0f;
+      for (int64_t g = 0; g < G; ++g) {
+        const float ws = w_scale[n * G + g];
+        for (int64_t m = 0; m < s.M; ++m) {
+          const int16_t* ar = aa.data() + m * s.K;
+          int32_t dot = 0;
+          for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) dot += int32_t(ar[k]) * w[k];
+          acc[m] += ws * float(dot);
+        }
+      }
+      const float b = bias ? to_float(bias[n]) : 0.0f;
+      for (int64_t m = 0; m < s.M; ++m) out[m * s.N + n] = from_float<TA>(a_scale[m] * acc[m] + b);
+    }
+  }
+}
+
+}  // namespace kernels
+}  // namespace torchao_cpp

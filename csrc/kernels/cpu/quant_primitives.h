@@ -1,0 +1,256 @@
+// Torch-free affine quantization primitives: choose_qparams / quantize /
+// dequantize over arbitrary block sizes, plus their float8 variants.
+//
+// Each formula mirrors torchao 0.11's eager implementation op by op; the
+// round_to<T>() calls mark where PyTorch materialises a low-precision tensor,
+// which is what makes the results bit-identical to torchao's.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "numeric.h"
+
+namespace torchao_cpp {
+namespace kernels {
+
+enum class MappingType { Symmetric, SymmetricNoClippingErr, Asymmetric };
+enum class ZeroPointDomain { Int, Float, None };
+
+// A contiguous N-d tensor cut into blocks of `block` elements per dimension
+// (block[i] divides sizes[i]); blocks are numbered row-major.
+struct BlockGeometry {
+  std::vector<int64_t> sizes;
+  std::vector<int64_t> block;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (auto s : sizes) n *= s;
+    return n;
+  }
+  int64_t num_blocks() const {
+    int64_t n = 1;
+    for (size_t i = 0; i < sizes.size(); ++i) n *= sizes[i] / block[i];
+    return n;
+  }
+  // True when no block spans more than one innermost row, so rows can be
+  // processed independently.
+  bool blocks_within_rows() const {
+    for (size_t i = 0; i + 1 < sizes.size(); ++i)
+      if (block[i] != 1) return false;
+    return true;
+  }
+};
+
+// Calls fn(offset, length, block_index) for every run of consecutive elements
+// of one innermost row that lie in the same block. Rows are independent calls,
+// distributed over `nthreads` when `parallel` is set.
+template <class Fn>
+void for_each_run(const BlockGeometry& g, bool parallel, int nthreads, Fn&& fn) {
+  const int nd = int(g.sizes.size());
+  if (g.numel() == 0) return;
+  if (nd == 0) {
+    fn(int64_t(0), int64_t(1), int64_t(0));
+    return;
+  }
+  const int64_t inner = g.sizes[nd - 1];
+  const int64_t inner_block = g.block[nd - 1];
+  const int64_t rows = g.numel() / inner;
+  std::vector<int64_t> nblocks(nd), bstride(nd);
+  for (int i = 0; i < nd; ++i) nblocks[i] = g.sizes[i] / g.block[i];
+  int64_t st = 1;
+  for (int i = nd - 1; i >= 0; --i) {
+    bstride[i] = st;
+    st *= nblocks[i];
+  }
+  auto row_fn = [&](int64_t r) {
+    int64_t rem = r, base = 0;
+    for (int i = nd - 2; i >= 0; --i) {
+      const int64_t idx = rem % g.sizes[i];
+      rem /= g.sizes[i];
+      base += (idx / g.block[i]) * bstride[i];
+    }
+    for (int64_t c = 0; c < inner; c += inner_block)
+      fn(r * inner + c, inner_block, base + c / inner_block);
+  };
+  if (parallel && nthreads > 1 && rows > 1) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) row_fn(r);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) row_fn(r);
+  }
+}
+
+struct QParamsSpec {
+  MappingType mapping = MappingType::Asymmetric;
+  ZeroPointDomain domain = ZeroPointDomain::Int;
+  bool preserve_zero = true;
+  int64_t quant_min = 0;
+  int64_t quant_max = 255;
+  float eps = std::numeric_limits<float>::epsilon();
+};
+
+// Scale and zero point of one block from its min and max, computed in the
+// input's precision T as torchao does, then stored as TS / TZ.
+template <class T, class TS, class TZ>
+inline void qparams_from_minmax(float mn, float mx, const QParamsSpec& s, TS* scale, TZ* zp) {
+  const float qmin = float(s.quant_min), qmax = float(s.quant_max);
+  float lo = mn, hi = mx;
+  if (s.preserve_zero) {
+    lo = std::min(lo, 0.0f);
+    hi = std::max(hi, 0.0f);
+  }
+  float sc, z = 0.0f;
+  if (s.mapping != MappingType::Asymmetric) {
+    if (s.mapping == MappingType::Symmetric) {
+      sc = round_to<T>(std::max(-lo, hi) / ((qmax - qmin) / 2.0f));
+    } else {
+      const float smin = round_to<T>(lo / qmin), smax = round_to<T>(hi / qmax);
+      sc = smin > smax ? smin : smax;
+    }
+    z = float(int64_t((s.quant_max + s.quant_min + 1) / 2.0));
+    sc = round_to<T>(std::max(sc, s.eps));
+  } else {
+    sc = round_to<T>(round_to<T>(hi - lo) / (qmax - qmin));
+    sc = round_to<T>(std::max(sc, s.eps));
+    if (s.domain == ZeroPointDomain::None) {
+      z = 0.0f;
+    } else if (s.preserve_zero) {
+      z = round_to<T>(qmin - std::nearbyint(round_to<T>(lo / sc)));
+      z = std::min(std::max(z, qmin), qmax);
+    } else {
+      const float mid = (qmax + qmin + 1.0f) / 2.0f;
+      z = round_to<T>(lo + round_to<T>(sc * mid));
+    }
+  }
+  *scale = from_float<TS>(sc);
+  if (zp) *zp = from_float<TZ>(z);
+}
+
+// Returns -1, or the index of the first block whose min or max is not finite
+// (scales are then left unset: the caller reports the error).
+template <class T, class TS, class TZ>
+int64_t choose_qparams_affine(const T* in, const BlockGeometry& g, const QParamsSpec& spec,
+                              TS* scale, TZ* zp, int nthreads) {
+  const int64_t nb = g.num_blocks();
+  std::vector<float> mn(nb, std::numeric_limits<float>::infinity());
+  std::vector<float> mx(nb, -std::numeric_limits<float>::infinity());
+  std::vector<uint8_t> bad(nb, 0);
+  for_each_run(g, g.blocks_within_rows(), nthreads, [&](int64_t off, int64_t len, int64_t b) {
+    float lo = mn[b], hi = mx[b];
+    bool nan = false;
+    for (int64_t i = 0; i < len; ++i) {
+      const float v = to_float(in[off + i]);
+      nan |= std::isnan(v);
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    mn[b] = lo;
+    mx[b] = hi;
+    if (nan || std::isinf(lo) || std::isinf(hi)) bad[b] = 1;
+  });
+  for (int64_t b = 0; b < nb; ++b)
+    if (bad[b]) return b;
+  for (int64_t b = 0; b < nb; ++b) qparams_from_minmax<T>(mn[b], mx[b], spec, scale + b, zp ? zp + b : nullptr);
+  return -1;
+}
+
+// Per-block constants of quantize_affine, precomputed once per block.
+struct QuantBlock {
+  float recip;   // 1/scale in the scale's precision (INT, NONE)
+  float scale;   // FLOAT domain divides instead
+  float offset;  // INT: zero point; FLOAT: the block's min value
+};
+
+// Codes for `in` given per-block scale/zero point. NaN inputs quantize as 0.
+// zp holds zero points as float (nullptr for domain None); for the FLOAT
+// domain they have the scale's dtype TS.
+template <class T, class TS, class TQ>
+void quantize_affine(const T* in, const BlockGeometry& g, const TS* scale, const float* zp,
+                     ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, TQ* out, int nthreads) {
+  using C = promote_t<T, TS>;
+  const int64_t nb = g.num_blocks();
+  std::vector<QuantBlock> qb(nb);
+  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float s = to_float(scale[b]);
+    qb[b].scale = s;
+    qb[b].recip = round_to<TS>(1.0f / s);
+    if (domain == ZeroPointDomain::Float)
+      qb[b].offset = round_to<TS>(zp[b] - round_to<TS>(s * mid));
+    else
+      qb[b].offset = zp ? zp[b] : 0.0f;
+  }
+  const float qmin = float(quant_min), qmax = float(quant_max);
+  for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
+    const QuantBlock q = qb[b];
+    for (int64_t i = off; i < off + len; ++i) {
+      float x = to_float(in[i]);
+      if (std::isnan(x)) x = 0.0f;
+      float v;
+      if (domain == ZeroPointDomain::Float) {
+        v = std::nearbyint(round_to<C>(round_to<C>(x - q.offset) / q.scale));
+      } else {
+        v = std::nearbyint(round_to<C>(x * q.recip)) + q.offset;
+      }
+      out[i] = static_cast<TQ>(std::min(std::max(v, qmin), qmax));
+    }
+  });
+}
+
+// Float values for codes. zp: INT domain zero points already converted to
+// int32 then float (torchao's `zero_point.to(torch.int32)`), FLOAT domain zero
+// points as float, nullptr for none.
+template <class TQ, class TS, class TO>
+void dequantize_affine(const TQ* in, const BlockGeometry& g, const TS* scale, const float* zp,
+                       ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, TO* out, int nthreads) {
+  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
+    const float s = to_float(scale[b]);
+    const float z = zp ? zp[b] : 0.0f;
+    for (int64_t i = off; i < off + len; ++i) {
+      const float c = float(in[i]);
+      float v;
+      if (domain == ZeroPointDomain::Float) {
+        v = round_to<TO>(round_to<TO>(c - mid) * s);
+        if (zp) v = round_to<TO>(v + z);
+      } else if (domain == ZeroPointDomain::Int) {
+        v = round_to<TO>(round_to<TO>(c - z) * s);
+      } else {
+        v = round_to<TO>(round_to<TO>(c) * s);
+      }
+      out[i] = from_float<TO>(v);
+    }
+  });
+}
+
+// float8 codes: clamp(x * (1/scale)) to the format's range, then round.
+// NaN stays NaN; infinities saturate.
+template <Float8Format F, class T, class TS>
+void quantize_affine_float8(const T* in, const BlockGeometry& g, const TS* scale, uint8_t* out, int nthreads) {
+  using C = promote_t<T, TS>;
+  const float mx = Float8Traits<F>::kMax;
+  for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
+    const float r = round_to<TS>(1.0f / to_float(scale[b]));
+    for (int64_t i = off; i < off + len; ++i) {
+      float v = round_to<C>(to_float(in[i]) * r);
+      if (!std::isnan(v)) v = std::min(std::max(v, -mx), mx);
+      out[i] = float_to_float8<F>(v);
+    }
+  });
+}
+
+template <Float8Format F, class TS, class TO>
+void dequantize_affine_float8(const uint8_t* in, const BlockGeometry& g, const TS* scale, TO* out, int nthreads) {
+  for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
+    const float s = to_float(scale[b]);
+    for (int64_t i = off; i < off + len; ++i)
+      out[i] = from_float<TO>(round_to<TO>(round_to<TO>(float8_to_float<F>(in[i])) * s));
+  });
+}
+
+}  // namespace kernels
+}  // namespace torchao_cpp

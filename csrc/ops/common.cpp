@@ -1,0 +1,106 @@
+#include "common.h"
+
+#include <limits>
+
+namespace torchao_cpp {
+namespace ops {
+
+k::MappingType parse_mapping_type(const std::string& s) {
+  if (s == "SYMMETRIC") return k::MappingType::Symmetric;
+  if (s == "SYMMETRIC_NO_CLIPPING_ERR") return k::MappingType::SymmetricNoClippingErr;
+  if (s == "ASYMMETRIC") return k::MappingType::Asymmetric;
+  TORCH_CHECK_VALUE(false, "mapping_type must be SYMMETRIC, SYMMETRIC_NO_CLIPPING_ERR or ASYMMETRIC, got '", s, "'");
+}
+
+k::ZeroPointDomain parse_zero_point_domain(const std::string& s) {
+  if (s == "INT") return k::ZeroPointDomain::Int;
+  if (s == "FLOAT") return k::ZeroPointDomain::Float;
+  if (s == "NONE") return k::ZeroPointDomain::None;
+  TORCH_CHECK_VALUE(false, "zero_point_domain must be INT, FLOAT or NONE, got '", s, "'");
+}
+
+std::string zero_point_domain_name(k::ZeroPointDomain d) {
+  switch (d) {
+    case k::ZeroPointDomain::Int:
+      return "INT";
+    case k::ZeroPointDomain::Float:
+      return "FLOAT";
+    default:
+      return "NONE";
+  }
+}
+
+k::Float8Format parse_float8_dtype(const std::string& s) {
+  if (s == "e4m3fn" || s == "float8_e4m3fn") return k::Float8Format::E4M3FN;
+  if (s == "e5m2" || s == "float8_e5m2") return k::Float8Format::E5M2;
+  TORCH_CHECK_VALUE(false, "float8_dtype must be 'e4m3fn' or 'e5m2', got '", s, "'");
+}
+
+k::BlockGeometry make_geometry(const char* op, at::IntArrayRef shape, at::IntArrayRef block_size) {
+  TORCH_CHECK_VALUE(block_size.size() == shape.size(), op, ": block_size has ", block_size.size(),
+                    " entries but input has ", shape.size(), " dims (shape ", shape, ")");
+  k::BlockGeometry g;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    TORCH_CHECK_VALUE(block_size[i] >= 1, op, ": block_size[", i, "] must be >= 1, got ", block_size[i]);
+    TORCH_CHECK_VALUE(shape[i] % block_size[i] == 0, op, ": block_size[", i, "] = ", block_size[i],
+                      " does not divide input size ", shape[i], " (shape ", shape, ", block_size ", block_size, ")");
+    g.sizes.push_back(shape[i]);
+    g.block.push_back(block_size[i]);
+  }
+  return g;
+}
+
+std::vector<int64_t> qparams_shape(at::IntArrayRef shape, at::IntArrayRef block_size) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (block_size[i] == shape[i] && block_size[i] != 1) continue;
+    if (block_size[i] == shape[i] && shape[i] == 1 && block_size[i] != 1) continue;
+    out.push_back(shape[i] / block_size[i]);
+  }
+  return out;
+}
+
+void check_float_dtype(const char* op, const char* arg, at::ScalarType t) {
+  TORCH_CHECK_TYPE(t == at::kFloat || t == at::kBFloat16 || t == at::kHalf, op, ": ", arg,
+                   " must be float32, bfloat16 or float16, got ", t);
+}
+
+void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max) {
+  TORCH_CHECK_VALUE(quant_min < quant_max, op, ": quant_min (", quant_min, ") must be < quant_max (", quant_max, ")");
+  TORCH_CHECK_VALUE(quant_min >= std::numeric_limits<int32_t>::min() && quant_max <= std::numeric_limits<int32_t>::max(),
+                    op, ": quant_min/quant_max must fit in int32, got [", quant_min, ", ", quant_max, "]");
+}
+
+void check_range_fits(const char* op, at::ScalarType t, int64_t quant_min, int64_t quant_max) {
+  int64_t lo = 0, hi = 0;
+  switch (t) {
+    case at::kByte:
+      lo = 0, hi = 255;
+      break;
+    case at::kChar:
+      lo = -128, hi = 127;
+      break;
+    case at::kShort:
+      lo = -32768, hi = 32767;
+      break;
+    case at::kInt:
+      lo = std::numeric_limits<int32_t>::min(), hi = std::numeric_limits<int32_t>::max();
+      break;
+    default:
+      TORCH_CHECK_TYPE(false, op, ": output_dtype must be uint8, int8, int16 or int32, got ", t);
+  }
+  TORCH_CHECK_VALUE(quant_min >= lo && quant_max <= hi, op, ": range [", quant_min, ", ", quant_max,
+                    "] does not fit in ", t);
+}
+
+at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t) {
+#if TORCHAO_CPP_HAS_FLOAT8
+  if (t.scalar_type() == at::kFloat8_e4m3fn || t.scalar_type() == at::kFloat8_e5m2) return t.view(at::kByte);
+#endif
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kByte, op, ": float8 codes must be uint8 (raw bytes) or a torch float8 dtype, got ",
+                   t.scalar_type());
+  return t;
+}
+
+}  // namespace ops
+}  // namespace torchao_cpp

@@ -1,0 +1,89 @@
+// Shared helpers of the ATen wrappers: argument checks, dtype dispatch onto
+// the torch-free kernel types, and the one place that guards torch versions.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <string>
+#include <vector>
+
+#include "../kernels/cpu/numeric.h"
+#include "../kernels/cpu/quant_primitives.h"
+
+// torch >= 2.1 has float8 dtypes.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define TORCHAO_CPP_HAS_FLOAT8 1
+#else
+#define TORCHAO_CPP_HAS_FLOAT8 0
+#endif
+
+namespace torchao_cpp {
+namespace ops {
+
+namespace k = ::torchao_cpp::kernels;
+
+inline int num_threads() { return std::max(1, at::get_num_threads()); }
+
+k::MappingType parse_mapping_type(const std::string& s);
+k::ZeroPointDomain parse_zero_point_domain(const std::string& s);
+k::Float8Format parse_float8_dtype(const std::string& s);
+std::string zero_point_domain_name(k::ZeroPointDomain d);
+
+// Validates block_size against the input's shape (torchao's
+// _get_reduction_params rules) and returns the geometry of the contiguous input.
+k::BlockGeometry make_geometry(const char* op, at::IntArrayRef shape, at::IntArrayRef block_size);
+
+// Shape of choose_qparams_affine's outputs: dims with block == size are
+// reduced away, the others become size / block (torchao's amin(keepdim=False)).
+std::vector<int64_t> qparams_shape(at::IntArrayRef shape, at::IntArrayRef block_size);
+
+void check_float_dtype(const char* op, const char* arg, at::ScalarType t);
+void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max);
+
+// Calls f(T{}) with the kernel storage type of a float dtype.
+template <class F>
+auto dispatch_float(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kFloat:
+      return f(float{});
+    case at::kBFloat16:
+      return f(k::bf16{});
+    case at::kHalf:
+      return f(k::fp16{});
+    default:
+      TORCH_CHECK_TYPE(false, "expected float32, bfloat16 or float16, got ", t);
+  }
+}
+
+// Calls f(T{}) with the C++ type of an integer code dtype.
+template <class F>
+auto dispatch_code(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kByte:
+      return f(uint8_t{});
+    case at::kChar:
+      return f(int8_t{});
+    case at::kShort:
+      return f(int16_t{});
+    case at::kInt:
+      return f(int32_t{});
+    default:
+      TORCH_CHECK_TYPE(false, "expected integer codes of dtype uint8, int8, int16 or int32, got ", t);
+  }
+}
+
+template <class T>
+inline T* ptr(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+// Range of integer values a code dtype can hold.
+void check_range_fits(const char* op, at::ScalarType t, int64_t quant_min, int64_t quant_max);
+
+// float8 codes as uint8 (a torch float8 tensor is viewed, not copied).
+at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t);
+
+}  // namespace ops
+}  // namespace torchao_cpp

@@ -1,0 +1,55 @@
+// The torchao_cpp operator library: every schema, in one table of contents.
+// Kernels are registered per dispatch key beside their implementations
+// (quant_primitives.cpp, linear.cpp).
+#include <torch/library.h>
+
+TORCH_LIBRARY(torchao_cpp, m) {
+  // Affine quant primitives (torchao.quantization.quant_primitives).
+  m.def(
+      "choose_qparams_affine(Tensor input, str mapping_type, int[] block_size, int quant_min, int quant_max, "
+      "float? eps=None, ScalarType? scale_dtype=None, ScalarType? zero_point_dtype=None, bool preserve_zero=True, "
+      "str zero_point_domain=\"INT\") -> (Tensor scale, Tensor zero_point)");
+  m.def(
+      "quantize_affine(Tensor input, int[] block_size, Tensor scale, Tensor? zero_point, ScalarType output_dtype, "
+      "int quant_min, int quant_max, str zero_point_domain=\"INT\") -> Tensor");
+  m.def(
+      "dequantize_affine(Tensor input, int[] block_size, Tensor scale, Tensor? zero_point, int quant_min, "
+      "int quant_max, str zero_point_domain=\"INT\", ScalarType? output_dtype=None) -> Tensor");
+
+  // float8 (codes are raw bytes in uint8; e4m3fn or e5m2).
+  m.def(
+      "choose_qparams_affine_float8(Tensor input, int[] block_size, str float8_dtype=\"e4m3fn\", "
+      "ScalarType? scale_dtype=None) -> Tensor");
+  m.def("quantize_affine_float8(Tensor input, int[] block_size, Tensor scale, str float8_dtype=\"e4m3fn\") -> Tensor");
+  m.def(
+      "dequantize_affine_float8(Tensor input, int[] block_size, Tensor scale, str float8_dtype=\"e4m3fn\", "
+      "ScalarType? output_dtype=None) -> Tensor");
+
+  // The seed's per-token activation quantizers: (codes, scale, zero_point).
+  m.def("int8_asymm_per_token_quant(Tensor input) -> (Tensor, Tensor, Tensor)");
+  m.def("int8_symm_per_token_reduced_range_quant(Tensor input) -> (Tensor, Tensor, Tensor)");
+
+  // Bit packing of N-bit codes along the last dim (UintxLayout).
+  m.def("pack_bits(Tensor codes, int bits, int quant_min) -> Tensor");
+  m.def("unpack_bits(Tensor packed, int bits, int quant_min, int cols, ScalarType output_dtype) -> Tensor");
+
+  // Quantized linears.
+  m.def(
+      "weight_only_linear(Tensor input, Tensor codes, str code_format, int bits, int out_features, int in_features, "
+      "int group_size, Tensor scale, Tensor? zero_point, int quant_min, int quant_max, str zero_point_domain, "
+      "Tensor? bias=None) -> Tensor");
+  m.def(
+      "int8_dynamic_linear(Tensor input, str act_quant, Tensor codes, int group_size, Tensor weight_scale, "
+      "Tensor? weight_zero_point=None, Tensor? bias=None) -> Tensor");
+}
+
+// torch 1.13 reaches a Meta kernel through AutogradMeta only if something is
+// registered there; the ops are not differentiable, so fall through.
+TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
+  for (const char* op :
+       {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
+        "quantize_affine_float8", "dequantize_affine_float8", "int8_asymm_per_token_quant",
+        "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "weight_only_linear",
+        "int8_dynamic_linear"})
+    m.impl(op, torch::CppFunction::makeFallthrough());
+}

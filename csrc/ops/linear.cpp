@@ -1,0 +1,194 @@
+// ATen wrappers of the quantized linear ops: weight-only (any code format)
+// and dynamic int8 activation x integer weight. They read the stored codes
+// directly (kernels/cpu/linear.h); no full float weight is built per call.
+#include "linear.h"
+
+#include <torch/library.h>
+
+#include "../kernels/cpu/linear.h"
+#include "quant_primitives.h"
+
+namespace torchao_cpp {
+namespace ops {
+
+namespace {
+
+struct Flat {
+  at::Tensor x2d;  // (M, K) contiguous
+  std::vector<int64_t> out_shape;
+};
+
+Flat flatten_input(const char* op, const at::Tensor& input, int64_t in_features, int64_t out_features) {
+  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
+  TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got device ", input.device());
+  check_float_dtype(op, "input", input.scalar_type());
+  TORCH_CHECK_VALUE(input.size(-1) == in_features, op, ": input has ", input.size(-1),
+                    " features in its last dim but the weight expects in_features=", in_features, " (input shape ",
+                    input.sizes(), ")");
+  Flat f;
+  f.out_shape = input.sizes().vec();
+  f.out_shape.back() = out_features;
+  f.x2d = input.reshape({-1, in_features}).contiguous();
+  return f;
+}
+
+at::Tensor check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input,
+                      int64_t out_features) {
+  if (!bias.has_value() || !bias->defined()) return at::Tensor();
+  TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == out_features, op, ": bias must have shape (", out_features,
+                    ",), got ", bias->sizes());
+  return bias->to(input.scalar_type()).contiguous();
+}
+
+void check_group(const char* op, int64_t in_features, int64_t group_size) {
+  TORCH_CHECK_VALUE(group_size >= 1 && in_features % group_size == 0, op, ": group_size=", group_size,
+                    " must be >= 1 and divide in_features=", in_features);
+}
+
+void check_weight_qparams(const char* op, const at::Tensor& t, const char* arg, int64_t n) {
+  TORCH_CHECK_VALUE(t.numel() == n, op, ": ", arg, " has ", t.numel(), " elements, expected ", n,
+                    " (out_features * in_features / group_size)");
+}
+
+}  // namespace
+
+at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
+                              int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
+                              const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point, int64_t quant_min,
+                              int64_t quant_max, const std::string& zero_point_domain,
+                              const c10::optional<at::Tensor>& bias) {
+  const char* op = "weight_only_linear";
+  auto f = flatten_input(op, input, in_features, out_features);
+  check_group(op, in_features, group_size);
+  const auto domain = parse_zero_point_domain(zero_point_domain);
+  const int64_t G = in_features / group_size;
+  check_weight_qparams(op, scale, "scale", out_features * G);
+  check_float_dtype(op, "scale", scale.scalar_type());
+  at::Tensor zp;
+  if (domain != k::ZeroPointDomain::None) {
+    TORCH_CHECK_VALUE(zero_point.has_value() && zero_point->defined(), op, ": zero_point_domain ", zero_point_domain,
+                      " needs a zero_point");
+    check_weight_qparams(op, *zero_point, "zero_point", out_features * G);
+    zp = zero_point->to(at::kFloat).contiguous();
+  }
+  auto b = check_bias(op, bias, input, out_features);
+  auto c = codes.contiguous();
+  auto sc = scale.contiguous();
+  const k::LinearShape s{f.x2d.size(0), out_features, in_features, group_size};
+  auto out = at::empty({s.M, s.N}, input.options());
+  auto run = [&](const auto& reader) {
+    dispatch_float(input.scalar_type(), [&](auto t_a) {
+      using TA = decltype(t_a);
+      dispatch_float(sc.scalar_type(), [&](auto t_s) {
+        using TS = decltype(t_s);
+        k::weight_only_linear<TA, TS>(ptr<TA>(f.x2d), reader, ptr<TS>(sc), zp.defined() ? ptr<float>(zp) : nullptr,
+                                      domain, quant_min, quant_max, b.defined() ? ptr<TA>(b) : nullptr, s,
+                                      ptr<TA>(out), num_threads());
+      });
+    });
+  };
+  if (code_format == "plain") {
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == out_features && c.size(1) == in_features, op,
+                      ": plain codes must have shape (", out_features, ", ", in_features, "), got ", c.sizes());
+    dispatch_code(c.scalar_type(), [&](auto t_q) {
+      using TQ = decltype(t_q);
+      run(k::PlainCodes<TQ>{ptr<TQ>(c), in_features});
+    });
+  } else if (code_format == "packed") {
+    TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
+    TORCH_CHECK_TYPE(c.scalar_type() == at::kByte, op, ": packed codes must be uint8, got ", c.scalar_type());
+    const int64_t rb = k::packed_row_bytes(in_features, int(bits));
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == out_features && c.size(1) == rb, op, ": packed codes must have shape (",
+                      out_features, ", ", rb, "), got ", c.sizes());
+    k::dispatch_bits(int(bits), [&](auto bw) {
+      run(k::PackedCodes<decltype(bw)::value>{ptr<uint8_t>(c), in_features, quant_min});
+    });
+  } else if (code_format == "float8_e4m3fn" || code_format == "float8_e5m2") {
+    c = float8_codes_as_uint8(op, c);
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == out_features && c.size(1) == in_features, op,
+                      ": float8 codes must have shape (", out_features, ", ", in_features, "), got ", c.sizes());
+    if (code_format == "float8_e4m3fn")
+      run(k::Float8Codes<k::Float8Format::E4M3FN>{ptr<uint8_t>(c), in_features});
+    else
+      run(k::Float8Codes<k::Float8Format::E5M2>{ptr<uint8_t>(c), in_features});
+  } else {
+    TORCH_CHECK_VALUE(false, op, ": code_format must be plain, packed, float8_e4m3fn or float8_e5m2, got '",
+                      code_format, "'");
+  }
+  return out.view(f.out_shape);
+}
+
+at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                               int64_t group_size, const at::Tensor& weight_scale,
+                               const c10::optional<at::Tensor>& weight_zero_point, const c10::optional<at::Tensor>& bias) {
+  const char* op = "int8_dynamic_linear";
+  TORCH_CHECK_VALUE(codes.dim() == 2, op, ": weight codes must be 2-d (out_features, in_features), got ", codes.sizes());
+  TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar, op, ": weight codes must be int8, got ", codes.scalar_type());
+  const int64_t N = codes.size(0), K = codes.size(1);
+  auto f = flatten_input(op, input, K, N);
+  check_group(op, K, group_size);
+  const int64_t G = K / group_size;
+  check_weight_qparams(op, weight_scale, "weight_scale", N * G);
+  auto b = check_bias(op, bias, input, N);
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> aq;
+  if (act_quant == "asymmetric")
+    aq = int8_asymm_per_token_quant(f.x2d);
+  else if (act_quant == "symmetric_reduced_range")
+    aq = int8_symm_per_token_reduced_range_quant(f.x2d);
+  else
+    TORCH_CHECK_VALUE(false, op, ": act_quant must be 'asymmetric' or 'symmetric_reduced_range', got '", act_quant, "'");
+  auto a = std::get<0>(aq).contiguous();
+  auto a_scale = std::get<1>(aq).to(at::kFloat).contiguous();
+  auto a_zp = std::get<2>(aq).to(at::kFloat).contiguous();
+  auto ws = weight_scale.to(at::kFloat).contiguous();
+  at::Tensor wz;
+  if (weight_zero_point.has_value() && weight_zero_point->defined()) {
+    check_weight_qparams(op, *weight_zero_point, "weight_zero_point", N * G);
+    wz = weight_zero_point->to(at::kFloat).contiguous();
+  }
+  auto c = codes.contiguous();
+  const k::LinearShape s{f.x2d.size(0), N, K, group_size};
+  auto out = at::empty({s.M, s.N}, input.options());
+  dispatch_float(input.scalar_type(), [&](auto t_a) {
+    using TA = decltype(t_a);
+    k::int8_dynamic_linear<TA>(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), k::PlainCodes<int8_t>{ptr<int8_t>(c), K},
+                               ptr<float>(ws), wz.defined() ? ptr<float>(wz) : nullptr,
+                               b.defined() ? ptr<TA>(b) : nullptr, s, ptr<TA>(out), num_threads());
+  });
+  return out.view(f.out_shape);
+}
+
+namespace {
+
+at::Tensor linear_out_meta(const at::Tensor& input, int64_t out_features) {
+  auto shape = input.sizes().vec();
+  shape.back() = out_features;
+  return at::empty(shape, input.options());
+}
+
+at::Tensor weight_only_linear_meta(const at::Tensor& input, const at::Tensor&, const std::string&, int64_t,
+                                   int64_t out_features, int64_t, int64_t, const at::Tensor&,
+                                   const c10::optional<at::Tensor>&, int64_t, int64_t, const std::string&,
+                                   const c10::optional<at::Tensor>&) {
+  return linear_out_meta(input, out_features);
+}
+
+at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string&, const at::Tensor& codes, int64_t,
+                                    const at::Tensor&, const c10::optional<at::Tensor>&,
+                                    const c10::optional<at::Tensor>&) {
+  return linear_out_meta(input, codes.size(0));
+}
+
+}  // namespace
+}  // namespace ops
+}  // namespace torchao_cpp
+
+TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
+  m.impl("weight_only_linear", &torchao_cpp::ops::weight_only_linear);
+  m.impl("int8_dynamic_linear", &torchao_cpp::ops::int8_dynamic_linear);
+}
+
+TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
+  m.impl("weight_only_linear", &torchao_cpp::ops::weight_only_linear_meta);
+  m.impl("int8_dynamic_linear", &torchao_cpp::ops::int8_dynamic_linear_meta);
+}

@@ -1,0 +1,453 @@
+// ATen wrappers of the affine quant primitives (choose_qparams / quantize /
+// dequantize, their float8 variants and the per-token activation quantizers):
+// check, allocate, dispatch onto kernels/cpu/quant_primitives.h.
+#include "quant_primitives.h"
+
+#include <torch/library.h>
+
+#include <limits>
+
+#include "../kernels/cpu/bitpack.h"
+
+namespace torchao_cpp {
+namespace ops {
+
+namespace {
+
+void check_cpu(const char* op, const char* arg, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", arg, " must be a CPU tensor, got device ", t.device());
+}
+
+void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                   const c10::optional<at::Tensor>& zero_point, int64_t nb) {
+  check_float_dtype(op, "scale", scale.scalar_type());
+  TORCH_CHECK_VALUE(scale.numel() == nb, op, ": scale has ", scale.numel(), " elements but input shape ", input.sizes(),
+                    " with block_size ", block_size, " has ", nb, " blocks");
+  TORCH_CHECK_VALUE(scale.device() == input.device(), op, ": scale is on ", scale.device(), " but input is on ",
+                    input.device());
+  if (zero_point.has_value() && zero_point->defined()) {
+    TORCH_CHECK_VALUE(zero_point->numel() == nb, op, ": zero_point has ", zero_point->numel(),
+                      " elements but there are ", nb, " blocks");
+    TORCH_CHECK_VALUE(zero_point->device() == input.device(), op, ": zero_point is on ", zero_point->device(),
+                      " but input is on ", input.device());
+  }
+}
+
+// Rejects scales a kernel would turn into inf/NaN codes.
+void check_scale_values(const char* op, const at::Tensor& scale_f32) {
+  const float* s = scale_f32.data_ptr<float>();
+  for (int64_t i = 0; i < scale_f32.numel(); ++i)
+    TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0.0f, op, ": scale must be finite and > 0, got ", s[i],
+                      " at block ", i);
+}
+
+bool has_zp(const c10::optional<at::Tensor>& zp) { return zp.has_value() && zp->defined(); }
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
+                                                         at::IntArrayRef block_size, int64_t quant_min,
+                                                         int64_t quant_max, c10::optional<double> eps,
+                                                         c10::optional<at::ScalarType> scale_dtype,
+                                                         c10::optional<at::ScalarType> zero_point_dtype,
+                                                         bool preserve_zero, const std::string& zero_point_domain) {
+  const char* op = "choose_qparams_affine";
+  check_cpu(op, "input", input);
+  check_float_dtype(op, "input", input.scalar_type());
+  check_quant_range(op, quant_min, quant_max);
+  k::QParamsSpec spec;
+  spec.mapping = parse_mapping_type(mapping_type);
+  spec.domain = parse_zero_point_domain(zero_point_domain);
+  spec.preserve_zero = preserve_zero;
+  spec.quant_min = quant_min;
+  spec.quant_max = quant_max;
+  const auto sdt = scale_dtype.value_or(input.scalar_type());
+  const auto zdt = zero_point_dtype.value_or(input.scalar_type());
+  check_float_dtype(op, "scale_dtype", sdt);
+  if (spec.mapping != k::MappingType::Asymmetric) {
+    TORCH_CHECK_VALUE(preserve_zero, op, ": preserve_zero=False is not supported for symmetric quantization");
+    TORCH_CHECK_VALUE(spec.domain != k::ZeroPointDomain::Float, op,
+                      ": zero_point_domain must be INT or NONE for symmetric quantization, got FLOAT");
+  } else if (!preserve_zero) {
+    TORCH_CHECK_VALUE(spec.domain != k::ZeroPointDomain::Int, op,
+                      ": preserve_zero=False needs zero_point_domain FLOAT (or NONE), got INT");
+  }
+  if (spec.mapping == k::MappingType::SymmetricNoClippingErr)
+    TORCH_CHECK_VALUE(quant_min < 0 && quant_max > 0, op,
+                      ": SYMMETRIC_NO_CLIPPING_ERR needs quant_min < 0 < quant_max, got [", quant_min, ", ", quant_max,
+                      "]");
+  // torchao: eps defaults to the input dtype's machine epsilon.
+  double default_eps = input.scalar_type() == at::kFloat ? std::numeric_limits<float>::epsilon()
+                       : input.scalar_type() == at::kBFloat16 ? 0.0078125
+                                                               : 0.0009765625;
+  spec.eps = float(eps.value_or(default_eps));
+  TORCH_CHECK_VALUE(spec.eps >= 0.0f && std::isfinite(spec.eps), op, ": eps must be finite and >= 0, got ", spec.eps);
+
+  auto g = make_geometry(op, input.sizes(), block_size);
+  const auto qshape = qparams_shape(input.sizes(), block_size);
+  auto in = input.contiguous();
+  auto scale = at::empty(qshape, input.options().dtype(sdt));
+  // Zero points are computed as float and converted: exact for the integral
+  // values of the INT domain.
+  auto zp_f = at::empty(qshape, input.options().dtype(at::kFloat));
+  int64_t bad = -1;
+  dispatch_float(in.scalar_type(), [&](auto t_in) {
+    using T = decltype(t_in);
+    dispatch_float(sdt, [&](auto t_s) {
+      using TS = decltype(t_s);
+      // The zero point is computed in T's precision; store as float first.
+      bad = k::choose_qparams_affine<T, TS, float>(ptr<T>(in), g, spec, ptr<TS>(scale), ptr<float>(zp_f),
+                                                   num_threads());
+    });
+  });
+  TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (block ", bad,
+                    "); quantization parameters are undefined for non-finite values");
+  at::Tensor zp;
+  if (spec.domain == k::ZeroPointDomain::None)
+    zp = at::zeros(qshape, input.options().dtype(zdt));
+  else
+    zp = zp_f.to(zdt);
+  return {scale, zp};
+}
+
+at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                           const c10::optional<at::Tensor>& zero_point, at::ScalarType output_dtype,
+                           int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain) {
+  const char* op = "quantize_affine";
+  check_cpu(op, "input", input);
+  check_float_dtype(op, "input", input.scalar_type());
+  check_quant_range(op, quant_min, quant_max);
+  check_range_fits(op, output_dtype, quant_min, quant_max);
+  const auto domain = parse_zero_point_domain(zero_point_domain);
+  auto g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, zero_point, g.num_blocks());
+  TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None || has_zp(zero_point), op, ": zero_point_domain ",
+                    zero_point_domain, " needs a zero_point");
+  auto sc = scale.contiguous();
+  check_scale_values(op, sc.to(at::kFloat));
+  at::Tensor zp_f;
+  if (domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
+    if (domain == k::ZeroPointDomain::Float)
+      TORCH_CHECK_TYPE(zero_point->scalar_type() == scale.scalar_type(), op,
+                       ": FLOAT-domain zero_point must have the scale's dtype ", scale.scalar_type(), ", got ",
+                       zero_point->scalar_type());
+    zp_f = zero_point->to(at::kFloat).contiguous();
+  }
+  auto in = input.contiguous();
+  auto out = at::empty(input.sizes(), input.options().dtype(output_dtype));
+  dispatch_float(in.scalar_type(), [&](auto t_in) {
+    using T = decltype(t_in);
+    dispatch_float(sc.scalar_type(), [&](auto t_s) {
+      using TS = decltype(t_s);
+      dispatch_code(output_dtype, [&](auto t_q) {
+        using TQ = decltype(t_q);
+        k::quantize_affine<T, TS, TQ>(ptr<T>(in), g, ptr<TS>(sc), zp_f.defined() ? ptr<float>(zp_f) : nullptr,
+                                      domain, quant_min, quant_max, ptr<TQ>(out), num_threads());
+      });
+    });
+  });
+  return out;
+}
+
+at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                             const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
+                             const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype) {
+  const char* op = "dequantize_affine";
+  check_cpu(op, "input", input);
+  check_quant_range(op, quant_min, quant_max);
+  const auto odt = output_dtype.value_or(at::kFloat);
+  check_float_dtype(op, "output_dtype", odt);
+  const auto domain = parse_zero_point_domain(zero_point_domain);
+  auto g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, zero_point, g.num_blocks());
+  at::Tensor zp_f;
+  if (domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
+    // torchao: INT-domain zero points go through int32.
+    zp_f = (domain == k::ZeroPointDomain::Int ? zero_point->to(at::kInt).to(at::kFloat) : zero_point->to(at::kFloat))
+               .contiguous();
+  }
+  auto in = input.contiguous();
+  auto sc = scale.contiguous();
+  auto out = at::empty(input.sizes(), input.options().dtype(odt));
+  dispatch_code(in.scalar_type(), [&](auto t_q) {
+    using TQ = decltype(t_q);
+    dispatch_float(sc.scalar_type(), [&](auto t_s) {
+      using TS = decltype(t_s);
+      dispatch_float(odt, [&](auto t_o) {
+        using TO = decltype(t_o);
+        k::dequantize_affine<TQ, TS, TO>(ptr<TQ>(in), g, ptr<TS>(sc), zp_f.defined() ? ptr<float>(zp_f) : nullptr,
+                                         domain, quant_min, quant_max, ptr<TO>(out), num_threads());
+      });
+    });
+  });
+  return out;
+}
+
+// --- float8 -----------------------------------------------------------------
+
+at::Tensor choose_qparams_affine_float8(const at::Tensor& input, at::IntArrayRef block_size,
+                                        const std::string& float8_dtype, c10::optional<at::ScalarType> scale_dtype) {
+  // torchao computes float8 scales with choose_qparams_affine: SYMMETRIC over
+  // [-max, max], eps = float32 epsilon, no zero point.
+  const auto fmt = parse_float8_dtype(float8_dtype);
+  const int64_t mx = int64_t(k::float8_max(fmt));
+  auto res = choose_qparams_affine(input, "SYMMETRIC", block_size, -mx, mx, std::numeric_limits<float>::epsilon(),
+                                   scale_dtype, c10::nullopt, true, "NONE");
+  return std::get<0>(res);
+}
+
+at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                  const std::string& float8_dtype) {
+  const char* op = "quantize_affine_float8";
+  check_cpu(op, "input", input);
+  check_float_dtype(op, "input", input.scalar_type());
+  const auto fmt = parse_float8_dtype(float8_dtype);
+  auto g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, c10::nullopt, g.num_blocks());
+  auto sc = scale.contiguous();
+  check_scale_values(op, sc.to(at::kFloat));
+  auto in = input.contiguous();
+  auto out = at::empty(input.sizes(), input.options().dtype(at::kByte));
+  dispatch_float(in.scalar_type(), [&](auto t_in) {
+    using T = decltype(t_in);
+    dispatch_float(sc.scalar_type(), [&](auto t_s) {
+      using TS = decltype(t_s);
+      if (fmt == k::Float8Format::E4M3FN)
+        k::quantize_affine_float8<k::Float8Format::E4M3FN, T, TS>(ptr<T>(in), g, ptr<TS>(sc), ptr<uint8_t>(out),
+                                                                 num_threads());
+      else
+        k::quantize_affine_float8<k::Float8Format::E5M2, T, TS>(ptr<T>(in), g, ptr<TS>(sc), ptr<uint8_t>(out),
+                                                               num_threads());
+    });
+  });
+  return out;
+}
+
+at::Tensor dequantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                    const std::string& float8_dtype, c10::optional<at::ScalarType> output_dtype) {
+  const char* op = "dequantize_affine_float8";
+  check_cpu(op, "input", input);
+  const auto fmt = parse_float8_dtype(float8_dtype);
+  auto codes = float8_codes_as_uint8(op, input).contiguous();
+  const auto odt = output_dtype.value_or(at::kFloat);
+  check_float_dtype(op, "output_dtype", odt);
+  auto g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, c10::nullopt, g.num_blocks());
+  auto sc = scale.contiguous();
+  auto out = at::empty(input.sizes(), input.options().dtype(odt));
+  dispatch_float(sc.scalar_type(), [&](auto t_s) {
+    using TS = decltype(t_s);
+    dispatch_float(odt, [&](auto t_o) {
+      using TO = decltype(t_o);
+      if (fmt == k::Float8Format::E4M3FN)
+        k::dequantize_affine_float8<k::Float8Format::E4M3FN, TS, TO>(ptr<uint8_t>(codes), g, ptr<TS>(sc),
+                                                                    ptr<TO>(out), num_threads());
+      else
+        k::dequantize_affine_float8<k::Float8Format::E5M2, TS, TO>(ptr<uint8_t>(codes), g, ptr<TS>(sc), ptr<TO>(out),
+                                                                  num_threads());
+    });
+  });
+  return out;
+}
+
+// --- activation quantizers ---------------------------------------------------
+
+namespace {
+std::vector<int64_t> per_token_block(const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.dim() >= 1, "per-token quantization needs an input with at least 1 dim");
+  std::vector<int64_t> b(x.dim(), 1);
+  b.back() = x.size(-1);
+  return b;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant(const at::Tensor& x, const char* mapping, int64_t qmin,
+                                                               int64_t qmax, double eps,
+                                                               c10::optional<at::ScalarType> scale_dtype,
+                                                               c10::optional<at::ScalarType> zp_dtype) {
+  const auto block = per_token_block(x);
+  at::Tensor scale, zp;
+  std::tie(scale, zp) = choose_qparams_affine(x, mapping, block, qmin, qmax, eps, scale_dtype, zp_dtype, true, "INT");
+  auto q = quantize_affine(x, block, scale, zp, at::kChar, qmin, qmax, "INT");
+  return {q, scale, zp};
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input) {
+  // torchao's _int8_asymm_per_token_quant (torch >= 2.6 branch).
+  return per_token_quant(input, "ASYMMETRIC", -128, 127, std::numeric_limits<float>::epsilon(), at::kFloat,
+                         at::kChar);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input) {
+  // torchao's _int8_symm_per_token_reduced_range_quant: float16 scales are
+  // kept in float32 to avoid overflow.
+  c10::optional<at::ScalarType> sdt;
+  if (input.scalar_type() == at::kHalf) sdt = at::kFloat;
+  return per_token_quant(input, "SYMMETRIC", -127, 127, 1e-5, sdt, c10::nullopt);
+}
+
+// --- bit packing ---------------------------------------------------------------
+
+at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min) {
+  const char* op = "pack_bits";
+  check_cpu(op, "codes", codes);
+  TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
+  TORCH_CHECK_VALUE(codes.dim() >= 1, op, ": codes must have at least 1 dim");
+  auto c = codes.contiguous();
+  const int64_t cols = c.size(-1);
+  const int64_t rows = cols == 0 ? 0 : c.numel() / cols;
+  // Out-of-range codes would be silently truncated: refuse them.
+  if (c.numel() > 0) {
+    const int64_t lo = c.min().item<int64_t>(), hi = c.max().item<int64_t>();
+    TORCH_CHECK_VALUE(lo >= quant_min && hi - quant_min < (int64_t(1) << bits), op, ": codes span [", lo, ", ", hi,
+                      "], outside the ", bits, "-bit range starting at quant_min=", quant_min);
+  }
+  auto shape = c.sizes().vec();
+  shape.back() = k::packed_row_bytes(cols, int(bits));
+  auto out = at::empty(shape, c.options().dtype(at::kByte));
+  dispatch_code(c.scalar_type(), [&](auto t_q) {
+    using TQ = decltype(t_q);
+    k::dispatch_bits(int(bits), [&](auto b) {
+      k::pack_bits_rows<decltype(b)::value, TQ>(ptr<TQ>(c), rows, cols, quant_min, ptr<uint8_t>(out));
+    });
+  });
+  return out;
+}
+
+at::Tensor unpack_bits(const at::Tensor& packed, int64_t bits, int64_t quant_min, int64_t cols,
+                       at::ScalarType output_dtype) {
+  const char* op = "unpack_bits";
+  check_cpu(op, "packed", packed);
+  TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
+  TORCH_CHECK_TYPE(packed.scalar_type() == at::kByte, op, ": packed must be uint8, got ", packed.scalar_type());
+  TORCH_CHECK_VALUE(packed.dim() >= 1, op, ": packed must have at least 1 dim");
+  TORCH_CHECK_VALUE(cols >= 0 && packed.size(-1) == k::packed_row_bytes(cols, int(bits)), op, ": packed rows have ",
+                    packed.size(-1), " bytes, but ", cols, " codes of ", bits, " bits need ",
+                    k::packed_row_bytes(cols, int(bits)));
+  check_range_fits(op, output_dtype, quant_min, quant_min + (int64_t(1) << bits) - 1);
+  auto p = packed.contiguous();
+  auto shape = p.sizes().vec();
+  shape.back() = cols;
+  const int64_t rows = p.size(-1) == 0 ? 0 : p.numel() / p.size(-1);
+  auto out = at::empty(shape, p.options().dtype(output_dtype));
+  dispatch_code(output_dtype, [&](auto t_q) {
+    using TQ = decltype(t_q);
+    k::dispatch_bits(int(bits), [&](auto b) {
+      k::unpack_bits_rows<decltype(b)::value, TQ>(ptr<uint8_t>(p), rows, cols, quant_min, ptr<TQ>(out));
+    });
+  });
+  return out;
+}
+
+}  // namespace ops
+}  // namespace torchao_cpp
+
+// --- Meta (shape-only) implementations ------------------------------------------
+namespace torchao_cpp {
+namespace ops {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine_meta(const at::Tensor& input, const std::string& mapping_type,
+                                                              at::IntArrayRef block_size, int64_t, int64_t,
+                                                              c10::optional<double>,
+                                                              c10::optional<at::ScalarType> scale_dtype,
+                                                              c10::optional<at::ScalarType> zero_point_dtype, bool,
+                                                              const std::string& zero_point_domain) {
+  parse_mapping_type(mapping_type);
+  parse_zero_point_domain(zero_point_domain);
+  make_geometry("choose_qparams_affine", input.sizes(), block_size);
+  const auto shape = qparams_shape(input.sizes(), block_size);
+  return {at::empty(shape, input.options().dtype(scale_dtype.value_or(input.scalar_type()))),
+          at::empty(shape, input.options().dtype(zero_point_dtype.value_or(input.scalar_type())))};
+}
+
+at::Tensor quantize_affine_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor&,
+                                const c10::optional<at::Tensor>&, at::ScalarType output_dtype, int64_t, int64_t,
+                                const std::string&) {
+  make_geometry("quantize_affine", input.sizes(), block_size);
+  return at::empty(input.sizes(), input.options().dtype(output_dtype));
+}
+
+at::Tensor dequantize_affine_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor&,
+                                  const c10::optional<at::Tensor>&, int64_t, int64_t, const std::string&,
+                                  c10::optional<at::ScalarType> output_dtype) {
+  make_geometry("dequantize_affine", input.sizes(), block_size);
+  return at::empty(input.sizes(), input.options().dtype(output_dtype.value_or(at::kFloat)));
+}
+
+at::Tensor choose_qparams_affine_float8_meta(const at::Tensor& input, at::IntArrayRef block_size, const std::string&,
+                                             c10::optional<at::ScalarType> scale_dtype) {
+  make_geometry("choose_qparams_affine_float8", input.sizes(), block_size);
+  return at::empty(qparams_shape(input.sizes(), block_size),
+                   input.options().dtype(scale_dtype.value_or(input.scalar_type())));
+}
+
+at::Tensor quantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRef, const at::Tensor&, const std::string&) {
+  return at::empty(input.sizes(), input.options().dtype(at::kByte));
+}
+
+at::Tensor dequantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRef, const at::Tensor&,
+                                         const std::string&, c10::optional<at::ScalarType> output_dtype) {
+  return at::empty(input.sizes(), input.options().dtype(output_dtype.value_or(at::kFloat)));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_meta(const at::Tensor& input, at::ScalarType sdt,
+                                                              at::ScalarType zdt) {
+  auto shape = input.sizes().vec();
+  shape.pop_back();
+  return {at::empty(input.sizes(), input.options().dtype(at::kChar)), at::empty(shape, input.options().dtype(sdt)),
+          at::empty(shape, input.options().dtype(zdt))};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant_meta(const at::Tensor& input) {
+  return per_token_meta(input, at::kFloat, at::kChar);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant_meta(const at::Tensor& input) {
+  return per_token_meta(input, input.scalar_type() == at::kHalf ? at::kFloat : input.scalar_type(),
+                        input.scalar_type());
+}
+
+at::Tensor pack_bits_meta(const at::Tensor& codes, int64_t bits, int64_t) {
+  auto shape = codes.sizes().vec();
+  shape.back() = k::packed_row_bytes(shape.back(), int(bits));
+  return at::empty(shape, codes.options().dtype(at::kByte));
+}
+
+at::Tensor unpack_bits_meta(const at::Tensor& packed, int64_t, int64_t, int64_t cols, at::ScalarType output_dtype) {
+  auto shape = packed.sizes().vec();
+  shape.back() = cols;
+  return at::empty(shape, packed.options().dtype(output_dtype));
+}
+
+}  // namespace
+}  // namespace ops
+}  // namespace torchao_cpp
+
+TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
+  using namespace torchao_cpp::ops;
+  m.impl("choose_qparams_affine", &choose_qparams_affine);
+  m.impl("quantize_affine", &quantize_affine);
+  m.impl("dequantize_affine", &dequantize_affine);
+  m.impl("choose_qparams_affine_float8", &choose_qparams_affine_float8);
+  m.impl("quantize_affine_float8", &quantize_affine_float8);
+  m.impl("dequantize_affine_float8", &dequantize_affine_float8);
+  m.impl("int8_asymm_per_token_quant", &int8_asymm_per_token_quant);
+  m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant);
+  m.impl("pack_bits", &pack_bits);
+  m.impl("unpack_bits", &unpack_bits);
+}
+
+TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
+  using namespace torchao_cpp::ops;
+  m.impl("choose_qparams_affine", &choose_qparams_affine_meta);
+  m.impl("quantize_affine", &quantize_affine_meta);
+  m.impl("dequantize_affine", &dequantize_affine_meta);
+  m.impl("choose_qparams_affine_float8", &choose_qparams_affine_float8_meta);
+  m.impl("quantize_affine_float8", &quantize_affine_float8_meta);
+  m.impl("dequantize_affine_float8", &dequantize_affine_float8_meta);
+  m.impl("int8_asymm_per_token_quant", &int8_asymm_per_token_quant_meta);
+  m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant_meta);
+  m.impl("pack_bits", &pack_bits_meta);
+  m.impl("unpack_bits", &unpack_bits_meta);
+}

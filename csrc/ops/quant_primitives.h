@@ -1,0 +1,40 @@
+// C++ entry points of the affine quant primitive ops (also used by the
+// custom classes and the linear ops).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <tuple>
+
+#include "common.h"
+
+namespace torchao_cpp {
+namespace ops {
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
+                                                         at::IntArrayRef block_size, int64_t quant_min,
+                                                         int64_t quant_max, c10::optional<double> eps,
+                                                         c10::optional<at::ScalarType> scale_dtype,
+                                                         c10::optional<at::ScalarType> zero_point_dtype,
+                                                         bool preserve_zero, const std::string& zero_point_domain);
+at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                           const c10::optional<at::Tensor>& zero_point, at::ScalarType output_dtype,
+                           int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain);
+at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                             const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
+                             const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype);
+at::Tensor choose_qparams_affine_float8(const at::Tensor& input, at::IntArrayRef block_size,
+                                        const std::string& float8_dtype, c10::optional<at::ScalarType> scale_dtype);
+at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                  const std::string& float8_dtype);
+at::Tensor dequantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                    const std::string& float8_dtype, c10::optional<at::ScalarType> output_dtype);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input);
+at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min);
+at::Tensor unpack_bits(const at::Tensor& packed, int64_t bits, int64_t quant_min, int64_t cols,
+                       at::ScalarType output_dtype);
+
+}  // namespace ops
+}  // namespace torchao_cpp

@@ -1,0 +1,228 @@
+// Unit tests of the torch-free kernels (no libtorch linked).
+#include <gtest/gtest.h>
+#include <immintrin.h>
+
+#include <random>
+
+#include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/numeric.h"
+#include "kernels/cpu/quant_primitives.h"
+
+using namespace torchao_cpp::kernels;
+
+TEST(Numeric, Fp16MatchesHardwareConversion) {
+  // F16C's vcvtps2ph rounds to nearest even: an independent reference.
+  std::mt19937 rng(0);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 2000000; ++i) {
+    const float f = bits_float(bits(rng));
+    const uint16_t hw = uint16_t(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+    const uint16_t sw = float_to_fp16_bits(f);
+    if (std::isnan(f)) {
+      EXPECT_EQ(sw & 0x7c00, 0x7c00);
+      EXPECT_NE(sw & 0x3ff, 0);
+    } else {
+      ASSERT_EQ(sw, hw) << "f=" << f;
+    }
+  }
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float hw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(int16_t(h))));
+    const float sw = fp16_bits_to_float(uint16_t(h));
+    if (std::isnan(hw))
+      EXPECT_TRUE(std::isnan(sw));
+    else
+      ASSERT_EQ(float_bits(sw), float_bits(hw)) << h;
+  }
+}
+
+TEST(Numeric, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(float_to_bf16_bits(1.0f), 0x3f80);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+  EXPECT_EQ(float_to_bf16_bits(1.00390625f), 0x3f80);
+  // 1 + 3*2^-8 is halfway between 1+2^-7 (odd) and 1+2^-6: to even.
+  EXPECT_EQ(float_to_bf16_bits(1.01171875f), 0x3f82);
+  EXPECT_EQ(float_to_bf16_bits(-2.0f), 0xc000);
+  EXPECT_TRUE(std::isnan(bf16_bits_to_float(float_to_bf16_bits(NAN))));
+  EXPECT_EQ(round_to<bf16>(3.14159f), 3.140625f);
+}
+
+TEST(Numeric, Float8KnownValues) {
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(448.0f)), 0x7e);
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(464.0f)), 0x7e);  // tie to even stays finite
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(470.0f)), 0x7f);  // rounds past max: NaN
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(-1.0f)), 0xb8);
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(0.001953125f)), 0x01);  // 2^-9, smallest subnormal
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(0.0009765625f)), 0x00);  // 2^-10 ties to even 0
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(-1e-6f)), 0x80);         // keeps the sign of zero
+  EXPECT_EQ((float_to_float8<Float8Format::E5M2>(57344.0f)), 0x7b);
+  EXPECT_EQ((float_to_float8<Float8Format::E5M2>(61440.0f)), 0x7c);  // tie rounds up to inf
+  EXPECT_EQ((float_to_float8<Float8Format::E5M2>(INFINITY)), 0x7c);
+  EXPECT_EQ((float8_to_float<Float8Format::E5M2>(0x01)), std::ldexp(1.0f, -16));
+}
+
+template <Float8Format F>
+void float8_round_trip() {
+  for (int c = 0; c < 256; ++c) {
+    const float v = float8_to_float<F>(uint8_t(c));
+    if (std::isnan(v) || std::isinf(v)) continue;
+    EXPECT_EQ(float_to_float8<F>(v), c) << "code " << c;
+  }
+}
+TEST(Numeric, Float8RoundTripsEveryCode) {
+  float8_round_trip<Float8Format::E4M3FN>();
+  float8_round_trip<Float8Format::E5M2>();
+}
+
+TEST(QuantPrimitives, AsymmetricInt8PerRow) {
+  // Row 0 spans [-1, 3]: scale = 4/255, zero point = -128 - round(-1/scale) = -128 + 64 = -64.
+  const float in[8] = {-1.0f, 0.0f, 1.0f, 3.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  BlockGeometry g{{2, 4}, {1, 4}};
+  QParamsSpec s;
+  s.mapping = MappingType::Asymmetric;
+  s.quant_min = -128;
+  s.quant_max = 127;
+  float scale[2], zp[2];
+  ASSERT_EQ((choose_qparams_affine<float, float, float>(in, g, s, scale, zp, 1)), -1);
+  EXPECT_EQ(scale[0], 4.0f / 255.0f);
+  EXPECT_EQ(zp[0], -64.0f);
+  EXPECT_EQ(scale[1], s.eps);  // all-zero row: scale clamps to eps
+  EXPECT_EQ(zp[1], -128.0f);
+  int8_t q[8];
+  quantize_affine<float, float, int8_t>(in, g, scale, zp, ZeroPointDomain::Int, -128, 127, q, 1);
+  EXPECT_EQ(q[0], -128);
+  EXPECT_EQ(q[1], -64);
+  EXPECT_EQ(q[3], 127);
+  float back[8];
+  dequantize_affine<int8_t, float, float>(q, g, scale, zp, ZeroPointDomain::Int, -128, 127, back, 1);
+  for (int i = 0; i < 8; ++i) EXPECT_NEAR(back[i], in[i], scale[i / 4] / 2 + 1e-7f);
+}
+
+TEST(QuantPrimitives, NonFiniteBlockIsReported) {
+  const float in[4] = {1.0f, 2.0f, NAN, 0.0f};
+  BlockGeometry g{{2, 2}, {1, 2}};
+  QParamsSpec s;
+  float scale[2], zp[2];
+  EXPECT_EQ((choose_qparams_affine<float, float, float>(in, g, s, scale, zp, 1)), 1);
+}
+
+TEST(QuantPrimitives, BlocksAcrossRowsAndNaNInputs) {
+  // One block spans both rows (per-tensor); scale 0.5 makes x * (1/scale) exact.
+  const float in[4] = {1.25f, -3.75f, NAN, 9.0f};
+  BlockGeometry g{{2, 2}, {2, 2}};
+  EXPECT_EQ(g.num_blocks(), 1);
+  const float scale[1] = {0.5f};
+  int8_t q[4];
+  quantize_affine<float, float, int8_t>(in, g, scale, nullptr, ZeroPointDomain::None, -8, 7, q, 2);
+  EXPECT_EQ(q[0], 2);   // 2.5 rounds to even 2
+  EXPECT_EQ(q[1], -8);  // -7.5 rounds to even -8
+  EXPECT_EQ(q[2], 0);   // NaN quantizes as 0
+  EXPECT_EQ(q[3], 7);   // 18 clamps to quant_max
+}
+
+TEST(QuantPrimitives, TinygemmFloatZeroPointBf16) {
+  // min = -1, max = 2, int4 [0, 15]: scale = 3/15 = 0.2 (bf16), zp = min + scale*8.
+  bf16 in[4] = {from_float<bf16>(-1.0f), from_float<bf16>(0.5f), from_float<bf16>(2.0f), from_float<bf16>(0.0f)};
+  BlockGeometry g{{1, 4}, {1, 4}};
+  QParamsSpec s;
+  s.mapping = MappingType::Asymmetric;
+  s.domain = ZeroPointDomain::Float;
+  s.preserve_zero = false;
+  s.quant_min = 0;
+  s.quant_max = 15;
+  s.eps = 1e-6f;
+  bf16 scale[1];
+  float zp[1];
+  ASSERT_EQ((choose_qparams_affine<bf16, bf16, float>(in, g, s, scale, zp, 1)), -1);
+  const float sc = round_to<bf16>(3.0f / 15.0f);
+  EXPECT_EQ(to_float(scale[0]), sc);
+  EXPECT_EQ(zp[0], round_to<bf16>(-1.0f + round_to<bf16>(sc * 8.0f)));
+  uint8_t q[4];
+  quantize_affine<bf16, bf16, uint8_t>(in, g, scale, zp, ZeroPointDomain::Float, 0, 15, q, 1);
+  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(q[2], 15);
+}
+
+TEST(QuantPrimitives, Float8PerRowRoundTrip) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  std::vector<float> in(4 * 64);
+  for (auto& v : in) v = nd(rng);
+  BlockGeometry g{{4, 64}, {1, 64}};
+  QParamsSpec s;
+  s.mapping = MappingType::Symmetric;
+  s.domain = ZeroPointDomain::None;
+  s.quant_min = -448;
+  s.quant_max = 448;
+  float scale[4];
+  ASSERT_EQ((choose_qparams_affine<float, float, float>(in.data(), g, s, scale, nullptr, 1)), -1);
+  std::vector<uint8_t> q(in.size());
+  quantize_affine_float8<Float8Format::E4M3FN, float, float>(in.data(), g, scale, q.data(), 1);
+  std::vector<float> back(in.size());
+  dequantize_affine_float8<Float8Format::E4M3FN, float, float>(q.data(), g, scale, back.data(), 1);
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_NEAR(back[i], in[i], std::fabs(in[i]) / 16 + scale[i / 64]);
+}
+
+class BitPackTest : public ::testing::TestWithParam<int> {};
+TEST_P(BitPackTest, RoundTripsOddLengths) {
+  const int bits = GetParam();
+  const int64_t rows = 3, cols = 37;
+  std::vector<int8_t> codes(rows * cols);
+  const int64_t qmin = -(int64_t(1) << (bits - 1));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = int8_t(qmin + int64_t(i * 7 % (1u << bits)));
+  std::vector<uint8_t> packed(rows * packed_row_bytes(cols, bits));
+  std::vector<int8_t> back(codes.size());
+  dispatch_bits(bits, [&](auto b) {
+    pack_bits_rows<decltype(b)::value>(codes.data(), rows, cols, qmin, packed.data());
+    unpack_bits_rows<decltype(b)::value>(packed.data(), rows, cols, qmin, back.data());
+  });
+  EXPECT_EQ(codes, back);
+  EXPECT_EQ(int64_t(packed.size()), rows * ((cols * bits + 7) / 8));
+}
+INSTANTIATE_TEST_SUITE_P(AllWidths, BitPackTest, ::testing::Range(1, 9));
+
+TEST(Linear, WeightOnlyMatchesNaiveReference) {
+  const LinearShape s{3, 5, 64, 32};
+  std::mt19937 rng(2);
+  std::uniform_int_distribution<int> code(0, 15);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(s.M * s.K), scale(s.N * 2), zp(s.N * 2), bias(s.N);
+  std::vector<uint8_t> codes(s.N * s.K);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : codes) v = uint8_t(code(rng));
+  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.1f;
+  for (auto& v : zp) v = nd(rng) * 0.1f;
+  for (auto& v : bias) v = nd(rng);
+  std::vector<uint8_t> packed(s.N * packed_row_bytes(s.K, 4));
+  pack_bits_rows<4>(codes.data(), s.N, s.K, 0, packed.data());
+  std::vector<float> out(s.M * s.N);
+  weight_only_linear<float, float>(x.data(), PackedCodes<4>{packed.data(), s.K, 0}, scale.data(), zp.data(),
+                                   ZeroPointDomain::Float, 0, 15, bias.data(), s, out.data(), 2);
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = 0; n < s.N; ++n) {
+      double ref = bias[n];
+      for (int64_t k = 0; k < s.K; ++k) {
+        const int64_t g = n * 2 + k / 32;
+        ref += double(x[m * s.K + k]) * ((codes[n * s.K + k] - 8.0) * scale[g] + zp[g]);
+      }
+      EXPECT_NEAR(out[m * s.N + n], ref, 1e-4 * (1 + std::fabs(ref)));
+    }
+}
+
+TEST(Linear, Int8DynamicMatchesIntegerReference) {
+  const LinearShape s{2, 3, 8, 4};
+  const int8_t a[16] = {1, -2, 3, -4, 5, -6, 7, -8, 10, 20, 30, 40, -50, -60, -70, -80};
+  const float a_scale[2] = {0.5f, 0.25f}, a_zp[2] = {1.0f, -2.0f};
+  std::vector<int8_t> w(24);
+  for (int i = 0; i < 24; ++i) w[i] = int8_t(i - 12);
+  const float w_scale[6] = {1, 2, 3, 4, 5, 6}, w_zp[6] = {0, 1, -1, 0, 2, 0};
+  float out[6];
+  int8_dynamic_linear<float>(a, a_scale, a_zp, PlainCodes<int8_t>{w.data(), 8}, w_scale, w_zp, nullptr, s, out, 1);
+  for (int m = 0; m < 2; ++m)
+    for (int n = 0; n < 3; ++n) {
+      double ref = 0;
+      for (int k = 0; k < 8; ++k)
+        ref += a_scale[m] * w_scale[n * 2 + k / 4] * (a[m * 8 + k] - a_zp[m]) * (w[n * 8 + k] - w_zp[n * 2 + k / 4]);
+      EXPECT_FLOAT_EQ(out[m * 3 + n], float(ref));
+    }
+}
