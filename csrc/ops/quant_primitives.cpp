@@ -126,11 +126,12 @@ at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, 
   auto sc = scale.contiguous();
   check_scale_values(op, sc.to(at::kFloat));
   at::Tensor zp_f;
+  bool zp_is_scale_dtype = true;
   if (domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
-    if (domain == k::ZeroPointDomain::Float)
-      TORCH_CHECK_TYPE(zero_point->scalar_type() == scale.scalar_type(), op,
-                       ": FLOAT-domain zero_point must have the scale's dtype ", scale.scalar_type(), ", got ",
-                       zero_point->scalar_type());
+    if (domain == k::ZeroPointDomain::Float) {
+      check_float_dtype(op, "zero_point (FLOAT domain)", zero_point->scalar_type());
+      zp_is_scale_dtype = zero_point->scalar_type() == scale.scalar_type();
+    }
     zp_f = zero_point->to(at::kFloat).contiguous();
   }
   auto in = input.contiguous();
@@ -142,7 +143,7 @@ at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, 
       dispatch_code(output_dtype, [&](auto t_q) {
         using TQ = decltype(t_q);
         k::quantize_affine<T, TS, TQ>(ptr<T>(in), g, ptr<TS>(sc), zp_f.defined() ? ptr<float>(zp_f) : nullptr,
-                                      domain, quant_min, quant_max, ptr<TQ>(out), num_threads());
+                                      domain, quant_min, quant_max, ptr<TQ>(out), num_threads(), zp_is_scale_dtype);
       });
     });
   });

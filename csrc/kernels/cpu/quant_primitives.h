@@ -166,12 +166,15 @@ struct QuantBlock {
 };
 
 // Codes for `in` given per-block scale/zero point. NaN inputs quantize as 0.
-// zp holds zero points as float (nullptr for domain None); for the FLOAT
-// domain they have the scale's dtype TS.
+// zp holds zero points as float (nullptr for domain None). For the FLOAT
+// domain, `zp_is_scale_dtype` says whether the zero point tensor had the
+// scale's dtype TS; otherwise PyTorch promotes that arithmetic to float32.
 template <class T, class TS, class TQ>
 void quantize_affine(const T* in, const BlockGeometry& g, const TS* scale, const float* zp,
-                     ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, TQ* out, int nthreads) {
+                     ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, TQ* out, int nthreads,
+                     bool zp_is_scale_dtype = true) {
   using C = promote_t<T, TS>;
+  const bool exact_f32 = domain == ZeroPointDomain::Float && !zp_is_scale_dtype;
   const int64_t nb = g.num_blocks();
   std::vector<QuantBlock> qb(nb);
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
@@ -179,7 +182,9 @@ void quantize_affine(const T* in, const BlockGeometry& g, const TS* scale, const
     const float s = to_float(scale[b]);
     qb[b].scale = s;
     qb[b].recip = round_to<TS>(1.0f / s);
-    if (domain == ZeroPointDomain::Float)
+    if (exact_f32)
+      qb[b].offset = zp[b] - s * mid;
+    else if (domain == ZeroPointDomain::Float)
       qb[b].offset = round_to<TS>(zp[b] - round_to<TS>(s * mid));
     else
       qb[b].offset = zp ? zp[b] : 0.0f;
@@ -191,7 +196,9 @@ void quantize_affine(const T* in, const BlockGeometry& g, const TS* scale, const
       float x = to_float(in[i]);
       if (std::isnan(x)) x = 0.0f;
       float v;
-      if (domain == ZeroPointDomain::Float) {
+      if (exact_f32) {
+        v = std::nearbyint((x - q.offset) / q.scale);
+      } else if (domain == ZeroPointDomain::Float) {
         v = std::nearbyint(round_to<C>(round_to<C>(x - q.offset) / q.scale));
       } else {
         v = std::nearbyint(round_to<C>(x * q.recip)) + q.offset;

@@ -1,0 +1,38 @@
+"""torchao's quantization API as a PyTorch C++ extension.
+
+Example:
+    >>> import torch, torchao_cpp
+    >>> from torchao_cpp.quantization import quantize_, Int8WeightOnlyConfig
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 32)).eval()
+    >>> quantize_(model, Int8WeightOnlyConfig())
+    >>> model(torch.randn(2, 64)).shape
+    torch.Size([2, 32])
+"""
+from . import _library
+
+_library.load()
+
+import torch  # noqa: E402
+
+from . import _C  # noqa: E402
+from . import dtypes, quantization  # noqa: E402
+
+__version__ = _C.build_info()["version"]
+ops = torch.ops.torchao_cpp
+classes = torch.classes.torchao_cpp
+library_path = _library.LIBRARY_PATH
+
+
+def build_info() -> dict:
+    """Versions and options of this build, plus the CPU features found at run time.
+
+    Example:
+        >>> torchao_cpp.build_info()["torch_version"]  # doctest: +SKIP
+        '1.13.0'
+    """
+    info = dict(_C.build_info())
+    info["cpu_features"] = dict(_C.cpu_features())
+    return info
+
+
+__all__ = ["build_info", "classes", "dtypes", "library_path", "ops", "quantization"]

@@ -1,0 +1,220 @@
+"""Python faces of the C++ quantized-tensor classes.
+
+`AffineQuantizedTensor` and `LinearActivationQuantizedTensor` are torch.Tensor
+subclasses that carry a `torch.classes.torchao_cpp` object (`.impl`). They
+report the original shape and float dtype; `F.linear` runs the C++ kernels on
+the stored codes; any other op sees the dequantized weight.
+"""
+from typing import Any, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+
+# Ops that only read metadata or keep the object as is.
+_PASSTHROUGH = {torch.Tensor.detach, torch.Tensor.requires_grad_}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' / 'bfloat16' / 'float16' for the C++ classes.
+
+    Example:
+        >>> dtype_name(torch.bfloat16)
+        'bfloat16'
+    """
+    if dtype not in _DTYPE_NAMES:
+        raise TypeError(f"expected a float32, bfloat16 or float16 tensor, got {dtype}")
+    return _DTYPE_NAMES[dtype]
+
+
+class _QuantizedTensorBase(torch.Tensor):
+    impl: Any
+
+    @staticmethod
+    def __new__(cls, impl: Any, shape, dtype: torch.dtype):
+        return torch.Tensor._make_wrapper_subclass(
+            cls, list(shape), dtype=dtype, device=torch.device("cpu"), requires_grad=False
+        )
+
+    def _dequantize_impl(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dequantize(self, output_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        out = self._dequantize_impl()
+        return out if output_dtype is None else out.to(output_dtype)
+
+    def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.impl.linear(x, bias)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, w = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if isinstance(w, _QuantizedTensorBase) and not isinstance(x, _QuantizedTensorBase):
+                return w._linear(x, bias)
+        if func in _PASSTHROUGH:
+            return args[0]
+        if getattr(func, "__name__", "") == "__get__" or func in (torch.Tensor.size, torch.Tensor.dim):
+            with torch._C.DisableTorchFunction():
+                return func(*args, **kwargs)
+        # Anything else runs on the dequantized weight.
+        def plain(a):
+            if isinstance(a, _QuantizedTensorBase):
+                return a.dequantize()
+            if isinstance(a, (list, tuple)):
+                return type(a)(plain(b) for b in a)
+            return a
+
+        with torch._C.DisableTorchFunction():
+            return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        raise NotImplementedError(f"{cls.__name__} does not support {func} at the dispatcher level")
+
+
+class AffineQuantizedTensor(_QuantizedTensorBase):
+    """A weight stored as affine-quantized codes (C++: torch.classes.torchao_cpp.AffineQuantizedTensor).
+
+    Example:
+        >>> import torch, torchao_cpp
+        >>> from torchao_cpp.dtypes import AffineQuantizedTensor
+        >>> w = AffineQuantizedTensor.from_float(torch.randn(8, 64), "ASYMMETRIC", [1, 32], torch.int8)
+        >>> w.shape, w.dtype
+        (torch.Size([8, 64]), torch.float32)
+    """
+
+    def __new__(cls, impl: Any):
+        return super().__new__(cls, impl, impl.shape(), _DTYPES[impl.dtype()])
+
+    def __init__(self, impl: Any):
+        self.impl = impl
+
+    @classmethod
+    def from_float(
+        cls,
+        weight: torch.Tensor,
+        mapping_type: Any,
+        block_size,
+        target_dtype: Any,
+        quant_min: Optional[int] = None,
+        quant_max: Optional[int] = None,
+        eps: Optional[float] = None,
+        scale_dtype: Optional[torch.dtype] = None,
+        zero_point_dtype: Optional[torch.dtype] = None,
+        preserve_zero: bool = True,
+        zero_point_domain: Any = "INT",
+        layout: Any = None,
+    ) -> "AffineQuantizedTensor":
+        """Quantizes `weight` (torchao's to_affine_quantized_intx / _floatx).
+
+        Example:
+            >>> from torchao_cpp.dtypes import AffineQuantizedTensor, float8_e4m3fn
+            >>> AffineQuantizedTensor.from_float(torch.randn(4, 32), "SYMMETRIC", [1, 32], float8_e4m3fn).layout
+            'Float8Layout'
+        """
+        from ..quantization import quant_primitives as qp
+        from . import _dtypes, layouts
+
+        if weight.dtype not in _DTYPE_NAMES:
+            raise TypeError(f"from_float: weight must be float32, bfloat16 or float16, got {weight.dtype}")
+        block_size = list(block_size)
+        if _dtypes.is_float8(target_dtype):
+            layout = layout or layouts.Float8Layout()
+            scale = qp.choose_qparams_affine_float8(weight, target_dtype, block_size, scale_dtype)
+            codes = torch.ops.torchao_cpp.quantize_affine_float8(weight, block_size, scale, _dtypes.float8_name(target_dtype))
+            fmax = int(_dtypes.float8_max(target_dtype))
+            impl = torch.classes.torchao_cpp.AffineQuantizedTensor(
+                codes, scale, None, block_size, -fmax, fmax, "NONE", layout.name,
+                _dtypes.float8_name(target_dtype), dtype_name(weight.dtype))
+            return cls(impl)
+        layout = layout or layouts.PlainLayout()
+        qmin, qmax = qp._range(target_dtype, quant_min, quant_max)
+        domain = qp._domain_name(zero_point_domain)
+        scale, zp = qp.choose_qparams_affine(
+            weight, mapping_type, block_size, target_dtype, qmin, qmax, eps, scale_dtype, zero_point_dtype,
+            preserve_zero, domain)
+        codes = qp.quantize_affine(weight, block_size, scale, zp, target_dtype, qmin, qmax, domain)
+        code_dtype = _code_dtype_for(target_dtype, qmin, qmax, layout)
+        codes = codes.to(_dtypes.storage_dtype(_code_torch_dtype(code_dtype)))
+        impl = torch.classes.torchao_cpp.AffineQuantizedTensor(
+            codes, scale, zp, block_size, qmin, qmax, domain, layout.name, code_dtype, dtype_name(weight.dtype))
+        return cls(impl)
+
+    def _dequantize_impl(self) -> torch.Tensor:
+        return self.impl.dequantize()
+
+    def get_plain(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """(codes, scale, zero_point), codes unpacked one per element."""
+        return tuple(self.impl.get_plain())
+
+    @property
+    def layout(self) -> str:
+        return self.impl.layout()
+
+    @property
+    def block_size(self):
+        return tuple(self.impl.block_size())
+
+    def nbytes_quantized(self) -> int:
+        """Bytes of codes + scales + zero points."""
+        return self.impl.nbytes()
+
+    def __repr__(self) -> str:
+        return self.impl.repr()
+
+
+class LinearActivationQuantizedTensor(_QuantizedTensorBase):
+    """A quantized weight plus the quantizer applied to a linear's input.
+
+    Example:
+        >>> import torch, torchao_cpp
+        >>> from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor
+        >>> w = AffineQuantizedTensor.from_float(torch.randn(8, 64), "SYMMETRIC", [1, 64], torch.int8,
+        ...                                      zero_point_domain="NONE")
+        >>> lw = LinearActivationQuantizedTensor(w, "int8_symm_per_token_reduced_range")
+        >>> torch.nn.functional.linear(torch.randn(2, 64), lw).shape
+        torch.Size([2, 8])
+    """
+
+    def __new__(cls, weight: AffineQuantizedTensor, act_quant: str):
+        return super().__new__(cls, None, weight.shape, weight.dtype)
+
+    def __init__(self, weight: AffineQuantizedTensor, act_quant: str):
+        self.original_weight_tensor = weight
+        self.impl = torch.classes.torchao_cpp.LinearActivationQuantizedTensor(weight.impl, act_quant)
+
+    def _dequantize_impl(self) -> torch.Tensor:
+        return self.original_weight_tensor.dequantize()
+
+    def nbytes_quantized(self) -> int:
+        return self.original_weight_tensor.nbytes_quantized()
+
+    def __repr__(self) -> str:
+        return self.impl.repr()
+
+
+def _code_torch_dtype(name: str) -> Any:
+    from . import _dtypes
+
+    return getattr(_dtypes, name, None) or getattr(torch, name)
+
+
+def _code_dtype_for(target_dtype: Any, qmin: int, qmax: int, layout: Any) -> str:
+    """Narrowest code dtype holding [qmin, qmax] (e.g. int32 with 0..15 -> uint4 for tinygemm)."""
+    from . import _dtypes
+
+    bits, signed = _dtypes.dtype_info(target_dtype)
+    if bits > 8 or layout.name in ("TensorCoreTiledLayout", "Int4CPULayout"):
+        signed = qmin < 0
+        span = max(qmax, -qmin - 1 if qmin < 0 else 0)
+        bits = max(1, int(span).bit_length() + (1 if signed else 0))
+        if layout.name in ("TensorCoreTiledLayout", "Int4CPULayout"):
+            if (qmin, qmax) != (0, 15):
+                raise ValueError(f"{layout.name} holds codes in [0, 15], got [{qmin}, {qmax}]")
+            bits, signed = 4, False
+    return f"{'int' if signed else 'uint'}{bits}"

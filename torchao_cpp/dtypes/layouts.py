@@ -1,0 +1,96 @@
+"""Layouts: how a quantized tensor's codes are packed (names match the seed's)."""
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Base class; `name` is the C++ layout name.
+
+    Example:
+        >>> PlainLayout().name
+        'PlainLayout'
+    """
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"{self.name}()"
+
+
+@dataclass(frozen=True, repr=False)
+class PlainLayout(Layout):
+    """One code per element in its own integer dtype.
+
+    Example:
+        >>> PlainLayout()
+        PlainLayout()
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class TensorCoreTiledLayout(Layout):
+    """tinygemm's int4 layout; on CPU this project stores two 4-bit codes per byte.
+
+    Example:
+        >>> TensorCoreTiledLayout(inner_k_tiles=8).inner_k_tiles
+        8
+    """
+
+    inner_k_tiles: int = 8
+
+    def __post_init__(self):
+        if self.inner_k_tiles not in (2, 4, 8):
+            raise ValueError(f"TensorCoreTiledLayout.inner_k_tiles must be 2, 4 or 8, got {self.inner_k_tiles}")
+
+
+@dataclass(frozen=True, repr=False)
+class Int4CPULayout(Layout):
+    """int4 weight-only on CPU: two 4-bit codes per byte.
+
+    Example:
+        >>> Int4CPULayout().name
+        'Int4CPULayout'
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class UintxLayout(Layout):
+    """N-bit codes bit-packed along rows.
+
+    Example:
+        >>> from torchao_cpp.dtypes import uint3
+        >>> UintxLayout(uint3).pack_dim
+        -1
+    """
+
+    dtype: Any = None
+    pack_dim: int = -1
+
+    def __post_init__(self):
+        if self.pack_dim != -1:
+            raise NotImplementedError(f"UintxLayout.pack_dim={self.pack_dim}: only -1 (the last dim) is supported")
+
+
+@dataclass(frozen=True, repr=False)
+class QDQLayout(Layout):
+    """One int8 code per element, dequantized on use.
+
+    Example:
+        >>> QDQLayout().name
+        'QDQLayout'
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class Float8Layout(Layout):
+    """Raw float8 bytes.
+
+    Example:
+        >>> Float8Layout().mm_config is None
+        True
+    """
+
+    mm_config: Optional[Any] = None

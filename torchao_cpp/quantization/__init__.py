@@ -1,0 +1,33 @@
+"""quantize_, configs and quant primitives (mirrors torchao.quantization)."""
+from .granularity import Granularity, PerAxis, PerGroup, PerRow, PerTensor, PerToken
+from .quant_api import (
+    AOBaseConfig,
+    Float8WeightOnlyConfig,
+    Int4WeightOnlyConfig,
+    Int8DynamicActivationInt4WeightConfig,
+    Int8DynamicActivationInt8WeightConfig,
+    Int8DynamicActivationIntxWeightConfig,
+    Int8WeightOnlyConfig,
+    IntxWeightOnlyConfig,
+    UIntXWeightOnlyConfig,
+    float8_weight_only,
+    int4_weight_only,
+    int8_dynamic_activation_int4_weight,
+    int8_dynamic_activation_int8_weight,
+    int8_weight_only,
+    quantize_,
+    register_quantize_module_handler,
+    uintx_weight_only,
+)
+from .quant_primitives import (
+    MappingType,
+    ZeroPointDomain,
+    choose_qparams_affine,
+    choose_qparams_affine_float8,
+    dequantize_affine,
+    dequantize_affine_float8,
+    quantize_affine,
+    quantize_affine_float8,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]
