@@ -188,13 +188,27 @@ at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size
 
 at::Tensor choose_qparams_affine_float8(const at::Tensor& input, at::IntArrayRef block_size,
                                         const std::string& float8_dtype, c10::optional<at::ScalarType> scale_dtype) {
-  // torchao computes float8 scales with choose_qparams_affine: SYMMETRIC over
-  // [-max, max], eps = float32 epsilon, no zero point.
+  const char* op = "choose_qparams_affine_float8";
+  check_cpu(op, "input", input);
+  check_float_dtype(op, "input", input.scalar_type());
   const auto fmt = parse_float8_dtype(float8_dtype);
-  const int64_t mx = int64_t(k::float8_max(fmt));
-  auto res = choose_qparams_affine(input, "SYMMETRIC", block_size, -mx, mx, std::numeric_limits<float>::epsilon(),
-                                   scale_dtype, c10::nullopt, true, "NONE");
-  return std::get<0>(res);
+  const auto sdt = scale_dtype.value_or(input.scalar_type());
+  check_float_dtype(op, "scale_dtype", sdt);
+  auto g = make_geometry(op, input.sizes(), block_size);
+  auto in = input.contiguous();
+  auto scale = at::empty(qparams_shape(input.sizes(), block_size), input.options().dtype(sdt));
+  int64_t bad = -1;
+  dispatch_float(in.scalar_type(), [&](auto t_in) {
+    using T = decltype(t_in);
+    dispatch_float(sdt, [&](auto t_s) {
+      using TS = decltype(t_s);
+      bad = k::choose_qparams_float8<T, TS>(ptr<T>(in), g, k::float8_max(fmt), std::numeric_limits<float>::epsilon(),
+                                            ptr<TS>(scale), num_threads());
+    });
+  });
+  TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (block ", bad,
+                    "); quantization parameters are undefined for non-finite values");
+  return scale;
 }
 
 at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,

@@ -130,14 +130,13 @@ inline void qparams_from_minmax(float mn, float mx, const QParamsSpec& s, TS* sc
   if (zp) *zp = from_float<TZ>(z);
 }
 
-// Returns -1, or the index of the first block whose min or max is not finite
-// (scales are then left unset: the caller reports the error).
-template <class T, class TS, class TZ>
-int64_t choose_qparams_affine(const T* in, const BlockGeometry& g, const QParamsSpec& spec,
-                              TS* scale, TZ* zp, int nthreads) {
+// Per-block min and max. Returns -1, or the index of the first block holding
+// NaN or Inf (whose min/max are then meaningless).
+template <class T>
+int64_t block_minmax(const T* in, const BlockGeometry& g, std::vector<float>& mn, std::vector<float>& mx, int nthreads) {
   const int64_t nb = g.num_blocks();
-  std::vector<float> mn(nb, std::numeric_limits<float>::infinity());
-  std::vector<float> mx(nb, -std::numeric_limits<float>::infinity());
+  mn.assign(nb, std::numeric_limits<float>::infinity());
+  mx.assign(nb, -std::numeric_limits<float>::infinity());
   std::vector<uint8_t> bad(nb, 0);
   for_each_run(g, g.blocks_within_rows(), nthreads, [&](int64_t off, int64_t len, int64_t b) {
     float lo = mn[b], hi = mx[b];
@@ -154,7 +153,34 @@ int64_t choose_qparams_affine(const T* in, const BlockGeometry& g, const QParams
   });
   for (int64_t b = 0; b < nb; ++b)
     if (bad[b]) return b;
-  for (int64_t b = 0; b < nb; ++b) qparams_from_minmax<T>(mn[b], mx[b], spec, scale + b, zp ? zp + b : nullptr);
+  return -1;
+}
+
+// Returns -1, or the index of the first block whose min or max is not finite
+// (scales are then left unset: the caller reports the error).
+template <class T, class TS, class TZ>
+int64_t choose_qparams_affine(const T* in, const BlockGeometry& g, const QParamsSpec& spec, TS* scale, TZ* zp,
+                              int nthreads) {
+  std::vector<float> mn, mx;
+  const int64_t bad = block_minmax(in, g, mn, mx, nthreads);
+  if (bad >= 0) return bad;
+  for (size_t b = 0; b < mn.size(); ++b) qparams_from_minmax<T>(mn[b], mx[b], spec, scale + b, zp ? zp + b : nullptr);
+  return -1;
+}
+
+// float8 scales as torchao computes them: max|x| times the reciprocal of the
+// format's max, in the input's precision; clamped to eps so that an all-zero
+// block gets a usable scale.
+template <class T, class TS>
+int64_t choose_qparams_float8(const T* in, const BlockGeometry& g, float fmax, float eps, TS* scale, int nthreads) {
+  std::vector<float> mn, mx;
+  const int64_t bad = block_minmax(in, g, mn, mx, nthreads);
+  if (bad >= 0) return bad;
+  const float r = 1.0f / fmax;
+  for (size_t b = 0; b < mn.size(); ++b) {
+    const float amax = std::max(-mn[b], mx[b]);
+    scale[b] = from_float<TS>(round_to<T>(std::max(round_to<T>(amax * r), eps)));
+  }
   return -1;
 }
 
