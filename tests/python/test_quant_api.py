@@ -1,0 +1,137 @@
+"""quantize_ and the configs that run so far."""
+import copy
+import logging
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import sqnr
+from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor, float8_e5m2, int3, uint4
+from torchao_cpp.quantization import (
+    Float8WeightOnlyConfig,
+    Int4WeightOnlyConfig,
+    Int8DynamicActivationInt4WeightConfig,
+    Int8DynamicActivationInt8WeightConfig,
+    Int8DynamicActivationIntxWeightConfig,
+    Int8WeightOnlyConfig,
+    IntxWeightOnlyConfig,
+    PerAxis,
+    PerGroup,
+    PerRow,
+    UIntXWeightOnlyConfig,
+    int4_weight_only,
+    int8_weight_only,
+    quantize_,
+)
+
+CONFIGS = [
+    (Int8WeightOnlyConfig(), AffineQuantizedTensor, 38),
+    (Int4WeightOnlyConfig(group_size=32), AffineQuantizedTensor, 18),
+    (Int8DynamicActivationInt8WeightConfig(), LinearActivationQuantizedTensor, 30),
+    (Int8DynamicActivationInt4WeightConfig(group_size=32), LinearActivationQuantizedTensor, 14),
+    (IntxWeightOnlyConfig(weight_dtype=int3, granularity=PerAxis(0)), AffineQuantizedTensor, 8),
+    (Int8DynamicActivationIntxWeightConfig(weight_dtype=int3), LinearActivationQuantizedTensor, 8),
+    (UIntXWeightOnlyConfig(dtype=uint4, group_size=32), AffineQuantizedTensor, 18),
+    (Float8WeightOnlyConfig(weight_dtype=float8_e5m2), AffineQuantizedTensor, 18),
+]
+
+
+def _model(dtype=torch.float32):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 32)).to(dtype).eval()
+
+
+@pytest.mark.parametrize("config,cls,min_sqnr", CONFIGS, ids=lambda c: type(c).__name__ if not isinstance(c, (type, int)) else "")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_quantize_runs_and_keeps_metadata(config, cls, min_sqnr, dtype):
+    m = _model(dtype)
+    x = torch.randn(2, 3, 128).to(dtype)
+    ref = copy.deepcopy(m).float()(x.float())  # torch 1.13 has no float16 matmul on CPU
+    quantize_(m, config)
+    for lin in (m[0], m[2]):
+        assert isinstance(lin.weight, cls) and isinstance(lin.weight, nn.Parameter)
+        assert lin.weight.dtype == dtype and lin.weight.device.type == "cpu"
+        assert "weight=" in repr(lin) and "Quantized" in repr(lin)
+    assert m[0].weight.shape == (64, 128)
+    y = m(x)
+    assert y.shape == (2, 3, 32) and y.dtype == dtype
+    assert sqnr(ref.float(), y.float()) > min_sqnr
+
+
+def test_group_size_that_does_not_divide_is_skipped_and_logged(caplog):
+    m = nn.Sequential(nn.Linear(96, 8), nn.Linear(8, 128), nn.Linear(128, 4))
+    with caplog.at_level(logging.INFO, logger="torchao_cpp.quantization.quant_api"):
+        quantize_(m, Int4WeightOnlyConfig(group_size=64))
+    assert not isinstance(m[0].weight, AffineQuantizedTensor)  # 96 % 64 != 0
+    assert not isinstance(m[1].weight, AffineQuantizedTensor)
+    assert isinstance(m[2].weight, AffineQuantizedTensor)
+    assert "Skipping Int4WeightOnlyConfig for 0" in caplog.text and "group_size 64" in caplog.text
+
+
+def test_int8_dynamic_skips_small_in_features(caplog):
+    m = nn.Sequential(nn.Linear(16, 32), nn.Linear(32, 8))
+    with caplog.at_level(logging.INFO, logger="torchao_cpp.quantization.quant_api"):
+        quantize_(m, Int8DynamicActivationInt8WeightConfig())
+    assert not isinstance(m[0].weight, LinearActivationQuantizedTensor)
+    assert isinstance(m[1].weight, LinearActivationQuantizedTensor)
+    assert "in_features 16 <= 16" in caplog.text
+
+
+def test_filter_fn_and_already_quantized_layers():
+    m = _model()
+    quantize_(m, Int8WeightOnlyConfig(), filter_fn=lambda mod, fqn: isinstance(mod, nn.Linear) and fqn == "2")
+    assert not isinstance(m[0].weight, AffineQuantizedTensor) and isinstance(m[2].weight, AffineQuantizedTensor)
+    first = m[2].weight
+    quantize_(m, Int4WeightOnlyConfig(group_size=32))  # the default filter leaves quantized weights alone
+    assert m[2].weight is first and isinstance(m[0].weight, AffineQuantizedTensor)
+
+
+def test_error_leaves_the_model_unchanged():
+    m = _model()
+    with torch.no_grad():
+        m[2].weight[3, 4] = float("nan")
+    before = [p.clone() for p in m.parameters()]
+    with pytest.raises(ValueError, match=r"quantize_: failed to quantize '2' with Int8WeightOnlyConfig.*NaN or Inf"):
+        quantize_(m, Int8WeightOnlyConfig())
+    assert not any(isinstance(p, AffineQuantizedTensor) for p in m.parameters())
+    assert all(torch.equal(a, b, ) or (a.isnan() == b.isnan()).all() for a, b in zip(before, m.parameters()))
+
+
+def test_callable_config_is_refused():
+    with pytest.raises(AssertionError, match="generic callable"):
+        quantize_(_model(), lambda m: m)
+    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+        quantize_("model", Int8WeightOnlyConfig())
+
+
+@pytest.mark.parametrize("make,exc,fragment", [
+    (lambda: Int4WeightOnlyConfig(group_size=48), ValueError, "Int4WeightOnlyConfig.group_size must be one of [32, 64, 128, 256]"),
+    (lambda: Int4WeightOnlyConfig(group_size="64"), TypeError, "Int4WeightOnlyConfig.group_size must be int"),
+    (lambda: Int4WeightOnlyConfig(use_hqq=True), NotImplementedError, "use_hqq=True"),
+    (lambda: Int8WeightOnlyConfig(group_size=0), ValueError, "Int8WeightOnlyConfig.group_size must be >= 1"),
+    (lambda: Int8DynamicActivationInt8WeightConfig(act_mapping_type="SYMMETRIC"), ValueError, "act_mapping_type must be"),
+    (lambda: IntxWeightOnlyConfig(weight_dtype=torch.uint8), ValueError, "IntxWeightOnlyConfig.weight_dtype must be one of int1..int8"),
+    (lambda: IntxWeightOnlyConfig(granularity=PerRow()), ValueError, "IntxWeightOnlyConfig.granularity must be PerGroup"),
+    (lambda: Int8DynamicActivationIntxWeightConfig(weight_granularity=PerAxis(1)), ValueError, "weight_granularity must be"),
+    (lambda: UIntXWeightOnlyConfig(dtype=torch.int8), ValueError, "UIntXWeightOnlyConfig.dtype must be one of uint1..uint7"),
+    (lambda: Float8WeightOnlyConfig(weight_dtype=torch.int8), ValueError, "Float8WeightOnlyConfig.weight_dtype must be"),
+])
+def test_invalid_configs_raise_at_construction(make, exc, fragment):
+    with pytest.raises(exc) as e:
+        make()
+    assert fragment in str(e.value)
+
+
+def test_bc_aliases():
+    assert int8_weight_only is Int8WeightOnlyConfig and int4_weight_only is Int4WeightOnlyConfig
+    assert isinstance(int4_weight_only(group_size=64), Int4WeightOnlyConfig)
+
+
+def test_wrong_input_to_quantized_linear():
+    m = _model()
+    quantize_(m, Int8WeightOnlyConfig())
+    with pytest.raises(ValueError, match="weight expects in_features=128"):
+        m(torch.randn(2, 100))
+    with pytest.raises(TypeError, match="does not match the weight's dtype"):
+        m(torch.randn(2, 128).bfloat16())
