@@ -33,12 +33,20 @@ void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef bloc
   }
 }
 
-// Rejects scales a kernel would turn into inf/NaN codes.
-void check_scale_values(const char* op, const at::Tensor& scale_f32) {
-  const float* s = scale_f32.data_ptr<float>();
-  for (int64_t i = 0; i < scale_f32.numel(); ++i)
+// Rejects scales a kernel would turn into inf/NaN codes: zero, negative or
+// non-finite ones, and ones whose reciprocal overflows the scale's dtype
+// (torchao multiplies by 1/scale computed in that dtype).
+void check_scale_values(const char* op, const at::Tensor& scale) {
+  const auto sf = scale.to(at::kFloat).contiguous();
+  const auto recip = at::reciprocal(sf).to(scale.scalar_type()).to(at::kFloat).contiguous();
+  const float* s = sf.data_ptr<float>();
+  const float* r = recip.data_ptr<float>();
+  for (int64_t i = 0; i < sf.numel(); ++i) {
     TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0.0f, op, ": scale must be finite and > 0, got ", s[i],
                       " at block ", i);
+    TORCH_CHECK_VALUE(std::isfinite(r[i]), op, ": scale ", s[i], " at block ", i, " is too small for ",
+                      scale.scalar_type(), ": its reciprocal overflows; use a wider scale dtype");
+  }
 }
 
 bool has_zp(const c10::optional<at::Tensor>& zp) { return zp.has_value() && zp->defined(); }
@@ -124,7 +132,7 @@ at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, 
   TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None || has_zp(zero_point), op, ": zero_point_domain ",
                     zero_point_domain, " needs a zero_point");
   auto sc = scale.contiguous();
-  check_scale_values(op, sc.to(at::kFloat));
+  check_scale_values(op, sc);
   at::Tensor zp_f;
   bool zp_is_scale_dtype = true;
   if (domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
@@ -220,7 +228,7 @@ at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block
   auto g = make_geometry(op, input.sizes(), block_size);
   check_qparams(op, input, block_size, scale, c10::nullopt, g.num_blocks());
   auto sc = scale.contiguous();
-  check_scale_values(op, sc.to(at::kFloat));
+  check_scale_values(op, sc);
   auto in = input.contiguous();
   auto out = at::empty(input.sizes(), input.options().dtype(at::kByte));
   dispatch_float(in.scalar_type(), [&](auto t_in) {

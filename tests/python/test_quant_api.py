@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from conftest import sqnr
-from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor, float8_e5m2, int3, uint4
+from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor, float8_e4m3fn, float8_e5m2, int3, uint4
 from torchao_cpp.quantization import (
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
@@ -33,7 +33,7 @@ CONFIGS = [
     (IntxWeightOnlyConfig(weight_dtype=int3, granularity=PerAxis(0)), AffineQuantizedTensor, 8),
     (Int8DynamicActivationIntxWeightConfig(weight_dtype=int3), LinearActivationQuantizedTensor, 8),
     (UIntXWeightOnlyConfig(dtype=uint4, group_size=32), AffineQuantizedTensor, 18),
-    (Float8WeightOnlyConfig(weight_dtype=float8_e5m2), AffineQuantizedTensor, 18),
+    (Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn), AffineQuantizedTensor, 25),
 ]
 
 
@@ -136,3 +136,15 @@ def test_wrong_input_to_quantized_linear():
         m(torch.randn(2, 100))
     with pytest.raises(TypeError, match="does not match the weight's dtype"):
         m(torch.randn(2, 128).bfloat16())
+
+
+def test_float8_e5m2_scale_underflow_in_float16_is_an_error():
+    # max|w| / 57344 is far below float16's normal range, so 1/scale overflows
+    # float16: torchao would silently produce garbage codes.
+    m = _model(torch.float16)
+    with pytest.raises(ValueError, match="its reciprocal overflows"):
+        quantize_(m, Float8WeightOnlyConfig(weight_dtype=float8_e5m2))
+    assert not isinstance(m[0].weight, AffineQuantizedTensor)
+    m = _model(torch.bfloat16)
+    quantize_(m, Float8WeightOnlyConfig(weight_dtype=float8_e5m2))  # bfloat16 has float32's range
+    assert isinstance(m[0].weight, AffineQuantizedTensor)
