@@ -6,10 +6,10 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev python3-torch python3-dev python3-pip python3-setuptools python3-wheel
+  libtorch-dev python3-torch python3-dev python3-venv python3-pip python3-setuptools python3-wheel
   pybind11-dev python3-pybind11
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-pytest python3-numpy python3-matplotlib
+  python3-pytest python3-numpy
   libopenblas0-pthread
   dataset-fashion-mnist
 )
