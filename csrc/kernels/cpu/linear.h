@@ -10,6 +10,7 @@
 #include "bitpack.h"
 #include "numeric.h"
 #include "quant_primitives.h"
+#include "simd.h"
 
 namespace torchao_cpp {
 namespace kernels {
@@ -32,11 +33,20 @@ struct PackedCodes {
   }
 };
 
+// Decodes through a 256-entry table built once per format.
 template <Float8Format F>
 struct Float8Codes {
   const uint8_t* data;
   int64_t K;
-  float operator()(int64_t n, int64_t k) const { return float8_to_float<F>(data[n * K + k]); }
+  static const float* table() {
+    static const auto t = [] {
+      std::vector<float> v(256);
+      for (int c = 0; c < 256; ++c) v[c] = float8_to_float<F>(uint8_t(c));
+      return v;
+    }();
+    return t.data();
+  }
+  float operator()(int64_t n, int64_t k) const { return table()[data[n * K + k]]; }
 };
 
 struct LinearShape {
@@ -68,12 +78,8 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         }
       }
       const float b = bias ? to_float(bias[n]) : 0.0f;
-      for (int64_t m = 0; m < s.M; ++m) {
-        const float* xr = xf.data() + m * s.K;
-        float acc = 0.0f;
-        for (int64_t k = 0; k < s.K; ++k) acc += xr[k] * w[k];
-        out[m * s.N + n] = from_float<TA>(acc + b);
-      }
+      for (int64_t m = 0; m < s.M; ++m)
+        out[m * s.N + n] = from_float<TA>(dot_f32(xf.data() + m * s.K, w.data(), s.K) + b);
     }
   }
 }
@@ -103,10 +109,8 @@ void int8_dynamic_linear(const int8_t* a, const float* a_scale, const float* a_z
       for (int64_t g = 0; g < G; ++g) {
         const float ws = w_scale[n * G + g];
         for (int64_t m = 0; m < s.M; ++m) {
-          const int16_t* ar = aa.data() + m * s.K;
-          int32_t dot = 0;
-          for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) dot += int32_t(ar[k]) * w[k];
-          acc[m] += ws * float(dot);
+          const int64_t k0 = g * s.group_size;
+          acc[m] += ws * float(dot_i16(aa.data() + m * s.K + k0, w.data() + k0, s.group_size));
         }
       }
       const float b = bias ? to_float(bias[n]) : 0.0f;

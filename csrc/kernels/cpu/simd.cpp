@@ -1,0 +1,32 @@
+#include "simd.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TORCHAO_CPP_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define TORCHAO_CPP_CLONES
+#endif
+
+namespace torchao_cpp {
+namespace kernels {
+
+TORCHAO_CPP_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+TORCHAO_CPP_CLONES int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n) {
+  int32_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
+  return acc;
+}
+
+TORCHAO_CPP_CLONES void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace kernels
+}  // namespace torchao_cpp

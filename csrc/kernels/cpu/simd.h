@@ -1,0 +1,19 @@
+// Vector primitives with run-time ISA selection: each is compiled for
+// AVX-512, AVX2+FMA and baseline x86-64, and the loader picks the best the
+// CPU supports (GCC target_clones / ifunc), so one binary runs everywhere.
+#pragma once
+
+#include <cstdint>
+
+namespace torchao_cpp {
+namespace kernels {
+
+// sum_i a[i] * b[i]
+float dot_f32(const float* a, const float* b, int64_t n);
+// sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)
+int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n);
+// y[i] += alpha * x[i]
+void axpy_f32(float alpha, const float* x, float* y, int64_t n);
+
+}  // namespace kernels
+}  // namespace torchao_cpp
