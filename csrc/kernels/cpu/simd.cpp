@@ -23,10 +23,5 @@ TORCHAO_CPP_CLONES int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n
   return acc;
 }
 
-TORCHAO_CPP_CLONES void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
 }  // namespace kernels
 }  // namespace torchao_cpp

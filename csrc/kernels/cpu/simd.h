@@ -12,8 +12,6 @@ namespace kernels {
 float dot_f32(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n);
-// y[i] += alpha * x[i]
-void axpy_f32(float alpha, const float* x, float* y, int64_t n);
 
 }  // namespace kernels
 }  // namespace torchao_cpp
