@@ -36,6 +36,12 @@ class AOBaseConfig:
     """
 
 
+def _check_sym_or_asym(cfg: Any, name: str) -> None:
+    value = getattr(cfg, name)
+    if value not in (MappingType.SYMMETRIC, MappingType.ASYMMETRIC):
+        raise ValueError(f"{type(cfg).__name__}.{name} must be SYMMETRIC or ASYMMETRIC, got {value}")
+
+
 def _check_type(cfg: Any, name: str, value: Any, types_: Tuple[type, ...], allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -104,9 +110,7 @@ class Int8DynamicActivationInt8WeightConfig(AOBaseConfig):
     set_inductor_config: bool = True
 
     def __post_init__(self):
-        if self.act_mapping_type not in (MappingType.SYMMETRIC, MappingType.ASYMMETRIC):
-            raise ValueError(
-                f"Int8DynamicActivationInt8WeightConfig.act_mapping_type must be SYMMETRIC or ASYMMETRIC, got {self.act_mapping_type}")
+        _check_sym_or_asym(self, "act_mapping_type")
         if not isinstance(self.layout, PlainLayout):
             raise NotImplementedError(f"Int8DynamicActivationInt8WeightConfig.layout {self.layout!r}: only PlainLayout")
 
@@ -130,9 +134,8 @@ class Int8DynamicActivationInt4WeightConfig(AOBaseConfig):
         _check_type(self, "group_size", self.group_size, (int,))
         if self.group_size < 1:
             raise ValueError(f"Int8DynamicActivationInt4WeightConfig.group_size must be >= 1, got {self.group_size}")
-        if self.act_mapping_type not in (MappingType.SYMMETRIC, MappingType.ASYMMETRIC):
-            raise ValueError(
-                f"Int8DynamicActivationInt4WeightConfig.act_mapping_type must be SYMMETRIC or ASYMMETRIC, got {self.act_mapping_type}")
+        _check_sym_or_asym(self, "mapping_type")
+        _check_sym_or_asym(self, "act_mapping_type")
 
 
 def _check_intx(cfg: Any, field_name: str, dtype: Any) -> None:
@@ -170,8 +173,7 @@ class IntxWeightOnlyConfig(AOBaseConfig):
     def __post_init__(self):
         _check_intx(self, "weight_dtype", self.weight_dtype)
         _check_granularity(self, "granularity", self.granularity)
-        if self.mapping_type not in (MappingType.SYMMETRIC, MappingType.ASYMMETRIC):
-            raise ValueError(f"IntxWeightOnlyConfig.mapping_type must be SYMMETRIC or ASYMMETRIC, got {self.mapping_type}")
+        _check_sym_or_asym(self, "mapping_type")
         if not isinstance(self.layout, QDQLayout):
             raise NotImplementedError(f"IntxWeightOnlyConfig.layout {self.layout!r}: only QDQLayout")
 
@@ -197,9 +199,8 @@ class Int8DynamicActivationIntxWeightConfig(AOBaseConfig):
     def __post_init__(self):
         _check_intx(self, "weight_dtype", self.weight_dtype)
         _check_granularity(self, "weight_granularity", self.weight_granularity)
-        if self.act_mapping_type not in (MappingType.SYMMETRIC, MappingType.ASYMMETRIC):
-            raise ValueError(
-                f"Int8DynamicActivationIntxWeightConfig.act_mapping_type must be SYMMETRIC or ASYMMETRIC, got {self.act_mapping_type}")
+        _check_sym_or_asym(self, "weight_mapping_type")
+        _check_sym_or_asym(self, "act_mapping_type")
         if not isinstance(self.layout, QDQLayout):
             raise NotImplementedError(f"Int8DynamicActivationIntxWeightConfig.layout {self.layout!r}: only QDQLayout")
 
@@ -273,6 +274,13 @@ def register_quantize_module_handler(config_type: Type[AOBaseConfig]):
     return wrap
 
 
+def _act_quant(act_mapping_type: MappingType) -> str:
+    """The seed's activation quantizer for an act_mapping_type."""
+    if act_mapping_type == MappingType.ASYMMETRIC:
+        return "int8_asymm_per_token"
+    return "int8_symm_per_token_reduced_range"
+
+
 def _block(weight: torch.Tensor, group_size: Optional[int]) -> List[int]:
     return [1] * (weight.dim() - 1) + [weight.shape[-1] if group_size is None else group_size]
 
@@ -314,8 +322,7 @@ def _int8_dynamic_int8(weight, config, fqn):
     w = AffineQuantizedTensor.from_float(
         weight, MappingType.SYMMETRIC, _block(weight, None), torch.int8, eps=_FP32_EPS, zero_point_dtype=torch.int64,
         zero_point_domain=ZeroPointDomain.NONE)
-    act = "int8_symm_per_token_reduced_range" if config.act_mapping_type == MappingType.SYMMETRIC else "int8_asymm_per_token"
-    return LinearActivationQuantizedTensor(w, act)
+    return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
 
 
 @register_quantize_module_handler(Int8DynamicActivationInt4WeightConfig)
@@ -324,8 +331,7 @@ def _int8_dynamic_int4(weight, config, fqn):
         return None
     w = AffineQuantizedTensor.from_float(
         weight, config.mapping_type, _block(weight, config.group_size), torch.int8, -8, 7, eps=_FP32_EPS)
-    act = "int8_asymm_per_token" if config.act_mapping_type == MappingType.ASYMMETRIC else "int8_symm_per_token_reduced_range"
-    return LinearActivationQuantizedTensor(w, act)
+    return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
 
 
 def _intx_weight(weight, dtype, granularity, mapping_type, scale_dtype, layout, what, fqn):
@@ -350,8 +356,7 @@ def _int8_dynamic_intx(weight, config, fqn):
                      config.weight_scale_dtype, config.layout, "Int8DynamicActivationIntxWeightConfig", fqn)
     if w is None:
         return None
-    act = "int8_asymm_per_token" if config.act_mapping_type == MappingType.ASYMMETRIC else "int8_symm_per_token_reduced_range"
-    return LinearActivationQuantizedTensor(w, act)
+    return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
 
 
 @register_quantize_module_handler(UIntXWeightOnlyConfig)
