@@ -7,4 +7,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 echo "== CTest =="
 ctest --test-dir "$TORCHAO_CPP_BUILD_DIR" --output-on-failure
 echo "== pytest =="
-"$VENV/bin/python" -m pytest tests/python -q -p no:cacheprovider "$@"
+# The suite, plus every docstring example in the package (docs must match the code).
+"$VENV/bin/python" -m pytest tests/python torchao_cpp --doctest-modules -q -p no:cacheprovider "$@"

@@ -18,8 +18,8 @@ from . import _C  # noqa: E402
 from . import dtypes, quantization  # noqa: E402
 
 __version__ = _C.build_info()["version"]
+# The ops; the classes are torch.classes.torchao_cpp.AffineQuantizedTensor and friends.
 ops = torch.ops.torchao_cpp
-classes = torch.classes.torchao_cpp
 library_path = _library.LIBRARY_PATH
 
 
@@ -27,12 +27,13 @@ def build_info() -> dict:
     """Versions and options of this build, plus the CPU features found at run time.
 
     Example:
-        >>> torchao_cpp.build_info()["torch_version"]  # doctest: +SKIP
-        '1.13.0'
+        >>> import torchao_cpp
+        >>> sorted(torchao_cpp.build_info())[:3]
+        ['compiler', 'cpu_features', 'cuda']
     """
     info = dict(_C.build_info())
     info["cpu_features"] = dict(_C.cpu_features())
     return info
 
 
-__all__ = ["build_info", "classes", "dtypes", "library_path", "ops", "quantization"]
+__all__ = ["build_info", "dtypes", "library_path", "ops", "quantization"]

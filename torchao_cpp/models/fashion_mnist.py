@@ -37,7 +37,7 @@ def load_split(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """(images float32 [N, 1, 28, 28] normalised, labels int64 [N]) for 'train' or 't10k'.
 
     Example:
-        >>> x, y = load_split("t10k")  # doctest: +SKIP
+        >>> x, y = load_split("t10k")
         >>> x.shape, y.shape
         (torch.Size([10000, 1, 28, 28]), torch.Size([10000]))
     """
@@ -75,8 +75,9 @@ class FashionMLP(nn.Module):
 def train(epochs: int = 4, seed: int = 0, log=print) -> FashionMLP:
     """Trains FashionMLP with Adam; about a minute on two cores.
 
-    Example:
-        >>> model = train(epochs=1)  # doctest: +SKIP
+    Example (takes a few seconds per epoch)::
+
+        model = train(epochs=1)
     """
     torch.manual_seed(seed)
     x, y = load_split("train")
@@ -102,8 +103,9 @@ def train(epochs: int = 4, seed: int = 0, log=print) -> FashionMLP:
 def pretrained(cache_dir: Optional[str] = None, log=print) -> FashionMLP:
     """The cached trained model, training it on first use.
 
-    Example:
-        >>> model = pretrained()  # doctest: +SKIP
+    Example (trains on the first call, then loads the cache)::
+
+        model = pretrained()
     """
     cache_dir = cache_dir or CACHE_DIR
     path = os.path.join(cache_dir, "fashion_mlp.pt")

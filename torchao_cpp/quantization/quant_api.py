@@ -242,7 +242,8 @@ class Float8WeightOnlyConfig(AOBaseConfig):
     """float8 weights with one scale per output channel; runs on CPU too.
 
     Example:
-        >>> Float8WeightOnlyConfig().weight_dtype == torchao_cpp.dtypes.float8_e4m3fn
+        >>> from torchao_cpp.dtypes import float8_e4m3fn
+        >>> Float8WeightOnlyConfig().weight_dtype == float8_e4m3fn
         True
     """
 
@@ -263,8 +264,18 @@ def register_quantize_module_handler(config_type: Type[AOBaseConfig]):
     """Registers `fn(weight, config, fqn) -> quantized weight or None (skip)` for a config type.
 
     Example:
-        >>> @register_quantize_module_handler(Int8WeightOnlyConfig)  # doctest: +SKIP
-        ... def handler(weight, config, fqn): ...
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class PerRowInt8Config(AOBaseConfig):
+        ...     pass
+        >>> @register_quantize_module_handler(PerRowInt8Config)
+        ... def _per_row_int8(weight, config, fqn):
+        ...     return None if fqn == "skip" else AffineQuantizedTensor.from_float(
+        ...         weight, "SYMMETRIC", [1, weight.shape[1]], torch.int8)
+        >>> m = torch.nn.Sequential(torch.nn.Linear(32, 4))
+        >>> quantize_(m, PerRowInt8Config())
+        >>> type(m[0].weight).__name__
+        'AffineQuantizedTensor'
     """
 
     def wrap(fn):
