@@ -251,3 +251,21 @@ def test_pack_bits_round_trip_and_size(bits):
     p = ops.pack_bits(codes, bits, 0)
     assert p.shape == (5, (37 * bits + 7) // 8)
     assert torch.equal(ops.unpack_bits(p, bits, 0, 37, torch.uint8), codes)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    x = _data((64, 256), torch.bfloat16)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            s, z = ops.choose_qparams_affine(x, "ASYMMETRIC", [1, 32], 0, 15, 1e-6, None, None, False, "FLOAT")
+            q = ops.quantize_affine(x, [1, 32], s, z, torch.uint8, 0, 15, "FLOAT")
+            d = ops.dequantize_affine(q, [1, 32], s, z, 0, 15, "FLOAT", torch.bfloat16)
+            y = ops.weight_only_linear(x[:5], ops.pack_bits(q, 4, 0), "packed", 4, 64, 256, 32, s, z, 0, 15, "FLOAT")
+            outs.append((s, z, q, d, y))
+    finally:
+        torch.set_num_threads(before)
+    for other in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], other))
