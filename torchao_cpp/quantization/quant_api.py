@@ -92,7 +92,7 @@ class Int4WeightOnlyConfig(AOBaseConfig):
             raise NotImplementedError(
                 f"Int4WeightOnlyConfig.layout {self.layout!r}: supported layouts are TensorCoreTiledLayout and Int4CPULayout")
         if self.use_hqq:
-            raise NotImplementedError("Int4WeightOnlyConfig.use_hqq=True: HQQ is not implemented yet")
+            raise NotImplementedError("Int4WeightOnlyConfig.use_hqq=True: HQQ is not available in this release")
 
 
 @dataclass
@@ -234,7 +234,7 @@ class UIntXWeightOnlyConfig(AOBaseConfig):
         if self.pack_dim != -1:
             raise NotImplementedError(f"UIntXWeightOnlyConfig.pack_dim={self.pack_dim}: only -1 is supported")
         if self.use_hqq:
-            raise NotImplementedError("UIntXWeightOnlyConfig.use_hqq=True: HQQ is not implemented yet")
+            raise NotImplementedError("UIntXWeightOnlyConfig.use_hqq=True: HQQ is not available in this release")
 
 
 @dataclass
