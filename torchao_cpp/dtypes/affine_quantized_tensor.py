@@ -13,8 +13,13 @@ import torch.nn.functional as F
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
 
-# Ops that only read metadata or keep the object as is.
-_PASSTHROUGH = {torch.Tensor.detach, torch.Tensor.requires_grad_}
+# Ops that keep a quantized weight as it is.
+_SELF = {torch.Tensor.detach, torch.Tensor.requires_grad_}
+# Ops that only read metadata: run on the wrapper itself, never dequantize.
+_METADATA = {torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.is_floating_point,
+             torch.Tensor.element_size, torch.Tensor.is_complex}
+# dtype conversions: a no-op for the weight's own dtype, refused otherwise.
+_CASTS = {torch.Tensor.float: torch.float32, torch.Tensor.bfloat16: torch.bfloat16, torch.Tensor.half: torch.float16}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -29,6 +34,13 @@ def dtype_name(dtype: torch.dtype) -> str:
     return _DTYPE_NAMES[dtype]
 
 
+def _rebuild(cls, args: tuple, is_param: bool):
+    t = cls(*args)
+    if is_param:
+        t._is_param = True
+    return t
+
+
 class _QuantizedTensorBase(torch.Tensor):
     impl: Any
 
@@ -41,12 +53,57 @@ class _QuantizedTensorBase(torch.Tensor):
     def _dequantize_impl(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def _ctor_args(self) -> tuple:
+        """Arguments that rebuild this object (pickling, deepcopy)."""
+        raise NotImplementedError
+
+    def _assign(self, other: "_QuantizedTensorBase") -> None:
+        """Takes over `other`'s contents (load_state_dict's copy_)."""
+        raise NotImplementedError
+
     def dequantize(self, output_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         out = self._dequantize_impl()
         return out if output_dtype is None else out.to(output_dtype)
 
     def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         return self.impl.linear(x, bias)
+
+    def __reduce_ex__(self, protocol):
+        # torch.save / pickle: the C++ object pickles through its def_pickle state.
+        return (_rebuild, (type(self), self._ctor_args(), bool(getattr(self, "_is_param", False))))
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        if id(self) in memo:
+            return memo[id(self)]
+        out = _rebuild(type(self), copy.deepcopy(self._ctor_args(), memo), bool(getattr(self, "_is_param", False)))
+        memo[id(self)] = out
+        return out
+
+    def _copy_from(self, src: Any) -> "_QuantizedTensorBase":
+        if not isinstance(src, _QuantizedTensorBase):
+            raise TypeError(
+                f"cannot copy a {type(src).__name__} of dtype {getattr(src, 'dtype', None)} into a quantized weight "
+                f"({self!r}): quantize the model the checkpoint came from with the same config first")
+        if type(src) is not type(self) or repr(src) != repr(self):
+            raise ValueError(f"checkpoint weight {src!r} does not match the model's {self!r}: "
+                             "the checkpoint was quantized with another config")
+        self._assign(src)
+        return self
+
+    def _to(self, *args, **kwargs) -> "_QuantizedTensorBase":
+        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if device is not None and torch.device(device).type != "cpu":
+            raise NotImplementedError(f"{type(self).__name__}: only CPU kernels are available, cannot move to {device}")
+        return self._cast(dtype)
+
+    def _cast(self, dtype: Optional[torch.dtype]) -> "_QuantizedTensorBase":
+        if dtype is not None and dtype != self.dtype:
+            raise NotImplementedError(
+                f"{type(self).__name__} of dtype {self.dtype} cannot be converted to {dtype}; "
+                "convert the float model before quantizing it")
+        return self
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -56,11 +113,20 @@ class _QuantizedTensorBase(torch.Tensor):
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
             if isinstance(w, _QuantizedTensorBase) and not isinstance(x, _QuantizedTensorBase):
                 return w._linear(x, bias)
-        if func in _PASSTHROUGH:
+        if func in _SELF:
             return args[0]
-        if getattr(func, "__name__", "") == "__get__" or func in (torch.Tensor.size, torch.Tensor.dim):
+        if func is torch.Tensor.copy_ and isinstance(args[0], _QuantizedTensorBase):
+            return args[0]._copy_from(args[1])
+        if func is torch.Tensor.to and isinstance(args[0], _QuantizedTensorBase):
+            return args[0]._to(*args[1:], **kwargs)
+        if func in _CASTS and isinstance(args[0], _QuantizedTensorBase):
+            return args[0]._cast(_CASTS[func])
+        name = getattr(func, "__name__", "")
+        if func in _METADATA or name == "__get__":
             with torch._C.DisableTorchFunction():
                 return func(*args, **kwargs)
+        if name == "__set__" and len(args) == 2 and args[0] is args[1]:
+            return None  # `param.data = param` from Module._apply
         # Anything else runs on the dequantized weight.
         def plain(a):
             if isinstance(a, _QuantizedTensorBase):
@@ -148,6 +214,12 @@ class AffineQuantizedTensor(_QuantizedTensorBase):
     def _dequantize_impl(self) -> torch.Tensor:
         return self.impl.dequantize()
 
+    def _ctor_args(self) -> tuple:
+        return (self.impl,)
+
+    def _assign(self, other: "AffineQuantizedTensor") -> None:
+        self.impl = other.impl
+
     def get_plain(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """(codes, scale, zero_point), codes unpacked one per element."""
         return tuple(self.impl.get_plain())
@@ -190,6 +262,13 @@ class LinearActivationQuantizedTensor(_QuantizedTensorBase):
 
     def _dequantize_impl(self) -> torch.Tensor:
         return self.original_weight_tensor.dequantize()
+
+    def _ctor_args(self) -> tuple:
+        return (self.original_weight_tensor, self.impl.act_quant())
+
+    def _assign(self, other: "LinearActivationQuantizedTensor") -> None:
+        self.original_weight_tensor = other.original_weight_tensor
+        self.impl = other.impl
 
     def nbytes_quantized(self) -> int:
         return self.original_weight_tensor.nbytes_quantized()

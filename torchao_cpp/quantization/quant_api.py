@@ -8,8 +8,8 @@ Example:
     >>> m[0].weight.layout
     'TensorCoreTiledLayout'
 """
+import functools
 import logging
-import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
@@ -459,7 +459,8 @@ def quantize_(
         if w is None:
             continue
         mod.weight = nn.Parameter(w, requires_grad=False)
-        mod.extra_repr = types.MethodType(_linear_extra_repr, mod)
+        # A partial of a module-level function, unlike a bound method, survives torch.save(model).
+        mod.extra_repr = functools.partial(_linear_extra_repr, mod)
 
 
 # BC aliases (the seed's function-style names).
