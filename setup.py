@@ -81,14 +81,17 @@ class CMakeBuild(build_ext):
         targets = [pkg_dir]
         if self.inplace or getattr(self, "editable_mode", False):
             targets.append(os.path.join(ROOT, "torchao_cpp"))  # editable installs import from the source tree
+        runner = os.path.join(build_dir, "torchao_cpp_run")
         for d in targets:
             os.makedirs(os.path.join(d, "lib"), exist_ok=True)
+            os.makedirs(os.path.join(d, "bin"), exist_ok=True)
             shutil.copyfile(lib, os.path.join(d, "lib", "libtorchao_cpp_ops.so"))
+            shutil.copy2(runner, os.path.join(d, "bin", "torchao_cpp_run"))
 
 
 setup(
     ext_modules=[CMakeExtension("torchao_cpp._C")],
     cmdclass={"build_ext": CMakeBuild},
     packages=["torchao_cpp", "torchao_cpp.quantization", "torchao_cpp.dtypes", "torchao_cpp.models"],
-    package_data={"torchao_cpp": ["lib/*.so"]},
+    package_data={"torchao_cpp": ["lib/*.so", "bin/torchao_cpp_run"]},
 )

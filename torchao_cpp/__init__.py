@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from . import _C  # noqa: E402
 from . import dtypes, quantization  # noqa: E402
+from .scripting import runner_path, script  # noqa: E402
 
 __version__ = _C.build_info()["version"]
 # The ops; the classes are torch.classes.torchao_cpp.AffineQuantizedTensor and friends.
@@ -36,4 +37,4 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["build_info", "dtypes", "library_path", "ops", "quantization"]
+__all__ = ["build_info", "dtypes", "library_path", "ops", "quantization", "runner_path", "script"]

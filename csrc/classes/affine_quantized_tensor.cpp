@@ -282,11 +282,9 @@ std::string LinearActivationQuantizedTensor::repr() const {
   return "LinearActivationQuantizedTensor(act_quant=" + act_quant + ", weight=" + weight->repr() + ")";
 }
 
-namespace {
-
-// Registered at load time; methods are callable from Python and TorchScript.
-const auto aqt_class =
-    torch::class_<AffineQuantizedTensor>("torchao_cpp", "AffineQuantizedTensor")
+// Methods are callable from Python and TorchScript.
+void register_classes(torch::Library& m) {
+  m.class_<AffineQuantizedTensor>("AffineQuantizedTensor")
         .def(torch::init<at::Tensor, at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>, int64_t, int64_t,
                          std::string, std::string, std::string, std::string>())
         .def("dequantize", &AffineQuantizedTensor::dequantize)
@@ -308,8 +306,7 @@ const auto aqt_class =
         .def_pickle([](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->getstate(); },
                     [](AffineQuantizedTensor::State st) { return AffineQuantizedTensor::setstate(std::move(st)); });
 
-const auto laqt_class =
-    torch::class_<LinearActivationQuantizedTensor>("torchao_cpp", "LinearActivationQuantizedTensor")
+  m.class_<LinearActivationQuantizedTensor>("LinearActivationQuantizedTensor")
         .def(torch::init<c10::intrusive_ptr<AffineQuantizedTensor>, std::string>())
         .def("linear", &LinearActivationQuantizedTensor::linear)
         .def("quantize_dequantize_input", &LinearActivationQuantizedTensor::quantize_dequantize_input)
@@ -328,7 +325,7 @@ const auto laqt_class =
                   AffineQuantizedTensor::setstate(std::get<1>(st)), std::get<2>(st));
             });
 
-}  // namespace
+}
 
 }  // namespace classes
 }  // namespace torchao_cpp

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <torch/custom_class.h>
+#include <torch/library.h>
 #include <torch/script.h>
 
 #include <string>
@@ -68,6 +69,10 @@ struct LinearActivationQuantizedTensor : torch::CustomClassHolder {
   c10::intrusive_ptr<AffineQuantizedTensor> weight;
   std::string act_quant;  // "int8_asymm_per_token" | "int8_symm_per_token_reduced_range"
 };
+
+// Registers both classes with the torchao_cpp library (called from its
+// TORCH_LIBRARY block, before the schemas that name them).
+void register_classes(torch::Library& m);
 
 }  // namespace classes
 }  // namespace torchao_cpp

@@ -3,7 +3,12 @@
 // (quant_primitives.cpp, linear.cpp).
 #include <torch/library.h>
 
+#include "../classes/affine_quantized_tensor.h"
+
 TORCH_LIBRARY(torchao_cpp, m) {
+  // Classes: AffineQuantizedTensor, LinearActivationQuantizedTensor (csrc/classes/).
+  torchao_cpp::classes::register_classes(m);
+
   // Affine quant primitives (torchao.quantization.quant_primitives).
   m.def(
       "choose_qparams_affine(Tensor input, str mapping_type, int[] block_size, int quant_min, int quant_max, "
@@ -41,6 +46,13 @@ TORCH_LIBRARY(torchao_cpp, m) {
   m.def(
       "int8_dynamic_linear(Tensor input, str act_quant, Tensor codes, int group_size, Tensor weight_scale, "
       "Tensor? weight_zero_point=None, Tensor? bias=None) -> Tensor");
+  // Linears over the quantized-tensor classes (what scripted models call).
+  m.def(
+      "affine_quantized_linear(Tensor input, __torch__.torch.classes.torchao_cpp.AffineQuantizedTensor weight, "
+      "Tensor? bias=None) -> Tensor");
+  m.def(
+      "activation_quantized_linear(Tensor input, "
+      "__torch__.torch.classes.torchao_cpp.LinearActivationQuantizedTensor weight, Tensor? bias=None) -> Tensor");
 }
 
 // torch 1.13 reaches a Meta kernel through AutogradMeta only if something is
@@ -50,6 +62,6 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
        {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
         "quantize_affine_float8", "dequantize_affine_float8", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "weight_only_linear",
-        "int8_dynamic_linear"})
+        "int8_dynamic_linear", "affine_quantized_linear", "activation_quantized_linear"})
     m.impl(op, torch::CppFunction::makeFallthrough());
 }

@@ -5,6 +5,7 @@
 
 #include <torch/library.h>
 
+#include "../classes/affine_quantized_tensor.h"
 #include "../kernels/cpu/linear.h"
 #include "quant_primitives.h"
 
@@ -158,6 +159,20 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
   return out.view(f.out_shape);
 }
 
+at::Tensor affine_quantized_linear(const at::Tensor& input,
+                                   const c10::intrusive_ptr<classes::AffineQuantizedTensor>& weight,
+                                   const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK_VALUE(weight, "affine_quantized_linear: weight is None");
+  return weight->linear(input, bias);
+}
+
+at::Tensor activation_quantized_linear(const at::Tensor& input,
+                                       const c10::intrusive_ptr<classes::LinearActivationQuantizedTensor>& weight,
+                                       const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK_VALUE(weight, "activation_quantized_linear: weight is None");
+  return weight->linear(input, bias);
+}
+
 namespace {
 
 at::Tensor linear_out_meta(const at::Tensor& input, int64_t out_features) {
@@ -179,16 +194,34 @@ at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string&,
   return linear_out_meta(input, codes.size(0));
 }
 
+at::Tensor affine_quantized_linear_meta(const at::Tensor& input,
+                                        const c10::intrusive_ptr<classes::AffineQuantizedTensor>& weight,
+                                        const c10::optional<at::Tensor>&) {
+  return linear_out_meta(input, weight->shape.at(0));
+}
+
+at::Tensor activation_quantized_linear_meta(const at::Tensor& input,
+                                            const c10::intrusive_ptr<classes::LinearActivationQuantizedTensor>& weight,
+                                            const c10::optional<at::Tensor>&) {
+  return linear_out_meta(input, weight->weight->shape.at(0));
+}
+
 }  // namespace
 }  // namespace ops
 }  // namespace torchao_cpp
 
 TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
-  m.impl("weight_only_linear", &torchao_cpp::ops::weight_only_linear);
-  m.impl("int8_dynamic_linear", &torchao_cpp::ops::int8_dynamic_linear);
+  using namespace torchao_cpp::ops;
+  m.impl("weight_only_linear", &weight_only_linear);
+  m.impl("int8_dynamic_linear", &int8_dynamic_linear);
+  m.impl("affine_quantized_linear", &affine_quantized_linear);
+  m.impl("activation_quantized_linear", &activation_quantized_linear);
 }
 
 TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
-  m.impl("weight_only_linear", &torchao_cpp::ops::weight_only_linear_meta);
-  m.impl("int8_dynamic_linear", &torchao_cpp::ops::int8_dynamic_linear_meta);
+  using namespace torchao_cpp::ops;
+  m.impl("weight_only_linear", &weight_only_linear_meta);
+  m.impl("int8_dynamic_linear", &int8_dynamic_linear_meta);
+  m.impl("affine_quantized_linear", &affine_quantized_linear_meta);
+  m.impl("activation_quantized_linear", &activation_quantized_linear_meta);
 }
