@@ -242,27 +242,41 @@ c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::setstate(State 
 
 // --- LinearActivationQuantizedTensor ------------------------------------------------
 
+namespace {
+// The seed's activation quantizers, by name.
+constexpr const char* kAsymm = "int8_asymm_per_token";
+constexpr const char* kSymmReduced = "int8_symm_per_token_reduced_range";
+// As kSymmReduced, but inputs with x.shape[1] == 1 (decode steps) stay float
+// and meet the int8 weight directly (weight_only_decode=True).
+constexpr const char* kSymmReducedNoopDecode = "int8_symm_per_token_reduced_range_noop_decode";
+}  // namespace
+
 LinearActivationQuantizedTensor::LinearActivationQuantizedTensor(c10::intrusive_ptr<AffineQuantizedTensor> w,
                                                                  const std::string& aq)
     : weight(std::move(w)), act_quant(aq) {
   TORCH_CHECK_VALUE(weight, "LinearActivationQuantizedTensor: weight is missing");
-  TORCH_CHECK_VALUE(act_quant == "int8_asymm_per_token" || act_quant == "int8_symm_per_token_reduced_range",
-                    "LinearActivationQuantizedTensor: act_quant must be 'int8_asymm_per_token' or "
-                    "'int8_symm_per_token_reduced_range', got '",
-                    act_quant, "'");
+  TORCH_CHECK_VALUE(act_quant == kAsymm || act_quant == kSymmReduced || act_quant == kSymmReducedNoopDecode,
+                    "LinearActivationQuantizedTensor: act_quant must be '", kAsymm, "', '", kSymmReduced, "' or '",
+                    kSymmReducedNoopDecode, "', got '", act_quant, "'");
+}
+
+bool LinearActivationQuantizedTensor::skips_input(const at::Tensor& input) const {
+  return act_quant == kSymmReducedNoopDecode && input.dim() >= 2 && input.size(1) == 1;
 }
 
 at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::Tensor& input) const {
-  auto q = act_quant == "int8_asymm_per_token" ? ops::int8_asymm_per_token_quant(input)
-                                               : ops::int8_symm_per_token_reduced_range_quant(input);
+  if (skips_input(input)) return input;
+  const bool asymm = act_quant == kAsymm;
+  auto q = asymm ? ops::int8_asymm_per_token_quant(input) : ops::int8_symm_per_token_reduced_range_quant(input);
   std::vector<int64_t> block(input.dim(), 1);
   block.back() = input.size(-1);
-  return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), act_quant == "int8_asymm_per_token" ? -128 : -127,
-                                127, "INT", input.scalar_type());
+  return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), asymm ? -128 : -127, 127, "INT",
+                                input.scalar_type());
 }
 
 at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
   const auto& w = *weight;
+  if (skips_input(input)) return w.linear(input, bias);
   const auto cd = parse_code_dtype(w.code_dtype);
   const auto kind = parse_layout(w.layout);
   const bool int8_codes = !cd.is_float8 && cd.is_signed && cd.bits <= 8 &&
@@ -271,9 +285,8 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
   if (int8_codes) {
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
                      " does not match the weight's dtype ", w.dtype);
-    return ops::int8_dynamic_linear(input,
-                                    act_quant == "int8_asymm_per_token" ? "asymmetric" : "symmetric_reduced_range",
-                                    w.data, w.block_size[1], w.scale, w.zero_point, bias);
+    return ops::int8_dynamic_linear(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range", w.data,
+                                    w.block_size[1], w.scale, w.zero_point, bias);
   }
   return w.linear(quantize_dequantize_input(input), bias);
 }

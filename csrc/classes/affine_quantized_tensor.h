@@ -65,9 +65,13 @@ struct LinearActivationQuantizedTensor : torch::CustomClassHolder {
   // The activation quantizer applied on its own: dequantize(quantize(x)).
   at::Tensor quantize_dequantize_input(const at::Tensor& input) const;
   std::string repr() const;
+  // True where the quantizer leaves this input in float (noop_decode).
+  bool skips_input(const at::Tensor& input) const;
 
   c10::intrusive_ptr<AffineQuantizedTensor> weight;
-  std::string act_quant;  // "int8_asymm_per_token" | "int8_symm_per_token_reduced_range"
+  // "int8_asymm_per_token" | "int8_symm_per_token_reduced_range" |
+  // "int8_symm_per_token_reduced_range_noop_decode"
+  std::string act_quant;
 };
 
 // Registers both classes with the torchao_cpp library (called from its

@@ -148,3 +148,65 @@ def test_float8_e5m2_scale_underflow_in_float16_is_an_error():
     m = _model(torch.bfloat16)
     quantize_(m, Float8WeightOnlyConfig(weight_dtype=float8_e5m2))  # bfloat16 has float32's range
     assert isinstance(m[0].weight, AffineQuantizedTensor)
+
+
+def test_per_module_config_with_default_and_skip():
+    from torchao_cpp.quantization import AOPerModuleConfig
+
+    m = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 8))
+    quantize_(m, AOPerModuleConfig({
+        "0": Int4WeightOnlyConfig(group_size=32),
+        "1": None,
+        "_default": Int8DynamicActivationInt8WeightConfig(),
+    }))
+    assert isinstance(m[0].weight, AffineQuantizedTensor) and m[0].weight.layout == "TensorCoreTiledLayout"
+    assert type(m[1].weight) is nn.Parameter
+    assert isinstance(m[2].weight, LinearActivationQuantizedTensor)
+    m2 = nn.Sequential(nn.Linear(64, 8))
+    quantize_(m2, AOPerModuleConfig({"other": Int8WeightOnlyConfig()}))  # no entry, no default: unchanged
+    assert type(m2[0].weight) is nn.Parameter
+
+
+@pytest.mark.parametrize("bad,exc,fragment", [
+    ([("0", Int8WeightOnlyConfig())], TypeError, "module_fqn_to_config must be a dict"),
+    ({0: Int8WeightOnlyConfig()}, TypeError, "keys must be module FQNs"),
+    ({"0": "int8"}, TypeError, "must be a config or None"),
+])
+def test_per_module_config_validation(bad, exc, fragment):
+    from torchao_cpp.quantization import AOPerModuleConfig
+
+    with pytest.raises(exc, match=fragment):
+        AOPerModuleConfig(bad)
+
+
+def test_weight_only_decode_skips_activation_quantization_for_decode_steps():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(128, 64))
+    quantize_(m, Int8DynamicActivationInt8WeightConfig(weight_only_decode=True))
+    w = m[0].weight
+    assert "noop_decode" in repr(w)
+    decode = torch.randn(4, 1, 128)  # x.shape[1] == 1: the weight-only int8 path
+    ref = torch.nn.functional.linear(decode.double(), w.dequantize().double(), m[0].bias.double())
+    assert sqnr(ref, m(decode)) > 100  # float activations: only float rounding differs
+    prefill = torch.randn(4, 3, 128)  # quantized activations
+    y = m(prefill)
+    assert 20 < sqnr(torch.nn.functional.linear(prefill, w.dequantize(), m[0].bias), y) < 100
+
+
+def test_swap_conv2d_1x1_to_linear_then_quantize():
+    from torchao_cpp.quantization import swap_conv2d_1x1_to_linear
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(32, 64, 1), nn.ReLU(), nn.Conv2d(64, 32, 1, bias=False), nn.Conv2d(32, 32, 3),
+                      nn.Conv2d(32, 32, 1, stride=2))
+    x = torch.randn(2, 32, 9, 9)
+    ref = m(x)
+    swap_conv2d_1x1_to_linear(m)
+    assert isinstance(m[0].mod, nn.Linear) and isinstance(m[2].mod, nn.Linear) and m[2].mod.bias is None
+    assert isinstance(m[3], nn.Conv2d) and isinstance(m[4], nn.Conv2d)  # 3x3 and strided 1x1 are not linears
+    assert torch.allclose(m(x), ref, atol=1e-5)
+    quantize_(m, Int8WeightOnlyConfig())
+    assert isinstance(m[0].mod.weight, AffineQuantizedTensor)
+    assert sqnr(ref, m(x)) > 30
+    with pytest.raises(ValueError, match="is not a pointwise 1x1 convolution"):
+        swap_conv2d_1x1_to_linear(nn.Sequential(nn.Conv2d(4, 4, 3)), filter_fn=lambda mod, fqn: isinstance(mod, nn.Conv2d))

@@ -2,6 +2,7 @@
 from .granularity import Granularity, PerAxis, PerGroup, PerRow, PerTensor, PerToken
 from .quant_api import (
     AOBaseConfig,
+    AOPerModuleConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -17,6 +18,7 @@ from .quant_api import (
     int8_weight_only,
     quantize_,
     register_quantize_module_handler,
+    swap_conv2d_1x1_to_linear,
     uintx_weight_only,
 )
 from .quant_primitives import (

@@ -255,6 +255,35 @@ class Float8WeightOnlyConfig(AOBaseConfig):
             raise ValueError(f"Float8WeightOnlyConfig.weight_dtype must be float8_e4m3fn or float8_e5m2, got {self.weight_dtype}")
 
 
+@dataclass
+class AOPerModuleConfig(AOBaseConfig):
+    """A config per module FQN; the key "_default" covers every module not named; None skips a module.
+
+    Example:
+        >>> m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8))
+        >>> quantize_(m, AOPerModuleConfig({"0": Int4WeightOnlyConfig(group_size=32), "_default": None}))
+        >>> type(m[0].weight).__name__, type(m[1].weight).__name__
+        ('AffineQuantizedTensor', 'Parameter')
+    """
+
+    module_fqn_to_config: Dict[str, Optional[AOBaseConfig]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.module_fqn_to_config, dict):
+            raise TypeError(f"AOPerModuleConfig.module_fqn_to_config must be a dict, got {type(self.module_fqn_to_config).__name__}")
+        for fqn, c in self.module_fqn_to_config.items():
+            if not isinstance(fqn, str):
+                raise TypeError(f"AOPerModuleConfig.module_fqn_to_config keys must be module FQNs (str), got {fqn!r}")
+            if c is not None and (not isinstance(c, AOBaseConfig) or isinstance(c, AOPerModuleConfig)):
+                raise TypeError(f"AOPerModuleConfig.module_fqn_to_config[{fqn!r}] must be a config or None, got {c!r}")
+
+    def config_for(self, fqn: str) -> Optional[AOBaseConfig]:
+        """The config of module `fqn`: its own entry, else "_default", else None."""
+        if fqn in self.module_fqn_to_config:
+            return self.module_fqn_to_config[fqn]
+        return self.module_fqn_to_config.get("_default")
+
+
 # --- handlers: config -> quantized weight (or None to skip the layer) --------------------
 
 _HANDLERS: Dict[Type[AOBaseConfig], Callable[[torch.Tensor, Any, str], Optional[torch.Tensor]]] = {}
@@ -333,6 +362,8 @@ def _int8_dynamic_int8(weight, config, fqn):
     w = AffineQuantizedTensor.from_float(
         weight, MappingType.SYMMETRIC, _block(weight, None), torch.int8, eps=_FP32_EPS, zero_point_dtype=torch.int64,
         zero_point_domain=ZeroPointDomain.NONE)
+    if config.weight_only_decode:  # the seed: inputs with x.shape[1] == 1 skip activation quantization
+        return LinearActivationQuantizedTensor(w, "int8_symm_per_token_reduced_range_noop_decode")
     return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
 
 
@@ -431,9 +462,20 @@ def quantize_(
                 "quantize_: passing a generic callable as the config is no longer supported; pass a config object "
                 "such as Int8WeightOnlyConfig() (see torchao issue 1690)")
         raise TypeError(f"quantize_: config must be an AOBaseConfig, got {type(config).__name__}")
-    handler = _HANDLERS.get(type(config))
-    if handler is None:
-        raise NotImplementedError(f"quantize_: no handler registered for {type(config).__name__}")
+    per_module = config if isinstance(config, AOPerModuleConfig) else None
+
+    def handler_for(cfg: AOBaseConfig):
+        handler = _HANDLERS.get(type(cfg))
+        if handler is None:
+            raise NotImplementedError(f"quantize_: no handler registered for {type(cfg).__name__}")
+        return handler
+
+    if per_module is None:
+        handler_for(config)
+    else:
+        for c in per_module.module_fqn_to_config.values():
+            if c is not None:
+                handler_for(c)
     filter_fn = filter_fn or _is_linear
 
     chosen: List[Tuple[str, nn.Module]] = []
@@ -448,19 +490,75 @@ def quantize_(
     visit(model, "")
     new_weights = []
     for fqn, mod in chosen:
+        cfg = per_module.config_for(fqn) if per_module is not None else config
+        if cfg is None:
+            continue
         if device is not None:
             mod.to(device)
         weight = mod.weight.detach()
         try:
-            new_weights.append((mod, handler(weight, config, fqn)))
+            new_weights.append((mod, handler_for(cfg)(weight, cfg, fqn)))
         except Exception as e:
-            raise type(e)(f"quantize_: failed to quantize '{fqn or '<root>'}' with {type(config).__name__}: {e}") from e
+            raise type(e)(f"quantize_: failed to quantize '{fqn or '<root>'}' with {type(cfg).__name__}: {e}") from e
     for mod, w in new_weights:
         if w is None:
             continue
         mod.weight = nn.Parameter(w, requires_grad=False)
         # A partial of a module-level function, unlike a bound method, survives torch.save(model).
         mod.extra_repr = functools.partial(_linear_extra_repr, mod)
+
+
+class _PermuteSandwich(nn.Module):
+    """Runs a linear on NCHW input as a 1x1 convolution would (channels last, then back)."""
+
+    def __init__(self, mod: nn.Linear):
+        super().__init__()
+        self.mod = mod
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mod(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _is_pointwise_conv2d(mod: nn.Module, fqn: str = "") -> bool:
+    # Only a 1x1 conv with unit stride, no padding, dilation or groups equals a linear over channels.
+    return (isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1) and mod.stride == (1, 1)
+            and mod.padding in ((0, 0), "valid") and mod.dilation == (1, 1) and mod.groups == 1
+            and mod.padding_mode == "zeros")
+
+
+def swap_conv2d_1x1_to_linear(model: nn.Module, filter_fn: Optional[Callable[[nn.Module, str], bool]] = None) -> None:
+    """Replaces pointwise nn.Conv2d (1x1, stride 1, no padding, groups 1) by equivalent linears, in place.
+
+    The linears can then be quantized. Unlike the seed, the default filter also
+    checks stride, padding, dilation and groups, where a 1x1 conv is not a linear.
+
+    Example:
+        >>> m = nn.Sequential(nn.Conv2d(16, 8, 1))
+        >>> x = torch.randn(2, 16, 5, 5)
+        >>> ref = m(x)
+        >>> swap_conv2d_1x1_to_linear(m)
+        >>> type(m[0].mod).__name__, torch.allclose(m(x), ref, atol=1e-6)
+        ('Linear', True)
+    """
+    filter_fn = filter_fn or _is_pointwise_conv2d
+
+    def convert(mod: nn.Module, fqn: str) -> nn.Module:
+        if filter_fn(mod, fqn):
+            if not _is_pointwise_conv2d(mod):
+                raise ValueError(f"swap_conv2d_1x1_to_linear: '{fqn}' ({mod}) is not a pointwise 1x1 convolution")
+            lin = nn.Linear(mod.in_channels, mod.out_channels, bias=mod.bias is not None,
+                            device=mod.weight.device, dtype=mod.weight.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(mod.weight.reshape(mod.out_channels, mod.in_channels))
+                if mod.bias is not None:
+                    lin.bias.copy_(mod.bias)
+            return _PermuteSandwich(lin)
+        for name, child in mod.named_children():
+            setattr(mod, name, convert(child, f"{fqn}.{name}" if fqn else name))
+        return mod
+
+    for name, child in model.named_children():
+        setattr(model, name, convert(child, name))
 
 
 # BC aliases (the seed's function-style names).
