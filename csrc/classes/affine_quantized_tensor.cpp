@@ -97,7 +97,7 @@ void AffineQuantizedTensor::validate(const char* what) const {
   if (kind == LayoutKind::TensorCoreTiled || kind == LayoutKind::Int4CPU)
     TORCH_CHECK_VALUE(cd.bits == 4 && shape.size() == 2, what, ": ", layout, " holds 2-d weights of 4-bit codes, got ",
                       code_dtype, " with shape ", join(shape));
-  if (kind == LayoutKind::QDQ || kind == LayoutKind::Uintx)
+  if (kind == LayoutKind::QDQ || kind == LayoutKind::Uintx || kind == LayoutKind::PackedIntx)
     TORCH_CHECK_VALUE(cd.bits <= 8, what, ": ", layout, " holds codes of at most 8 bits, got ", code_dtype);
 
   // Shape and blocks.
@@ -196,10 +196,14 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(dtype), "linear: input dtype ", input.scalar_type(),
                    " does not match the weight's dtype ", dtype);
   const auto cd = parse_code_dtype(code_dtype);
-  const auto kind = parse_layout(layout);
-  std::string fmt = cd.is_float8 ? cd.name : layout_is_bitpacked(kind) ? "packed" : "plain";
-  return ops::weight_only_linear(input, data, fmt, cd.bits, shape[0], shape[1], block_size[1], scale, zero_point,
-                                 quant_min, quant_max, zero_point_domain, bias);
+  return ops::weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
+                                 zero_point, quant_min, quant_max, zero_point_domain, bias);
+}
+
+std::string AffineQuantizedTensor::code_format() const {
+  const auto cd = parse_code_dtype(code_dtype);
+  if (cd.is_float8) return cd.name;
+  return layout_is_bitpacked(parse_layout(layout)) ? "packed" : "plain";
 }
 
 int64_t AffineQuantizedTensor::nbytes() const {
@@ -278,15 +282,16 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
   const auto& w = *weight;
   if (skips_input(input)) return w.linear(input, bias);
   const auto cd = parse_code_dtype(w.code_dtype);
-  const auto kind = parse_layout(w.layout);
-  const bool int8_codes = !cd.is_float8 && cd.is_signed && cd.bits <= 8 &&
-                          (kind == LayoutKind::Plain || kind == LayoutKind::QDQ) && w.shape.size() == 2 &&
-                          w.block_size[0] == 1 && w.zero_point_domain != "FLOAT";
-  if (int8_codes) {
+  // Integer codes of at most 8 bits with an INT/NONE zero point go through
+  // the integer kernel; anything else sees the quantize-dequantized input.
+  const bool integer_path = !cd.is_float8 && cd.bits <= 8 && w.shape.size() == 2 && w.block_size[0] == 1 &&
+                            w.zero_point_domain != "FLOAT";
+  if (integer_path) {
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
                      " does not match the weight's dtype ", w.dtype);
     return ops::int8_dynamic_linear(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range", w.data,
-                                    w.block_size[1], w.scale, w.zero_point, bias);
+                                    w.code_format(), cd.bits, w.shape[0], w.shape[1], w.block_size[1], w.scale,
+                                    w.zero_point, w.quant_min, bias);
   }
   return w.linear(quantize_dequantize_input(input), bias);
 }

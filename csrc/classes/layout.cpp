@@ -12,9 +12,10 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "UintxLayout") return LayoutKind::Uintx;
   if (n == "QDQLayout") return LayoutKind::QDQ;
   if (n == "Float8Layout") return LayoutKind::Float8;
+  if (n == "PackedLinearInt8DynamicActivationIntxWeightLayout") return LayoutKind::PackedIntx;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
-                    "Float8Layout");
+                    "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -29,13 +30,16 @@ std::string layout_name(LayoutKind k) {
       return "UintxLayout";
     case LayoutKind::QDQ:
       return "QDQLayout";
+    case LayoutKind::PackedIntx:
+      return "PackedLinearInt8DynamicActivationIntxWeightLayout";
     default:
       return "Float8Layout";
   }
 }
 
 bool layout_is_bitpacked(LayoutKind k) {
-  return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx;
+  return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx ||
+         k == LayoutKind::PackedIntx;
 }
 
 int64_t CodeDtype::min_value() const {

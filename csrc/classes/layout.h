@@ -16,6 +16,7 @@ enum class LayoutKind {
   Uintx,            // UintxLayout: N-bit codes bit-packed along rows
   QDQ,              // QDQLayout: one code per element (int8 storage)
   Float8,           // Float8Layout: raw float8 bytes
+  PackedIntx,       // PackedLinearInt8DynamicActivationIntxWeightLayout: N-bit codes bit-packed along rows
 };
 
 LayoutKind parse_layout(const std::string& name);

@@ -44,8 +44,9 @@ TORCH_LIBRARY(torchao_cpp, m) {
       "int group_size, Tensor scale, Tensor? zero_point, int quant_min, int quant_max, str zero_point_domain, "
       "Tensor? bias=None) -> Tensor");
   m.def(
-      "int8_dynamic_linear(Tensor input, str act_quant, Tensor codes, int group_size, Tensor weight_scale, "
-      "Tensor? weight_zero_point=None, Tensor? bias=None) -> Tensor");
+      "int8_dynamic_linear(Tensor input, str act_quant, Tensor codes, str code_format, int bits, int out_features, "
+      "int in_features, int group_size, Tensor weight_scale, Tensor? weight_zero_point, int quant_min, "
+      "Tensor? bias=None) -> Tensor");
   // Linears over the quantized-tensor classes (what scripted models call).
   m.def(
       "affine_quantized_linear(Tensor input, __torch__.torch.classes.torchao_cpp.AffineQuantizedTensor weight, "

@@ -51,6 +51,41 @@ void check_weight_qparams(const char* op, const at::Tensor& t, const char* arg, 
                     " (out_features * in_features / group_size)");
 }
 
+// Validates the weight codes for `code_format` and calls fn(reader) with the
+// kernel's code reader: "plain" (one integer code per element), "packed"
+// (bit-packed rows of `bits`-bit codes, offset by quant_min), "float8_e4m3fn"
+// and "float8_e5m2" (raw bytes).
+template <class Fn>
+void with_code_reader(const char* op, const at::Tensor& c, const std::string& code_format, int64_t bits, int64_t N,
+                      int64_t K, int64_t quant_min, bool allow_float8, Fn&& fn) {
+  if (code_format == "plain") {
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == N && c.size(1) == K, op, ": plain codes must have shape (", N, ", ",
+                      K, "), got ", c.sizes());
+    dispatch_code(c.scalar_type(), [&](auto t_q) {
+      using TQ = decltype(t_q);
+      fn(k::PlainCodes<TQ>{ptr<TQ>(c), K});
+    });
+  } else if (code_format == "packed") {
+    TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
+    TORCH_CHECK_TYPE(c.scalar_type() == at::kByte, op, ": packed codes must be uint8, got ", c.scalar_type());
+    const int64_t rb = k::packed_row_bytes(K, int(bits));
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == N && c.size(1) == rb, op, ": packed codes must have shape (", N, ", ",
+                      rb, "), got ", c.sizes());
+    k::dispatch_bits(int(bits), [&](auto bw) { fn(k::PackedCodes<decltype(bw)::value>{ptr<uint8_t>(c), K, quant_min}); });
+  } else if (allow_float8 && (code_format == "float8_e4m3fn" || code_format == "float8_e5m2")) {
+    auto b = float8_codes_as_uint8(op, c);
+    TORCH_CHECK_VALUE(b.dim() == 2 && b.size(0) == N && b.size(1) == K, op, ": float8 codes must have shape (", N, ", ",
+                      K, "), got ", b.sizes());
+    if (code_format == "float8_e4m3fn")
+      fn(k::Float8Codes<k::Float8Format::E4M3FN>{ptr<uint8_t>(b), K});
+    else
+      fn(k::Float8Codes<k::Float8Format::E5M2>{ptr<uint8_t>(b), K});
+  } else {
+    TORCH_CHECK_VALUE(false, op, ": code_format must be plain, packed", allow_float8 ? ", float8_e4m3fn or float8_e5m2" : "",
+                      ", got '", code_format, "'");
+  }
+}
+
 }  // namespace
 
 at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
@@ -88,46 +123,24 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
       });
     });
   };
-  if (code_format == "plain") {
-    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == out_features && c.size(1) == in_features, op,
-                      ": plain codes must have shape (", out_features, ", ", in_features, "), got ", c.sizes());
-    dispatch_code(c.scalar_type(), [&](auto t_q) {
-      using TQ = decltype(t_q);
-      run(k::PlainCodes<TQ>{ptr<TQ>(c), in_features});
-    });
-  } else if (code_format == "packed") {
-    TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
-    TORCH_CHECK_TYPE(c.scalar_type() == at::kByte, op, ": packed codes must be uint8, got ", c.scalar_type());
-    const int64_t rb = k::packed_row_bytes(in_features, int(bits));
-    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == out_features && c.size(1) == rb, op, ": packed codes must have shape (",
-                      out_features, ", ", rb, "), got ", c.sizes());
-    k::dispatch_bits(int(bits), [&](auto bw) {
-      run(k::PackedCodes<decltype(bw)::value>{ptr<uint8_t>(c), in_features, quant_min});
-    });
-  } else if (code_format == "float8_e4m3fn" || code_format == "float8_e5m2") {
-    c = float8_codes_as_uint8(op, c);
-    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == out_features && c.size(1) == in_features, op,
-                      ": float8 codes must have shape (", out_features, ", ", in_features, "), got ", c.sizes());
-    if (code_format == "float8_e4m3fn")
-      run(k::Float8Codes<k::Float8Format::E4M3FN>{ptr<uint8_t>(c), in_features});
-    else
-      run(k::Float8Codes<k::Float8Format::E5M2>{ptr<uint8_t>(c), in_features});
-  } else {
-    TORCH_CHECK_VALUE(false, op, ": code_format must be plain, packed, float8_e4m3fn or float8_e5m2, got '",
-                      code_format, "'");
-  }
+  with_code_reader(op, c, code_format, bits, out_features, in_features, quant_min, true, run);
   return out.view(f.out_shape);
 }
 
 at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                               const std::string& code_format, int64_t bits, int64_t out_features, int64_t in_features,
                                int64_t group_size, const at::Tensor& weight_scale,
-                               const c10::optional<at::Tensor>& weight_zero_point, const c10::optional<at::Tensor>& bias) {
+                               const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
+                               const c10::optional<at::Tensor>& bias) {
   const char* op = "int8_dynamic_linear";
-  TORCH_CHECK_VALUE(codes.dim() == 2, op, ": weight codes must be 2-d (out_features, in_features), got ", codes.sizes());
-  TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar, op, ": weight codes must be int8, got ", codes.scalar_type());
-  const int64_t N = codes.size(0), K = codes.size(1);
+  const int64_t N = out_features, K = in_features;
   auto f = flatten_input(op, input, K, N);
   check_group(op, K, group_size);
+  // int16 operands, int32 sums per group: codes of at most 8 bits, groups of at most 2^15.
+  TORCH_CHECK_VALUE(group_size <= 32768, op, ": group_size must be <= 32768 for int32 accumulation, got ", group_size);
+  if (code_format == "plain")
+    TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar || codes.scalar_type() == at::kByte, op,
+                     ": plain weight codes must be int8 or uint8, got ", codes.scalar_type());
   const int64_t G = K / group_size;
   check_weight_qparams(op, weight_scale, "weight_scale", N * G);
   auto b = check_bias(op, bias, input, N);
@@ -150,11 +163,13 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
   auto c = codes.contiguous();
   const k::LinearShape s{f.x2d.size(0), N, K, group_size};
   auto out = at::empty({s.M, s.N}, input.options());
-  dispatch_float(input.scalar_type(), [&](auto t_a) {
-    using TA = decltype(t_a);
-    k::int8_dynamic_linear<TA>(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), k::PlainCodes<int8_t>{ptr<int8_t>(c), K},
-                               ptr<float>(ws), wz.defined() ? ptr<float>(wz) : nullptr,
-                               b.defined() ? ptr<TA>(b) : nullptr, s, ptr<TA>(out), num_threads());
+  with_code_reader(op, c, code_format, bits, N, K, quant_min, false, [&](const auto& reader) {
+    dispatch_float(input.scalar_type(), [&](auto t_a) {
+      using TA = decltype(t_a);
+      k::int8_dynamic_linear<TA>(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), reader, ptr<float>(ws),
+                                 wz.defined() ? ptr<float>(wz) : nullptr, b.defined() ? ptr<TA>(b) : nullptr, s,
+                                 ptr<TA>(out), num_threads());
+    });
   });
   return out.view(f.out_shape);
 }
@@ -188,10 +203,11 @@ at::Tensor weight_only_linear_meta(const at::Tensor& input, const at::Tensor&, c
   return linear_out_meta(input, out_features);
 }
 
-at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string&, const at::Tensor& codes, int64_t,
-                                    const at::Tensor&, const c10::optional<at::Tensor>&,
+at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string&, const at::Tensor&,
+                                    const std::string&, int64_t, int64_t out_features, int64_t, int64_t,
+                                    const at::Tensor&, const c10::optional<at::Tensor>&, int64_t,
                                     const c10::optional<at::Tensor>&) {
-  return linear_out_meta(input, codes.size(0));
+  return linear_out_meta(input, out_features);
 }
 
 at::Tensor affine_quantized_linear_meta(const at::Tensor& input,

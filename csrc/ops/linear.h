@@ -13,8 +13,10 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
                               int64_t quant_max, const std::string& zero_point_domain,
                               const c10::optional<at::Tensor>& bias);
 at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                               const std::string& code_format, int64_t bits, int64_t out_features, int64_t in_features,
                                int64_t group_size, const at::Tensor& weight_scale,
-                               const c10::optional<at::Tensor>& weight_zero_point, const c10::optional<at::Tensor>& bias);
+                               const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
+                               const c10::optional<at::Tensor>& bias);
 
 }  // namespace ops
 }  // namespace torchao_cpp
