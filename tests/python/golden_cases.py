@@ -19,7 +19,7 @@ from torchao_cpp.quantization.quant_api import (
     Int8WeightOnlyConfig,
     IntxWeightOnlyConfig,
     UIntXWeightOnlyConfig,
-    _HANDLERS,
+    _handler_for,
 )
 from torchao_cpp.dtypes.layouts import Int4CPULayout, TensorCoreTiledLayout
 from torchao_cpp.quantization.granularity import PerAxis, PerGroup, PerRow, PerTensor
@@ -75,7 +75,7 @@ def _config(case):
 def quantized_weight(case):
     """Runs this project's handler for the case's config on its weight."""
     cfg = _config(case)
-    w = _HANDLERS[type(cfg)](case["weight"], cfg, case["name"])
+    w = _handler_for(cfg)(case["weight"], cfg, case["name"])
     return cfg, w
 
 

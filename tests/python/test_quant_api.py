@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from conftest import sqnr
-from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor, float8_e4m3fn, float8_e5m2, int3, uint4
+from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor, PlainLayout, QDQLayout, float8_e4m3fn, float8_e5m2, int3, uint1, uint3, uint4, uint5, uint7
 from torchao_cpp.quantization import (
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
@@ -16,6 +16,8 @@ from torchao_cpp.quantization import (
     Int8DynamicActivationIntxWeightConfig,
     Int8WeightOnlyConfig,
     IntxWeightOnlyConfig,
+    MappingType,
+    ZeroPointDomain,
     PerAxis,
     PerGroup,
     PerRow,
@@ -113,7 +115,7 @@ def test_callable_config_is_refused():
     (lambda: Int8WeightOnlyConfig(group_size=0), ValueError, "Int8WeightOnlyConfig.group_size must be >= 1"),
     (lambda: Int8DynamicActivationInt8WeightConfig(act_mapping_type="SYMMETRIC"), ValueError, "act_mapping_type must be"),
     (lambda: IntxWeightOnlyConfig(weight_dtype=torch.uint8), ValueError, "IntxWeightOnlyConfig.weight_dtype must be one of int1..int8"),
-    (lambda: IntxWeightOnlyConfig(granularity=PerRow()), ValueError, "IntxWeightOnlyConfig.granularity must be PerGroup"),
+    (lambda: IntxWeightOnlyConfig(granularity=PerRow()), ValueError, "IntxWeightOnlyConfig.granularity must be one of PerGroup, PerAxis, got PerRow"),
     (lambda: Int8DynamicActivationIntxWeightConfig(weight_granularity=PerAxis(1)), ValueError, "weight_granularity must be"),
     (lambda: UIntXWeightOnlyConfig(dtype=torch.int8), ValueError, "UIntXWeightOnlyConfig.dtype must be one of uint1..uint7"),
     (lambda: Float8WeightOnlyConfig(weight_dtype=torch.int8), ValueError, "Float8WeightOnlyConfig.weight_dtype must be"),
@@ -210,3 +212,80 @@ def test_swap_conv2d_1x1_to_linear_then_quantize():
     assert sqnr(ref, m(x)) > 30
     with pytest.raises(ValueError, match="is not a pointwise 1x1 convolution"):
         swap_conv2d_1x1_to_linear(nn.Sequential(nn.Conv2d(4, 4, 3)), filter_fn=lambda mod, fqn: isinstance(mod, nn.Conv2d))
+
+
+@pytest.mark.parametrize("make,exc,fragment", [
+    (lambda: Int8WeightOnlyConfig(group_size=True), TypeError, "Int8WeightOnlyConfig.group_size must be int, got bool True"),
+    (lambda: Int4WeightOnlyConfig(zero_point_domain=ZeroPointDomain.INT), NotImplementedError, "zero_point_domain=INT"),
+    (lambda: Int8DynamicActivationInt4WeightConfig(mapping_type=MappingType.SYMMETRIC_NO_CLIPPING_ERR), ValueError,
+     "Int8DynamicActivationInt4WeightConfig.mapping_type must be one of SYMMETRIC, ASYMMETRIC"),
+    (lambda: IntxWeightOnlyConfig(scale_dtype=torch.int8), ValueError, "IntxWeightOnlyConfig.scale_dtype must be float32"),
+    (lambda: UIntXWeightOnlyConfig(dtype=uint4, pack_dim=0), NotImplementedError, "pack_dim=0"),
+    (lambda: Int8DynamicActivationIntxWeightConfig(layout=PlainLayout()), ValueError, "layout must be one of QDQLayout"),
+])
+def test_more_invalid_configs(make, exc, fragment):
+    with pytest.raises(exc) as e:
+        make()
+    assert fragment in str(e.value)
+
+
+def test_handlers_live_in_the_cpp_registry():
+    names = torch.ops.torchao_cpp.registered_quant_configs()
+    for cfg, _, _ in CONFIGS:
+        assert type(cfg).__name__ in names
+    impl, act, reason = torch.ops.torchao_cpp.quantize_weight(
+        torch.randn(8, 64), "Int4WeightOnlyConfig", {"group_size": 32, "layout": "Int4CPULayout"}, "fc")
+    assert impl.layout() == "Int4CPULayout" and act == "" and reason == ""
+    impl, act, reason = torch.ops.torchao_cpp.quantize_weight(
+        torch.randn(8, 48), "Int4WeightOnlyConfig", {"group_size": 32}, "fc")
+    assert impl is None and "Skipping Int4WeightOnlyConfig for fc" in reason
+    with pytest.raises(NotImplementedError, match="no quantization handler is registered for config type 'Nope'"):
+        torch.ops.torchao_cpp.quantize_weight(torch.randn(8, 64), "Nope", {}, "fc")
+
+
+def test_subclass_of_a_builtin_config_uses_its_handler():
+    from dataclasses import dataclass
+
+    @dataclass
+    class MyInt8(Int8WeightOnlyConfig):
+        pass
+
+    m = _model()
+    quantize_(m, MyInt8())
+    assert isinstance(m[0].weight, AffineQuantizedTensor)
+
+
+def test_packed_intx_layout_stores_n_bits_and_matches_qdq():
+    from torchao_cpp.dtypes import PackedLinearInt8DynamicActivationIntxWeightLayout
+
+    x = torch.randn(3, 128)
+    outs = {}
+    for layout in (QDQLayout(), PackedLinearInt8DynamicActivationIntxWeightLayout(target="aten")):
+        m = _model()
+        quantize_(m, Int8DynamicActivationIntxWeightConfig(weight_dtype=int3, layout=layout))
+        outs[layout.name] = m(x)
+        w = m[0].weight.original_weight_tensor
+        assert w.layout == layout.name
+        if layout.name != "QDQLayout":
+            assert w.impl.packed_data().shape == (64, 128 * 3 // 8)  # 3 bits per weight
+    assert torch.equal(outs["QDQLayout"], outs["PackedLinearInt8DynamicActivationIntxWeightLayout"])
+    with pytest.raises(ValueError, match="target must be one of"):
+        PackedLinearInt8DynamicActivationIntxWeightLayout(target="gpu")
+
+
+def test_uintx_storage_is_n_bits_per_weight():
+    for bits, dt in ((1, uint1), (3, uint3), (5, uint5), (7, uint7)):
+        m = nn.Sequential(nn.Linear(256, 64))
+        quantize_(m, UIntXWeightOnlyConfig(dtype=dt, group_size=64))
+        w = m[0].weight
+        codes = w.impl.packed_data()
+        assert codes.numel() * codes.element_size() == 64 * 256 * bits // 8
+        scales = 64 * 4 * (w.impl.scale().element_size() + w.impl.zero_point().element_size())
+        assert w.nbytes_quantized() == 64 * 256 * bits // 8 + scales
+
+
+def test_quantized_model_rejects_other_devices_and_dtypes_of_input():
+    m = _model()
+    quantize_(m, Int8WeightOnlyConfig())
+    with pytest.raises(ValueError, match="input must be a CPU tensor"):
+        m(torch.randn(2, 128, device="meta"))

@@ -191,24 +191,14 @@ class AffineQuantizedTensor(_QuantizedTensorBase):
         block_size = list(block_size)
         if _dtypes.is_float8(target_dtype):
             layout = layout or layouts.Float8Layout()
-            scale = qp.choose_qparams_affine_float8(weight, target_dtype, block_size, scale_dtype)
-            codes = torch.ops.torchao_cpp.quantize_affine_float8(weight, block_size, scale, _dtypes.float8_name(target_dtype))
-            fmax = int(_dtypes.float8_max(target_dtype))
-            impl = torch.classes.torchao_cpp.AffineQuantizedTensor(
-                codes, scale, None, block_size, -fmax, fmax, "NONE", layout.name,
-                _dtypes.float8_name(target_dtype), dtype_name(weight.dtype))
-            return cls(impl)
-        layout = layout or layouts.PlainLayout()
-        qmin, qmax = qp._range(target_dtype, quant_min, quant_max)
-        domain = qp._domain_name(zero_point_domain)
-        scale, zp = qp.choose_qparams_affine(
-            weight, mapping_type, block_size, target_dtype, qmin, qmax, eps, scale_dtype, zero_point_dtype,
-            preserve_zero, domain)
-        codes = qp.quantize_affine(weight, block_size, scale, zp, target_dtype, qmin, qmax, domain)
-        code_dtype = _code_dtype_for(target_dtype, qmin, qmax, layout)
-        codes = codes.to(_dtypes.storage_dtype(_code_torch_dtype(code_dtype)))
-        impl = torch.classes.torchao_cpp.AffineQuantizedTensor(
-            codes, scale, zp, block_size, qmin, qmax, domain, layout.name, code_dtype, dtype_name(weight.dtype))
+            code_dtype, qmin, qmax = _dtypes.float8_name(target_dtype), 0, 0
+        else:
+            layout = layout or layouts.PlainLayout()
+            qmin, qmax = qp._range(target_dtype, quant_min, quant_max)
+            code_dtype = _code_dtype_for(target_dtype, qmin, qmax, layout)
+        impl = torch.ops.torchao_cpp.affine_quantize(
+            weight, qp._mapping_name(mapping_type), block_size, code_dtype, qmin, qmax, eps, scale_dtype,
+            zero_point_dtype, preserve_zero, qp._domain_name(zero_point_domain), layout.name)
         return cls(impl)
 
     def _dequantize_impl(self) -> torch.Tensor:

@@ -94,3 +94,21 @@ class Float8Layout(Layout):
     """
 
     mm_config: Optional[Any] = None
+
+
+@dataclass(frozen=True, repr=False)
+class PackedLinearInt8DynamicActivationIntxWeightLayout(Layout):
+    """Bit-packed int1..int8 codes for int8 dynamic activations; every `target` runs this project's CPU kernel.
+
+    Example:
+        >>> PackedLinearInt8DynamicActivationIntxWeightLayout(target="aten").target
+        'aten'
+    """
+
+    target: str = "auto"
+
+    def __post_init__(self):
+        if self.target not in ("auto", "universal", "kleidiai", "aten"):
+            raise ValueError(
+                "PackedLinearInt8DynamicActivationIntxWeightLayout.target must be one of auto, universal, kleidiai, "
+                f"aten, got {self.target!r}")

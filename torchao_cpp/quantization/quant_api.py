@@ -1,5 +1,11 @@
 """quantize_ and the quantization configs (mirrors torchao 0.11's quant_api.py).
 
+The configs are thin dataclasses with the seed's names, fields and defaults:
+their fields are validated, and weights quantized, by the C++ registry of
+config handlers (`torch.ops.torchao_cpp.validate_quant_config` /
+`quantize_weight`, csrc/api/quant_configs.cpp). `register_quantize_module_handler`
+adds handlers for new configs from Python.
+
 Example:
     >>> import torch, torchao_cpp
     >>> from torchao_cpp.quantization import quantize_, Int4WeightOnlyConfig
@@ -8,6 +14,8 @@ Example:
     >>> m[0].weight.layout
     'TensorCoreTiledLayout'
 """
+import dataclasses
+import enum
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -18,13 +26,13 @@ import torch.nn as nn
 
 from ..dtypes import _dtypes
 from ..dtypes.affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor, _QuantizedTensorBase
-from ..dtypes.layouts import Float8Layout, Int4CPULayout, Layout, PlainLayout, QDQLayout, TensorCoreTiledLayout, UintxLayout
+from ..dtypes.layouts import Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, PlainLayout, QDQLayout, TensorCoreTiledLayout
 from .granularity import Granularity, PerAxis, PerGroup
 from .quant_primitives import MappingType, ZeroPointDomain
 
 logger = logging.getLogger(__name__)
 
-_FP32_EPS = torch.finfo(torch.float32).eps
+_FLOAT_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
 class AOBaseConfig:
@@ -36,23 +44,54 @@ class AOBaseConfig:
     """
 
 
-def _check_sym_or_asym(cfg: Any, name: str) -> None:
-    value = getattr(cfg, name)
-    if value not in (MappingType.SYMMETRIC, MappingType.ASYMMETRIC):
-        raise ValueError(f"{type(cfg).__name__}.{name} must be SYMMETRIC or ASYMMETRIC, got {value}")
+def _field_value(name: str, value: Any) -> Dict[str, Any]:
+    """A Python field as the C++ registry reads it (objects by name)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return {name: value}
+    if isinstance(value, str):  # the seed's fields hold objects, never names: let the registry reject it
+        return {name: repr(value)}
+    if isinstance(value, enum.Enum):
+        return {name: value.name}
+    if isinstance(value, PackedLinearInt8DynamicActivationIntxWeightLayout):
+        return {name: value.name, "layout_target": value.target}
+    if isinstance(value, Layout):
+        return {name: value.name}
+    if isinstance(value, PerGroup):
+        return {name: "PerGroup", "group_size": value.group_size}
+    if isinstance(value, PerAxis):
+        return {name: "PerAxis", "axis": value.axis}
+    if isinstance(value, Granularity):
+        return {name: type(value).__name__}
+    if value in _FLOAT_DTYPE_NAMES:
+        return {name: _FLOAT_DTYPE_NAMES[value]}
+    try:
+        return {name: _dtypes.code_dtype_name(value)}
+    except TypeError:
+        return {name: repr(value)}  # the registry rejects it with the field's name
 
 
-def _check_type(cfg: Any, name: str, value: Any, types_: Tuple[type, ...], allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) and bool not in types_:
-        raise TypeError(f"{type(cfg).__name__}.{name} must be {'/'.join(t.__name__ for t in types_)}, got {value!r}")
-    if not isinstance(value, types_):
-        raise TypeError(f"{type(cfg).__name__}.{name} must be {'/'.join(t.__name__ for t in types_)}, got {value!r}")
+class _CppConfig(AOBaseConfig):
+    """A config whose validation and handler live in the C++ registry, under the class's name."""
+
+    def _cpp_fields(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            out.update(_field_value(f.name, getattr(self, f.name)))
+        return out
+
+    def _cpp_type(self) -> str:
+        """The registry name: this class's, or that of the first registered base (for subclasses)."""
+        for cls in type(self).__mro__:
+            if cls.__name__ in _cpp_config_names():
+                return cls.__name__
+        return type(self).__name__
+
+    def __post_init__(self):
+        torch.ops.torchao_cpp.validate_quant_config(self._cpp_type(), self._cpp_fields())
 
 
 @dataclass
-class Int8WeightOnlyConfig(AOBaseConfig):
+class Int8WeightOnlyConfig(_CppConfig):
     """int8 weights, symmetric, per output channel (or per group); activations stay float.
 
     Example:
@@ -63,17 +102,13 @@ class Int8WeightOnlyConfig(AOBaseConfig):
     group_size: Optional[int] = None
     set_inductor_config: bool = True
 
-    def __post_init__(self):
-        _check_type(self, "group_size", self.group_size, (int,), allow_none=True)
-        if self.group_size is not None and self.group_size < 1:
-            raise ValueError(f"Int8WeightOnlyConfig.group_size must be >= 1, got {self.group_size}")
-
 
 @dataclass
-class Int4WeightOnlyConfig(AOBaseConfig):
+class Int4WeightOnlyConfig(_CppConfig):
     """int4 weights per group with a float zero point (tinygemm convention).
 
     Example:
+        >>> from torchao_cpp.dtypes import Int4CPULayout
         >>> Int4WeightOnlyConfig(group_size=32, layout=Int4CPULayout()).layout
         Int4CPULayout()
     """
@@ -84,20 +119,13 @@ class Int4WeightOnlyConfig(AOBaseConfig):
     zero_point_domain: Optional[ZeroPointDomain] = ZeroPointDomain.NONE
     set_inductor_config: bool = True
 
-    def __post_init__(self):
-        _check_type(self, "group_size", self.group_size, (int,))
-        if self.group_size not in (32, 64, 128, 256):
-            raise ValueError(f"Int4WeightOnlyConfig.group_size must be one of [32, 64, 128, 256], got {self.group_size}")
-        if not isinstance(self.layout, (TensorCoreTiledLayout, Int4CPULayout)):
-            raise NotImplementedError(
-                f"Int4WeightOnlyConfig.layout {self.layout!r}: supported layouts are TensorCoreTiledLayout and Int4CPULayout")
-        if self.use_hqq:
-            raise NotImplementedError("Int4WeightOnlyConfig.use_hqq=True: HQQ is not available in this release")
-
 
 @dataclass
-class Int8DynamicActivationInt8WeightConfig(AOBaseConfig):
+class Int8DynamicActivationInt8WeightConfig(_CppConfig):
     """int8 per-token dynamic activations x int8 per-channel symmetric weights.
+
+    `weight_only_decode=True` leaves inputs with x.shape[1] == 1 (decode
+    steps) in float, as the seed does.
 
     Example:
         >>> Int8DynamicActivationInt8WeightConfig().act_mapping_type
@@ -109,14 +137,9 @@ class Int8DynamicActivationInt8WeightConfig(AOBaseConfig):
     weight_only_decode: bool = False
     set_inductor_config: bool = True
 
-    def __post_init__(self):
-        _check_sym_or_asym(self, "act_mapping_type")
-        if not isinstance(self.layout, PlainLayout):
-            raise NotImplementedError(f"Int8DynamicActivationInt8WeightConfig.layout {self.layout!r}: only PlainLayout")
-
 
 @dataclass
-class Int8DynamicActivationInt4WeightConfig(AOBaseConfig):
+class Int8DynamicActivationInt4WeightConfig(_CppConfig):
     """int8 per-token dynamic activations x int4 per-group symmetric weights ("8da4w").
 
     Example:
@@ -130,32 +153,9 @@ class Int8DynamicActivationInt4WeightConfig(AOBaseConfig):
     act_mapping_type: MappingType = MappingType.ASYMMETRIC
     set_inductor_config: bool = True
 
-    def __post_init__(self):
-        _check_type(self, "group_size", self.group_size, (int,))
-        if self.group_size < 1:
-            raise ValueError(f"Int8DynamicActivationInt4WeightConfig.group_size must be >= 1, got {self.group_size}")
-        _check_sym_or_asym(self, "mapping_type")
-        _check_sym_or_asym(self, "act_mapping_type")
-
-
-def _check_intx(cfg: Any, field_name: str, dtype: Any) -> None:
-    bits = None
-    try:
-        bits, signed = _dtypes.dtype_info(dtype)
-    except TypeError:
-        signed = False
-    if bits is None or not signed or bits > 8:
-        raise ValueError(f"{type(cfg).__name__}.{field_name} must be one of int1..int8, got {dtype}")
-
-
-def _check_granularity(cfg: Any, field_name: str, g: Any) -> None:
-    if isinstance(g, PerGroup) or (isinstance(g, PerAxis) and g.axis == 0):
-        return
-    raise ValueError(f"{type(cfg).__name__}.{field_name} must be PerGroup(group_size) or PerAxis(0), got {g!r}")
-
 
 @dataclass
-class IntxWeightOnlyConfig(AOBaseConfig):
+class IntxWeightOnlyConfig(_CppConfig):
     """int1..int8 weights per group or per channel; activations stay float.
 
     Example:
@@ -170,17 +170,11 @@ class IntxWeightOnlyConfig(AOBaseConfig):
     scale_dtype: Optional[torch.dtype] = None
     layout: Layout = field(default_factory=QDQLayout)
 
-    def __post_init__(self):
-        _check_intx(self, "weight_dtype", self.weight_dtype)
-        _check_granularity(self, "granularity", self.granularity)
-        _check_sym_or_asym(self, "mapping_type")
-        if not isinstance(self.layout, QDQLayout):
-            raise NotImplementedError(f"IntxWeightOnlyConfig.layout {self.layout!r}: only QDQLayout")
-
 
 @dataclass
-class Int8DynamicActivationIntxWeightConfig(AOBaseConfig):
-    """int8 per-token dynamic activations x int1..int8 weights.
+class Int8DynamicActivationIntxWeightConfig(_CppConfig):
+    """int8 per-token dynamic activations x int1..int8 weights (QDQLayout, or bit-packed with
+    PackedLinearInt8DynamicActivationIntxWeightLayout).
 
     Example:
         >>> from torchao_cpp.dtypes import int4
@@ -196,17 +190,9 @@ class Int8DynamicActivationIntxWeightConfig(AOBaseConfig):
     act_mapping_type: MappingType = MappingType.ASYMMETRIC
     layout: Layout = field(default_factory=QDQLayout)
 
-    def __post_init__(self):
-        _check_intx(self, "weight_dtype", self.weight_dtype)
-        _check_granularity(self, "weight_granularity", self.weight_granularity)
-        _check_sym_or_asym(self, "weight_mapping_type")
-        _check_sym_or_asym(self, "act_mapping_type")
-        if not isinstance(self.layout, QDQLayout):
-            raise NotImplementedError(f"Int8DynamicActivationIntxWeightConfig.layout {self.layout!r}: only QDQLayout")
-
 
 @dataclass
-class UIntXWeightOnlyConfig(AOBaseConfig):
+class UIntXWeightOnlyConfig(_CppConfig):
     """uint1..uint7 weights per group, bit-packed (N bits per weight plus scales).
 
     Example:
@@ -221,24 +207,9 @@ class UIntXWeightOnlyConfig(AOBaseConfig):
     use_hqq: bool = False
     set_inductor_config: bool = True
 
-    def __post_init__(self):
-        try:
-            bits, signed = _dtypes.dtype_info(self.dtype)
-        except TypeError:
-            bits, signed = 0, True
-        if signed or not 1 <= bits <= 7:
-            raise ValueError(f"UIntXWeightOnlyConfig.dtype must be one of uint1..uint7, got {self.dtype}")
-        _check_type(self, "group_size", self.group_size, (int,))
-        if self.group_size < 1:
-            raise ValueError(f"UIntXWeightOnlyConfig.group_size must be >= 1, got {self.group_size}")
-        if self.pack_dim != -1:
-            raise NotImplementedError(f"UIntXWeightOnlyConfig.pack_dim={self.pack_dim}: only -1 is supported")
-        if self.use_hqq:
-            raise NotImplementedError("UIntXWeightOnlyConfig.use_hqq=True: HQQ is not available in this release")
-
 
 @dataclass
-class Float8WeightOnlyConfig(AOBaseConfig):
+class Float8WeightOnlyConfig(_CppConfig):
     """float8 weights with one scale per output channel; runs on CPU too.
 
     Example:
@@ -249,10 +220,6 @@ class Float8WeightOnlyConfig(AOBaseConfig):
 
     weight_dtype: Any = _dtypes.float8_e4m3fn
     set_inductor_config: bool = True
-
-    def __post_init__(self):
-        if not _dtypes.is_float8(self.weight_dtype):
-            raise ValueError(f"Float8WeightOnlyConfig.weight_dtype must be float8_e4m3fn or float8_e5m2, got {self.weight_dtype}")
 
 
 @dataclass
@@ -286,6 +253,7 @@ class AOPerModuleConfig(AOBaseConfig):
 
 # --- handlers: config -> quantized weight (or None to skip the layer) --------------------
 
+# Handlers registered from Python; they take precedence over the C++ registry.
 _HANDLERS: Dict[Type[AOBaseConfig], Callable[[torch.Tensor, Any, str], Optional[torch.Tensor]]] = {}
 
 
@@ -299,8 +267,7 @@ def register_quantize_module_handler(config_type: Type[AOBaseConfig]):
         ...     pass
         >>> @register_quantize_module_handler(PerRowInt8Config)
         ... def _per_row_int8(weight, config, fqn):
-        ...     return None if fqn == "skip" else AffineQuantizedTensor.from_float(
-        ...         weight, "SYMMETRIC", [1, weight.shape[1]], torch.int8)
+        ...     return AffineQuantizedTensor.from_float(weight, "SYMMETRIC", [1, weight.shape[1]], torch.int8)
         >>> m = torch.nn.Sequential(torch.nn.Linear(32, 4))
         >>> quantize_(m, PerRowInt8Config())
         >>> type(m[0].weight).__name__
@@ -314,105 +281,27 @@ def register_quantize_module_handler(config_type: Type[AOBaseConfig]):
     return wrap
 
 
-def _act_quant(act_mapping_type: MappingType) -> str:
-    """The seed's activation quantizer for an act_mapping_type."""
-    if act_mapping_type == MappingType.ASYMMETRIC:
-        return "int8_asymm_per_token"
-    return "int8_symm_per_token_reduced_range"
-
-
-def _block(weight: torch.Tensor, group_size: Optional[int]) -> List[int]:
-    return [1] * (weight.dim() - 1) + [weight.shape[-1] if group_size is None else group_size]
-
-
-def _group_fits(weight: torch.Tensor, group_size: int, what: str, fqn: str) -> bool:
-    if weight.shape[-1] % group_size != 0:
-        logger.info(
-            "Skipping %s for %s: in_features of weight %s is not divisible by group_size %d",
-            what, fqn or "<root>", tuple(weight.shape), group_size)
-        return False
-    return True
-
-
-@register_quantize_module_handler(Int8WeightOnlyConfig)
-def _int8_weight_only(weight, config, fqn):
-    gs = config.group_size
-    if gs is not None and not _group_fits(weight, gs, "Int8WeightOnlyConfig", fqn):
+def _cpp_handler(weight: torch.Tensor, config: "_CppConfig", fqn: str) -> Optional[torch.Tensor]:
+    impl, act_quant, skip_reason = torch.ops.torchao_cpp.quantize_weight(weight, config._cpp_type(), config._cpp_fields(), fqn)
+    if impl is None:
+        logger.info(skip_reason)
         return None
-    return AffineQuantizedTensor.from_float(
-        weight, MappingType.SYMMETRIC, _block(weight, gs), torch.int8, eps=_FP32_EPS, zero_point_dtype=torch.int64)
+    w = AffineQuantizedTensor(impl)
+    return LinearActivationQuantizedTensor(w, act_quant) if act_quant else w
 
 
-@register_quantize_module_handler(Int4WeightOnlyConfig)
-def _int4_weight_only(weight, config, fqn):
-    if not _group_fits(weight, config.group_size, "Int4WeightOnlyConfig", fqn):
-        return None
-    zp_dtype = weight.dtype if isinstance(config.layout, Int4CPULayout) else torch.bfloat16
-    return AffineQuantizedTensor.from_float(
-        weight, MappingType.ASYMMETRIC, _block(weight, config.group_size), torch.int32, 0, 15, eps=1e-6,
-        zero_point_dtype=zp_dtype, preserve_zero=False, zero_point_domain=ZeroPointDomain.FLOAT, layout=config.layout)
+@functools.lru_cache(maxsize=None)
+def _cpp_config_names() -> Tuple[str, ...]:
+    return tuple(torch.ops.torchao_cpp.registered_quant_configs())
 
 
-@register_quantize_module_handler(Int8DynamicActivationInt8WeightConfig)
-def _int8_dynamic_int8(weight, config, fqn):
-    if weight.shape[-1] <= 16:
-        logger.info("Skipping Int8DynamicActivationInt8WeightConfig for %s: in_features %d <= 16",
-                    fqn or "<root>", weight.shape[-1])
-        return None
-    w = AffineQuantizedTensor.from_float(
-        weight, MappingType.SYMMETRIC, _block(weight, None), torch.int8, eps=_FP32_EPS, zero_point_dtype=torch.int64,
-        zero_point_domain=ZeroPointDomain.NONE)
-    if config.weight_only_decode:  # the seed: inputs with x.shape[1] == 1 skip activation quantization
-        return LinearActivationQuantizedTensor(w, "int8_symm_per_token_reduced_range_noop_decode")
-    return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
-
-
-@register_quantize_module_handler(Int8DynamicActivationInt4WeightConfig)
-def _int8_dynamic_int4(weight, config, fqn):
-    if not _group_fits(weight, config.group_size, "Int8DynamicActivationInt4WeightConfig", fqn):
-        return None
-    w = AffineQuantizedTensor.from_float(
-        weight, config.mapping_type, _block(weight, config.group_size), torch.int8, -8, 7, eps=_FP32_EPS)
-    return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
-
-
-def _intx_weight(weight, dtype, granularity, mapping_type, scale_dtype, layout, what, fqn):
-    gs = granularity.group_size if isinstance(granularity, PerGroup) else None
-    if gs is not None and not _group_fits(weight, gs, what, fqn):
-        return None
-    qmin, qmax = _dtypes.dtype_range(dtype)
-    return AffineQuantizedTensor.from_float(
-        weight, mapping_type, _block(weight, gs), dtype, qmin, qmax, scale_dtype=scale_dtype,
-        zero_point_dtype=torch.int8, layout=layout)
-
-
-@register_quantize_module_handler(IntxWeightOnlyConfig)
-def _intx_weight_only(weight, config, fqn):
-    return _intx_weight(weight, config.weight_dtype, config.granularity, config.mapping_type, config.scale_dtype,
-                        config.layout, "IntxWeightOnlyConfig", fqn)
-
-
-@register_quantize_module_handler(Int8DynamicActivationIntxWeightConfig)
-def _int8_dynamic_intx(weight, config, fqn):
-    w = _intx_weight(weight, config.weight_dtype, config.weight_granularity, config.weight_mapping_type,
-                     config.weight_scale_dtype, config.layout, "Int8DynamicActivationIntxWeightConfig", fqn)
-    if w is None:
-        return None
-    return LinearActivationQuantizedTensor(w, _act_quant(config.act_mapping_type))
-
-
-@register_quantize_module_handler(UIntXWeightOnlyConfig)
-def _uintx_weight_only(weight, config, fqn):
-    if not _group_fits(weight, config.group_size, "UIntXWeightOnlyConfig", fqn):
-        return None
-    return AffineQuantizedTensor.from_float(
-        weight, MappingType.ASYMMETRIC, _block(weight, config.group_size), config.dtype, eps=_FP32_EPS,
-        zero_point_dtype=torch.int32, layout=UintxLayout(config.dtype))
-
-
-@register_quantize_module_handler(Float8WeightOnlyConfig)
-def _float8_weight_only(weight, config, fqn):
-    return AffineQuantizedTensor.from_float(weight, MappingType.SYMMETRIC, _block(weight, None), config.weight_dtype)
+def _handler_for(config: AOBaseConfig) -> Callable[[torch.Tensor, Any, str], Optional[torch.Tensor]]:
+    for cls in type(config).__mro__:
+        if cls in _HANDLERS:
+            return _HANDLERS[cls]
+    if isinstance(config, _CppConfig) and config._cpp_type() in _cpp_config_names():
+        return _cpp_handler
+    raise NotImplementedError(f"quantize_: no handler registered for {type(config).__name__}")
 
 
 # --- quantize_ -----------------------------------------------------------------------------------
@@ -464,18 +353,12 @@ def quantize_(
         raise TypeError(f"quantize_: config must be an AOBaseConfig, got {type(config).__name__}")
     per_module = config if isinstance(config, AOPerModuleConfig) else None
 
-    def handler_for(cfg: AOBaseConfig):
-        handler = _HANDLERS.get(type(cfg))
-        if handler is None:
-            raise NotImplementedError(f"quantize_: no handler registered for {type(cfg).__name__}")
-        return handler
-
     if per_module is None:
-        handler_for(config)
+        _handler_for(config)
     else:
         for c in per_module.module_fqn_to_config.values():
             if c is not None:
-                handler_for(c)
+                _handler_for(c)
     filter_fn = filter_fn or _is_linear
 
     chosen: List[Tuple[str, nn.Module]] = []
@@ -497,7 +380,7 @@ def quantize_(
             mod.to(device)
         weight = mod.weight.detach()
         try:
-            new_weights.append((mod, handler_for(cfg)(weight, cfg, fqn)))
+            new_weights.append((mod, _handler_for(cfg)(weight, cfg, fqn)))
         except Exception as e:
             raise type(e)(f"quantize_: failed to quantize '{fqn or '<root>'}' with {type(cfg).__name__}: {e}") from e
     for mod, w in new_weights:

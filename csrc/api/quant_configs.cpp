@@ -1,0 +1,473 @@
+#include "quant_configs.h"
+
+#include <torch/library.h>
+
+#include <limits>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "../classes/layout.h"
+#include "../ops/quant_primitives.h"
+
+namespace torchao_cpp {
+namespace api {
+
+namespace {
+
+struct Entry {
+  ConfigValidator validate;
+  QuantizeHandler handler;
+};
+
+std::map<std::string, Entry>& registry() {
+  static std::map<std::string, Entry> r;
+  return r;
+}
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+const Entry& lookup(const std::string& config_type) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  auto it = registry().find(config_type);
+  TORCH_CHECK_NOT_IMPLEMENTED(it != registry().end(), "no quantization handler is registered for config type '",
+                              config_type, "'");
+  return it->second;
+}
+
+// Python's name for what a field holds, for error messages.
+std::string kind_name(const c10::IValue& v) {
+  if (v.isString()) return "str '" + v.toStringRef() + "'";
+  if (v.isBool()) return v.toBool() ? "bool True" : "bool False";
+  if (v.isInt()) return "int " + std::to_string(v.toInt());
+  if (v.isDouble()) return "float";
+  if (v.isNone()) return "None";
+  if (v.isList()) return "list";
+  return v.tagKind();
+}
+
+// Typed, named access to a config's fields: every error names Config.field.
+class Fields {
+ public:
+  Fields(const std::string& config, const ConfigFields& d, std::set<std::string> known) : config_(config), d_(d) {
+    for (const auto& kv : d_)
+      TORCH_CHECK_VALUE(known.count(kv.key()), config_, " has no field '", kv.key(), "'");
+  }
+  std::string name(const std::string& f) const { return config_ + "." + f; }
+  bool has(const std::string& f) const { return d_.contains(f) && !d_.at(f).isNone(); }
+  int64_t get_int(const std::string& f) const {
+    const auto v = at(f);
+    TORCH_CHECK_TYPE(v.isInt(), name(f), " must be int, got ", kind_name(v));
+    return v.toInt();
+  }
+  c10::optional<int64_t> get_opt_int(const std::string& f) const {
+    if (!has(f)) return c10::nullopt;
+    return get_int(f);
+  }
+  bool get_bool(const std::string& f, bool dflt) const {
+    if (!has(f)) return dflt;
+    const auto v = at(f);
+    TORCH_CHECK_TYPE(v.isBool(), name(f), " must be bool, got ", kind_name(v));
+    return v.toBool();
+  }
+  std::string get_str(const std::string& f, const std::string& dflt) const {
+    if (!has(f)) return dflt;
+    const auto v = at(f);
+    TORCH_CHECK_TYPE(v.isString(), name(f), " must be a name (str), got ", kind_name(v));
+    return v.toStringRef();
+  }
+  c10::optional<std::string> get_opt_str(const std::string& f) const {
+    if (!has(f)) return c10::nullopt;
+    return get_str(f, "");
+  }
+  std::string get_choice(const std::string& f, const std::string& dflt, const std::vector<std::string>& choices) const {
+    const auto v = get_str(f, dflt);
+    for (const auto& c : choices)
+      if (v == c) return v;
+    std::ostringstream os;
+    for (size_t i = 0; i < choices.size(); ++i) os << (i ? ", " : "") << choices[i];
+    TORCH_CHECK_VALUE(false, name(f), " must be one of ", os.str(), ", got ", v);
+  }
+
+ private:
+  c10::IValue at(const std::string& f) const {
+    TORCH_CHECK_VALUE(d_.contains(f), config_, ": missing field '", f, "'");
+    return d_.at(f);
+  }
+  std::string config_;
+  const ConfigFields& d_;
+};
+
+const std::vector<std::string> kSymOrAsym = {"SYMMETRIC", "ASYMMETRIC"};
+constexpr double kFp32Eps = std::numeric_limits<float>::epsilon();
+
+at::ScalarType float_dtype(const Fields& f, const std::string& field, const std::string& value) {
+  if (value == "float32") return at::kFloat;
+  if (value == "bfloat16") return at::kBFloat16;
+  if (value == "float16") return at::kHalf;
+  TORCH_CHECK_VALUE(false, f.name(field), " must be float32, bfloat16 or float16, got ", value);
+}
+
+std::vector<int64_t> block_for(const at::Tensor& w, c10::optional<int64_t> group_size) {
+  std::vector<int64_t> b(w.dim(), 1);
+  b.back() = group_size.value_or(w.size(-1));
+  return b;
+}
+
+// The seed skips (and logs) layers whose in_features the group size does not divide.
+bool group_fits(const at::Tensor& w, c10::optional<int64_t> group_size, const std::string& config,
+                const std::string& fqn, QuantizedWeight& out) {
+  if (!group_size || w.size(-1) % *group_size == 0) return true;
+  std::ostringstream os;
+  os << "Skipping " << config << " for " << (fqn.empty() ? "<root>" : fqn) << ": in_features of weight "
+     << w.sizes() << " is not divisible by group_size " << *group_size;
+  out.skip_reason = os.str();
+  return false;
+}
+
+std::string act_quant_for(const std::string& act_mapping_type) {
+  return act_mapping_type == "ASYMMETRIC" ? "int8_asymm_per_token" : "int8_symm_per_token_reduced_range";
+}
+
+// --- Int8WeightOnlyConfig ------------------------------------------------------
+const std::set<std::string> kInt8WoFields = {"group_size", "set_inductor_config"};
+void validate_int8_wo(const ConfigFields& d) {
+  Fields f("Int8WeightOnlyConfig", d, kInt8WoFields);
+  if (auto g = f.get_opt_int("group_size")) TORCH_CHECK_VALUE(*g >= 1, f.name("group_size"), " must be >= 1, got ", *g);
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_int8_wo(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("Int8WeightOnlyConfig", d, kInt8WoFields);
+  QuantizedWeight out;
+  const auto g = f.get_opt_int("group_size");
+  if (!group_fits(w, g, "Int8WeightOnlyConfig", fqn, out)) return out;
+  out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, g), "int8", -128, 127, kFp32Eps, c10::nullopt, at::kLong,
+                               true, "INT", "PlainLayout");
+  return out;
+}
+
+// --- Int4WeightOnlyConfig ------------------------------------------------------
+const std::set<std::string> kInt4WoFields = {"group_size", "layout", "use_hqq", "zero_point_domain",
+                                             "set_inductor_config"};
+void validate_int4_wo(const ConfigFields& d) {
+  Fields f("Int4WeightOnlyConfig", d, kInt4WoFields);
+  const auto g = f.get_int("group_size");
+  TORCH_CHECK_VALUE(g == 32 || g == 64 || g == 128 || g == 256, f.name("group_size"),
+                    " must be one of [32, 64, 128, 256], got ", g);
+  const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "TensorCoreTiledLayout" || layout == "Int4CPULayout", f.name("layout"), " ",
+                              layout, ": supported layouts are TensorCoreTiledLayout and Int4CPULayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(!f.get_bool("use_hqq", false), f.name("use_hqq"),
+                              "=True: HQQ is not available in this release");
+  const auto zpd = f.get_choice("zero_point_domain", "NONE", {"NONE", "FLOAT", "INT"});
+  TORCH_CHECK_NOT_IMPLEMENTED(zpd != "INT", f.name("zero_point_domain"), "=INT is not supported by ", layout,
+                              " (it uses the FLOAT domain)");
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_int4_wo(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("Int4WeightOnlyConfig", d, kInt4WoFields);
+  QuantizedWeight out;
+  const auto g = f.get_int("group_size");
+  if (!group_fits(w, g, "Int4WeightOnlyConfig", fqn, out)) return out;
+  const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
+  // The seed: zero points in the weight's dtype for Int4CPULayout, bfloat16 for tinygemm.
+  const auto zp_dtype = layout == "Int4CPULayout" ? w.scalar_type() : at::kBFloat16;
+  out.weight = affine_quantize(w, "ASYMMETRIC", block_for(w, g), "uint4", 0, 15, 1e-6, c10::nullopt, zp_dtype, false,
+                               "FLOAT", layout);
+  return out;
+}
+
+// --- Int8DynamicActivationInt8WeightConfig ---------------------------------------------
+const std::set<std::string> kInt8DqFields = {"layout", "act_mapping_type", "weight_only_decode", "set_inductor_config"};
+void validate_int8_dq(const ConfigFields& d) {
+  Fields f("Int8DynamicActivationInt8WeightConfig", d, kInt8DqFields);
+  f.get_choice("act_mapping_type", "SYMMETRIC", kSymOrAsym);
+  const auto layout = f.get_str("layout", "PlainLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout");
+  f.get_bool("weight_only_decode", false);
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_int8_dq(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("Int8DynamicActivationInt8WeightConfig", d, kInt8DqFields);
+  QuantizedWeight out;
+  if (w.size(-1) <= 16) {
+    out.skip_reason = "Skipping Int8DynamicActivationInt8WeightConfig for " + (fqn.empty() ? std::string("<root>") : fqn) +
+                      ": in_features " + std::to_string(w.size(-1)) + " <= 16";
+    return out;
+  }
+  out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, c10::nullopt), "int8", -128, 127, kFp32Eps, c10::nullopt,
+                               at::kLong, true, "NONE", "PlainLayout");
+  out.act_quant = f.get_bool("weight_only_decode", false)
+                      ? "int8_symm_per_token_reduced_range_noop_decode"
+                      : act_quant_for(f.get_choice("act_mapping_type", "SYMMETRIC", kSymOrAsym));
+  return out;
+}
+
+// --- Int8DynamicActivationInt4WeightConfig ---------------------------------------------
+const std::set<std::string> kInt8Int4Fields = {"group_size", "layout", "mapping_type", "act_mapping_type",
+                                               "set_inductor_config"};
+void validate_8da4w(const ConfigFields& d) {
+  Fields f("Int8DynamicActivationInt4WeightConfig", d, kInt8Int4Fields);
+  const auto g = f.get_int("group_size");
+  TORCH_CHECK_VALUE(g >= 1, f.name("group_size"), " must be >= 1, got ", g);
+  f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym);
+  f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym);
+  const auto layout = f.get_str("layout", "PlainLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout");
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_8da4w(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("Int8DynamicActivationInt4WeightConfig", d, kInt8Int4Fields);
+  QuantizedWeight out;
+  const auto g = f.get_int("group_size");
+  if (!group_fits(w, g, "Int8DynamicActivationInt4WeightConfig", fqn, out)) return out;
+  out.weight = affine_quantize(w, f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym), block_for(w, g), "int4", -8, 7,
+                               kFp32Eps, c10::nullopt, c10::nullopt, true, "INT", "PlainLayout");
+  out.act_quant = act_quant_for(f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym));
+  return out;
+}
+
+// --- IntxWeightOnlyConfig / Int8DynamicActivationIntxWeightConfig ----------------------------
+int intx_bits(const Fields& f, const std::string& field) {
+  const auto v = f.get_str(field, "int8");
+  const auto cd = classes::parse_code_dtype(v);
+  TORCH_CHECK_VALUE(cd.is_signed && !cd.is_float8 && cd.bits <= 8, f.name(field), " must be one of int1..int8, got ", v);
+  return cd.bits;
+}
+
+c10::optional<int64_t> intx_group(const Fields& f, const std::string& field) {
+  const auto gran = f.get_choice(field, "PerAxis", {"PerGroup", "PerAxis"});
+  if (gran == "PerAxis") {
+    const auto axis = f.get_opt_int("axis").value_or(0);
+    TORCH_CHECK_VALUE(axis == 0, f.name(field), " must be PerGroup(group_size) or PerAxis(0), got PerAxis(", axis, ")");
+    return c10::nullopt;
+  }
+  const auto g = f.get_int("group_size");
+  TORCH_CHECK_VALUE(g >= 1, f.name(field), " group_size must be >= 1, got ", g);
+  return g;
+}
+
+c10::intrusive_ptr<classes::AffineQuantizedTensor> intx_weight(const at::Tensor& w, const Fields& f, int bits,
+                                                                c10::optional<int64_t> g, const std::string& mapping,
+                                                                const std::string& scale_dtype_field,
+                                                                const std::string& layout) {
+  c10::optional<at::ScalarType> sdt;
+  if (auto s = f.get_opt_str(scale_dtype_field)) sdt = float_dtype(f, scale_dtype_field, *s);
+  const int64_t qmin = -(int64_t(1) << (bits - 1)), qmax = (int64_t(1) << (bits - 1)) - 1;
+  return affine_quantize(w, mapping, block_for(w, g), "int" + std::to_string(bits), qmin, qmax, c10::nullopt, sdt,
+                         at::kChar, true, "INT", layout);
+}
+
+const std::set<std::string> kIntxWoFields = {"weight_dtype", "granularity", "group_size", "axis", "mapping_type",
+                                             "scale_dtype", "layout"};
+void validate_intx_wo(const ConfigFields& d) {
+  Fields f("IntxWeightOnlyConfig", d, kIntxWoFields);
+  intx_bits(f, "weight_dtype");
+  intx_group(f, "granularity");
+  f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym);
+  if (auto s = f.get_opt_str("scale_dtype")) float_dtype(f, "scale_dtype", *s);
+  const auto layout = f.get_str("layout", "QDQLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "QDQLayout", f.name("layout"), " ", layout, ": only QDQLayout");
+}
+QuantizedWeight quantize_intx_wo(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("IntxWeightOnlyConfig", d, kIntxWoFields);
+  QuantizedWeight out;
+  const auto g = intx_group(f, "granularity");
+  if (!group_fits(w, g, "IntxWeightOnlyConfig", fqn, out)) return out;
+  out.weight = intx_weight(w, f, intx_bits(f, "weight_dtype"), g, f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym),
+                           "scale_dtype", "QDQLayout");
+  return out;
+}
+
+const std::set<std::string> kInt8IntxFields = {
+    "weight_dtype", "weight_granularity", "group_size", "axis", "weight_zero_point_domain", "weight_mapping_type",
+    "weight_scale_dtype", "act_mapping_type", "layout", "layout_target"};
+const std::vector<std::string> kPackedTargets = {"auto", "universal", "kleidiai", "aten"};
+void validate_8daintx(const ConfigFields& d) {
+  Fields f("Int8DynamicActivationIntxWeightConfig", d, kInt8IntxFields);
+  intx_bits(f, "weight_dtype");
+  intx_group(f, "weight_granularity");
+  f.get_choice("weight_mapping_type", "SYMMETRIC", kSymOrAsym);
+  f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym);
+  if (auto s = f.get_opt_str("weight_scale_dtype")) float_dtype(f, "weight_scale_dtype", *s);
+  const auto zpd = f.get_choice("weight_zero_point_domain", "INT", {"INT", "NONE"});
+  TORCH_CHECK_NOT_IMPLEMENTED(zpd == "INT", f.name("weight_zero_point_domain"), "=", zpd,
+                              ": only integer zero points are supported");
+  const auto layout = f.get_choice("layout", "QDQLayout",
+                                   {"QDQLayout", "PackedLinearInt8DynamicActivationIntxWeightLayout"});
+  if (layout != "QDQLayout") f.get_choice("layout_target", "auto", kPackedTargets);
+}
+QuantizedWeight quantize_8daintx(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("Int8DynamicActivationIntxWeightConfig", d, kInt8IntxFields);
+  QuantizedWeight out;
+  const auto g = intx_group(f, "weight_granularity");
+  if (!group_fits(w, g, "Int8DynamicActivationIntxWeightConfig", fqn, out)) return out;
+  out.weight = intx_weight(w, f, intx_bits(f, "weight_dtype"), g,
+                           f.get_choice("weight_mapping_type", "SYMMETRIC", kSymOrAsym), "weight_scale_dtype",
+                           f.get_str("layout", "QDQLayout"));
+  out.act_quant = act_quant_for(f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym));
+  return out;
+}
+
+// --- UIntXWeightOnlyConfig ---------------------------------------------------------
+const std::set<std::string> kUintxFields = {"dtype", "group_size", "pack_dim", "use_hqq", "set_inductor_config"};
+int uintx_bits(const Fields& f) {
+  const auto v = f.get_str("dtype", "");
+  const bool ok = v.size() == 5 && v.rfind("uint", 0) == 0 && v[4] >= '1' && v[4] <= '7';
+  TORCH_CHECK_VALUE(ok, f.name("dtype"), " must be one of uint1..uint7, got ", v.empty() ? "None" : v);
+  return v[4] - '0';
+}
+void validate_uintx(const ConfigFields& d) {
+  Fields f("UIntXWeightOnlyConfig", d, kUintxFields);
+  uintx_bits(f);
+  const auto g = f.get_int("group_size");
+  TORCH_CHECK_VALUE(g >= 1, f.name("group_size"), " must be >= 1, got ", g);
+  const auto pd = f.get_opt_int("pack_dim").value_or(-1);
+  TORCH_CHECK_NOT_IMPLEMENTED(pd == -1, f.name("pack_dim"), "=", pd, ": only -1 is supported");
+  TORCH_CHECK_NOT_IMPLEMENTED(!f.get_bool("use_hqq", false), f.name("use_hqq"),
+                              "=True: HQQ is not available in this release");
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_uintx(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("UIntXWeightOnlyConfig", d, kUintxFields);
+  QuantizedWeight out;
+  const auto g = f.get_int("group_size");
+  if (!group_fits(w, g, "UIntXWeightOnlyConfig", fqn, out)) return out;
+  const int bits = uintx_bits(f);
+  out.weight = affine_quantize(w, "ASYMMETRIC", block_for(w, g), "uint" + std::to_string(bits), 0,
+                               (int64_t(1) << bits) - 1, kFp32Eps, c10::nullopt, at::kInt, true, "INT", "UintxLayout");
+  return out;
+}
+
+// --- Float8WeightOnlyConfig ---------------------------------------------------------
+const std::set<std::string> kFp8WoFields = {"weight_dtype", "set_inductor_config"};
+void validate_fp8_wo(const ConfigFields& d) {
+  Fields f("Float8WeightOnlyConfig", d, kFp8WoFields);
+  f.get_choice("weight_dtype", "float8_e4m3fn", {"float8_e4m3fn", "float8_e5m2"});
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_fp8_wo(const at::Tensor& w, const ConfigFields& d, const std::string&) {
+  Fields f("Float8WeightOnlyConfig", d, kFp8WoFields);
+  QuantizedWeight out;
+  const auto dt = f.get_choice("weight_dtype", "float8_e4m3fn", {"float8_e4m3fn", "float8_e5m2"});
+  out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, c10::nullopt), dt, 0, 0, c10::nullopt, c10::nullopt,
+                               c10::nullopt, true, "NONE", "Float8Layout");
+  return out;
+}
+
+// The built-in configs, registered when the library loads.
+const bool kBuiltins = [] {
+  register_config("Int8WeightOnlyConfig", validate_int8_wo, quantize_int8_wo);
+  register_config("Int4WeightOnlyConfig", validate_int4_wo, quantize_int4_wo);
+  register_config("Int8DynamicActivationInt8WeightConfig", validate_int8_dq, quantize_int8_dq);
+  register_config("Int8DynamicActivationInt4WeightConfig", validate_8da4w, quantize_8da4w);
+  register_config("IntxWeightOnlyConfig", validate_intx_wo, quantize_intx_wo);
+  register_config("Int8DynamicActivationIntxWeightConfig", validate_8daintx, quantize_8daintx);
+  register_config("UIntXWeightOnlyConfig", validate_uintx, quantize_uintx);
+  register_config("Float8WeightOnlyConfig", validate_fp8_wo, quantize_fp8_wo);
+  return true;
+}();
+
+}  // namespace
+
+void register_config(const std::string& config_type, ConfigValidator validate, QuantizeHandler handler) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  registry()[config_type] = Entry{std::move(validate), std::move(handler)};
+}
+
+std::vector<std::string> registered_configs() {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  std::vector<std::string> names;
+  for (const auto& kv : registry()) names.push_back(kv.first);
+  return names;
+}
+
+void validate_config(const std::string& config_type, const ConfigFields& fields) {
+  lookup(config_type).validate(fields);
+}
+
+QuantizedWeight quantize_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
+                                const std::string& fqn) {
+  const auto& e = lookup(config_type);
+  e.validate(fields);
+  TORCH_CHECK_VALUE(weight.dim() == 2, config_type, ": '", fqn, "' has a ", weight.dim(),
+                    "-d weight; linear weights are 2-d (out_features, in_features)");
+  return e.handler(weight, fields, fqn);
+}
+
+c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
+    const at::Tensor& weight, const std::string& mapping_type, std::vector<int64_t> block_size,
+    const std::string& code_dtype, int64_t quant_min, int64_t quant_max, c10::optional<double> eps,
+    c10::optional<at::ScalarType> scale_dtype, c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
+    const std::string& zero_point_domain, const std::string& layout) {
+  const auto cd = classes::parse_code_dtype(code_dtype);
+  const auto dtype_name = weight.scalar_type() == at::kFloat      ? "float32"
+                          : weight.scalar_type() == at::kBFloat16 ? "bfloat16"
+                          : weight.scalar_type() == at::kHalf     ? "float16"
+                                                                  : "";
+  TORCH_CHECK_TYPE(*dtype_name, "affine_quantize: weight must be float32, bfloat16 or float16, got ",
+                   weight.scalar_type());
+  if (cd.is_float8) {
+    auto scale = ops::choose_qparams_affine_float8(weight, block_size, code_dtype, scale_dtype);
+    auto codes = ops::quantize_affine_float8(weight, block_size, scale, code_dtype);
+    const int64_t fmax = int64_t(kernels::float8_max(ops::parse_float8_dtype(code_dtype)));
+    return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, scale, c10::nullopt, block_size, -fmax, fmax,
+                                                               "NONE", layout, code_dtype, dtype_name);
+  }
+  at::Tensor scale, zp;
+  std::tie(scale, zp) = ops::choose_qparams_affine(weight, mapping_type, block_size, quant_min, quant_max, eps,
+                                                   scale_dtype, zero_point_dtype, preserve_zero, zero_point_domain);
+  c10::optional<at::Tensor> zp_opt;
+  if (zero_point_domain != "NONE") zp_opt = zp;
+  const auto storage = cd.bits == 32 ? at::kInt : cd.is_signed ? at::kChar : at::kByte;
+  auto codes = ops::quantize_affine(weight, block_size, scale, zp_opt, storage, quant_min, quant_max, zero_point_domain);
+  return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, scale, zp_opt, block_size, quant_min, quant_max,
+                                                             zero_point_domain, layout, code_dtype, dtype_name);
+}
+
+// --- ops ---------------------------------------------------------------------------------
+
+namespace {
+
+void validate_quant_config_op(const std::string& config_type, const c10::Dict<std::string, c10::IValue>& fields) {
+  validate_config(config_type, fields);
+}
+
+std::tuple<c10::optional<c10::intrusive_ptr<classes::AffineQuantizedTensor>>, std::string, std::string>
+quantize_weight_op(const at::Tensor& weight, const std::string& config_type,
+                   const c10::Dict<std::string, c10::IValue>& fields, const std::string& fqn) {
+  auto q = quantize_weight(weight, config_type, fields, fqn);
+  c10::optional<c10::intrusive_ptr<classes::AffineQuantizedTensor>> w;
+  if (q.weight) w = q.weight;
+  return {w, q.act_quant, q.skip_reason};
+}
+
+c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize_op(
+    const at::Tensor& weight, const std::string& mapping_type, std::vector<int64_t> block_size,
+    const std::string& code_dtype, int64_t quant_min, int64_t quant_max, c10::optional<double> eps,
+    c10::optional<at::ScalarType> scale_dtype, c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
+    const std::string& zero_point_domain, const std::string& layout) {
+  return affine_quantize(weight, mapping_type, std::move(block_size), code_dtype, quant_min, quant_max, eps,
+                         scale_dtype, zero_point_dtype, preserve_zero, zero_point_domain, layout);
+}
+
+}  // namespace
+
+}  // namespace api
+}  // namespace torchao_cpp
+
+// The registry works on any backend: its handlers call the dispatched ops.
+TORCH_LIBRARY_IMPL(torchao_cpp, CompositeExplicitAutograd, m) {
+  using namespace torchao_cpp::api;
+  m.impl("quantize_weight", &quantize_weight_op);
+  m.impl("affine_quantize", &affine_quantize_op);
+}
+
+TORCH_LIBRARY_IMPL(torchao_cpp, CatchAll, m) {
+  using namespace torchao_cpp::api;
+  m.impl("validate_quant_config", &validate_quant_config_op);
+  m.impl("registered_quant_configs", &registered_configs);
+}
