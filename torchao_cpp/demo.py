@@ -17,7 +17,7 @@ import torch.nn as nn
 
 import torchao_cpp
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int4, uint3, uint5
-from torchao_cpp.dtypes.layouts import Int4CPULayout
+from torchao_cpp.dtypes.layouts import Int4CPULayout, PackedLinearInt8DynamicActivationIntxWeightLayout
 from torchao_cpp.quantization import (
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
@@ -43,6 +43,8 @@ def configs() -> List[Tuple[str, object]]:
         ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32)),
         ("IntxWeightOnly int4 g32", IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32))),
         ("Int8DynAct-IntxWeight int4 g32", Int8DynamicActivationIntxWeightConfig(weight_dtype=int4)),
+        ("Int8DynAct-IntxWeight int4 g32 packed", Int8DynamicActivationIntxWeightConfig(
+            weight_dtype=int4, layout=PackedLinearInt8DynamicActivationIntxWeightLayout())),
         ("UIntXWeightOnly uint3 g64", UIntXWeightOnlyConfig(dtype=uint3, group_size=64)),
         ("UIntXWeightOnly uint5 g64", UIntXWeightOnlyConfig(dtype=uint5, group_size=64)),
         ("Float8WeightOnly e4m3fn", Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn)),

@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "api/quant_configs.h"
 #include "classes/affine_quantized_tensor.h"
 
 using torchao_cpp::classes::AffineQuantizedTensor;
@@ -164,4 +165,42 @@ TEST(Classes, SetstateRejectsTamperedState) {
   st = aqt->getstate();
   std::get<8>(st) = 300;
   expect_error(st, "exceeds the range of uint4");
+}
+
+TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
+  using torchao_cpp::api::ConfigFields;
+  auto fields = [] {
+    return c10::impl::toTypedDict<std::string, c10::IValue>(
+        c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+  };
+  const auto names = torchao_cpp::api::registered_configs();
+  EXPECT_EQ(names.size(), 8u);
+  torch::manual_seed(3);
+  auto w = torch::randn({16, 128});
+  auto f = fields();
+  f.insert("group_size", int64_t(32));
+  f.insert("layout", std::string("Int4CPULayout"));
+  auto q = torchao_cpp::api::quantize_weight(w, "Int4WeightOnlyConfig", f, "layers.0");
+  ASSERT_TRUE(q.weight);
+  EXPECT_EQ(q.weight->layout, "Int4CPULayout");
+  EXPECT_EQ(q.weight->data.sizes(), (std::vector<int64_t>{16, 64}));
+  EXPECT_GT(sqnr(w, q.weight->dequantize()), 18.0);
+
+  auto skipped = torchao_cpp::api::quantize_weight(torch::randn({16, 48}), "Int4WeightOnlyConfig", f, "layers.1");
+  EXPECT_FALSE(skipped.weight);
+  EXPECT_NE(skipped.skip_reason.find("Skipping Int4WeightOnlyConfig for layers.1"), std::string::npos);
+
+  auto dq = fields();
+  auto a = torchao_cpp::api::quantize_weight(w, "Int8DynamicActivationInt8WeightConfig", dq, "fc");
+  EXPECT_EQ(a.act_quant, "int8_symm_per_token_reduced_range");
+
+  auto bad = fields();
+  bad.insert("group_size", int64_t(48));
+  try {
+    torchao_cpp::api::validate_config("Int4WeightOnlyConfig", bad);
+    FAIL() << "accepted group_size 48";
+  } catch (const c10::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("Int4WeightOnlyConfig.group_size must be one of [32, 64, 128, 256]"),
+              std::string::npos);
+  }
 }
