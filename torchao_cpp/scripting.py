@@ -16,7 +16,18 @@ import torch.nn as nn
 from .dtypes.affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor
 
 
-class AffineQuantizedLinear(nn.Module):
+class _ScriptableLinear(nn.Module):
+    """Holds a torch.classes.torchao_cpp weight object and an optional bias."""
+
+    bias: Optional[torch.Tensor]
+
+    def __init__(self, weight, bias: Optional[torch.Tensor]):
+        super().__init__()
+        self.weight = weight
+        self.bias = bias
+
+
+class AffineQuantizedLinear(_ScriptableLinear):
     """Scriptable linear over an AffineQuantizedTensor object.
 
     Example:
@@ -26,18 +37,11 @@ class AffineQuantizedLinear(nn.Module):
         torch.Size([2, 4])
     """
 
-    bias: Optional[torch.Tensor]
-
-    def __init__(self, weight, bias: Optional[torch.Tensor]):
-        super().__init__()
-        self.weight = weight
-        self.bias = bias
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.torchao_cpp.affine_quantized_linear(x, self.weight, self.bias)
 
 
-class ActivationQuantizedLinear(nn.Module):
+class ActivationQuantizedLinear(_ScriptableLinear):
     """Scriptable linear over a LinearActivationQuantizedTensor object.
 
     Example:
@@ -47,13 +51,6 @@ class ActivationQuantizedLinear(nn.Module):
         >>> ActivationQuantizedLinear(lw.impl, None)(torch.randn(2, 32)).shape
         torch.Size([2, 4])
     """
-
-    bias: Optional[torch.Tensor]
-
-    def __init__(self, weight, bias: Optional[torch.Tensor]):
-        super().__init__()
-        self.weight = weight
-        self.bias = bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.torchao_cpp.activation_quantized_linear(x, self.weight, self.bias)
