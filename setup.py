@@ -4,7 +4,8 @@
 
 Environment:
     TORCHAO_CPP_BUILD_DIR    CMake build directory (default: build/<python>-torch<version>)
-    TORCHAO_CPP_BUILD_TESTS  1 to also build the C++ tests and benchmarks (default 0)
+    TORCHAO_CPP_BUILD_TESTS  1 to also build the C++ tests and benchmarks, 0 not to (default: 0 for a new
+                             build directory, unchanged for an existing one)
     MAX_JOBS                 parallel compile jobs (default: number of CPUs)
 """
 import glob
@@ -24,7 +25,7 @@ class CMakeExtension(Extension):
         super().__init__(name, sources=[])
 
 
-def _cmake_args():
+def _cmake_args(build_dir):
     import torch
 
     args = [
@@ -40,9 +41,14 @@ def _cmake_args():
         args.append(f"-Dpybind11_DIR={pybind11.get_cmake_dir()}")
     except (ImportError, AttributeError):
         pass  # Debian's pybind11-dev config is found without a hint
-    tests = os.environ.get("TORCHAO_CPP_BUILD_TESTS", "0") == "1"
-    args.append(f"-DTORCHAO_CPP_BUILD_TESTS={'ON' if tests else 'OFF'}")
-    args.append(f"-DTORCHAO_CPP_BUILD_BENCHMARKS={'ON' if tests else 'OFF'}")
+    # Tests and benchmarks: as asked, else off for a new build dir and unchanged
+    # for an existing one (so a plain rebuild never drops the tests' binaries).
+    tests = os.environ.get("TORCHAO_CPP_BUILD_TESTS")
+    if tests is None and not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
+        tests = "0"
+    if tests is not None:
+        on = "ON" if tests == "1" else "OFF"
+        args += [f"-DTORCHAO_CPP_BUILD_TESTS={on}", f"-DTORCHAO_CPP_BUILD_BENCHMARKS={on}"]
     if shutil.which("ninja"):
         args.append("-GNinja")
     return args
@@ -62,7 +68,7 @@ class CMakeBuild(build_ext):
         build_dir = _build_dir()
         os.makedirs(build_dir, exist_ok=True)
         cache = os.path.join(build_dir, "CMakeCache.txt")
-        generator_args = _cmake_args()
+        generator_args = _cmake_args(build_dir)
         if os.path.exists(cache):  # the generator of an existing build cannot change
             generator_args = [a for a in generator_args if a != "-GNinja"]
         subprocess.check_call(["cmake", "-S", ROOT, "-B", build_dir] + generator_args)

@@ -3,6 +3,5 @@
 # every config and print the table. Extra arguments go to torchao_cpp.demo
 # (e.g. --model my.pt --input-shape 1,4096).
 mkdir -p "$(dirname "${BASH_SOURCE[0]}")/../build"
-export TORCHAO_CPP_BUILD_TESTS="${TORCHAO_CPP_BUILD_TESTS:-0}"
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 exec "$VENV/bin/python" -m torchao_cpp.demo --threads "$(nproc)" "$@"

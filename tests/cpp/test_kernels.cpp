@@ -181,8 +181,11 @@ TEST_P(BitPackTest, RoundTripsOddLengths) {
 }
 INSTANTIATE_TEST_SUITE_P(AllWidths, BitPackTest, ::testing::Range(1, 9));
 
-TEST(Linear, WeightOnlyMatchesNaiveReference) {
-  const LinearShape s{3, 5, 64, 32};
+class WeightOnlyLinearTest : public ::testing::TestWithParam<int> {};
+
+// M = 1..8 take the direct decode path, larger M the row-decode path.
+TEST_P(WeightOnlyLinearTest, PackedInt4MatchesNaiveReference) {
+  const LinearShape s{GetParam(), 5, 64, 32};
   std::mt19937 rng(2);
   std::uniform_int_distribution<int> code(0, 15);
   std::normal_distribution<float> nd;
@@ -208,6 +211,45 @@ TEST(Linear, WeightOnlyMatchesNaiveReference) {
       EXPECT_NEAR(out[m * s.N + n], ref, 1e-4 * (1 + std::fabs(ref)));
     }
 }
+
+TEST_P(WeightOnlyLinearTest, PlainInt8AndUint8MatchNaiveReference) {
+  const LinearShape s{GetParam(), 7, 96, 48};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> code(-128, 127);
+  std::vector<float> x(s.M * s.K), scale(s.N * 2), zp(s.N * 2);
+  std::vector<int8_t> c8(s.N * s.K);
+  std::vector<uint8_t> u8(s.N * s.K);
+  for (auto& v : x) v = nd(rng);
+  for (size_t i = 0; i < c8.size(); ++i) {
+    c8[i] = int8_t(code(rng));
+    u8[i] = uint8_t(int(c8[i]) + 128);
+  }
+  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+  for (auto& v : zp) v = float(code(rng) / 4);
+  for (ZeroPointDomain dom : {ZeroPointDomain::Int, ZeroPointDomain::None}) {
+    std::vector<float> o8(s.M * s.N), ou(s.M * s.N);
+    const float* z = dom == ZeroPointDomain::Int ? zp.data() : nullptr;
+    weight_only_linear<float, float>(x.data(), PlainCodes<int8_t>{c8.data(), s.K}, scale.data(), z, dom, -128, 127,
+                                     nullptr, s, o8.data(), 2);
+    std::vector<float> zu(zp);
+    for (auto& v : zu) v += 128.0f;  // the same weights as uint8 codes
+    weight_only_linear<float, float>(x.data(), PlainCodes<uint8_t>{u8.data(), s.K}, scale.data(),
+                                     dom == ZeroPointDomain::Int ? zu.data() : nullptr, ZeroPointDomain::Int, 0, 255,
+                                     nullptr, s, ou.data(), 2);
+    for (int64_t m = 0; m < s.M; ++m)
+      for (int64_t n = 0; n < s.N; ++n) {
+        double ref = 0;
+        for (int64_t k = 0; k < s.K; ++k) {
+          const int64_t g = n * 2 + k / 48;
+          ref += double(x[m * s.K + k]) * (c8[n * s.K + k] - (z ? z[g] : 0.0)) * scale[g];
+        }
+        EXPECT_NEAR(o8[m * s.N + n], ref, 1e-4 * (1 + std::fabs(ref)));
+        if (dom == ZeroPointDomain::Int) EXPECT_NEAR(ou[m * s.N + n], ref, 1e-4 * (1 + std::fabs(ref)));
+      }
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Rows, WeightOnlyLinearTest, ::testing::Values(1, 2, 3, 8, 9, 17));
 
 TEST(Linear, Int8DynamicMatchesIntegerReference) {
   const LinearShape s{2, 3, 8, 4};

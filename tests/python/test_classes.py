@@ -70,13 +70,14 @@ def test_get_plain_and_dequantize_match_primitives(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_linear_reads_codes(kind, dtype):
+@pytest.mark.parametrize("lead", [(1,), (2, 1), (3, 7)])  # decode path (<= 8 rows) and the row-decode path
+def test_linear_reads_codes(kind, dtype, lead):
     w = W.to(dtype)
     a = _aqt(kind, w)
-    x = torch.randn(3, 7, 128).to(dtype)
+    x = torch.randn(*lead, 128).to(dtype)
     bias = torch.randn(24).to(dtype)
     y = torch.nn.functional.linear(x, a, bias)
-    assert y.shape == (3, 7, 24) and y.dtype == dtype
+    assert y.shape == (*lead, 24) and y.dtype == dtype
     ref = torch.nn.functional.linear(x.double(), a.dequantize().double(), bias.double())
     assert sqnr(ref, y) > (60 if dtype == torch.float32 else 40)
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "bitpack.h"
@@ -56,6 +57,37 @@ struct LinearShape {
 
 // Weight-only: W[n,k] = dequant(code(n,k)) with per-(n, group) scale and zero
 // point in `domain`. zp is float (nullptr for domain None).
+// Rows of activations for which the decode path reads codes directly (each
+// weight row is then read once and reused from cache for every activation row).
+constexpr int64_t kDirectDotMaxRows = 8;
+
+// sum_{k in group g} x[k] * raw_code(n, k) for the code formats with a direct
+// SIMD dot; `xe`/`xo` are x split by parity (4-bit codes).
+template <class Codes>
+constexpr bool has_direct_dot() {
+  return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> ||
+         std::is_same_v<Codes, PackedCodes<4>>;
+}
+
+template <class Codes>
+inline float direct_dot(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int64_t k0,
+                        int64_t len) {
+  if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
+    return dot_f32_u4(xe + k0 / 2, xo + k0 / 2, c.data + n * packed_row_bytes(c.K, 4) + k0 / 2, len / 2);
+  } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
+    return dot_f32_i8(x + k0, c.data + n * c.K + k0, len);
+  } else {
+    return dot_f32_u8(x + k0, c.data + n * c.K + k0, len);
+  }
+}
+
+// Value added to a raw code read by direct_dot (packed codes store code - quant_min).
+template <class Codes>
+inline float raw_code_offset(const Codes& c) {
+  if constexpr (std::is_same_v<Codes, PackedCodes<4>>) return float(c.quant_min);
+  return 0.0f;
+}
+
 template <class TA, class TS, class Codes>
 void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
                         int64_t quant_min, int64_t quant_max, const TA* bias, const LinearShape& s, TA* out,
@@ -64,6 +96,46 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
   std::vector<float> xf(size_t(s.M * s.K));
   for (int64_t i = 0; i < s.M * s.K; ++i) xf[i] = to_float(x[i]);
+
+  if constexpr (has_direct_dot<Codes>()) {
+    if (s.M <= kDirectDotMaxRows && s.group_size % 2 == 0) {
+      // Decode path: y = sum_g scale*(D_g + (offset - zc)*X_g) + zf*X_g, with
+      // D_g the dot of x with the raw codes and X_g the sum of x over the group.
+      std::vector<float> xe(size_t(s.M * s.K / 2 + 1)), xo(size_t(s.M * s.K / 2 + 1)), xsum(size_t(s.M * G));
+      for (int64_t m = 0; m < s.M; ++m) {
+        const float* xr = xf.data() + m * s.K;
+        for (int64_t j = 0; j < s.K / 2; ++j) {
+          xe[m * (s.K / 2) + j] = xr[2 * j];
+          xo[m * (s.K / 2) + j] = xr[2 * j + 1];
+        }
+        for (int64_t g = 0; g < G; ++g) {
+          float t = 0.0f;
+          for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) t += xr[k];
+          xsum[m * G + g] = t;
+        }
+      }
+      const float offset = raw_code_offset(codes);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+      for (int64_t n = 0; n < s.N; ++n) {
+        float acc[kDirectDotMaxRows] = {};
+        for (int64_t g = 0; g < G; ++g) {
+          const float sc = to_float(scale[n * G + g]);
+          const float z = zp ? zp[n * G + g] : 0.0f;
+          const float zc = domain == ZeroPointDomain::Float ? mid : z;
+          const float zf = domain == ZeroPointDomain::Float ? z : 0.0f;
+          for (int64_t m = 0; m < s.M; ++m) {
+            const float d = direct_dot(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2),
+                                       n, g * s.group_size, s.group_size);
+            const float xs = xsum[m * G + g];
+            acc[m] += sc * (d + (offset - zc) * xs) + zf * xs;
+          }
+        }
+        const float b = bias ? to_float(bias[n]) : 0.0f;
+        for (int64_t m = 0; m < s.M; ++m) out[m * s.N + n] = from_float<TA>(acc[m] + b);
+      }
+      return;
+    }
+  }
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<float> w(size_t(s.K));
@@ -93,8 +165,7 @@ void int8_dynamic_linear(const int8_t* a, const float* a_scale, const float* a_z
   const int64_t G = s.K / s.group_size;
   std::vector<int16_t> aa(size_t(s.M * s.K));
   for (int64_t m = 0; m < s.M; ++m)
-    for (int64_t k = 0; k < s.K; ++k)
-      aa[m * s.K + k] = int16_t(a[m * s.K + k] - int16_t(a_zp ? a_zp[m] : 0.0f));
+    for (int64_t k = 0; k < s.K; ++k) aa[m * s.K + k] = int16_t(a[m * s.K + k] - int16_t(a_zp ? a_zp[m] : 0.0f));
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<int16_t> w(size_t(s.K));

@@ -12,6 +12,12 @@ namespace kernels {
 float dot_f32(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n);
+// sum_i x[i] * c[i] for integer codes c
+float dot_f32_i8(const float* x, const int8_t* c, int64_t n);
+float dot_f32_u8(const float* x, const uint8_t* c, int64_t n);
+// sum_j x_even[j] * (p[j] & 15) + x_odd[j] * (p[j] >> 4): a row of 4-bit codes
+// packed two per byte (code 2j in the low nibble), against x split by parity.
+float dot_f32_u4(const float* x_even, const float* x_odd, const uint8_t* p, int64_t nbytes);
 
 }  // namespace kernels
 }  // namespace torchao_cpp
