@@ -9,6 +9,13 @@
 namespace torchao_cpp {
 namespace kernels {
 
+TORCHAO_CPP_CLONES float sum_f32(const float* a, int64_t n) {
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i];
+  return acc;
+}
+
 TORCHAO_CPP_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
   float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)

@@ -8,6 +8,8 @@
 namespace torchao_cpp {
 namespace kernels {
 
+// sum_i a[i] (vectorized: the streaming-read reference of the benchmarks)
+float sum_f32(const float* a, int64_t n);
 // sum_i a[i] * b[i]
 float dot_f32(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)

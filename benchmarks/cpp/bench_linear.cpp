@@ -1,0 +1,114 @@
+// Quantized linear kernels (torch-free) on the shapes: M in {1, 8, 32,
+// 256} x (K, N) in {(2048, 5632), (5632, 2048), (4096, 4096)}. Reports
+// GFLOP/s (2*M*N*K) and weight bytes streamed per second; BM_ReadBandwidth is
+// the reference: a plain reduction over a buffer larger than the last-level cache.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/simd.h"
+
+using namespace torchao_cpp::kernels;
+
+namespace {
+
+const int kThreads = omp_get_max_threads();
+
+struct Problem {
+  LinearShape s;
+  std::vector<float> x, scale, zp;
+  std::vector<int8_t> codes8;
+  std::vector<uint8_t> packed4;
+  std::vector<float> out;
+
+  Problem(int64_t M, int64_t K, int64_t N, int64_t group) : s{M, N, K, group} {
+    std::mt19937 rng(0);
+    std::normal_distribution<float> nd;
+    std::uniform_int_distribution<int> c8(-128, 127), c4(0, 15);
+    x.resize(M * K);
+    for (auto& v : x) v = nd(rng);
+    scale.assign(N * (K / group), 0.01f);
+    zp.assign(N * (K / group), 0.0f);
+    codes8.resize(N * K);
+    for (auto& v : codes8) v = int8_t(c8(rng));
+    std::vector<uint8_t> c(N * K);
+    for (auto& v : c) v = uint8_t(c4(rng));
+    packed4.resize(N * packed_row_bytes(K, 4));
+    pack_bits_rows<4>(c.data(), N, K, 0, packed4.data());
+    out.resize(M * N);
+  }
+};
+
+void report(benchmark::State& st, const LinearShape& s, double weight_bytes) {
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.M * s.N * s.K * st.iterations(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+  st.counters["weight_GB/s"] =
+      benchmark::Counter(weight_bytes * st.iterations(), benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  st.counters["threads"] = kThreads;
+}
+
+void BM_Int8WeightOnly(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  for (auto _ : st) {
+    weight_only_linear<float, float>(p.x.data(), PlainCodes<int8_t>{p.codes8.data(), p.s.K}, p.scale.data(), nullptr,
+                                     ZeroPointDomain::None, -128, 127, nullptr, p.s, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+}
+
+void BM_Int4WeightOnlyG128(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), 128);
+  for (auto _ : st) {
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.packed4.data(), p.s.K, 0}, p.scale.data(),
+                                     p.zp.data(), ZeroPointDomain::Float, 0, 15, nullptr, p.s, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.scale.size());
+}
+
+void BM_Int8DynamicInt8(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  std::vector<int8_t> a(p.s.M * p.s.K, 3);
+  std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
+  for (auto _ : st) {
+    int8_dynamic_linear<float>(a.data(), a_scale.data(), a_zp.data(), PlainCodes<int8_t>{p.codes8.data(), p.s.K},
+                               p.scale.data(), nullptr, nullptr, p.s, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t M : {1, 8, 32, 256})
+    for (auto kn : {std::pair<int64_t, int64_t>{2048, 5632}, {5632, 2048}, {4096, 4096}})
+      b->Args({M, kn.first, kn.second});
+  b->ArgNames({"M", "K", "N"})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
+BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
+BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
+
+void BM_ReadBandwidth(benchmark::State& st) {
+  std::vector<float> buf(size_t(256) << 20, 1.0f);  // 1 GiB
+  for (auto _ : st) {
+    const int64_t chunk = 1 << 16;
+    const int64_t chunks = int64_t(buf.size()) / chunk;
+    float total = 0.0f;
+#pragma omp parallel for num_threads(kThreads) reduction(+ : total) schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) total += sum_f32(buf.data() + c * chunk, chunk);
+    benchmark::DoNotOptimize(total);
+  }
+  st.counters["GB/s"] = benchmark::Counter(double(buf.size()) * 4 * st.iterations(), benchmark::Counter::kIsRate,
+                                           benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
