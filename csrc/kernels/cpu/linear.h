@@ -61,27 +61,28 @@ struct LinearShape {
 // weight row is then read once and reused from cache for every activation row).
 constexpr int64_t kDirectDotMaxRows = 8;
 
-// sum_{k in group g} x[k] * raw_code(n, k) for the code formats with a direct
-// SIMD dot; `xe`/`xo` are x split by parity (4-bit codes).
+// Formats with a direct SIMD dot on their codes; `xe`/`xo` are x split by
+// parity (4-bit codes hold two per byte).
 template <class Codes>
 constexpr bool has_direct_dot() {
   return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> ||
          std::is_same_v<Codes, PackedCodes<4>>;
 }
 
+// sum_g gs[g] * sum_{k in group g} x[k] * raw_code(n, k) over row n.
 template <class Codes>
-inline float direct_dot(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int64_t k0,
-                        int64_t len) {
+inline float direct_dot_grouped(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n,
+                                int64_t group_size, int64_t groups, const float* gs) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
-    return dot_f32_u4(xe + k0 / 2, xo + k0 / 2, c.data + n * packed_row_bytes(c.K, 4) + k0 / 2, len / 2);
+    return dot_f32_u4_grouped(xe, xo, c.data + n * packed_row_bytes(c.K, 4), group_size / 2, groups, gs);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
-    return dot_f32_i8(x + k0, c.data + n * c.K + k0, len);
+    return dot_f32_i8_grouped(x, c.data + n * c.K, group_size, groups, gs);
   } else {
-    return dot_f32_u8(x + k0, c.data + n * c.K + k0, len);
+    return dot_f32_u8_grouped(x, c.data + n * c.K, group_size, groups, gs);
   }
 }
 
-// Value added to a raw code read by direct_dot (packed codes store code - quant_min).
+// Value added to a raw code read by direct_dot_grouped (packed codes store code - quant_min).
 template <class Codes>
 inline float raw_code_offset(const Codes& c) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) return float(c.quant_min);
@@ -99,7 +100,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 
   if constexpr (has_direct_dot<Codes>()) {
     if (s.M <= kDirectDotMaxRows && s.group_size % 2 == 0) {
-      // Decode path: y = sum_g scale*(D_g + (offset - zc)*X_g) + zf*X_g, with
+      // Decode path: y = sum_g scale*D_g + (scale*(offset - zc) + zf)*X_g, with
       // D_g the dot of x with the raw codes and X_g the sum of x over the group.
       std::vector<float> xe(size_t(s.M * s.K / 2 + 1)), xo(size_t(s.M * s.K / 2 + 1)), xsum(size_t(s.M * G));
       for (int64_t m = 0; m < s.M; ++m) {
@@ -115,23 +116,27 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         }
       }
       const float offset = raw_code_offset(codes);
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-      for (int64_t n = 0; n < s.N; ++n) {
-        float acc[kDirectDotMaxRows] = {};
-        for (int64_t g = 0; g < G; ++g) {
-          const float sc = to_float(scale[n * G + g]);
-          const float z = zp ? zp[n * G + g] : 0.0f;
-          const float zc = domain == ZeroPointDomain::Float ? mid : z;
-          const float zf = domain == ZeroPointDomain::Float ? z : 0.0f;
-          for (int64_t m = 0; m < s.M; ++m) {
-            const float d = direct_dot(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2),
-                                       n, g * s.group_size, s.group_size);
-            const float xs = xsum[m * G + g];
-            acc[m] += sc * (d + (offset - zc) * xs) + zf * xs;
+#pragma omp parallel num_threads(nthreads)
+      {
+        std::vector<float> gs(static_cast<size_t>(G));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < s.N; ++n) {
+          // The zero-point terms need only the per-group sums of x.
+          float acc[kDirectDotMaxRows] = {};
+          for (int64_t g = 0; g < G; ++g) {
+            const float sc = to_float(scale[n * G + g]);
+            const float z = zp ? zp[n * G + g] : 0.0f;
+            const float zc = domain == ZeroPointDomain::Float ? mid : z;
+            const float zf = domain == ZeroPointDomain::Float ? z : 0.0f;
+            gs[g] = sc;
+            for (int64_t m = 0; m < s.M; ++m) acc[m] += (sc * (offset - zc) + zf) * xsum[m * G + g];
           }
+          for (int64_t m = 0; m < s.M; ++m)
+            acc[m] += direct_dot_grouped(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2),
+                                         xo.data() + m * (s.K / 2), n, s.group_size, G, gs.data());
+          const float b = bias ? to_float(bias[n]) : 0.0f;
+          for (int64_t m = 0; m < s.M; ++m) out[m * s.N + n] = from_float<TA>(acc[m] + b);
         }
-        const float b = bias ? to_float(bias[n]) : 0.0f;
-        for (int64_t m = 0; m < s.M; ++m) out[m * s.N + n] = from_float<TA>(acc[m] + b);
       }
       return;
     }

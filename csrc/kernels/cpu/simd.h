@@ -1,6 +1,6 @@
-// Vector primitives with run-time ISA selection: each is compiled for
-// AVX-512, AVX2+FMA and baseline x86-64, and the loader picks the best the
-// CPU supports (GCC target_clones / ifunc), so one binary runs everywhere.
+// Vector primitives with run-time ISA selection: each has an AVX-512, an
+// AVX2+FMA and a portable version, and the first call picks the best the CPU
+// supports (CPUID), so one binary runs on any x86-64.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,14 @@ float dot_f32_u8(const float* x, const uint8_t* c, int64_t n);
 // sum_j x_even[j] * (p[j] & 15) + x_odd[j] * (p[j] >> 4): a row of 4-bit codes
 // packed two per byte (code 2j in the low nibble), against x split by parity.
 float dot_f32_u4(const float* x_even, const float* x_odd, const uint8_t* p, int64_t nbytes);
+
+// Grouped forms for quantized rows: sum_g gscale[g] * dot(group g), over
+// `groups` consecutive groups of `group_len` codes (bytes for 4-bit codes),
+// with one horizontal reduction per row instead of one per group.
+float dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t group_len, int64_t groups, const float* gscale);
+float dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t group_len, int64_t groups, const float* gscale);
+float dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t group_bytes,
+                         int64_t groups, const float* gscale);
 
 }  // namespace kernels
 }  // namespace torchao_cpp
