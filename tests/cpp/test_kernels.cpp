@@ -8,6 +8,7 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/numeric.h"
 #include "kernels/cpu/quant_primitives.h"
+#include "kernels/cpu/simd.h"
 
 using namespace torchao_cpp::kernels;
 
@@ -267,4 +268,108 @@ TEST(Linear, Int8DynamicMatchesIntegerReference) {
         ref += a_scale[m] * w_scale[n * 2 + k / 4] * (a[m * 8 + k] - a_zp[m]) * (w[n * 8 + k] - w_zp[n * 2 + k / 4]);
       EXPECT_FLOAT_EQ(out[m * 3 + n], float(ref));
     }
+}
+
+// Every instruction set the CPU has must agree with a double-precision reference.
+class SimdTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    saved_ = active_isa();
+    if (!set_isa(GetParam())) GTEST_FAIL() << "CPU lacks the instruction set under test";
+  }
+  void TearDown() override { set_isa(saved_); }
+  Isa saved_ = Isa::Portable;
+};
+
+TEST_P(SimdTest, PrimitivesMatchReference) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> i8(-128, 127), u8(0, 255), i16(-300, 300);
+  for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 33, 64, 100, 257}) {
+    std::vector<float> a(n + 1), b(n + 1);
+    std::vector<int8_t> c8(n + 1);
+    std::vector<uint8_t> cu(n + 1);
+    std::vector<int16_t> s1(n + 1), s2(n + 1);
+    for (int64_t i = 0; i <= n; ++i) {
+      a[i] = nd(rng), b[i] = nd(rng), c8[i] = int8_t(i8(rng)), cu[i] = uint8_t(u8(rng));
+      s1[i] = int16_t(i16(rng)), s2[i] = int16_t(i16(rng));
+    }
+    double rs = 0, rd = 0, r8 = 0, ru = 0, r4 = 0;
+    int64_t ri = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      rs += a[i], rd += double(a[i]) * b[i], r8 += double(a[i]) * c8[i], ru += double(a[i]) * cu[i];
+      ri += int64_t(s1[i]) * s2[i];
+      r4 += double(a[i]) * (cu[i] & 15) + double(b[i]) * (cu[i] >> 4);
+    }
+    const double tol = 1e-4 * (1 + n);
+    EXPECT_NEAR(sum_f32(a.data(), n), rs, tol) << n;
+    EXPECT_NEAR(dot_f32(a.data(), b.data(), n), rd, tol) << n;
+    EXPECT_EQ(dot_i16(s1.data(), s2.data(), n), ri) << n;
+    EXPECT_NEAR(dot_f32_i8(a.data(), c8.data(), n), r8, 100 * tol) << n;
+    EXPECT_NEAR(dot_f32_u8(a.data(), cu.data(), n), ru, 100 * tol) << n;
+    EXPECT_NEAR(dot_f32_u4(a.data(), b.data(), cu.data(), n), r4, 10 * tol) << n;
+  }
+  // Grouped forms, with group lengths that are and are not a multiple of the vector width.
+  for (int64_t len : {8, 12, 16, 32, 64}) {
+    const int64_t groups = 5, n = len * groups;
+    std::vector<float> x(n), xo(n), gs(groups);
+    std::vector<int8_t> c8(n);
+    std::vector<uint8_t> cu(n);
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : xo) v = nd(rng);
+    for (auto& v : gs) v = nd(rng);
+    for (int64_t i = 0; i < n; ++i) c8[i] = int8_t(i8(rng)), cu[i] = uint8_t(u8(rng));
+    double r8 = 0, ru = 0, r4 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      r8 += gs[i / len] * double(x[i]) * c8[i];
+      ru += gs[i / len] * double(x[i]) * cu[i];
+      r4 += gs[i / len] * (double(x[i]) * (cu[i] & 15) + double(xo[i]) * (cu[i] >> 4));
+    }
+    EXPECT_NEAR(dot_f32_i8_grouped(x.data(), c8.data(), len, groups, gs.data()), r8, 0.05) << len;
+    EXPECT_NEAR(dot_f32_u8_grouped(x.data(), cu.data(), len, groups, gs.data()), ru, 0.1) << len;
+    EXPECT_NEAR(dot_f32_u4_grouped(x.data(), xo.data(), cu.data(), len, groups, gs.data()), r4, 0.05) << len;
+  }
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::Portable, Isa::Avx2, Isa::Avx512})
+    if (set_isa(isa)) out.push_back(isa);
+  set_isa(saved);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, SimdTest, ::testing::ValuesIn(supported_isas()),
+                         [](const ::testing::TestParamInfo<Isa>& i) {
+                           return i.param == Isa::Portable ? std::string("portable")
+                                  : i.param == Isa::Avx2   ? std::string("avx2")
+                                                           : std::string("avx512");
+                         });
+
+// The linear kernels give the same results under every instruction set (up to rounding).
+TEST(SimdLinear, AllIsasAgree) {
+  const LinearShape s{2, 9, 256, 64};
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> c4(0, 15);
+  std::vector<float> x(s.M * s.K), scale(s.N * 4), zp(s.N * 4);
+  std::vector<uint8_t> codes(s.N * s.K), packed(s.N * packed_row_bytes(s.K, 4));
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+  for (auto& v : zp) v = nd(rng) * 0.1f;
+  for (auto& v : codes) v = uint8_t(c4(rng));
+  pack_bits_rows<4>(codes.data(), s.N, s.K, 0, packed.data());
+  const Isa saved = active_isa();
+  std::vector<std::vector<float>> outs;
+  for (Isa isa : supported_isas()) {
+    ASSERT_TRUE(set_isa(isa));
+    std::vector<float> out(s.M * s.N);
+    weight_only_linear<float, float>(x.data(), PackedCodes<4>{packed.data(), s.K, 0}, scale.data(), zp.data(),
+                                     ZeroPointDomain::Float, 0, 15, nullptr, s, out.data(), 2);
+    outs.push_back(out);
+  }
+  set_isa(saved);
+  for (size_t i = 1; i < outs.size(); ++i)
+    for (size_t j = 0; j < outs[0].size(); ++j) EXPECT_NEAR(outs[i][j], outs[0][j], 1e-4 * (1 + std::fabs(outs[0][j])));
 }

@@ -269,10 +269,9 @@ struct Impl {
   float (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int64_t, const float*);
 };
 
-Impl pick() {
+Impl table(Isa isa) {
 #ifdef TORCHAO_CPP_X86
-  const auto& f = cpu_features();
-  if (f.avx512f && f.avx512bw && f.fma)
+  if (isa == Isa::Avx512)
     return {sum_f32_avx512,
             dot_f32_avx512,
             dot_i16_avx512,
@@ -282,7 +281,7 @@ Impl pick() {
             dot_f32_int_grouped_avx512<int8_t>,
             dot_f32_int_grouped_avx512<uint8_t>,
             dot_f32_u4_grouped_avx512};
-  if (f.avx2 && f.fma)
+  if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
             dot_i16_avx2,
@@ -304,12 +303,44 @@ Impl pick() {
           dot_f32_u4_grouped_ref};
 }
 
-const Impl& impl() {
-  static const Impl i = pick();
-  return i;
+bool supported(Isa isa) {
+#ifdef TORCHAO_CPP_X86
+  const auto& f = cpu_features();
+  if (isa == Isa::Avx512) return f.avx512f && f.avx512bw && f.fma;
+  if (isa == Isa::Avx2) return f.avx2 && f.fma;
+#else
+  if (isa != Isa::Portable) return false;
+#endif
+  return true;
 }
 
+Isa best_isa() {
+  for (Isa isa : {Isa::Avx512, Isa::Avx2})
+    if (supported(isa)) return isa;
+  return Isa::Portable;
+}
+
+struct Active {
+  Isa isa;
+  Impl impl;
+};
+
+Active& active() {
+  static Active a{best_isa(), table(best_isa())};
+  return a;
+}
+
+const Impl& impl() { return active().impl; }
+
 }  // namespace
+
+Isa active_isa() { return active().isa; }
+
+bool set_isa(Isa isa) {
+  if (!supported(isa)) return false;
+  active() = Active{isa, table(isa)};
+  return true;
+}
 
 float sum_f32(const float* a, int64_t n) { return impl().sum_f32(a, n); }
 float dot_f32(const float* a, const float* b, int64_t n) { return impl().dot_f32(a, b, n); }

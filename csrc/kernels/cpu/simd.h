@@ -8,6 +8,12 @@
 namespace torchao_cpp {
 namespace kernels {
 
+enum class Isa { Portable, Avx2, Avx512 };
+// The instruction set in use (the best one the CPU has, unless set_isa chose).
+Isa active_isa();
+// Switches every primitive to `isa` (tests, benchmarks); false if the CPU lacks it.
+bool set_isa(Isa isa);
+
 // sum_i a[i] (vectorized: the streaming-read reference of the benchmarks)
 float sum_f32(const float* a, int64_t n);
 // sum_i a[i] * b[i]
@@ -26,8 +32,8 @@ float dot_f32_u4(const float* x_even, const float* x_odd, const uint8_t* p, int6
 // with one horizontal reduction per row instead of one per group.
 float dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t group_len, int64_t groups, const float* gscale);
 float dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t group_len, int64_t groups, const float* gscale);
-float dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t group_bytes,
-                         int64_t groups, const float* gscale);
+float dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t group_bytes, int64_t groups,
+                         const float* gscale);
 
 }  // namespace kernels
 }  // namespace torchao_cpp
