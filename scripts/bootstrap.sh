@@ -9,7 +9,7 @@ PKGS=(
   libtorch-dev python3-torch python3-dev python3-venv python3-pip python3-setuptools python3-wheel
   pybind11-dev python3-pybind11
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-pytest python3-numpy
+  python3-pytest python3-numpy python3-matplotlib
   libopenblas0-pthread
   dataset-fashion-mnist
 )

@@ -1,0 +1,243 @@
+"""Model-level CPU benchmark: a Llama-shaped decoder with random weights.
+
+hidden 2048, intermediate 5632, 22 layers, 32 heads (4 KV heads), vocabulary
+32000: about 1.1 B parameters, so the weights do not fit in any cache. For
+fp32 (OpenBLAS), torch's own `quantize_dynamic` int8 model (fbgemm/oneDNN) and
+each config of this project it measures, in one run and with one thread count:
+decode tokens/s at batch 1 (KV cache), prefill tokens/s for a 256-token prompt,
+and the time quantize_ takes. A streaming read of a buffer larger than the
+last-level cache gives the machine's read bandwidth, the decode roofline.
+
+    python benchmarks/python/model_bench.py --out benchmarks/results/model_bench.json
+"""
+import argparse
+import copy
+import gc
+import json
+import math
+import os
+import platform
+import time
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import torchao_cpp
+from torchao_cpp.dtypes import Int4CPULayout
+from torchao_cpp.quantization import (
+    Int4WeightOnlyConfig,
+    Int8DynamicActivationInt4WeightConfig,
+    Int8DynamicActivationInt8WeightConfig,
+    Int8WeightOnlyConfig,
+    quantize_,
+)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding over the last dim of (B, H, T, D)."""
+    d = x.shape[-1]
+    inv = 1.0 / (10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+    ang = pos[:, None].float() * inv[None, :]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, hidden: int, heads: int, kv_heads: int):
+        super().__init__()
+        self.heads, self.kv_heads, self.hd = heads, kv_heads, dim // heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, kv_heads * self.hd, bias=False)
+        self.v = nn.Linear(dim, kv_heads * self.hd, bias=False)
+        self.o = nn.Linear(dim, dim, bias=False)
+        self.gate = nn.Linear(dim, hidden, bias=False)
+        self.up = nn.Linear(dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+        self.n1, self.n2 = RMSNorm(dim), RMSNorm(dim)
+
+    def forward(self, x, pos, cache: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+        B, T, _ = x.shape
+        h = self.n1(x)
+        q = self.q(h).view(B, T, self.heads, self.hd).transpose(1, 2)
+        k = self.k(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
+        v = self.v(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
+        q, k = rotary(q, pos), rotary(k, pos)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        rep = self.heads // self.kv_heads
+        kk, vv = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        att = (q @ kk.transpose(-1, -2)) / math.sqrt(self.hd)
+        if T > 1:
+            att = att + torch.full((T, kk.shape[2]), float("-inf")).triu(kk.shape[2] - T + 1)
+        y = (att.softmax(-1) @ vv).transpose(1, 2).reshape(B, T, -1)
+        x = x + self.o(y)
+        h = self.n2(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h)), (k, v)
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab=32000, dim=2048, hidden=5632, layers=22, heads=32, kv_heads=4):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList(Block(dim, hidden, heads, kv_heads) for _ in range(layers))
+        self.norm = RMSNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens, start: int = 0, caches=None):
+        x = self.emb(tokens)
+        pos = torch.arange(start, start + tokens.shape[1])
+        new = []
+        for i, b in enumerate(self.blocks):
+            x, c = b(x, pos, None if caches is None else caches[i])
+            new.append(c)
+        return self.lm_head(self.norm(x)), new
+
+
+def build_model(seed: int = 0) -> Decoder:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        m = Decoder()
+        for p in m.parameters():  # cheap init; numerics do not matter for speed
+            if p.dim() == 2:
+                p.normal_(0, 0.02)
+    return m.eval()
+
+
+def read_bandwidth(gib: float = 2.0) -> float:
+    buf = torch.ones(int(gib * (1 << 30) / 4))
+    buf.sum()
+    t = time.perf_counter()
+    for _ in range(3):
+        buf.sum()
+    return buf.numel() * 4 * 3 / (time.perf_counter() - t)
+
+
+def decode_tps(model, prompt: int = 8, steps: int = 8) -> float:
+    with torch.no_grad():
+        tok = torch.randint(0, 32000, (1, prompt))
+        logits, caches = model(tok)
+        nxt = logits[:, -1:].argmax(-1)
+        _, caches2 = model(nxt, prompt, caches)  # warm-up step
+        t = time.perf_counter()
+        pos = prompt + 1
+        for _ in range(steps):
+            logits, caches2 = model(nxt, pos, caches2)
+            nxt = logits[:, -1:].argmax(-1)
+            pos += 1
+        return steps / (time.perf_counter() - t)
+
+
+def prefill_tps(model, length: int = 256) -> float:
+    with torch.no_grad():
+        tok = torch.randint(0, 32000, (1, length))
+        model(tok[:, :16])  # warm-up
+        t = time.perf_counter()
+        model(tok)
+        return length / (time.perf_counter() - t)
+
+
+def linear_weight_bytes(model) -> int:
+    total = 0
+    for m in model.modules():
+        if hasattr(m, "_packed_params") and callable(getattr(m, "weight", None)):  # torch's dynamic quantized linear
+            w = m.weight()
+            total += w.numel() * w.element_size() + 4 * w.shape[0]
+        elif isinstance(m, nn.Linear):
+            w = m.weight
+            total += w.nbytes_quantized() if hasattr(w, "nbytes_quantized") else w.numel() * w.element_size()
+    return total
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--out", default="benchmarks/results/model_bench.json")
+    p.add_argument("--decode-steps", type=int, default=8)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"threads {args.threads}, torch {torch.__version__}, torchao_cpp {torchao_cpp.__version__}", flush=True)
+    bw = read_bandwidth()
+    print(f"read bandwidth {bw / 1e9:.1f} GB/s", flush=True)
+    base = build_model()
+    results: Dict[str, Dict[str, float]] = {}
+
+    def record(name, model, quant_s=None):
+        wb = linear_weight_bytes(model)
+        d = decode_tps(model, steps=args.decode_steps)
+        pf = prefill_tps(model)
+        # Decode streams every linear weight once per token.
+        r = {"weight_bytes": wb, "decode_tok_s": d, "prefill_tok_s": pf, "decode_weight_GB_s": wb * d / 1e9,
+             "decode_weight_bw_fraction": wb * d / bw}
+        if quant_s is not None:
+            r["quantize_s"] = quant_s
+        results[name] = r
+        print(f"{name:34s} decode {d:7.2f} tok/s ({r['decode_weight_GB_s']:5.1f} GB/s, "
+              f"{100 * r['decode_weight_bw_fraction']:3.0f}% of read BW)  prefill {pf:7.1f} tok/s"
+              + ("" if quant_s is None else f"  quantize_ {quant_s:5.1f} s"), flush=True)
+
+    record("fp32", base)
+    qd = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {nn.Linear}, dtype=torch.qint8)
+    record("torch quantize_dynamic int8", qd)
+    del qd
+    gc.collect()
+    configs = [
+        ("Int8WeightOnly", Int8WeightOnlyConfig()),
+        ("Int4WeightOnly g128", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout())),
+        ("Int8DynAct-Int8Weight", Int8DynamicActivationInt8WeightConfig()),
+        ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32)),
+    ]
+    for name, cfg in configs:
+        m = copy.deepcopy(base)
+        t = time.perf_counter()
+        quantize_(m, cfg)
+        record(name, m, time.perf_counter() - t)
+        del m
+        gc.collect()
+    fp32 = results["fp32"]
+    for r in results.values():
+        r["decode_vs_fp32"] = r["decode_tok_s"] / fp32["decode_tok_s"]
+        r["prefill_vs_fp32"] = r["prefill_tok_s"] / fp32["prefill_tok_s"]
+    out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+           "torch": torch.__version__, "read_bandwidth_GB_s": bw / 1e9, "results": results}
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=2)
+    print(f"wrote {args.out}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = list(results)
+        fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+        ax[0].barh(names, [results[n]["decode_tok_s"] for n in names])
+        ax[0].set_xlabel("decode tokens/s (batch 1)")
+        ax[1].barh(names, [results[n]["prefill_tok_s"] for n in names])
+        ax[1].set_xlabel("prefill tokens/s (256-token prompt)")
+        for a in ax:
+            a.invert_yaxis()
+        fig.suptitle(f"1.1B Llama-shaped decoder, {args.threads} threads, read BW {bw / 1e9:.0f} GB/s")
+        fig.tight_layout()
+        png = os.path.splitext(args.out)[0] + ".png"
+        fig.savefig(png, dpi=100)
+        print(f"wrote {png}")
+    except ImportError:
+        print("matplotlib not installed: no chart (scripts/bootstrap.sh installs python3-matplotlib)")
+
+
+if __name__ == "__main__":
+    main()
