@@ -305,9 +305,10 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
     EXPECT_NEAR(sum_f32(a.data(), n), rs, tol) << n;
     EXPECT_NEAR(dot_f32(a.data(), b.data(), n), rd, tol) << n;
     EXPECT_EQ(dot_i16(s1.data(), s2.data(), n), ri) << n;
-    EXPECT_NEAR(dot_f32_i8(a.data(), c8.data(), n), r8, 100 * tol) << n;
-    EXPECT_NEAR(dot_f32_u8(a.data(), cu.data(), n), ru, 100 * tol) << n;
-    EXPECT_NEAR(dot_f32_u4(a.data(), b.data(), cu.data(), n), r4, 10 * tol) << n;
+    const float one = 1.0f;  // one group of n codes
+    EXPECT_NEAR(dot_f32_i8_grouped(a.data(), c8.data(), n, 1, &one), r8, 100 * tol) << n;
+    EXPECT_NEAR(dot_f32_u8_grouped(a.data(), cu.data(), n, 1, &one), ru, 100 * tol) << n;
+    EXPECT_NEAR(dot_f32_u4_grouped(a.data(), b.data(), cu.data(), n, 1, &one), r4, 10 * tol) << n;
   }
   // Grouped forms, with group lengths that are and are not a multiple of the vector width.
   for (int64_t len : {8, 12, 16, 32, 64}) {

@@ -127,7 +127,11 @@ AVX512 float dot_f32_u4_avx512(const float* xe, const float* xo, const uint8_t* 
 // length is not a multiple of the vector width fall back to the per-group form.
 template <class T>
 AVX512 float dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t len, int64_t groups, const float* gs) {
-  if (len % 16) return dot_f32_int_grouped_ref(x, c, len, groups, gs);
+  if (len % 16) {  // per-group dots with a scalar tail
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_int_avx512(x + g * len, c + g * len, len);
+    return acc;
+  }
   __m512 acc = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     const float* xg = x + g * len;
@@ -141,7 +145,11 @@ AVX512 float dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t len,
 
 AVX512 float dot_f32_u4_grouped_avx512(const float* xe, const float* xo, const uint8_t* p, int64_t len, int64_t groups,
                                        const float* gs) {
-  if (len % 16) return dot_f32_u4_grouped_ref(xe, xo, p, len, groups, gs);
+  if (len % 16) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_u4_avx512(xe + g * len, xo + g * len, p + g * len, len);
+    return acc;
+  }
   const __m512i mask = _mm512_set1_epi32(15);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -227,7 +235,11 @@ AVX2 float dot_f32_u4_avx2(const float* xe, const float* xo, const uint8_t* p, i
 }
 template <class T>
 AVX2 float dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t len, int64_t groups, const float* gs) {
-  if (len % 8) return dot_f32_int_grouped_ref(x, c, len, groups, gs);
+  if (len % 8) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_int_avx2(x + g * len, c + g * len, len);
+    return acc;
+  }
   __m256 acc = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     __m256 s = _mm256_setzero_ps();
@@ -240,7 +252,11 @@ AVX2 float dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t len, int
 
 AVX2 float dot_f32_u4_grouped_avx2(const float* xe, const float* xo, const uint8_t* p, int64_t len, int64_t groups,
                                    const float* gs) {
-  if (len % 8) return dot_f32_u4_grouped_ref(xe, xo, p, len, groups, gs);
+  if (len % 8) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_u4_avx2(xe + g * len, xo + g * len, p + g * len, len);
+    return acc;
+  }
   const __m256i mask = _mm256_set1_epi32(15);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -261,9 +277,6 @@ struct Impl {
   float (*sum_f32)(const float*, int64_t);
   float (*dot_f32)(const float*, const float*, int64_t);
   int32_t (*dot_i16)(const int16_t*, const int16_t*, int64_t);
-  float (*dot_f32_i8)(const float*, const int8_t*, int64_t);
-  float (*dot_f32_u8)(const float*, const uint8_t*, int64_t);
-  float (*dot_f32_u4)(const float*, const float*, const uint8_t*, int64_t);
   float (*dot_f32_i8_grouped)(const float*, const int8_t*, int64_t, int64_t, const float*);
   float (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int64_t, const float*);
   float (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int64_t, const float*);
@@ -275,9 +288,6 @@ Impl table(Isa isa) {
     return {sum_f32_avx512,
             dot_f32_avx512,
             dot_i16_avx512,
-            dot_f32_int_avx512<int8_t>,
-            dot_f32_int_avx512<uint8_t>,
-            dot_f32_u4_avx512,
             dot_f32_int_grouped_avx512<int8_t>,
             dot_f32_int_grouped_avx512<uint8_t>,
             dot_f32_u4_grouped_avx512};
@@ -285,9 +295,6 @@ Impl table(Isa isa) {
     return {sum_f32_avx2,
             dot_f32_avx2,
             dot_i16_avx2,
-            dot_f32_int_avx2<int8_t>,
-            dot_f32_int_avx2<uint8_t>,
-            dot_f32_u4_avx2,
             dot_f32_int_grouped_avx2<int8_t>,
             dot_f32_int_grouped_avx2<uint8_t>,
             dot_f32_u4_grouped_avx2};
@@ -295,9 +302,6 @@ Impl table(Isa isa) {
   return {sum_f32_ref,
           dot_f32_ref,
           dot_i16_ref,
-          dot_f32_int_ref<int8_t>,
-          dot_f32_int_ref<uint8_t>,
-          dot_f32_u4_ref,
           dot_f32_int_grouped_ref<int8_t>,
           dot_f32_int_grouped_ref<uint8_t>,
           dot_f32_u4_grouped_ref};
@@ -345,11 +349,6 @@ bool set_isa(Isa isa) {
 float sum_f32(const float* a, int64_t n) { return impl().sum_f32(a, n); }
 float dot_f32(const float* a, const float* b, int64_t n) { return impl().dot_f32(a, b, n); }
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n) { return impl().dot_i16(a, b, n); }
-float dot_f32_i8(const float* x, const int8_t* c, int64_t n) { return impl().dot_f32_i8(x, c, n); }
-float dot_f32_u8(const float* x, const uint8_t* c, int64_t n) { return impl().dot_f32_u8(x, c, n); }
-float dot_f32_u4(const float* x_even, const float* x_odd, const uint8_t* p, int64_t nbytes) {
-  return impl().dot_f32_u4(x_even, x_odd, p, nbytes);
-}
 float dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t len, int64_t groups, const float* gs) {
   return impl().dot_f32_i8_grouped(x, c, len, groups, gs);
 }

@@ -20,16 +20,11 @@ float sum_f32(const float* a, int64_t n);
 float dot_f32(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n);
-// sum_i x[i] * c[i] for integer codes c
-float dot_f32_i8(const float* x, const int8_t* c, int64_t n);
-float dot_f32_u8(const float* x, const uint8_t* c, int64_t n);
-// sum_j x_even[j] * (p[j] & 15) + x_odd[j] * (p[j] >> 4): a row of 4-bit codes
-// packed two per byte (code 2j in the low nibble), against x split by parity.
-float dot_f32_u4(const float* x_even, const float* x_odd, const uint8_t* p, int64_t nbytes);
-
-// Grouped forms for quantized rows: sum_g gscale[g] * dot(group g), over
-// `groups` consecutive groups of `group_len` codes (bytes for 4-bit codes),
-// with one horizontal reduction per row instead of one per group.
+// Dots of float activations with a row of quantized codes, group by group:
+// sum_g gscale[g] * sum_{i in group g} x[i] * c[i], over `groups` consecutive
+// groups of `group_len` codes, with one horizontal reduction per row. For
+// 4-bit codes packed two per byte (code 2j in the low nibble of byte j), x is
+// split by parity and group_bytes counts bytes.
 float dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t group_len, int64_t groups, const float* gscale);
 float dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t group_len, int64_t groups, const float* gscale);
 float dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t group_bytes, int64_t groups,
