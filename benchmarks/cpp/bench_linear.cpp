@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/simd.h"
 
@@ -83,6 +84,21 @@ void BM_Int8DynamicInt8(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
 }
 
+// The pre-packed VNNI GEMM that prefill-sized inputs (>= 16 rows) take.
+void BM_Int8DynamicInt8Packed(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  std::vector<int8_t> a(p.s.M * p.s.K, 3);
+  std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
+  const auto packed = pack_int8_weights(p.codes8.data(), p.s.N, p.s.K);
+  for (auto _ : st) {
+    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed, p.scale.data(), nullptr, p.out.data(),
+                      kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+  st.counters["vnni"] = int8_gemm_has_vnni();
+}
+
 void Shapes(benchmark::internal::Benchmark* b) {
   for (int64_t M : {1, 8, 32, 256})
     for (auto kn : {std::pair<int64_t, int64_t>{2048, 5632}, {5632, 2048}, {4096, 4096}})
@@ -93,6 +109,7 @@ void Shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
+BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
 
 void BM_ReadBandwidth(benchmark::State& st) {
   std::vector<float> buf(size_t(256) << 20, 1.0f);  // 1 GiB

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "../kernels/cpu/bitpack.h"
+#include "../kernels/cpu/simd.h"
 #include "../ops/linear.h"
 #include "../ops/quant_primitives.h"
 
@@ -200,6 +201,15 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                                  zero_point, quant_min, quant_max, zero_point_domain, bias);
 }
 
+const kernels::PackedInt8Weights& AffineQuantizedTensor::int8_packed() const {
+  TORCH_CHECK(data.scalar_type() == at::kChar && data.dim() == 2, "int8_packed: needs 2-d int8 codes");
+  std::call_once(int8_packed_once_, [&] {
+    int8_packed_ = std::make_unique<kernels::PackedInt8Weights>(
+        kernels::pack_int8_weights(data.data_ptr<int8_t>(), data.size(0), data.size(1)));
+  });
+  return *int8_packed_;
+}
+
 std::string AffineQuantizedTensor::code_format() const {
   const auto cd = parse_code_dtype(code_dtype);
   if (cd.is_float8) return cd.name;
@@ -289,6 +299,13 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
   if (integer_path) {
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
                      " does not match the weight's dtype ", w.dtype);
+    // Per-channel int8 codes without a weight zero point go through the
+    // pre-packed VNNI GEMM where the CPU has VNNI (faster for decode and prefill).
+    if (w.data.scalar_type() == at::kChar && w.code_format() == "plain" &&
+        w.block_size[1] == w.shape[1] && w.zero_point_domain == "NONE" && kernels::int8_gemm_has_vnni() &&
+        kernels::active_isa() == kernels::Isa::Avx512)
+      return ops::int8_dynamic_linear_packed(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range",
+                                             w.int8_packed(), w.scale, bias);
     return ops::int8_dynamic_linear(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range", w.data,
                                     w.code_format(), cd.bits, w.shape[0], w.shape[1], w.block_size[1], w.scale,
                                     w.zero_point, w.quant_min, bias);

@@ -8,10 +8,13 @@
 #include <torch/library.h>
 #include <torch/script.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "../kernels/cpu/int8_gemm.h"
 #include "layout.h"
 
 namespace torchao_cpp {
@@ -54,10 +57,18 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
 
   static constexpr int64_t kStateVersion = 1;
 
+  // The int8 codes packed for the VNNI GEMM, built on first use and kept
+  // (derived data: never pickled). Only for 2-d plain int8 codes.
+  const kernels::PackedInt8Weights& int8_packed() const;
+
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;
   // Checks every field for consistency; `what` prefixes messages.
   void validate(const char* what) const;
+
+ private:
+  mutable std::once_flag int8_packed_once_;
+  mutable std::unique_ptr<kernels::PackedInt8Weights> int8_packed_;
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "../kernels/cpu/int8_gemm.h"
+
 namespace torchao_cpp {
 namespace ops {
 
@@ -17,6 +19,11 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
                                int64_t group_size, const at::Tensor& weight_scale,
                                const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
                                const c10::optional<at::Tensor>& bias);
+
+// int8_dynamic_linear for pre-packed per-channel int8 weights (no weight zero point).
+at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
+                                      const kernels::PackedInt8Weights& weight, const at::Tensor& weight_scale,
+                                      const c10::optional<at::Tensor>& bias);
 
 }  // namespace ops
 }  // namespace torchao_cpp

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/numeric.h"
 #include "kernels/cpu/quant_primitives.h"
@@ -373,4 +374,40 @@ TEST(SimdLinear, AllIsasAgree) {
   set_isa(saved);
   for (size_t i = 1; i < outs.size(); ++i)
     for (size_t j = 0; j < outs[0].size(); ++j) EXPECT_NEAR(outs[i][j], outs[0][j], 1e-4 * (1 + std::fabs(outs[0][j])));
+}
+
+// The VNNI int8 GEMM and its portable twin give identical results (exact
+// int32 sums), both matching a double reference, over odd shapes.
+TEST(Int8Gemm, VnniAndPortableMatchReference) {
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> i8(-128, 127);
+  std::normal_distribution<float> nd;
+  for (int64_t M : {1, 3, 4, 5, 17})
+    for (int64_t N : {1, 15, 16, 17, 33, 40})
+      for (int64_t K : {1, 3, 4, 7, 64, 130}) {
+        std::vector<int8_t> a(M * K), w(N * K);
+        std::vector<float> sa(M), za(M), sw(N), bias(N);
+        for (auto& v : a) v = int8_t(i8(rng));
+        for (auto& v : w) v = int8_t(i8(rng));
+        for (int64_t m = 0; m < M; ++m) sa[m] = 0.01f + std::fabs(nd(rng)) * 0.01f, za[m] = float(i8(rng) / 2);
+        for (int64_t n = 0; n < N; ++n) sw[n] = 0.01f + std::fabs(nd(rng)) * 0.01f, bias[n] = nd(rng);
+        const auto packed = pack_int8_weights(w.data(), N, K);
+        std::vector<std::vector<float>> outs;
+        const Isa saved = active_isa();
+        for (Isa isa : supported_isas()) {
+          ASSERT_TRUE(set_isa(isa));
+          std::vector<float> out(M * N);
+          int8_gemm_dequant(a.data(), sa.data(), za.data(), M, packed, sw.data(), bias.data(), out.data(), 2);
+          outs.push_back(out);
+        }
+        set_isa(saved);
+        for (size_t i = 1; i < outs.size(); ++i) ASSERT_EQ(outs[i], outs[0]) << M << "x" << N << "x" << K;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double ref = 0;
+            for (int64_t k = 0; k < K; ++k) ref += (double(a[m * K + k]) - za[m]) * w[n * K + k];
+            ref = ref * sa[m] * sw[n] + bias[n];
+            ASSERT_NEAR(outs[0][m * N + n], ref, 1e-3 * (1 + std::fabs(ref))) << M << "x" << N << "x" << K;
+          }
+      }
 }

@@ -221,3 +221,23 @@ def test_constructor_validates_too():
         AffineQuantizedTensor.from_float(W.double(), "SYMMETRIC", [1, 128], torch.int8)
     with pytest.raises(ValueError, match=r"TensorCoreTiledLayout holds codes in \[0, 15\]"):
         AffineQuantizedTensor.from_float(W, "SYMMETRIC", [1, 32], torch.int8, layout=TensorCoreTiledLayout())
+
+
+@pytest.mark.parametrize("act", ["int8_asymm_per_token", "int8_symm_per_token_reduced_range"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_per_channel_int8_dynamic_linear_many_rows(act, dtype):
+    # Per-channel int8 weights: the pre-packed (VNNI) GEMM on AVX-512 VNNI machines, the
+    # row-dot kernel elsewhere; both must match the reference.
+    w = AffineQuantizedTensor.from_float(W.to(dtype), "SYMMETRIC", [1, 128], torch.int8, zero_point_domain="NONE")
+    la = LinearActivationQuantizedTensor(w, act)
+    bias = torch.randn(24).to(dtype)
+    for shape in ((40, 128), (2, 17, 128)):
+        x = torch.randn(*shape).to(dtype)
+        y = torch.nn.functional.linear(x, la, bias)
+        assert y.shape == (*shape[:-1], 24) and y.dtype == dtype
+        xq = la.impl.quantize_dequantize_input(x)
+        ref = torch.nn.functional.linear(xq.double(), w.dequantize().double(), bias.double())
+        assert sqnr(ref, y) > (80 if dtype == torch.float32 else 40)
+        # Row by row gives the same values up to float rounding (per-token quantization).
+        rows = torch.cat([torch.nn.functional.linear(r, la, bias) for r in x.reshape(-1, 128).split(1)])
+        assert sqnr(rows.double(), y.reshape(-1, 24)) > (100 if dtype == torch.float32 else 45)
