@@ -89,10 +89,9 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
-  const auto packed = pack_int8_weights(p.codes8.data(), p.s.N, p.s.K);
+  const auto packed = pack_int8_weights(p.codes8.data(), p.s.N, p.s.K, p.s.K, p.scale.data());
   for (auto _ : st) {
-    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed, p.scale.data(), nullptr, p.out.data(),
-                      kThreads);
+    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed, nullptr, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());

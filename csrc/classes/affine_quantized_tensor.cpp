@@ -201,13 +201,19 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                                  zero_point, quant_min, quant_max, zero_point_domain, bias);
 }
 
-const kernels::PackedInt8Weights& AffineQuantizedTensor::int8_packed() const {
-  TORCH_CHECK(data.scalar_type() == at::kChar && data.dim() == 2, "int8_packed: needs 2-d int8 codes");
+const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
   std::call_once(int8_packed_once_, [&] {
+    if (data.scalar_type() != at::kChar || data.dim() != 2 || code_format() != "plain" || block_size[0] != 1) return;
+    const int64_t K = shape[1], group = block_size[1];
+    if (group != K && group % 4 != 0) return;
+    if (zero_point.has_value() && zero_point->defined() && (zero_point->ne(0).any().item<bool>() ||
+                                                             zero_point_domain == "FLOAT"))
+      return;
+    auto sc = scale.to(at::kFloat).contiguous();
     int8_packed_ = std::make_unique<kernels::PackedInt8Weights>(
-        kernels::pack_int8_weights(data.data_ptr<int8_t>(), data.size(0), data.size(1)));
+        kernels::pack_int8_weights(data.data_ptr<int8_t>(), shape[0], K, group, sc.data_ptr<float>()));
   });
-  return *int8_packed_;
+  return int8_packed_.get();
 }
 
 std::string AffineQuantizedTensor::code_format() const {
@@ -299,13 +305,12 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
   if (integer_path) {
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
                      " does not match the weight's dtype ", w.dtype);
-    // Per-channel int8 codes without a weight zero point go through the
-    // pre-packed VNNI GEMM where the CPU has VNNI (faster for decode and prefill).
-    if (w.data.scalar_type() == at::kChar && w.code_format() == "plain" &&
-        w.block_size[1] == w.shape[1] && w.zero_point_domain == "NONE" && kernels::int8_gemm_has_vnni() &&
-        kernels::active_isa() == kernels::Isa::Avx512)
-      return ops::int8_dynamic_linear_packed(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range",
-                                             w.int8_packed(), w.scale, bias);
+    // int8 codes without weight zero points go through the pre-packed VNNI
+    // GEMM where the CPU has VNNI (faster for decode and prefill alike).
+    if (kernels::int8_gemm_has_vnni() && kernels::active_isa() == kernels::Isa::Avx512)
+      if (const auto* packed = w.int8_packed())
+        return ops::int8_dynamic_linear_packed(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range",
+                                               *packed, bias);
     return ops::int8_dynamic_linear(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range", w.data,
                                     w.code_format(), cd.bits, w.shape[0], w.shape[1], w.block_size[1], w.scale,
                                     w.zero_point, w.quant_min, bias);

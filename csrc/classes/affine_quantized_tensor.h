@@ -57,9 +57,10 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
 
   static constexpr int64_t kStateVersion = 1;
 
-  // The int8 codes packed for the VNNI GEMM, built on first use and kept
-  // (derived data: never pickled). Only for 2-d plain int8 codes.
-  const kernels::PackedInt8Weights& int8_packed() const;
+  // The int8 codes packed for the VNNI GEMM with their scales, built on first
+  // use and kept (derived data: never pickled); nullptr where the GEMM does not
+  // apply (not 2-d plain int8 codes, nonzero zero points, unsuitable groups).
+  const kernels::PackedInt8Weights* int8_packed() const;
 
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;

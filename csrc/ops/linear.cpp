@@ -175,11 +175,9 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
 }
 
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
-                                      const kernels::PackedInt8Weights& weight, const at::Tensor& weight_scale,
-                                      const c10::optional<at::Tensor>& bias) {
+                                      const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias) {
   const char* op = "int8_dynamic_linear";
   auto f = flatten_input(op, input, weight.K, weight.N);
-  check_weight_qparams(op, weight_scale, "weight_scale", weight.N);
   auto b = check_bias(op, bias, input, weight.N);
   std::tuple<at::Tensor, at::Tensor, at::Tensor> aq;
   if (act_quant == "asymmetric")
@@ -189,10 +187,9 @@ at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string
   auto a = std::get<0>(aq).contiguous();
   auto a_scale = std::get<1>(aq).to(at::kFloat).contiguous();
   auto a_zp = std::get<2>(aq).to(at::kFloat).contiguous();
-  auto ws = weight_scale.to(at::kFloat).contiguous();
   auto bf = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
   auto out = at::empty({f.x2d.size(0), weight.N}, input.options().dtype(at::kFloat));
-  k::int8_gemm_dequant(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), f.x2d.size(0), weight, ptr<float>(ws),
+  k::int8_gemm_dequant(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), f.x2d.size(0), weight,
                        bf.defined() ? ptr<float>(bf) : nullptr, ptr<float>(out), num_threads());
   return out.to(input.scalar_type()).view(f.out_shape);
 }

@@ -20,10 +20,9 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
                                const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
                                const c10::optional<at::Tensor>& bias);
 
-// int8_dynamic_linear for pre-packed per-channel int8 weights (no weight zero point).
+// int8_dynamic_linear for pre-packed int8 weights (with their scales, no zero points).
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
-                                      const kernels::PackedInt8Weights& weight, const at::Tensor& weight_scale,
-                                      const c10::optional<at::Tensor>& bias);
+                                      const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias);
 
 }  // namespace ops
 }  // namespace torchao_cpp

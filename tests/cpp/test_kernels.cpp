@@ -54,7 +54,7 @@ TEST(Numeric, Float8KnownValues) {
   EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(464.0f)), 0x7e);  // tie to even stays finite
   EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(470.0f)), 0x7f);  // rounds past max: NaN
   EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(-1.0f)), 0xb8);
-  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(0.001953125f)), 0x01);  // 2^-9, smallest subnormal
+  EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(0.001953125f)), 0x01);   // 2^-9, smallest subnormal
   EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(0.0009765625f)), 0x00);  // 2^-10 ties to even 0
   EXPECT_EQ((float_to_float8<Float8Format::E4M3FN>(-1e-6f)), 0x80);         // keeps the sign of zero
   EXPECT_EQ((float_to_float8<Float8Format::E5M2>(57344.0f)), 0x7b);
@@ -376,28 +376,34 @@ TEST(SimdLinear, AllIsasAgree) {
     for (size_t j = 0; j < outs[0].size(); ++j) EXPECT_NEAR(outs[i][j], outs[0][j], 1e-4 * (1 + std::fabs(outs[0][j])));
 }
 
-// The VNNI int8 GEMM and its portable twin give identical results (exact
-// int32 sums), both matching a double reference, over odd shapes.
+// The VNNI int8 GEMM and its portable twin give identical results, both
+// matching a double reference, over odd shapes, per channel and per group.
 TEST(Int8Gemm, VnniAndPortableMatchReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> i8(-128, 127);
   std::normal_distribution<float> nd;
+  struct Case {
+    int64_t K, group;
+  };
   for (int64_t M : {1, 3, 4, 5, 17})
     for (int64_t N : {1, 15, 16, 17, 33, 40})
-      for (int64_t K : {1, 3, 4, 7, 64, 130}) {
+      for (Case kc : {Case{1, 1}, Case{3, 3}, Case{7, 7}, Case{64, 64}, Case{130, 130}, Case{64, 32}, Case{96, 4},
+                      Case{128, 64}}) {
+        const int64_t K = kc.K, G = K / kc.group;
         std::vector<int8_t> a(M * K), w(N * K);
-        std::vector<float> sa(M), za(M), sw(N), bias(N);
+        std::vector<float> sa(M), za(M), sw(N * G), bias(N);
         for (auto& v : a) v = int8_t(i8(rng));
         for (auto& v : w) v = int8_t(i8(rng));
         for (int64_t m = 0; m < M; ++m) sa[m] = 0.01f + std::fabs(nd(rng)) * 0.01f, za[m] = float(i8(rng) / 2);
-        for (int64_t n = 0; n < N; ++n) sw[n] = 0.01f + std::fabs(nd(rng)) * 0.01f, bias[n] = nd(rng);
-        const auto packed = pack_int8_weights(w.data(), N, K);
+        for (auto& v : sw) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+        for (auto& v : bias) v = nd(rng);
+        const auto packed = pack_int8_weights(w.data(), N, K, kc.group, sw.data());
         std::vector<std::vector<float>> outs;
         const Isa saved = active_isa();
         for (Isa isa : supported_isas()) {
           ASSERT_TRUE(set_isa(isa));
           std::vector<float> out(M * N);
-          int8_gemm_dequant(a.data(), sa.data(), za.data(), M, packed, sw.data(), bias.data(), out.data(), 2);
+          int8_gemm_dequant(a.data(), sa.data(), za.data(), M, packed, bias.data(), out.data(), 2);
           outs.push_back(out);
         }
         set_isa(saved);
@@ -405,9 +411,11 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
         for (int64_t m = 0; m < M; ++m)
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0;
-            for (int64_t k = 0; k < K; ++k) ref += (double(a[m * K + k]) - za[m]) * w[n * K + k];
-            ref = ref * sa[m] * sw[n] + bias[n];
+            for (int64_t k = 0; k < K; ++k)
+              ref += (double(a[m * K + k]) - za[m]) * w[n * K + k] * sw[n * G + k / kc.group];
+            ref = ref * sa[m] + bias[n];
             ASSERT_NEAR(outs[0][m * N + n], ref, 1e-3 * (1 + std::fabs(ref))) << M << "x" << N << "x" << K;
           }
       }
+  EXPECT_THROW(pack_int8_weights(nullptr, 1, 12, 6, nullptr), std::invalid_argument);
 }

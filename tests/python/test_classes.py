@@ -241,3 +241,17 @@ def test_per_channel_int8_dynamic_linear_many_rows(act, dtype):
         # Row by row gives the same values up to float rounding (per-token quantization).
         rows = torch.cat([torch.nn.functional.linear(r, la, bias) for r in x.reshape(-1, 128).split(1)])
         assert sqnr(rows.double(), y.reshape(-1, 24)) > (100 if dtype == torch.float32 else 45)
+
+
+@pytest.mark.parametrize("act", ["int8_asymm_per_token", "int8_symm_per_token_reduced_range"])
+@pytest.mark.parametrize("group", [32, 64])
+def test_grouped_int4_codes_in_int8_dynamic_linear(act, group):
+    # 8da4w-style weights (int4 codes in int8 storage, per-group scales, zero points 0):
+    # the packed GEMM per group on VNNI machines, the row-dot kernel elsewhere.
+    w = AffineQuantizedTensor.from_float(W, "SYMMETRIC", [1, group], qp._dtypes.int4, -8, 7)
+    la = LinearActivationQuantizedTensor(w, act)
+    for shape in ((1, 128), (40, 128), (2, 17, 128)):
+        x = torch.randn(*shape)
+        y = torch.nn.functional.linear(x, la)
+        ref = torch.nn.functional.linear(la.impl.quantize_dequantize_input(x).double(), w.dequantize().double())
+        assert sqnr(ref, y) > 80
