@@ -7,7 +7,7 @@ silently.
 """
 import torch
 
-from torchao_cpp.dtypes import AffineQuantizedTensor, uint1, uint2, uint3, uint4, uint5, uint6, uint7
+from torchao_cpp.dtypes import uint1, uint2, uint3, uint4, uint5, uint6, uint7
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int1, int2, int3, int4, int5, int6, int7
 from torchao_cpp.quantization import quant_primitives as qp
 from torchao_cpp.quantization.quant_api import (
@@ -22,7 +22,7 @@ from torchao_cpp.quantization.quant_api import (
     _handler_for,
 )
 from torchao_cpp.dtypes.layouts import Int4CPULayout, TensorCoreTiledLayout
-from torchao_cpp.quantization.granularity import PerAxis, PerGroup, PerRow, PerTensor
+from torchao_cpp.quantization.granularity import PerAxis, PerGroup
 from torchao_cpp.quantization.quant_primitives import MappingType
 
 FP32_EPS = torch.finfo(torch.float32).eps

@@ -7,7 +7,20 @@ import torch
 import torch.nn as nn
 
 from conftest import sqnr
-from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor, PlainLayout, QDQLayout, float8_e4m3fn, float8_e5m2, int3, uint1, uint3, uint4, uint5, uint7
+from torchao_cpp.dtypes import (
+    AffineQuantizedTensor,
+    LinearActivationQuantizedTensor,
+    PlainLayout,
+    QDQLayout,
+    float8_e4m3fn,
+    float8_e5m2,
+    int3,
+    uint1,
+    uint3,
+    uint4,
+    uint5,
+    uint7,
+)
 from torchao_cpp.quantization import (
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
@@ -17,11 +30,10 @@ from torchao_cpp.quantization import (
     Int8WeightOnlyConfig,
     IntxWeightOnlyConfig,
     MappingType,
-    ZeroPointDomain,
     PerAxis,
-    PerGroup,
     PerRow,
     UIntXWeightOnlyConfig,
+    ZeroPointDomain,
     int4_weight_only,
     int8_weight_only,
     quantize_,

@@ -1,5 +1,4 @@
 """TorchScript deployment: script, save, load in Python and in C++ (torchao_cpp_run)."""
-import os
 import subprocess
 
 import pytest
