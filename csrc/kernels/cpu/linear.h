@@ -89,6 +89,24 @@ inline float raw_code_offset(const Codes& c) {
   return 0.0f;
 }
 
+// Row n of the float weight: (code - zp) * scale, or (code - mid) * scale + zp
+// in the FLOAT (tinygemm) domain.
+template <class TS, class Codes>
+inline void decode_weight_row(const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
+                              int64_t quant_min, int64_t quant_max, int64_t K, int64_t group_size, int64_t n,
+                              float* w) {
+  const int64_t G = K / group_size;
+  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    const float sc = to_float(scale[n * G + g]);
+    const float z = zp ? zp[n * G + g] : 0.0f;
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) {
+      const float c = codes(n, k);
+      w[k] = domain == ZeroPointDomain::Float ? (c - mid) * sc + z : (c - z) * sc;
+    }
+  }
+}
+
 template <class TA, class TS, class Codes>
 void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
                         int64_t quant_min, int64_t quant_max, const TA* bias, const LinearShape& s, TA* out,
@@ -146,19 +164,23 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
     std::vector<float> w(size_t(s.K));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.N; ++n) {
-      for (int64_t g = 0; g < G; ++g) {
-        const float sc = to_float(scale[n * G + g]);
-        const float z = zp ? zp[n * G + g] : 0.0f;
-        for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
-          const float c = codes(n, k);
-          w[k] = domain == ZeroPointDomain::Float ? (c - mid) * sc + z : (c - z) * sc;
-        }
-      }
+      decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, s.K, s.group_size, n, w.data());
       const float b = bias ? to_float(bias[n]) : 0.0f;
       for (int64_t m = 0; m < s.M; ++m)
         out[m * s.N + n] = from_float<TA>(dot_f32(xf.data() + m * s.K, w.data(), s.K) + b);
     }
   }
+}
+
+// Float weights of rows [n0, n1) into out ((n1 - n0) x K): the tiles that
+// prefill-sized inputs multiply with a float GEMM (never the whole weight).
+template <class TS, class Codes>
+void decode_weight_rows(const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
+                        int64_t quant_min, int64_t quant_max, int64_t K, int64_t group_size, int64_t n0, int64_t n1,
+                        float* out, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t n = n0; n < n1; ++n)
+    decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, K, group_size, n, out + (n - n0) * K);
 }
 
 // Dynamic int8 activations x integer weights:
