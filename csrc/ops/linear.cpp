@@ -51,11 +51,6 @@ void check_weight_qparams(const char* op, const at::Tensor& t, const char* arg, 
                     " (out_features * in_features / group_size)");
 }
 
-// Weight-only linears with at least this many activation rows decode weight
-// tiles of kGemmTileRows rows and use the float GEMM (compute-bound prefill).
-constexpr int64_t kGemmMinRows = 32;
-constexpr int64_t kGemmTileRows = 256;
-
 // Validates the weight codes for `code_format` and calls fn(reader) with the
 // kernel's code reader: "plain" (one integer code per element), "packed"
 // (bit-packed rows of `bits`-bit codes, offset by quant_min), "float8_e4m3fn"
@@ -121,22 +116,6 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
     dispatch_float(sc.scalar_type(), [&](auto t_s) {
       using TS = decltype(t_s);
       const float* z = zp.defined() ? ptr<float>(zp) : nullptr;
-      if (s.M >= kGemmMinRows) {
-        // Prefill: decode tiles of weight rows and multiply them with the float GEMM.
-        auto xf = f.x2d.to(at::kFloat);
-        auto of = at::empty({s.M, s.N}, xf.options());
-        auto tile = at::empty({std::min<int64_t>(kGemmTileRows, s.N), s.K}, xf.options());
-        for (int64_t n0 = 0; n0 < s.N; n0 += kGemmTileRows) {
-          const int64_t n1 = std::min(s.N, n0 + kGemmTileRows);
-          auto t = tile.narrow(0, 0, n1 - n0);
-          k::decode_weight_rows<TS>(reader, ptr<TS>(sc), z, domain, quant_min, quant_max, s.K, s.group_size, n0, n1,
-                                    ptr<float>(t), num_threads());
-          of.narrow(1, n0, n1 - n0).copy_(at::mm(xf, t.t()));
-        }
-        if (b.defined()) of.add_(b.to(at::kFloat));
-        out.copy_(of);
-        return;
-      }
       dispatch_float(input.scalar_type(), [&](auto t_a) {
         using TA = decltype(t_a);
         k::weight_only_linear<TA, TS>(ptr<TA>(f.x2d), reader, ptr<TS>(sc), z, domain, quant_min, quant_max,

@@ -70,7 +70,7 @@ def test_get_plain_and_dequantize_match_primitives(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("lead", [(1,), (2, 1), (3, 7), (2, 20)])  # decode path (<= 8 rows), row decode, tiled GEMM (>= 32)
+@pytest.mark.parametrize("lead", [(1,), (2, 1), (3, 7), (2, 20)])  # decode path (<= 8 rows) and row decode
 def test_linear_reads_codes(kind, dtype, lead):
     w = W.to(dtype)
     a = _aqt(kind, w)

@@ -98,12 +98,11 @@ inline void decode_weight_row(const Codes& codes, const TS* scale, const float* 
   const int64_t G = K / group_size;
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
   for (int64_t g = 0; g < G; ++g) {
+    // One affine map per group, w = c * sc + off, so the loop vectorizes.
     const float sc = to_float(scale[n * G + g]);
     const float z = zp ? zp[n * G + g] : 0.0f;
-    for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) {
-      const float c = codes(n, k);
-      w[k] = domain == ZeroPointDomain::Float ? (c - mid) * sc + z : (c - z) * sc;
-    }
+    const float off = domain == ZeroPointDomain::Float ? z - mid * sc : -z * sc;
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) w[k] = codes(n, k) * sc + off;
   }
 }
 
@@ -170,17 +169,6 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         out[m * s.N + n] = from_float<TA>(dot_f32(xf.data() + m * s.K, w.data(), s.K) + b);
     }
   }
-}
-
-// Float weights of rows [n0, n1) into out ((n1 - n0) x K): the tiles that
-// prefill-sized inputs multiply with a float GEMM (never the whole weight).
-template <class TS, class Codes>
-void decode_weight_rows(const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
-                        int64_t quant_min, int64_t quant_max, int64_t K, int64_t group_size, int64_t n0, int64_t n1,
-                        float* out, int nthreads) {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t n = n0; n < n1; ++n)
-    decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, K, group_size, n, out + (n - n0) * K);
 }
 
 // Dynamic int8 activations x integer weights:
