@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -19,14 +20,26 @@ namespace {
 
 const int kThreads = omp_get_max_threads();
 
+// Weights are replicated until the copies exceed twice the last-level cache
+// and each iteration takes the next copy, so decode reads weights from DRAM as
+// in a model (a single 12 MB weight would stay in the 32 MB L3).
+constexpr double kColdBytes = 96e6;
+
 struct Problem {
   LinearShape s;
   std::vector<float> x, scale, zp;
   std::vector<int8_t> codes8;
   std::vector<uint8_t> packed4;
   std::vector<float> out;
+  int64_t copies = 1, next = 0;
+
+  // Index of the weight copy the next iteration reads.
+  int64_t take() { return next = (next + 1) % copies; }
+  const int8_t* w8(int64_t c) const { return codes8.data() + c * s.N * s.K; }
+  const uint8_t* w4(int64_t c) const { return packed4.data() + c * s.N * packed_row_bytes(s.K, 4); }
 
   Problem(int64_t M, int64_t K, int64_t N, int64_t group) : s{M, N, K, group} {
+    copies = std::max<int64_t>(1, int64_t(kColdBytes / double(N * K)));
     std::mt19937 rng(0);
     std::normal_distribution<float> nd;
     std::uniform_int_distribution<int> c8(-128, 127), c4(0, 15);
@@ -34,12 +47,16 @@ struct Problem {
     for (auto& v : x) v = nd(rng);
     scale.assign(N * (K / group), 0.01f);
     zp.assign(N * (K / group), 0.0f);
-    codes8.resize(N * K);
-    for (auto& v : codes8) v = int8_t(c8(rng));
+    codes8.resize(copies * N * K);
+    for (int64_t i = 0; i < N * K; ++i) codes8[i] = int8_t(c8(rng));
     std::vector<uint8_t> c(N * K);
     for (auto& v : c) v = uint8_t(c4(rng));
-    packed4.resize(N * packed_row_bytes(K, 4));
+    packed4.resize(copies * N * packed_row_bytes(K, 4));
     pack_bits_rows<4>(c.data(), N, K, 0, packed4.data());
+    for (int64_t r = 1; r < copies; ++r) {
+      std::copy_n(codes8.data(), N * K, codes8.data() + r * N * K);
+      std::copy_n(packed4.data(), N * packed_row_bytes(K, 4), packed4.data() + r * N * packed_row_bytes(K, 4));
+    }
     out.resize(M * N);
   }
 };
@@ -55,7 +72,7 @@ void report(benchmark::State& st, const LinearShape& s, double weight_bytes) {
 void BM_Int8WeightOnly(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PlainCodes<int8_t>{p.codes8.data(), p.s.K}, p.scale.data(), nullptr,
+    weight_only_linear<float, float>(p.x.data(), PlainCodes<int8_t>{p.w8(p.take()), p.s.K}, p.scale.data(), nullptr,
                                      ZeroPointDomain::None, -128, 127, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
@@ -65,7 +82,7 @@ void BM_Int8WeightOnly(benchmark::State& st) {
 void BM_Int4WeightOnlyG128(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), 128);
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.packed4.data(), p.s.K, 0}, p.scale.data(),
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.w4(p.take()), p.s.K, 0}, p.scale.data(),
                                      p.zp.data(), ZeroPointDomain::Float, 0, 15, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
@@ -77,7 +94,7 @@ void BM_Int8DynamicInt8(benchmark::State& st) {
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
   for (auto _ : st) {
-    int8_dynamic_linear<float>(a.data(), a_scale.data(), a_zp.data(), PlainCodes<int8_t>{p.codes8.data(), p.s.K},
+    int8_dynamic_linear<float>(a.data(), a_scale.data(), a_zp.data(), PlainCodes<int8_t>{p.w8(p.take()), p.s.K},
                                p.scale.data(), nullptr, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
@@ -89,9 +106,12 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
-  const auto packed = pack_int8_weights(p.codes8.data(), p.s.N, p.s.K, p.s.K, p.scale.data());
+  std::vector<PackedInt8Weights> packed;
+  for (int64_t c = 0; c < p.copies; ++c)
+    packed.push_back(pack_int8_weights(p.w8(c), p.s.N, p.s.K, p.s.K, p.scale.data()));
   for (auto _ : st) {
-    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed, nullptr, p.out.data(), kThreads);
+    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(),
+                      kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());

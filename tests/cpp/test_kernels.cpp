@@ -306,31 +306,45 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
     EXPECT_NEAR(sum_f32(a.data(), n), rs, tol) << n;
     EXPECT_NEAR(dot_f32(a.data(), b.data(), n), rd, tol) << n;
     EXPECT_EQ(dot_i16(s1.data(), s2.data(), n), ri) << n;
-    const float one = 1.0f;  // one group of n codes
-    EXPECT_NEAR(dot_f32_i8_grouped(a.data(), c8.data(), n, 1, &one), r8, 100 * tol) << n;
-    EXPECT_NEAR(dot_f32_u8_grouped(a.data(), cu.data(), n, 1, &one), ru, 100 * tol) << n;
-    EXPECT_NEAR(dot_f32_u4_grouped(a.data(), b.data(), cu.data(), n, 1, &one), r4, 10 * tol) << n;
+    const float one = 1.0f;  // one row, one group of n codes
+    float o8, ou, o4;
+    dot_f32_i8_grouped(a.data(), c8.data(), n, 1, n, 1, &one, &o8);
+    dot_f32_u8_grouped(a.data(), cu.data(), n, 1, n, 1, &one, &ou);
+    dot_f32_u4_grouped(a.data(), b.data(), cu.data(), n, 1, n, 1, &one, &o4);
+    EXPECT_NEAR(o8, r8, 100 * tol) << n;
+    EXPECT_NEAR(ou, ru, 100 * tol) << n;
+    EXPECT_NEAR(o4, r4, 10 * tol) << n;
   }
-  // Grouped forms, with group lengths that are and are not a multiple of the vector width.
-  for (int64_t len : {8, 12, 16, 32, 64}) {
-    const int64_t groups = 5, n = len * groups;
-    std::vector<float> x(n), xo(n), gs(groups);
-    std::vector<int8_t> c8(n);
-    std::vector<uint8_t> cu(n);
-    for (auto& v : x) v = nd(rng);
-    for (auto& v : xo) v = nd(rng);
-    for (auto& v : gs) v = nd(rng);
-    for (int64_t i = 0; i < n; ++i) c8[i] = int8_t(i8(rng)), cu[i] = uint8_t(u8(rng));
-    double r8 = 0, ru = 0, r4 = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      r8 += gs[i / len] * double(x[i]) * c8[i];
-      ru += gs[i / len] * double(x[i]) * cu[i];
-      r4 += gs[i / len] * (double(x[i]) * (cu[i] & 15) + double(xo[i]) * (cu[i] >> 4));
+  // Grouped forms over 1..kMaxDotRows rows (row stride longer than a row), with
+  // group lengths that are and are not a multiple of the vector width.
+  for (int rows = 1; rows <= kMaxDotRows; ++rows)
+    for (int64_t len : {8, 12, 16, 32, 64, 96, 160, 256}) {
+      const int64_t groups = 5, n = len * groups, ld = n + 3;
+      std::vector<float> x(n), xo(n), gs(rows * groups);
+      std::vector<int8_t> c8(rows * ld);
+      std::vector<uint8_t> cu(rows * ld);
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : xo) v = nd(rng);
+      for (auto& v : gs) v = nd(rng);
+      for (int64_t i = 0; i < rows * ld; ++i) c8[i] = int8_t(i8(rng)), cu[i] = uint8_t(u8(rng));
+      float o8[kMaxDotRows], ou[kMaxDotRows], o4[kMaxDotRows];
+      dot_f32_i8_grouped(x.data(), c8.data(), ld, rows, len, groups, gs.data(), o8);
+      dot_f32_u8_grouped(x.data(), cu.data(), ld, rows, len, groups, gs.data(), ou);
+      dot_f32_u4_grouped(x.data(), xo.data(), cu.data(), ld, rows, len, groups, gs.data(), o4);
+      for (int r = 0; r < rows; ++r) {
+        double r8 = 0, ru = 0, r4 = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double g = gs[r * groups + i / len];
+          const int64_t j = r * ld + i;
+          r8 += g * double(x[i]) * c8[j];
+          ru += g * double(x[i]) * cu[j];
+          r4 += g * (double(x[i]) * (cu[j] & 15) + double(xo[i]) * (cu[j] >> 4));
+        }
+        EXPECT_NEAR(o8[r], r8, 0.05) << len << " row " << r << "/" << rows;
+        EXPECT_NEAR(ou[r], ru, 0.1) << len << " row " << r << "/" << rows;
+        EXPECT_NEAR(o4[r], r4, 0.05) << len << " row " << r << "/" << rows;
+      }
     }
-    EXPECT_NEAR(dot_f32_i8_grouped(x.data(), c8.data(), len, groups, gs.data()), r8, 0.05) << len;
-    EXPECT_NEAR(dot_f32_u8_grouped(x.data(), cu.data(), len, groups, gs.data()), ru, 0.1) << len;
-    EXPECT_NEAR(dot_f32_u4_grouped(x.data(), xo.data(), cu.data(), len, groups, gs.data()), r4, 0.05) << len;
-  }
 }
 
 std::vector<Isa> supported_isas() {
@@ -419,3 +433,143 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
       }
   EXPECT_THROW(pack_int8_weights(nullptr, 1, 12, 6, nullptr), std::invalid_argument);
 }
+
+// Every weight-only kernel path (direct dots for M <= 8, row decode, the
+// panel GEMM for M > 8) under every instruction set, for every code format,
+// over shapes that are not multiples of any tile, every group size dividing K
+// and the three activation dtypes, against a double reference.
+struct SweepWeights {
+  int64_t N, K, group;
+  std::vector<float> scale, zp;
+  std::vector<double> w;  // dequantized reference weight, N x K
+};
+
+class WeightOnlySweep : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    saved_ = active_isa();
+    if (!set_isa(GetParam())) GTEST_FAIL() << "CPU lacks the instruction set under test";
+  }
+  void TearDown() override { set_isa(saved_); }
+  Isa saved_ = Isa::Portable;
+
+  template <class TA, class Codes>
+  void check(const char* what, const Codes& codes, const SweepWeights& sw, ZeroPointDomain dom, int64_t qmin,
+             int64_t qmax, int64_t M) {
+    std::mt19937 rng(uint32_t(M * 131 + sw.K + sw.group));
+    std::normal_distribution<float> nd;
+    const LinearShape s{M, sw.N, sw.K, sw.group};
+    std::vector<TA> x(M * sw.K), bias(sw.N), out(M * sw.N);
+    for (auto& v : x) v = from_float<TA>(nd(rng));
+    for (auto& v : bias) v = from_float<TA>(nd(rng));
+    weight_only_linear<TA, float>(x.data(), codes, sw.scale.data(), dom == ZeroPointDomain::None ? nullptr : sw.zp.data(),
+                                  dom, qmin, qmax, bias.data(), s, out.data(), 3);
+    const double out_eps = std::is_same_v<TA, float> ? 0.0 : std::is_same_v<TA, bf16> ? 1.0 / 128 : 1.0 / 1024;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < sw.N; ++n) {
+        double ref = to_float(bias[n]), mag = std::fabs(ref);
+        for (int64_t k = 0; k < sw.K; ++k) {
+          const double t = double(to_float(x[m * sw.K + k])) * sw.w[n * sw.K + k];
+          ref += t, mag += std::fabs(t);
+        }
+        ASSERT_NEAR(to_float(out[m * sw.N + n]), ref, 1e-5 * mag + out_eps * std::fabs(ref) + 1e-6)
+            << what << " M=" << M << " N=" << sw.N << " K=" << sw.K << " group=" << sw.group << " m=" << m
+            << " n=" << n;
+      }
+  }
+
+  template <class Codes>
+  void check_all(const char* what, const Codes& codes, const SweepWeights& sw, ZeroPointDomain dom, int64_t qmin,
+                 int64_t qmax) {
+    for (int64_t M : {1, 5, 8, 9, 33}) {
+      check<float>(what, codes, sw, dom, qmin, qmax, M);
+      check<bf16>(what, codes, sw, dom, qmin, qmax, M);
+      check<fp16>(what, codes, sw, dom, qmin, qmax, M);
+    }
+  }
+};
+
+TEST_P(WeightOnlySweep, EveryFormatShapeGroupAndDtype) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  struct Shape {
+    int64_t K;
+    std::vector<int64_t> groups;
+  };
+  for (const Shape& sh : {Shape{256, {32, 64, 128, 256}}, Shape{288, {32, 96, 288}}, Shape{544, {32, 544}}})
+    for (int64_t N : {37, 70})
+      for (int64_t group : sh.groups) {
+        const int64_t K = sh.K, G = K / group;
+        SweepWeights sw{N, K, group, std::vector<float>(N * G), std::vector<float>(N * G), std::vector<double>(N * K)};
+        for (auto& v : sw.scale) v = 0.01f + std::fabs(nd(rng)) * 0.02f;
+        // Integer formats: codes in [qmin, qmax], reference w = (c - z) * s, or (c - mid) * s + z (FLOAT domain).
+        auto integer = [&](int bits, bool is_signed, ZeroPointDomain dom, auto make_codes) {
+          const int64_t qmin = is_signed ? -(int64_t(1) << (bits - 1)) : 0, qmax = qmin + (int64_t(1) << bits) - 1;
+          std::uniform_int_distribution<int64_t> cd(qmin, qmax);
+          std::vector<int64_t> c(N * K);
+          for (auto& v : c) v = cd(rng);
+          for (auto& v : sw.zp)
+            v = dom == ZeroPointDomain::Float ? nd(rng) * 0.05f : float(cd(rng) / 2);  // integer zero points
+          const double mid = (double(qmax) + double(qmin) + 1.0) / 2.0;
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t k = 0; k < K; ++k) {
+              const int64_t g = n * G + k / group;
+              const double cv = double(c[n * K + k]);
+              sw.w[n * K + k] = dom == ZeroPointDomain::Float ? (cv - mid) * sw.scale[g] + sw.zp[g]
+                                : dom == ZeroPointDomain::Int ? (cv - sw.zp[g]) * sw.scale[g]
+                                                              : cv * sw.scale[g];
+            }
+          make_codes(c, qmin, qmax);
+        };
+        integer(8, true, ZeroPointDomain::Int, [&](const std::vector<int64_t>& c, int64_t qmin, int64_t qmax) {
+          std::vector<int8_t> p(c.begin(), c.end());
+          check_all("int8", PlainCodes<int8_t>{p.data(), K}, sw, ZeroPointDomain::Int, qmin, qmax);
+        });
+        integer(8, true, ZeroPointDomain::None, [&](const std::vector<int64_t>& c, int64_t qmin, int64_t qmax) {
+          std::vector<int8_t> p(c.begin(), c.end());
+          check_all("int8 symmetric", PlainCodes<int8_t>{p.data(), K}, sw, ZeroPointDomain::None, qmin, qmax);
+        });
+        integer(8, false, ZeroPointDomain::Int, [&](const std::vector<int64_t>& c, int64_t qmin, int64_t qmax) {
+          std::vector<uint8_t> p(c.begin(), c.end());
+          check_all("uint8", PlainCodes<uint8_t>{p.data(), K}, sw, ZeroPointDomain::Int, qmin, qmax);
+        });
+        for (int bits = 1; bits <= 8; ++bits) {
+          const ZeroPointDomain dom = bits == 4 ? ZeroPointDomain::Float : ZeroPointDomain::Int;
+          integer(bits, bits != 4, dom, [&](const std::vector<int64_t>& c, int64_t qmin, int64_t qmax) {
+            std::vector<uint8_t> p(N * packed_row_bytes(K, bits));
+            dispatch_bits(bits, [&](auto b) {
+              constexpr int B = decltype(b)::value;
+              pack_bits_rows<B>(c.data(), N, K, qmin, p.data());
+              const std::string what = "packed " + std::to_string(B) + "-bit";
+              check_all(what.c_str(), PackedCodes<B>{p.data(), K, qmin}, sw, dom, qmin, qmax);
+            });
+          });
+        }
+        // Float8: every finite code.
+        std::uniform_int_distribution<int> byte(0, 255);
+        std::vector<uint8_t> f8(N * K);
+        for (auto fmt : {Float8Format::E4M3FN, Float8Format::E5M2}) {
+          for (int64_t i = 0; i < N * K; ++i) {
+            uint8_t c;
+            do c = uint8_t(byte(rng));
+            while (!std::isfinite(fmt == Float8Format::E4M3FN ? float8_to_float<Float8Format::E4M3FN>(c)
+                                                              : float8_to_float<Float8Format::E5M2>(c)));
+            f8[i] = c;
+            const double v = fmt == Float8Format::E4M3FN ? float8_to_float<Float8Format::E4M3FN>(c)
+                                                         : float8_to_float<Float8Format::E5M2>(c);
+            sw.w[i] = v * sw.scale[(i / K) * G + (i % K) / group];
+          }
+          if (fmt == Float8Format::E4M3FN)
+            check_all("float8_e4m3fn", Float8Codes<Float8Format::E4M3FN>{f8.data(), K}, sw, ZeroPointDomain::None, 0, 0);
+          else
+            check_all("float8_e5m2", Float8Codes<Float8Format::E5M2>{f8.data(), K}, sw, ZeroPointDomain::None, 0, 0);
+        }
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, WeightOnlySweep, ::testing::ValuesIn(supported_isas()),
+                         [](const ::testing::TestParamInfo<Isa>& i) {
+                           return i.param == Isa::Portable ? std::string("portable")
+                                  : i.param == Isa::Avx2   ? std::string("avx2")
+                                                           : std::string("avx512");
+                         });

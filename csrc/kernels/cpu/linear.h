@@ -4,6 +4,7 @@
 // reused for every activation row. SIMD tuning lives in later kernels.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -69,16 +70,18 @@ constexpr bool has_direct_dot() {
          std::is_same_v<Codes, PackedCodes<4>>;
 }
 
-// sum_g gs[g] * sum_{k in group g} x[k] * raw_code(n, k) over row n.
+// out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r, k)
+// for `rows` consecutive weight rows.
 template <class Codes>
-inline float direct_dot_grouped(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n,
-                                int64_t group_size, int64_t groups, const float* gs) {
+inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int rows,
+                            int64_t group_size, int64_t groups, const float* gs, float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
-    return dot_f32_u4_grouped(xe, xo, c.data + n * packed_row_bytes(c.K, 4), group_size / 2, groups, gs);
+    const int64_t rb = packed_row_bytes(c.K, 4);
+    dot_f32_u4_grouped(xe, xo, c.data + n * rb, rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
-    return dot_f32_i8_grouped(x, c.data + n * c.K, group_size, groups, gs);
+    dot_f32_i8_grouped(x, c.data + n * c.K, c.K, rows, group_size, groups, gs, out);
   } else {
-    return dot_f32_u8_grouped(x, c.data + n * c.K, group_size, groups, gs);
+    dot_f32_u8_grouped(x, c.data + n * c.K, c.K, rows, group_size, groups, gs, out);
   }
 }
 
@@ -89,20 +92,67 @@ inline float raw_code_offset(const Codes& c) {
   return 0.0f;
 }
 
-// Row n of the float weight: (code - zp) * scale, or (code - mid) * scale + zp
-// in the FLOAT (tinygemm) domain.
+// Columns [k0, k1) of row n of the float weight: (code - zp) * scale, or
+// (code - mid) * scale + zp in the FLOAT (tinygemm) domain; w[k - k0].
 template <class TS, class Codes>
 inline void decode_weight_row(const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
                               int64_t quant_min, int64_t quant_max, int64_t K, int64_t group_size, int64_t n,
-                              float* w) {
+                              int64_t k0, int64_t k1, float* w) {
   const int64_t G = K / group_size;
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
-  for (int64_t g = 0; g < G; ++g) {
+  for (int64_t g = k0 / group_size; g * group_size < k1; ++g) {
     // One affine map per group, w = c * sc + off, so the loop vectorizes.
     const float sc = to_float(scale[n * G + g]);
     const float z = zp ? zp[n * G + g] : 0.0f;
     const float off = domain == ZeroPointDomain::Float ? z - mid * sc : -z * sc;
-    for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) w[k] = codes(n, k) * sc + off;
+    const int64_t e = std::min(k1, (g + 1) * group_size);
+    for (int64_t k = std::max(k0, g * group_size); k < e; ++k) w[k - k0] = codes(n, k) * sc + off;
+  }
+}
+
+// Activation rows from which the weight-only linear runs as a GEMM: weight
+// panels of kGemmNR rows x kGemmKC columns are decoded to float once per call
+// and reused for every activation row.
+constexpr int64_t kGemmKC = 256;
+constexpr int64_t kGemmPanels = 2;  // panels per task (kGemmNR each)
+
+template <class TA, class TS, class Codes>
+void weight_only_gemm(const float* xf, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
+                      int64_t quant_min, int64_t quant_max, const TA* bias, const LinearShape& s, TA* out,
+                      int nthreads) {
+  constexpr int64_t NC = kGemmPanels * kGemmNR;
+  const int64_t tasks = (s.N + NC - 1) / NC;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<float> panel(size_t(kGemmPanels * kGemmKC * kGemmNR)), row(static_cast<size_t>(kGemmKC)),
+        c(static_cast<size_t>(s.M * NC));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n0 = t * NC, nc = std::min(NC, s.N - n0);
+      for (int64_t k0 = 0; k0 < s.K; k0 += kGemmKC) {
+        const int64_t kc = std::min(kGemmKC, s.K - k0);
+        // Panel p holds weight rows n0 + p*NR .. as [k][NR], zero past N.
+        for (int64_t j = 0; j < NC; ++j) {
+          float* dst = panel.data() + (j / kGemmNR) * kGemmKC * kGemmNR + j % kGemmNR;
+          if (j < nc) {
+            decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, s.K, s.group_size, n0 + j, k0, k0 + kc,
+                              row.data());
+            for (int64_t k = 0; k < kc; ++k) dst[k * kGemmNR] = row[k];
+          } else {
+            for (int64_t k = 0; k < kc; ++k) dst[k * kGemmNR] = 0.0f;
+          }
+        }
+        for (int64_t m0 = 0; m0 < s.M; m0 += kGemmMR) {
+          const int rows = int(std::min<int64_t>(kGemmMR, s.M - m0));
+          for (int64_t p = 0; p * kGemmNR < nc; ++p)
+            gemm_f32_tile(xf + m0 * s.K + k0, s.K, panel.data() + p * kGemmKC * kGemmNR, kc,
+                          c.data() + m0 * NC + p * kGemmNR, NC, rows, k0 > 0);
+        }
+      }
+      for (int64_t m = 0; m < s.M; ++m)
+        for (int64_t j = 0; j < nc; ++j)
+          out[m * s.N + n0 + j] = from_float<TA>(c[m * NC + j] + (bias ? to_float(bias[n0 + j]) : 0.0f));
+    }
   }
 }
 
@@ -133,37 +183,49 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         }
       }
       const float offset = raw_code_offset(codes);
+      constexpr int R = kMaxDotRows;
 #pragma omp parallel num_threads(nthreads)
       {
-        std::vector<float> gs(static_cast<size_t>(G));
+        std::vector<float> gs(static_cast<size_t>(R * G));
 #pragma omp for schedule(static)
-        for (int64_t n = 0; n < s.N; ++n) {
+        for (int64_t nb = 0; nb < (s.N + R - 1) / R; ++nb) {
+          // Blocks of R weight rows share each load of x.
+          const int64_t n0 = nb * R;
+          const int rows = int(std::min<int64_t>(R, s.N - n0));
           // The zero-point terms need only the per-group sums of x.
-          float acc[kDirectDotMaxRows] = {};
-          for (int64_t g = 0; g < G; ++g) {
-            const float sc = to_float(scale[n * G + g]);
-            const float z = zp ? zp[n * G + g] : 0.0f;
-            const float zc = domain == ZeroPointDomain::Float ? mid : z;
-            const float zf = domain == ZeroPointDomain::Float ? z : 0.0f;
-            gs[g] = sc;
-            for (int64_t m = 0; m < s.M; ++m) acc[m] += (sc * (offset - zc) + zf) * xsum[m * G + g];
+          float acc[kDirectDotMaxRows][R] = {};
+          for (int r = 0; r < rows; ++r)
+            for (int64_t g = 0; g < G; ++g) {
+              const int64_t i = (n0 + r) * G + g;
+              const float sc = to_float(scale[i]);
+              const float z = zp ? zp[i] : 0.0f;
+              const float zc = domain == ZeroPointDomain::Float ? mid : z;
+              const float zf = domain == ZeroPointDomain::Float ? z : 0.0f;
+              gs[r * G + g] = sc;
+              for (int64_t m = 0; m < s.M; ++m) acc[m][r] += (sc * (offset - zc) + zf) * xsum[m * G + g];
+            }
+          for (int64_t m = 0; m < s.M; ++m) {
+            float d[R];
+            direct_dot_rows(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2), n0,
+                            rows, s.group_size, G, gs.data(), d);
+            for (int r = 0; r < rows; ++r) {
+              const float b = bias ? to_float(bias[n0 + r]) : 0.0f;
+              out[m * s.N + n0 + r] = from_float<TA>(acc[m][r] + d[r] + b);
+            }
           }
-          for (int64_t m = 0; m < s.M; ++m)
-            acc[m] += direct_dot_grouped(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2),
-                                         xo.data() + m * (s.K / 2), n, s.group_size, G, gs.data());
-          const float b = bias ? to_float(bias[n]) : 0.0f;
-          for (int64_t m = 0; m < s.M; ++m) out[m * s.N + n] = from_float<TA>(acc[m] + b);
         }
       }
       return;
     }
   }
+  if (s.M > kDirectDotMaxRows)
+    return weight_only_gemm(xf.data(), codes, scale, zp, domain, quant_min, quant_max, bias, s, out, nthreads);
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<float> w(size_t(s.K));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.N; ++n) {
-      decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, s.K, s.group_size, n, w.data());
+      decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, s.K, s.group_size, n, 0, s.K, w.data());
       const float b = bias ? to_float(bias[n]) : 0.0f;
       for (int64_t m = 0; m < s.M; ++m)
         out[m * s.N + n] = from_float<TA>(dot_f32(xf.data() + m * s.K, w.data(), s.K) + b);

@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+
 #include "cpu_features.h"
 
 namespace torchao_cpp {
@@ -41,16 +42,34 @@ float dot_f32_u4_ref(const float* xe, const float* xo, const uint8_t* p, int64_t
 }
 
 template <class T>
-float dot_f32_int_grouped_ref(const float* x, const T* c, int64_t len, int64_t groups, const float* gs) {
-  float acc = 0.0f;
-  for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_int_ref(x + g * len, c + g * len, len);
-  return acc;
+void dot_f32_int_grouped_ref(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                             const float* gs, float* out) {
+  for (int r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g)
+      acc += gs[r * groups + g] * dot_f32_int_ref(x + g * len, c + r * ld + g * len, len);
+    out[r] = acc;
+  }
 }
-float dot_f32_u4_grouped_ref(const float* xe, const float* xo, const uint8_t* p, int64_t len, int64_t groups,
-                             const float* gs) {
-  float acc = 0.0f;
-  for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_u4_ref(xe + g * len, xo + g * len, p + g * len, len);
-  return acc;
+void dot_f32_u4_grouped_ref(const float* xe, const float* xo, const uint8_t* p, int64_t ld, int rows, int64_t len,
+                            int64_t groups, const float* gs, float* out) {
+  for (int r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g)
+      acc += gs[r * groups + g] * dot_f32_u4_ref(xe + g * len, xo + g * len, p + r * ld + g * len, len);
+    out[r] = acc;
+  }
+}
+
+void gemm_f32_tile_ref(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
+                       bool accumulate) {
+  for (int r = 0; r < rows; ++r) {
+    float acc[kGemmNR];
+    for (int j = 0; j < kGemmNR; ++j) acc[j] = accumulate ? c[r * ldc + j] : 0.0f;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < kGemmNR; ++j) acc[j] += a[r * lda + k] * b[k * kGemmNR + j];
+    for (int j = 0; j < kGemmNR; ++j) c[r * ldc + j] = acc[j];
+  }
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -123,45 +142,143 @@ AVX512 float dot_f32_u4_avx512(const float* xe, const float* xo, const uint8_t* 
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) + dot_f32_u4_ref(xe + j, xo + j, p + j, nbytes - j);
 }
 
-// Grouped: per-group vector partials scaled into one accumulator. Groups whose
-// length is not a multiple of the vector width fall back to the per-group form.
+// Grouped dots over R weight rows at once: a code stream loads kStep
+// activations once and adds their products with each row's codes into two
+// partial sums per row, so x is read once per R rows (it stays in L1 for any
+// K). A lone row alternates two partial-sum sets: FMA latency, not memory,
+// would otherwise bound it. Then one accumulator per row across groups.
 template <class T>
-AVX512 float dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t len, int64_t groups, const float* gs) {
-  if (len % 16) {  // per-group dots with a scalar tail
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_int_avx512(x + g * len, c + g * len, len);
-    return acc;
+struct IntStream512 {
+  static constexpr int64_t kStep = 32;
+  const float* x;
+  const T* c;
+  int64_t ld;
+  struct X {
+    __m512 a, b;
+  };
+  AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
+  void prefetch(int r, int64_t i) const { __builtin_prefetch(c + r * ld + i); }
+  AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
+    s0 = _mm512_fmadd_ps(codes16_avx512(c + r * ld + i), v.a, s0);
+    s1 = _mm512_fmadd_ps(codes16_avx512(c + r * ld + i + 16), v.b, s1);
   }
-  __m512 acc = _mm512_setzero_ps();
+};
+// Positions count bytes: byte j holds code 2j (low nibble) and 2j+1.
+struct U4Stream512 {
+  static constexpr int64_t kStep = 16;
+  const float *xe, *xo;
+  const uint8_t* p;
+  int64_t ld;
+  struct X {
+    __m512 e, o;
+  };
+  AVX512 X load_x(int64_t j) const { return {_mm512_loadu_ps(xe + j), _mm512_loadu_ps(xo + j)}; }
+  void prefetch(int r, int64_t j) const { __builtin_prefetch(p + r * ld + j); }
+  AVX512 void fma(int r, int64_t j, const X& v, __m512& s0, __m512& s1) const {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * ld + j)));
+    s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15))), v.e, s0);
+    s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), v.o, s1);
+  }
+};
+
+template <int R, class Stream>
+AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, const float* gs, float* out) {
+  constexpr int64_t S = Stream::kStep;
+  constexpr int U = R == 1 ? 2 : 1;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    const float* xg = x + g * len;
-    const T* cg = c + g * len;
-    __m512 s = _mm512_setzero_ps();
-    for (int64_t i = 0; i < len; i += 16) s = _mm512_fmadd_ps(codes16_avx512(cg + i), _mm512_loadu_ps(xg + i), s);
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(gs[g]), s, acc);
+    __m512 s[U][R][2];
+    for (int u = 0; u < U; ++u)
+      for (int r = 0; r < R; ++r) s[u][r][0] = s[u][r][1] = _mm512_setzero_ps();
+    int64_t i = g * len;
+    const int64_t end = i + len;
+    for (; i + U * S <= end; i += U * S)
+      for (int u = 0; u < U; ++u) {
+        const auto v = st.load_x(i + u * S);
+        for (int r = 0; r < R; ++r) st.prefetch(r + R, i + u * S);
+        for (int r = 0; r < R; ++r) st.fma(r, i + u * S, v, s[u][r][0], s[u][r][1]);
+      }
+    if (i < end) {
+      const auto v = st.load_x(i);
+      for (int r = 0; r < R; ++r) st.fma(r, i, v, s[0][r][0], s[0][r][1]);
+    }
+    for (int r = 0; r < R; ++r) {
+      __m512 t = _mm512_add_ps(s[0][r][0], s[0][r][1]);
+      for (int u = 1; u < U; ++u) t = _mm512_add_ps(t, _mm512_add_ps(s[u][r][0], s[u][r][1]));
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(gs[r * groups + g]), t, acc[r]);
+    }
   }
-  return _mm512_reduce_add_ps(acc);
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-AVX512 float dot_f32_u4_grouped_avx512(const float* xe, const float* xo, const uint8_t* p, int64_t len, int64_t groups,
-                                       const float* gs) {
-  if (len % 16) {
+template <class Stream>
+AVX512 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t groups, const float* gs, float* out) {
+  switch (rows) {
+    case 4:
+      return grouped_rows_avx512<4>(st, len, groups, gs, out);
+    case 3:
+      return grouped_rows_avx512<3>(st, len, groups, gs, out);
+    case 2:
+      return grouped_rows_avx512<2>(st, len, groups, gs, out);
+    default:
+      return grouped_rows_avx512<1>(st, len, groups, gs, out);
+  }
+}
+
+// Groups whose length is not a multiple of the stream step use per-group dots with a scalar tail.
+template <class T>
+AVX512 void dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                                       const float* gs, float* out) {
+  if (len % IntStream512<T>::kStep == 0) return grouped_avx512(IntStream512<T>{x, c, ld}, rows, len, groups, gs, out);
+  for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_u4_avx512(xe + g * len, xo + g * len, p + g * len, len);
-    return acc;
+    for (int64_t g = 0; g < groups; ++g)
+      acc += gs[r * groups + g] * dot_f32_int_avx512(x + g * len, c + r * ld + g * len, len);
+    out[r] = acc;
   }
-  const __m512i mask = _mm512_set1_epi32(15);
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    for (int64_t j = g * len; j < (g + 1) * len; j += 16) {
-      const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j)));
-      s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, mask)), _mm512_loadu_ps(xe + j), s0);
-      s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), _mm512_loadu_ps(xo + j), s1);
+}
+
+AVX512 void dot_f32_u4_grouped_avx512(const float* xe, const float* xo, const uint8_t* p, int64_t ld, int rows,
+                                      int64_t len, int64_t groups, const float* gs, float* out) {
+  if (len % U4Stream512::kStep == 0) return grouped_avx512(U4Stream512{xe, xo, p, ld}, rows, len, groups, gs, out);
+  for (int r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g)
+      acc += gs[r * groups + g] * dot_f32_u4_avx512(xe + g * len, xo + g * len, p + r * ld + g * len, len);
+    out[r] = acc;
+  }
+}
+
+// R rows x 32 columns: 2R accumulators, one broadcast of a per row and k.
+template <int R>
+AVX512 void gemm_tile_avx512(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc,
+                             bool accumulate) {
+  __m512 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) {
+    c0[r] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    c1[r] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(b + k * kGemmNR), b1 = _mm512_loadu_ps(b + k * kGemmNR + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(gs[g]), _mm512_add_ps(s0, s1), acc);
   }
-  return _mm512_reduce_add_ps(acc);
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(c + r * ldc, c0[r]);
+    _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
+  }
+}
+
+AVX512 void gemm_f32_tile_avx512(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc,
+                                 int rows, bool accumulate) {
+  static constexpr void (*kTiles[])(const float*, int64_t, const float*, int64_t, float*, int64_t, bool) = {
+      gemm_tile_avx512<1>, gemm_tile_avx512<2>, gemm_tile_avx512<3>, gemm_tile_avx512<4>,
+      gemm_tile_avx512<5>, gemm_tile_avx512<6>, gemm_tile_avx512<7>, gemm_tile_avx512<8>};
+  kTiles[rows - 1](a, lda, b, kc, c, ldc, accumulate);
 }
 
 // --- AVX2 ------------------------------------------------------------------------------
@@ -234,41 +351,138 @@ AVX2 float dot_f32_u4_avx2(const float* xe, const float* xo, const uint8_t* p, i
   return hsum256(_mm256_add_ps(s0, s1)) + dot_f32_u4_ref(xe + j, xo + j, p + j, nbytes - j);
 }
 template <class T>
-AVX2 float dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t len, int64_t groups, const float* gs) {
-  if (len % 8) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_int_avx2(x + g * len, c + g * len, len);
-    return acc;
+struct IntStream256 {
+  static constexpr int64_t kStep = 16;
+  const float* x;
+  const T* c;
+  int64_t ld;
+  struct X {
+    __m256 a, b;
+  };
+  AVX2 X load_x(int64_t i) const { return {_mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i + 8)}; }
+  void prefetch(int r, int64_t i) const { __builtin_prefetch(c + r * ld + i); }
+  AVX2 void fma(int r, int64_t i, const X& v, __m256& s0, __m256& s1) const {
+    s0 = _mm256_fmadd_ps(codes8_avx2(c + r * ld + i), v.a, s0);
+    s1 = _mm256_fmadd_ps(codes8_avx2(c + r * ld + i + 8), v.b, s1);
   }
-  __m256 acc = _mm256_setzero_ps();
+};
+struct U4Stream256 {
+  static constexpr int64_t kStep = 8;
+  const float *xe, *xo;
+  const uint8_t* p;
+  int64_t ld;
+  struct X {
+    __m256 e, o;
+  };
+  AVX2 X load_x(int64_t j) const { return {_mm256_loadu_ps(xe + j), _mm256_loadu_ps(xo + j)}; }
+  void prefetch(int r, int64_t j) const { __builtin_prefetch(p + r * ld + j); }
+  AVX2 void fma(int r, int64_t j, const X& v, __m256& s0, __m256& s1) const {
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + r * ld + j)));
+    s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(15))), v.e, s0);
+    s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4)), v.o, s1);
+  }
+};
+
+template <int R, class Stream>
+AVX2 void grouped_rows_avx2(const Stream& st, int64_t len, int64_t groups, const float* gs, float* out) {
+  constexpr int64_t S = Stream::kStep;
+  constexpr int U = R == 1 ? 2 : 1;
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    __m256 s = _mm256_setzero_ps();
-    for (int64_t i = g * len; i < (g + 1) * len; i += 8)
-      s = _mm256_fmadd_ps(codes8_avx2(c + i), _mm256_loadu_ps(x + i), s);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(gs[g]), s, acc);
+    __m256 s[U][R][2];
+    for (int u = 0; u < U; ++u)
+      for (int r = 0; r < R; ++r) s[u][r][0] = s[u][r][1] = _mm256_setzero_ps();
+    int64_t i = g * len;
+    const int64_t end = i + len;
+    for (; i + U * S <= end; i += U * S)
+      for (int u = 0; u < U; ++u) {
+        const auto v = st.load_x(i + u * S);
+        for (int r = 0; r < R; ++r) st.prefetch(r + R, i + u * S);
+        for (int r = 0; r < R; ++r) st.fma(r, i + u * S, v, s[u][r][0], s[u][r][1]);
+      }
+    if (i < end) {
+      const auto v = st.load_x(i);
+      for (int r = 0; r < R; ++r) st.fma(r, i, v, s[0][r][0], s[0][r][1]);
+    }
+    for (int r = 0; r < R; ++r) {
+      __m256 t = _mm256_add_ps(s[0][r][0], s[0][r][1]);
+      for (int u = 1; u < U; ++u) t = _mm256_add_ps(t, _mm256_add_ps(s[u][r][0], s[u][r][1]));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(gs[r * groups + g]), t, acc[r]);
+    }
   }
-  return hsum256(acc);
+  for (int r = 0; r < R; ++r) out[r] = hsum256(acc[r]);
 }
 
-AVX2 float dot_f32_u4_grouped_avx2(const float* xe, const float* xo, const uint8_t* p, int64_t len, int64_t groups,
-                                   const float* gs) {
-  if (len % 8) {
+template <class Stream>
+AVX2 void grouped_avx2(const Stream& st, int rows, int64_t len, int64_t groups, const float* gs, float* out) {
+  switch (rows) {
+    case 4:
+      return grouped_rows_avx2<4>(st, len, groups, gs, out);
+    case 3:
+      return grouped_rows_avx2<3>(st, len, groups, gs, out);
+    case 2:
+      return grouped_rows_avx2<2>(st, len, groups, gs, out);
+    default:
+      return grouped_rows_avx2<1>(st, len, groups, gs, out);
+  }
+}
+
+template <class T>
+AVX2 void dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                                   const float* gs, float* out) {
+  if (len % IntStream256<T>::kStep == 0) return grouped_avx2(IntStream256<T>{x, c, ld}, rows, len, groups, gs, out);
+  for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) acc += gs[g] * dot_f32_u4_avx2(xe + g * len, xo + g * len, p + g * len, len);
-    return acc;
+    for (int64_t g = 0; g < groups; ++g)
+      acc += gs[r * groups + g] * dot_f32_int_avx2(x + g * len, c + r * ld + g * len, len);
+    out[r] = acc;
   }
-  const __m256i mask = _mm256_set1_epi32(15);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    for (int64_t j = g * len; j < (g + 1) * len; j += 8) {
-      const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + j)));
-      s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, mask)), _mm256_loadu_ps(xe + j), s0);
-      s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), _mm256_loadu_ps(xo + j), s1);
+}
+
+AVX2 void dot_f32_u4_grouped_avx2(const float* xe, const float* xo, const uint8_t* p, int64_t ld, int rows,
+                                  int64_t len, int64_t groups, const float* gs, float* out) {
+  if (len % U4Stream256::kStep == 0) return grouped_avx2(U4Stream256{xe, xo, p, ld}, rows, len, groups, gs, out);
+  for (int r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g)
+      acc += gs[r * groups + g] * dot_f32_u4_avx2(xe + g * len, xo + g * len, p + r * ld + g * len, len);
+    out[r] = acc;
+  }
+}
+
+// R rows x 32 columns in 4R ymm accumulators (16 registers: R <= 3).
+template <int R>
+AVX2 void gemm_tile_avx2(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc,
+                         bool accumulate) {
+  __m256 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * j) : _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k)
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+      for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + k * kGemmNR + 8 * j), acc[r][j]);
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(gs[g]), _mm256_add_ps(s0, s1), acc);
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(c + r * ldc + 8 * j, acc[r][j]);
+}
+
+AVX2 void gemm_f32_tile_avx2(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
+                             bool accumulate) {
+  for (int r0 = 0; r0 < rows; r0 += 3) {
+    const float* ar = a + r0 * lda;
+    float* cr = c + r0 * ldc;
+    switch (rows - r0) {
+      case 1:
+        gemm_tile_avx2<1>(ar, lda, b, kc, cr, ldc, accumulate);
+        break;
+      case 2:
+        gemm_tile_avx2<2>(ar, lda, b, kc, cr, ldc, accumulate);
+        break;
+      default:
+        gemm_tile_avx2<3>(ar, lda, b, kc, cr, ldc, accumulate);
+    }
   }
-  return hsum256(acc);
 }
 #endif
 
@@ -277,9 +491,11 @@ struct Impl {
   float (*sum_f32)(const float*, int64_t);
   float (*dot_f32)(const float*, const float*, int64_t);
   int32_t (*dot_i16)(const int16_t*, const int16_t*, int64_t);
-  float (*dot_f32_i8_grouped)(const float*, const int8_t*, int64_t, int64_t, const float*);
-  float (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int64_t, const float*);
-  float (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int64_t, const float*);
+  void (*dot_f32_i8_grouped)(const float*, const int8_t*, int64_t, int, int64_t, int64_t, const float*, float*);
+  void (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*);
+  void (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*,
+                             float*);
+  void (*gemm_f32_tile)(const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool);
 };
 
 Impl table(Isa isa) {
@@ -290,21 +506,24 @@ Impl table(Isa isa) {
             dot_i16_avx512,
             dot_f32_int_grouped_avx512<int8_t>,
             dot_f32_int_grouped_avx512<uint8_t>,
-            dot_f32_u4_grouped_avx512};
+            dot_f32_u4_grouped_avx512,
+            gemm_f32_tile_avx512};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
             dot_i16_avx2,
             dot_f32_int_grouped_avx2<int8_t>,
             dot_f32_int_grouped_avx2<uint8_t>,
-            dot_f32_u4_grouped_avx2};
+            dot_f32_u4_grouped_avx2,
+            gemm_f32_tile_avx2};
 #endif
   return {sum_f32_ref,
           dot_f32_ref,
           dot_i16_ref,
           dot_f32_int_grouped_ref<int8_t>,
           dot_f32_int_grouped_ref<uint8_t>,
-          dot_f32_u4_grouped_ref};
+          dot_f32_u4_grouped_ref,
+          gemm_f32_tile_ref};
 }
 
 bool supported(Isa isa) {
@@ -349,15 +568,22 @@ bool set_isa(Isa isa) {
 float sum_f32(const float* a, int64_t n) { return impl().sum_f32(a, n); }
 float dot_f32(const float* a, const float* b, int64_t n) { return impl().dot_f32(a, b, n); }
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n) { return impl().dot_i16(a, b, n); }
-float dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t len, int64_t groups, const float* gs) {
-  return impl().dot_f32_i8_grouped(x, c, len, groups, gs);
+void dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                        const float* gs, float* out) {
+  impl().dot_f32_i8_grouped(x, c, ld, rows, len, groups, gs, out);
 }
-float dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t len, int64_t groups, const float* gs) {
-  return impl().dot_f32_u8_grouped(x, c, len, groups, gs);
+void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                        const float* gs, float* out) {
+  impl().dot_f32_u8_grouped(x, c, ld, rows, len, groups, gs, out);
 }
-float dot_f32_u4_grouped(const float* xe, const float* xo, const uint8_t* p, int64_t group_bytes, int64_t groups,
-                         const float* gs) {
-  return impl().dot_f32_u4_grouped(xe, xo, p, group_bytes, groups, gs);
+void dot_f32_u4_grouped(const float* xe, const float* xo, const uint8_t* p, int64_t ld, int rows, int64_t group_bytes,
+                        int64_t groups, const float* gs, float* out) {
+  impl().dot_f32_u4_grouped(xe, xo, p, ld, rows, group_bytes, groups, gs, out);
+}
+
+void gemm_f32_tile(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
+                   bool accumulate) {
+  impl().gemm_f32_tile(a, lda, b, kc, c, ldc, rows, accumulate);
 }
 
 }  // namespace kernels

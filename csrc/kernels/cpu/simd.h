@@ -20,15 +20,28 @@ float sum_f32(const float* a, int64_t n);
 float dot_f32(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n);
-// Dots of float activations with a row of quantized codes, group by group:
-// sum_g gscale[g] * sum_{i in group g} x[i] * c[i], over `groups` consecutive
-// groups of `group_len` codes, with one horizontal reduction per row. For
-// 4-bit codes packed two per byte (code 2j in the low nibble of byte j), x is
-// split by parity and group_bytes counts bytes.
-float dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t group_len, int64_t groups, const float* gscale);
-float dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t group_len, int64_t groups, const float* gscale);
-float dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t group_bytes, int64_t groups,
-                         const float* gscale);
+// Dots of float activations with `rows` (1..kMaxDotRows) consecutive rows of
+// quantized codes (row r starts at c + r * ld), group by group:
+// out[r] = sum_g gscale[r * groups + g] * sum_{i in group g} x[i] * c_r[i],
+// over `groups` consecutive groups of `group_len` codes, with one horizontal
+// reduction per row; x is loaded once for all rows. For 4-bit codes packed two
+// per byte (code 2j in the low nibble of byte j), x is split by parity and
+// group_bytes and ld count bytes.
+constexpr int kMaxDotRows = 4;
+void dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                        const float* gscale, float* out);
+void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                        const float* gscale, float* out);
+void dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t ld, int rows,
+                        int64_t group_bytes, int64_t groups, const float* gscale, float* out);
+
+// Register-tile step of the float GEMMs (weight-only linears with many
+// activation rows): for r < rows (1..kGemmMR), c[r * ldc + j] (+)= sum_{k < kc}
+// a[r * lda + k] * b[k * kGemmNR + j], j < kGemmNR; b is a packed panel.
+constexpr int kGemmMR = 8;
+constexpr int kGemmNR = 32;
+void gemm_f32_tile(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
+                   bool accumulate);
 
 }  // namespace kernels
 }  // namespace torchao_cpp
