@@ -179,18 +179,24 @@ at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string
   const char* op = "int8_dynamic_linear";
   auto f = flatten_input(op, input, weight.K, weight.N);
   auto b = check_bias(op, bias, input, weight.N);
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> aq;
-  if (act_quant == "asymmetric")
-    aq = int8_asymm_per_token_quant(f.x2d);
-  else
-    aq = int8_symm_per_token_reduced_range_quant(f.x2d);
-  auto a = std::get<0>(aq).contiguous();
-  auto a_scale = std::get<1>(aq).to(at::kFloat).contiguous();
-  auto a_zp = std::get<2>(aq).to(at::kFloat).contiguous();
+  const int64_t M = f.x2d.size(0);
+  const auto mode = act_quant == "asymmetric" ? k::ActQuant::Asymmetric : k::ActQuant::SymmetricReducedRange;
+  // The activation quantizer writes the GEMM's uint8 operand directly.
+  auto u = at::empty({M, weight.Kp}, input.options().dtype(at::kByte));
+  auto a_scale = at::empty({M}, input.options().dtype(at::kFloat));
+  auto a_zp = at::empty({M}, input.options().dtype(at::kFloat));
+  int64_t bad = -1;
+  dispatch_float(input.scalar_type(), [&](auto t_a) {
+    using TA = decltype(t_a);
+    bad = k::quantize_activations_u8<TA>(ptr<TA>(f.x2d), M, weight.K, weight.Kp, mode, ptr<uint8_t>(u),
+                                         ptr<float>(a_scale), ptr<float>(a_zp), num_threads());
+  });
+  TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (row ", bad,
+                    "); quantization parameters are undefined for non-finite values");
   auto bf = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
-  auto out = at::empty({f.x2d.size(0), weight.N}, input.options().dtype(at::kFloat));
-  k::int8_gemm_dequant(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), f.x2d.size(0), weight,
-                       bf.defined() ? ptr<float>(bf) : nullptr, ptr<float>(out), num_threads());
+  auto out = at::empty({M, weight.N}, input.options().dtype(at::kFloat));
+  k::int8_gemm_dequant_u8(ptr<uint8_t>(u), ptr<float>(a_scale), ptr<float>(a_zp), M, weight,
+                          bf.defined() ? ptr<float>(bf) : nullptr, ptr<float>(out), num_threads());
   return out.to(input.scalar_type()).view(f.out_shape);
 }
 

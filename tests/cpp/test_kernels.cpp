@@ -573,3 +573,56 @@ INSTANTIATE_TEST_SUITE_P(Isas, WeightOnlySweep, ::testing::ValuesIn(supported_is
                                   : i.param == Isa::Avx2   ? std::string("avx2")
                                                            : std::string("avx512");
                          });
+
+// The fused activation quantizer of the int8 GEMM gives the reference
+// primitives' scales, zero points and codes bit for bit, under every ISA.
+template <class T>
+void expect_fused_quant_matches(ActQuant mode, int64_t M, int64_t K) {
+  std::mt19937 rng(uint32_t(M * 7 + K));
+  std::normal_distribution<float> nd;
+  std::vector<T> x(M * K);
+  for (int64_t i = 0; i < M * K; ++i) x[i] = from_float<T>(nd(rng) * (1 + i % 5) * (i % 3 ? 1.0f : 10.0f));
+  if (M > 2)
+    for (int64_t k = 0; k < K; ++k) x[2 * K + k] = from_float<T>(0.0f);  // an all-zero row: eps scale
+  const bool asym = mode == ActQuant::Asymmetric;
+  QParamsSpec spec;
+  spec.mapping = asym ? MappingType::Asymmetric : MappingType::Symmetric;
+  spec.quant_min = asym ? -128 : -127, spec.quant_max = 127, spec.eps = asym ? spec.eps : 1e-5f;
+  const BlockGeometry g{{M, K}, {1, K}};
+  std::vector<float> rs(M), rz(M);
+  ASSERT_EQ((choose_qparams_affine<T, float, float>(x.data(), g, spec, rs.data(), rz.data(), 1)), -1);
+  std::vector<int8_t> rq(M * K);
+  // The scale's dtype: float32, or the input's for symmetric bfloat16.
+  if (!asym && std::is_same_v<T, bf16>) {
+    std::vector<bf16> sb(M);
+    for (int64_t m = 0; m < M; ++m) sb[m] = from_float<bf16>(rs[m]);
+    quantize_affine<T, bf16, int8_t>(x.data(), g, sb.data(), rz.data(), ZeroPointDomain::Int, spec.quant_min,
+                                     spec.quant_max, rq.data(), 1);
+  } else {
+    quantize_affine<T, float, int8_t>(x.data(), g, rs.data(), rz.data(), ZeroPointDomain::Int, spec.quant_min,
+                                      spec.quant_max, rq.data(), 1);
+  }
+  const int64_t Kp = (K + 3) / 4 * 4;
+  std::vector<uint8_t> u(M * Kp);
+  std::vector<float> s(M), z(M);
+  ASSERT_EQ(quantize_activations_u8<T>(x.data(), M, K, Kp, mode, u.data(), s.data(), z.data(), 2), -1);
+  for (int64_t m = 0; m < M; ++m) {
+    ASSERT_EQ(s[m], rs[m]) << m;
+    ASSERT_EQ(z[m], rz[m]) << m;
+    for (int64_t k = 0; k < K; ++k) ASSERT_EQ(int(u[m * Kp + k]) - 128, int(rq[m * K + k])) << m << "," << k;
+    for (int64_t k = K; k < Kp; ++k) ASSERT_EQ(u[m * Kp + k], 128);
+  }
+  // A row with NaN or Inf is reported.
+  x[(M - 1) * K + K / 2] = from_float<T>(std::numeric_limits<float>::infinity());
+  EXPECT_EQ(quantize_activations_u8<T>(x.data(), M, K, Kp, mode, u.data(), s.data(), z.data(), 2), M - 1);
+}
+
+TEST_P(SimdTest, FusedActivationQuantizerMatchesPrimitives) {
+  for (auto mode : {ActQuant::Asymmetric, ActQuant::SymmetricReducedRange})
+    for (int64_t K : {1, 13, 16, 64, 257})
+      for (int64_t M : {1, 3, 6}) {
+        expect_fused_quant_matches<float>(mode, M, K);
+        expect_fused_quant_matches<bf16>(mode, M, K);
+        expect_fused_quant_matches<fp16>(mode, M, K);
+      }
+}

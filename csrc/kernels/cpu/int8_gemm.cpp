@@ -170,15 +170,20 @@ VNNI void gemm_vnni(const uint8_t* u, int64_t M, const PackedInt8Weights& w, con
 
 }  // namespace
 
-void int8_gemm_dequant(const int8_t* a, const float* a_scale, const float* a_zp, int64_t M, const PackedInt8Weights& w,
-                       const float* bias, float* out, int nthreads) {
-  const auto u = shift_activations(a, M, w.K, w.Kp);
+void int8_gemm_dequant_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
+                          const PackedInt8Weights& w, const float* bias, float* out, int nthreads) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   // set_isa() below AVX-512 (tests) selects the portable path too.
   if (int8_gemm_has_vnni() && active_isa() == Isa::Avx512)
-    return gemm_vnni(u.data(), M, w, a_scale, a_zp, bias, out, nthreads);
+    return gemm_vnni(u, M, w, a_scale, a_zp, bias, out, nthreads);
 #endif
-  gemm_portable(u.data(), M, w, a_scale, a_zp, bias, out, nthreads);
+  gemm_portable(u, M, w, a_scale, a_zp, bias, out, nthreads);
+}
+
+void int8_gemm_dequant(const int8_t* a, const float* a_scale, const float* a_zp, int64_t M, const PackedInt8Weights& w,
+                       const float* bias, float* out, int nthreads) {
+  const auto u = shift_activations(a, M, w.K, w.Kp);
+  int8_gemm_dequant_u8(u.data(), a_scale, a_zp, M, w, bias, out, nthreads);
 }
 
 }  // namespace kernels

@@ -6,8 +6,12 @@
 // bit-identical results.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include "quant_primitives.h"
+#include "simd.h"
 
 namespace torchao_cpp {
 namespace kernels {
@@ -34,6 +38,72 @@ bool int8_gemm_has_vnni();
 // for int8 activations a (M x K, row-major); bias may be null.
 void int8_gemm_dequant(const int8_t* a, const float* a_scale, const float* a_zp, int64_t M,
                        const PackedInt8Weights& w, const float* bias, float* out, int nthreads);
+
+// The GEMM on activations already shifted to uint8 (a + 128, rows of w.Kp
+// bytes padded with 128), as quantize_activations_u8 writes them.
+void int8_gemm_dequant_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
+                          const PackedInt8Weights& w, const float* bias, float* out, int nthreads);
+
+// torchao's per-token activation quantizers.
+enum class ActQuant {
+  Asymmetric,             // int8 [-128, 127], float32 scale, int8 zero point, eps = float32 eps
+  SymmetricReducedRange,  // int8 [-127, 127], scale in the input dtype (float32 for float16), eps = 1e-5
+};
+
+// Fused activation quantizer of the int8 GEMM: row m of x (M x K) gets the
+// reference op's scale and zero point and codes q, bit for bit, stored as
+// q + 128 in u (M x Kp, padded with 128). One pass for min/max, one for the
+// codes, rows in parallel. Returns -1, or the first row holding NaN or Inf.
+template <class T>
+int64_t quantize_activations_u8(const T* x, int64_t M, int64_t K, int64_t Kp, ActQuant mode, uint8_t* u,
+                                float* scale, float* zp, int nthreads) {
+  QParamsSpec spec;
+  spec.domain = ZeroPointDomain::Int;
+  if (mode == ActQuant::Asymmetric) {
+    spec.mapping = MappingType::Asymmetric, spec.quant_min = -128, spec.quant_max = 127;
+  } else {
+    spec.mapping = MappingType::Symmetric, spec.quant_min = -127, spec.quant_max = 127, spec.eps = 1e-5f;
+  }
+  // The scale's dtype, which sets the precision of its reciprocal and of x * recip.
+  constexpr bool kBf16 = std::is_same_v<T, bf16>;
+  const bool scale_in_t = mode == ActQuant::SymmetricReducedRange && kBf16;
+  int64_t bad = -1;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<float> xf(static_cast<size_t>(std::is_same_v<T, float> ? 0 : K));
+#pragma omp for schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      const float* row = nullptr;
+      if constexpr (std::is_same_v<T, float>) {
+        row = x + m * K;
+      } else {
+        for (int64_t k = 0; k < K; ++k) xf[k] = to_float(x[m * K + k]);
+        row = xf.data();
+      }
+      uint8_t* ur = u + m * Kp;
+      std::fill(ur + K, ur + Kp, uint8_t(128));
+      float mn, mx;
+      if (!minmax_f32(row, K, &mn, &mx)) {
+#pragma omp critical
+        bad = bad < 0 ? m : std::min(bad, m);
+        std::fill(ur, ur + K, uint8_t(128));
+        scale[m] = 1.0f, zp[m] = 0.0f;
+        continue;
+      }
+      qparams_from_minmax<T, float, float>(mn, mx, spec, scale + m, zp + m);
+      const float qmin = float(spec.quant_min), qmax = float(spec.quant_max);
+      if (scale_in_t) {
+        // bfloat16 arithmetic: torchao rounds x * recip to bfloat16 before rounding to an integer.
+        const float recip = round_to<bf16>(1.0f / scale[m]);
+        for (int64_t k = 0; k < K; ++k)
+          ur[k] = uint8_t(int(quantize_int_code<bf16>(row[k], recip, zp[m], qmin, qmax)) + 128);
+      } else {
+        quantize_u8_shifted(row, K, 1.0f / scale[m], zp[m], qmin, qmax, ur);
+      }
+    }
+  }
+  return bad;
+}
 
 }  // namespace kernels
 }  // namespace torchao_cpp

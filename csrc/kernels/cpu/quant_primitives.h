@@ -191,6 +191,14 @@ struct QuantBlock {
   float offset;  // INT: zero point; FLOAT: the block's min value
 };
 
+// Code of x in the INT / NONE domains, computed in C as torchao does: the one
+// definition shared by quantize_affine and the fused activation quantizers.
+template <class C>
+inline float quantize_int_code(float x, float recip, float offset, float qmin, float qmax) {
+  if (std::isnan(x)) x = 0.0f;
+  return std::min(std::max(std::nearbyint(round_to<C>(x * recip)) + offset, qmin), qmax);
+}
+
 // Codes for `in` given per-block scale/zero point. NaN inputs quantize as 0.
 // zp holds zero points as float (nullptr for domain None). For the FLOAT
 // domain, `zp_is_scale_dtype` says whether the zero point tensor had the
@@ -220,15 +228,13 @@ void quantize_affine(const T* in, const BlockGeometry& g, const TS* scale, const
     const QuantBlock q = qb[b];
     for (int64_t i = off; i < off + len; ++i) {
       float x = to_float(in[i]);
-      if (std::isnan(x)) x = 0.0f;
-      float v;
-      if (exact_f32) {
-        v = std::nearbyint((x - q.offset) / q.scale);
-      } else if (domain == ZeroPointDomain::Float) {
-        v = std::nearbyint(round_to<C>(round_to<C>(x - q.offset) / q.scale));
-      } else {
-        v = std::nearbyint(round_to<C>(x * q.recip)) + q.offset;
+      if (domain != ZeroPointDomain::Float) {
+        out[i] = static_cast<TQ>(quantize_int_code<C>(x, q.recip, q.offset, qmin, qmax));
+        continue;
       }
+      if (std::isnan(x)) x = 0.0f;
+      const float v = exact_f32 ? std::nearbyint((x - q.offset) / q.scale)
+                                : std::nearbyint(round_to<C>(round_to<C>(x - q.offset) / q.scale));
       out[i] = static_cast<TQ>(std::min(std::max(v, qmin), qmax));
     }
   });

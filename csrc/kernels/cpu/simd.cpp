@@ -5,8 +5,12 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "cpu_features.h"
+#include "quant_primitives.h"
 
 namespace torchao_cpp {
 namespace kernels {
@@ -70,6 +74,22 @@ void gemm_f32_tile_ref(const float* a, int64_t lda, const float* b, int64_t kc, 
       for (int j = 0; j < kGemmNR; ++j) acc[j] += a[r * lda + k] * b[k * kGemmNR + j];
     for (int j = 0; j < kGemmNR; ++j) c[r * ldc + j] = acc[j];
   }
+}
+
+bool minmax_f32_ref(const float* x, int64_t n, float* mn, float* mx) {
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    finite &= std::isfinite(x[i]);
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  *mn = lo, *mx = hi;
+  return finite;
+}
+void quantize_u8_shifted_ref(const float* x, int64_t n, float recip, float offset, float qmin, float qmax,
+                             uint8_t* u) {
+  for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(int(quantize_int_code<float>(x[i], recip, offset, qmin, qmax)) + 128);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -248,6 +268,40 @@ AVX512 void dot_f32_u4_grouped_avx512(const float* xe, const float* xo, const ui
       acc += gs[r * groups + g] * dot_f32_u4_avx512(xe + g * len, xo + g * len, p + r * ld + g * len, len);
     out[r] = acc;
   }
+}
+
+AVX512 bool minmax_f32_avx512(const float* x, int64_t n, float* mn, float* mx) {
+  __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity()), hi = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  // x - x is NaN exactly for NaN and +-Inf: one check for both.
+  __mmask16 bad = 0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), v, _CMP_UNORD_Q);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  float tlo, thi;
+  const bool tail = minmax_f32_ref(x + i, n - i, &tlo, &thi);
+  *mn = std::min(_mm512_reduce_min_ps(lo), tlo);
+  *mx = std::max(_mm512_reduce_max_ps(hi), thi);
+  return tail && bad == 0;
+}
+
+AVX512 void quantize_u8_shifted_avx512(const float* x, int64_t n, float recip, float offset, float qmin, float qmax,
+                                       uint8_t* u) {
+  const __m512 r = _mm512_set1_ps(recip), o = _mm512_set1_ps(offset + 128.0f);
+  const __m512 lo = _mm512_set1_ps(qmin + 128.0f), hi = _mm512_set1_ps(qmax + 128.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);  // NaN -> 0
+    // Exact: codes and offsets are small integers, so adding 128 commutes with rounding and clamping.
+    v = _mm512_add_ps(_mm512_roundscale_ps(_mm512_mul_ps(v, r), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), o);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(u + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+  quantize_u8_shifted_ref(x + i, n - i, recip, offset, qmin, qmax, u + i);
 }
 
 // R rows x 32 columns: 2R accumulators, one broadcast of a per row and k.
@@ -496,6 +550,8 @@ struct Impl {
   void (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*,
                              float*);
   void (*gemm_f32_tile)(const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool);
+  bool (*minmax_f32)(const float*, int64_t, float*, float*);
+  void (*quantize_u8_shifted)(const float*, int64_t, float, float, float, float, uint8_t*);
 };
 
 Impl table(Isa isa) {
@@ -507,7 +563,9 @@ Impl table(Isa isa) {
             dot_f32_int_grouped_avx512<int8_t>,
             dot_f32_int_grouped_avx512<uint8_t>,
             dot_f32_u4_grouped_avx512,
-            gemm_f32_tile_avx512};
+            gemm_f32_tile_avx512,
+            minmax_f32_avx512,
+            quantize_u8_shifted_avx512};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -515,7 +573,9 @@ Impl table(Isa isa) {
             dot_f32_int_grouped_avx2<int8_t>,
             dot_f32_int_grouped_avx2<uint8_t>,
             dot_f32_u4_grouped_avx2,
-            gemm_f32_tile_avx2};
+            gemm_f32_tile_avx2,
+            minmax_f32_ref,
+            quantize_u8_shifted_ref};
 #endif
   return {sum_f32_ref,
           dot_f32_ref,
@@ -523,7 +583,9 @@ Impl table(Isa isa) {
           dot_f32_int_grouped_ref<int8_t>,
           dot_f32_int_grouped_ref<uint8_t>,
           dot_f32_u4_grouped_ref,
-          gemm_f32_tile_ref};
+          gemm_f32_tile_ref,
+          minmax_f32_ref,
+          quantize_u8_shifted_ref};
 }
 
 bool supported(Isa isa) {
@@ -584,6 +646,11 @@ void dot_f32_u4_grouped(const float* xe, const float* xo, const uint8_t* p, int6
 void gemm_f32_tile(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
                    bool accumulate) {
   impl().gemm_f32_tile(a, lda, b, kc, c, ldc, rows, accumulate);
+}
+
+bool minmax_f32(const float* x, int64_t n, float* mn, float* mx) { return impl().minmax_f32(x, n, mn, mx); }
+void quantize_u8_shifted(const float* x, int64_t n, float recip, float offset, float qmin, float qmax, uint8_t* u) {
+  impl().quantize_u8_shifted(x, n, recip, offset, qmin, qmax, u);
 }
 
 }  // namespace kernels

@@ -35,6 +35,13 @@ void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, 
 void dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t ld, int rows,
                         int64_t group_bytes, int64_t groups, const float* gscale, float* out);
 
+// Min and max of x[0..n); false (and undefined min/max) if any is NaN or Inf.
+bool minmax_f32(const float* x, int64_t n, float* mn, float* mx);
+// Int8 activation codes shifted to uint8 for the VNNI GEMM:
+// u[i] = clamp(nearbyint(x[i] * recip) + offset, qmin, qmax) + 128 in float32
+// arithmetic, NaN quantizing as 0 (quantize_int_code<float> bit for bit).
+void quantize_u8_shifted(const float* x, int64_t n, float recip, float offset, float qmin, float qmax, uint8_t* u);
+
 // Register-tile step of the float GEMMs (weight-only linears with many
 // activation rows): for r < rows (1..kGemmMR), c[r * ldc + j] (+)= sum_{k < kc}
 // a[r * lda + k] * b[k * kGemmNR + j], j < kGemmNR; b is a packed panel.
