@@ -89,6 +89,33 @@ void BM_Int4WeightOnlyG128(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.scale.size());
 }
 
+// Float8 e4m3fn weights, per-channel scales (Float8WeightOnlyConfig).
+void BM_Float8WeightOnly(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  for (auto _ : st) {
+    // The int8 codes reinterpreted as e4m3fn bytes (the few NaN codes do not change the speed).
+    weight_only_linear<float, float>(p.x.data(),
+                                     Float8Codes<Float8Format::E4M3FN>{
+                                         reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K},
+                                     p.scale.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr, p.s, p.out.data(),
+                                     kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+}
+
+// 3-bit codes packed 8 per 3 bytes, groups of 64 (UIntXWeightOnlyConfig(uint3) / IntxWeightOnlyConfig(int3)).
+void BM_Uint3WeightOnlyG64(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), 64);
+  // The int4 buffer holds enough bytes for 3-bit rows of the same length.
+  for (auto _ : st) {
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<3>{p.w4(p.take()), p.s.K, 0}, p.scale.data(),
+                                     p.zp.data(), ZeroPointDomain::Int, 0, 7, nullptr, p.s, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 3) + 8.0 * p.scale.size());
+}
+
 void BM_Int8DynamicInt8(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
@@ -127,6 +154,8 @@ void Shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
+BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
+BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
 

@@ -45,12 +45,8 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding over the last dim of (B, H, T, D)."""
-    d = x.shape[-1]
-    inv = 1.0 / (10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
-    ang = pos[:, None].float() * inv[None, :]
-    cos, sin = ang.cos(), ang.sin()
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding over the last dim of (B, H, T, D); cos/sin are (T, D/2)."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
@@ -68,40 +64,53 @@ class Block(nn.Module):
         self.down = nn.Linear(hidden, dim, bias=False)
         self.n1, self.n2 = RMSNorm(dim), RMSNorm(dim)
 
-    def forward(self, x, pos, cache: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+    def forward(self, x, rope: Tuple[torch.Tensor, torch.Tensor], mask: Optional[torch.Tensor],
+                cache: Optional[Tuple[torch.Tensor, torch.Tensor]]):
         B, T, _ = x.shape
         h = self.n1(x)
         q = self.q(h).view(B, T, self.heads, self.hd).transpose(1, 2)
         k = self.k(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
         v = self.v(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
-        q, k = rotary(q, pos), rotary(k, pos)
+        q, k = rotary(q, *rope), rotary(k, *rope)
         if cache is not None:
             k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
-        rep = self.heads // self.kv_heads
-        kk, vv = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-        att = (q @ kk.transpose(-1, -2)) / math.sqrt(self.hd)
-        if T > 1:
-            att = att + torch.full((T, kk.shape[2]), float("-inf")).triu(kk.shape[2] - T + 1)
-        y = (att.softmax(-1) @ vv).transpose(1, 2).reshape(B, T, -1)
+        # Grouped-query attention: the query heads sharing a KV head are
+        # stacked along the time axis, so K and V are never repeated.
+        rep, S = self.heads // self.kv_heads, k.shape[2]
+        qg = q.reshape(B, self.kv_heads, rep * T, self.hd)
+        att = (qg @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
+        if mask is not None:
+            att = (att.view(B, self.kv_heads, rep, T, S) + mask).view(B, self.kv_heads, rep * T, S)
+        y = (att.softmax(-1) @ v).view(B, self.heads, T, self.hd).transpose(1, 2).reshape(B, T, -1)
         x = x + self.o(y)
         h = self.n2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h)), (k, v)
 
 
 class Decoder(nn.Module):
-    def __init__(self, vocab=32000, dim=2048, hidden=5632, layers=22, heads=32, kv_heads=4):
+    def __init__(self, vocab=32000, dim=2048, hidden=5632, layers=22, heads=32, kv_heads=4, max_len=4096):
         super().__init__()
         self.emb = nn.Embedding(vocab, dim)
         self.blocks = nn.ModuleList(Block(dim, hidden, heads, kv_heads) for _ in range(layers))
         self.norm = RMSNorm(dim)
         self.lm_head = nn.Linear(dim, vocab, bias=False)
+        hd = dim // heads
+        inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        ang = torch.arange(max_len, dtype=torch.float32)[:, None] * inv[None, :]
+        # Rotary tables computed once (not quantized: buffers, not Linear weights).
+        self.register_buffer("rope_cos", ang.cos(), persistent=False)
+        self.register_buffer("rope_sin", ang.sin(), persistent=False)
 
     def forward(self, tokens, start: int = 0, caches=None):
         x = self.emb(tokens)
-        pos = torch.arange(start, start + tokens.shape[1])
+        T = tokens.shape[1]
+        rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        mask = None
+        if T > 1:  # causal mask over the cached and new positions, built once per call
+            mask = torch.full((T, start + T), float("-inf")).triu(start + 1)
         new = []
         for i, b in enumerate(self.blocks):
-            x, c = b(x, pos, None if caches is None else caches[i])
+            x, c = b(x, rope, mask, None if caches is None else caches[i])
             new.append(c)
         return self.lm_head(self.norm(x)), new
 

@@ -626,3 +626,29 @@ TEST_P(SimdTest, FusedActivationQuantizerMatchesPrimitives) {
         expect_fused_quant_matches<fp16>(mode, M, K);
       }
 }
+
+TEST_P(SimdTest, UnpackBitsAndFloat8DecodeMatchScalar) {
+  std::mt19937 rng(12);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int bits = 1; bits <= 8; ++bits)
+    for (int64_t n : {1, 7, 8, 9, 64, 101}) {
+      std::vector<uint8_t> codes(n), packed(packed_row_bytes(n, bits)), out(n);
+      for (auto& v : codes) v = uint8_t(byte(rng) & ((1 << bits) - 1));
+      dispatch_bits(bits, [&](auto b) { pack_bits_rows<decltype(b)::value>(codes.data(), 1, n, 0, packed.data()); });
+      unpack_bits_u8(packed.data(), n, bits, out.data());
+      EXPECT_EQ(out, codes) << bits << " bits, n=" << n;
+    }
+  std::vector<uint8_t> all(256 + 5);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = uint8_t(i);
+  std::vector<float> f(all.size());
+  for (bool e4m3 : {true, false}) {
+    float8_to_f32(all.data(), int64_t(all.size()), e4m3, f.data());
+    for (size_t i = 0; i < all.size(); ++i) {
+      const float r = e4m3 ? float8_to_float<Float8Format::E4M3FN>(all[i]) : float8_to_float<Float8Format::E5M2>(all[i]);
+      if (std::isnan(r))
+        EXPECT_TRUE(std::isnan(f[i])) << i;
+      else
+        EXPECT_EQ(f[i], r) << (e4m3 ? "e4m3fn " : "e5m2 ") << i;
+    }
+  }
+}

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -27,11 +28,25 @@ struct PlainCodes {
 
 template <int Bits>
 struct PackedCodes {
+  static constexpr int kBits = Bits;
   const uint8_t* data;
   int64_t K;
   int64_t quant_min;
   float operator()(int64_t n, int64_t k) const {
     return float(int64_t(unpack_bits_at<Bits>(data + n * packed_row_bytes(K, Bits), k)) + quant_min);
+  }
+  // Codes [k0, k1) of row n as floats: eight codes (Bits bytes) per word.
+  void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
+    const uint8_t* row = data + n * packed_row_bytes(K, Bits);
+    const float qmin = float(quant_min);
+    int64_t k = k0;
+    for (; k < k1 && k % 8; ++k) out[k - k0] = (*this)(n, k);
+    for (; k + 8 <= k1; k += 8) {
+      uint64_t v = 0;
+      std::memcpy(&v, row + k / 8 * Bits, Bits);
+      for (int j = 0; j < 8; ++j) out[k - k0 + j] = float((v >> (j * Bits)) & ((1u << Bits) - 1u)) + qmin;
+    }
+    for (; k < k1; ++k) out[k - k0] = (*this)(n, k);
   }
 };
 
@@ -49,7 +64,19 @@ struct Float8Codes {
     return t.data();
   }
   float operator()(int64_t n, int64_t k) const { return table()[data[n * K + k]]; }
+  void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
+    float8_to_f32(data + n * K + k0, k1 - k0, F == Float8Format::E4M3FN, out);
+  }
 };
+
+// Code readers with a whole-segment decode (SIMD or word-at-a-time) that
+// decode_weight_row uses instead of one call per code.
+template <class Codes>
+constexpr bool kDecodesCodes = false;
+template <int Bits>
+constexpr bool kDecodesCodes<PackedCodes<Bits>> = true;
+template <Float8Format F>
+constexpr bool kDecodesCodes<Float8Codes<F>> = true;
 
 struct LinearShape {
   int64_t M, N, K;
@@ -65,19 +92,27 @@ constexpr int64_t kDirectDotMaxRows = 8;
 // Formats with a direct SIMD dot on their codes; `xe`/`xo` are x split by
 // parity (4-bit codes hold two per byte).
 template <class Codes>
+constexpr bool kIsPacked = false;
+template <int Bits>
+constexpr bool kIsPacked<PackedCodes<Bits>> = true;
+
+template <class Codes>
 constexpr bool has_direct_dot() {
-  return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> ||
-         std::is_same_v<Codes, PackedCodes<4>>;
+  return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> || kIsPacked<Codes>;
 }
 
 // out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r, k)
 // for `rows` consecutive weight rows.
+// 4-bit codes are dotted in place; other packed widths were unpacked to one
+// byte per code in `scratch` (rows x K bytes) by unpack_rows.
 template <class Codes>
 inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int rows,
-                            int64_t group_size, int64_t groups, const float* gs, float* out) {
+                            int64_t group_size, int64_t groups, const float* gs, uint8_t* scratch, float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, 4);
     dot_f32_u4_grouped(xe, xo, c.data + n * rb, rb, rows, group_size / 2, groups, gs, out);
+  } else if constexpr (kIsPacked<Codes>) {
+    dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
     dot_f32_i8_grouped(x, c.data + n * c.K, c.K, rows, group_size, groups, gs, out);
   } else {
@@ -85,10 +120,18 @@ inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, con
   }
 }
 
+template <class Codes>
+inline void unpack_rows(const Codes& c, int64_t n, int rows, uint8_t* scratch) {
+  if constexpr (kIsPacked<Codes> && !std::is_same_v<Codes, PackedCodes<4>>) {
+    const int64_t rb = packed_row_bytes(c.K, Codes::kBits);
+    for (int r = 0; r < rows; ++r) unpack_bits_u8(c.data + (n + r) * rb, c.K, Codes::kBits, scratch + r * c.K);
+  }
+}
+
 // Value added to a raw code read by direct_dot_grouped (packed codes store code - quant_min).
 template <class Codes>
 inline float raw_code_offset(const Codes& c) {
-  if constexpr (std::is_same_v<Codes, PackedCodes<4>>) return float(c.quant_min);
+  if constexpr (kIsPacked<Codes>) return float(c.quant_min);
   return 0.0f;
 }
 
@@ -100,13 +143,18 @@ inline void decode_weight_row(const Codes& codes, const TS* scale, const float* 
                               int64_t k0, int64_t k1, float* w) {
   const int64_t G = K / group_size;
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  if constexpr (kDecodesCodes<Codes>) codes.decode(n, k0, k1, w);  // raw code values, scaled below
   for (int64_t g = k0 / group_size; g * group_size < k1; ++g) {
     // One affine map per group, w = c * sc + off, so the loop vectorizes.
     const float sc = to_float(scale[n * G + g]);
     const float z = zp ? zp[n * G + g] : 0.0f;
     const float off = domain == ZeroPointDomain::Float ? z - mid * sc : -z * sc;
     const int64_t e = std::min(k1, (g + 1) * group_size);
-    for (int64_t k = std::max(k0, g * group_size); k < e; ++k) w[k - k0] = codes(n, k) * sc + off;
+    if constexpr (kDecodesCodes<Codes>) {
+      for (int64_t k = std::max(k0, g * group_size); k < e; ++k) w[k - k0] = w[k - k0] * sc + off;
+    } else {
+      for (int64_t k = std::max(k0, g * group_size); k < e; ++k) w[k - k0] = codes(n, k) * sc + off;
+    }
   }
 }
 
@@ -187,6 +235,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 #pragma omp parallel num_threads(nthreads)
       {
         std::vector<float> gs(static_cast<size_t>(R * G));
+        std::vector<uint8_t> scratch(static_cast<size_t>(kIsPacked<Codes> ? R * s.K : 0));
 #pragma omp for schedule(static)
         for (int64_t nb = 0; nb < (s.N + R - 1) / R; ++nb) {
           // Blocks of R weight rows share each load of x.
@@ -204,10 +253,11 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
               gs[r * G + g] = sc;
               for (int64_t m = 0; m < s.M; ++m) acc[m][r] += (sc * (offset - zc) + zf) * xsum[m * G + g];
             }
+          unpack_rows(codes, n0, rows, scratch.data());
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
             direct_dot_rows(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2), n0,
-                            rows, s.group_size, G, gs.data(), d);
+                            rows, s.group_size, G, gs.data(), scratch.data(), d);
             for (int r = 0; r < rows; ++r) {
               const float b = bias ? to_float(bias[n0 + r]) : 0.0f;
               out[m * s.N + n0 + r] = from_float<TA>(acc[m][r] + d[r] + b);

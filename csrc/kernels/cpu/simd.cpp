@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "cpu_features.h"
+#include "numeric.h"
 #include "quant_primitives.h"
 
 namespace torchao_cpp {
@@ -92,10 +93,41 @@ void quantize_u8_shifted_ref(const float* x, int64_t n, float recip, float offse
   for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(int(quantize_int_code<float>(x[i], recip, offset, qmin, qmax)) + 128);
 }
 
+void float8_to_f32_ref(const uint8_t* c, int64_t n, bool e4m3, float* out) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = e4m3 ? float8_to_float<Float8Format::E4M3FN>(c[i]) : float8_to_float<Float8Format::E5M2>(c[i]);
+}
+
+void unpack_bits_u8_ref(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
+  const uint32_t mask = (1u << bits) - 1u;
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t bit = j * bits;
+    uint32_t v = packed[bit >> 3] >> (bit & 7);
+    if ((bit & 7) + bits > 8) v |= uint32_t(packed[(bit >> 3) + 1]) << (8 - (bit & 7));
+    out[j] = uint8_t(v & mask);
+  }
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define TORCHAO_CPP_X86 1
 #define AVX512 __attribute__((target("avx512f,avx512bw,fma")))
 #define AVX2 __attribute__((target("avx2,fma")))
+
+// --- BMI2 (every AVX2 CPU has it) ---------------------------------------------------
+__attribute__((target("bmi2"))) void unpack_bits_u8_bmi2(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
+  // Eight codes are `bits` whole bytes; pdep deposits each into its own byte.
+  const uint64_t spread = 0x0101010101010101ull * ((1u << bits) - 1u);
+  const int64_t nbytes = (n * bits + 7) / 8;
+  int64_t j = 0;
+  // 8-byte loads while they stay inside the row; pdep reads only the low 8 * bits bits.
+  for (; j + 8 <= n && j / 8 * bits + 8 <= nbytes; j += 8) {
+    uint64_t v;
+    __builtin_memcpy(&v, packed + j / 8 * bits, 8);
+    const uint64_t b = _pdep_u64(v, spread);
+    __builtin_memcpy(out + j, &b, 8);
+  }
+  if (j < n) unpack_bits_u8_ref(packed + j / 8 * bits, n - j, bits, out + j);
+}
 
 // --- AVX-512 ---------------------------------------------------------------------
 AVX512 float sum_f32_avx512(const float* a, int64_t n) {
@@ -302,6 +334,26 @@ AVX512 void quantize_u8_shifted_avx512(const float* x, int64_t n, float recip, f
     _mm_storeu_si128(reinterpret_cast<__m128i*>(u + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
   }
   quantize_u8_shifted_ref(x + i, n - i, recip, offset, qmin, qmax, u + i);
+}
+
+AVX512 void float8_to_f32_avx512(const uint8_t* c, int64_t n, bool e4m3, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
+    if (!e4m3) {
+      _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_slli_epi16(b, 8)));
+      continue;
+    }
+    // sign to bit 15, exponent and mantissa to bits 7..14: the float16 of value * 2^-8.
+    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                      _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+    __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    const __mmask16 nan = _mm512_cmpeq_epi32_mask(
+        _mm512_cvtepu16_epi32(_mm256_and_si256(b, _mm256_set1_epi16(0x7F))), _mm512_set1_epi32(0x7F));
+    v = _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    _mm512_storeu_ps(out + i, v);
+  }
+  float8_to_f32_ref(c + i, n - i, e4m3, out + i);
 }
 
 // R rows x 32 columns: 2R accumulators, one broadcast of a per row and k.
@@ -552,6 +604,8 @@ struct Impl {
   void (*gemm_f32_tile)(const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool);
   bool (*minmax_f32)(const float*, int64_t, float*, float*);
   void (*quantize_u8_shifted)(const float*, int64_t, float, float, float, float, uint8_t*);
+  void (*float8_to_f32)(const uint8_t*, int64_t, bool, float*);
+  void (*unpack_bits_u8)(const uint8_t*, int64_t, int, uint8_t*);
 };
 
 Impl table(Isa isa) {
@@ -565,7 +619,9 @@ Impl table(Isa isa) {
             dot_f32_u4_grouped_avx512,
             gemm_f32_tile_avx512,
             minmax_f32_avx512,
-            quantize_u8_shifted_avx512};
+            quantize_u8_shifted_avx512,
+            float8_to_f32_avx512,
+            unpack_bits_u8_bmi2};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -575,7 +631,9 @@ Impl table(Isa isa) {
             dot_f32_u4_grouped_avx2,
             gemm_f32_tile_avx2,
             minmax_f32_ref,
-            quantize_u8_shifted_ref};
+            quantize_u8_shifted_ref,
+            float8_to_f32_ref,
+            unpack_bits_u8_bmi2};
 #endif
   return {sum_f32_ref,
           dot_f32_ref,
@@ -585,14 +643,16 @@ Impl table(Isa isa) {
           dot_f32_u4_grouped_ref,
           gemm_f32_tile_ref,
           minmax_f32_ref,
-          quantize_u8_shifted_ref};
+          quantize_u8_shifted_ref,
+          float8_to_f32_ref,
+          unpack_bits_u8_ref};
 }
 
 bool supported(Isa isa) {
 #ifdef TORCHAO_CPP_X86
   const auto& f = cpu_features();
-  if (isa == Isa::Avx512) return f.avx512f && f.avx512bw && f.fma;
-  if (isa == Isa::Avx2) return f.avx2 && f.fma;
+  if (isa == Isa::Avx512) return f.avx512f && f.avx512bw && f.fma && f.bmi2;
+  if (isa == Isa::Avx2) return f.avx2 && f.fma && f.bmi2;
 #else
   if (isa != Isa::Portable) return false;
 #endif
@@ -651,6 +711,12 @@ void gemm_f32_tile(const float* a, int64_t lda, const float* b, int64_t kc, floa
 bool minmax_f32(const float* x, int64_t n, float* mn, float* mx) { return impl().minmax_f32(x, n, mn, mx); }
 void quantize_u8_shifted(const float* x, int64_t n, float recip, float offset, float qmin, float qmax, uint8_t* u) {
   impl().quantize_u8_shifted(x, n, recip, offset, qmin, qmax, u);
+}
+
+void float8_to_f32(const uint8_t* c, int64_t n, bool e4m3, float* out) { impl().float8_to_f32(c, n, e4m3, out); }
+
+void unpack_bits_u8(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
+  impl().unpack_bits_u8(packed, n, bits, out);
 }
 
 }  // namespace kernels

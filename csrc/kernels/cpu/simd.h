@@ -42,6 +42,15 @@ bool minmax_f32(const float* x, int64_t n, float* mn, float* mx);
 // arithmetic, NaN quantizing as 0 (quantize_int_code<float> bit for bit).
 void quantize_u8_shifted(const float* x, int64_t n, float recip, float offset, float qmin, float qmax, uint8_t* u);
 
+// Unpacks n codes of `bits` (1..8) bits, packed LSB first as pack_bits_rows
+// writes them, to one byte each (BMI2 pdep spreads eight codes per word).
+void unpack_bits_u8(const uint8_t* packed, int64_t n, int bits, uint8_t* out);
+
+// Float values of n float8 codes (e4m3fn when e4m3, else e5m2), through the
+// float16 converter: e5m2 is the high byte of a float16, e4m3fn a float16
+// scaled by 2^-8 (NaN codes stay NaN).
+void float8_to_f32(const uint8_t* c, int64_t n, bool e4m3, float* out);
+
 // Register-tile step of the float GEMMs (weight-only linears with many
 // activation rows): for r < rows (1..kGemmMR), c[r * ldc + j] (+)= sum_{k < kc}
 // a[r * lda + k] * b[k * kGemmNR + j], j < kGemmNR; b is a packed panel.
