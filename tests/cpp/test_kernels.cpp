@@ -356,12 +356,11 @@ std::vector<Isa> supported_isas() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, SimdTest, ::testing::ValuesIn(supported_isas()),
-                         [](const ::testing::TestParamInfo<Isa>& i) {
-                           return i.param == Isa::Portable ? std::string("portable")
-                                  : i.param == Isa::Avx2   ? std::string("avx2")
-                                                           : std::string("avx512");
-                         });
+std::string isa_name(const ::testing::TestParamInfo<Isa>& i) {
+  return i.param == Isa::Portable ? "portable" : i.param == Isa::Avx2 ? "avx2" : "avx512";
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, SimdTest, ::testing::ValuesIn(supported_isas()), isa_name);
 
 // The linear kernels give the same results under every instruction set (up to rounding).
 TEST(SimdLinear, AllIsasAgree) {
@@ -444,15 +443,8 @@ struct SweepWeights {
   std::vector<double> w;  // dequantized reference weight, N x K
 };
 
-class WeightOnlySweep : public ::testing::TestWithParam<Isa> {
+class WeightOnlySweep : public SimdTest {
  protected:
-  void SetUp() override {
-    saved_ = active_isa();
-    if (!set_isa(GetParam())) GTEST_FAIL() << "CPU lacks the instruction set under test";
-  }
-  void TearDown() override { set_isa(saved_); }
-  Isa saved_ = Isa::Portable;
-
   template <class TA, class Codes>
   void check(const char* what, const Codes& codes, const SweepWeights& sw, ZeroPointDomain dom, int64_t qmin,
              int64_t qmax, int64_t M) {
@@ -567,12 +559,7 @@ TEST_P(WeightOnlySweep, EveryFormatShapeGroupAndDtype) {
       }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, WeightOnlySweep, ::testing::ValuesIn(supported_isas()),
-                         [](const ::testing::TestParamInfo<Isa>& i) {
-                           return i.param == Isa::Portable ? std::string("portable")
-                                  : i.param == Isa::Avx2   ? std::string("avx2")
-                                                           : std::string("avx512");
-                         });
+INSTANTIATE_TEST_SUITE_P(Isas, WeightOnlySweep, ::testing::ValuesIn(supported_isas()), isa_name);
 
 // The fused activation quantizer of the int8 GEMM gives the reference
 // primitives' scales, zero points and codes bit for bit, under every ISA.
