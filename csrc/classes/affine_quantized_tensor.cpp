@@ -198,7 +198,14 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                    " does not match the weight's dtype ", dtype);
   const auto cd = parse_code_dtype(code_dtype);
   return ops::weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
-                                 zero_point, quant_min, quant_max, zero_point_domain, bias);
+                                 zero_point_f32(), quant_min, quant_max, zero_point_domain, bias);
+}
+
+const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_f32() const {
+  std::call_once(zero_point_f32_once_, [&] {
+    if (zero_point.has_value() && zero_point->defined()) zero_point_f32_ = zero_point->to(at::kFloat).contiguous();
+  });
+  return zero_point_f32_;
 }
 
 const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
@@ -313,7 +320,7 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
                                                *packed, bias);
     return ops::int8_dynamic_linear(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range", w.data,
                                     w.code_format(), cd.bits, w.shape[0], w.shape[1], w.block_size[1], w.scale,
-                                    w.zero_point, w.quant_min, bias);
+                                    w.zero_point_f32(), w.quant_min, bias);
   }
   return w.linear(quantize_dequantize_input(input), bias);
 }

@@ -61,6 +61,10 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // use and kept (derived data: never pickled); nullptr where the GEMM does not
   // apply (not 2-d plain int8 codes, nonzero zero points, unsuitable groups).
   const kernels::PackedInt8Weights* int8_packed() const;
+  // The zero point as contiguous float32, what the kernels read, converted
+  // once (integer zero points would otherwise be converted on every call);
+  // nullopt without one.
+  const c10::optional<at::Tensor>& zero_point_f32() const;
 
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;
@@ -70,6 +74,8 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
  private:
   mutable std::once_flag int8_packed_once_;
   mutable std::unique_ptr<kernels::PackedInt8Weights> int8_packed_;
+  mutable std::once_flag zero_point_f32_once_;
+  mutable c10::optional<at::Tensor> zero_point_f32_;
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {

@@ -10,6 +10,10 @@
 #include <type_traits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "bitpack.h"
 #include "numeric.h"
 #include "quant_primitives.h"
@@ -101,30 +105,32 @@ constexpr bool has_direct_dot() {
   return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> || kIsPacked<Codes>;
 }
 
-// out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r, k)
-// for `rows` consecutive weight rows.
+// out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r * step, k)
+// for `rows` weight rows `step` rows apart.
 // 4-bit codes are dotted in place; other packed widths were unpacked to one
 // byte per code in `scratch` (rows x K bytes) by unpack_rows.
 template <class Codes>
-inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int rows,
-                            int64_t group_size, int64_t groups, const float* gs, uint8_t* scratch, float* out) {
+inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int64_t step,
+                            int rows, int64_t group_size, int64_t groups, const float* gs, uint8_t* scratch,
+                            float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, 4);
-    dot_f32_u4_grouped(xe, xo, c.data + n * rb, rb, rows, group_size / 2, groups, gs, out);
+    dot_f32_u4_grouped(xe, xo, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
     dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
-    dot_f32_i8_grouped(x, c.data + n * c.K, c.K, rows, group_size, groups, gs, out);
+    dot_f32_i8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
   } else {
-    dot_f32_u8_grouped(x, c.data + n * c.K, c.K, rows, group_size, groups, gs, out);
+    dot_f32_u8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
   }
 }
 
 template <class Codes>
-inline void unpack_rows(const Codes& c, int64_t n, int rows, uint8_t* scratch) {
+inline void unpack_rows(const Codes& c, int64_t n, int64_t step, int rows, uint8_t* scratch) {
   if constexpr (kIsPacked<Codes> && !std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, Codes::kBits);
-    for (int r = 0; r < rows; ++r) unpack_bits_u8(c.data + (n + r) * rb, c.K, Codes::kBits, scratch + r * c.K);
+    for (int r = 0; r < rows; ++r)
+      unpack_bits_u8(c.data + (n + r * step) * rb, c.K, Codes::kBits, scratch + r * c.K);
   }
 }
 
@@ -236,31 +242,41 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       {
         std::vector<float> gs(static_cast<size_t>(R * G));
         std::vector<uint8_t> scratch(static_cast<size_t>(kIsPacked<Codes> ? R * s.K : 0));
-#pragma omp for schedule(static)
-        for (int64_t nb = 0; nb < (s.N + R - 1) / R; ++nb) {
-          // Blocks of R weight rows share each load of x.
-          const int64_t n0 = nb * R;
-          const int rows = int(std::min<int64_t>(R, s.N - n0));
+        // Each thread takes a contiguous range of rows and walks its R quarters
+        // side by side (rows i, i + Q, i + 2Q, ...): R long sequential streams
+        // that the hardware prefetcher follows, where R adjacent rows would be
+        // R short streams restarted every block.
+#ifdef _OPENMP
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+        const int nt = 1, t = 0;
+#endif
+        const int64_t lo = s.N * t / nt, hi = s.N * (t + 1) / nt, Q = (hi - lo + R - 1) / R;
+        for (int64_t i = 0; i < Q; ++i) {
+          const int64_t n0 = lo + i;
+          int rows = 0;
+          while (rows < R && n0 + rows * Q < hi) ++rows;
           // The zero-point terms need only the per-group sums of x.
           float acc[kDirectDotMaxRows][R] = {};
           for (int r = 0; r < rows; ++r)
             for (int64_t g = 0; g < G; ++g) {
-              const int64_t i = (n0 + r) * G + g;
-              const float sc = to_float(scale[i]);
-              const float z = zp ? zp[i] : 0.0f;
+              const int64_t j = (n0 + r * Q) * G + g;
+              const float sc = to_float(scale[j]);
+              const float z = zp ? zp[j] : 0.0f;
               const float zc = domain == ZeroPointDomain::Float ? mid : z;
               const float zf = domain == ZeroPointDomain::Float ? z : 0.0f;
               gs[r * G + g] = sc;
               for (int64_t m = 0; m < s.M; ++m) acc[m][r] += (sc * (offset - zc) + zf) * xsum[m * G + g];
             }
-          unpack_rows(codes, n0, rows, scratch.data());
+          unpack_rows(codes, n0, Q, rows, scratch.data());
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
-            direct_dot_rows(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2), n0,
+            direct_dot_rows(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2), n0, Q,
                             rows, s.group_size, G, gs.data(), scratch.data(), d);
             for (int r = 0; r < rows; ++r) {
-              const float b = bias ? to_float(bias[n0 + r]) : 0.0f;
-              out[m * s.N + n0 + r] = from_float<TA>(acc[m][r] + d[r] + b);
+              const int64_t n = n0 + r * Q;
+              const float b = bias ? to_float(bias[n]) : 0.0f;
+              out[m * s.N + n] = from_float<TA>(acc[m][r] + d[r] + b);
             }
           }
         }

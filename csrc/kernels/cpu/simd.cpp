@@ -209,7 +209,6 @@ struct IntStream512 {
     __m512 a, b;
   };
   AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
-  void prefetch(int r, int64_t i) const { __builtin_prefetch(c + r * ld + i); }
   AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
     s0 = _mm512_fmadd_ps(codes16_avx512(c + r * ld + i), v.a, s0);
     s1 = _mm512_fmadd_ps(codes16_avx512(c + r * ld + i + 16), v.b, s1);
@@ -225,7 +224,6 @@ struct U4Stream512 {
     __m512 e, o;
   };
   AVX512 X load_x(int64_t j) const { return {_mm512_loadu_ps(xe + j), _mm512_loadu_ps(xo + j)}; }
-  void prefetch(int r, int64_t j) const { __builtin_prefetch(p + r * ld + j); }
   AVX512 void fma(int r, int64_t j, const X& v, __m512& s0, __m512& s1) const {
     const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * ld + j)));
     s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15))), v.e, s0);
@@ -248,7 +246,6 @@ AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, c
     for (; i + U * S <= end; i += U * S)
       for (int u = 0; u < U; ++u) {
         const auto v = st.load_x(i + u * S);
-        for (int r = 0; r < R; ++r) st.prefetch(r + R, i + u * S);
         for (int r = 0; r < R; ++r) st.fma(r, i + u * S, v, s[u][r][0], s[u][r][1]);
       }
     if (i < end) {
@@ -466,7 +463,6 @@ struct IntStream256 {
     __m256 a, b;
   };
   AVX2 X load_x(int64_t i) const { return {_mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i + 8)}; }
-  void prefetch(int r, int64_t i) const { __builtin_prefetch(c + r * ld + i); }
   AVX2 void fma(int r, int64_t i, const X& v, __m256& s0, __m256& s1) const {
     s0 = _mm256_fmadd_ps(codes8_avx2(c + r * ld + i), v.a, s0);
     s1 = _mm256_fmadd_ps(codes8_avx2(c + r * ld + i + 8), v.b, s1);
@@ -481,7 +477,6 @@ struct U4Stream256 {
     __m256 e, o;
   };
   AVX2 X load_x(int64_t j) const { return {_mm256_loadu_ps(xe + j), _mm256_loadu_ps(xo + j)}; }
-  void prefetch(int r, int64_t j) const { __builtin_prefetch(p + r * ld + j); }
   AVX2 void fma(int r, int64_t j, const X& v, __m256& s0, __m256& s1) const {
     const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + r * ld + j)));
     s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(15))), v.e, s0);
@@ -504,7 +499,6 @@ AVX2 void grouped_rows_avx2(const Stream& st, int64_t len, int64_t groups, const
     for (; i + U * S <= end; i += U * S)
       for (int u = 0; u < U; ++u) {
         const auto v = st.load_x(i + u * S);
-        for (int r = 0; r < R; ++r) st.prefetch(r + R, i + u * S);
         for (int r = 0; r < R; ++r) st.fma(r, i + u * S, v, s[u][r][0], s[u][r][1]);
       }
     if (i < end) {
