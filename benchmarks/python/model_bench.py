@@ -45,10 +45,10 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding over the last dim of (B, H, T, D); cos/sin are (T, D/2)."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+def rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of (B, T, H, D) as a complex product; freqs is (T, 1, D/2) complex."""
+    xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * freqs).flatten(3)
 
 
 class Block(nn.Module):
@@ -64,27 +64,29 @@ class Block(nn.Module):
         self.down = nn.Linear(hidden, dim, bias=False)
         self.n1, self.n2 = RMSNorm(dim), RMSNorm(dim)
 
-    def forward(self, x, rope: Tuple[torch.Tensor, torch.Tensor], mask: Optional[torch.Tensor],
-                cache: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+    def forward(self, x, start: int, freqs: torch.Tensor, mask: Optional[torch.Tensor],
+                cache: Tuple[torch.Tensor, torch.Tensor]):
         B, T, _ = x.shape
         h = self.n1(x)
-        q = self.q(h).view(B, T, self.heads, self.hd).transpose(1, 2)
-        k = self.k(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
-        v = self.v(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
-        q, k = rotary(q, *rope), rotary(k, *rope)
-        if cache is not None:
-            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        q = rotary(self.q(h).view(B, T, self.heads, self.hd), freqs)
+        k = rotary(self.k(h).view(B, T, self.kv_heads, self.hd), freqs)
+        # Preallocated KV cache (B, S_max, kv_heads, hd): new positions are
+        # written in place, attention reads the filled prefix.
+        cache[0][:, start:start + T] = k
+        cache[1][:, start:start + T] = self.v(h).view(B, T, self.kv_heads, self.hd)
+        S = start + T
+        keys, values = cache[0][:, :S].transpose(1, 2), cache[1][:, :S].transpose(1, 2)
         # Grouped-query attention: the query heads sharing a KV head are
         # stacked along the time axis, so K and V are never repeated.
-        rep, S = self.heads // self.kv_heads, k.shape[2]
-        qg = q.reshape(B, self.kv_heads, rep * T, self.hd)
-        att = (qg @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
+        rep = self.heads // self.kv_heads
+        qg = q.transpose(1, 2).reshape(B, self.kv_heads, rep * T, self.hd)
+        att = (qg * (1.0 / math.sqrt(self.hd))) @ keys.transpose(-1, -2)
         if mask is not None:
             att = (att.view(B, self.kv_heads, rep, T, S) + mask).view(B, self.kv_heads, rep * T, S)
-        y = (att.softmax(-1) @ v).view(B, self.heads, T, self.hd).transpose(1, 2).reshape(B, T, -1)
+        y = (att.softmax(-1) @ values).view(B, self.heads, T, self.hd).transpose(1, 2).reshape(B, T, -1)
         x = x + self.o(y)
         h = self.n2(x)
-        return x + self.down(F.silu(self.gate(h)) * self.up(h)), (k, v)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
 
 
 class Decoder(nn.Module):
@@ -94,25 +96,30 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, hidden, heads, kv_heads) for _ in range(layers))
         self.norm = RMSNorm(dim)
         self.lm_head = nn.Linear(dim, vocab, bias=False)
-        hd = dim // heads
-        inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        self.kv_heads, self.hd = kv_heads, dim // heads
+        inv = 1.0 / (10000 ** (torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd))
         ang = torch.arange(max_len, dtype=torch.float32)[:, None] * inv[None, :]
-        # Rotary tables computed once (not quantized: buffers, not Linear weights).
-        self.register_buffer("rope_cos", ang.cos(), persistent=False)
-        self.register_buffer("rope_sin", ang.sin(), persistent=False)
+        # Rotary factors computed once (a buffer, not a Linear weight: never quantized).
+        self.register_buffer("freqs", torch.polar(torch.ones_like(ang), ang)[:, None, :], persistent=False)
+
+    def new_cache(self, length: int, batch: int = 1) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """An empty KV cache for `length` positions, one (keys, values) pair per block."""
+        shape = (batch, length, self.kv_heads, self.hd)
+        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.blocks]
 
     def forward(self, tokens, start: int = 0, caches=None):
+        """Logits for `tokens` at positions start.. (the cache holds the earlier ones)."""
         x = self.emb(tokens)
         T = tokens.shape[1]
-        rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        if caches is None:
+            caches = self.new_cache(start + T, tokens.shape[0])
+        freqs = self.freqs[start:start + T]
         mask = None
         if T > 1:  # causal mask over the cached and new positions, built once per call
             mask = torch.full((T, start + T), float("-inf")).triu(start + 1)
-        new = []
-        for i, b in enumerate(self.blocks):
-            x, c = b(x, rope, mask, None if caches is None else caches[i])
-            new.append(c)
-        return self.lm_head(self.norm(x)), new
+        for b, c in zip(self.blocks, caches):
+            x = b(x, start, freqs, mask, c)
+        return self.lm_head(self.norm(x)), caches
 
 
 def build_model(seed: int = 0) -> Decoder:
@@ -137,13 +144,14 @@ def read_bandwidth(gib: float = 2.0) -> float:
 def decode_tps(model, prompt: int = 8, steps: int = 8) -> float:
     with torch.no_grad():
         tok = torch.randint(0, 32000, (1, prompt))
-        logits, caches = model(tok)
+        caches = model.new_cache(prompt + steps + 1)
+        logits, _ = model(tok, 0, caches)
         nxt = logits[:, -1:].argmax(-1)
-        _, caches2 = model(nxt, prompt, caches)  # warm-up step
+        model(nxt, prompt, caches)  # warm-up step
         t = time.perf_counter()
         pos = prompt + 1
         for _ in range(steps):
-            logits, caches2 = model(nxt, pos, caches2)
+            logits, _ = model(nxt, pos, caches)
             nxt = logits[:, -1:].argmax(-1)
             pos += 1
         return steps / (time.perf_counter() - t)
