@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (the device tool), from the repository root: builds
+# with that machine's torch and nvcc, runs the torch-free CUDA kernel test and
+# its benchmark, then the Python suite. Copies of the outputs go to $OUT.
+#   device run: mkdir -p .gpu && cp ../shared/golden/*.pt .gpu/ here first, carry .gpu
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+# The image's default g++ links a static libstdc++ into shared objects, which
+# breaks the extension: use the system compiler for C++ and as nvcc's host.
+export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++
+export TORCHAO_CPP_BUILD_DIR="$REPO/build/gpu" TORCHAO_CPP_BUILD_TESTS=1
+OUT="${OUT:-$REPO/build/gpu/out}"
+mkdir -p "$OUT"
+if [ -z "${TORCHAO_CPP_GOLDEN:-}" ] && [ -f "$REPO/.gpu/torchao-0.11_seed0.pt" ]; then
+  export TORCHAO_CPP_GOLDEN="$REPO/.gpu/torchao-0.11_seed0.pt"
+fi
+python3 -m pip install --no-build-isolation --no-deps -q -e . 2>&1 | tail -20
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+"$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" 2>&1 | tee "$OUT/test_cuda_kernels.txt"
+"$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench 2>&1 | tee "$OUT/bench_cuda_int4.txt"
+python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 -p no:cacheprovider \
+  2>&1 | tail -15 | tee "$OUT/pytest.txt"

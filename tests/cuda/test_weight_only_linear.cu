@@ -1,0 +1,175 @@
+// Torch-free checks of the CUDA weight-only kernels against a double-precision
+// host reference (run on the GPU machine: scripts/gpu_test.sh). With --bench
+// it also times the int4 decode kernel against the device's copy bandwidth.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/weight_only_linear.cuh"
+
+namespace k = torchao_cpp::kernels::cuda;
+
+#define CHECK_CUDA(e)                                                                   \
+  do {                                                                                  \
+    cudaError_t err_ = (e);                                                             \
+    if (err_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_)); \
+      std::exit(2);                                                                     \
+    }                                                                                   \
+  } while (0)
+
+template <class T>
+float to_f(T v);
+template <>
+float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <>
+float to_f(__half v) { return __half2float(v); }
+template <class T>
+T from_f(float v);
+template <>
+__nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
+template <>
+__half from_f(float v) { return __float2half_rn(v); }
+
+template <class T>
+struct Device {
+  T* p = nullptr;
+  explicit Device(const std::vector<T>& h) {
+    CHECK_CUDA(cudaMalloc(&p, h.size() * sizeof(T) + 16));
+    CHECK_CUDA(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~Device() { cudaFree(p); }
+};
+
+struct Case {
+  int64_t M, N, K, group, ldx;
+};
+
+// Random int4 problem; returns the number of outputs outside tolerance.
+template <class T>
+int check(const Case& c, std::mt19937& rng, const char* tname) {
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> us(0.005f, 0.02f), uz(-0.1f, 0.1f);
+  std::uniform_int_distribution<int> ub(0, 255);
+  const int64_t G = c.K / c.group;
+  std::vector<T> x(c.M * c.ldx), scale(c.N * G), zero(c.N * G), out(c.M * c.N);
+  std::vector<uint8_t> codes(c.N * c.K / 2);
+  for (auto& v : x) v = from_f<T>(nd(rng));
+  for (auto& v : scale) v = from_f<T>(us(rng));
+  for (auto& v : zero) v = from_f<T>(uz(rng));
+  for (auto& v : codes) v = uint8_t(ub(rng));
+  Device<T> dx(x), ds(scale), dz(zero), dout(out);
+  Device<uint8_t> dc(codes);
+  CHECK_CUDA(k::int4_weight_only_linear<T>(dx.p, c.ldx, dc.p, ds.p, dz.p, c.M, c.N, c.K, c.group, dout.p, 0));
+  CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int64_t m = 0; m < c.M; ++m)
+    for (int64_t n = 0; n < c.N; ++n) {
+      double ref = 0.0, mag = 0.0;
+      for (int64_t kk = 0; kk < c.K; ++kk) {
+        const int q = (codes[n * c.K / 2 + kk / 2] >> (4 * (kk % 2))) & 15;
+        const int64_t g = n * G + kk / c.group;
+        const double w = (q - 8) * double(to_f(scale[g])) + double(to_f(zero[g]));
+        ref += double(to_f(x[m * c.ldx + kk])) * w;
+        mag += std::fabs(double(to_f(x[m * c.ldx + kk])) * w);
+      }
+      const double got = to_f(out[m * c.N + n]);
+      // One rounding of the output to T plus float32 accumulation.
+      const double tol = std::ldexp(std::fabs(ref), -7) + 1e-5 * mag;
+      if (!(std::fabs(got - ref) <= tol)) {
+        if (bad < 5)
+          std::fprintf(stderr, "  %s M=%ld N=%ld K=%ld g=%ld: out[%ld,%ld] = %g, reference %g\n", tname, long(c.M),
+                       long(c.N), long(c.K), long(c.group), long(m), long(n), got, ref);
+        ++bad;
+      }
+    }
+  return bad;
+}
+
+int bench() {
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  // Device-to-device copy bandwidth: bytes read + written per second.
+  const size_t bytes = size_t(1) << 30;
+  void *a, *b;
+  CHECK_CUDA(cudaMalloc(&a, bytes));
+  CHECK_CUDA(cudaMalloc(&b, bytes));
+  cudaEvent_t e0, e1;
+  CHECK_CUDA(cudaEventCreate(&e0));
+  CHECK_CUDA(cudaEventCreate(&e1));
+  for (int i = 0; i < 3; ++i) CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  CHECK_CUDA(cudaEventRecord(e0));
+  for (int i = 0; i < 10; ++i) CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  CHECK_CUDA(cudaEventRecord(e1));
+  CHECK_CUDA(cudaEventSynchronize(e1));
+  float ms;
+  CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+  const double copy_bw = 2.0 * bytes * 10 / (ms * 1e-3);
+  std::printf("%s: device-to-device copy %.0f GB/s (read + write)\n", prop.name, copy_bw / 1e9);
+  CHECK_CUDA(cudaFree(a));
+  CHECK_CUDA(cudaFree(b));
+  const int64_t shapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
+  for (int64_t M : {1, 16})
+    for (const auto& kn : shapes) {
+      const int64_t K = kn[0], N = kn[1], group = 128, G = K / group;
+      // Enough weight copies to exceed the 50 MB L2 several times over.
+      const int64_t wbytes = N * K / 2 + 2 * 2 * N * G, copies = std::max<int64_t>(2, int64_t(400e6 / wbytes));
+      __nv_bfloat16 *x, *sz, *out;
+      uint8_t* codes;
+      CHECK_CUDA(cudaMalloc(&x, M * K * 2));
+      CHECK_CUDA(cudaMalloc(&out, M * N * 2));
+      CHECK_CUDA(cudaMalloc(&codes, copies * N * K / 2));
+      CHECK_CUDA(cudaMalloc(&sz, copies * 2 * N * G * 2));
+      CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
+      CHECK_CUDA(cudaMemset(codes, 0x37, copies * N * K / 2));
+      CHECK_CUDA(cudaMemset(sz, 0, copies * 2 * N * G * 2));
+      auto run = [&](int64_t i) {
+        const int64_t c = i % copies;
+        CHECK_CUDA(k::int4_weight_only_linear<__nv_bfloat16>(x, K, codes + c * N * K / 2, sz + c * 2 * N * G,
+                                                             sz + c * 2 * N * G + N * G, M, N, K, group, out, 0));
+      };
+      for (int i = 0; i < 20; ++i) run(i);
+      const int iters = 200;
+      CHECK_CUDA(cudaEventRecord(e0));
+      for (int i = 0; i < iters; ++i) run(i);
+      CHECK_CUDA(cudaEventRecord(e1));
+      CHECK_CUDA(cudaEventSynchronize(e1));
+      CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+      const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
+      std::printf("int4 g128 bf16 M=%ld K=%ld N=%ld: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                  long(M), long(K), long(N), us, gbs / 1e9, 100.0 * gbs / copy_bw);
+      cudaFree(x);
+      cudaFree(out);
+      cudaFree(codes);
+      cudaFree(sz);
+    }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--bench") return bench();
+  std::mt19937 rng(0);
+  int bad = 0, cases = 0;
+  for (int64_t M : {1, 2, 3, 5, 8, 13, 16})
+    for (int64_t K : {256, 1024, 4096})
+      for (int64_t group : {32, 64, 128, 256})
+        for (int64_t N : {37, 256}) {
+          if (K % group) continue;
+          const Case c{M, N, K, group, M % 2 ? K : K + 8};  // odd M: contiguous rows; even M: padded rows
+          bad += check<__nv_bfloat16>(c, rng, "bfloat16") + check<__half>(c, rng, "float16");
+          cases += 2;
+        }
+  // Bad arguments are refused before any launch.
+  const bool refused = k::int4_weight_only_linear<__half>(nullptr, 48, nullptr, nullptr, nullptr, 1, 1, 48, 32,
+                                                          nullptr, 0) == cudaErrorInvalidValue;
+  std::printf("int4 weight-only CUDA kernel: %d cases, %d outputs outside tolerance, bad K refused: %s\n", cases, bad,
+              refused ? "yes" : "NO");
+  return bad == 0 && refused ? 0 : 1;
+}
