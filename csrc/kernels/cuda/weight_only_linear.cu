@@ -22,11 +22,29 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { retu
 template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
-// One warp per output column n: each lane takes 16 packed bytes (32 codes,
-// always inside one group since groups are multiples of 32) per step, so a
-// warp reads 512 contiguous bytes per step, fully coalesced. The per-group
-// terms use sum_k x*q and sum_k x: (q - 8)*s + z = q*s + (z - 8s).
-template <class T, int MB>
+// Eight activations of row xr from k (16 bytes: one vector load when aligned).
+template <class T, bool kVec>
+__device__ __forceinline__ void load8(const T* xr, float* v) {
+  if constexpr (kVec) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(xr));
+    const T* h = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = to_f32(h[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = to_f32(xr[i]);
+  }
+}
+
+// One warp per output column n. Each lane takes 4 packed bytes (8 codes,
+// inside one group since groups are multiples of 32) per step, so a warp's
+// weight load covers 128 contiguous bytes and its activation load 512
+// contiguous bytes (both coalesced); kUnroll steps are loaded before any is
+// used, to keep several loads in flight. The per-group terms use sum x*q and
+// sum x: (q - 8)*s + z = q*s + (z - 8s).
+constexpr int kUnroll = 4;
+
+template <class T, int MB, bool kVec>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     int4_wo_kernel(const T* __restrict__ x, int64_t ldx, const uint8_t* __restrict__ codes,
                    const T* __restrict__ scale, const T* __restrict__ zero, int64_t M, int64_t N, int64_t K,
@@ -36,34 +54,41 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const int64_t m0 = int64_t(blockIdx.y) * MB;
   if (n >= N) return;
   const int rows = int(M - m0 < MB ? M - m0 : MB);
-  const int64_t row_bytes = K / 2, groups = K / group_size;
-  const uint8_t* wrow = codes + n * row_bytes;
+  const int64_t row_words = K / 8, groups = K / group_size;
+  const uint32_t* wrow = reinterpret_cast<const uint32_t*>(codes) + n * row_words;
   float acc[MB];
 #pragma unroll
   for (int r = 0; r < MB; ++r) acc[r] = 0.0f;
-  for (int64_t b = int64_t(lane) * 16; b < row_bytes; b += 32 * 16) {
-    const uint4 w = __ldg(reinterpret_cast<const uint4*>(wrow + b));
-    const int64_t k0 = 2 * b, g = k0 / group_size;
-    const float s = to_f32(scale[n * groups + g]);
-    const float off = to_f32(zero[n * groups + g]) - 8.0f * s;
-    float q[32];
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+  for (int64_t base = 0; base < row_words; base += 32 * kUnroll) {
+    uint32_t w[kUnroll];
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + u * 32 + lane;
+      w[u] = i < row_words ? __ldg(wrow + i) : 0u;
+    }
 #pragma unroll
-      for (int j = 0; j < 8; ++j) q[i * 8 + j] = float((words[i] >> (4 * j)) & 15u);
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + u * 32 + lane;
+      if (i >= row_words) break;
+      const int64_t k0 = 8 * i, g = k0 / group_size;
+      const float s = to_f32(scale[n * groups + g]);
+      const float off = to_f32(zero[n * groups + g]) - 8.0f * s;
+      float q[8];
 #pragma unroll
-    for (int r = 0; r < MB; ++r) {
-      if (r < rows) {
-        const T* xr = x + (m0 + r) * ldx + k0;
-        float d = 0.0f, xs = 0.0f;
+      for (int j = 0; j < 8; ++j) q[j] = float((w[u] >> (4 * j)) & 15u);
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
-          const float xv = to_f32(xr[i]);
-          d = fmaf(xv, q[i], d);
-          xs += xv;
+      for (int r = 0; r < MB; ++r) {
+        if (r < rows) {
+          float xv[8];
+          load8<T, kVec>(x + (m0 + r) * ldx + k0, xv);
+          float d = 0.0f, xs = 0.0f;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            d = fmaf(xv[j], q[j], d);
+            xs += xv[j];
+          }
+          acc[r] = fmaf(s, d, fmaf(off, xs, acc[r]));
         }
-        acc[r] = fmaf(s, d, fmaf(off, xs, acc[r]));
       }
     }
   }
@@ -80,8 +105,14 @@ template <class T, int MB>
 cudaError_t launch(const T* x, int64_t ldx, const uint8_t* codes, const T* scale, const T* zero, int64_t M, int64_t N,
                    int64_t K, int64_t group_size, T* out, cudaStream_t stream) {
   const dim3 grid(unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock), unsigned((M + MB - 1) / MB));
-  int4_wo_kernel<T, MB><<<grid, kWarpsPerBlock * 32, 0, stream>>>(x, ldx, codes, scale, zero, M, N, K, group_size,
-                                                                   out);
+  // 16-byte activation loads need 16-byte aligned rows.
+  const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
+  if (vec)
+    int4_wo_kernel<T, MB, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(x, ldx, codes, scale, zero, M, N, K,
+                                                                          group_size, out);
+  else
+    int4_wo_kernel<T, MB, false><<<grid, kWarpsPerBlock * 32, 0, stream>>>(x, ldx, codes, scale, zero, M, N, K,
+                                                                           group_size, out);
   return cudaGetLastError();
 }
 
@@ -93,6 +124,8 @@ cudaError_t int4_weight_only_linear(const T* x, int64_t ldx, const uint8_t* code
                                     cudaStream_t stream) {
   if (M <= 0 || N <= 0) return cudaSuccess;
   if (K % 32 != 0 || group_size % 32 != 0 || K % group_size != 0) return cudaErrorInvalidValue;
+  // Codes are read as 32-bit words.
+  if (reinterpret_cast<uintptr_t>(codes) % 4 != 0) return cudaErrorMisalignedAddress;
   if (M == 1) return launch<T, 1>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
   if (M <= 2) return launch<T, 2>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
   if (M <= 4) return launch<T, 4>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
