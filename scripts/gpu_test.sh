@@ -18,6 +18,11 @@ fi
 python3 -m pip install --no-build-isolation --no-deps -q -e . 2>&1 | tail -20
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" 2>&1 | tee "$OUT/test_cuda_kernels.txt"
-"$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench 2>&1 | tee "$OUT/bench_cuda_int4.txt"
-python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 -p no:cacheprovider \
-  2>&1 | tail -15 | tee "$OUT/pytest.txt"
+"$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench 2>&1 | tee "$OUT/bench_cuda_kernels.txt"
+# The CUDA dispatch key against the CPU kernels.
+python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tail -25 | tee "$OUT/pytest_gpu.txt"
+python3 benchmarks/python/cuda_bench.py --out "$OUT/cuda_layers_h100.json" 2>&1 | tee "$OUT/cuda_layers_h100.txt"
+if [ "${GPU_TEST_SKIP_SUITE:-0}" != 1 ]; then
+  python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 -p no:cacheprovider \
+    2>&1 | tail -15 | tee "$OUT/pytest.txt"
+fi

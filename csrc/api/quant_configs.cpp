@@ -395,6 +395,13 @@ QuantizedWeight quantize_weight(const at::Tensor& weight, const std::string& con
   e.validate(fields);
   TORCH_CHECK_VALUE(weight.dim() == 2, config_type, ": '", fqn, "' has a ", weight.dim(),
                     "-d weight; linear weights are 2-d (out_features, in_features)");
+  // The quant primitives run on the CPU kernels: a CUDA weight is quantized
+  // there and its codes moved back (quantizing is not a hot path).
+  if (!weight.device().is_cpu()) {
+    auto q = e.handler(weight.cpu(), fields, fqn);
+    if (q.weight) q.weight = q.weight->to(weight.device().str());
+    return q;
+  }
   return e.handler(weight, fields, fqn);
 }
 
@@ -403,6 +410,10 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
     const std::string& code_dtype, int64_t quant_min, int64_t quant_max, c10::optional<double> eps,
     c10::optional<at::ScalarType> scale_dtype, c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
     const std::string& zero_point_domain, const std::string& layout) {
+  if (!weight.device().is_cpu())
+    return affine_quantize(weight.cpu(), mapping_type, std::move(block_size), code_dtype, quant_min, quant_max, eps,
+                           scale_dtype, zero_point_dtype, preserve_zero, zero_point_domain, layout)
+        ->to(weight.device().str());
   const auto cd = classes::parse_code_dtype(code_dtype);
   const auto dtype_name = weight.scalar_type() == at::kFloat      ? "float32"
                           : weight.scalar_type() == at::kBFloat16 ? "bfloat16"

@@ -114,7 +114,8 @@ void AffineQuantizedTensor::validate(const char* what) const {
 
   // Codes.
   TORCH_CHECK_VALUE(data.defined(), what, ": codes are missing");
-  TORCH_CHECK_VALUE(data.device().is_cpu(), what, ": only CPU tensors are supported, codes are on ", data.device());
+  TORCH_CHECK_VALUE(data.device().is_cpu() || data.device().is_cuda(), what,
+                    ": codes must be on a CPU or CUDA device, got ", data.device());
   const bool packed = layout_is_bitpacked(kind);
   TORCH_CHECK_VALUE(!packed || !shape.empty(), what, ": packed layouts need at least 1 dim");
   const auto want_shape = packed ? packed_shape(shape, cd.bits) : shape;
@@ -166,7 +167,7 @@ void AffineQuantizedTensor::validate(const char* what) const {
       const bool bad = cd.name == "float8_e4m3fn" ? (b == 0x7f).any().item<bool>() : (b >= 0x7c).any().item<bool>();
       TORCH_CHECK_VALUE(!bad, what, ": float8 codes contain NaN or Inf");
     } else if (!packed || quant_max - quant_min + 1 < (int64_t(1) << cd.bits)) {
-      auto c = packed ? ops::unpack_bits(data, cd.bits, quant_min, shape.back(), at::kInt) : data;
+      auto c = packed ? ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), at::kInt) : data;
       TORCH_CHECK_VALUE(c.min().item<int64_t>() >= quant_min && c.max().item<int64_t>() <= quant_max, what,
                         ": codes lie outside [quant_min, quant_max] = [", quant_min, ", ", quant_max, "]");
     }
@@ -176,12 +177,15 @@ void AffineQuantizedTensor::validate(const char* what) const {
 std::tuple<at::Tensor, at::Tensor, c10::optional<at::Tensor>> AffineQuantizedTensor::get_plain() const {
   const auto cd = parse_code_dtype(code_dtype);
   at::Tensor codes = data;
+  // Unpacking runs on the CPU kernels (a copy there and back for CUDA codes).
   if (layout_is_bitpacked(parse_layout(layout)))
-    codes = ops::unpack_bits(data, cd.bits, quant_min, shape.back(), storage_dtype(cd));
+    codes = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), storage_dtype(cd)).to(data.device());
   return {codes, scale, zero_point};
 }
 
 at::Tensor AffineQuantizedTensor::dequantize() const {
+  // Dequantizing is not a hot path: CUDA weights go through the CPU kernels.
+  if (!data.device().is_cpu()) return to("cpu")->dequantize().to(data.device());
   const auto cd = parse_code_dtype(code_dtype);
   const auto out_dtype = float_dtype_from_name(dtype);
   if (cd.is_float8) return ops::dequantize_affine_float8(data, block_size, scale, cd.name, out_dtype);
@@ -196,10 +200,34 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                               join(shape), " with block_size ", join(block_size));
   TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(dtype), "linear: input dtype ", input.scalar_type(),
                    " does not match the weight's dtype ", dtype);
+  TORCH_CHECK_VALUE(input.device() == data.device(), "linear: input is on ", input.device(),
+                    " but the quantized weight is on ", data.device(), "; move one of them");
   const auto cd = parse_code_dtype(code_dtype);
-  return ops::weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
-                                 zero_point_f32(), quant_min, quant_max, zero_point_domain, bias);
+  // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
+  // The CPU kernels read float zero points; the CUDA kernels the stored ones.
+  return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
+                                      data.is_cpu() ? zero_point_f32() : zero_point, quant_min, quant_max,
+                                      zero_point_domain, bias);
 }
+
+c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::to(const std::string& device) const {
+  const at::Device d(device);
+  auto out = c10::make_intrusive<AffineQuantizedTensor>();
+  out->data = data.to(d);
+  out->scale = scale.to(d);
+  if (zero_point.has_value() && zero_point->defined()) out->zero_point = zero_point->to(d);
+  out->block_size = block_size;
+  out->shape = shape;
+  out->dtype = dtype;
+  out->quant_min = quant_min;
+  out->quant_max = quant_max;
+  out->zero_point_domain = zero_point_domain;
+  out->layout = layout;
+  out->code_dtype = code_dtype;
+  return out;  // the same validated contents, so no re-validation
+}
+
+std::string AffineQuantizedTensor::device() const { return data.device().str(); }
 
 const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_f32() const {
   std::call_once(zero_point_f32_once_, [&] {
@@ -304,6 +332,8 @@ at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::
 at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
   const auto& w = *weight;
   if (skips_input(input)) return w.linear(input, bias);
+  TORCH_CHECK_NOT_IMPLEMENTED(input.device().is_cpu(), "LinearActivationQuantizedTensor.linear: dynamic activation "
+                              "quantization (", act_quant, ") has CPU kernels only, the input is on ", input.device());
   const auto cd = parse_code_dtype(w.code_dtype);
   // Integer codes of at most 8 bits with an INT/NONE zero point go through
   // the integer kernel; anything else sees the quantize-dequantized input.
@@ -338,6 +368,8 @@ void register_classes(torch::Library& m) {
         .def("get_plain", &AffineQuantizedTensor::get_plain)
         .def("linear", &AffineQuantizedTensor::linear)
         .def("repr", &AffineQuantizedTensor::repr)
+        .def("to", &AffineQuantizedTensor::to)
+        .def("device", &AffineQuantizedTensor::device)
         .def("nbytes", &AffineQuantizedTensor::nbytes)
         .def("packed_data", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->data; })
         .def("scale", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->scale; })

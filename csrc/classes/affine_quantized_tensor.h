@@ -33,6 +33,9 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // input @ dequantize()^T + bias, computed from the stored codes.
   at::Tensor linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const;
   std::string repr() const;
+  // A copy on `device` ("cpu", "cuda", "cuda:1", ...).
+  c10::intrusive_ptr<AffineQuantizedTensor> to(const std::string& device) const;
+  std::string device() const;
   // How the linear kernels read `data`: "plain", "packed" or a float8 name.
   std::string code_format() const;
   // Bytes held by codes, scales and zero points.

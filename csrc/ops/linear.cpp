@@ -33,6 +33,10 @@ Flat flatten_input(const char* op, const at::Tensor& input, int64_t in_features,
   return f;
 }
 
+void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
+  TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
+}
+
 at::Tensor check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input,
                       int64_t out_features) {
   if (!bias.has_value() || !bias->defined()) return at::Tensor();
@@ -107,7 +111,11 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
     check_weight_qparams(op, *zero_point, "zero_point", out_features * G);
     zp = zero_point->to(at::kFloat).contiguous();
   }
+  check_on(op, codes, "codes", input.device());
+  check_on(op, scale, "scale", input.device());
+  if (zp.defined()) check_on(op, zp, "zero_point", input.device());
   auto b = check_bias(op, bias, input, out_features);
+  if (b.defined()) check_on(op, b, "bias", input.device());
   auto c = codes.contiguous();
   auto sc = scale.contiguous();
   const k::LinearShape s{f.x2d.size(0), out_features, in_features, group_size};
@@ -160,6 +168,10 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
     check_weight_qparams(op, *weight_zero_point, "weight_zero_point", N * G);
     wz = weight_zero_point->to(at::kFloat).contiguous();
   }
+  check_on(op, codes, "codes", input.device());
+  check_on(op, ws, "weight_scale", input.device());
+  if (wz.defined()) check_on(op, wz, "weight_zero_point", input.device());
+  if (b.defined()) check_on(op, b, "bias", input.device());
   auto c = codes.contiguous();
   const k::LinearShape s{f.x2d.size(0), N, K, group_size};
   auto out = at::empty({s.M, s.N}, input.options());
@@ -198,6 +210,18 @@ at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string
   k::int8_gemm_dequant_u8(ptr<uint8_t>(u), ptr<float>(a_scale), ptr<float>(a_zp), M, weight,
                           bf.defined() ? ptr<float>(bf) : nullptr, ptr<float>(out), num_threads());
   return out.to(input.scalar_type()).view(f.out_shape);
+}
+
+at::Tensor call_weight_only_linear(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
+                                   int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
+                                   const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                   int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
+                                   const c10::optional<at::Tensor>& bias) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::weight_only_linear", "")
+                                 .typed<decltype(weight_only_linear)>();
+  return handle.call(input, codes, code_format, bits, out_features, in_features, group_size, scale, zero_point,
+                     quant_min, quant_max, zero_point_domain, bias);
 }
 
 at::Tensor affine_quantized_linear(const at::Tensor& input,

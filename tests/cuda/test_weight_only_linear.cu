@@ -1,6 +1,6 @@
 // Torch-free checks of the CUDA weight-only kernels against a double-precision
 // host reference (run on the GPU machine: scripts/gpu_test.sh). With --bench
-// it also times the int4 decode kernel against the device's copy bandwidth.
+// it also times the int4 and int8 decode kernels against the device's copy bandwidth.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -50,34 +50,71 @@ struct Device {
 
 struct Case {
   int64_t M, N, K, group, ldx;
+  int bits;
+  k::ZeroDomain domain;
+  bool bias;
 };
 
-// Random int4 problem; returns the number of outputs outside tolerance.
+// Random problem; returns the number of outputs outside tolerance.
 template <class T>
 int check(const Case& c, std::mt19937& rng, const char* tname) {
   std::normal_distribution<float> nd;
   std::uniform_real_distribution<float> us(0.005f, 0.02f), uz(-0.1f, 0.1f);
-  std::uniform_int_distribution<int> ub(0, 255);
-  const int64_t G = c.K / c.group;
-  std::vector<T> x(c.M * c.ldx), scale(c.N * G), zero(c.N * G), out(c.M * c.N);
-  std::vector<uint8_t> codes(c.N * c.K / 2);
+  std::uniform_int_distribution<int> ub(0, 255), uzi(-3, 3);
+  const int64_t G = c.K / c.group, row_bytes = c.K * c.bits / 8;
+  std::vector<T> x(c.M * c.ldx), scale(c.N * G), zero(c.N * G), bias(c.N), out(c.M * c.N);
+  std::vector<uint8_t> codes(c.N * row_bytes);
   for (auto& v : x) v = from_f<T>(nd(rng));
   for (auto& v : scale) v = from_f<T>(us(rng));
-  for (auto& v : zero) v = from_f<T>(uz(rng));
+  for (auto& v : zero) v = from_f<T>(c.domain == k::ZeroDomain::Int ? float(uzi(rng)) : uz(rng));
+  for (auto& v : bias) v = from_f<T>(nd(rng));
   for (auto& v : codes) v = uint8_t(ub(rng));
-  Device<T> dx(x), ds(scale), dz(zero), dout(out);
+  Device<T> dx(x), ds(scale), dz(zero), db(bias), dout(out);
   Device<uint8_t> dc(codes);
-  CHECK_CUDA(k::int4_weight_only_linear<T>(dx.p, c.ldx, dc.p, ds.p, dz.p, c.M, c.N, c.K, c.group, dout.p, 0));
+  k::WeightOnlyArgs<T> a;
+  a.x = dx.p;
+  a.ldx = c.ldx;
+  a.codes = dc.p;
+  a.bits = c.bits;
+  // The packed 4-bit format stores code - quant_min: exercise a signed range too.
+  a.code_offset = c.bits == 4 && c.domain != k::ZeroDomain::Float ? -8.0f : 0.0f;
+  a.scale = ds.p;
+  a.zero = c.domain == k::ZeroDomain::None ? nullptr : dz.p;
+  a.domain = c.domain;
+  a.mid = c.bits == 4 ? 8.0f : 0.0f;
+  a.bias = c.bias ? db.p : nullptr;
+  a.M = c.M;
+  a.N = c.N;
+  a.K = c.K;
+  a.group_size = c.group;
+  a.out = dout.p;
+  CHECK_CUDA(k::weight_only_linear<T>(a, 0));
   CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  std::vector<T> wdq(c.N * c.K);
+  Device<T> dw(wdq);
+  CHECK_CUDA(k::weight_only_dequantize<T>(a, dw.p, 0));
+  CHECK_CUDA(cudaMemcpy(wdq.data(), dw.p, wdq.size() * sizeof(T), cudaMemcpyDeviceToHost));
   int bad = 0;
   for (int64_t m = 0; m < c.M; ++m)
     for (int64_t n = 0; n < c.N; ++n) {
-      double ref = 0.0, mag = 0.0;
+      double ref = c.bias ? double(to_f(bias[n])) : 0.0, mag = std::fabs(ref);
       for (int64_t kk = 0; kk < c.K; ++kk) {
-        const int q = (codes[n * c.K / 2 + kk / 2] >> (4 * (kk % 2))) & 15;
+        const int raw = c.bits == 4 ? (codes[n * row_bytes + kk / 2] >> (4 * (kk % 2))) & 15
+                                    : int(int8_t(codes[n * row_bytes + kk]));
+        const double q = raw + double(a.code_offset);
         const int64_t g = n * G + kk / c.group;
-        const double w = (q - 8) * double(to_f(scale[g])) + double(to_f(zero[g]));
+        const double s = to_f(scale[g]), z = to_f(zero[g]);
+        const double w = c.domain == k::ZeroDomain::Float ? (q - a.mid) * s + z
+                         : c.domain == k::ZeroDomain::Int ? (q - z) * s
+                                                          : q * s;
         ref += double(to_f(x[m * c.ldx + kk])) * w;
+        // The dequantized weight: w rounded once to T (half an ulp, plus float32 arithmetic).
+        if (m == 0 && !(std::fabs(double(to_f(wdq[n * c.K + kk])) - w) <= std::ldexp(std::fabs(w), -8) + 1e-6)) {
+          if (bad < 5)
+            std::fprintf(stderr, "  %s dequantize bits=%d: W[%ld,%ld] = %g, reference %g\n", tname, c.bits, long(n),
+                         long(kk), double(to_f(wdq[n * c.K + kk])), w);
+          ++bad;
+        }
         mag += std::fabs(double(to_f(x[m * c.ldx + kk])) * w);
       }
       const double got = to_f(out[m * c.N + n]);
@@ -85,8 +122,9 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
       const double tol = std::ldexp(std::fabs(ref), -7) + 1e-5 * mag;
       if (!(std::fabs(got - ref) <= tol)) {
         if (bad < 5)
-          std::fprintf(stderr, "  %s M=%ld N=%ld K=%ld g=%ld: out[%ld,%ld] = %g, reference %g\n", tname, long(c.M),
-                       long(c.N), long(c.K), long(c.group), long(m), long(n), got, ref);
+          std::fprintf(stderr, "  %s bits=%d domain=%d M=%ld N=%ld K=%ld g=%ld: out[%ld,%ld] = %g, reference %g\n", tname,
+                       c.bits, int(c.domain), long(c.M), long(c.N), long(c.K), long(c.group), long(m), long(n), got,
+                       ref);
         ++bad;
       }
     }
@@ -116,40 +154,57 @@ int bench() {
   CHECK_CUDA(cudaFree(a));
   CHECK_CUDA(cudaFree(b));
   const int64_t shapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
-  for (int64_t M : {1, 16})
-    for (const auto& kn : shapes) {
-      const int64_t K = kn[0], N = kn[1], group = 128, G = K / group;
-      // Enough weight copies to exceed the 50 MB L2 several times over.
-      const int64_t wbytes = N * K / 2 + 2 * 2 * N * G, copies = std::max<int64_t>(2, int64_t(400e6 / wbytes));
-      __nv_bfloat16 *x, *sz, *out;
-      uint8_t* codes;
-      CHECK_CUDA(cudaMalloc(&x, M * K * 2));
-      CHECK_CUDA(cudaMalloc(&out, M * N * 2));
-      CHECK_CUDA(cudaMalloc(&codes, copies * N * K / 2));
-      CHECK_CUDA(cudaMalloc(&sz, copies * 2 * N * G * 2));
-      CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
-      CHECK_CUDA(cudaMemset(codes, 0x37, copies * N * K / 2));
-      CHECK_CUDA(cudaMemset(sz, 0, copies * 2 * N * G * 2));
-      auto run = [&](int64_t i) {
-        const int64_t c = i % copies;
-        CHECK_CUDA(k::int4_weight_only_linear<__nv_bfloat16>(x, K, codes + c * N * K / 2, sz + c * 2 * N * G,
-                                                             sz + c * 2 * N * G + N * G, M, N, K, group, out, 0));
-      };
-      for (int i = 0; i < 20; ++i) run(i);
-      const int iters = 200;
-      CHECK_CUDA(cudaEventRecord(e0));
-      for (int i = 0; i < iters; ++i) run(i);
-      CHECK_CUDA(cudaEventRecord(e1));
-      CHECK_CUDA(cudaEventSynchronize(e1));
-      CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-      const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
-      std::printf("int4 g128 bf16 M=%ld K=%ld N=%ld: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
-                  long(M), long(K), long(N), us, gbs / 1e9, 100.0 * gbs / copy_bw);
-      cudaFree(x);
-      cudaFree(out);
-      cudaFree(codes);
-      cudaFree(sz);
-    }
+  for (int bits : {4, 8})
+    for (int64_t M : {1, 16})
+      for (const auto& kn : shapes) {
+        // int4: group 128 with float zero points (tinygemm); int8: per channel, symmetric.
+        const int64_t K = kn[0], N = kn[1], group = bits == 4 ? 128 : K, G = K / group;
+        const int64_t cbytes = N * K * bits / 8, qp = (bits == 4 ? 2 : 1) * N * G;
+        // Enough weight copies to exceed the 50 MB L2 several times over.
+        const int64_t wbytes = cbytes + 2 * qp, copies = std::max<int64_t>(2, int64_t(400e6 / wbytes));
+        __nv_bfloat16 *x, *sz, *out;
+        uint8_t* codes;
+        CHECK_CUDA(cudaMalloc(&x, M * K * 2));
+        CHECK_CUDA(cudaMalloc(&out, M * N * 2));
+        CHECK_CUDA(cudaMalloc(&codes, copies * cbytes));
+        CHECK_CUDA(cudaMalloc(&sz, copies * qp * 2));
+        CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
+        CHECK_CUDA(cudaMemset(codes, 0x37, copies * cbytes));
+        CHECK_CUDA(cudaMemset(sz, 0, copies * qp * 2));
+        k::WeightOnlyArgs<__nv_bfloat16> a;
+        a.x = x;
+        a.ldx = K;
+        a.bits = bits;
+        a.domain = bits == 4 ? k::ZeroDomain::Float : k::ZeroDomain::None;
+        a.mid = bits == 4 ? 8.0f : 0.0f;
+        a.M = M;
+        a.N = N;
+        a.K = K;
+        a.group_size = group;
+        a.out = out;
+        auto run = [&](int64_t i) {
+          const int64_t c = i % copies;
+          a.codes = codes + c * cbytes;
+          a.scale = sz + c * qp;
+          a.zero = bits == 4 ? a.scale + N * G : nullptr;
+          CHECK_CUDA(k::weight_only_linear(a, 0));
+        };
+        for (int i = 0; i < 20; ++i) run(i);
+        const int iters = 200;
+        CHECK_CUDA(cudaEventRecord(e0));
+        for (int i = 0; i < iters; ++i) run(i);
+        CHECK_CUDA(cudaEventRecord(e1));
+        CHECK_CUDA(cudaEventSynchronize(e1));
+        CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
+        std::printf("%s bf16 M=%ld K=%ld N=%ld: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                    bits == 4 ? "int4 g128" : "int8 per-channel", long(M), long(K), long(N), us, gbs / 1e9,
+                    100.0 * gbs / copy_bw);
+        cudaFree(x);
+        cudaFree(out);
+        cudaFree(codes);
+        cudaFree(sz);
+      }
   return 0;
 }
 
@@ -157,19 +212,30 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--bench") return bench();
   std::mt19937 rng(0);
   int bad = 0, cases = 0;
-  for (int64_t M : {1, 2, 3, 5, 8, 13, 16})
-    for (int64_t K : {256, 1024, 4096})
-      for (int64_t group : {32, 64, 128, 256})
-        for (int64_t N : {37, 256}) {
-          if (K % group) continue;
-          const Case c{M, N, K, group, M % 2 ? K + 3 : K + 8};  // odd M: unaligned rows (scalar loads); even M: vector loads
-          bad += check<__nv_bfloat16>(c, rng, "bfloat16") + check<__half>(c, rng, "float16");
-          cases += 2;
-        }
+  const k::ZeroDomain domains[3] = {k::ZeroDomain::None, k::ZeroDomain::Int, k::ZeroDomain::Float};
+  for (int bits : {4, 8})
+    for (int64_t M : {1, 2, 3, 5, 8, 13, 16})
+      for (int64_t K : {256, 1024, 4096})
+        for (int64_t group : {int64_t(32), int64_t(64), int64_t(128), int64_t(256), K})
+          for (int64_t N : {37, 256}) {
+            if (K % group) continue;
+            // int4: tinygemm's float zero points; others rotate through the domains and bias.
+            const k::ZeroDomain d = bits == 4 && cases % 3 ? k::ZeroDomain::Float : domains[cases % 3];
+            // odd M: unaligned rows (scalar loads); even M: vector loads
+            const Case c{M, N, K, group, M % 2 ? K + 3 : K + 8, bits, d, (cases / 2) % 2 == 1};
+            bad += check<__nv_bfloat16>(c, rng, "bfloat16") + check<__half>(c, rng, "float16");
+            cases += 2;
+          }
   // Bad arguments are refused before any launch.
   const bool refused = k::int4_weight_only_linear<__half>(nullptr, 48, nullptr, nullptr, nullptr, 1, 1, 48, 32,
                                                           nullptr, 0) == cudaErrorInvalidValue;
-  std::printf("int4 weight-only CUDA kernel: %d cases, %d outputs outside tolerance, bad K refused: %s\n", cases, bad,
-              refused ? "yes" : "NO");
-  return bad == 0 && refused ? 0 : 1;
+  k::WeightOnlyArgs<__half> bad_bits;
+  bad_bits.bits = 3;
+  bad_bits.M = bad_bits.N = 1;
+  bad_bits.K = bad_bits.group_size = 128;
+  const bool refused_bits = k::weight_only_linear(bad_bits, 0) == cudaErrorInvalidValue;
+  std::printf("weight-only CUDA kernels (int4, int8): %d cases, %d outputs outside tolerance, bad K refused: %s, "
+              "bad bits refused: %s\n",
+              cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO");
+  return bad == 0 && refused && refused_bits ? 0 : 1;
 }

@@ -83,8 +83,13 @@ def test_dtype_and_device_changes_are_refused():
     quantize_(m, Int8WeightOnlyConfig())
     with pytest.raises(NotImplementedError, match="cannot be converted to torch.float16"):
         m.half()
-    with pytest.raises(NotImplementedError, match="only CPU kernels are available"):
+    with pytest.raises(NotImplementedError, match="kernels exist for cpu and cuda, not meta"):
         m[0].weight.to("meta")
+    # A CPU-only torch cannot make CUDA copies: torch's own error, nothing changed.
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError), match="CUDA"):
+            m[0].weight.to("cuda")
+    assert m[0].weight.to("cpu") is m[0].weight and m[0].weight.cpu() is m[0].weight
     assert isinstance(m[0].weight, AffineQuantizedTensor) and m[0].weight.dtype == torch.float32
 
 

@@ -45,10 +45,12 @@ class _QuantizedTensorBase(torch.Tensor):
     impl: Any
 
     @staticmethod
-    def __new__(cls, impl: Any, shape, dtype: torch.dtype):
-        return torch.Tensor._make_wrapper_subclass(
-            cls, list(shape), dtype=dtype, device=torch.device("cpu"), requires_grad=False
-        )
+    def __new__(cls, impl: Any, shape, dtype: torch.dtype, device: torch.device):
+        return torch.Tensor._make_wrapper_subclass(cls, list(shape), dtype=dtype, device=device, requires_grad=False)
+
+    def _moved(self, device: torch.device) -> "_QuantizedTensorBase":
+        """A copy on `device`."""
+        raise NotImplementedError
 
     def _dequantize_impl(self) -> torch.Tensor:
         raise NotImplementedError
@@ -94,9 +96,16 @@ class _QuantizedTensorBase(torch.Tensor):
 
     def _to(self, *args, **kwargs) -> "_QuantizedTensorBase":
         device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
-        if device is not None and torch.device(device).type != "cpu":
-            raise NotImplementedError(f"{type(self).__name__}: only CPU kernels are available, cannot move to {device}")
-        return self._cast(dtype)
+        out = self._cast(dtype)
+        if device is not None:
+            device = torch.device(device)
+            if device.type not in ("cpu", "cuda"):
+                raise NotImplementedError(f"{type(self).__name__}: kernels exist for cpu and cuda, not {device}")
+            if device.type == "cuda" and device.index is None:
+                device = torch.device("cuda", torch.cuda.current_device())
+            if device != self.device:
+                out = out._moved(device)
+        return out
 
     def _cast(self, dtype: Optional[torch.dtype]) -> "_QuantizedTensorBase":
         if dtype is not None and dtype != self.dtype:
@@ -119,6 +128,12 @@ class _QuantizedTensorBase(torch.Tensor):
             return args[0]._copy_from(args[1])
         if func is torch.Tensor.to and isinstance(args[0], _QuantizedTensorBase):
             return args[0]._to(*args[1:], **kwargs)
+        if func is torch.Tensor.cuda and isinstance(args[0], _QuantizedTensorBase):
+            dev = args[1] if len(args) > 1 else kwargs.get("device")
+            return args[0]._to(torch.device("cuda") if dev is None else torch.device("cuda", dev) if isinstance(dev, int)
+                               else torch.device(dev))
+        if func is torch.Tensor.cpu and isinstance(args[0], _QuantizedTensorBase):
+            return args[0]._to("cpu")
         if func in _CASTS and isinstance(args[0], _QuantizedTensorBase):
             return args[0]._cast(_CASTS[func])
         name = getattr(func, "__name__", "")
@@ -127,6 +142,12 @@ class _QuantizedTensorBase(torch.Tensor):
                 return func(*args, **kwargs)
         if name == "__set__" and len(args) == 2 and args[0] is args[1]:
             return None  # `param.data = param` from Module._apply
+        if name == "__set__" and len(args) == 2 and isinstance(args[1], _QuantizedTensorBase):
+            # Module._apply moving a quantized weight: a tensor's device cannot change in place.
+            raise NotImplementedError(
+                f"cannot move a quantized weight from {args[0].device} to {args[1].device} in place "
+                "(module.to / .cuda after quantize_): move the float model first, then quantize_ it, "
+                "or pass quantize_(model, config, device=...)")
         # Anything else runs on the dequantized weight.
         def plain(a):
             if isinstance(a, _QuantizedTensorBase):
@@ -155,7 +176,7 @@ class AffineQuantizedTensor(_QuantizedTensorBase):
     """
 
     def __new__(cls, impl: Any):
-        return super().__new__(cls, impl, impl.shape(), _DTYPES[impl.dtype()])
+        return super().__new__(cls, impl, impl.shape(), _DTYPES[impl.dtype()], torch.device(impl.device()))
 
     def __init__(self, impl: Any):
         self.impl = impl
@@ -204,6 +225,9 @@ class AffineQuantizedTensor(_QuantizedTensorBase):
     def _dequantize_impl(self) -> torch.Tensor:
         return self.impl.dequantize()
 
+    def _moved(self, device: torch.device) -> "AffineQuantizedTensor":
+        return AffineQuantizedTensor(self.impl.to(str(device)))
+
     def _ctor_args(self) -> tuple:
         return (self.impl,)
 
@@ -244,7 +268,7 @@ class LinearActivationQuantizedTensor(_QuantizedTensorBase):
     """
 
     def __new__(cls, weight: AffineQuantizedTensor, act_quant: str):
-        return super().__new__(cls, None, weight.shape, weight.dtype)
+        return super().__new__(cls, None, weight.shape, weight.dtype, weight.device)
 
     def __init__(self, weight: AffineQuantizedTensor, act_quant: str):
         self.original_weight_tensor = weight
@@ -252,6 +276,9 @@ class LinearActivationQuantizedTensor(_QuantizedTensorBase):
 
     def _dequantize_impl(self) -> torch.Tensor:
         return self.original_weight_tensor.dequantize()
+
+    def _moved(self, device: torch.device) -> "LinearActivationQuantizedTensor":
+        return LinearActivationQuantizedTensor(self.original_weight_tensor._moved(device), self.impl.act_quant())
 
     def _ctor_args(self) -> tuple:
         return (self.original_weight_tensor, self.impl.act_quant())

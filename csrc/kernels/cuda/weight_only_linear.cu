@@ -12,6 +12,10 @@ constexpr int kWarpsPerBlock = 4;
 // Activation rows handled per pass over a weight row: each weight chunk is
 // loaded once and reused from registers for all of them.
 constexpr int kMaxRowsPerPass = 8;
+// 16-byte chunks each lane loads before using any, so that a warp keeps
+// 2 KB of one weight row in flight (all of a 4096-wide int4 row).
+constexpr int kUnroll = 4;
+constexpr int64_t kMaxGridY = 65535;
 
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
@@ -22,7 +26,31 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { retu
 template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
-// Eight activations of row xr from k (16 bytes: one vector load when aligned).
+__device__ __forceinline__ uint32_t word(const uint4& c, int i) { return i == 0 ? c.x : i == 1 ? c.y : i == 2 ? c.z : c.w; }
+
+// The codes of one 16-byte chunk as exact floats, without int-to-float
+// conversions (a quarter-rate instruction): the code goes into the low
+// mantissa bits of 2^23 and 2^23 is subtracted.
+template <int Bits>
+struct Chunk;
+template <>
+struct Chunk<4> {
+  static constexpr int kCodes = 32;
+  __device__ __forceinline__ static float code(const uint4& c, int j) {
+    return __uint_as_float(((word(c, j / 8) >> (4 * (j % 8))) & 15u) | 0x4B000000u) - 8388608.0f;
+  }
+};
+template <>
+struct Chunk<8> {
+  static constexpr int kCodes = 16;
+  // int8: flipping the sign bit gives q + 128 as a byte; PRMT puts it under 2^23.
+  __device__ __forceinline__ static float code(const uint4& c, int j) {
+    return __uint_as_float(__byte_perm(word(c, j / 4) ^ 0x80808080u, 0x4B000000u, 0x7440u | unsigned(j % 4))) -
+           8388736.0f;
+  }
+};
+
+// Eight activations of row xr (16 bytes: one vector load when aligned).
 template <class T, bool kVec>
 __device__ __forceinline__ void load8(const T* xr, float* v) {
   if constexpr (kVec) {
@@ -36,108 +64,189 @@ __device__ __forceinline__ void load8(const T* xr, float* v) {
   }
 }
 
-// One warp per output column n. Each lane takes 4 packed bytes (8 codes,
-// inside one group since groups are multiples of 32) per step, so a warp's
-// weight load covers 128 contiguous bytes and its activation load 512
-// contiguous bytes (both coalesced); kUnroll steps are loaded before any is
-// used, to keep several loads in flight. The per-group terms use sum x*q and
-// sum x: (q - 8)*s + z = q*s + (z - 8s).
-constexpr int kUnroll = 4;
+// The group's W = q * s + off.
+template <class T>
+__device__ __forceinline__ void group_affine(const WeightOnlyArgs<T>& a, int64_t g, float& s, float& off) {
+  s = to_f32(a.scale[g]);
+  off = s * a.code_offset;
+  if (a.domain == ZeroDomain::Int)
+    off = s * (a.code_offset - to_f32(a.zero[g]));
+  else if (a.domain == ZeroDomain::Float)
+    off = fmaf(s, a.code_offset - a.mid, to_f32(a.zero[g]));
+}
 
-template <class T, int MB, bool kVec>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    int4_wo_kernel(const T* __restrict__ x, int64_t ldx, const uint8_t* __restrict__ codes,
-                   const T* __restrict__ scale, const T* __restrict__ zero, int64_t M, int64_t N, int64_t K,
-                   int64_t group_size, T* __restrict__ out) {
+// One warp per output column n. Lane l takes 16-byte chunks l, l + 32, ...
+// of the weight row (a chunk lies inside one group), so a warp's loads are
+// 512 contiguous bytes. W = q*s + off per group, so each row's partial sum is
+// s * sum(x*q) + off * sum(x).
+template <class T, int Bits, int MB, bool kVec>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32) wo_kernel(const WeightOnlyArgs<T> a, int64_t m_begin) {
+  using C = Chunk<Bits>;
   const int lane = threadIdx.x & 31;
   const int64_t n = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-  const int64_t m0 = int64_t(blockIdx.y) * MB;
-  if (n >= N) return;
-  const int rows = int(M - m0 < MB ? M - m0 : MB);
-  const int64_t row_words = K / 8, groups = K / group_size;
-  const uint32_t* wrow = reinterpret_cast<const uint32_t*>(codes) + n * row_words;
+  const int64_t m0 = m_begin + int64_t(blockIdx.y) * MB;
+  if (n >= a.N || m0 >= a.M) return;
+  const int rows = int(a.M - m0 < MB ? a.M - m0 : MB);
+  const int64_t chunks = a.K / C::kCodes, groups = a.K / a.group_size;
+  const uint4* wrow = reinterpret_cast<const uint4*>(a.codes) + n * chunks;
   float acc[MB];
 #pragma unroll
   for (int r = 0; r < MB; ++r) acc[r] = 0.0f;
-  for (int64_t base = 0; base < row_words; base += 32 * kUnroll) {
-    uint32_t w[kUnroll];
+  for (int64_t base = 0; base < chunks; base += 32 * kUnroll) {
+    uint4 w[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t i = base + u * 32 + lane;
-      w[u] = i < row_words ? __ldg(wrow + i) : 0u;
+      w[u] = i < chunks ? __ldg(wrow + i) : make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t i = base + u * 32 + lane;
-      if (i >= row_words) break;
-      const int64_t k0 = 8 * i, g = k0 / group_size;
-      const float s = to_f32(scale[n * groups + g]);
-      const float off = to_f32(zero[n * groups + g]) - 8.0f * s;
-      float q[8];
+      if (i >= chunks) break;
+      const int64_t k0 = i * C::kCodes, g = n * groups + k0 / a.group_size;
+      float s, off;
+      group_affine(a, g, s, off);
+      float d[MB], xs[MB];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) q[j] = float((w[u] >> (4 * j)) & 15u);
+      for (int r = 0; r < MB; ++r) d[r] = xs[r] = 0.0f;
 #pragma unroll
-      for (int r = 0; r < MB; ++r) {
-        if (r < rows) {
-          float xv[8];
-          load8<T, kVec>(x + (m0 + r) * ldx + k0, xv);
-          float d = 0.0f, xs = 0.0f;
+      for (int j0 = 0; j0 < C::kCodes; j0 += 8) {
+        float q[8];
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            d = fmaf(xv[j], q[j], d);
-            xs += xv[j];
+        for (int j = 0; j < 8; ++j) q[j] = C::code(w[u], j0 + j);
+#pragma unroll
+        for (int r = 0; r < MB; ++r) {
+          if (r < rows) {
+            float xv[8];
+            load8<T, kVec>(a.x + (m0 + r) * a.ldx + k0 + j0, xv);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+              d[r] = fmaf(xv[j], q[j], d[r]);
+              xs[r] += xv[j];
+            }
           }
-          acc[r] = fmaf(s, d, fmaf(off, xs, acc[r]));
         }
       }
+#pragma unroll
+      for (int r = 0; r < MB; ++r) acc[r] = fmaf(s, d[r], fmaf(off, xs[r], acc[r]));
     }
   }
+  const float b = a.bias ? to_f32(a.bias[n]) : 0.0f;
 #pragma unroll
   for (int r = 0; r < MB; ++r) {
     float v = acc[r];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && r < rows) out[(m0 + r) * N + n] = from_f32<T>(v);
+    if (lane == 0 && r < rows) a.out[(m0 + r) * a.N + n] = from_f32<T>(v + b);
   }
 }
 
-template <class T, int MB>
-cudaError_t launch(const T* x, int64_t ldx, const uint8_t* codes, const T* scale, const T* zero, int64_t M, int64_t N,
-                   int64_t K, int64_t group_size, T* out, cudaStream_t stream) {
-  const dim3 grid(unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock), unsigned((M + MB - 1) / MB));
+// One thread per 16-byte chunk of codes: W[n, k] rounded once to T.
+template <class T, int Bits>
+__global__ void dequantize_kernel(const WeightOnlyArgs<T> a, T* __restrict__ w) {
+  using C = Chunk<Bits>;
+  const int64_t chunks = a.K / C::kCodes, i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.N * chunks) return;
+  const int64_t n = i / chunks, k0 = (i % chunks) * C::kCodes;
+  float s, off;
+  group_affine(a, n * (a.K / a.group_size) + k0 / a.group_size, s, off);
+  const uint4 c = __ldg(reinterpret_cast<const uint4*>(a.codes) + i);
+  T v[C::kCodes];
+#pragma unroll
+  for (int j = 0; j < C::kCodes; ++j) v[j] = from_f32<T>(fmaf(C::code(c, j), s, off));
+  uint4* dst = reinterpret_cast<uint4*>(w + n * a.K + k0);
+#pragma unroll
+  for (int j = 0; j < C::kCodes / 8; ++j) dst[j] = reinterpret_cast<const uint4*>(v)[j];
+}
+
+template <class T, int Bits, int MB>
+cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   // 16-byte activation loads need 16-byte aligned rows.
-  const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
-  if (vec)
-    int4_wo_kernel<T, MB, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(x, ldx, codes, scale, zero, M, N, K,
-                                                                          group_size, out);
-  else
-    int4_wo_kernel<T, MB, false><<<grid, kWarpsPerBlock * 32, 0, stream>>>(x, ldx, codes, scale, zero, M, N, K,
-                                                                           group_size, out);
+  const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
+  const int64_t passes = (a.M + MB - 1) / MB;
+  for (int64_t p0 = 0; p0 < passes; p0 += kMaxGridY) {
+    const dim3 grid(unsigned((a.N + kWarpsPerBlock - 1) / kWarpsPerBlock),
+                    unsigned(passes - p0 < kMaxGridY ? passes - p0 : kMaxGridY));
+    if (vec)
+      wo_kernel<T, Bits, MB, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(a, p0 * MB);
+    else
+      wo_kernel<T, Bits, MB, false><<<grid, kWarpsPerBlock * 32, 0, stream>>>(a, p0 * MB);
+  }
   return cudaGetLastError();
+}
+
+template <class T, int Bits>
+cudaError_t launch_rows(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
+  if (a.M == 1) return launch<T, Bits, 1>(a, stream);
+  if (a.M <= 2) return launch<T, Bits, 2>(a, stream);
+  if (a.M <= 4) return launch<T, Bits, 4>(a, stream);
+  return launch<T, Bits, kMaxRowsPerPass>(a, stream);
+}
+
+template <class T>
+cudaError_t check_args(const WeightOnlyArgs<T>& a) {
+  if (a.bits != 4 && a.bits != 8) return cudaErrorInvalidValue;
+  const int64_t codes_per_chunk = 128 / a.bits;
+  if (a.K <= 0 || a.K % codes_per_chunk != 0 || a.group_size <= 0 || a.group_size % codes_per_chunk != 0 ||
+      a.K % a.group_size != 0 || a.M < 0 || a.N < 0)
+    return cudaErrorInvalidValue;
+  if (a.domain != ZeroDomain::None && a.zero == nullptr) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(a.codes) % 16 != 0) return cudaErrorMisalignedAddress;
+  return cudaSuccess;
 }
 
 }  // namespace
 
 template <class T>
+cudaError_t weight_only_linear(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
+  if (const cudaError_t e = check_args(a)) return e;
+  if (a.M == 0 || a.N == 0) return cudaSuccess;
+  return a.bits == 4 ? launch_rows<T, 4>(a, stream) : launch_rows<T, 8>(a, stream);
+}
+
+template <class T>
+cudaError_t weight_only_dequantize(const WeightOnlyArgs<T>& a, T* w, cudaStream_t stream) {
+  if (const cudaError_t e = check_args(a)) return e;
+  if (reinterpret_cast<uintptr_t>(w) % 16 != 0) return cudaErrorMisalignedAddress;
+  const int64_t chunks = a.N * (a.K / (128 / a.bits));
+  if (chunks == 0) return cudaSuccess;
+  const unsigned blocks = unsigned((chunks + 255) / 256);
+  if (a.bits == 4)
+    dequantize_kernel<T, 4><<<blocks, 256, 0, stream>>>(a, w);
+  else
+    dequantize_kernel<T, 8><<<blocks, 256, 0, stream>>>(a, w);
+  return cudaGetLastError();
+}
+
+template <class T>
 cudaError_t int4_weight_only_linear(const T* x, int64_t ldx, const uint8_t* codes, const T* scale, const T* zero,
                                     int64_t M, int64_t N, int64_t K, int64_t group_size, T* out,
                                     cudaStream_t stream) {
-  if (M <= 0 || N <= 0) return cudaSuccess;
-  if (K % 32 != 0 || group_size % 32 != 0 || K % group_size != 0) return cudaErrorInvalidValue;
-  // Codes are read as 32-bit words.
-  if (reinterpret_cast<uintptr_t>(codes) % 4 != 0) return cudaErrorMisalignedAddress;
-  if (M == 1) return launch<T, 1>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
-  if (M <= 2) return launch<T, 2>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
-  if (M <= 4) return launch<T, 4>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
-  return launch<T, kMaxRowsPerPass>(x, ldx, codes, scale, zero, M, N, K, group_size, out, stream);
+  WeightOnlyArgs<T> a;
+  a.x = x;
+  a.ldx = ldx;
+  a.codes = codes;
+  a.bits = 4;
+  a.scale = scale;
+  a.zero = zero;
+  a.domain = ZeroDomain::Float;
+  a.mid = 8.0f;
+  a.M = M;
+  a.N = N;
+  a.K = K;
+  a.group_size = group_size;
+  a.out = out;
+  return weight_only_linear(a, stream);
 }
 
-template cudaError_t int4_weight_only_linear<__nv_bfloat16>(const __nv_bfloat16*, int64_t, const uint8_t*,
-                                                            const __nv_bfloat16*, const __nv_bfloat16*, int64_t,
-                                                            int64_t, int64_t, int64_t, __nv_bfloat16*, cudaStream_t);
-template cudaError_t int4_weight_only_linear<__half>(const __half*, int64_t, const uint8_t*, const __half*,
-                                                     const __half*, int64_t, int64_t, int64_t, int64_t, __half*,
-                                                     cudaStream_t);
+#define TORCHAO_CPP_INSTANTIATE(T)                                                                            \
+  template cudaError_t weight_only_linear<T>(const WeightOnlyArgs<T>&, cudaStream_t);                        \
+  template cudaError_t weight_only_dequantize<T>(const WeightOnlyArgs<T>&, T*, cudaStream_t);                 \
+  template cudaError_t int4_weight_only_linear<T>(const T*, int64_t, const uint8_t*, const T*, const T*, int64_t, \
+                                                  int64_t, int64_t, int64_t, T*, cudaStream_t);
+TORCHAO_CPP_INSTANTIATE(__nv_bfloat16)
+TORCHAO_CPP_INSTANTIATE(__half)
+#undef TORCHAO_CPP_INSTANTIATE
 
 }  // namespace cuda
 }  // namespace kernels

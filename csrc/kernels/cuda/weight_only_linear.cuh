@@ -10,14 +10,50 @@ namespace torchao_cpp {
 namespace kernels {
 namespace cuda {
 
-// out[m, n] = sum_k x[m, k] * W[n, k] for 4-bit weights with a float zero
-// point (torchao's tinygemm math): W[n, k] = (q[n, k] - 8) * scale[n, g] +
-// zero[n, g], g = k / group_size. Codes are packed as the CPU kernels read
-// them: row n holds K / 2 bytes, code 2j in the low nibble of byte j.
-// Dequantization happens in registers, products accumulate in float32 and
-// the output is rounded once to T. T is __nv_bfloat16 or __half; x rows are
-// ldx elements apart; K % 32 == 0 and group_size in {32, 64, 128, 256}.
-// Returns the launch error, if any (no host synchronisation).
+// How a group's zero point enters the weight, for the code q = raw + code_offset:
+//   None:  W = q * s
+//   Int:   W = (q - z) * s
+//   Float: W = (q - mid) * s + z      (torchao's tinygemm math; mid = 8 for uint4)
+enum class ZeroDomain : int { None = 0, Int = 1, Float = 2 };
+
+// out[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]) with W dequantized in
+// registers from per-(n, group) scale and zero point; products accumulate in
+// float32 and the output is rounded once to T (__nv_bfloat16 or __half).
+template <class T>
+struct WeightOnlyArgs {
+  const T* x = nullptr;  // M rows of K activations, ldx elements apart
+  int64_t ldx = 0;
+  // N rows of K * bits / 8 bytes, 16-byte aligned. bits 4: unsigned codes,
+  // code 2j in the low nibble of byte j (the CPU kernels' packed rows);
+  // bits 8: int8 codes.
+  const void* codes = nullptr;
+  int bits = 4;
+  float code_offset = 0.0f;  // added to the stored code (the packed format stores code - quant_min)
+  const T* scale = nullptr;  // (N, K / group_size)
+  const T* zero = nullptr;   // (N, K / group_size), nullptr for ZeroDomain::None
+  ZeroDomain domain = ZeroDomain::None;
+  float mid = 0.0f;
+  const T* bias = nullptr;  // N, or nullptr
+  int64_t M = 0, N = 0, K = 0, group_size = 0;
+  T* out = nullptr;  // M x N, contiguous
+};
+
+// Returns cudaErrorInvalidValue for an unsupported shape (K * bits / 8 not a
+// multiple of 16 bytes, a group not a multiple of 128 bits' worth of codes,
+// bits not 4 or 8, a zero domain without zero points),
+// cudaErrorMisalignedAddress for codes not 16-byte aligned, else the launch
+// error, if any. Never synchronises.
+template <class T>
+cudaError_t weight_only_linear(const WeightOnlyArgs<T>& args, cudaStream_t stream);
+
+// W (N x K, row-major, 16-byte aligned) rounded once to T, from the same
+// arguments (x, M and out unused): the large-M path dequantizes once and runs
+// a dense GEMM. Same errors as weight_only_linear.
+template <class T>
+cudaError_t weight_only_dequantize(const WeightOnlyArgs<T>& args, T* w, cudaStream_t stream);
+
+// The tinygemm case, kept as the kernel test's entry point: uint4 codes,
+// W = (q - 8) * scale + zero.
 template <class T>
 cudaError_t int4_weight_only_linear(const T* x, int64_t ldx, const uint8_t* codes, const T* scale, const T* zero,
                                     int64_t M, int64_t N, int64_t K, int64_t group_size, T* out,

@@ -1,0 +1,148 @@
+// CUDA wrappers of the quantized linear ops: check, allocate through torch's
+// caching allocator, launch the torch-free kernels (kernels/cuda/) on the
+// current stream. No host synchronisation, so they are safe in CUDA graphs.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <torch/library.h>
+
+#include "../kernels/cuda/weight_only_linear.cuh"
+#include "common.h"
+#include "linear.h"
+
+namespace torchao_cpp {
+namespace ops {
+namespace {
+
+namespace kc = kernels::cuda;
+
+// From this many activation rows the weight is dequantized once per call and
+// cuBLAS runs the GEMM (tensor cores); below, the kernel dequantizes in
+// registers and reads the codes once per 8 rows.
+constexpr int64_t kDequantizeGemmRows = 64;
+
+void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
+  TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
+}
+
+// A tensor the kernel may read as `dtype`: as it is, or converted where that
+// is exact (integer zero points into a float type).
+at::Tensor kernel_qparam(const char* op, const at::Tensor& t, const char* arg, at::ScalarType dtype) {
+  TORCH_CHECK_NOT_IMPLEMENTED(t.scalar_type() == dtype || !at::isFloatingType(t.scalar_type()), op, ": the CUDA kernel ",
+                              "reads ", arg, " in the activation dtype ", dtype, ", got ", t.scalar_type(),
+                              " (quantize the model in ", dtype, ")");
+  return t.to(dtype).contiguous();
+}
+
+at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
+                                   int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
+                                   const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                   int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
+                                   const c10::optional<at::Tensor>& bias) {
+  const char* op = "weight_only_linear";
+  const int64_t N = out_features, K = in_features;
+  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
+  TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
+  TORCH_CHECK_VALUE(input.size(-1) == K, op, ": input has ", input.size(-1),
+                    " features in its last dim but the weight expects in_features=", K, " (input shape ",
+                    input.sizes(), ")");
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kBFloat16 || dtype == at::kHalf, op,
+                              ": the CUDA kernels take bfloat16 or float16 activations, got ", dtype);
+  const bool int4 = code_format == "packed" && bits == 4 && codes.scalar_type() == at::kByte;
+  const bool int8 = code_format == "plain" && codes.scalar_type() == at::kChar;
+  TORCH_CHECK_NOT_IMPLEMENTED(int4 || int8, op, ": the CUDA kernels read 4-bit packed or int8 plain codes, got ",
+                              code_format, " codes of ", bits, " bits in ", codes.scalar_type());
+  TORCH_CHECK_VALUE(group_size >= 1 && K % group_size == 0, op, ": group_size=", group_size,
+                    " must be >= 1 and divide in_features=", K);
+  const int64_t per_chunk = int4 ? 32 : 16;  // codes in the 16 bytes a lane loads
+  TORCH_CHECK_NOT_IMPLEMENTED(K % per_chunk == 0 && group_size % per_chunk == 0, op, ": the CUDA kernel needs ",
+                              "in_features and group_size that are multiples of ", per_chunk, " for ",
+                              int4 ? "int4" : "int8", " codes, got in_features=", K, ", group_size=", group_size);
+  const int64_t row_bytes = int4 ? K / 2 : K;
+  TORCH_CHECK_VALUE(codes.dim() == 2 && codes.size(0) == N && codes.size(1) == row_bytes, op, ": codes must have shape (",
+                    N, ", ", row_bytes, "), got ", codes.sizes());
+  const auto domain = parse_zero_point_domain(zero_point_domain);
+  const int64_t G = K / group_size;
+  TORCH_CHECK_VALUE(scale.numel() == N * G, op, ": scale has ", scale.numel(), " elements, expected ", N * G);
+  check_on(op, codes, "codes", input.device());
+  check_on(op, scale, "scale", input.device());
+  const bool has_zp = domain != kernels::ZeroPointDomain::None;
+  at::Tensor zp;
+  if (has_zp) {
+    TORCH_CHECK_VALUE(zero_point.has_value() && zero_point->defined(), op, ": zero_point_domain ", zero_point_domain,
+                      " needs a zero_point");
+    TORCH_CHECK_VALUE(zero_point->numel() == N * G, op, ": zero_point has ", zero_point->numel(),
+                      " elements, expected ", N * G);
+    check_on(op, *zero_point, "zero_point", input.device());
+    zp = kernel_qparam(op, *zero_point, "zero_point", dtype);
+  }
+  auto sc = kernel_qparam(op, scale, "scale", dtype);
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == N, op, ": bias must have shape (", N, ",), got ",
+                      bias->sizes());
+    check_on(op, *bias, "bias", input.device());
+    b = bias->to(dtype).contiguous();
+  }
+  const c10::cuda::CUDAGuard guard(input.device());
+  auto shape = input.sizes().vec();
+  shape.back() = N;
+  auto x2d = input.reshape({-1, K});
+  if (x2d.stride(1) != 1 || x2d.stride(0) < K) x2d = x2d.contiguous();
+  // The kernel reads codes as 16-byte vectors.
+  auto c = codes.contiguous();
+  if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
+  auto out = at::empty({x2d.size(0), N}, input.options());
+  auto run = [&](auto t) {
+    using T = decltype(t);
+    kc::WeightOnlyArgs<T> a;
+    a.x = reinterpret_cast<const T*>(x2d.data_ptr());
+    a.ldx = x2d.stride(0);
+    a.codes = c.data_ptr();
+    a.bits = int4 ? 4 : 8;
+    a.code_offset = int4 ? float(quant_min) : 0.0f;  // packed codes store code - quant_min
+    a.scale = reinterpret_cast<const T*>(sc.data_ptr());
+    a.zero = has_zp ? reinterpret_cast<const T*>(zp.data_ptr()) : nullptr;
+    a.domain = domain == kernels::ZeroPointDomain::Int     ? kc::ZeroDomain::Int
+               : domain == kernels::ZeroPointDomain::Float ? kc::ZeroDomain::Float
+                                                           : kc::ZeroDomain::None;
+    a.mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+    a.bias = b.defined() ? reinterpret_cast<const T*>(b.data_ptr()) : nullptr;
+    a.M = x2d.size(0);
+    a.N = N;
+    a.K = K;
+    a.group_size = group_size;
+    a.out = reinterpret_cast<T*>(out.data_ptr());
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    if (a.M < kDequantizeGemmRows) {
+      const cudaError_t err = kc::weight_only_linear(a, stream);
+      TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+      return;
+    }
+    auto w = at::empty({N, K}, input.options());
+    const cudaError_t err = kc::weight_only_dequantize(a, reinterpret_cast<T*>(w.data_ptr()), stream);
+    TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+    if (b.defined())
+      at::addmm_out(out, b, x2d, w.t());
+    else
+      at::mm_out(out, x2d, w.t());
+  };
+  if (dtype == at::kBFloat16)
+    run(__nv_bfloat16{});
+  else
+    run(__half{});
+  return out.view(shape);
+}
+
+}  // namespace
+}  // namespace ops
+}  // namespace torchao_cpp
+
+TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
+  using namespace torchao_cpp::ops;
+  m.impl("weight_only_linear", &weight_only_linear_cuda);
+  m.impl("affine_quantized_linear", &affine_quantized_linear);
+  m.impl("activation_quantized_linear", &activation_quantized_linear);
+}

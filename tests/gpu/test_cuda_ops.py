@@ -1,0 +1,194 @@
+"""CUDA dispatch-key tests: run on the GPU machine (scripts/gpu_test.sh), not
+collected by CI's suite (tests/python), which has no GPU.
+
+Every CUDA output is checked against the CPU kernels on the same quantized
+weights (the CPU kernels are themselves checked against torchao's goldens).
+"""
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import torchao_cpp
+from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, uint3
+from torchao_cpp.quantization import (
+    Int4WeightOnlyConfig,
+    Int8DynamicActivationInt8WeightConfig,
+    Int8WeightOnlyConfig,
+    UIntXWeightOnlyConfig,
+    quantize_,
+)
+
+assert torch.cuda.is_available(), "tests/gpu needs a CUDA device"
+
+DTYPES = [torch.bfloat16, torch.float16]
+CONFIGS = {
+    "int4_g32": lambda: Int4WeightOnlyConfig(group_size=32, layout=Int4CPULayout()),
+    "int4_g128": lambda: Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout()),
+    "int4_g256": lambda: Int4WeightOnlyConfig(group_size=256, layout=Int4CPULayout()),
+    "int8": lambda: Int8WeightOnlyConfig(),
+    "int8_g64": lambda: Int8WeightOnlyConfig(group_size=64),
+}
+
+
+def sqnr(ref: torch.Tensor, x: torch.Tensor) -> float:
+    ref, x = ref.double(), x.double()
+    return float(10 * torch.log10(ref.pow(2).mean() / (ref - x).pow(2).mean().clamp_min(1e-30)))
+
+
+def _pair(cfg_name, dtype, k=512, n=384, bias=True, seed=0):
+    torch.manual_seed(seed)
+    cpu = nn.Linear(k, n, bias=bias).to(dtype)
+    quantize_(cpu, CONFIGS[cfg_name]())
+    gpu = copy.deepcopy(cpu)
+    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
+    if bias:
+        gpu.bias = nn.Parameter(gpu.bias.cuda())
+    return cpu, gpu
+
+
+def _close(cpu_out, gpu_out, dtype):
+    # Both accumulate in float32 and round once to dtype: at most a couple of ulps apart.
+    ref = cpu_out.float()
+    got = gpu_out.cpu().float()
+    tol = (2 ** -7 if dtype == torch.bfloat16 else 2 ** -10) * 2
+    assert got.shape == ref.shape and gpu_out.dtype == dtype
+    assert torch.allclose(got, ref, rtol=tol, atol=tol * ref.abs().max().item()), (got - ref).abs().max()
+    assert sqnr(ref, got) > 45
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", list(CONFIGS))
+@pytest.mark.parametrize("shape", [(1, 512), (3, 512), (2, 7, 512), (16, 512), (33, 512)])
+def test_cuda_matches_cpu(cfg, dtype, shape):
+    cpu, gpu = _pair(cfg, dtype)
+    assert gpu.weight.device.type == "cuda" and isinstance(gpu.weight, AffineQuantizedTensor)
+    x = torch.randn(*shape, dtype=dtype)
+    with torch.no_grad():
+        _close(cpu(x), gpu(x.cuda()), dtype)
+
+
+@pytest.mark.parametrize("cfg", ["int4_g128", "int8"])
+def test_non_contiguous_and_unaligned_inputs(cfg):
+    cpu, gpu = _pair(cfg, torch.bfloat16)
+    base = torch.randn(6, 1030, dtype=torch.bfloat16)
+    for x in (base[:, 3:515], base.t().contiguous().t()[:, :512], base[::2, :512]):
+        with torch.no_grad():
+            _close(cpu(x.contiguous()), gpu(x.cuda() if x.is_contiguous() else x.to("cuda")), torch.bfloat16)
+    xt = torch.randn(512, 5, dtype=torch.bfloat16).t()  # transposed: last dim not contiguous
+    with torch.no_grad():
+        _close(cpu(xt.contiguous()), gpu(xt.cuda()), torch.bfloat16)
+
+
+def test_quantize_on_cuda_and_device_argument():
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 64)).to(torch.bfloat16)
+    a, b, c = copy.deepcopy(ref), copy.deepcopy(ref).cuda(), copy.deepcopy(ref)
+    quantize_(a, Int4WeightOnlyConfig(group_size=64, layout=Int4CPULayout()))
+    quantize_(b, Int4WeightOnlyConfig(group_size=64, layout=Int4CPULayout()))
+    quantize_(c, Int4WeightOnlyConfig(group_size=64, layout=Int4CPULayout()), device="cuda")
+    for m in (b, c):
+        assert m[0].weight.device.type == "cuda" and m[0].weight.impl.device().startswith("cuda")
+        assert torch.equal(m[0].weight.impl.packed_data().cpu(), a[0].weight.impl.packed_data())
+    x = torch.randn(4, 256, dtype=torch.bfloat16)
+    with torch.no_grad():
+        _close(a(x), b(x.cuda()), torch.bfloat16)
+        _close(a(x), c(x.cuda()), torch.bfloat16)
+
+
+def test_weight_round_trips_between_devices():
+    cpu, gpu = _pair("int4_g128", torch.bfloat16)
+    back = gpu.weight.to("cpu")
+    assert back.device.type == "cpu"
+    for u, v in zip((back.impl.packed_data(), back.impl.scale(), back.impl.zero_point()),
+                    (cpu.weight.impl.packed_data(), cpu.weight.impl.scale(), cpu.weight.impl.zero_point())):
+        assert torch.equal(u, v)
+    assert torch.equal(gpu.weight.dequantize().cpu(), cpu.weight.dequantize())
+    assert gpu.weight.cuda() is gpu.weight
+
+
+def test_save_and_load_cuda_model():
+    _, gpu = _pair("int8", torch.bfloat16)
+    buf = io.BytesIO()
+    torch.save(gpu, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert loaded.weight.device.type == "cuda"
+    x = torch.randn(2, 512, dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), gpu(x))
+
+
+def test_cuda_graph_capture_replays_eager_result():
+    _, gpu = _pair("int4_g128", torch.bfloat16)
+    x = torch.randn(1, 512, dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        eager = gpu(x)
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(2):
+                gpu(x)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            out = gpu(x)
+        x.copy_(torch.randn_like(x))
+        g.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, gpu(x)) and not torch.equal(out, eager)
+
+
+def test_scripted_op_on_cuda():
+    cpu, gpu = _pair("int4_g128", torch.bfloat16)
+    x = torch.randn(3, 512, dtype=torch.bfloat16, device="cuda")
+    out = torch.ops.torchao_cpp.affine_quantized_linear(x, gpu.weight.impl, gpu.bias)
+    with torch.no_grad():
+        assert torch.equal(out, gpu(x))
+
+
+def test_unsupported_cases_raise_clear_errors():
+    _, gpu = _pair("int4_g128", torch.bfloat16)
+    with pytest.raises(RuntimeError, match="input is on cpu but the quantized weight is on cuda"):
+        F.linear(torch.randn(1, 512, dtype=torch.bfloat16), gpu.weight)
+    w32 = copy.deepcopy(nn.Linear(512, 64))
+    quantize_(w32, Int8WeightOnlyConfig(), device="cuda")
+    with pytest.raises(NotImplementedError, match="bfloat16 or float16 activations, got Float"):
+        w32(torch.randn(1, 512, device="cuda"))
+    dyn = nn.Linear(512, 64).to(torch.bfloat16)
+    quantize_(dyn, Int8DynamicActivationInt8WeightConfig(), device="cuda")
+    with pytest.raises(NotImplementedError, match="CPU kernels only"):
+        dyn(torch.randn(2, 512, dtype=torch.bfloat16, device="cuda"))
+    ux = nn.Linear(512, 64).to(torch.bfloat16)
+    quantize_(ux, UIntXWeightOnlyConfig(uint3), device="cuda")
+    with pytest.raises(NotImplementedError, match="4-bit packed or int8 plain codes"):
+        ux(torch.randn(1, 512, dtype=torch.bfloat16, device="cuda"))
+    moved = nn.Sequential(nn.Linear(64, 32)).to(torch.bfloat16)
+    quantize_(moved, Int8WeightOnlyConfig())
+    x = torch.randn(2, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref = moved(x)
+    # Module._apply either swaps in the moved weight (then it must compute the
+    # same) or assigns .data, which a quantized weight refuses with advice.
+    try:
+        moved.cuda()
+    except NotImplementedError as e:
+        assert "move the float model first" in str(e)
+    else:
+        assert moved[0].weight.device.type == "cuda" and isinstance(moved[0].weight, AffineQuantizedTensor)
+        with torch.no_grad():
+            _close(ref, moved(x.cuda()), torch.bfloat16)
+
+
+@pytest.mark.parametrize("cfg", ["int4_g128", "int8"])
+def test_large_batch_goes_through_dequantize_and_cublas(cfg):
+    # M >= 64: the weight is dequantized to bfloat16 once per call and cuBLAS
+    # runs the GEMM (as tinygemm, the weight is rounded to bfloat16).
+    cpu, gpu = _pair(cfg, torch.bfloat16)
+    x = torch.randn(300, 512, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref, got = cpu(x).float(), gpu(x.cuda()).cpu().float()
+    assert got.shape == (300, 384) and sqnr(ref, got) > 40
