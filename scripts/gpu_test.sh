@@ -3,7 +3,9 @@
 # with that machine's torch and nvcc, runs the torch-free CUDA kernel test and
 # its benchmark, then the Python suite. Copies of the outputs go to $OUT.
 #   device run: mkdir -p .gpu && cp ../shared/golden/*.pt .gpu/ here first, carry .gpu
-set -euo pipefail
+set -uo pipefail  # every step runs; the exit status says whether any failed
+status=0
+step() { "$@" || status=1; }
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 # The image's default g++ links a static libstdc++ into shared objects, which
@@ -17,12 +19,18 @@ if [ -z "${TORCHAO_CPP_GOLDEN:-}" ] && [ -f "$REPO/.gpu/torchao-0.11_seed0.pt" ]
 fi
 python3 -m pip install --no-build-isolation --no-deps -q -e . 2>&1 | tail -20
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-"$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" 2>&1 | tee "$OUT/test_cuda_kernels.txt"
-"$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench 2>&1 | tee "$OUT/bench_cuda_kernels.txt"
+step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" > "$OUT/test_cuda_kernels.txt" 2>&1
+cat "$OUT/test_cuda_kernels.txt"
+step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench > "$OUT/bench_cuda_kernels.txt" 2>&1
+cat "$OUT/bench_cuda_kernels.txt"
 # The CUDA dispatch key against the CPU kernels.
-python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tail -25 | tee "$OUT/pytest_gpu.txt"
-python3 benchmarks/python/cuda_bench.py --out "$OUT/cuda_layers_h100.json" 2>&1 | tee "$OUT/cuda_layers_h100.txt"
+step python3 -m pytest tests/gpu -q -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
+tail -25 "$OUT/pytest_gpu.txt"
+step python3 benchmarks/python/cuda_bench.py --out "$OUT/cuda_layers_h100.json" > "$OUT/cuda_layers_h100.txt" 2>&1
+cat "$OUT/cuda_layers_h100.txt"
 if [ "${GPU_TEST_SKIP_SUITE:-0}" != 1 ]; then
-  python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 -p no:cacheprovider \
-    2>&1 | tail -15 | tee "$OUT/pytest.txt"
+  step python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 \
+    -p no:cacheprovider > "$OUT/pytest.txt" 2>&1
+  tail -15 "$OUT/pytest.txt"
 fi
+exit $status

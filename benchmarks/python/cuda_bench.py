@@ -14,6 +14,7 @@ import argparse
 import copy
 import json
 import os
+import time
 from typing import Callable, Dict, List
 
 import torch
@@ -74,6 +75,19 @@ def time_us(calls: List[Callable[[], torch.Tensor]], graph: bool, iters: int = 1
         return e0.elapsed_time(e1) * 1e3 / iters
 
 
+def host_us_per_call(fn: Callable[[], torch.Tensor], iters: int = 2000) -> float:
+    """Wall time per call of a layer too small for the GPU to matter: the launch cost on the host."""
+    with torch.no_grad():
+        for _ in range(50):
+            fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t) / iters * 1e6
+
+
 def tinygemm_weights(lin: nn.Linear, group: int = 128):
     """torch's own int4 packing of the same asymmetric group-128 quantization."""
     w = lin.weight.detach().float()
@@ -99,6 +113,18 @@ def main() -> None:
     name = torch.cuda.get_device_name()
     print(f"{name}, torch {torch.__version__}: device-to-device copy {bw / 1e9:.0f} GB/s (read + write)", flush=True)
     rows: List[Dict] = []
+    small = nn.Linear(256, 256, bias=False, dtype=torch.bfloat16, device="cuda")
+    xs = torch.randn(1, 256, dtype=torch.bfloat16, device="cuda")
+    host = {"bf16 F.linear": host_us_per_call(lambda: F.linear(xs, small.weight))}
+    for label, cfg in (("int4 g128 (ours)", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout())),
+                       ("int8 (ours)", Int8WeightOnlyConfig())):
+        m = copy.deepcopy(small)
+        quantize_(m, cfg)
+        host[label + " op"] = host_us_per_call(
+            lambda w=m.weight: torch.ops.torchao_cpp.affine_quantized_linear(xs, w.impl, None))
+        host[label + " module"] = host_us_per_call(lambda m=m: m(xs))
+    print("host time per eager call (256 x 256 layer): " + ", ".join(f"{k} {v:.1f} us" for k, v in host.items()),
+          flush=True)
     for K, N in SHAPES:
         copies = max(2, int(L2_MULTIPLE_BYTES // (N * K // 2)))
         lin = nn.Linear(K, N, bias=False, dtype=torch.bfloat16, device="cuda")
@@ -151,7 +177,8 @@ def main() -> None:
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"device": name, "torch": torch.__version__, "copy_bandwidth_GB_s": bw / 1e9, "rows": rows}, f,
+        json.dump({"device": name, "torch": torch.__version__, "copy_bandwidth_GB_s": bw / 1e9,
+                   "host_us_per_eager_call": host, "rows": rows}, f,
                   indent=1)
     print(f"wrote {args.out}")
 

@@ -206,7 +206,7 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
-                                      data.is_cpu() ? zero_point_f32() : zero_point, quant_min, quant_max,
+                                      data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
                                       zero_point_domain, bias);
 }
 
@@ -234,6 +234,15 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_f32() const {
     if (zero_point.has_value() && zero_point->defined()) zero_point_f32_ = zero_point->to(at::kFloat).contiguous();
   });
   return zero_point_f32_;
+}
+
+const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() const {
+  std::call_once(zero_point_cuda_once_, [&] {
+    zero_point_cuda_ = zero_point;
+    if (zero_point.has_value() && zero_point->defined() && !at::isFloatingType(zero_point->scalar_type()))
+      zero_point_cuda_ = zero_point->to(float_dtype_from_name(dtype)).contiguous();
+  });
+  return zero_point_cuda_;
 }
 
 const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {

@@ -68,6 +68,9 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // once (integer zero points would otherwise be converted on every call);
   // nullopt without one.
   const c10::optional<at::Tensor>& zero_point_f32() const;
+  // What the CUDA kernels read: integer zero points in the weight's float
+  // dtype (exact), converted once instead of on every call.
+  const c10::optional<at::Tensor>& zero_point_for_cuda() const;
 
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;
@@ -79,6 +82,8 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   mutable std::unique_ptr<kernels::PackedInt8Weights> int8_packed_;
   mutable std::once_flag zero_point_f32_once_;
   mutable c10::optional<at::Tensor> zero_point_f32_;
+  mutable std::once_flag zero_point_cuda_once_;
+  mutable c10::optional<at::Tensor> zero_point_cuda_;
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {

@@ -50,14 +50,20 @@ def _pair(cfg_name, dtype, k=512, n=384, bias=True, seed=0):
     return cpu, gpu
 
 
-def _close(cpu_out, gpu_out, dtype):
-    # Both accumulate in float32 and round once to dtype: at most a couple of ulps apart.
+# Rows from which the CUDA op dequantizes the weight to the activation dtype
+# and calls cuBLAS (csrc/ops/linear_cuda.cpp): the weight is then rounded once.
+GEMM_ROWS = 16
+
+
+def _close(cpu_out, gpu_out, dtype, rounded_weight=False):
+    # Both accumulate in float32 and round once to dtype: at most a couple of
+    # ulps apart (a few more where the weight was rounded to dtype too).
     ref = cpu_out.float()
     got = gpu_out.cpu().float()
-    tol = (2 ** -7 if dtype == torch.bfloat16 else 2 ** -10) * 2
+    tol = (2 ** -7 if dtype == torch.bfloat16 else 2 ** -10) * (4 if rounded_weight else 2)
     assert got.shape == ref.shape and gpu_out.dtype == dtype
     assert torch.allclose(got, ref, rtol=tol, atol=tol * ref.abs().max().item()), (got - ref).abs().max()
-    assert sqnr(ref, got) > 45
+    assert sqnr(ref, got) > (40 if rounded_weight else 45)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -68,7 +74,7 @@ def test_cuda_matches_cpu(cfg, dtype, shape):
     assert gpu.weight.device.type == "cuda" and isinstance(gpu.weight, AffineQuantizedTensor)
     x = torch.randn(*shape, dtype=dtype)
     with torch.no_grad():
-        _close(cpu(x), gpu(x.cuda()), dtype)
+        _close(cpu(x), gpu(x.cuda()), dtype, rounded_weight=x.numel() // 512 >= GEMM_ROWS)
 
 
 @pytest.mark.parametrize("cfg", ["int4_g128", "int8"])
@@ -152,7 +158,7 @@ def test_scripted_op_on_cuda():
 
 def test_unsupported_cases_raise_clear_errors():
     _, gpu = _pair("int4_g128", torch.bfloat16)
-    with pytest.raises(RuntimeError, match="input is on cpu but the quantized weight is on cuda"):
+    with pytest.raises(ValueError, match="input is on cpu but the quantized weight is on cuda"):
         F.linear(torch.randn(1, 512, dtype=torch.bfloat16), gpu.weight)
     w32 = copy.deepcopy(nn.Linear(512, 64))
     quantize_(w32, Int8WeightOnlyConfig(), device="cuda")
@@ -185,7 +191,7 @@ def test_unsupported_cases_raise_clear_errors():
 
 @pytest.mark.parametrize("cfg", ["int4_g128", "int8"])
 def test_large_batch_goes_through_dequantize_and_cublas(cfg):
-    # M >= 64: the weight is dequantized to bfloat16 once per call and cuBLAS
+    # M >= GEMM_ROWS: the weight is dequantized to bfloat16 once per call and cuBLAS
     # runs the GEMM (as tinygemm, the weight is rounded to bfloat16).
     cpu, gpu = _pair(cfg, torch.bfloat16)
     x = torch.randn(300, 512, dtype=torch.bfloat16)
