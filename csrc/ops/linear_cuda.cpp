@@ -20,8 +20,8 @@ namespace kc = kernels::cuda;
 // From this many activation rows the weight is dequantized to T once per call
 // and cuBLAS runs the GEMM (tensor cores; the weight is rounded to T, as in
 // tinygemm); below, the kernel dequantizes in registers, exactly, reading the
-// codes once per 8 rows. At 16 rows the kernel is compute-bound (H100: 3x
-// slower than dequantize + cuBLAS, benchmarks/results/cuda_int4_h100.txt).
+// codes once per 8 rows. At 16 rows that kernel is compute-bound (H100:
+// 2.1-2.4x slower than dequantize + cuBLAS, benchmarks/results/cuda_h100.txt).
 constexpr int64_t kDequantizeGemmRows = 16;
 
 void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
