@@ -102,5 +102,9 @@ at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t) {
   return t;
 }
 
+void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
+  TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
+}
+
 }  // namespace ops
 }  // namespace torchao_cpp

@@ -40,6 +40,8 @@ k::BlockGeometry make_geometry(const char* op, at::IntArrayRef shape, at::IntArr
 std::vector<int64_t> qparams_shape(at::IntArrayRef shape, at::IntArrayRef block_size);
 
 void check_float_dtype(const char* op, const char* arg, at::ScalarType t);
+// `arg` must sit on the input's device.
+void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device);
 void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max);
 
 // Calls f(T{}) with the kernel storage type of a float dtype.

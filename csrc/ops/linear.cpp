@@ -33,10 +33,6 @@ Flat flatten_input(const char* op, const at::Tensor& input, int64_t in_features,
   return f;
 }
 
-void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
-  TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
-}
-
 at::Tensor check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input,
                       int64_t out_features) {
   if (!bias.has_value() || !bias->defined()) return at::Tensor();

@@ -24,10 +24,6 @@ namespace kc = kernels::cuda;
 // 2.1-2.4x slower than dequantize + cuBLAS, benchmarks/results/cuda_h100.txt).
 constexpr int64_t kDequantizeGemmRows = 16;
 
-void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
-  TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
-}
-
 // A tensor the kernel may read as `dtype`: as it is, or converted where that
 // is exact (integer zero points into a float type).
 at::Tensor kernel_qparam(const char* op, const at::Tensor& t, const char* arg, at::ScalarType dtype) {
