@@ -341,9 +341,24 @@ at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::
 at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
   const auto& w = *weight;
   if (skips_input(input)) return w.linear(input, bias);
-  TORCH_CHECK_NOT_IMPLEMENTED(input.device().is_cpu(), "LinearActivationQuantizedTensor.linear: dynamic activation "
-                              "quantization (", act_quant, ") has CPU kernels only, the input is on ", input.device());
   const auto cd = parse_code_dtype(w.code_dtype);
+  const std::string mode = act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range";
+  if (input.is_cuda()) {
+    // CUDA: per-channel int8 weights without zero points (Int8DynamicActivationInt8WeightConfig).
+    const bool int8_per_channel = !cd.is_float8 && cd.bits == 8 && w.code_format() == "plain" &&
+                                  w.data.scalar_type() == at::kChar && w.shape.size() == 2 && w.block_size[0] == 1 &&
+                                  w.block_size[1] == w.shape[1] &&
+                                  (w.zero_point_domain == "NONE" || !w.zero_point.has_value());
+    TORCH_CHECK_NOT_IMPLEMENTED(int8_per_channel, "LinearActivationQuantizedTensor.linear: on CUDA, dynamic activation "
+                                "quantization (", act_quant, ") takes per-channel symmetric int8 weights; this weight ",
+                                "is ", w.repr(), " (run it on the CPU)");
+    TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
+                     " does not match the weight's dtype ", w.dtype);
+    TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),
+                      " but the weight is on ", w.data.device());
+    return ops::call_int8_dynamic_linear(input, mode, w.data, "plain", 8, w.shape[0], w.shape[1], w.shape[1], w.scale,
+                                         c10::nullopt, w.quant_min, bias);
+  }
   // Integer codes of at most 8 bits with an INT/NONE zero point go through
   // the integer kernel; anything else sees the quantize-dequantized input.
   const bool integer_path = !cd.is_float8 && cd.bits <= 8 && w.shape.size() == 2 && w.block_size[0] == 1 &&
@@ -355,9 +370,8 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     // GEMM where the CPU has VNNI (faster for decode and prefill alike).
     if (kernels::int8_gemm_has_vnni() && kernels::active_isa() == kernels::Isa::Avx512)
       if (const auto* packed = w.int8_packed())
-        return ops::int8_dynamic_linear_packed(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range",
-                                               *packed, bias);
-    return ops::int8_dynamic_linear(input, act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range", w.data,
+        return ops::int8_dynamic_linear_packed(input, mode, *packed, bias);
+    return ops::int8_dynamic_linear(input, mode, w.data,
                                     w.code_format(), cd.bits, w.shape[0], w.shape[1], w.block_size[1], w.scale,
                                     w.zero_point_f32(), w.quant_min, bias);
   }

@@ -220,6 +220,18 @@ at::Tensor call_weight_only_linear(const at::Tensor& input, const at::Tensor& co
                      quant_min, quant_max, zero_point_domain, bias);
 }
 
+at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                                    const std::string& code_format, int64_t bits, int64_t out_features,
+                                    int64_t in_features, int64_t group_size, const at::Tensor& weight_scale,
+                                    const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
+                                    const c10::optional<at::Tensor>& bias) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::int8_dynamic_linear", "")
+                                 .typed<decltype(int8_dynamic_linear)>();
+  return handle.call(input, act_quant, codes, code_format, bits, out_features, in_features, group_size, weight_scale,
+                     weight_zero_point, quant_min, bias);
+}
+
 at::Tensor affine_quantized_linear(const at::Tensor& input,
                                    const c10::intrusive_ptr<classes::AffineQuantizedTensor>& weight,
                                    const c10::optional<at::Tensor>& bias) {

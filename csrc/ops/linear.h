@@ -21,13 +21,19 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
                                const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
                                const c10::optional<at::Tensor>& bias);
 
-// weight_only_linear through the dispatcher, so the input's device picks the
+// weight_only_linear and int8_dynamic_linear through the dispatcher, so the input's device picks the
 // kernel (what the quantized-tensor classes call).
 at::Tensor call_weight_only_linear(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
                                    int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
                                    const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
                                    int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
                                    const c10::optional<at::Tensor>& bias);
+
+at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                                    const std::string& code_format, int64_t bits, int64_t out_features,
+                                    int64_t in_features, int64_t group_size, const at::Tensor& weight_scale,
+                                    const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
+                                    const c10::optional<at::Tensor>& bias);
 
 // int8_dynamic_linear for pre-packed int8 weights (with their scales, no zero points).
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,

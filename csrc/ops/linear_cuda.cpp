@@ -7,8 +7,11 @@
 #include <cuda_fp16.h>
 #include <torch/library.h>
 
+#include "../kernels/cuda/int8_linear.cuh"
+#include "../kernels/cuda/quant_primitives.cuh"
 #include "../kernels/cuda/weight_only_linear.cuh"
 #include "common.h"
+#include "common_cuda.h"
 #include "linear.h"
 
 namespace torchao_cpp {
@@ -115,17 +118,120 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
     a.out = reinterpret_cast<T*>(out.data_ptr());
     const auto stream = at::cuda::getCurrentCUDAStream();
     if (a.M < kDequantizeGemmRows) {
-      const cudaError_t err = kc::weight_only_linear(a, stream);
-      TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+      check_launch(op, kc::weight_only_linear(a, stream));
       return;
     }
     auto w = at::empty({N, K}, input.options());
-    const cudaError_t err = kc::weight_only_dequantize(a, reinterpret_cast<T*>(w.data_ptr()), stream);
-    TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+    check_launch(op, kc::weight_only_dequantize(a, reinterpret_cast<T*>(w.data_ptr()), stream));
     if (b.defined())
       at::addmm_out(out, b, x2d, w.t());
     else
       at::mm_out(out, x2d, w.t());
+  };
+  if (dtype == at::kBFloat16)
+    run(__nv_bfloat16{});
+  else
+    run(__half{});
+  return out.view(shape);
+}
+
+// From this many activation rows the integer GEMM runs on tensor cores
+// (cuBLASLt); below, the dp4a kernel reads the weight once per 8 rows.
+constexpr int64_t kInt8GemmRows = 16;
+// cuBLASLt's workspace, from torch's caching allocator on every call.
+constexpr size_t kCublasLtWorkspace = size_t(4) << 20;
+
+at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                                    const std::string& code_format, int64_t bits, int64_t out_features,
+                                    int64_t in_features, int64_t group_size, const at::Tensor& weight_scale,
+                                    const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
+                                    const c10::optional<at::Tensor>& bias) {
+  const char* op = "int8_dynamic_linear";
+  const int64_t N = out_features, K = in_features;
+  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
+  TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
+  TORCH_CHECK_VALUE(input.size(-1) == K, op, ": input has ", input.size(-1),
+                    " features in its last dim but the weight expects in_features=", K, " (input shape ",
+                    input.sizes(), ")");
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kBFloat16 || dtype == at::kHalf, op,
+                              ": the CUDA kernels take bfloat16 or float16 activations, got ", dtype);
+  kc::ActQuant mode;
+  if (act_quant == "asymmetric")
+    mode = kc::ActQuant::Asymmetric;
+  else if (act_quant == "symmetric_reduced_range")
+    mode = kc::ActQuant::SymmetricReducedRange;
+  else
+    TORCH_CHECK_VALUE(false, op, ": act_quant must be 'asymmetric' or 'symmetric_reduced_range', got '", act_quant, "'");
+  TORCH_CHECK_NOT_IMPLEMENTED(code_format == "plain" && codes.scalar_type() == at::kChar && group_size == K, op,
+                              ": the CUDA kernels take per-channel int8 weights (plain int8 codes, group_size = ",
+                              "in_features), got ", code_format, " codes of ", bits, " bits in ", codes.scalar_type(),
+                              " with group_size=", group_size);
+  TORCH_CHECK_NOT_IMPLEMENTED(!(weight_zero_point.has_value() && weight_zero_point->defined()), op,
+                              ": the CUDA kernels take symmetric weights (no weight_zero_point)");
+  TORCH_CHECK_VALUE(codes.dim() == 2 && codes.size(0) == N && codes.size(1) == K, op, ": codes must have shape (", N,
+                    ", ", K, "), got ", codes.sizes());
+  TORCH_CHECK_VALUE(weight_scale.numel() == N, op, ": weight_scale has ", weight_scale.numel(), " elements, expected ",
+                    N);
+  check_on(op, codes, "codes", input.device());
+  check_on(op, weight_scale, "weight_scale", input.device());
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == N, op, ": bias must have shape (", N, ",), got ",
+                      bias->sizes());
+    check_on(op, *bias, "bias", input.device());
+    b = bias->to(dtype).contiguous();
+  }
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  auto shape = input.sizes().vec();
+  shape.back() = N;
+  auto x2d = input.reshape({-1, K});
+  if (x2d.stride(1) != 1 || x2d.stride(0) < K) x2d = x2d.contiguous();
+  const int64_t M = x2d.size(0);
+  auto out = at::empty({M, N}, input.options());
+  if (M == 0 || N == 0) return out.view(shape);
+  auto c = codes.contiguous();
+  auto ws = weight_scale.to(at::kFloat).contiguous();
+  auto a = at::empty({M, K}, input.options().dtype(at::kChar));
+  auto a_scale = at::empty({M}, input.options().dtype(at::kFloat));
+  auto a_zp = at::empty({M}, input.options().dtype(at::kFloat));
+  check_launch(op, kc::quantize_per_token_int8(x2d.data_ptr(), kernel_dtype(dtype), x2d.stride(0), M, K, mode, a.data_ptr<int8_t>(),
+                                                a_scale.data_ptr<float>(), a_zp.data_ptr<float>(), stream));
+  auto run = [&](auto t) {
+    using T = decltype(t);
+    kc::Int8LinearArgs<T> p;
+    p.a = a.data_ptr<int8_t>();
+    p.a_scale = a_scale.data_ptr<float>();
+    p.a_zp = mode == kc::ActQuant::Asymmetric ? a_zp.data_ptr<float>() : nullptr;
+    p.w = c.data_ptr<int8_t>();
+    p.w_scale = ws.data_ptr<float>();
+    p.bias = b.defined() ? reinterpret_cast<const T*>(b.data_ptr()) : nullptr;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.out = reinterpret_cast<T*>(out.data_ptr());
+    if (M >= kInt8GemmRows) {
+      auto acc = at::empty({M, N}, input.options().dtype(at::kInt));
+      auto workspace = at::empty({int64_t(kCublasLtWorkspace)}, input.options().dtype(at::kByte));
+      const cublasStatus_t st =
+          kc::int8_gemm_s32(at::cuda::getCurrentCUDABlasLtHandle(), p.a, p.w, acc.data_ptr<int32_t>(), M, N, K,
+                            workspace.data_ptr(), kCublasLtWorkspace, stream);
+      if (st == CUBLAS_STATUS_SUCCESS) {
+        at::Tensor sums;
+        if (p.a_zp) {
+          sums = at::empty({N}, input.options().dtype(at::kInt));
+          check_launch(op, kc::int8_row_sums(p.w, N, K, sums.data_ptr<int32_t>(), stream));
+          p.w_sum = sums.data_ptr<int32_t>();
+        }
+        check_launch(op, kc::int8_linear_epilogue(p, acc.data_ptr<int32_t>(), stream));
+        return;
+      }
+      // No tensor-core algorithm for this shape (e.g. K not a multiple of 4): exact dp4a kernel.
+      TORCH_CHECK(st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE, op,
+                  ": cuBLASLt int8 GEMM failed with status ", int(st));
+    }
+    check_launch(op, kc::int8_linear_dp4a(p, stream));
   };
   if (dtype == at::kBFloat16)
     run(__nv_bfloat16{});
@@ -141,6 +247,7 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
 TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
   using namespace torchao_cpp::ops;
   m.impl("weight_only_linear", &weight_only_linear_cuda);
+  m.impl("int8_dynamic_linear", &int8_dynamic_linear_cuda);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);
 }

@@ -18,21 +18,6 @@ void check_cpu(const char* op, const char* arg, const at::Tensor& t) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", arg, " must be a CPU tensor, got device ", t.device());
 }
 
-void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
-                   const c10::optional<at::Tensor>& zero_point, int64_t nb) {
-  check_float_dtype(op, "scale", scale.scalar_type());
-  TORCH_CHECK_VALUE(scale.numel() == nb, op, ": scale has ", scale.numel(), " elements but input shape ", input.sizes(),
-                    " with block_size ", block_size, " has ", nb, " blocks");
-  TORCH_CHECK_VALUE(scale.device() == input.device(), op, ": scale is on ", scale.device(), " but input is on ",
-                    input.device());
-  if (zero_point.has_value() && zero_point->defined()) {
-    TORCH_CHECK_VALUE(zero_point->numel() == nb, op, ": zero_point has ", zero_point->numel(),
-                      " elements but there are ", nb, " blocks");
-    TORCH_CHECK_VALUE(zero_point->device() == input.device(), op, ": zero_point is on ", zero_point->device(),
-                      " but input is on ", input.device());
-  }
-}
-
 // Rejects scales a kernel would turn into inf/NaN codes: zero, negative or
 // non-finite ones, and ones whose reciprocal overflows the scale's dtype
 // (torchao multiplies by 1/scale computed in that dtype).
@@ -49,18 +34,31 @@ void check_scale_values(const char* op, const at::Tensor& scale) {
   }
 }
 
-bool has_zp(const c10::optional<at::Tensor>& zp) { return zp.has_value() && zp->defined(); }
-
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
-                                                         at::IntArrayRef block_size, int64_t quant_min,
-                                                         int64_t quant_max, c10::optional<double> eps,
-                                                         c10::optional<at::ScalarType> scale_dtype,
-                                                         c10::optional<at::ScalarType> zero_point_dtype,
-                                                         bool preserve_zero, const std::string& zero_point_domain) {
+void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                   const c10::optional<at::Tensor>& zero_point, int64_t nb) {
+  check_float_dtype(op, "scale", scale.scalar_type());
+  TORCH_CHECK_VALUE(scale.numel() == nb, op, ": scale has ", scale.numel(), " elements but input shape ", input.sizes(),
+                    " with block_size ", block_size, " has ", nb, " blocks");
+  TORCH_CHECK_VALUE(scale.device() == input.device(), op, ": scale is on ", scale.device(), " but input is on ",
+                    input.device());
+  if (zero_point.has_value() && zero_point->defined()) {
+    TORCH_CHECK_VALUE(zero_point->numel() == nb, op, ": zero_point has ", zero_point->numel(),
+                      " elements but there are ", nb, " blocks");
+    TORCH_CHECK_VALUE(zero_point->device() == input.device(), op, ": zero_point is on ", zero_point->device(),
+                      " but input is on ", input.device());
+  }
+}
+
+bool has_zp(const c10::optional<at::Tensor>& zp) { return zp.has_value() && zp->defined(); }
+
+ChooseQParamsPlan plan_choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
+                                              at::IntArrayRef block_size, int64_t quant_min, int64_t quant_max,
+                                              c10::optional<double> eps, c10::optional<at::ScalarType> scale_dtype,
+                                              c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
+                                              const std::string& zero_point_domain) {
   const char* op = "choose_qparams_affine";
-  check_cpu(op, "input", input);
   check_float_dtype(op, "input", input.scalar_type());
   check_quant_range(op, quant_min, quant_max);
   k::QParamsSpec spec;
@@ -90,32 +88,66 @@ std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input
                                                                : 0.0009765625;
   spec.eps = float(eps.value_or(default_eps));
   TORCH_CHECK_VALUE(spec.eps >= 0.0f && std::isfinite(spec.eps), op, ": eps must be finite and >= 0, got ", spec.eps);
+  return {spec, make_geometry(op, input.sizes(), block_size), qparams_shape(input.sizes(), block_size), sdt, zdt};
+}
 
-  auto g = make_geometry(op, input.sizes(), block_size);
-  const auto qshape = qparams_shape(input.sizes(), block_size);
+at::Tensor zero_point_from_float(const ChooseQParamsPlan& p, const at::Tensor& zp_f) {
+  if (p.spec.domain == k::ZeroPointDomain::None) return at::zeros(p.qshape, zp_f.options().dtype(p.zdt));
+  return zp_f.to(p.zdt);
+}
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
+                                                         at::IntArrayRef block_size, int64_t quant_min,
+                                                         int64_t quant_max, c10::optional<double> eps,
+                                                         c10::optional<at::ScalarType> scale_dtype,
+                                                         c10::optional<at::ScalarType> zero_point_dtype,
+                                                         bool preserve_zero, const std::string& zero_point_domain) {
+  const char* op = "choose_qparams_affine";
+  check_cpu(op, "input", input);
+  const auto p = plan_choose_qparams_affine(input, mapping_type, block_size, quant_min, quant_max, eps, scale_dtype,
+                                            zero_point_dtype, preserve_zero, zero_point_domain);
   auto in = input.contiguous();
-  auto scale = at::empty(qshape, input.options().dtype(sdt));
+  auto scale = at::empty(p.qshape, input.options().dtype(p.sdt));
   // Zero points are computed as float and converted: exact for the integral
   // values of the INT domain.
-  auto zp_f = at::empty(qshape, input.options().dtype(at::kFloat));
+  auto zp_f = at::empty(p.qshape, input.options().dtype(at::kFloat));
   int64_t bad = -1;
   dispatch_float(in.scalar_type(), [&](auto t_in) {
     using T = decltype(t_in);
-    dispatch_float(sdt, [&](auto t_s) {
+    dispatch_float(p.sdt, [&](auto t_s) {
       using TS = decltype(t_s);
       // The zero point is computed in T's precision; store as float first.
-      bad = k::choose_qparams_affine<T, TS, float>(ptr<T>(in), g, spec, ptr<TS>(scale), ptr<float>(zp_f),
+      bad = k::choose_qparams_affine<T, TS, float>(ptr<T>(in), p.g, p.spec, ptr<TS>(scale), ptr<float>(zp_f),
                                                    num_threads());
     });
   });
   TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (block ", bad,
                     "); quantization parameters are undefined for non-finite values");
-  at::Tensor zp;
-  if (spec.domain == k::ZeroPointDomain::None)
-    zp = at::zeros(qshape, input.options().dtype(zdt));
-  else
-    zp = zp_f.to(zdt);
-  return {scale, zp};
+  return {scale, zero_point_from_float(p, zp_f)};
+}
+
+QuantizePlan plan_quantize_affine(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                  const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                  at::ScalarType output_dtype, int64_t quant_min, int64_t quant_max,
+                                  const std::string& zero_point_domain) {
+  check_float_dtype(op, "input", input.scalar_type());
+  check_quant_range(op, quant_min, quant_max);
+  check_range_fits(op, output_dtype, quant_min, quant_max);
+  QuantizePlan p;
+  p.domain = parse_zero_point_domain(zero_point_domain);
+  p.g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, zero_point, p.g.num_blocks());
+  TORCH_CHECK_VALUE(p.domain == k::ZeroPointDomain::None || has_zp(zero_point), op, ": zero_point_domain ",
+                    zero_point_domain, " needs a zero_point");
+  p.scale = scale.contiguous();
+  if (p.domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
+    if (p.domain == k::ZeroPointDomain::Float) {
+      check_float_dtype(op, "zero_point (FLOAT domain)", zero_point->scalar_type());
+      p.zp_is_scale_dtype = zero_point->scalar_type() == scale.scalar_type();
+    }
+    p.zp_f = zero_point->to(at::kFloat).contiguous();
+  }
+  return p;
 }
 
 at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
@@ -123,39 +155,44 @@ at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, 
                            int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain) {
   const char* op = "quantize_affine";
   check_cpu(op, "input", input);
-  check_float_dtype(op, "input", input.scalar_type());
-  check_quant_range(op, quant_min, quant_max);
-  check_range_fits(op, output_dtype, quant_min, quant_max);
-  const auto domain = parse_zero_point_domain(zero_point_domain);
-  auto g = make_geometry(op, input.sizes(), block_size);
-  check_qparams(op, input, block_size, scale, zero_point, g.num_blocks());
-  TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None || has_zp(zero_point), op, ": zero_point_domain ",
-                    zero_point_domain, " needs a zero_point");
-  auto sc = scale.contiguous();
-  check_scale_values(op, sc);
-  at::Tensor zp_f;
-  bool zp_is_scale_dtype = true;
-  if (domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
-    if (domain == k::ZeroPointDomain::Float) {
-      check_float_dtype(op, "zero_point (FLOAT domain)", zero_point->scalar_type());
-      zp_is_scale_dtype = zero_point->scalar_type() == scale.scalar_type();
-    }
-    zp_f = zero_point->to(at::kFloat).contiguous();
-  }
+  const auto p = plan_quantize_affine(op, input, block_size, scale, zero_point, output_dtype, quant_min, quant_max,
+                                      zero_point_domain);
+  check_scale_values(op, p.scale);
   auto in = input.contiguous();
   auto out = at::empty(input.sizes(), input.options().dtype(output_dtype));
   dispatch_float(in.scalar_type(), [&](auto t_in) {
     using T = decltype(t_in);
-    dispatch_float(sc.scalar_type(), [&](auto t_s) {
+    dispatch_float(p.scale.scalar_type(), [&](auto t_s) {
       using TS = decltype(t_s);
       dispatch_code(output_dtype, [&](auto t_q) {
         using TQ = decltype(t_q);
-        k::quantize_affine<T, TS, TQ>(ptr<T>(in), g, ptr<TS>(sc), zp_f.defined() ? ptr<float>(zp_f) : nullptr,
-                                      domain, quant_min, quant_max, ptr<TQ>(out), num_threads(), zp_is_scale_dtype);
+        k::quantize_affine<T, TS, TQ>(ptr<T>(in), p.g, ptr<TS>(p.scale), p.zp_f.defined() ? ptr<float>(p.zp_f) : nullptr,
+                                      p.domain, quant_min, quant_max, ptr<TQ>(out), num_threads(), p.zp_is_scale_dtype);
       });
     });
   });
   return out;
+}
+
+DequantizePlan plan_dequantize_affine(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                      const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                      int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
+                                      c10::optional<at::ScalarType> output_dtype) {
+  check_quant_range(op, quant_min, quant_max);
+  DequantizePlan p;
+  p.odt = output_dtype.value_or(at::kFloat);
+  check_float_dtype(op, "output_dtype", p.odt);
+  p.domain = parse_zero_point_domain(zero_point_domain);
+  p.g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, zero_point, p.g.num_blocks());
+  if (p.domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
+    // torchao: INT-domain zero points go through int32.
+    p.zp_f = (p.domain == k::ZeroPointDomain::Int ? zero_point->to(at::kInt).to(at::kFloat)
+                                                  : zero_point->to(at::kFloat))
+                 .contiguous();
+  }
+  p.scale = scale.contiguous();
+  return p;
 }
 
 at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
@@ -163,29 +200,19 @@ at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size
                              const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype) {
   const char* op = "dequantize_affine";
   check_cpu(op, "input", input);
-  check_quant_range(op, quant_min, quant_max);
-  const auto odt = output_dtype.value_or(at::kFloat);
-  check_float_dtype(op, "output_dtype", odt);
-  const auto domain = parse_zero_point_domain(zero_point_domain);
-  auto g = make_geometry(op, input.sizes(), block_size);
-  check_qparams(op, input, block_size, scale, zero_point, g.num_blocks());
-  at::Tensor zp_f;
-  if (domain != k::ZeroPointDomain::None && has_zp(zero_point)) {
-    // torchao: INT-domain zero points go through int32.
-    zp_f = (domain == k::ZeroPointDomain::Int ? zero_point->to(at::kInt).to(at::kFloat) : zero_point->to(at::kFloat))
-               .contiguous();
-  }
+  const auto p = plan_dequantize_affine(op, input, block_size, scale, zero_point, quant_min, quant_max,
+                                        zero_point_domain, output_dtype);
   auto in = input.contiguous();
-  auto sc = scale.contiguous();
-  auto out = at::empty(input.sizes(), input.options().dtype(odt));
+  auto out = at::empty(input.sizes(), input.options().dtype(p.odt));
   dispatch_code(in.scalar_type(), [&](auto t_q) {
     using TQ = decltype(t_q);
-    dispatch_float(sc.scalar_type(), [&](auto t_s) {
+    dispatch_float(p.scale.scalar_type(), [&](auto t_s) {
       using TS = decltype(t_s);
-      dispatch_float(odt, [&](auto t_o) {
+      dispatch_float(p.odt, [&](auto t_o) {
         using TO = decltype(t_o);
-        k::dequantize_affine<TQ, TS, TO>(ptr<TQ>(in), g, ptr<TS>(sc), zp_f.defined() ? ptr<float>(zp_f) : nullptr,
-                                         domain, quant_min, quant_max, ptr<TO>(out), num_threads());
+        k::dequantize_affine<TQ, TS, TO>(ptr<TQ>(in), p.g, ptr<TS>(p.scale),
+                                         p.zp_f.defined() ? ptr<float>(p.zp_f) : nullptr, p.domain, quant_min,
+                                         quant_max, ptr<TO>(out), num_threads());
       });
     });
   });

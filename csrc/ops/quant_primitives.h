@@ -12,6 +12,51 @@
 namespace torchao_cpp {
 namespace ops {
 
+// The checked arguments of an op, shared by its CPU and CUDA implementations
+// (quant_primitives.cpp, quant_primitives_cuda.cpp).
+struct ChooseQParamsPlan {
+  k::QParamsSpec spec;
+  k::BlockGeometry g;
+  std::vector<int64_t> qshape;
+  at::ScalarType sdt, zdt;
+};
+ChooseQParamsPlan plan_choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
+                                              at::IntArrayRef block_size, int64_t quant_min, int64_t quant_max,
+                                              c10::optional<double> eps, c10::optional<at::ScalarType> scale_dtype,
+                                              c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
+                                              const std::string& zero_point_domain);
+// The op's zero point from the float zero points the kernels compute.
+at::Tensor zero_point_from_float(const ChooseQParamsPlan& p, const at::Tensor& zp_f);
+
+struct QuantizePlan {
+  k::ZeroPointDomain domain;
+  k::BlockGeometry g;
+  at::Tensor scale;  // contiguous
+  at::Tensor zp_f;   // float32 zero points, undefined without
+  bool zp_is_scale_dtype = true;
+};
+QuantizePlan plan_quantize_affine(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                  const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                  at::ScalarType output_dtype, int64_t quant_min, int64_t quant_max,
+                                  const std::string& zero_point_domain);
+
+struct DequantizePlan {
+  k::ZeroPointDomain domain;
+  k::BlockGeometry g;
+  at::ScalarType odt;
+  at::Tensor scale;  // contiguous
+  at::Tensor zp_f;   // float32 (INT domain through int32), undefined without
+};
+DequantizePlan plan_dequantize_affine(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                      const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                      int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
+                                      c10::optional<at::ScalarType> output_dtype);
+
+// scale (and zero_point) hold one value per block and sit on input's device.
+void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                   const c10::optional<at::Tensor>& zero_point, int64_t nb);
+bool has_zp(const c10::optional<at::Tensor>& zp);
+
 std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
                                                          at::IntArrayRef block_size, int64_t quant_min,
                                                          int64_t quant_max, c10::optional<double> eps,

@@ -11,15 +11,23 @@
 #include <cstring>
 #include <type_traits>
 
+// The CUDA kernels (kernels/cuda/) compile these scalar definitions for the
+// device too, so both backends produce the same bits from one source.
+#if defined(__CUDACC__)
+#define TAO_HD __host__ __device__
+#else
+#define TAO_HD
+#endif
+
 namespace torchao_cpp {
 namespace kernels {
 
-inline uint32_t float_bits(float f) {
+TAO_HD inline uint32_t float_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof(u));
   return u;
 }
-inline float bits_float(uint32_t u) {
+TAO_HD inline float bits_float(uint32_t u) {
   float f;
   std::memcpy(&f, &u, sizeof(f));
   return f;
@@ -33,15 +41,15 @@ struct fp16 {
   uint16_t x;
 };
 
-inline uint16_t float_to_bf16_bits(float f) {
+TAO_HD inline uint16_t float_to_bf16_bits(float f) {
   uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
   return uint16_t(u >> 16);
 }
-inline float bf16_bits_to_float(uint16_t h) { return bits_float(uint32_t(h) << 16); }
+TAO_HD inline float bf16_bits_to_float(uint16_t h) { return bits_float(uint32_t(h) << 16); }
 
-inline uint16_t float_to_fp16_bits(float f) {
+TAO_HD inline uint16_t float_to_fp16_bits(float f) {
   const uint32_t u = float_bits(f);
   const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;
@@ -64,7 +72,7 @@ inline uint16_t float_to_fp16_bits(float f) {
   if (rem > half || (rem == half && (h & 1u))) ++h;
   return uint16_t(sign | h);
 }
-inline float fp16_bits_to_float(uint16_t h) {
+TAO_HD inline float fp16_bits_to_float(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
   const uint32_t e = (h >> 10) & 0x1fu;
   const uint32_t m = h & 0x3ffu;
@@ -77,21 +85,21 @@ inline float fp16_bits_to_float(uint16_t h) {
 }
 
 template <class T>
-inline float to_float(T v) {
+TAO_HD inline float to_float(T v) {
   return float(v);
 }
 template <>
-inline float to_float<bf16>(bf16 v) {
+TAO_HD inline float to_float<bf16>(bf16 v) {
   return bf16_bits_to_float(v.x);
 }
 template <>
-inline float to_float<fp16>(fp16 v) {
+TAO_HD inline float to_float<fp16>(fp16 v) {
   return fp16_bits_to_float(v.x);
 }
 
 // Stores a float as T; integer types receive values that are already integral.
 template <class T>
-inline T from_float(float f) {
+TAO_HD inline T from_float(float f) {
   if constexpr (std::is_same_v<T, bf16>) {
     return bf16{float_to_bf16_bits(f)};
   } else if constexpr (std::is_same_v<T, fp16>) {
@@ -103,7 +111,7 @@ inline T from_float(float f) {
 
 // The value a PyTorch tensor of dtype T would hold after storing f.
 template <class T>
-inline float round_to(float f) {
+TAO_HD inline float round_to(float f) {
   if constexpr (std::is_same_v<T, float>) {
     return f;
   } else {
@@ -134,7 +142,7 @@ struct Float8Traits<Float8Format::E5M2> {
   static constexpr float kMax = 57344.0f;
 };
 
-inline float float8_max(Float8Format f) {
+TAO_HD inline float float8_max(Float8Format f) {
   return f == Float8Format::E4M3FN ? Float8Traits<Float8Format::E4M3FN>::kMax
                                    : Float8Traits<Float8Format::E5M2>::kMax;
 }
@@ -142,7 +150,7 @@ inline float float8_max(Float8Format f) {
 // Round to nearest even, as torch's `.to(float8)`: e4m3fn overflows to NaN,
 // e5m2 to inf.
 template <Float8Format F>
-inline uint8_t float_to_float8(float f) {
+TAO_HD inline uint8_t float_to_float8(float f) {
   using Tr = Float8Traits<F>;
   const uint32_t u = float_bits(f);
   const uint8_t sign = uint8_t((u >> 24) & 0x80u);
@@ -168,7 +176,7 @@ inline uint8_t float_to_float8(float f) {
 }
 
 template <Float8Format F>
-inline float float8_to_float(uint8_t c) {
+TAO_HD inline float float8_to_float(uint8_t c) {
   using Tr = Float8Traits<F>;
   const bool neg = c & 0x80;
   const uint32_t e = (c & 0x7fu) >> Tr::kMant;

@@ -96,7 +96,7 @@ struct QParamsSpec {
 // Scale and zero point of one block from its min and max, computed in the
 // input's precision T as torchao does, then stored as TS / TZ.
 template <class T, class TS, class TZ>
-inline void qparams_from_minmax(float mn, float mx, const QParamsSpec& s, TS* scale, TZ* zp) {
+TAO_HD inline void qparams_from_minmax(float mn, float mx, const QParamsSpec& s, TS* scale, TZ* zp) {
   const float qmin = float(s.quant_min), qmax = float(s.quant_max);
   float lo = mn, hi = mx;
   if (s.preserve_zero) {
@@ -169,18 +169,20 @@ int64_t choose_qparams_affine(const T* in, const BlockGeometry& g, const QParams
 }
 
 // float8 scales as torchao computes them: max|x| times the reciprocal of the
-// format's max, in the input's precision; clamped to eps so that an all-zero
-// block gets a usable scale.
+// format's max (r), in the input's precision; clamped to eps so that an
+// all-zero block gets a usable scale.
+template <class T, class TS>
+TAO_HD inline TS float8_scale_from_minmax(float mn, float mx, float r, float eps) {
+  const float amax = std::max(-mn, mx);
+  return from_float<TS>(round_to<T>(std::max(round_to<T>(amax * r), eps)));
+}
+
 template <class T, class TS>
 int64_t choose_qparams_float8(const T* in, const BlockGeometry& g, float fmax, float eps, TS* scale, int nthreads) {
   std::vector<float> mn, mx;
   const int64_t bad = block_minmax(in, g, mn, mx, nthreads);
   if (bad >= 0) return bad;
-  const float r = 1.0f / fmax;
-  for (size_t b = 0; b < mn.size(); ++b) {
-    const float amax = std::max(-mn[b], mx[b]);
-    scale[b] = from_float<TS>(round_to<T>(std::max(round_to<T>(amax * r), eps)));
-  }
+  for (size_t b = 0; b < mn.size(); ++b) scale[b] = float8_scale_from_minmax<T, TS>(mn[b], mx[b], 1.0f / fmax, eps);
   return -1;
 }
 
@@ -194,9 +196,63 @@ struct QuantBlock {
 // Code of x in the INT / NONE domains, computed in C as torchao does: the one
 // definition shared by quantize_affine and the fused activation quantizers.
 template <class C>
-inline float quantize_int_code(float x, float recip, float offset, float qmin, float qmax) {
+TAO_HD inline float quantize_int_code(float x, float recip, float offset, float qmin, float qmax) {
   if (std::isnan(x)) x = 0.0f;
   return std::min(std::max(std::nearbyint(round_to<C>(x * recip)) + offset, qmin), qmax);
+}
+
+// A block's constants for quantize_affine from its scale s (a TS value) and
+// zero point z. exact_f32: a FLOAT-domain zero point whose dtype is not TS, so
+// PyTorch promotes that arithmetic to float32.
+template <class TS>
+TAO_HD inline QuantBlock quant_block(float s, float z, ZeroPointDomain domain, float mid, bool exact_f32) {
+  QuantBlock q;
+  q.scale = s;
+  q.recip = round_to<TS>(1.0f / s);
+  if (exact_f32)
+    q.offset = z - s * mid;
+  else if (domain == ZeroPointDomain::Float)
+    q.offset = round_to<TS>(z - round_to<TS>(s * mid));
+  else
+    q.offset = z;
+  return q;
+}
+
+// Code of x (NaN quantizes as 0), computed in C = promote(T, TS).
+template <class C>
+TAO_HD inline float quantize_code(float x, const QuantBlock& q, ZeroPointDomain domain, bool exact_f32, float qmin,
+                                  float qmax) {
+  if (domain != ZeroPointDomain::Float) return quantize_int_code<C>(x, q.recip, q.offset, qmin, qmax);
+  if (std::isnan(x)) x = 0.0f;
+  const float v = exact_f32 ? std::nearbyint((x - q.offset) / q.scale)
+                            : std::nearbyint(round_to<C>(round_to<C>(x - q.offset) / q.scale));
+  return std::min(std::max(v, qmin), qmax);
+}
+
+// Float value of code c in TO's precision; z: INT-domain zero points already
+// through int32, FLOAT-domain ones as float; has_zp false for none.
+template <class TO>
+TAO_HD inline float dequantize_value(float c, float s, float z, bool has_zp, ZeroPointDomain domain, float mid) {
+  if (domain == ZeroPointDomain::Float) {
+    const float v = round_to<TO>(round_to<TO>(c - mid) * s);
+    return has_zp ? round_to<TO>(v + z) : v;
+  }
+  if (domain == ZeroPointDomain::Int) return round_to<TO>(round_to<TO>(c - z) * s);
+  return round_to<TO>(round_to<TO>(c) * s);
+}
+
+// float8 code of x given r = 1/scale in the scale's precision; C = promote(T, TS).
+template <Float8Format F, class C>
+TAO_HD inline uint8_t quantize_float8_value(float x, float r) {
+  const float mx = Float8Traits<F>::kMax;
+  float v = round_to<C>(x * r);
+  if (!std::isnan(v)) v = std::min(std::max(v, -mx), mx);
+  return float_to_float8<F>(v);
+}
+
+template <Float8Format F, class TO>
+TAO_HD inline float dequantize_float8_value(uint8_t c, float s) {
+  return round_to<TO>(round_to<TO>(float8_to_float<F>(c)) * s);
 }
 
 // Codes for `in` given per-block scale/zero point. NaN inputs quantize as 0.
@@ -212,31 +268,13 @@ void quantize_affine(const T* in, const BlockGeometry& g, const TS* scale, const
   const int64_t nb = g.num_blocks();
   std::vector<QuantBlock> qb(nb);
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
-  for (int64_t b = 0; b < nb; ++b) {
-    const float s = to_float(scale[b]);
-    qb[b].scale = s;
-    qb[b].recip = round_to<TS>(1.0f / s);
-    if (exact_f32)
-      qb[b].offset = zp[b] - s * mid;
-    else if (domain == ZeroPointDomain::Float)
-      qb[b].offset = round_to<TS>(zp[b] - round_to<TS>(s * mid));
-    else
-      qb[b].offset = zp ? zp[b] : 0.0f;
-  }
+  for (int64_t b = 0; b < nb; ++b)
+    qb[b] = quant_block<TS>(to_float(scale[b]), zp ? zp[b] : 0.0f, domain, mid, exact_f32);
   const float qmin = float(quant_min), qmax = float(quant_max);
   for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
     const QuantBlock q = qb[b];
-    for (int64_t i = off; i < off + len; ++i) {
-      float x = to_float(in[i]);
-      if (domain != ZeroPointDomain::Float) {
-        out[i] = static_cast<TQ>(quantize_int_code<C>(x, q.recip, q.offset, qmin, qmax));
-        continue;
-      }
-      if (std::isnan(x)) x = 0.0f;
-      const float v = exact_f32 ? std::nearbyint((x - q.offset) / q.scale)
-                                : std::nearbyint(round_to<C>(round_to<C>(x - q.offset) / q.scale));
-      out[i] = static_cast<TQ>(std::min(std::max(v, qmin), qmax));
-    }
+    for (int64_t i = off; i < off + len; ++i)
+      out[i] = static_cast<TQ>(quantize_code<C>(to_float(in[i]), q, domain, exact_f32, qmin, qmax));
   });
 }
 
@@ -250,19 +288,8 @@ void dequantize_affine(const TQ* in, const BlockGeometry& g, const TS* scale, co
   for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
     const float s = to_float(scale[b]);
     const float z = zp ? zp[b] : 0.0f;
-    for (int64_t i = off; i < off + len; ++i) {
-      const float c = float(in[i]);
-      float v;
-      if (domain == ZeroPointDomain::Float) {
-        v = round_to<TO>(round_to<TO>(c - mid) * s);
-        if (zp) v = round_to<TO>(v + z);
-      } else if (domain == ZeroPointDomain::Int) {
-        v = round_to<TO>(round_to<TO>(c - z) * s);
-      } else {
-        v = round_to<TO>(round_to<TO>(c) * s);
-      }
-      out[i] = from_float<TO>(v);
-    }
+    for (int64_t i = off; i < off + len; ++i)
+      out[i] = from_float<TO>(dequantize_value<TO>(float(in[i]), s, z, zp != nullptr, domain, mid));
   });
 }
 
@@ -271,14 +298,9 @@ void dequantize_affine(const TQ* in, const BlockGeometry& g, const TS* scale, co
 template <Float8Format F, class T, class TS>
 void quantize_affine_float8(const T* in, const BlockGeometry& g, const TS* scale, uint8_t* out, int nthreads) {
   using C = promote_t<T, TS>;
-  const float mx = Float8Traits<F>::kMax;
   for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
     const float r = round_to<TS>(1.0f / to_float(scale[b]));
-    for (int64_t i = off; i < off + len; ++i) {
-      float v = round_to<C>(to_float(in[i]) * r);
-      if (!std::isnan(v)) v = std::min(std::max(v, -mx), mx);
-      out[i] = float_to_float8<F>(v);
-    }
+    for (int64_t i = off; i < off + len; ++i) out[i] = quantize_float8_value<F, C>(to_float(in[i]), r);
   });
 }
 
@@ -286,8 +308,7 @@ template <Float8Format F, class TS, class TO>
 void dequantize_affine_float8(const uint8_t* in, const BlockGeometry& g, const TS* scale, TO* out, int nthreads) {
   for_each_run(g, true, nthreads, [&](int64_t off, int64_t len, int64_t b) {
     const float s = to_float(scale[b]);
-    for (int64_t i = off; i < off + len; ++i)
-      out[i] = from_float<TO>(round_to<TO>(round_to<TO>(float8_to_float<F>(in[i])) * s));
+    for (int64_t i = off; i < off + len; ++i) out[i] = from_float<TO>(dequantize_float8_value<F, TO>(in[i], s));
   });
 }
 

@@ -1,0 +1,201 @@
+// int8 x int8 linear kernels (see int8_linear.cuh for the math).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "int8_linear.cuh"
+
+namespace torchao_cpp {
+namespace kernels {
+namespace cuda {
+namespace {
+
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <class T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) {
+  return __float2half_rn(v);
+}
+
+// One output element from its exact integer sum; _rn intrinsics keep the
+// CPU kernel's rounding order (no contraction into an FMA).
+template <class T>
+__device__ __forceinline__ T epilogue(const Int8LinearArgs<T>& p, int64_t m, int64_t n, int32_t acc) {
+  float v = __fmul_rn(p.a_scale[m], __fmul_rn(p.w_scale[n], float(acc)));
+  if (p.bias) v = __fadd_rn(v, to_f(p.bias[n]));
+  return from_f<T>(v);
+}
+
+constexpr int kWarps = 8;  // output columns per CTA of the dp4a kernel
+constexpr int kRows = 8;   // activation rows per pass over a weight row
+
+// One warp per output column; each lane takes 16 codes per step (kVec) or
+// one (any K, any alignment). The zero-point term uses the column's code sum,
+// accumulated alongside.
+template <class T, bool kVec>
+__global__ void __launch_bounds__(kWarps * 32) int8_dp4a_kernel(Int8LinearArgs<T> p, int64_t m0) {
+  const int lane = threadIdx.x % 32;
+  const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (n >= p.N) return;
+  m0 += int64_t(blockIdx.y) * kRows;
+  const int rows = p.M - m0 < kRows ? int(p.M - m0) : kRows;
+  const int8_t* wr = p.w + n * p.K;
+  int32_t acc[kRows] = {};
+  int32_t wsum = 0;
+  if constexpr (kVec) {
+    for (int64_t k = int64_t(lane) * 16; k < p.K; k += 32 * 16) {
+      const int4 wv = *reinterpret_cast<const int4*>(wr + k);
+      wsum = __dp4a(wv.x, 0x01010101, wsum);
+      wsum = __dp4a(wv.y, 0x01010101, wsum);
+      wsum = __dp4a(wv.z, 0x01010101, wsum);
+      wsum = __dp4a(wv.w, 0x01010101, wsum);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (r < rows) {
+          const int4 av = *reinterpret_cast<const int4*>(p.a + (m0 + r) * p.K + k);
+          acc[r] = __dp4a(av.x, wv.x, acc[r]);
+          acc[r] = __dp4a(av.y, wv.y, acc[r]);
+          acc[r] = __dp4a(av.z, wv.z, acc[r]);
+          acc[r] = __dp4a(av.w, wv.w, acc[r]);
+        }
+      }
+    }
+  } else {
+    for (int64_t k = lane; k < p.K; k += 32) {
+      const int32_t wk = wr[k];
+      wsum += wk;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (r < rows) acc[r] += int32_t(p.a[(m0 + r) * p.K + k]) * wk;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    wsum += __shfl_xor_sync(0xffffffffu, wsum, o);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+  }
+  if (lane != 0) return;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    if (r < rows) {
+      const int64_t m = m0 + r;
+      const int32_t a = p.a_zp ? acc[r] - int32_t(p.a_zp[m]) * wsum : acc[r];
+      p.out[m * p.N + n] = epilogue(p, m, n, a);
+    }
+  }
+}
+
+template <class T>
+__global__ void epilogue_kernel(Int8LinearArgs<T> p, const int32_t* acc) {
+  const int64_t total = p.M * p.N;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = i / p.N, n = i - m * p.N;
+    const int32_t a = p.a_zp ? acc[i] - int32_t(p.a_zp[m]) * p.w_sum[n] : acc[i];
+    p.out[i] = epilogue(p, m, n, a);
+  }
+}
+
+__global__ void row_sums_kernel(const int8_t* w, int64_t N, int64_t K, int32_t* sums) {
+  const int lane = threadIdx.x % 32;
+  const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (n >= N) return;
+  int32_t s = 0;
+  for (int64_t k = lane; k < K; k += 32) s += w[n * K + k];
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) sums[n] = s;
+}
+
+}  // namespace
+
+template <class T>
+cudaError_t int8_linear_dp4a(const Int8LinearArgs<T>& p, cudaStream_t stream) {
+  if (p.M == 0 || p.N == 0) return cudaSuccess;
+  const bool vec = p.K % 16 == 0 && reinterpret_cast<uintptr_t>(p.a) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
+  const unsigned cols = unsigned((p.N + kWarps - 1) / kWarps);
+  // grid.y is limited to 65535 row groups per launch.
+  const int64_t rows_per_launch = int64_t(65535) * kRows;
+  for (int64_t m0 = 0; m0 < p.M; m0 += rows_per_launch) {
+    const dim3 grid(cols, unsigned((std::min(rows_per_launch, p.M - m0) + kRows - 1) / kRows));
+    if (vec)
+      int8_dp4a_kernel<T, true><<<grid, kWarps * 32, 0, stream>>>(p, m0);
+    else
+      int8_dp4a_kernel<T, false><<<grid, kWarps * 32, 0, stream>>>(p, m0);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
+  return cudaSuccess;
+}
+
+cublasStatus_t int8_gemm_s32(cublasLtHandle_t handle, const int8_t* a, const int8_t* w, int32_t* c, int64_t M,
+                             int64_t N, int64_t K, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  // Column-major view: C (N x M) = W^T... as cuBLAS sees it, op(A) = A^T with
+  // A = W stored K x N (ld K), B = activations stored K x M (ld K): the "TN"
+  // form integer tensor cores need.
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32I, CUDA_R_32I);
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, uint64_t(K), uint64_t(N), K);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, uint64_t(K), uint64_t(M), K);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, uint64_t(N), uint64_t(M), N);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
+                                              sizeof(workspace_bytes));
+  cublasLtMatmulHeuristicResult_t heur = {};
+  int found = 0;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
+  if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    const int32_t alpha = 1, beta = 0;
+    st = cublasLtMatmul(handle, desc, &alpha, w, la, a, lb, &beta, c, lc, c, lc, &heur.algo, workspace,
+                        workspace_bytes, stream);
+  }
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (lc) cublasLtMatrixLayoutDestroy(lc);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (desc) cublasLtMatmulDescDestroy(desc);
+  return st;
+}
+
+template <class T>
+cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc, cudaStream_t stream) {
+  const int64_t total = p.M * p.N;
+  if (total == 0) return cudaSuccess;
+  if (p.a_zp && !p.w_sum) return cudaErrorInvalidValue;
+  const unsigned grid = unsigned(std::min<int64_t>((total + 255) / 256, 16384));
+  epilogue_kernel<T><<<grid, 256, 0, stream>>>(p, acc);
+  return cudaGetLastError();
+}
+
+cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, cudaStream_t stream) {
+  if (N == 0) return cudaSuccess;
+  row_sums_kernel<<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, stream>>>(w, N, K, sums);
+  return cudaGetLastError();
+}
+
+template cudaError_t int8_linear_dp4a<__nv_bfloat16>(const Int8LinearArgs<__nv_bfloat16>&, cudaStream_t);
+template cudaError_t int8_linear_dp4a<__half>(const Int8LinearArgs<__half>&, cudaStream_t);
+template cudaError_t int8_linear_epilogue<__nv_bfloat16>(const Int8LinearArgs<__nv_bfloat16>&, const int32_t*,
+                                                         cudaStream_t);
+template cudaError_t int8_linear_epilogue<__half>(const Int8LinearArgs<__half>&, const int32_t*, cudaStream_t);
+
+}  // namespace cuda
+}  // namespace kernels
+}  // namespace torchao_cpp

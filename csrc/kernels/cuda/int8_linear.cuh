@@ -1,0 +1,53 @@
+// Torch-free CUDA kernels of the int8 dynamic-activation x int8-weight
+// linear: the activations are quantized per token
+// (quant_primitives.cuh: quantize_per_token_int8), the integer products are
+// summed exactly in int32 (tensor cores through cuBLASLt for large M, a dp4a
+// kernel for small M or shapes cuBLASLt refuses), and one epilogue applies
+//   out[m, n] = a_scale[m] * (w_scale[n] * acc[m, n]) + bias[n],
+//   acc[m, n] = sum_k (a[m, k] - a_zp[m]) * w[n, k],
+// in float32, rounded once to T, without FMA contraction (as the CPU kernel).
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace torchao_cpp {
+namespace kernels {
+namespace cuda {
+
+template <class T>  // __nv_bfloat16 or __half
+struct Int8LinearArgs {
+  const int8_t* a = nullptr;        // M x K activation codes, row stride K
+  const float* a_scale = nullptr;   // M
+  const float* a_zp = nullptr;      // M, or nullptr (symmetric)
+  const int8_t* w = nullptr;        // N x K weight codes, row stride K
+  const float* w_scale = nullptr;   // N (per output channel)
+  const int32_t* w_sum = nullptr;   // N: sum_k w[n, k]; needed by the GEMM path when a_zp is set
+  const T* bias = nullptr;          // N, or nullptr
+  int64_t M = 0, N = 0, K = 0;
+  T* out = nullptr;                 // M x N, contiguous
+};
+
+// The whole linear on CUDA cores (dp4a), any shape; reads the weight once per
+// 8 activation rows: the decode path.
+template <class T>
+cudaError_t int8_linear_dp4a(const Int8LinearArgs<T>& p, cudaStream_t stream);
+
+// c (M x N int32, row-major) = a (M x K) * w (N x K)^T on integer tensor
+// cores. Returns CUBLAS_STATUS_NOT_SUPPORTED where cuBLASLt has no algorithm
+// for the shape (the caller falls back to int8_linear_dp4a).
+cublasStatus_t int8_gemm_s32(cublasLtHandle_t handle, const int8_t* a, const int8_t* w, int32_t* c, int64_t M,
+                             int64_t N, int64_t K, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// The epilogue over the GEMM's int32 sums (p.a and p.w unused).
+template <class T>
+cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc, cudaStream_t stream);
+
+// sums[n] = sum_k w[n, k] (for asymmetric activations on the GEMM path).
+cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace kernels
+}  // namespace torchao_cpp

@@ -1,0 +1,352 @@
+// CUDA affine quant primitives over contiguous blocks. Every value is computed
+// by the CPU kernels' scalar functions (TAO_HD); this file only maps blocks
+// and elements to threads. Compiled with --fmad=false: a fused multiply-add
+// would round differently from the CPU.
+#include <algorithm>
+
+#include "quant_primitives.cuh"
+
+namespace torchao_cpp {
+namespace kernels {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+// Blocks of at least this many elements get a whole CTA for their min/max;
+// smaller ones a warp each.
+constexpr int64_t kCtaBlockElems = 8192;
+
+template <class F>
+cudaError_t with_float(DType t, F&& f) {
+  switch (t) {
+    case DType::Float32:
+      return f(float{});
+    case DType::BFloat16:
+      return f(bf16{});
+    case DType::Float16:
+      return f(fp16{});
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+template <class F>
+cudaError_t with_code(DType t, F&& f) {
+  switch (t) {
+    case DType::UInt8:
+      return f(uint8_t{});
+    case DType::Int8:
+      return f(int8_t{});
+    case DType::Int16:
+      return f(int16_t{});
+    case DType::Int32:
+      return f(int32_t{});
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+template <class F>
+cudaError_t with_float8(Float8Format fmt, F&& f) {
+  if (fmt == Float8Format::E4M3FN) return f(std::integral_constant<Float8Format, Float8Format::E4M3FN>{});
+  return f(std::integral_constant<Float8Format, Float8Format::E5M2>{});
+}
+
+struct MinMax {
+  float mn, mx;
+  bool bad;  // NaN or Inf seen
+};
+
+// Min and max of p[0..n) over the kLanes threads that share this block
+// (a warp, or the whole CTA when kLanes == kThreads).
+template <class T, int kLanes>
+__device__ MinMax reduce_minmax(const T* p, int64_t n, int lane) {
+  float mn = INFINITY, mx = -INFINITY;
+  int bad = 0;
+  for (int64_t i = lane; i < n; i += kLanes) {
+    const float v = to_float(p[i]);
+    bad |= !isfinite(v);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    bad |= __shfl_xor_sync(0xffffffffu, bad, o);
+  }
+  if constexpr (kLanes > 32) {
+    constexpr int kWarps = kLanes / 32;
+    __shared__ float s_mn[kWarps], s_mx[kWarps];
+    __shared__ int s_bad[kWarps];
+    if (lane % 32 == 0) {
+      s_mn[lane / 32] = mn;
+      s_mx[lane / 32] = mx;
+      s_bad[lane / 32] = bad;
+    }
+    __syncthreads();
+    for (int w = 0; w < kWarps; ++w) {
+      mn = fminf(mn, s_mn[w]);
+      mx = fmaxf(mx, s_mx[w]);
+      bad |= s_bad[w];
+    }
+  }
+  return {mn, mx, bad != 0};
+}
+
+// One block per kLanes threads; blocks past the end leave whole warps (or the
+// whole CTA) idle, so the shuffles stay converged.
+template <int kLanes>
+__device__ int64_t lane_block(int* lane) {
+  *lane = int(threadIdx.x) % kLanes;
+  return int64_t(blockIdx.x) * (kThreads / kLanes) + int64_t(threadIdx.x) / kLanes;
+}
+
+template <class T, class TS, int kLanes>
+__global__ void __launch_bounds__(kThreads)
+    choose_qparams_kernel(const T* in, Blocks b, QParamsSpec spec, TS* scale, float* zp) {
+  int lane;
+  const int64_t blk = lane_block<kLanes>(&lane);
+  if (blk >= b.count) return;
+  const MinMax r = reduce_minmax<T, kLanes>(in + blk * b.elems, b.elems, lane);
+  if (lane != 0) return;
+  if (r.bad) {
+    scale[blk] = from_float<TS>(NAN);
+    zp[blk] = 0.0f;
+  } else {
+    qparams_from_minmax<T, TS, float>(r.mn, r.mx, spec, scale + blk, zp + blk);
+  }
+}
+
+template <class T, class TS, int kLanes>
+__global__ void __launch_bounds__(kThreads)
+    choose_float8_kernel(const T* in, Blocks b, float r_max, float eps, TS* scale) {
+  int lane;
+  const int64_t blk = lane_block<kLanes>(&lane);
+  if (blk >= b.count) return;
+  const MinMax r = reduce_minmax<T, kLanes>(in + blk * b.elems, b.elems, lane);
+  if (lane == 0) scale[blk] = r.bad ? from_float<TS>(NAN) : float8_scale_from_minmax<T, TS>(r.mn, r.mx, r_max, eps);
+}
+
+// Launches a per-block reduction kernel with a warp or a CTA per block.
+template <class Launch>
+cudaError_t launch_per_block(Blocks b, cudaStream_t stream, Launch&& launch) {
+  if (b.count <= 0 || b.elems <= 0) return cudaSuccess;
+  if (b.elems >= kCtaBlockElems) {
+    launch(std::integral_constant<int, kThreads>{}, dim3(unsigned(b.count)), stream);
+  } else {
+    constexpr int kPerCta = kThreads / 32;
+    launch(std::integral_constant<int, 32>{}, dim3(unsigned((b.count + kPerCta - 1) / kPerCta)), stream);
+  }
+  return cudaGetLastError();
+}
+
+dim3 elementwise_grid(int64_t n) {
+  return dim3(unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 8192)));
+}
+
+#define TAO_GRID_STRIDE(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+template <class T, class TS, class TQ>
+__global__ void quantize_kernel(const T* in, Blocks b, const TS* scale, const float* zp, ZeroPointDomain domain,
+                                float qmin, float qmax, float mid, bool exact_f32, TQ* out) {
+  using C = promote_t<T, TS>;
+  TAO_GRID_STRIDE(i, b.count * b.elems) {
+    const int64_t blk = i / b.elems;
+    const QuantBlock q = quant_block<TS>(to_float(scale[blk]), zp ? zp[blk] : 0.0f, domain, mid, exact_f32);
+    out[i] = static_cast<TQ>(quantize_code<C>(to_float(in[i]), q, domain, exact_f32, qmin, qmax));
+  }
+}
+
+template <class TQ, class TS, class TO>
+__global__ void dequantize_kernel(const TQ* in, Blocks b, const TS* scale, const float* zp, ZeroPointDomain domain,
+                                  float mid, TO* out) {
+  TAO_GRID_STRIDE(i, b.count * b.elems) {
+    const int64_t blk = i / b.elems;
+    const float z = zp ? zp[blk] : 0.0f;
+    out[i] = from_float<TO>(dequantize_value<TO>(float(in[i]), to_float(scale[blk]), z, zp != nullptr, domain, mid));
+  }
+}
+
+template <Float8Format F, class T, class TS>
+__global__ void quantize_float8_kernel(const T* in, Blocks b, const TS* scale, uint8_t* out) {
+  using C = promote_t<T, TS>;
+  TAO_GRID_STRIDE(i, b.count * b.elems) {
+    const float r = round_to<TS>(1.0f / to_float(scale[i / b.elems]));
+    out[i] = quantize_float8_value<F, C>(to_float(in[i]), r);
+  }
+}
+
+template <Float8Format F, class TS, class TO>
+__global__ void dequantize_float8_kernel(const uint8_t* in, Blocks b, const TS* scale, TO* out) {
+  TAO_GRID_STRIDE(i, b.count * b.elems) {
+    out[i] = from_float<TO>(dequantize_float8_value<F, TO>(in[i], to_float(scale[i / b.elems])));
+  }
+}
+
+// The scale dtype of the symmetric reduced-range quantizer: the input's,
+// except float16, kept in float32 against overflow (torchao).
+template <class T>
+using SymmScale = std::conditional_t<std::is_same_v<T, fp16>, float, T>;
+
+template <class T, ActQuant kMode>
+__global__ void __launch_bounds__(kThreads)
+    per_token_int8_kernel(const T* x, int64_t ldx, int64_t K, int8_t* q, float* scale, float* zp) {
+  using TS = std::conditional_t<kMode == ActQuant::Asymmetric, float, SymmScale<T>>;
+  using C = promote_t<T, TS>;
+  const int64_t m = blockIdx.x;
+  const T* row = x + m * ldx;
+  const MinMax r = reduce_minmax<T, kThreads>(row, K, int(threadIdx.x));
+  QParamsSpec spec;
+  spec.domain = ZeroPointDomain::Int;
+  spec.preserve_zero = true;
+  if (kMode == ActQuant::Asymmetric) {
+    spec.mapping = MappingType::Asymmetric;
+    spec.quant_min = -128;
+    spec.quant_max = 127;
+    spec.eps = 1.1920928955078125e-07f;  // float32 eps
+  } else {
+    spec.mapping = MappingType::Symmetric;
+    spec.quant_min = -127;
+    spec.quant_max = 127;
+    spec.eps = static_cast<float>(1e-5);
+  }
+  // Every thread derives the same parameters: no broadcast needed.
+  TS s;
+  float z;
+  qparams_from_minmax<T, TS, float>(r.mn, r.mx, spec, &s, &z);
+  const float sf = r.bad ? NAN : to_float(s);
+  if (threadIdx.x == 0) {
+    scale[m] = sf;
+    zp[m] = r.bad ? 0.0f : z;
+  }
+  const float recip = round_to<TS>(1.0f / sf);
+  const float qmin = float(spec.quant_min), qmax = float(spec.quant_max);
+  for (int64_t k = threadIdx.x; k < K; k += kThreads)
+    q[m * K + k] = int8_t(quantize_int_code<C>(to_float(row[k]), recip, z, qmin, qmax));
+}
+
+}  // namespace
+
+cudaError_t choose_qparams_affine(const void* in, DType in_t, Blocks b, const QParamsSpec& spec, void* scale,
+                                  DType scale_t, float* zero_point, cudaStream_t stream) {
+  return with_float(in_t, [&](auto t_in) {
+    using T = decltype(t_in);
+    return with_float(scale_t, [&](auto t_s) {
+      using TS = decltype(t_s);
+      return launch_per_block(b, stream, [&](auto lanes, dim3 grid, cudaStream_t s) {
+        choose_qparams_kernel<T, TS, decltype(lanes)::value><<<grid, kThreads, 0, s>>>(
+            static_cast<const T*>(in), b, spec, static_cast<TS*>(scale), zero_point);
+      });
+    });
+  });
+}
+
+cudaError_t choose_qparams_float8(const void* in, DType in_t, Blocks b, float fmax, float eps, void* scale,
+                                  DType scale_t, cudaStream_t stream) {
+  return with_float(in_t, [&](auto t_in) {
+    using T = decltype(t_in);
+    return with_float(scale_t, [&](auto t_s) {
+      using TS = decltype(t_s);
+      return launch_per_block(b, stream, [&](auto lanes, dim3 grid, cudaStream_t s) {
+        choose_float8_kernel<T, TS, decltype(lanes)::value>
+            <<<grid, kThreads, 0, s>>>(static_cast<const T*>(in), b, 1.0f / fmax, eps, static_cast<TS*>(scale));
+      });
+    });
+  });
+}
+
+cudaError_t quantize_affine(const void* in, DType in_t, Blocks b, const void* scale, DType scale_t,
+                            const float* zero_point, ZeroPointDomain domain, int64_t quant_min, int64_t quant_max,
+                            bool zp_is_scale_dtype, void* out, DType out_t, cudaStream_t stream) {
+  if (b.count * b.elems == 0) return cudaSuccess;
+  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  const bool exact_f32 = domain == ZeroPointDomain::Float && !zp_is_scale_dtype;
+  return with_float(in_t, [&](auto t_in) {
+    using T = decltype(t_in);
+    return with_float(scale_t, [&](auto t_s) {
+      using TS = decltype(t_s);
+      return with_code(out_t, [&](auto t_q) {
+        using TQ = decltype(t_q);
+        quantize_kernel<T, TS, TQ><<<elementwise_grid(b.count * b.elems), kThreads, 0, stream>>>(
+            static_cast<const T*>(in), b, static_cast<const TS*>(scale), zero_point, domain, float(quant_min),
+            float(quant_max), mid, exact_f32, static_cast<TQ*>(out));
+        return cudaGetLastError();
+      });
+    });
+  });
+}
+
+cudaError_t dequantize_affine(const void* in, DType in_t, Blocks b, const void* scale, DType scale_t,
+                              const float* zero_point, ZeroPointDomain domain, int64_t quant_min, int64_t quant_max,
+                              void* out, DType out_t, cudaStream_t stream) {
+  if (b.count * b.elems == 0) return cudaSuccess;
+  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+  return with_code(in_t, [&](auto t_q) {
+    using TQ = decltype(t_q);
+    return with_float(scale_t, [&](auto t_s) {
+      using TS = decltype(t_s);
+      return with_float(out_t, [&](auto t_o) {
+        using TO = decltype(t_o);
+        dequantize_kernel<TQ, TS, TO><<<elementwise_grid(b.count * b.elems), kThreads, 0, stream>>>(
+            static_cast<const TQ*>(in), b, static_cast<const TS*>(scale), zero_point, domain, mid,
+            static_cast<TO*>(out));
+        return cudaGetLastError();
+      });
+    });
+  });
+}
+
+cudaError_t quantize_affine_float8(const void* in, DType in_t, Blocks b, const void* scale, DType scale_t,
+                                   Float8Format fmt, uint8_t* out, cudaStream_t stream) {
+  if (b.count * b.elems == 0) return cudaSuccess;
+  return with_float(in_t, [&](auto t_in) {
+    using T = decltype(t_in);
+    return with_float(scale_t, [&](auto t_s) {
+      using TS = decltype(t_s);
+      return with_float8(fmt, [&](auto f) {
+        quantize_float8_kernel<decltype(f)::value, T, TS><<<elementwise_grid(b.count * b.elems), kThreads, 0, stream>>>(
+            static_cast<const T*>(in), b, static_cast<const TS*>(scale), out);
+        return cudaGetLastError();
+      });
+    });
+  });
+}
+
+cudaError_t dequantize_affine_float8(const uint8_t* in, Blocks b, const void* scale, DType scale_t,
+                                     Float8Format fmt, void* out, DType out_t, cudaStream_t stream) {
+  if (b.count * b.elems == 0) return cudaSuccess;
+  return with_float(scale_t, [&](auto t_s) {
+    using TS = decltype(t_s);
+    return with_float(out_t, [&](auto t_o) {
+      using TO = decltype(t_o);
+      return with_float8(fmt, [&](auto f) {
+        dequantize_float8_kernel<decltype(f)::value, TS, TO>
+            <<<elementwise_grid(b.count * b.elems), kThreads, 0, stream>>>(in, b, static_cast<const TS*>(scale),
+                                                                           static_cast<TO*>(out));
+        return cudaGetLastError();
+      });
+    });
+  });
+}
+
+cudaError_t quantize_per_token_int8(const void* x, DType in_t, int64_t ldx, int64_t M, int64_t K, ActQuant mode,
+                                    int8_t* q, float* scale, float* zero_point, cudaStream_t stream) {
+  if (M == 0) return cudaSuccess;
+  if (K <= 0 || ldx < K) return cudaErrorInvalidValue;
+  return with_float(in_t, [&](auto t_in) {
+    using T = decltype(t_in);
+    const T* xp = static_cast<const T*>(x);
+    if (mode == ActQuant::Asymmetric)
+      per_token_int8_kernel<T, ActQuant::Asymmetric>
+          <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+    else
+      per_token_int8_kernel<T, ActQuant::SymmetricReducedRange>
+          <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace cuda
+}  // namespace kernels
+}  // namespace torchao_cpp
