@@ -2,6 +2,7 @@
 # Runs on the GPU machine (the device tool), from the repository root: builds
 # with that machine's torch and nvcc, runs the torch-free CUDA kernel test and
 # its benchmark, then the Python suite. Copies of the outputs go to $OUT.
+#   GPU_TEST_SKIP_{KERNEL_BENCH,MODEL,SUITE}=1 skip those steps.
 #   device run: mkdir -p .gpu && cp ../shared/golden/*.pt .gpu/ here first, carry .gpu
 set -uo pipefail  # every step runs; the exit status says whether any failed
 status=0
@@ -21,13 +22,19 @@ python3 -m pip install --no-build-isolation --no-deps -q -e . 2>&1 | tail -20
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" > "$OUT/test_cuda_kernels.txt" 2>&1
 cat "$OUT/test_cuda_kernels.txt"
-step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench > "$OUT/bench_cuda_kernels.txt" 2>&1
-cat "$OUT/bench_cuda_kernels.txt"
+if [ "${GPU_TEST_SKIP_KERNEL_BENCH:-0}" != 1 ]; then
+  step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench > "$OUT/bench_cuda_kernels.txt" 2>&1
+  cat "$OUT/bench_cuda_kernels.txt"
+fi
 # The CUDA dispatch key against the CPU kernels.
 step python3 -m pytest tests/gpu -q -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
 tail -25 "$OUT/pytest_gpu.txt"
 step python3 benchmarks/python/cuda_bench.py --out "$OUT/cuda_layers_h100.json" > "$OUT/cuda_layers_h100.txt" 2>&1
 cat "$OUT/cuda_layers_h100.txt"
+if [ "${GPU_TEST_SKIP_MODEL:-0}" != 1 ]; then
+  step python3 benchmarks/python/cuda_model_bench.py --out "$OUT/cuda_model_h100.json" > "$OUT/cuda_model_h100.txt" 2>&1
+  cat "$OUT/cuda_model_h100.txt"
+fi
 if [ "${GPU_TEST_SKIP_SUITE:-0}" != 1 ]; then
   step python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 \
     -p no:cacheprovider > "$OUT/pytest.txt" 2>&1

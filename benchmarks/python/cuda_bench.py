@@ -3,8 +3,10 @@ x (K, N) in {(4096, 4096), (4096, 14336), (14336, 4096)}.
 
 For each shape it times, with CUDA events after warm-up, eager and replayed
 from a captured CUDA graph: bf16 `F.linear` (cuBLAS), this project's int4
-(group 128) and int8 (per channel) weight-only linears, and torch's own
-`aten._weight_int4pack_mm` (tinygemm). Each method cycles through enough
+(group 128) and int8 (per channel) weight-only linears and its int8 dynamic
+activation x int8 weight linear, torch's own `aten._weight_int4pack_mm`
+(tinygemm), and `torch._int_mm` with the per-token activation quantization
+and the scaling done separately in torch ops (M > 16 only, as `_int_mm`). Each method cycles through enough
 weight copies to exceed the L2 cache, so weights come from HBM as in decode.
 The device-to-device copy bandwidth (read + write) is measured in the same run.
 
@@ -23,7 +25,12 @@ import torch.nn.functional as F
 
 import torchao_cpp  # noqa: F401  (registers the ops)
 from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout
-from torchao_cpp.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+from torchao_cpp.quantization import (
+    Int4WeightOnlyConfig,
+    Int8DynamicActivationInt8WeightConfig,
+    Int8WeightOnlyConfig,
+    quantize_,
+)
 
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096)]
 L2_MULTIPLE_BYTES = 250e6  # five times the H100's 50 MB L2
@@ -103,6 +110,14 @@ def tinygemm_weights(lin: nn.Linear, group: int = 128):
     return wpack, sz
 
 
+def int_mm_linear(x: torch.Tensor, w_t: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
+    """int8 x int8 with torch's own ops: symmetric per-token activation
+    quantization, `torch._int_mm`, then both scales (torchao's eager recipe)."""
+    s = x.abs().amax(-1, keepdim=True).float().clamp_min(1e-5) / 127
+    q = (x.float() / s).round().clamp(-127, 127).to(torch.int8)
+    return (torch._int_mm(q, w_t).float() * s * w_scale).to(x.dtype)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="benchmarks/results/cuda_layers.json")
@@ -135,6 +150,16 @@ def main() -> None:
         quantize_(l8, Int8WeightOnlyConfig())
         q4 = [AffineQuantizedTensor(l4.weight.impl.to("cpu").to("cuda")) for _ in range(copies)]
         q8 = [AffineQuantizedTensor(l8.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies // 2))]
+        ld = copy.deepcopy(lin)
+        quantize_(ld, Int8DynamicActivationInt8WeightConfig())
+        qd = [ld.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies // 2))]
+        codes, w_scale, _ = ld.weight.original_weight_tensor.impl.get_plain()
+        int_mm = [(codes.cuda().t(), w_scale.cuda().float().reshape(1, -1)) for _ in range(max(2, copies // 2))]
+        try:
+            int_mm_linear(torch.randn(32, K, dtype=torch.bfloat16, device="cuda"), *int_mm[0])
+        except Exception as e:  # noqa: BLE001  (recorded, not hidden)
+            print(f"  torch _int_mm unavailable: {type(e).__name__}: {e}")
+            int_mm = []
         tiny = []
         try:
             t = tinygemm_weights(lin)
@@ -153,6 +178,10 @@ def main() -> None:
                 "int8 weight-only (ours)": (
                     [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in q8], wbytes8),
             }
+            methods["int8 dyn x int8 (ours)"] = (
+                [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
+            if M > 16 and int_mm:
+                methods["torch _int_mm + act quant"] = ([lambda t=t: int_mm_linear(x, *t) for t in int_mm], wbytes8)
             if tiny:
                 methods["torch _weight_int4pack_mm"] = (
                     [lambda t=t: torch.ops.aten._weight_int4pack_mm(x, t[0], 128, t[1]) for t in tiny], wbytes4)
@@ -173,7 +202,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, tiny
+        del bf16, q4, q8, qd, int_mm, tiny
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -16,7 +16,6 @@ import torchao_cpp
 from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, uint3
 from torchao_cpp.quantization import (
     Int4WeightOnlyConfig,
-    Int8DynamicActivationInt8WeightConfig,
     Int8WeightOnlyConfig,
     UIntXWeightOnlyConfig,
     quantize_,
@@ -164,10 +163,6 @@ def test_unsupported_cases_raise_clear_errors():
     quantize_(w32, Int8WeightOnlyConfig(), device="cuda")
     with pytest.raises(NotImplementedError, match="bfloat16 or float16 activations, got Float"):
         w32(torch.randn(1, 512, device="cuda"))
-    dyn = nn.Linear(512, 64).to(torch.bfloat16)
-    quantize_(dyn, Int8DynamicActivationInt8WeightConfig(), device="cuda")
-    with pytest.raises(NotImplementedError, match="CPU kernels only"):
-        dyn(torch.randn(2, 512, dtype=torch.bfloat16, device="cuda"))
     ux = nn.Linear(512, 64).to(torch.bfloat16)
     quantize_(ux, UIntXWeightOnlyConfig(uint3), device="cuda")
     with pytest.raises(NotImplementedError, match="4-bit packed or int8 plain codes"):

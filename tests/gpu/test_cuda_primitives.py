@@ -1,0 +1,224 @@
+"""CUDA quant primitives and the int8 dynamic-activation linear, against the
+CPU ops (GPU machine only: scripts/gpu_test.sh).
+
+The primitives share their scalar code with the CPU kernels, so every code,
+scale and zero point must be bit-identical. The int8 x int8 linear sums
+integer products exactly, so its output must equal the CPU formula
+a_scale * (w_scale * acc) + bias evaluated in float32 with torch ops.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import torchao_cpp  # noqa: F401
+from torchao_cpp.quantization import (
+    Int8DynamicActivationInt4WeightConfig,
+    Int8DynamicActivationInt8WeightConfig,
+    MappingType,
+    quantize_,
+)
+
+assert torch.cuda.is_available(), "tests/gpu needs a CUDA device"
+ops = torch.ops.torchao_cpp
+FLOATS = [torch.float32, torch.bfloat16, torch.float16]
+
+# (input shape, block size): per row, per group, per tensor, 2-d blocks that
+# span rows (reordered by the wrapper), a 3-d input, a 0-d input.
+BLOCKS = [
+    ((37, 256), (1, 256)),
+    ((37, 256), (1, 32)),
+    ((16, 64), (16, 64)),
+    ((12, 64), (4, 16)),
+    ((4, 6, 64), (2, 1, 32)),
+    ((), ()),
+]
+# (mapping, domain, preserve_zero, quant range)
+QPARAMS = [
+    ("ASYMMETRIC", "INT", True, (0, 255)),
+    ("ASYMMETRIC", "INT", True, (-8, 7)),
+    ("ASYMMETRIC", "FLOAT", False, (0, 15)),
+    ("ASYMMETRIC", "NONE", True, (-128, 127)),
+    ("SYMMETRIC", "INT", True, (-128, 127)),
+    ("SYMMETRIC", "NONE", True, (-127, 127)),
+    ("SYMMETRIC_NO_CLIPPING_ERR", "INT", True, (-8, 7)),
+]
+
+
+def _input(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g) * 3 + 0.5).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,block", BLOCKS)
+@pytest.mark.parametrize("mapping,domain,preserve_zero,qrange", QPARAMS)
+def test_affine_primitives_match_cpu_bit_for_bit(dtype, shape, block, mapping, domain, preserve_zero, qrange):
+    x = _input(shape, dtype)
+    qmin, qmax = qrange
+    code_dtype = torch.uint8 if qmin >= 0 else torch.int8
+    zdt = dtype if domain == "FLOAT" else torch.int32
+    args = (mapping, list(block), qmin, qmax, None, None, zdt, preserve_zero, domain)
+    s_cpu, z_cpu = ops.choose_qparams_affine(x, *args)
+    s_gpu, z_gpu = ops.choose_qparams_affine(x.cuda(), *args)
+    assert s_gpu.dtype == s_cpu.dtype and z_gpu.dtype == z_cpu.dtype and s_gpu.shape == s_cpu.shape
+    assert torch.equal(s_gpu.cpu(), s_cpu) and torch.equal(z_gpu.cpu(), z_cpu)
+    q_cpu = ops.quantize_affine(x, list(block), s_cpu, z_cpu, code_dtype, qmin, qmax, domain)
+    q_gpu = ops.quantize_affine(x.cuda(), list(block), s_gpu, z_gpu, code_dtype, qmin, qmax, domain)
+    assert q_gpu.dtype == code_dtype and q_gpu.shape == x.shape
+    assert torch.equal(q_gpu.cpu(), q_cpu)
+    for out_dtype in FLOATS:
+        d_cpu = ops.dequantize_affine(q_cpu, list(block), s_cpu, z_cpu, qmin, qmax, domain, out_dtype)
+        d_gpu = ops.dequantize_affine(q_gpu, list(block), s_gpu, z_gpu, qmin, qmax, domain, out_dtype)
+        assert d_gpu.dtype == out_dtype and torch.equal(d_gpu.cpu(), d_cpu)
+
+
+@pytest.mark.parametrize("scale_dtype", FLOATS)
+def test_quantize_with_scales_in_another_dtype(scale_dtype):
+    x = _input((8, 128), torch.bfloat16, seed=1)
+    args = ("ASYMMETRIC", [1, 64], 0, 15, None, scale_dtype, torch.float32, False, "FLOAT")
+    s, z = ops.choose_qparams_affine(x, *args)
+    sg, zg = ops.choose_qparams_affine(x.cuda(), *args)
+    assert torch.equal(sg.cpu(), s) and torch.equal(zg.cpu(), z)
+    # A float32 zero point with bfloat16 scales: PyTorch's float32 promotion path.
+    q = ops.quantize_affine(x, [1, 64], s, z, torch.uint8, 0, 15, "FLOAT")
+    qg = ops.quantize_affine(x.cuda(), [1, 64], sg, zg, torch.uint8, 0, 15, "FLOAT")
+    assert torch.equal(qg.cpu(), q)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("fmt", ["e4m3fn", "e5m2"])
+@pytest.mark.parametrize("shape,block", BLOCKS[:5])
+def test_float8_primitives_match_cpu_bit_for_bit(dtype, fmt, shape, block):
+    x = _input(shape, dtype, seed=2)
+    s = ops.choose_qparams_affine_float8(x, list(block), fmt, torch.float32)
+    sg = ops.choose_qparams_affine_float8(x.cuda(), list(block), fmt, torch.float32)
+    assert torch.equal(sg.cpu(), s)
+    q = ops.quantize_affine_float8(x, list(block), s, fmt)
+    qg = ops.quantize_affine_float8(x.cuda(), list(block), sg, fmt)
+    assert qg.dtype == torch.uint8 and torch.equal(qg.cpu(), q)
+    for out_dtype in FLOATS:
+        d = ops.dequantize_affine_float8(q, list(block), s, fmt, out_dtype)
+        dg = ops.dequantize_affine_float8(qg, list(block), sg, fmt, out_dtype)
+        assert torch.equal(dg.cpu(), d)
+
+
+def test_float8_saturates_and_keeps_nan_codes_like_cpu():
+    x = torch.tensor([[0.0, 1.0, -1.0, 1e30, -1e30, float("inf"), float("nan"), 3.0]])
+    s = torch.tensor([0.01])
+    for fmt in ("e4m3fn", "e5m2"):
+        q = ops.quantize_affine_float8(x, [1, 8], s, fmt)
+        assert torch.equal(ops.quantize_affine_float8(x.cuda(), [1, 8], s.cuda(), fmt).cpu(), q)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(1, 4096), (37, 300), (2, 3, 1000), (5, 20000)])
+def test_per_token_quantizers_match_cpu_bit_for_bit(dtype, shape):
+    x = _input(shape, dtype, seed=3)
+    for fn in (ops.int8_asymm_per_token_quant, ops.int8_symm_per_token_reduced_range_quant):
+        ref, got = fn(x), fn(x.cuda())
+        for r, g in zip(ref, got):
+            assert g.dtype == r.dtype and g.shape == r.shape and torch.equal(g.cpu(), r)
+
+
+def test_non_finite_block_gets_nan_scale_on_cuda():
+    # The CPU op raises; the CUDA op cannot without a host sync (documented).
+    x = torch.randn(4, 64)
+    x[2, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ops.choose_qparams_affine(x, "ASYMMETRIC", [1, 64], 0, 255)
+    s, _ = ops.choose_qparams_affine(x.cuda(), "ASYMMETRIC", [1, 64], 0, 255)
+    s = s.cpu()
+    assert torch.isnan(s[2]).all() and torch.isfinite(s[[0, 1, 3]]).all()
+
+
+def test_primitive_errors_name_the_argument():
+    x = torch.randn(4, 64, device="cuda")
+    with pytest.raises(ValueError, match="does not divide"):
+        ops.choose_qparams_affine(x, "ASYMMETRIC", [1, 48], 0, 255)
+    s, z = ops.choose_qparams_affine(x, "ASYMMETRIC", [1, 64], 0, 255)
+    with pytest.raises(ValueError, match="scale is on cpu but input is on cuda"):
+        ops.quantize_affine(x, [1, 64], s.cpu(), z, torch.uint8, 0, 255)
+    with pytest.raises(TypeError, match="integer codes"):
+        ops.dequantize_affine(x, [1, 64], s, z, 0, 255)
+    with pytest.raises(ValueError, match="float8_dtype"):
+        ops.choose_qparams_affine_float8(x, [1, 64], "e3m4")
+
+
+# --- int8 dynamic activation x int8 weight ------------------------------------
+
+
+def _int8_dyn_reference(x_cpu, lin, asymmetric):
+    """The CPU formula over exact integer sums, in float32 torch ops."""
+    quant = ops.int8_asymm_per_token_quant if asymmetric else ops.int8_symm_per_token_reduced_range_quant
+    x2 = x_cpu.reshape(-1, x_cpu.shape[-1])
+    a, a_s, a_z = quant(x2)
+    codes, w_s, _ = lin.weight.original_weight_tensor.impl.get_plain()
+    acc = (a.long() - a_z.long().unsqueeze(-1)) @ codes.long().t()
+    out = a_s.float().unsqueeze(-1) * (w_s.float().reshape(1, -1) * acc.float())
+    if lin.bias is not None:
+        out = out + lin.bias.float()
+    return out.to(x_cpu.dtype).reshape(*x_cpu.shape[:-1], -1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("asymmetric", [False, True])
+@pytest.mark.parametrize("M", [1, 5, 16, 33, 300])
+@pytest.mark.parametrize("K", [512, 100, 98])  # 98: no tensor-core algorithm, dp4a fallback
+def test_int8_dynamic_linear_is_exact(dtype, asymmetric, M, K):
+    torch.manual_seed(M + K)
+    lin = nn.Linear(K, 136).to(dtype)
+    mapping = MappingType.ASYMMETRIC if asymmetric else MappingType.SYMMETRIC
+    quantize_(lin, Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping))
+    gpu = copy.deepcopy(lin)
+    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
+    gpu.bias = nn.Parameter(gpu.bias.cuda(), requires_grad=False)
+    x = torch.randn(M, K, dtype=dtype)
+    with torch.no_grad():
+        got = gpu(x.cuda()).cpu()
+        cpu = lin(x)
+    ref = _int8_dyn_reference(x, lin, asymmetric)
+    assert got.dtype == dtype and got.shape == (M, 136)
+    assert torch.equal(got, ref)
+    # The CPU kernel's (VNNI) float rounding of large sums differs by at most an ulp or two.
+    assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_int8_dynamic_linear_3d_noncontiguous_and_graph():
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 96, bias=False).to(torch.bfloat16)
+    quantize_(lin, Int8DynamicActivationInt8WeightConfig())
+    gpu = copy.deepcopy(lin)
+    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
+    x = torch.randn(3, 40, 512, dtype=torch.bfloat16)[..., ::2]  # non-contiguous last dim
+    with torch.no_grad():
+        got = gpu(x.cuda()).cpu()
+    assert got.shape == (3, 40, 96) and torch.equal(got, _int8_dyn_reference(x.contiguous(), lin, False))
+    xs = x.contiguous().cuda()
+    with torch.no_grad():
+        eager = gpu(xs)
+        g = torch.cuda.CUDAGraph()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            gpu(xs)
+        torch.cuda.current_stream().wait_stream(s)
+        with torch.cuda.graph(g):
+            out = gpu(xs)
+        g.replay()
+        torch.cuda.synchronize()
+    assert torch.equal(out, eager)
+
+
+def test_int8_dynamic_unsupported_weights_raise_on_cuda():
+    lin = nn.Linear(256, 64).to(torch.bfloat16)
+    quantize_(lin, Int8DynamicActivationInt4WeightConfig(group_size=32))
+    lin.weight = nn.Parameter(lin.weight.to("cuda"), requires_grad=False)
+    lin.bias = nn.Parameter(lin.bias.cuda(), requires_grad=False)
+    with pytest.raises(NotImplementedError, match="per-channel symmetric int8 weights"):
+        lin(torch.randn(2, 256, dtype=torch.bfloat16, device="cuda"))
+    w8 = nn.Linear(256, 64)
+    quantize_(w8, Int8DynamicActivationInt8WeightConfig(), device="cuda")
+    with pytest.raises(NotImplementedError, match="bfloat16 or float16 activations"):
+        w8(torch.randn(2, 256, device="cuda"))
