@@ -69,9 +69,13 @@ class Decoder(nn.Module):
         self.norm = RMSNorm(dim)
         self.lm_head = nn.Linear(dim, vocab, bias=False)
         self.kv_heads, self.hd, self.max_len = kv_heads, dim // heads, max_len
+        self.register_buffer("freqs", self.rotary_table(), persistent=False)
+
+    def rotary_table(self) -> torch.Tensor:
+        """Rotary factors (max_len, 1, hd / 2), complex64."""
         inv = 1.0 / (500000 ** (torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd))
-        ang = torch.arange(max_len, dtype=torch.float32)[:, None] * inv[None, :]
-        self.register_buffer("freqs", torch.polar(torch.ones_like(ang), ang)[:, None, :], persistent=False)
+        ang = torch.arange(self.max_len, dtype=torch.float32)[:, None] * inv[None, :]
+        return torch.polar(torch.ones_like(ang), ang)[:, None, :]
 
     def new_cache(self, dtype, device):
         shape = (1, self.max_len, self.kv_heads, self.hd)
@@ -121,7 +125,9 @@ def decode_tps(model: Decoder, graph: bool, steps: int = 64) -> float:
 def build(seed: int = 0) -> Decoder:
     torch.manual_seed(seed)
     with torch.device("cuda"):
-        m = Decoder().to(torch.bfloat16)
+        m = Decoder()
+        freqs = m._buffers.pop("freqs")  # complex: keep it out of the bfloat16 cast
+        m.to(torch.bfloat16).register_buffer("freqs", freqs, persistent=False)
     with torch.no_grad():
         for p in m.parameters():
             if p.dim() == 2:
