@@ -93,13 +93,25 @@ __global__ void __launch_bounds__(kWarps * 32) int8_dp4a_kernel(Int8LinearArgs<T
   }
 }
 
-template <class T>
-__global__ void epilogue_kernel(Int8LinearArgs<T> p, const int32_t* acc) {
-  const int64_t total = p.M * p.N;
+// kVec: four columns per thread (16-byte loads of the sums), cols % 4 == 0.
+template <class T, int kVec>
+__global__ void epilogue_kernel(Int8LinearArgs<T> p, const int32_t* acc, int64_t n0, int64_t cols) {
+  const int64_t total = p.M * cols / kVec;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t m = i / p.N, n = i - m * p.N;
-    const int32_t a = p.a_zp ? acc[i] - int32_t(p.a_zp[m]) * p.w_sum[n] : acc[i];
-    p.out[i] = epilogue(p, m, n, a);
+    const int64_t e = i * kVec, m = e / cols, j = e - m * cols;
+    int32_t v[kVec];
+    if constexpr (kVec == 4) {
+      const int4 a4 = *reinterpret_cast<const int4*>(acc + e);
+      v[0] = a4.x, v[1] = a4.y, v[2] = a4.z, v[3] = a4.w;
+    } else {
+      v[0] = acc[e];
+    }
+#pragma unroll
+    for (int t = 0; t < kVec; ++t) {
+      const int64_t n = n0 + j + t;
+      const int32_t a = p.a_zp ? v[t] - int32_t(p.a_zp[m]) * p.w_sum[n] : v[t];
+      p.out[m * p.N + n] = epilogue(p, m, n, a);
+    }
   }
 }
 
@@ -175,12 +187,18 @@ cublasStatus_t int8_gemm_s32(cublasLtHandle_t handle, const int8_t* a, const int
 }
 
 template <class T>
-cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc, cudaStream_t stream) {
-  const int64_t total = p.M * p.N;
+cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc, int64_t n0, int64_t cols,
+                                 cudaStream_t stream) {
+  const int64_t total = p.M * cols;
   if (total == 0) return cudaSuccess;
-  if (p.a_zp && !p.w_sum) return cudaErrorInvalidValue;
-  const unsigned grid = unsigned(std::min<int64_t>((total + 255) / 256, 16384));
-  epilogue_kernel<T><<<grid, 256, 0, stream>>>(p, acc);
+  if ((p.a_zp && !p.w_sum) || n0 < 0 || n0 + cols > p.N) return cudaErrorInvalidValue;
+  const bool vec = cols % 4 == 0 && reinterpret_cast<uintptr_t>(acc) % 16 == 0;
+  const int64_t threads = vec ? total / 4 : total;
+  const unsigned grid = unsigned(std::min<int64_t>((threads + 255) / 256, 16384));
+  if (vec)
+    epilogue_kernel<T, 4><<<grid, 256, 0, stream>>>(p, acc, n0, cols);
+  else
+    epilogue_kernel<T, 1><<<grid, 256, 0, stream>>>(p, acc, n0, cols);
   return cudaGetLastError();
 }
 
@@ -193,8 +211,9 @@ cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, 
 template cudaError_t int8_linear_dp4a<__nv_bfloat16>(const Int8LinearArgs<__nv_bfloat16>&, cudaStream_t);
 template cudaError_t int8_linear_dp4a<__half>(const Int8LinearArgs<__half>&, cudaStream_t);
 template cudaError_t int8_linear_epilogue<__nv_bfloat16>(const Int8LinearArgs<__nv_bfloat16>&, const int32_t*,
-                                                         cudaStream_t);
-template cudaError_t int8_linear_epilogue<__half>(const Int8LinearArgs<__half>&, const int32_t*, cudaStream_t);
+                                                         int64_t, int64_t, cudaStream_t);
+template cudaError_t int8_linear_epilogue<__half>(const Int8LinearArgs<__half>&, const int32_t*, int64_t, int64_t,
+                                                  cudaStream_t);
 
 }  // namespace cuda
 }  // namespace kernels

@@ -41,9 +41,11 @@ cudaError_t int8_linear_dp4a(const Int8LinearArgs<T>& p, cudaStream_t stream);
 cublasStatus_t int8_gemm_s32(cublasLtHandle_t handle, const int8_t* a, const int8_t* w, int32_t* c, int64_t M,
                              int64_t N, int64_t K, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
-// The epilogue over the GEMM's int32 sums (p.a and p.w unused).
+// The epilogue over the GEMM's int32 sums for output columns n0 .. n0 + cols
+// (acc: M x cols, row-major; p.a and p.w unused).
 template <class T>
-cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc, cudaStream_t stream);
+cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc, int64_t n0, int64_t cols,
+                                 cudaStream_t stream);
 
 // sums[n] = sum_k w[n, k] (for asymmetric activations on the GEMM path).
 cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, cudaStream_t stream);
