@@ -36,13 +36,14 @@ at::Tensor kernel_qparam(const char* op, const at::Tensor& t, const char* arg, a
   return t.to(dtype).contiguous();
 }
 
-at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
-                                   int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
-                                   const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
-                                   int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
-                                   const c10::optional<at::Tensor>& bias) {
-  const char* op = "weight_only_linear";
-  const int64_t N = out_features, K = in_features;
+// A CUDA linear's input, checked and viewed as rows the kernels read (unit
+// stride within a row, any row stride).
+struct CudaLinearInput {
+  at::Tensor x2d;
+  std::vector<int64_t> out_shape;
+};
+
+CudaLinearInput cuda_linear_input(const char* op, const at::Tensor& input, int64_t K, int64_t N) {
   TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
   TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
   TORCH_CHECK_VALUE(input.size(-1) == K, op, ": input has ", input.size(-1),
@@ -51,6 +52,32 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
   const auto dtype = input.scalar_type();
   TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kBFloat16 || dtype == at::kHalf, op,
                               ": the CUDA kernels take bfloat16 or float16 activations, got ", dtype);
+  CudaLinearInput in;
+  in.out_shape = input.sizes().vec();
+  in.out_shape.back() = N;
+  in.x2d = input.reshape({-1, K});
+  if (in.x2d.stride(1) != 1 || in.x2d.stride(0) < K) in.x2d = in.x2d.contiguous();
+  return in;
+}
+
+// The bias in the activation dtype, or undefined.
+at::Tensor cuda_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input, int64_t N) {
+  if (!bias.has_value() || !bias->defined()) return at::Tensor();
+  TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == N, op, ": bias must have shape (", N, ",), got ",
+                    bias->sizes());
+  check_on(op, *bias, "bias", input.device());
+  return bias->to(input.scalar_type()).contiguous();
+}
+
+at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
+                                   int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
+                                   const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                                   int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
+                                   const c10::optional<at::Tensor>& bias) {
+  const char* op = "weight_only_linear";
+  const int64_t N = out_features, K = in_features;
+  const auto in = cuda_linear_input(op, input, K, N);
+  const auto dtype = input.scalar_type();
   const bool int4 = code_format == "packed" && bits == 4 && codes.scalar_type() == at::kByte;
   const bool int8 = code_format == "plain" && codes.scalar_type() == at::kChar;
   TORCH_CHECK_NOT_IMPLEMENTED(int4 || int8, op, ": the CUDA kernels read 4-bit packed or int8 plain codes, got ",
@@ -80,18 +107,10 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
     zp = kernel_qparam(op, *zero_point, "zero_point", dtype);
   }
   auto sc = kernel_qparam(op, scale, "scale", dtype);
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == N, op, ": bias must have shape (", N, ",), got ",
-                      bias->sizes());
-    check_on(op, *bias, "bias", input.device());
-    b = bias->to(dtype).contiguous();
-  }
+  const at::Tensor b = cuda_bias(op, bias, input, N);
   const c10::cuda::CUDAGuard guard(input.device());
-  auto shape = input.sizes().vec();
-  shape.back() = N;
-  auto x2d = input.reshape({-1, K});
-  if (x2d.stride(1) != 1 || x2d.stride(0) < K) x2d = x2d.contiguous();
+  const auto& shape = in.out_shape;
+  const auto& x2d = in.x2d;
   // The kernel reads codes as 16-byte vectors.
   auto c = codes.contiguous();
   if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
@@ -148,14 +167,8 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
                                     const c10::optional<at::Tensor>& bias) {
   const char* op = "int8_dynamic_linear";
   const int64_t N = out_features, K = in_features;
-  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
-  TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
-  TORCH_CHECK_VALUE(input.size(-1) == K, op, ": input has ", input.size(-1),
-                    " features in its last dim but the weight expects in_features=", K, " (input shape ",
-                    input.sizes(), ")");
+  const auto in = cuda_linear_input(op, input, K, N);
   const auto dtype = input.scalar_type();
-  TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kBFloat16 || dtype == at::kHalf, op,
-                              ": the CUDA kernels take bfloat16 or float16 activations, got ", dtype);
   kc::ActQuant mode;
   if (act_quant == "asymmetric")
     mode = kc::ActQuant::Asymmetric;
@@ -175,19 +188,11 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
                     N);
   check_on(op, codes, "codes", input.device());
   check_on(op, weight_scale, "weight_scale", input.device());
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == N, op, ": bias must have shape (", N, ",), got ",
-                      bias->sizes());
-    check_on(op, *bias, "bias", input.device());
-    b = bias->to(dtype).contiguous();
-  }
+  const at::Tensor b = cuda_bias(op, bias, input, N);
   const c10::cuda::CUDAGuard guard(input.device());
   const auto stream = at::cuda::getCurrentCUDAStream();
-  auto shape = input.sizes().vec();
-  shape.back() = N;
-  auto x2d = input.reshape({-1, K});
-  if (x2d.stride(1) != 1 || x2d.stride(0) < K) x2d = x2d.contiguous();
+  const auto& shape = in.out_shape;
+  const auto& x2d = in.x2d;
   const int64_t M = x2d.size(0);
   auto out = at::empty({M, N}, input.options());
   if (M == 0 || N == 0) return out.view(shape);
