@@ -3,7 +3,7 @@ x (K, N) in {(4096, 4096), (4096, 14336), (14336, 4096)}.
 
 For each shape it times, with CUDA events after warm-up, eager and replayed
 from a captured CUDA graph: bf16 `F.linear` (cuBLAS), this project's int4
-(group 128) and int8 (per channel) weight-only linears and its int8 dynamic
+(group 128), int8 and float8 e4m3 (per channel) weight-only linears and its int8 dynamic
 activation x int8 weight linear, torch's own `aten._weight_int4pack_mm`
 (tinygemm), and `torch._int_mm` with the per-token activation quantization
 and the scaling done separately in torch ops (M > 16 only, as `_int_mm`). Each method cycles through enough
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import torchao_cpp  # noqa: F401  (registers the ops)
 from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout
 from torchao_cpp.quantization import (
+    Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt8WeightConfig,
     Int8WeightOnlyConfig,
@@ -150,6 +151,9 @@ def main() -> None:
         quantize_(l8, Int8WeightOnlyConfig())
         q4 = [AffineQuantizedTensor(l4.weight.impl.to("cpu").to("cuda")) for _ in range(copies)]
         q8 = [AffineQuantizedTensor(l8.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies // 2))]
+        lf = copy.deepcopy(lin)
+        quantize_(lf, Float8WeightOnlyConfig())
+        qf = [AffineQuantizedTensor(lf.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies // 2))]
         ld = copy.deepcopy(lin)
         quantize_(ld, Int8DynamicActivationInt8WeightConfig())
         qd = [ld.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies // 2))]
@@ -177,6 +181,8 @@ def main() -> None:
                     [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in q4], wbytes4),
                 "int8 weight-only (ours)": (
                     [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in q8], wbytes8),
+                "float8 weight-only (ours)": (
+                    [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in qf], wbytes8),
             }
             methods["int8 dyn x int8 (ours)"] = (
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
@@ -202,7 +208,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, qd, int_mm, tiny
+        del bf16, q4, q8, qf, qd, int_mm, tiny
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

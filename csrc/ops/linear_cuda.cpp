@@ -21,11 +21,11 @@ namespace {
 namespace kc = kernels::cuda;
 
 // From this many activation rows the weight is dequantized to T once per call
-// and cuBLAS runs the GEMM (tensor cores; the weight is rounded to T, as in
-// tinygemm); below, the kernel dequantizes in registers, exactly, reading the
-// codes once per 8 rows. At 16 rows that kernel is compute-bound (H100:
-// 2.1-2.4x slower than dequantize + cuBLAS, benchmarks/results/cuda_h100.txt).
-constexpr int64_t kDequantizeGemmRows = 16;
+// and cuBLAS runs the GEMM; below, the tensor-core kernel dequantizes in
+// registers, reading the codes once per 32 rows. Both round W to T once, the
+// same way. On H100 the kernel at 64 rows takes about as long as the
+// dequantize pass plus cuBLAS (benchmarks/results/cuda_h100.txt).
+constexpr int64_t kDequantizeGemmRows = 64;
 
 // A tensor the kernel may read as `dtype`: as it is, or converted where that
 // is exact (integer zero points into a float type).
@@ -80,18 +80,22 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
   const auto dtype = input.scalar_type();
   const bool int4 = code_format == "packed" && bits == 4 && codes.scalar_type() == at::kByte;
   const bool int8 = code_format == "plain" && codes.scalar_type() == at::kChar;
-  TORCH_CHECK_NOT_IMPLEMENTED(int4 || int8, op, ": the CUDA kernels read 4-bit packed or int8 plain codes, got ",
-                              code_format, " codes of ", bits, " bits in ", codes.scalar_type());
+  const bool e4m3 = code_format == "float8_e4m3fn", e5m2 = code_format == "float8_e5m2";
+  TORCH_CHECK_NOT_IMPLEMENTED(int4 || int8 || e4m3 || e5m2, op, ": the CUDA kernels read 4-bit packed, int8 plain or ",
+                              "float8 codes, got ", code_format, " codes of ", bits, " bits in ", codes.scalar_type());
+  const at::Tensor code_bytes = e4m3 || e5m2 ? float8_codes_as_uint8(op, codes) : codes;
   TORCH_CHECK_VALUE(group_size >= 1 && K % group_size == 0, op, ": group_size=", group_size,
                     " must be >= 1 and divide in_features=", K);
-  const int64_t per_chunk = int4 ? 32 : 16;  // codes in the 16 bytes a lane loads
-  TORCH_CHECK_NOT_IMPLEMENTED(K % per_chunk == 0 && group_size % per_chunk == 0, op, ": the CUDA kernel needs ",
-                              "in_features and group_size that are multiples of ", per_chunk, " for ",
-                              int4 ? "int4" : "int8", " codes, got in_features=", K, ", group_size=", group_size);
+  const int64_t per_load = int4 ? 32 : 16;  // codes in the 16 bytes a lane loads
+  TORCH_CHECK_NOT_IMPLEMENTED(K % per_load == 0 && group_size % per_load == 0, op, ": the CUDA kernel needs ",
+                              "in_features and group_size that are multiples of ", per_load, " for ",
+                              int4 ? "4-bit" : "8-bit", " codes, got in_features=", K, ", group_size=", group_size);
   const int64_t row_bytes = int4 ? K / 2 : K;
-  TORCH_CHECK_VALUE(codes.dim() == 2 && codes.size(0) == N && codes.size(1) == row_bytes, op, ": codes must have shape (",
-                    N, ", ", row_bytes, "), got ", codes.sizes());
+  TORCH_CHECK_VALUE(code_bytes.dim() == 2 && code_bytes.size(0) == N && code_bytes.size(1) == row_bytes, op,
+                    ": codes must have shape (", N, ", ", row_bytes, "), got ", codes.sizes());
   const auto domain = parse_zero_point_domain(zero_point_domain);
+  TORCH_CHECK_VALUE(!(e4m3 || e5m2) || domain == kernels::ZeroPointDomain::None, op,
+                    ": float8 codes take no zero point, got zero_point_domain ", zero_point_domain);
   const int64_t G = K / group_size;
   TORCH_CHECK_VALUE(scale.numel() == N * G, op, ": scale has ", scale.numel(), " elements, expected ", N * G);
   check_on(op, codes, "codes", input.device());
@@ -112,7 +116,7 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
   const auto& shape = in.out_shape;
   const auto& x2d = in.x2d;
   // The kernel reads codes as 16-byte vectors.
-  auto c = codes.contiguous();
+  auto c = code_bytes.contiguous();
   if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
   auto out = at::empty({x2d.size(0), N}, input.options());
   auto run = [&](auto t) {
@@ -121,7 +125,10 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
     a.x = reinterpret_cast<const T*>(x2d.data_ptr());
     a.ldx = x2d.stride(0);
     a.codes = c.data_ptr();
-    a.bits = int4 ? 4 : 8;
+    a.format = int4 ? kc::CodeFormat::Uint4
+               : int8 ? kc::CodeFormat::Int8
+               : e4m3 ? kc::CodeFormat::Float8E4M3
+                      : kc::CodeFormat::Float8E5M2;
     a.code_offset = int4 ? float(quant_min) : 0.0f;  // packed codes store code - quant_min
     a.scale = reinterpret_cast<const T*>(sc.data_ptr());
     a.zero = has_zp ? reinterpret_cast<const T*>(zp.data_ptr()) : nullptr;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/numeric.h"
 #include "kernels/cuda/weight_only_linear.cuh"
 
 namespace k = torchao_cpp::kernels::cuda;
@@ -50,10 +51,30 @@ struct Device {
 
 struct Case {
   int64_t M, N, K, group, ldx;
-  int bits;
+  k::CodeFormat format;
   k::ZeroDomain domain;
   bool bias;
 };
+
+int bits_of(k::CodeFormat f) { return f == k::CodeFormat::Uint4 ? 4 : 8; }
+bool is_float8(k::CodeFormat f) { return f == k::CodeFormat::Float8E4M3 || f == k::CodeFormat::Float8E5M2; }
+
+// The stored code as the kernel reads it: an integer, or a float8 value.
+double code_value(const std::vector<uint8_t>& codes, int64_t row_bytes, k::CodeFormat f, int64_t n, int64_t kk) {
+  const uint8_t b = codes[n * row_bytes + (f == k::CodeFormat::Uint4 ? kk / 2 : kk)];
+  namespace kn = torchao_cpp::kernels;
+  switch (f) {
+    case k::CodeFormat::Uint4:
+      return (b >> (4 * (kk % 2))) & 15;
+    case k::CodeFormat::Int8:
+      return int8_t(b);
+    case k::CodeFormat::Float8E4M3:
+      return kn::float8_to_float<kn::Float8Format::E4M3FN>(b);
+    case k::CodeFormat::Float8E5M2:
+      return kn::float8_to_float<kn::Float8Format::E5M2>(b);
+  }
+  return 0;
+}
 
 // Random problem; returns the number of outputs outside tolerance.
 template <class T>
@@ -61,27 +82,33 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   std::normal_distribution<float> nd;
   std::uniform_real_distribution<float> us(0.005f, 0.02f), uz(-0.1f, 0.1f);
   std::uniform_int_distribution<int> ub(0, 255), uzi(-3, 3);
-  const int64_t G = c.K / c.group, row_bytes = c.K * c.bits / 8;
+  const int bits = bits_of(c.format);
+  const int64_t G = c.K / c.group, row_bytes = c.K * bits / 8;
   std::vector<T> x(c.M * c.ldx), scale(c.N * G), zero(c.N * G), bias(c.N), out(c.M * c.N);
   std::vector<uint8_t> codes(c.N * row_bytes);
   for (auto& v : x) v = from_f<T>(nd(rng));
   for (auto& v : scale) v = from_f<T>(us(rng));
   for (auto& v : zero) v = from_f<T>(c.domain == k::ZeroDomain::Int ? float(uzi(rng)) : uz(rng));
   for (auto& v : bias) v = from_f<T>(nd(rng));
-  for (auto& v : codes) v = uint8_t(ub(rng));
+  for (auto& v : codes) {
+    v = uint8_t(ub(rng));
+    // Finite float8 values only (e4m3fn: 0x7f/0xff are NaN; e5m2: exponent 31 is inf/NaN).
+    if (c.format == k::CodeFormat::Float8E4M3 && (v & 0x7f) == 0x7f) v ^= 1;
+    if (c.format == k::CodeFormat::Float8E5M2 && (v & 0x7c) == 0x7c) v ^= 0x40;
+  }
   Device<T> dx(x), ds(scale), dz(zero), db(bias), dout(out);
   Device<uint8_t> dc(codes);
   k::WeightOnlyArgs<T> a;
   a.x = dx.p;
   a.ldx = c.ldx;
   a.codes = dc.p;
-  a.bits = c.bits;
+  a.format = c.format;
   // The packed 4-bit format stores code - quant_min: exercise a signed range too.
-  a.code_offset = c.bits == 4 && c.domain != k::ZeroDomain::Float ? -8.0f : 0.0f;
+  a.code_offset = bits == 4 && c.domain != k::ZeroDomain::Float ? -8.0f : 0.0f;
   a.scale = ds.p;
   a.zero = c.domain == k::ZeroDomain::None ? nullptr : dz.p;
   a.domain = c.domain;
-  a.mid = c.bits == 4 ? 8.0f : 0.0f;
+  a.mid = bits == 4 ? 8.0f : 0.0f;
   a.bias = c.bias ? db.p : nullptr;
   a.M = c.M;
   a.N = c.N;
@@ -99,31 +126,32 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
     for (int64_t n = 0; n < c.N; ++n) {
       double ref = c.bias ? double(to_f(bias[n])) : 0.0, mag = std::fabs(ref);
       for (int64_t kk = 0; kk < c.K; ++kk) {
-        const int raw = c.bits == 4 ? (codes[n * row_bytes + kk / 2] >> (4 * (kk % 2))) & 15
-                                    : int(int8_t(codes[n * row_bytes + kk]));
-        const double q = raw + double(a.code_offset);
+        const double q = code_value(codes, row_bytes, c.format, n, kk) + double(a.code_offset);
         const int64_t g = n * G + kk / c.group;
         const double s = to_f(scale[g]), z = to_f(zero[g]);
         const double w = c.domain == k::ZeroDomain::Float ? (q - a.mid) * s + z
                          : c.domain == k::ZeroDomain::Int ? (q - z) * s
                                                           : q * s;
-        ref += double(to_f(x[m * c.ldx + kk])) * w;
+        // Both kernels round W once to T, as torchao's dequantize does.
+        const double wr = to_f(from_f<T>(float(w)));
+        ref += double(to_f(x[m * c.ldx + kk])) * wr;
         // The dequantized weight: w rounded once to T (half an ulp, plus float32 arithmetic).
         if (m == 0 && !(std::fabs(double(to_f(wdq[n * c.K + kk])) - w) <= std::ldexp(std::fabs(w), -8) + 1e-6)) {
           if (bad < 5)
-            std::fprintf(stderr, "  %s dequantize bits=%d: W[%ld,%ld] = %g, reference %g\n", tname, c.bits, long(n),
-                         long(kk), double(to_f(wdq[n * c.K + kk])), w);
+            std::fprintf(stderr, "  %s dequantize format=%d: W[%ld,%ld] = %g, reference %g\n", tname, int(c.format),
+                         long(n), long(kk), double(to_f(wdq[n * c.K + kk])), w);
           ++bad;
         }
-        mag += std::fabs(double(to_f(x[m * c.ldx + kk])) * w);
+        mag += std::fabs(double(to_f(x[m * c.ldx + kk])) * wr);
       }
       const double got = to_f(out[m * c.N + n]);
-      // One rounding of the output to T plus float32 accumulation.
-      const double tol = std::ldexp(std::fabs(ref), -7) + 1e-5 * mag;
+      // One rounding of the output to T plus float32 accumulation (and the rare
+      // weight where float32 then T rounds differently from T alone).
+      const double tol = std::ldexp(std::fabs(ref), -7) + 2e-5 * mag;
       if (!(std::fabs(got - ref) <= tol)) {
         if (bad < 5)
-          std::fprintf(stderr, "  %s bits=%d domain=%d M=%ld N=%ld K=%ld g=%ld: out[%ld,%ld] = %g, reference %g\n", tname,
-                       c.bits, int(c.domain), long(c.M), long(c.N), long(c.K), long(c.group), long(m), long(n), got,
+          std::fprintf(stderr, "  %s format=%d domain=%d M=%ld N=%ld K=%ld g=%ld: out[%ld,%ld] = %g, reference %g\n",
+                       tname, int(c.format), int(c.domain), long(c.M), long(c.N), long(c.K), long(c.group), long(m), long(n), got,
                        ref);
         ++bad;
       }
@@ -154,57 +182,63 @@ int bench() {
   CHECK_CUDA(cudaFree(a));
   CHECK_CUDA(cudaFree(b));
   const int64_t shapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
-  for (int bits : {4, 8})
-    for (int64_t M : {1, 16})
-      for (const auto& kn : shapes) {
-        // int4: group 128 with float zero points (tinygemm); int8: per channel, symmetric.
-        const int64_t K = kn[0], N = kn[1], group = bits == 4 ? 128 : K, G = K / group;
-        const int64_t cbytes = N * K * bits / 8, qp = (bits == 4 ? 2 : 1) * N * G;
-        // Enough weight copies to exceed the 50 MB L2 several times over.
-        const int64_t wbytes = cbytes + 2 * qp, copies = std::max<int64_t>(2, int64_t(400e6 / wbytes));
-        __nv_bfloat16 *x, *sz, *out;
-        uint8_t* codes;
-        CHECK_CUDA(cudaMalloc(&x, M * K * 2));
-        CHECK_CUDA(cudaMalloc(&out, M * N * 2));
-        CHECK_CUDA(cudaMalloc(&codes, copies * cbytes));
-        CHECK_CUDA(cudaMalloc(&sz, copies * qp * 2));
-        CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
-        CHECK_CUDA(cudaMemset(codes, 0x37, copies * cbytes));
-        CHECK_CUDA(cudaMemset(sz, 0, copies * qp * 2));
-        k::WeightOnlyArgs<__nv_bfloat16> a;
-        a.x = x;
-        a.ldx = K;
-        a.bits = bits;
-        a.domain = bits == 4 ? k::ZeroDomain::Float : k::ZeroDomain::None;
-        a.mid = bits == 4 ? 8.0f : 0.0f;
-        a.M = M;
-        a.N = N;
-        a.K = K;
-        a.group_size = group;
-        a.out = out;
-        auto run = [&](int64_t i) {
-          const int64_t c = i % copies;
-          a.codes = codes + c * cbytes;
-          a.scale = sz + c * qp;
-          a.zero = bits == 4 ? a.scale + N * G : nullptr;
-          CHECK_CUDA(k::weight_only_linear(a, 0));
-        };
-        for (int i = 0; i < 20; ++i) run(i);
-        const int iters = 200;
-        CHECK_CUDA(cudaEventRecord(e0));
-        for (int i = 0; i < iters; ++i) run(i);
-        CHECK_CUDA(cudaEventRecord(e1));
-        CHECK_CUDA(cudaEventSynchronize(e1));
-        CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-        const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
-        std::printf("%s bf16 M=%ld K=%ld N=%ld: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
-                    bits == 4 ? "int4 g128" : "int8 per-channel", long(M), long(K), long(N), us, gbs / 1e9,
-                    100.0 * gbs / copy_bw);
-        cudaFree(x);
-        cudaFree(out);
-        cudaFree(codes);
-        cudaFree(sz);
-      }
+  const k::CodeFormat formats[3] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3};
+  const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
+  // warps = 0: the kernel's default; the others show what the default gives up.
+  for (int f = 0; f < 3; ++f)
+    for (int64_t M : {1, 16, 32, 64})
+      for (const auto& kn : shapes)
+        for (int warps : {0, 4, 8}) {
+          if (M > 16 && warps != 0) continue;
+          // int4: group 128 with float zero points (tinygemm); 8-bit: per channel, symmetric.
+          const int bits = bits_of(formats[f]);
+          const int64_t K = kn[0], N = kn[1], group = bits == 4 ? 128 : K, G = K / group;
+          const int64_t cbytes = N * K * bits / 8, qp = (bits == 4 ? 2 : 1) * N * G;
+          // Enough weight copies to exceed the 50 MB L2 several times over.
+          const int64_t wbytes = cbytes + 2 * qp, copies = std::max<int64_t>(2, int64_t(400e6 / wbytes));
+          __nv_bfloat16 *x, *sz, *out;
+          uint8_t* codes;
+          CHECK_CUDA(cudaMalloc(&x, M * K * 2));
+          CHECK_CUDA(cudaMalloc(&out, M * N * 2));
+          CHECK_CUDA(cudaMalloc(&codes, copies * cbytes));
+          CHECK_CUDA(cudaMalloc(&sz, copies * qp * 2));
+          CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
+          CHECK_CUDA(cudaMemset(codes, 0x37, copies * cbytes));
+          CHECK_CUDA(cudaMemset(sz, 0, copies * qp * 2));
+          k::WeightOnlyArgs<__nv_bfloat16> a;
+          a.x = x;
+          a.ldx = K;
+          a.format = formats[f];
+          a.domain = bits == 4 ? k::ZeroDomain::Float : k::ZeroDomain::None;
+          a.mid = bits == 4 ? 8.0f : 0.0f;
+          a.M = M;
+          a.N = N;
+          a.K = K;
+          a.group_size = group;
+          a.out = out;
+          a.warps = warps;
+          auto run = [&](int64_t i) {
+            const int64_t c = i % copies;
+            a.codes = codes + c * cbytes;
+            a.scale = sz + c * qp;
+            a.zero = bits == 4 ? a.scale + N * G : nullptr;
+            CHECK_CUDA(k::weight_only_linear(a, 0));
+          };
+          for (int i = 0; i < 20; ++i) run(i);
+          const int iters = 200;
+          CHECK_CUDA(cudaEventRecord(e0));
+          for (int i = 0; i < iters; ++i) run(i);
+          CHECK_CUDA(cudaEventRecord(e1));
+          CHECK_CUDA(cudaEventSynchronize(e1));
+          CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+          const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
+          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                      names[f], long(M), long(K), long(N), warps, us, gbs / 1e9, 100.0 * gbs / copy_bw);
+          cudaFree(x);
+          cudaFree(out);
+          cudaFree(codes);
+          cudaFree(sz);
+        }
   return 0;
 }
 
@@ -213,16 +247,21 @@ int main(int argc, char** argv) {
   std::mt19937 rng(0);
   int bad = 0, cases = 0;
   const k::ZeroDomain domains[3] = {k::ZeroDomain::None, k::ZeroDomain::Int, k::ZeroDomain::Float};
-  for (int bits : {4, 8})
-    for (int64_t M : {1, 2, 3, 5, 8, 13, 16})
-      for (int64_t K : {256, 1024, 4096})
+  const k::CodeFormat formats[4] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3,
+                                    k::CodeFormat::Float8E5M2};
+  for (const k::CodeFormat f : formats)
+    for (int64_t M : {1, 2, 3, 5, 8, 13, 16, 33})
+      // K = 160: a partial last K block (128 int4 / 64 byte codes).
+      for (int64_t K : {160, 256, 1024, 4096})
         for (int64_t group : {int64_t(32), int64_t(64), int64_t(128), int64_t(256), K})
           for (int64_t N : {37, 256}) {
-            if (K % group) continue;
-            // int4: tinygemm's float zero points; others rotate through the domains and bias.
-            const k::ZeroDomain d = bits == 4 && cases % 3 ? k::ZeroDomain::Float : domains[cases % 3];
+            if (K % group || (K == 4096 && M > 16)) continue;
+            // int4: tinygemm's float zero points; int8 rotates through the domains; float8 has none.
+            const k::ZeroDomain d = is_float8(f)                                   ? k::ZeroDomain::None
+                                    : f == k::CodeFormat::Uint4 && cases % 3 ? k::ZeroDomain::Float
+                                                                             : domains[cases % 3];
             // odd M: unaligned rows (scalar loads); even M: vector loads
-            const Case c{M, N, K, group, M % 2 ? K + 3 : K + 8, bits, d, (cases / 2) % 2 == 1};
+            const Case c{M, N, K, group, M % 2 ? K + 3 : K + 8, f, d, (cases / 2) % 2 == 1};
             bad += check<__nv_bfloat16>(c, rng, "bfloat16") + check<__half>(c, rng, "float16");
             cases += 2;
           }
@@ -230,12 +269,16 @@ int main(int argc, char** argv) {
   const bool refused = k::int4_weight_only_linear<__half>(nullptr, 48, nullptr, nullptr, nullptr, 1, 1, 48, 32,
                                                           nullptr, 0) == cudaErrorInvalidValue;
   k::WeightOnlyArgs<__half> bad_bits;
-  bad_bits.bits = 3;
+  bad_bits.format = k::CodeFormat(7);
   bad_bits.M = bad_bits.N = 1;
   bad_bits.K = bad_bits.group_size = 128;
-  const bool refused_bits = k::weight_only_linear(bad_bits, 0) == cudaErrorInvalidValue;
-  std::printf("weight-only CUDA kernels (int4, int8): %d cases, %d outputs outside tolerance, bad K refused: %s, "
-              "bad bits refused: %s\n",
+  k::WeightOnlyArgs<__half> float8_zero = bad_bits;
+  float8_zero.format = k::CodeFormat::Float8E4M3;
+  float8_zero.domain = k::ZeroDomain::Int;
+  const bool refused_bits = k::weight_only_linear(bad_bits, 0) == cudaErrorInvalidValue &&
+                            k::weight_only_linear(float8_zero, 0) == cudaErrorInvalidValue;
+  std::printf("weight-only CUDA kernels (int4, int8, float8): %d cases, %d outputs outside tolerance, bad K refused: %s, "
+              "bad format refused: %s\n",
               cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO");
   return bad == 0 && refused && refused_bits ? 0 : 1;
 }

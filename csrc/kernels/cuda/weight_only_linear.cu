@@ -2,19 +2,19 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 namespace torchao_cpp {
 namespace kernels {
 namespace cuda {
 namespace {
 
-constexpr int kWarpsPerBlock = 4;
-// Activation rows handled per pass over a weight row: each weight chunk is
-// loaded once and reused from registers for all of them.
-constexpr int kMaxRowsPerPass = 8;
-// 16-byte chunks each lane loads before using any, so that a warp keeps
-// 2 KB of one weight row in flight (all of a 4096-wide int4 row).
-constexpr int kUnroll = 4;
+// Warps of a block split its tiles' K between them; more warps keep more
+// weight bytes in flight per tile, fewer keep more tiles resident. H100
+// (benchmarks/results/cuda_h100.txt): 4 suit 4-bit codes, 8 suit bytes.
+constexpr int kMaxWarps = 8;
+template <CodeFormat F>
+constexpr int kDefaultWarps = F == CodeFormat::Uint4 ? 4 : 8;
 constexpr int64_t kMaxGridY = 65535;
 
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -27,177 +27,375 @@ template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
 __device__ __forceinline__ uint32_t word(const uint4& c, int i) { return i == 0 ? c.x : i == 1 ? c.y : i == 2 ? c.z : c.w; }
+template <class V>
+__device__ __forceinline__ uint32_t as_u32(V v) { return *reinterpret_cast<uint32_t*>(&v); }
+template <class V>
+__device__ __forceinline__ V from_u32(uint32_t u) { return *reinterpret_cast<V*>(&u); }
 
-// The codes of one 16-byte chunk as exact floats, without int-to-float
-// conversions (a quarter-rate instruction): the code goes into the low
-// mantissa bits of 2^23 and 2^23 is subtracted.
-template <int Bits>
-struct Chunk;
-template <>
-struct Chunk<4> {
-  static constexpr int kCodes = 32;
-  __device__ __forceinline__ static float code(const uint4& c, int j) {
-    return __uint_as_float(((word(c, j / 8) >> (4 * (j % 8))) & 15u) | 0x4B000000u) - 8388608.0f;
-  }
-};
-template <>
-struct Chunk<8> {
-  static constexpr int kCodes = 16;
-  // int8: flipping the sign bit gives q + 128 as a byte; PRMT puts it under 2^23.
-  __device__ __forceinline__ static float code(const uint4& c, int j) {
-    return __uint_as_float(__byte_perm(word(c, j / 4) ^ 0x80808080u, 0x4B000000u, 0x7440u | unsigned(j % 4))) -
-           8388736.0f;
-  }
-};
-
-// Eight activations of row xr (16 bytes: one vector load when aligned).
-template <class T, bool kVec>
-__device__ __forceinline__ void load8(const T* xr, float* v) {
-  if constexpr (kVec) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(xr));
-    const T* h = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = to_f32(h[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = to_f32(xr[i]);
-  }
-}
-
-// The group's W = q * s + off, from its scale and zero point.
+// Two T in one register (low half first), the tensor cores' operand format,
+// and the packed arithmetic on them. A code c becomes the exact T value
+// kMagic + c by writing c into the low mantissa bits of kMagic (no
+// int-to-float conversion).
 template <class T>
-__device__ __forceinline__ void group_affine(const WeightOnlyArgs<T>& a, float s, float z, float& off) {
-  off = s * a.code_offset;
-  if (a.domain == ZeroDomain::Int)
-    off = s * (a.code_offset - z);
-  else if (a.domain == ZeroDomain::Float)
-    off = fmaf(s, a.code_offset - a.mid, z);
+struct Pair;
+template <>
+struct Pair<__half> {
+  using T2 = __half2;
+  static constexpr uint32_t kMagic4 = 0x64006400u;  // 1024 + nibble
+  static constexpr float kMagic = 1024.0f;
+  static constexpr bool kBytesExact = true;  // 1024 + byte is exact too
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2half2_rn(lo, hi)); }
+};
+template <>
+struct Pair<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+  static constexpr uint32_t kMagic4 = 0x43004300u;  // 128 + nibble
+  static constexpr float kMagic = 128.0f;
+  static constexpr bool kBytesExact = false;  // 8 significant bits: a byte takes the float32 route
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2bfloat162_rn(lo, hi)); }
+};
+
+template <class T>
+__device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
+  using T2 = typename Pair<T>::T2;
+  return as_u32(__hsub2(from_u32<T2>(a), from_u32<T2>(b)));
+}
+template <class T>
+__device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
+  using T2 = typename Pair<T>::T2;
+  return as_u32(__hfma2(from_u32<T2>(a), from_u32<T2>(b), from_u32<T2>(c)));
 }
 
-// One warp per output column n. Lane l takes 16-byte chunks l, l + 32, ...
-// of the weight row (a chunk lies inside one group), so a warp's loads are
-// 512 contiguous bytes. W = q*s + off per group, so each row's partial sum is
-// s * sum(x*q) + off * sum(x).
-template <class T, int Bits, int MB, bool kVec>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32) wo_kernel(const WeightOnlyArgs<T> a, int64_t m_begin) {
-  using C = Chunk<Bits>;
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-  const int64_t m0 = m_begin + int64_t(blockIdx.y) * MB;
-  if (n >= a.N || m0 >= a.M) return;
-  const int rows = int(a.M - m0 < MB ? a.M - m0 : MB);
-  const int64_t chunks = a.K / C::kCodes, groups = a.K / a.group_size;
-  const uint4* wrow = reinterpret_cast<const uint4*>(a.codes) + n * chunks;
-  float acc[MB];
+// One row's group: W = (code + c) * s + z with c = code_offset (- z for an
+// integer zero point, - mid for a float one). `sub` is the constant that
+// turns the magic-number form of a code into code + c, exactly.
+struct RowQ {
+  float sub, s, z;
+  uint32_t sub2, s2, z2;
+};
+
+// k / group_size without a division instruction (integer division is a
+// long instruction sequence on the GPU, and the kernels need one per load):
+// q = (umulhi(k, m) + k) >> l, exact for k < 2^31 (Granlund-Montgomery).
+struct GroupDiv {
+  uint32_t m = 0, l = 0;
+  explicit GroupDiv(int64_t d) {
+    while ((int64_t(1) << l) < d) ++l;
+    m = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << l) - uint64_t(d))) / uint64_t(d) + 1);
+  }
+  __device__ __forceinline__ uint32_t operator()(uint32_t k) const { return (__umulhi(k, m) + k) >> l; }
+};
+
+// The group's qparams of one row: sc and zp point at the row's first group.
+template <class T, CodeFormat F>
+__device__ __forceinline__ RowQ row_q(const WeightOnlyArgs<T>& a, const T* sc, const T* zp, uint32_t group, bool ok) {
+  RowQ q{0.0f, 0.0f, 0.0f, 0u, 0u, 0u};  // a row or k past the end: W = 0
+  if (!ok) return q;
+  const float s = to_f32(sc[group]), z = a.domain != ZeroDomain::None ? to_f32(zp[group]) : 0.0f;
+  float c = a.code_offset;
+  if (a.domain == ZeroDomain::Int) c -= z;
+  if (a.domain == ZeroDomain::Float) c -= a.mid;
+  q.s = s;
+  q.z = a.domain == ZeroDomain::Float ? z : 0.0f;
+  // Uint4: kMagic + nibble; Int8: the sign bit flipped gives code + 128 as a byte.
+  const float magic = F == CodeFormat::Int8 && !Pair<T>::kBytesExact ? 8388608.0f : Pair<T>::kMagic;
+  q.sub = magic + (F == CodeFormat::Int8 ? 128.0f : 0.0f) - c;
+  q.sub2 = Pair<T>::of(q.sub, q.sub);
+  q.s2 = Pair<T>::of(s, s);
+  q.z2 = Pair<T>::of(q.z, q.z);
+  return q;
+}
+
+// Dequantizes the codes of one 16-byte load into pairs of T: pair i holds
+// codes lo(i) and lo(i) + kStride. The order matches b_pairs below, so the
+// K order inside a tensor-core tile is permuted identically for both operands.
+template <class T, CodeFormat F>
+struct Decode;
+
+template <class T>
+struct Decode<T, CodeFormat::Uint4> {
+  static constexpr int kCodes = 32, kStride = 4;
+  __device__ static int lo(int i) { return 8 * (i / 4) + i % 4; }
+  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kCodes / 2]) {
 #pragma unroll
-  for (int r = 0; r < MB; ++r) acc[r] = 0.0f;
-  for (int64_t base = 0; base < chunks; base += 32 * kUnroll) {
-    // Codes, scales and zero points of all kUnroll chunks are requested
-    // before any is used: one memory latency per kUnroll chunks, not three
-    // dependent ones per chunk.
-    uint4 w[kUnroll];
-    float sc[kUnroll], zc[kUnroll];
+    for (int u = 0; u < 4; ++u) {
+      const uint32_t w = word(c, u);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = base + u * 32 + lane;
-      const bool in = i < chunks;
-      const int64_t g = n * groups + (in ? i * C::kCodes / a.group_size : 0);
-      w[u] = in ? __ldg(wrow + i) : make_uint4(0u, 0u, 0u, 0u);
-      sc[u] = to_f32(a.scale[g]);
-      zc[u] = a.domain != ZeroDomain::None ? to_f32(a.zero[g]) : 0.0f;
+      for (int s = 0; s < 4; ++s)
+        p[4 * u + s] = fma2<T>(sub2<T>(((w >> (4 * s)) & 0x000F000Fu) | Pair<T>::kMagic4, q.sub2), q.s2, q.z2);
+    }
+  }
+};
+
+template <class T>
+struct Decode<T, CodeFormat::Int8> {
+  static constexpr int kCodes = 16, kStride = 2;
+  __device__ static int lo(int i) { return 4 * (i / 2) + i % 2; }
+  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kCodes / 2]) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const uint32_t w = word(c, u) ^ 0x80808080u;
+      if constexpr (Pair<T>::kBytesExact) {
+        p[2 * u] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4240), q.sub2), q.s2, q.z2);
+        p[2 * u + 1] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4341), q.sub2), q.s2, q.z2);
+      } else {
+        float v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          v[j] = fmaf(__uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440 | j)) - q.sub, q.s, q.z);
+        p[2 * u] = Pair<T>::of(v[0], v[2]);
+        p[2 * u + 1] = Pair<T>::of(v[1], v[3]);
+      }
+    }
+  }
+};
+
+template <class T, __nv_fp8_interpretation_t kFp8>
+struct DecodeFloat8 {
+  static constexpr int kCodes = 16, kStride = 2;
+  __device__ static int lo(int i) { return 4 * (i / 2) + i % 2; }
+  // Codes j and j + 2 of a word as exact halves; W = f * s, rounded once.
+  __device__ static uint32_t pair(uint32_t w, int j, const RowQ& q) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(__byte_perm(w, 0u, 0x4420 + j * 0x11)), kFp8);
+    const float2 f = __half22float2(__half2(h));
+    return Pair<T>::of(f.x * q.s, f.y * q.s);
+  }
+  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kCodes / 2]) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      p[2 * u] = pair(word(c, u), 0, q);
+      p[2 * u + 1] = pair(word(c, u), 1, q);
+    }
+  }
+};
+template <class T>
+struct Decode<T, CodeFormat::Float8E4M3> : DecodeFloat8<T, __NV_E4M3> {};
+template <class T>
+struct Decode<T, CodeFormat::Float8E5M2> : DecodeFloat8<T, __NV_E5M2> {};
+
+// The activation pairs of k-tile t (0 or 1) of eight activations X, in the
+// order Decode pairs the codes: (x0, x4), (x1, x5) | (x2, x6), (x3, x7) for
+// 4-bit codes, (x0, x2), (x1, x3) | (x4, x6), (x5, x7) for bytes.
+template <CodeFormat F>
+__device__ __forceinline__ void b_pairs(const uint4& X, int t, uint32_t& b0, uint32_t& b1) {
+  const uint32_t lo = F == CodeFormat::Uint4 ? (t ? X.y : X.x) : (t ? X.z : X.x);
+  const uint32_t hi = F == CodeFormat::Uint4 ? (t ? X.w : X.z) : (t ? X.w : X.y);
+  b0 = __byte_perm(lo, hi, 0x5410);
+  b1 = __byte_perm(lo, hi, 0x7632);
+}
+
+// Weight codes are read once: stream them past L1.
+__device__ __forceinline__ uint4 load_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// Eight activations (16 bytes): one vector load when the row is aligned.
+template <class T, bool kVec>
+__device__ __forceinline__ uint4 load_x8(const T* xr) {
+  if constexpr (kVec) {
+    return __ldg(reinterpret_cast<const uint4*>(xr));
+  } else {
+    uint4 v;
+    uint16_t* h = reinterpret_cast<uint16_t*>(&v);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) h[i] = __ldg(reinterpret_cast<const unsigned short*>(xr) + i);
+    return v;
+  }
+}
+
+template <CodeFormat F>
+constexpr int kBits = F == CodeFormat::Uint4 ? 4 : 8;
+
+// Tensor-core weight-only GEMM for few rows: out^T = W x^T, W as the 16-row
+// A operand (dequantized in registers) and up to 8 * MT activation rows as B.
+// A block takes NT 16-row tiles of W (sharing each activation load between
+// them); its warps take interleaved K blocks (the 4 lanes of a row each load
+// 16 contiguous bytes: 64 bytes of a row and 16 rows per warp load) and are
+// summed through shared memory at the end. Lane (g, t) holds rows g and g + 8
+// of each tile and K range [kCodes * t, kCodes * (t + 1)) of each K block; the
+// K order within a tensor-core tile is permuted, the same way for both
+// operands (Decode, b_pairs), which leaves the sum unchanged.
+template <class T, CodeFormat F, int NT, int MT, int U, bool kVec>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    wo_mma_kernel(const WeightOnlyArgs<T> a, const GroupDiv div, int64_t m_begin) {
+  using D = Decode<T, F>;
+  constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kAcc = NT * MT * 4;
+  __shared__ float red[kMaxWarps][kAcc][32];
+  const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * 16 * NT, m0 = m_begin + int64_t(blockIdx.y) * (8 * MT);
+  const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK;
+  // Rows g and g + 8 of each tile: r = 2 * tile + half.
+  const int64_t groups = a.K / a.group_size;
+  bool ok[2 * NT];
+  const char* rows[2 * NT];
+  const T *sc[2 * NT], *zp[2 * NT];
+#pragma unroll
+  for (int r = 0; r < 2 * NT; ++r) {
+    const int64_t n = n0 + 16 * (r / 2) + 8 * (r % 2) + g, nr = n < a.N ? n : 0;
+    ok[r] = n < a.N;
+    rows[r] = static_cast<const char*>(a.codes) + nr * row_bytes;
+    sc[r] = a.scale + nr * groups;
+    zp[r] = a.zero ? a.zero + nr * groups : nullptr;
+  }
+  float acc[NT][MT][4];
+#pragma unroll
+  for (int i = 0; i < NT; ++i)
+#pragma unroll
+    for (int t = 0; t < MT; ++t) acc[i][t][0] = acc[i][t][1] = acc[i][t][2] = acc[i][t][3] = 0.0f;
+  const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
+  for (int64_t kb0 = warp; kb0 < kblocks; kb0 += int64_t(warps) * U) {
+    // Everything U K blocks need is requested before any is used.
+    uint4 cw[U][2 * NT], xv[U][MT][kX];
+    RowQ q[U][2 * NT];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t k0 = (kb0 + int64_t(u) * warps) * kBlockK + kCodes * tig;
+      const bool in = k0 < a.K;
+      const uint32_t group = div(uint32_t(in ? k0 : 0));
+#pragma unroll
+      for (int r = 0; r < 2 * NT; ++r) {
+        cw[u][r] = in && ok[r] ? load_stream(rows[r] + k0 * kBits<F> / 8) : zero4;
+        q[u][r] = row_q<T, F>(a, sc[r], zp[r], group, in && ok[r]);
+      }
+#pragma unroll
+      for (int t = 0; t < MT; ++t) {
+        const int64_t m = m0 + 8 * t + g;
+#pragma unroll
+        for (int v = 0; v < kX; ++v)
+          xv[u][t][v] = in && m < a.M ? load_x8<T, kVec>(a.x + m * a.ldx + k0 + 8 * v) : zero4;
+      }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = base + u * 32 + lane;
-      if (i >= chunks) break;
-      const int64_t k0 = i * C::kCodes;
-      const float s = sc[u];
-      float off;
-      group_affine(a, s, zc[u], off);
-      float d[MB], xs[MB];
+    for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int r = 0; r < MB; ++r) d[r] = xs[r] = 0.0f;
+      for (int i = 0; i < NT; ++i) {
+        uint32_t pa[kCodes / 2], pb[kCodes / 2];
+        D::run(cw[u][2 * i], q[u][2 * i], pa);
+        D::run(cw[u][2 * i + 1], q[u][2 * i + 1], pb);
 #pragma unroll
-      for (int j0 = 0; j0 < C::kCodes; j0 += 8) {
-        float q[8];
+        for (int j = 0; j < kCodes / 4; ++j) {
+          const uint32_t w[4] = {pa[2 * j], pb[2 * j], pa[2 * j + 1], pb[2 * j + 1]};
 #pragma unroll
-        for (int j = 0; j < 8; ++j) q[j] = C::code(w[u], j0 + j);
-#pragma unroll
-        for (int r = 0; r < MB; ++r) {
-          if (r < rows) {
-            float xv[8];
-            load8<T, kVec>(a.x + (m0 + r) * a.ldx + k0 + j0, xv);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              d[r] = fmaf(xv[j], q[j], d[r]);
-              xs[r] += xv[j];
-            }
+          for (int t = 0; t < MT; ++t) {
+            uint32_t b0, b1;
+            b_pairs<F>(xv[u][t][j / 2], j % 2, b0, b1);
+            Pair<T>::mma(acc[i][t], w, b0, b1);
           }
         }
       }
-#pragma unroll
-      for (int r = 0; r < MB; ++r) acc[r] = fmaf(s, d[r], fmaf(off, xs[r], acc[r]));
-    }
   }
-  const float b = a.bias ? to_f32(a.bias[n]) : 0.0f;
 #pragma unroll
-  for (int r = 0; r < MB; ++r) {
-    float v = acc[r];
+  for (int i = 0; i < NT; ++i)
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && r < rows) a.out[(m0 + r) * a.N + n] = from_f32<T>(v + b);
+    for (int t = 0; t < MT; ++t)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) red[warp][(i * MT + t) * 4 + e][lane] = acc[i][t][e];
+  __syncthreads();
+  // Accumulator e of lane l for tile i, m-tile t: row n0 + 16 i + l / 4
+  // (+ 8 for e >= 2), activation row m0 + 8 t + 2 (l % 4) + e % 2.
+  for (int j = threadIdx.x; j < kAcc * 32; j += blockDim.x) {
+    const int idx = j >> 5, l = j & 31, i = idx / (4 * MT), t = (idx / 4) % MT, e = idx & 3;
+    const int64_t n = n0 + 16 * i + (l >> 2) + (e >= 2 ? 8 : 0), m = m0 + 8 * t + 2 * (l & 3) + (e & 1);
+    if (n >= a.N || m >= a.M) continue;
+    float v = 0.0f;
+    for (int w = 0; w < warps; ++w) v += red[w][idx][l];
+    a.out[m * a.N + n] = from_f32<T>(v + (a.bias ? to_f32(a.bias[n]) : 0.0f));
   }
 }
 
-// One thread per 16-byte chunk of codes: W[n, k] rounded once to T.
-template <class T, int Bits>
+// One thread per 16-byte load of codes: W[n, k] exactly as the GEMM kernel
+// dequantizes it, so both paths see the same weight.
+template <class T, CodeFormat F>
 __global__ void dequantize_kernel(const WeightOnlyArgs<T> a, T* __restrict__ w) {
-  using C = Chunk<Bits>;
-  const int64_t chunks = a.K / C::kCodes, i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= a.N * chunks) return;
-  const int64_t n = i / chunks, k0 = (i % chunks) * C::kCodes;
-  const int64_t g = n * (a.K / a.group_size) + k0 / a.group_size;
-  const float s = to_f32(a.scale[g]);
-  float off;
-  group_affine(a, s, a.domain != ZeroDomain::None ? to_f32(a.zero[g]) : 0.0f, off);
-  const uint4 c = __ldg(reinterpret_cast<const uint4*>(a.codes) + i);
-  T v[C::kCodes];
+  using D = Decode<T, F>;
+  const int64_t loads = a.K / D::kCodes, i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.N * loads) return;
+  const int64_t n = i / loads, k0 = (i % loads) * D::kCodes;
+  uint32_t p[D::kCodes / 2];
+  const int64_t groups = a.K / a.group_size;
+  D::run(__ldg(reinterpret_cast<const uint4*>(a.codes) + i),
+         row_q<T, F>(a, a.scale + n * groups, a.zero ? a.zero + n * groups : nullptr, uint32_t(k0 / a.group_size), true), p);
+  T v[D::kCodes];
 #pragma unroll
-  for (int j = 0; j < C::kCodes; ++j) v[j] = from_f32<T>(fmaf(C::code(c, j), s, off));
+  for (int j = 0; j < D::kCodes / 2; ++j) {
+    const T* h = reinterpret_cast<const T*>(&p[j]);
+    v[D::lo(j)] = h[0];
+    v[D::lo(j) + D::kStride] = h[1];
+  }
   uint4* dst = reinterpret_cast<uint4*>(w + n * a.K + k0);
 #pragma unroll
-  for (int j = 0; j < C::kCodes / 8; ++j) dst[j] = reinterpret_cast<const uint4*>(v)[j];
+  for (int j = 0; j < D::kCodes / 8; ++j) dst[j] = reinterpret_cast<const uint4*>(v)[j];
 }
 
-template <class T, int Bits, int MB>
+// NT tiles of 16 rows per block, MT groups of 8 activation rows per pass, U
+// K blocks in flight per warp: more of one leaves registers for less of another.
+template <class T, CodeFormat F, int NT, int MT, int U>
 cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
+  constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
+  const int64_t kblocks = (a.K + kBlockK - 1) / kBlockK;
+  const int64_t want = a.warps > 0 ? (a.warps < kMaxWarps ? a.warps : kMaxWarps) : kDefaultWarps<F>;
+  const int warps = int(kblocks < want ? kblocks : want);
   // 16-byte activation loads need 16-byte aligned rows.
   const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
-  const int64_t passes = (a.M + MB - 1) / MB;
+  const int64_t passes = (a.M + 8 * MT - 1) / (8 * MT);
+  const GroupDiv div(a.group_size);
   for (int64_t p0 = 0; p0 < passes; p0 += kMaxGridY) {
-    const dim3 grid(unsigned((a.N + kWarpsPerBlock - 1) / kWarpsPerBlock),
+    const dim3 grid(unsigned((a.N + 16 * NT - 1) / (16 * NT)),
                     unsigned(passes - p0 < kMaxGridY ? passes - p0 : kMaxGridY));
     if (vec)
-      wo_kernel<T, Bits, MB, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(a, p0 * MB);
+      wo_mma_kernel<T, F, NT, MT, U, true><<<grid, warps * 32, 0, stream>>>(a, div, p0 * 8 * MT);
     else
-      wo_kernel<T, Bits, MB, false><<<grid, kWarpsPerBlock * 32, 0, stream>>>(a, p0 * MB);
+      wo_mma_kernel<T, F, NT, MT, U, false><<<grid, warps * 32, 0, stream>>>(a, div, p0 * 8 * MT);
   }
   return cudaGetLastError();
 }
 
-template <class T, int Bits>
+template <class T, CodeFormat F>
 cudaError_t launch_rows(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
-  if (a.M == 1) return launch<T, Bits, 1>(a, stream);
-  if (a.M <= 2) return launch<T, Bits, 2>(a, stream);
-  if (a.M <= 4) return launch<T, Bits, 4>(a, stream);
-  return launch<T, Bits, kMaxRowsPerPass>(a, stream);
+  // Few rows: latency-bound on the weight stream, so many loads in flight.
+  // More rows: activation loads grow, so two tiles share each.
+  if (a.M <= 8) return launch<T, F, 1, 1, 4>(a, stream);
+  if (a.M <= 16) return launch<T, F, 2, 2, 2>(a, stream);
+  return launch<T, F, 2, 4, 1>(a, stream);
+}
+
+int format_bits(CodeFormat f) {
+  switch (f) {
+    case CodeFormat::Uint4:
+      return 4;
+    case CodeFormat::Int8:
+    case CodeFormat::Float8E4M3:
+    case CodeFormat::Float8E5M2:
+      return 8;
+  }
+  return 0;
 }
 
 template <class T>
 cudaError_t check_args(const WeightOnlyArgs<T>& a) {
-  if (a.bits != 4 && a.bits != 8) return cudaErrorInvalidValue;
-  const int64_t codes_per_chunk = 128 / a.bits;
-  if (a.K <= 0 || a.K % codes_per_chunk != 0 || a.group_size <= 0 || a.group_size % codes_per_chunk != 0 ||
+  const int bits = format_bits(a.format);
+  if (bits == 0) return cudaErrorInvalidValue;
+  const bool float8 = a.format == CodeFormat::Float8E4M3 || a.format == CodeFormat::Float8E5M2;
+  if (float8 && (a.domain != ZeroDomain::None || a.code_offset != 0.0f)) return cudaErrorInvalidValue;
+  const int64_t codes_per_load = 128 / bits;
+  if (a.K <= 0 || a.K >= (int64_t(1) << 31) || a.K % codes_per_load != 0 || a.group_size <= 0 || a.group_size % codes_per_load != 0 ||
       a.K % a.group_size != 0 || a.M < 0 || a.N < 0)
     return cudaErrorInvalidValue;
   if (a.domain != ZeroDomain::None && a.zero == nullptr) return cudaErrorInvalidValue;
@@ -205,27 +403,50 @@ cudaError_t check_args(const WeightOnlyArgs<T>& a) {
   return cudaSuccess;
 }
 
+// Calls f with the format as a template argument.
+template <class T, template <class, CodeFormat> class Fn>
+cudaError_t by_format(const WeightOnlyArgs<T>& a, cudaStream_t stream, T* w = nullptr) {
+  switch (a.format) {
+    case CodeFormat::Uint4:
+      return Fn<T, CodeFormat::Uint4>::run(a, stream, w);
+    case CodeFormat::Int8:
+      return Fn<T, CodeFormat::Int8>::run(a, stream, w);
+    case CodeFormat::Float8E4M3:
+      return Fn<T, CodeFormat::Float8E4M3>::run(a, stream, w);
+    case CodeFormat::Float8E5M2:
+      return Fn<T, CodeFormat::Float8E5M2>::run(a, stream, w);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <class T, CodeFormat F>
+struct LinearFn {
+  static cudaError_t run(const WeightOnlyArgs<T>& a, cudaStream_t stream, T*) { return launch_rows<T, F>(a, stream); }
+};
+template <class T, CodeFormat F>
+struct DequantizeFn {
+  static cudaError_t run(const WeightOnlyArgs<T>& a, cudaStream_t stream, T* w) {
+    const int64_t loads = a.N * (a.K / Decode<T, F>::kCodes);
+    dequantize_kernel<T, F><<<unsigned((loads + 255) / 256), 256, 0, stream>>>(a, w);
+    return cudaGetLastError();
+  }
+};
+
 }  // namespace
 
 template <class T>
 cudaError_t weight_only_linear(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   if (const cudaError_t e = check_args(a)) return e;
   if (a.M == 0 || a.N == 0) return cudaSuccess;
-  return a.bits == 4 ? launch_rows<T, 4>(a, stream) : launch_rows<T, 8>(a, stream);
+  return by_format<T, LinearFn>(a, stream);
 }
 
 template <class T>
 cudaError_t weight_only_dequantize(const WeightOnlyArgs<T>& a, T* w, cudaStream_t stream) {
   if (const cudaError_t e = check_args(a)) return e;
   if (reinterpret_cast<uintptr_t>(w) % 16 != 0) return cudaErrorMisalignedAddress;
-  const int64_t chunks = a.N * (a.K / (128 / a.bits));
-  if (chunks == 0) return cudaSuccess;
-  const unsigned blocks = unsigned((chunks + 255) / 256);
-  if (a.bits == 4)
-    dequantize_kernel<T, 4><<<blocks, 256, 0, stream>>>(a, w);
-  else
-    dequantize_kernel<T, 8><<<blocks, 256, 0, stream>>>(a, w);
-  return cudaGetLastError();
+  if (a.N == 0) return cudaSuccess;
+  return by_format<T, DequantizeFn>(a, stream, w);
 }
 
 template <class T>
@@ -236,7 +457,7 @@ cudaError_t int4_weight_only_linear(const T* x, int64_t ldx, const uint8_t* code
   a.x = x;
   a.ldx = ldx;
   a.codes = codes;
-  a.bits = 4;
+  a.format = CodeFormat::Uint4;
   a.scale = scale;
   a.zero = zero;
   a.domain = ZeroDomain::Float;

@@ -16,19 +16,29 @@ namespace cuda {
 //   Float: W = (q - mid) * s + z      (torchao's tinygemm math; mid = 8 for uint4)
 enum class ZeroDomain : int { None = 0, Int = 1, Float = 2 };
 
+// How the weight's codes are stored: N rows of K codes, 16-byte aligned.
+enum class CodeFormat : int {
+  Uint4 = 0,     // K / 2 bytes a row, code 2j in the low nibble of byte j (the CPU kernels' packed rows)
+  Int8 = 1,      // K bytes a row
+  Float8E4M3 = 2,  // K bytes a row, OCP e4m3fn (domain None, code_offset 0)
+  Float8E5M2 = 3,
+};
+
 // out[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]) with W dequantized in
-// registers from per-(n, group) scale and zero point; products accumulate in
-// float32 and the output is rounded once to T (__nv_bfloat16 or __half).
+// registers from per-(n, group) scale and zero point and rounded once to T
+// (__nv_bfloat16 or __half), as torchao's dequantize-then-linear and
+// tinygemm do; products accumulate in float32 (tensor cores) and the output
+// is rounded once to T.
 template <class T>
 struct WeightOnlyArgs {
   const T* x = nullptr;  // M rows of K activations, ldx elements apart
   int64_t ldx = 0;
-  // N rows of K * bits / 8 bytes, 16-byte aligned. bits 4: unsigned codes,
-  // code 2j in the low nibble of byte j (the CPU kernels' packed rows);
-  // bits 8: int8 codes.
   const void* codes = nullptr;
-  int bits = 4;
-  float code_offset = 0.0f;  // added to the stored code (the packed format stores code - quant_min)
+  CodeFormat format = CodeFormat::Uint4;
+  // Added to the stored integer code (the packed format stores code - quant_min).
+  // (q + code_offset), (q + code_offset - z) and (q + code_offset - mid) must be
+  // integers of magnitude <= 256, so that they are exact in T.
+  float code_offset = 0.0f;
   const T* scale = nullptr;  // (N, K / group_size)
   const T* zero = nullptr;   // (N, K / group_size), nullptr for ZeroDomain::None
   ZeroDomain domain = ZeroDomain::None;
@@ -36,11 +46,13 @@ struct WeightOnlyArgs {
   const T* bias = nullptr;  // N, or nullptr
   int64_t M = 0, N = 0, K = 0, group_size = 0;
   T* out = nullptr;  // M x N, contiguous
+  int warps = 0;     // warps per block splitting K (launch tuning; 0 = the default)
 };
 
-// Returns cudaErrorInvalidValue for an unsupported shape (K * bits / 8 not a
-// multiple of 16 bytes, a group not a multiple of 128 bits' worth of codes,
-// bits not 4 or 8, a zero domain without zero points),
+// Returns cudaErrorInvalidValue for an unsupported shape (K codes not a
+// multiple of 16 bytes, a group not a multiple of 16 bytes' worth of codes,
+// an unknown format, float8 codes with a zero domain, a zero domain without
+// zero points),
 // cudaErrorMisalignedAddress for codes not 16-byte aligned, else the launch
 // error, if any. Never synchronises.
 template <class T>
