@@ -98,6 +98,6 @@ class CMakeBuild(build_ext):
 setup(
     ext_modules=[CMakeExtension("torchao_cpp._C")],
     cmdclass={"build_ext": CMakeBuild},
-    packages=["torchao_cpp", "torchao_cpp.quantization", "torchao_cpp.dtypes", "torchao_cpp.models"],
+    packages=["torchao_cpp", "torchao_cpp.quantization", "torchao_cpp.dtypes", "torchao_cpp.float8", "torchao_cpp.models"],
     package_data={"torchao_cpp": ["lib/*.so", "bin/torchao_cpp_run"]},
 )

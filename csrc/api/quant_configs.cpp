@@ -2,6 +2,7 @@
 
 #include <torch/library.h>
 
+#include <cmath>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -19,6 +20,7 @@ namespace {
 struct Entry {
   ConfigValidator validate;
   QuantizeHandler handler;
+  int64_t max_weight_dim = 2;
 };
 
 std::map<std::string, Entry>& registry() {
@@ -78,6 +80,22 @@ class Fields {
     const auto v = at(f);
     TORCH_CHECK_TYPE(v.isString(), name(f), " must be a name (str), got ", kind_name(v));
     return v.toStringRef();
+  }
+  // A list of names (the Python side sends a tuple of granularities so).
+  c10::optional<std::vector<std::string>> get_opt_str_list(const std::string& f) const {
+    if (!has(f) || !at(f).isList()) return c10::nullopt;
+    std::vector<std::string> out;
+    for (const auto& e : at(f).toListRef()) {
+      TORCH_CHECK_TYPE(e.isString(), name(f), " must hold names (str), got ", kind_name(e));
+      out.push_back(e.toStringRef());
+    }
+    return out;
+  }
+  bool is_list(const std::string& f) const { return has(f) && at(f).isList(); }
+  at::Tensor get_tensor(const std::string& f) const {
+    const auto v = at(f);
+    TORCH_CHECK_TYPE(v.isTensor(), name(f), " must be a torch.Tensor, got ", kind_name(v));
+    return v.toTensor();
   }
   c10::optional<std::string> get_opt_str(const std::string& f) const {
     if (!has(f)) return c10::nullopt;
@@ -358,6 +376,123 @@ QuantizedWeight quantize_fp8_wo(const at::Tensor& w, const ConfigFields& d, cons
   return out;
 }
 
+// --- Float8DynamicActivationFloat8WeightConfig / Float8StaticActivationFloat8WeightConfig ---
+const std::vector<std::string> kFloat8Dtypes = {"float8_e4m3fn", "float8_e5m2"};
+// axis / group_size arrive with a PerAxis / PerGroup granularity, which fp8_granularity refuses by name.
+const std::set<std::string> kFp8DqFields = {"activation_dtype", "weight_dtype", "granularity", "axis", "group_size",
+                                            "mm_config", "mm_config_emulate", "mm_config_use_fast_accum",
+                                            "mm_config_pad_inner_dim", "set_inductor_config"};
+std::set<std::string> fp8_static_fields() {
+  auto s = kFp8DqFields;
+  s.insert("scale");
+  return s;
+}
+
+// The seed's _normalize_granularity: (activation, weight) granularities, each
+// PerTensor or PerRow, and the same for both.
+std::pair<std::string, std::string> fp8_granularity(const Fields& f) {
+  const auto field = f.name("granularity");
+  if (f.is_list("granularity")) {
+    const auto g = *f.get_opt_str_list("granularity");
+    std::ostringstream os;
+    os << "[";
+    for (size_t i = 0; i < g.size(); ++i) os << (i ? ", " : "") << g[i] << "()";
+    os << "]";
+    TORCH_CHECK_VALUE(g.size() == 2, field, ": invalid granularity specification ", os.str(),
+                      ", only PerTensor or PerRow are supported (one, or a pair for activation and weight)");
+    for (const auto& x : g)
+      TORCH_CHECK_VALUE(x == "PerTensor" || x == "PerRow", field, ": invalid granularity types ", os.str(),
+                        ", only PerTensor or PerRow are supported");
+    TORCH_CHECK_VALUE(g[0] == g[1], field, ": different granularities for activation and weight are not supported: ",
+                      os.str(), ", only PerTensor or PerRow are supported");
+    return {g[0], g[1]};
+  }
+  const auto g = f.get_str("granularity", "PerTensor");
+  TORCH_CHECK_VALUE(g == "PerTensor" || g == "PerRow", field, ": invalid granularity specification ", g,
+                    "(), only PerTensor or PerRow are supported");
+  return {g, g};
+}
+
+// The seed's Float8MMConfig defaults to use_fast_accum=True in these configs.
+bool fp8_fast_accum(const Fields& f) {
+  if (!f.has("mm_config")) return true;
+  TORCH_CHECK_TYPE(f.get_str("mm_config", "") == "Float8MMConfig", f.name("mm_config"),
+                   " must be a Float8MMConfig or None");
+  f.get_bool("mm_config_emulate", false);
+  f.get_bool("mm_config_pad_inner_dim", false);
+  return f.get_bool("mm_config_use_fast_accum", false);
+}
+
+void validate_fp8_common(const Fields& f) {
+  f.get_choice("activation_dtype", "float8_e4m3fn", kFloat8Dtypes);
+  f.get_choice("weight_dtype", "float8_e4m3fn", kFloat8Dtypes);
+  fp8_granularity(f);
+  fp8_fast_accum(f);
+  f.get_bool("set_inductor_config", true);
+}
+
+void validate_fp8_dq(const ConfigFields& d) {
+  validate_fp8_common(Fields("Float8DynamicActivationFloat8WeightConfig", d, kFp8DqFields));
+}
+
+at::Tensor fp8_static_scale(const Fields& f) {
+  const auto s = f.get_tensor("scale");
+  TORCH_CHECK_VALUE(s.numel() == 1, f.name("scale"), " must hold one activation scale (PerTensor), got shape ",
+                    s.sizes());
+  TORCH_CHECK_TYPE(s.is_floating_point(), f.name("scale"), " must be a float tensor, got ", s.scalar_type());
+  const double v = s.to(at::kDouble).cpu().item<double>();
+  TORCH_CHECK_VALUE(std::isfinite(v) && v > 0, f.name("scale"), " must be finite and > 0, got ", v);
+  return s;
+}
+
+void validate_fp8_static(const ConfigFields& d) {
+  Fields f("Float8StaticActivationFloat8WeightConfig", d, fp8_static_fields());
+  validate_fp8_common(f);
+  TORCH_CHECK_VALUE(fp8_granularity(f).first == "PerTensor", f.name("granularity"),
+                    ": static quantization only supports PerTensor granularity");
+  fp8_static_scale(f);
+}
+
+QuantizedWeight quantize_fp8_act(const at::Tensor& w, const Fields& f, const std::string& config,
+                                 const std::string& fqn, bool is_static) {
+  QuantizedWeight out;
+  const int64_t N = w.size(-2), K = w.size(-1);
+  // The seed's _fp8_mm_compat: _scaled_mm needs both dims to be multiples of 16.
+  if (N % 16 != 0 || K % 16 != 0) {
+    std::ostringstream os;
+    os << "Skipping " << config << " for " << (fqn.empty() ? "<root>" : fqn)
+       << ": float8 quantization needs in_features and out_features that are multiples of 16 (as _scaled_mm), "
+          "weight shape is "
+       << w.sizes();
+    out.skip_reason = os.str();
+    return out;
+  }
+  const auto gran = fp8_granularity(f);
+  TORCH_CHECK_TYPE(gran.second != "PerRow" || w.scalar_type() == at::kBFloat16, config,
+                   ": PerRow quantization only works for bfloat16 weights, got ", w.scalar_type());
+  std::vector<int64_t> block(w.dim(), 1);
+  block.back() = K;
+  if (gran.second == "PerTensor") block[w.dim() - 2] = N;
+  const auto wdt = f.get_choice("weight_dtype", "float8_e4m3fn", kFloat8Dtypes);
+  out.weight = affine_quantize(w, "SYMMETRIC", block, wdt, 0, 0, c10::nullopt, at::kFloat, c10::nullopt, true, "NONE",
+                               "Float8Layout");
+  const auto adt = f.get_choice("activation_dtype", "float8_e4m3fn", kFloat8Dtypes);
+  out.act_quant = adt + (is_static ? "_static" : gran.first == "PerRow" ? "_per_row" : "_per_tensor");
+  if (is_static) out.act_scale = fp8_static_scale(f).to(at::kFloat).reshape({}).to(w.device());
+  out.fast_accum = fp8_fast_accum(f);
+  return out;
+}
+
+QuantizedWeight quantize_fp8_dq(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  const std::string c = "Float8DynamicActivationFloat8WeightConfig";
+  return quantize_fp8_act(w, Fields(c, d, kFp8DqFields), c, fqn, false);
+}
+
+QuantizedWeight quantize_fp8_static(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  const std::string c = "Float8StaticActivationFloat8WeightConfig";
+  return quantize_fp8_act(w, Fields(c, d, fp8_static_fields()), c, fqn, true);
+}
+
 // The built-in configs, registered when the library loads.
 const bool kBuiltins = [] {
   register_config("Int8WeightOnlyConfig", validate_int8_wo, quantize_int8_wo);
@@ -368,14 +503,17 @@ const bool kBuiltins = [] {
   register_config("Int8DynamicActivationIntxWeightConfig", validate_8daintx, quantize_8daintx);
   register_config("UIntXWeightOnlyConfig", validate_uintx, quantize_uintx);
   register_config("Float8WeightOnlyConfig", validate_fp8_wo, quantize_fp8_wo);
+  register_config("Float8DynamicActivationFloat8WeightConfig", validate_fp8_dq, quantize_fp8_dq, 3);
+  register_config("Float8StaticActivationFloat8WeightConfig", validate_fp8_static, quantize_fp8_static, 3);
   return true;
 }();
 
 }  // namespace
 
-void register_config(const std::string& config_type, ConfigValidator validate, QuantizeHandler handler) {
+void register_config(const std::string& config_type, ConfigValidator validate, QuantizeHandler handler,
+                     int64_t max_weight_dim) {
   std::lock_guard<std::mutex> g(registry_mutex());
-  registry()[config_type] = Entry{std::move(validate), std::move(handler)};
+  registry()[config_type] = Entry{std::move(validate), std::move(handler), max_weight_dim};
 }
 
 std::vector<std::string> registered_configs() {
@@ -393,13 +531,17 @@ QuantizedWeight quantize_weight(const at::Tensor& weight, const std::string& con
                                 const std::string& fqn) {
   const auto& e = lookup(config_type);
   e.validate(fields);
-  TORCH_CHECK_VALUE(weight.dim() == 2, config_type, ": '", fqn, "' has a ", weight.dim(),
-                    "-d weight; linear weights are 2-d (out_features, in_features)");
+  TORCH_CHECK_VALUE(weight.dim() >= 2 && weight.dim() <= e.max_weight_dim, config_type, ": '", fqn, "' has a ",
+                    weight.dim(), "-d weight; ",
+                    e.max_weight_dim == 2 ? "linear weights are 2-d (out_features, in_features)"
+                                          : "this config takes 2-d or 3-d weights ([experts,] out_features, "
+                                            "in_features)");
   // The quant primitives run on the CPU kernels: a CUDA weight is quantized
   // there and its codes moved back (quantizing is not a hot path).
   if (!weight.device().is_cpu()) {
     auto q = e.handler(weight.cpu(), fields, fqn);
     if (q.weight) q.weight = q.weight->to(weight.device().str());
+    if (q.act_scale) q.act_scale = q.act_scale->to(weight.device());
     return q;
   }
   return e.handler(weight, fields, fqn);
@@ -447,13 +589,19 @@ void validate_quant_config_op(const std::string& config_type, const c10::Dict<st
   validate_config(config_type, fields);
 }
 
-std::tuple<c10::optional<c10::intrusive_ptr<classes::AffineQuantizedTensor>>, std::string, std::string>
+// (weight-only tensor, activation-quantized tensor, skip reason): at most one tensor is set.
+std::tuple<c10::optional<c10::intrusive_ptr<classes::AffineQuantizedTensor>>,
+           c10::optional<c10::intrusive_ptr<classes::LinearActivationQuantizedTensor>>, std::string>
 quantize_weight_op(const at::Tensor& weight, const std::string& config_type,
                    const c10::Dict<std::string, c10::IValue>& fields, const std::string& fqn) {
   auto q = quantize_weight(weight, config_type, fields, fqn);
   c10::optional<c10::intrusive_ptr<classes::AffineQuantizedTensor>> w;
-  if (q.weight) w = q.weight;
-  return {w, q.act_quant, q.skip_reason};
+  c10::optional<c10::intrusive_ptr<classes::LinearActivationQuantizedTensor>> la;
+  if (q.weight && q.act_quant.empty()) w = q.weight;
+  if (q.weight && !q.act_quant.empty())
+    la = c10::make_intrusive<classes::LinearActivationQuantizedTensor>(q.weight, q.act_quant, q.act_scale,
+                                                                       q.fast_accum);
+  return {w, la, q.skip_reason};
 }
 
 c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize_op(

@@ -23,6 +23,8 @@ using ConfigFields = c10::Dict<std::string, c10::IValue>;
 struct QuantizedWeight {
   c10::intrusive_ptr<classes::AffineQuantizedTensor> weight;  // null: the layer is skipped
   std::string act_quant;                                      // empty: weight-only
+  c10::optional<at::Tensor> act_scale;                        // float8 static activation scale
+  bool fast_accum = false;                                    // float8 GEMM accumulation (mm_config)
   std::string skip_reason;                                    // why it was skipped (logged by quantize_)
 };
 
@@ -30,7 +32,10 @@ using ConfigValidator = std::function<void(const ConfigFields&)>;
 using QuantizeHandler =
     std::function<QuantizedWeight(const at::Tensor& weight, const ConfigFields& fields, const std::string& fqn)>;
 
-void register_config(const std::string& config_type, ConfigValidator validate, QuantizeHandler handler);
+// max_weight_dim: 2 for linear weights; 3 where the config also quantizes
+// batched (expert) weights, as the seed's float8 configs.
+void register_config(const std::string& config_type, ConfigValidator validate, QuantizeHandler handler,
+                     int64_t max_weight_dim = 2);
 std::vector<std::string> registered_configs();
 // Raises ValueError / TypeError / NotImplementedError naming "Config.field".
 void validate_config(const std::string& config_type, const ConfigFields& fields);

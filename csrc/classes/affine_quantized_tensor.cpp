@@ -1,5 +1,6 @@
 #include "affine_quantized_tensor.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "../kernels/cpu/bitpack.h"
@@ -307,21 +308,86 @@ c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::setstate(State 
 // --- LinearActivationQuantizedTensor ------------------------------------------------
 
 namespace {
-// The seed's activation quantizers, by name.
+// The seed's int8 activation quantizers, by name.
 constexpr const char* kAsymm = "int8_asymm_per_token";
 constexpr const char* kSymmReduced = "int8_symm_per_token_reduced_range";
 // As kSymmReduced, but inputs with x.shape[1] == 1 (decode steps) stay float
 // and meet the int8 weight directly (weight_only_decode=True).
 constexpr const char* kSymmReducedNoopDecode = "int8_symm_per_token_reduced_range_noop_decode";
+
+// A float8 activation quantizer: "float8_<dtype>_<per_tensor|per_row|static>".
+struct Float8Act {
+  std::string dtype;        // float8_e4m3fn | float8_e5m2
+  std::string granularity;  // PerTensor | PerRow
+  bool is_static = false;   // one calibrated scale (act_scale)
+};
+
+c10::optional<Float8Act> parse_float8_act(const std::string& a) {
+  for (const char* dt : {"float8_e4m3fn", "float8_e5m2"}) {
+    const std::string prefix = std::string(dt) + "_";
+    if (a.rfind(prefix, 0) != 0) continue;
+    const auto rest = a.substr(prefix.size());
+    if (rest == "per_tensor") return Float8Act{dt, "PerTensor", false};
+    if (rest == "per_row") return Float8Act{dt, "PerRow", false};
+    if (rest == "static") return Float8Act{dt, "PerTensor", true};
+  }
+  return c10::nullopt;
+}
+
+// Block of the activation quantizer for `input`: the whole tensor or one row.
+std::vector<int64_t> float8_act_block(const Float8Act& f, const at::Tensor& input) {
+  auto b = input.sizes().vec();
+  if (f.granularity == "PerRow")
+    for (size_t i = 0; i + 1 < b.size(); ++i) b[i] = 1;
+  return b;
+}
 }  // namespace
 
 LinearActivationQuantizedTensor::LinearActivationQuantizedTensor(c10::intrusive_ptr<AffineQuantizedTensor> w,
-                                                                 const std::string& aq)
-    : weight(std::move(w)), act_quant(aq) {
-  TORCH_CHECK_VALUE(weight, "LinearActivationQuantizedTensor: weight is missing");
-  TORCH_CHECK_VALUE(act_quant == kAsymm || act_quant == kSymmReduced || act_quant == kSymmReducedNoopDecode,
-                    "LinearActivationQuantizedTensor: act_quant must be '", kAsymm, "', '", kSymmReduced, "' or '",
-                    kSymmReducedNoopDecode, "', got '", act_quant, "'");
+                                                                 const std::string& aq,
+                                                                 const c10::optional<at::Tensor>& scale,
+                                                                 bool fast_accum_)
+    : weight(std::move(w)), act_quant(aq), fast_accum(fast_accum_) {
+  const char* what = "LinearActivationQuantizedTensor";
+  TORCH_CHECK_VALUE(weight, what, ": weight is missing");
+  if (scale.has_value() && scale->defined()) act_scale = scale;
+  const auto f8 = parse_float8_act(act_quant);
+  const bool int8 = act_quant == kAsymm || act_quant == kSymmReduced || act_quant == kSymmReducedNoopDecode;
+  TORCH_CHECK_VALUE(int8 || f8, what, ": act_quant must be '", kAsymm, "', '", kSymmReduced, "', '",
+                    kSymmReducedNoopDecode, "' or 'float8_{e4m3fn,e5m2}_{per_tensor,per_row,static}', got '",
+                    act_quant, "'");
+  TORCH_CHECK_VALUE(f8 || !fast_accum, what, ": fast_accum applies to float8 activations only, got act_quant '",
+                    act_quant, "'");
+  if (!f8) {
+    TORCH_CHECK_VALUE(!act_scale, what, ": act_scale is for float8 static activation quantization, got act_quant '",
+                      act_quant, "'");
+    return;
+  }
+  TORCH_CHECK_VALUE(parse_code_dtype(weight->code_dtype).is_float8, what, ": float8 activations (", act_quant,
+                    ") need a float8 weight, got code_dtype ", weight->code_dtype);
+  const auto& sh = weight->shape;
+  const auto& bs = weight->block_size;
+  const size_t d = sh.size();
+  bool per_tensor = d >= 2 && bs[d - 1] == sh[d - 1] && bs[d - 2] == sh[d - 2];
+  bool per_row = d >= 1 && bs[d - 1] == sh[d - 1];
+  for (size_t i = 0; i + 2 < d; ++i) per_tensor = per_tensor && bs[i] == 1;
+  for (size_t i = 0; i + 1 < d; ++i) per_row = per_row && bs[i] == 1;
+  TORCH_CHECK_VALUE(per_tensor || per_row, what, ": a float8 weight is scaled per tensor or per row, got block_size ",
+                    join(bs), " for shape ", join(sh));
+  if (!f8->is_static) {
+    TORCH_CHECK_VALUE(!act_scale, what, ": act_scale is for static quantization (float8_*_static), got act_quant '",
+                      act_quant, "'");
+    return;
+  }
+  TORCH_CHECK_VALUE(act_scale, what, ": act_quant '", act_quant, "' needs act_scale");
+  const auto& a = *act_scale;
+  TORCH_CHECK_VALUE(a.numel() == 1, what, ": act_scale must hold one element, got shape ", a.sizes());
+  TORCH_CHECK_TYPE(a.is_floating_point(), what, ": act_scale must be a float tensor, got ", a.scalar_type());
+  TORCH_CHECK_VALUE(a.device() == weight->data.device(), what, ": act_scale is on ", a.device(), ", the weight on ",
+                    weight->data.device());
+  const double v = a.to(at::kDouble).cpu().item<double>();
+  TORCH_CHECK_VALUE(std::isfinite(v) && v > 0, what, ": act_scale must be finite and > 0, got ", v);
+  act_scale = a.to(at::kFloat).reshape({}).contiguous();
 }
 
 bool LinearActivationQuantizedTensor::skips_input(const at::Tensor& input) const {
@@ -330,6 +396,15 @@ bool LinearActivationQuantizedTensor::skips_input(const at::Tensor& input) const
 
 at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::Tensor& input) const {
   if (skips_input(input)) return input;
+  if (const auto f8 = parse_float8_act(act_quant)) {
+    // The CPU primitives (a debugging aid, not a hot path).
+    const auto x = input.cpu();
+    const auto block = float8_act_block(*f8, x);
+    const auto scale = act_scale ? act_scale->cpu().reshape(ops::qparams_shape(x.sizes(), block))
+                                 : ops::choose_qparams_affine_float8(x, block, f8->dtype, at::kFloat);
+    const auto q = ops::quantize_affine_float8(x, block, scale, f8->dtype);
+    return ops::dequantize_affine_float8(q, block, scale, f8->dtype, x.scalar_type()).to(input.device());
+  }
   const bool asymm = act_quant == kAsymm;
   auto q = asymm ? ops::int8_asymm_per_token_quant(input) : ops::int8_symm_per_token_reduced_range_quant(input);
   std::vector<int64_t> block(input.dim(), 1);
@@ -342,6 +417,17 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
   const auto& w = *weight;
   if (skips_input(input)) return w.linear(input, bias);
   const auto cd = parse_code_dtype(w.code_dtype);
+  if (const auto f8 = parse_float8_act(act_quant)) {
+    TORCH_CHECK_NOT_IMPLEMENTED(w.shape.size() == 2, "LinearActivationQuantizedTensor.linear: the weight has shape ",
+                                join(w.shape), "; a linear takes a 2-d weight (3-d float8 weights dequantize for "
+                                "other ops)");
+    TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
+                     " does not match the weight's dtype ", w.dtype);
+    TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),
+                      " but the weight is on ", w.data.device());
+    return ops::call_float8_linear(input, f8->dtype, f8->granularity, act_scale, w.data, w.code_dtype, w.scale, bias,
+                                   fast_accum);
+  }
   const std::string mode = act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range";
   if (input.is_cuda()) {
     // CUDA: per-channel int8 weights without zero points (Int8DynamicActivationInt8WeightConfig).
@@ -378,8 +464,29 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
   return w.linear(quantize_dequantize_input(input), bias);
 }
 
+c10::intrusive_ptr<LinearActivationQuantizedTensor> LinearActivationQuantizedTensor::to(const std::string& device) const {
+  c10::optional<at::Tensor> s;
+  if (act_scale) s = act_scale->to(at::Device(device));
+  return c10::make_intrusive<LinearActivationQuantizedTensor>(weight->to(device), act_quant, s, fast_accum);
+}
+
 std::string LinearActivationQuantizedTensor::repr() const {
-  return "LinearActivationQuantizedTensor(act_quant=" + act_quant + ", weight=" + weight->repr() + ")";
+  // The static scale is state, not configuration: a checkpoint with another
+  // calibrated scale still matches (repr is what load_state_dict compares).
+  return "LinearActivationQuantizedTensor(act_quant=" + act_quant + ", weight=" + weight->repr() +
+         (fast_accum ? ", fast_accum=True" : "") + ")";
+}
+
+LinearActivationQuantizedTensor::State LinearActivationQuantizedTensor::getstate() const {
+  return State{kStateVersion, weight->getstate(), act_quant, act_scale, fast_accum};
+}
+
+c10::intrusive_ptr<LinearActivationQuantizedTensor> LinearActivationQuantizedTensor::setstate(State s) {
+  TORCH_CHECK_VALUE(std::get<0>(s) == kStateVersion,
+                    "LinearActivationQuantizedTensor.__setstate__: unsupported state version ", std::get<0>(s),
+                    " (this build reads version ", kStateVersion, ")");
+  return c10::make_intrusive<LinearActivationQuantizedTensor>(AffineQuantizedTensor::setstate(std::get<1>(s)),
+                                                              std::get<2>(s), std::get<3>(s), std::get<4>(s));
 }
 
 // Methods are callable from Python and TorchScript.
@@ -409,24 +516,19 @@ void register_classes(torch::Library& m) {
                     [](AffineQuantizedTensor::State st) { return AffineQuantizedTensor::setstate(std::move(st)); });
 
   m.class_<LinearActivationQuantizedTensor>("LinearActivationQuantizedTensor")
-        .def(torch::init<c10::intrusive_ptr<AffineQuantizedTensor>, std::string>())
+        .def(torch::init<c10::intrusive_ptr<AffineQuantizedTensor>, std::string, c10::optional<at::Tensor>, bool>())
         .def("linear", &LinearActivationQuantizedTensor::linear)
         .def("quantize_dequantize_input", &LinearActivationQuantizedTensor::quantize_dequantize_input)
         .def("repr", &LinearActivationQuantizedTensor::repr)
+        .def("to", &LinearActivationQuantizedTensor::to)
         .def("weight", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->weight; })
         .def("act_quant", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->act_quant; })
-        .def_pickle(
-            [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) {
-              return std::make_tuple(int64_t(1), s->weight->getstate(), s->act_quant);
-            },
-            [](std::tuple<int64_t, AffineQuantizedTensor::State, std::string> st) {
-              TORCH_CHECK_VALUE(std::get<0>(st) == 1,
-                                "LinearActivationQuantizedTensor.__setstate__: unsupported state version ",
-                                std::get<0>(st));
-              return c10::make_intrusive<LinearActivationQuantizedTensor>(
-                  AffineQuantizedTensor::setstate(std::get<1>(st)), std::get<2>(st));
-            });
-
+        .def("act_scale", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->act_scale; })
+        .def("fast_accum", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->fast_accum; })
+        .def_pickle([](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->getstate(); },
+                    [](LinearActivationQuantizedTensor::State st) {
+                      return LinearActivationQuantizedTensor::setstate(std::move(st));
+                    });
 }
 
 }  // namespace classes

@@ -87,7 +87,11 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {
-  LinearActivationQuantizedTensor(c10::intrusive_ptr<AffineQuantizedTensor> weight, const std::string& act_quant);
+  // act_scale: the static activation scale of "float8_*_static" (one
+  // element), None otherwise. fast_accum: the float8 GEMM may use the
+  // tensor cores' fast (lower precision) accumulation (CUDA only).
+  LinearActivationQuantizedTensor(c10::intrusive_ptr<AffineQuantizedTensor> weight, const std::string& act_quant,
+                                  const c10::optional<at::Tensor>& act_scale = c10::nullopt, bool fast_accum = false);
 
   at::Tensor linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const;
   // The activation quantizer applied on its own: dequantize(quantize(x)).
@@ -95,11 +99,21 @@ struct LinearActivationQuantizedTensor : torch::CustomClassHolder {
   std::string repr() const;
   // True where the quantizer leaves this input in float (noop_decode).
   bool skips_input(const at::Tensor& input) const;
+  // A copy on `device`.
+  c10::intrusive_ptr<LinearActivationQuantizedTensor> to(const std::string& device) const;
+
+  using State = std::tuple<int64_t, AffineQuantizedTensor::State, std::string, c10::optional<at::Tensor>, bool>;
+  State getstate() const;
+  static c10::intrusive_ptr<LinearActivationQuantizedTensor> setstate(State state);
+  static constexpr int64_t kStateVersion = 2;
 
   c10::intrusive_ptr<AffineQuantizedTensor> weight;
-  // "int8_asymm_per_token" | "int8_symm_per_token_reduced_range" |
-  // "int8_symm_per_token_reduced_range_noop_decode"
+  // int8 per token: "int8_asymm_per_token" | "int8_symm_per_token_reduced_range" |
+  // "int8_symm_per_token_reduced_range_noop_decode";
+  // float8: "float8_{e4m3fn,e5m2}_{per_tensor,per_row,static}".
   std::string act_quant;
+  c10::optional<at::Tensor> act_scale;
+  bool fast_accum = false;
 };
 
 // Registers both classes with the torchao_cpp library (called from its

@@ -102,6 +102,46 @@ at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t) {
   return t;
 }
 
+Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                     const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                     const at::Tensor& codes, const std::string& weight_dtype,
+                                     const at::Tensor& weight_scale) {
+  Float8LinearSpec s;
+  s.act = parse_float8_dtype(act_dtype);
+  s.weight = parse_float8_dtype(weight_dtype);
+  TORCH_CHECK_VALUE(act_granularity == "PerTensor" || act_granularity == "PerRow", op,
+                    ": act_granularity must be 'PerTensor' or 'PerRow', got '", act_granularity, "'");
+  s.act_per_row = act_granularity == "PerRow";
+  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
+  check_float_dtype(op, "input", input.scalar_type());
+  s.codes = float8_codes_as_uint8(op, codes);
+  TORCH_CHECK_VALUE(s.codes.dim() == 2, op, ": codes must be 2-d (out_features, in_features), got shape ",
+                    codes.sizes());
+  s.N = s.codes.size(0);
+  s.K = s.codes.size(1);
+  TORCH_CHECK_VALUE(input.size(-1) == s.K, op, ": input has ", input.size(-1),
+                    " features in its last dim but the weight expects in_features=", s.K, " (input shape ",
+                    input.sizes(), ")");
+  check_on(op, s.codes, "codes", input.device());
+  s.codes = s.codes.contiguous();
+  check_float_dtype(op, "weight_scale", weight_scale.scalar_type());
+  TORCH_CHECK_VALUE(weight_scale.numel() == 1 || weight_scale.numel() == s.N, op, ": weight_scale has ",
+                    weight_scale.numel(), " elements, expected 1 (per tensor) or out_features=", s.N, " (per row)");
+  check_on(op, weight_scale, "weight_scale", input.device());
+  s.weight_per_row = weight_scale.numel() == s.N && s.N != 1;
+  s.weight_scale = weight_scale.to(at::kFloat).contiguous();
+  if (act_scale.has_value() && act_scale->defined()) {
+    TORCH_CHECK_VALUE(!s.act_per_row, op, ": a static act_scale is one scale per tensor (act_granularity "
+                      "'PerTensor'), got act_granularity 'PerRow'");
+    TORCH_CHECK_VALUE(act_scale->numel() == 1, op, ": act_scale must hold one element, got shape ",
+                      act_scale->sizes());
+    check_float_dtype(op, "act_scale", act_scale->scalar_type());
+    check_on(op, *act_scale, "act_scale", input.device());
+    s.act_scale = act_scale->to(at::kFloat).reshape({1}).contiguous();
+  }
+  return s;
+}
+
 void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
   TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
 }

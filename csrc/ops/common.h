@@ -87,5 +87,20 @@ void check_range_fits(const char* op, at::ScalarType t, int64_t quant_min, int64
 // float8 codes as uint8 (a torch float8 tensor is viewed, not copied).
 at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t);
 
+// The arguments of float8_linear, checked the same way on every backend.
+struct Float8LinearSpec {
+  int64_t N = 0, K = 0;
+  k::Float8Format act = k::Float8Format::E4M3FN, weight = k::Float8Format::E4M3FN;
+  bool act_per_row = false;
+  bool weight_per_row = false;
+  at::Tensor act_scale;     // float32, one element; undefined when the activations are scaled dynamically
+  at::Tensor codes;         // (N, K) raw float8 bytes, contiguous
+  at::Tensor weight_scale;  // float32, contiguous: 1 or N elements
+};
+Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                     const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                     const at::Tensor& codes, const std::string& weight_dtype,
+                                     const at::Tensor& weight_scale);
+
 }  // namespace ops
 }  // namespace torchao_cpp

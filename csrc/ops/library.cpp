@@ -47,13 +47,19 @@ TORCH_LIBRARY(torchao_cpp, m) {
       "int8_dynamic_linear(Tensor input, str act_quant, Tensor codes, str code_format, int bits, int out_features, "
       "int in_features, int group_size, Tensor weight_scale, Tensor? weight_zero_point, int quant_min, "
       "Tensor? bias=None) -> Tensor");
+  // float8 activations (quantized per tensor or per row, or with a static act_scale) x float8 weights,
+  // as torch._scaled_mm: codes (N, K), weight_scale 1 or N elements.
+  m.def(
+      "float8_linear(Tensor input, str act_dtype, str act_granularity, Tensor? act_scale, Tensor codes, "
+      "str weight_dtype, Tensor weight_scale, Tensor? bias=None, bool fast_accum=False) -> Tensor");
   // Quantizing a weight: a config's handler from the C++ registry (csrc/api/quant_configs.cpp),
   // and the generic affine quantizer behind them.
   m.def("registered_quant_configs() -> str[]");
   m.def("validate_quant_config(str config_type, Dict(str, Any) fields) -> ()");
   m.def(
       "quantize_weight(Tensor weight, str config_type, Dict(str, Any) fields, str fqn) -> "
-      "(__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor?, str, str)");
+      "(__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor?, "
+      "__torch__.torch.classes.torchao_cpp.LinearActivationQuantizedTensor?, str)");
   m.def(
       "affine_quantize(Tensor weight, str mapping_type, int[] block_size, str code_dtype, int quant_min, "
       "int quant_max, float? eps=None, ScalarType? scale_dtype=None, ScalarType? zero_point_dtype=None, "
@@ -76,7 +82,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
        {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
         "quantize_affine_float8", "dequantize_affine_float8", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "weight_only_linear",
-        "int8_dynamic_linear", "affine_quantized_linear", "activation_quantized_linear", "quantize_weight",
+        "int8_dynamic_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear", "quantize_weight",
         "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());
 }

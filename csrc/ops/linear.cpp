@@ -1,5 +1,5 @@
-// ATen wrappers of the quantized linear ops: weight-only (any code format)
-// and dynamic int8 activation x integer weight. They read the stored codes
+// ATen wrappers of the quantized linear ops: weight-only (any code format),
+// dynamic int8 activation x integer weight, and float8 x float8. They read the stored codes
 // directly (kernels/cpu/linear.h); no full float weight is built per call.
 #include "linear.h"
 
@@ -182,6 +182,45 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
   return out.view(f.out_shape);
 }
 
+at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                         const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                         const std::string& weight_dtype, const at::Tensor& weight_scale,
+                         const c10::optional<at::Tensor>& bias, bool /*fast_accum: CPU sums are float32 always*/) {
+  const char* op = "float8_linear";
+  TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got device ", input.device());
+  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
+                                     weight_scale);
+  auto f = flatten_input(op, input, s.K, s.N);
+  auto b = check_bias(op, bias, input, s.N);
+  const int64_t M = f.x2d.size(0);
+  auto out = at::empty({M, s.N}, input.options());
+  if (M == 0 || s.N == 0) return out.view(f.out_shape);
+  // The seed's activation quantizer: choose_qparams_affine_float8 (float32
+  // scale computed in the input's precision) and quantize_affine_float8.
+  const std::vector<int64_t> block = {s.act_per_row ? 1 : M, s.K};
+  const auto qshape = qparams_shape(f.x2d.sizes(), block);
+  const at::Tensor xs = s.act_scale.defined() ? s.act_scale.reshape(qshape)
+                                              : choose_qparams_affine_float8(f.x2d, block, act_dtype, at::kFloat);
+  const auto q = quantize_affine_float8(f.x2d, block, xs, act_dtype).contiguous();
+  std::vector<float> xv(size_t(M * s.K));
+  k::float8_to_f32(ptr<uint8_t>(q), M * s.K, s.act == k::Float8Format::E4M3FN, xv.data());
+  const auto xsf = xs.to(at::kFloat).contiguous();
+  dispatch_float(input.scalar_type(), [&](auto t_a) {
+    using TA = decltype(t_a);
+    auto run = [&](auto fw) {
+      k::float8_linear<TA, decltype(fw)::value>(xv.data(), ptr<float>(xsf), s.act_per_row ? 1 : 0,
+                                                ptr<uint8_t>(s.codes), ptr<float>(s.weight_scale),
+                                                s.weight_per_row ? 1 : 0, b.defined() ? ptr<TA>(b) : nullptr, M, s.N,
+                                                s.K, ptr<TA>(out), num_threads());
+    };
+    if (s.weight == k::Float8Format::E4M3FN)
+      run(std::integral_constant<k::Float8Format, k::Float8Format::E4M3FN>{});
+    else
+      run(std::integral_constant<k::Float8Format, k::Float8Format::E5M2>{});
+  });
+  return out.view(f.out_shape);
+}
+
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
                                       const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias) {
   const char* op = "int8_dynamic_linear";
@@ -232,6 +271,17 @@ at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& 
                      weight_zero_point, quant_min, bias);
 }
 
+at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                              const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                              const std::string& weight_dtype, const at::Tensor& weight_scale,
+                              const c10::optional<at::Tensor>& bias, bool fast_accum) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::float8_linear", "")
+                                 .typed<decltype(float8_linear)>();
+  return handle.call(input, act_dtype, act_granularity, act_scale, codes, weight_dtype, weight_scale, bias,
+                     fast_accum);
+}
+
 at::Tensor affine_quantized_linear(const at::Tensor& input,
                                    const c10::intrusive_ptr<classes::AffineQuantizedTensor>& weight,
                                    const c10::optional<at::Tensor>& bias) {
@@ -268,6 +318,12 @@ at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string&,
   return linear_out_meta(input, out_features);
 }
 
+at::Tensor float8_linear_meta(const at::Tensor& input, const std::string&, const std::string&,
+                              const c10::optional<at::Tensor>&, const at::Tensor& codes, const std::string&,
+                              const at::Tensor&, const c10::optional<at::Tensor>&, bool) {
+  return linear_out_meta(input, codes.size(0));
+}
+
 at::Tensor affine_quantized_linear_meta(const at::Tensor& input,
                                         const c10::intrusive_ptr<classes::AffineQuantizedTensor>& weight,
                                         const c10::optional<at::Tensor>&) {
@@ -288,6 +344,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
   using namespace torchao_cpp::ops;
   m.impl("weight_only_linear", &weight_only_linear);
   m.impl("int8_dynamic_linear", &int8_dynamic_linear);
+  m.impl("float8_linear", &float8_linear);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);
 }
@@ -296,6 +353,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
   using namespace torchao_cpp::ops;
   m.impl("weight_only_linear", &weight_only_linear_meta);
   m.impl("int8_dynamic_linear", &int8_dynamic_linear_meta);
+  m.impl("float8_linear", &float8_linear_meta);
   m.impl("affine_quantized_linear", &affine_quantized_linear_meta);
   m.impl("activation_quantized_linear", &activation_quantized_linear_meta);
 }

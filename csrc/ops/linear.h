@@ -20,8 +20,14 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
                                int64_t group_size, const at::Tensor& weight_scale,
                                const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
                                const c10::optional<at::Tensor>& bias);
+// float8 activations (quantized here: per tensor or per row, or with a static
+// act_scale) x float8 weights (weight_scale: 1 or out_features elements).
+at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                         const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                         const std::string& weight_dtype, const at::Tensor& weight_scale,
+                         const c10::optional<at::Tensor>& bias, bool fast_accum);
 
-// weight_only_linear and int8_dynamic_linear through the dispatcher, so the input's device picks the
+// weight_only_linear, int8_dynamic_linear and float8_linear through the dispatcher, so the input's device picks the
 // kernel (what the quantized-tensor classes call).
 at::Tensor call_weight_only_linear(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
                                    int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
@@ -34,6 +40,11 @@ at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& 
                                     int64_t in_features, int64_t group_size, const at::Tensor& weight_scale,
                                     const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
                                     const c10::optional<at::Tensor>& bias);
+
+at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                              const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                              const std::string& weight_dtype, const at::Tensor& weight_scale,
+                              const c10::optional<at::Tensor>& bias, bool fast_accum);
 
 // int8_dynamic_linear for pre-packed int8 weights (with their scales, no zero points).
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,

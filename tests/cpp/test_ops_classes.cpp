@@ -174,7 +174,7 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
         c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
   };
   const auto names = torchao_cpp::api::registered_configs();
-  EXPECT_EQ(names.size(), 8u);
+  EXPECT_EQ(names.size(), 10u);
   torch::manual_seed(3);
   auto w = torch::randn({16, 128});
   auto f = fields();
@@ -193,6 +193,19 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
   auto dq = fields();
   auto a = torchao_cpp::api::quantize_weight(w, "Int8DynamicActivationInt8WeightConfig", dq, "fc");
   EXPECT_EQ(a.act_quant, "int8_symm_per_token_reduced_range");
+
+  // float8 x float8 from C++: a static scale travels with the weight.
+  auto st = fields();
+  st.insert("scale", torch::tensor(0.02));
+  auto w8 = torch::randn({32, 64});
+  auto f8 = torchao_cpp::api::quantize_weight(w8, "Float8StaticActivationFloat8WeightConfig", st, "fc");
+  ASSERT_TRUE(f8.weight && f8.act_scale);
+  EXPECT_EQ(f8.act_quant, "float8_e4m3fn_static");
+  EXPECT_TRUE(f8.fast_accum);
+  EXPECT_FLOAT_EQ(f8.act_scale->item<float>(), 0.02f);
+  torchao_cpp::classes::LinearActivationQuantizedTensor la(f8.weight, f8.act_quant, f8.act_scale, f8.fast_accum);
+  auto x = torch::randn({3, 64});
+  EXPECT_GT(sqnr(torch::nn::functional::linear(x, w8), la.linear(x, c10::nullopt)), 20.0);
 
   auto bad = fields();
   bad.insert("group_size", int64_t(48));

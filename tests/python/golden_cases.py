@@ -11,6 +11,7 @@ from torchao_cpp.dtypes import uint1, uint2, uint3, uint4, uint5, uint6, uint7
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int1, int2, int3, int4, int5, int6, int7
 from torchao_cpp.quantization import quant_primitives as qp
 from torchao_cpp.quantization.quant_api import (
+    Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -22,7 +23,7 @@ from torchao_cpp.quantization.quant_api import (
     _handler_for,
 )
 from torchao_cpp.dtypes.layouts import Int4CPULayout, TensorCoreTiledLayout
-from torchao_cpp.quantization.granularity import PerAxis, PerGroup
+from torchao_cpp.quantization.granularity import PerAxis, PerGroup, PerRow, PerTensor
 from torchao_cpp.quantization.quant_primitives import MappingType
 
 FP32_EPS = torch.finfo(torch.float32).eps
@@ -33,9 +34,6 @@ NOT_COVERED = {
     "fp6_e3m2_fp16": "FPXWeightOnlyConfig (floatx) belongs to the floatx issue",
     "fp5_e2m2_fp16": "FPXWeightOnlyConfig (floatx) belongs to the floatx issue",
     "int4wo_hqq_g64_bf16": "HQQ (use_hqq=True) belongs to the HQQ issue",
-    "fp8dq_tensor_bf16": "Float8DynamicActivationFloat8WeightConfig belongs to the float8-activation issue; "
-    "its weight codes are checked through the float8 primitives in test_float8_dynamic_weight_codes",
-    "fp8dq_row_bf16": "as fp8dq_tensor_bf16",
 }
 
 
@@ -69,6 +67,8 @@ def _config(case):
         return UIntXWeightOnlyConfig(dtype=UINTX[bits] if bits < 8 else torch.uint8, group_size=g)
     if name.startswith("fp8wo"):
         return Float8WeightOnlyConfig(weight_dtype=float8_e5m2 if "e5m2" in name else float8_e4m3fn)
+    if name.startswith("fp8dq"):
+        return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow() if "_row_" in name else PerTensor())
     raise KeyError(f"no mapping for golden case {name} ({cfg})")
 
 

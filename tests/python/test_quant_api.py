@@ -22,6 +22,8 @@ from torchao_cpp.dtypes import (
     uint7,
 )
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8WeightConfig,
+    Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -48,6 +50,8 @@ CONFIGS = [
     (Int8DynamicActivationIntxWeightConfig(weight_dtype=int3), LinearActivationQuantizedTensor, 8),
     (UIntXWeightOnlyConfig(dtype=uint4, group_size=32), AffineQuantizedTensor, 18),
     (Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn), AffineQuantizedTensor, 25),
+    (Float8DynamicActivationFloat8WeightConfig(), LinearActivationQuantizedTensor, 20),
+    (Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01)), LinearActivationQuantizedTensor, 20),
 ]
 
 
@@ -247,10 +251,13 @@ def test_handlers_live_in_the_cpp_registry():
         assert type(cfg).__name__ in names
     impl, act, reason = torch.ops.torchao_cpp.quantize_weight(
         torch.randn(8, 64), "Int4WeightOnlyConfig", {"group_size": 32, "layout": "Int4CPULayout"}, "fc")
-    assert impl.layout() == "Int4CPULayout" and act == "" and reason == ""
+    assert impl.layout() == "Int4CPULayout" and act is None and reason == ""
     impl, act, reason = torch.ops.torchao_cpp.quantize_weight(
         torch.randn(8, 48), "Int4WeightOnlyConfig", {"group_size": 32}, "fc")
-    assert impl is None and "Skipping Int4WeightOnlyConfig for fc" in reason
+    assert impl is None and act is None and "Skipping Int4WeightOnlyConfig for fc" in reason
+    impl, act, reason = torch.ops.torchao_cpp.quantize_weight(
+        torch.randn(8, 64), "Int8DynamicActivationInt8WeightConfig", {}, "fc")
+    assert impl is None and act.act_quant() == "int8_symm_per_token_reduced_range" and reason == ""
     with pytest.raises(NotImplementedError, match="no quantization handler is registered for config type 'Nope'"):
         torch.ops.torchao_cpp.quantize_weight(torch.randn(8, 64), "Nope", {}, "fc")
 

@@ -8,6 +8,8 @@ import torch.nn as nn
 
 from torchao_cpp.dtypes import AffineQuantizedTensor, float8_e4m3fn, int4, uint3
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8WeightConfig,
+    Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -30,6 +32,8 @@ CONFIGS = [
     Int8DynamicActivationIntxWeightConfig(weight_dtype=int4),
     UIntXWeightOnlyConfig(dtype=uint3, group_size=32),
     Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn),
+    Float8DynamicActivationFloat8WeightConfig(),
+    Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01)),
 ]
 
 

@@ -257,6 +257,14 @@ class AffineQuantizedTensor(_QuantizedTensorBase):
 class LinearActivationQuantizedTensor(_QuantizedTensorBase):
     """A quantized weight plus the quantizer applied to a linear's input.
 
+    `act_quant` names the quantizer: int8 per token
+    ("int8_asymm_per_token", "int8_symm_per_token_reduced_range",
+    "int8_symm_per_token_reduced_range_noop_decode") or float8
+    ("float8_e4m3fn_per_tensor", "float8_e4m3fn_per_row",
+    "float8_e4m3fn_static", and the same for float8_e5m2). `act_scale` is
+    the static quantizer's scale; `fast_accum` lets the CUDA float8 GEMM
+    accumulate in its fast mode.
+
     Example:
         >>> import torch, torchao_cpp
         >>> from torchao_cpp.dtypes import AffineQuantizedTensor, LinearActivationQuantizedTensor
@@ -267,21 +275,29 @@ class LinearActivationQuantizedTensor(_QuantizedTensorBase):
         torch.Size([2, 8])
     """
 
-    def __new__(cls, weight: AffineQuantizedTensor, act_quant: str):
+    def __new__(cls, weight: AffineQuantizedTensor, act_quant: str, act_scale: Optional[torch.Tensor] = None,
+                fast_accum: bool = False):
         return super().__new__(cls, None, weight.shape, weight.dtype, weight.device)
 
-    def __init__(self, weight: AffineQuantizedTensor, act_quant: str):
+    def __init__(self, weight: AffineQuantizedTensor, act_quant: str, act_scale: Optional[torch.Tensor] = None,
+                 fast_accum: bool = False):
         self.original_weight_tensor = weight
-        self.impl = torch.classes.torchao_cpp.LinearActivationQuantizedTensor(weight.impl, act_quant)
+        self.impl = torch.classes.torchao_cpp.LinearActivationQuantizedTensor(weight.impl, act_quant, act_scale,
+                                                                             fast_accum)
+
+    @classmethod
+    def _wrap(cls, impl: Any) -> "LinearActivationQuantizedTensor":
+        """The Python face of a C++ LinearActivationQuantizedTensor."""
+        return cls(AffineQuantizedTensor(impl.weight()), impl.act_quant(), impl.act_scale(), impl.fast_accum())
 
     def _dequantize_impl(self) -> torch.Tensor:
         return self.original_weight_tensor.dequantize()
 
     def _moved(self, device: torch.device) -> "LinearActivationQuantizedTensor":
-        return LinearActivationQuantizedTensor(self.original_weight_tensor._moved(device), self.impl.act_quant())
+        return LinearActivationQuantizedTensor._wrap(self.impl.to(str(device)))
 
     def _ctor_args(self) -> tuple:
-        return (self.original_weight_tensor, self.impl.act_quant())
+        return (self.original_weight_tensor, self.impl.act_quant(), self.impl.act_scale(), self.impl.fast_accum())
 
     def _assign(self, other: "LinearActivationQuantizedTensor") -> None:
         self.original_weight_tensor = other.original_weight_tensor

@@ -3,6 +3,9 @@ from .granularity import Granularity, PerAxis, PerGroup, PerRow, PerTensor, PerT
 from .quant_api import (
     AOBaseConfig,
     AOPerModuleConfig,
+    Float8DynamicActivationFloat8WeightConfig,
+    Float8MMConfig,
+    Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -11,6 +14,8 @@ from .quant_api import (
     Int8WeightOnlyConfig,
     IntxWeightOnlyConfig,
     UIntXWeightOnlyConfig,
+    float8_dynamic_activation_float8_weight,
+    float8_static_activation_float8_weight,
     float8_weight_only,
     int4_weight_only,
     int8_dynamic_activation_int4_weight,

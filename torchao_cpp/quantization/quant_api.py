@@ -19,7 +19,7 @@ import enum
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,8 @@ import torch.nn as nn
 from ..dtypes import _dtypes
 from ..dtypes.affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor, _QuantizedTensorBase
 from ..dtypes.layouts import Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, PlainLayout, QDQLayout, TensorCoreTiledLayout
-from .granularity import Granularity, PerAxis, PerGroup
+from ..float8.inference import Float8MMConfig
+from .granularity import Granularity, PerAxis, PerGroup, PerRow, PerTensor
 from .quant_primitives import MappingType, ZeroPointDomain
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,13 @@ def _field_value(name: str, value: Any) -> Dict[str, Any]:
         return {name: repr(value)}
     if isinstance(value, enum.Enum):
         return {name: value.name}
+    if isinstance(value, torch.Tensor):
+        return {name: value}
+    if isinstance(value, Float8MMConfig):
+        return {name: "Float8MMConfig", f"{name}_emulate": bool(value.emulate),
+                f"{name}_use_fast_accum": bool(value.use_fast_accum), f"{name}_pad_inner_dim": bool(value.pad_inner_dim)}
+    if isinstance(value, (list, tuple)) and all(isinstance(v, Granularity) for v in value):
+        return {name: [type(v).__name__ for v in value]}
     if isinstance(value, PackedLinearInt8DynamicActivationIntxWeightLayout):
         return {name: value.name, "layout_target": value.target}
     if isinstance(value, Layout):
@@ -222,6 +230,68 @@ class Float8WeightOnlyConfig(_CppConfig):
     set_inductor_config: bool = True
 
 
+FP8Granularity = Union[PerTensor, PerRow]
+
+
+def _normalized_fp8_granularity(granularity: Any) -> List[Granularity]:
+    """[activation, weight] granularity (the registry has already validated `granularity`)."""
+    if granularity is None:
+        return [PerTensor(), PerTensor()]
+    if isinstance(granularity, Granularity):
+        return [granularity, granularity]
+    return list(granularity)
+
+
+@dataclass
+class Float8DynamicActivationFloat8WeightConfig(_CppConfig):
+    """float8 activations, quantized on every call, x float8 weights (the seed's _scaled_mm path).
+
+    `granularity`: PerTensor() (default), PerRow() (bfloat16 only, as the
+    seed), or an (activation, weight) pair of the same kind. Layers whose
+    in_features or out_features is not a multiple of 16 are skipped and logged.
+    Runs on CPU too (the seed needs a GPU with compute capability 8.9).
+
+    Example:
+        >>> cfg = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+        >>> cfg.granularity, cfg.mm_config.use_fast_accum
+        ([PerRow(), PerRow()], True)
+    """
+
+    activation_dtype: Any = _dtypes.float8_e4m3fn
+    weight_dtype: Any = _dtypes.float8_e4m3fn
+    granularity: Optional[Union[FP8Granularity, List[FP8Granularity], Tuple[FP8Granularity, FP8Granularity]]] = None
+    mm_config: Optional[Float8MMConfig] = None
+    set_inductor_config: bool = True
+
+    def __post_init__(self):
+        if self.mm_config is None:
+            self.mm_config = Float8MMConfig(use_fast_accum=True)
+        super().__post_init__()
+        self.granularity = _normalized_fp8_granularity(self.granularity)
+
+
+@dataclass
+class Float8StaticActivationFloat8WeightConfig(_CppConfig):
+    """float8 activations with a calibrated scale (`scale`, one element) x float8 weights; PerTensor only.
+
+    Example:
+        >>> cfg = Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.02))
+        >>> cfg.granularity
+        [PerTensor(), PerTensor()]
+    """
+
+    scale: torch.Tensor
+    activation_dtype: Any = _dtypes.float8_e4m3fn
+    weight_dtype: Any = _dtypes.float8_e4m3fn
+    granularity: Optional[Union[FP8Granularity, Tuple[FP8Granularity, FP8Granularity]]] = None
+    mm_config: Optional[Float8MMConfig] = field(default_factory=lambda: Float8MMConfig(use_fast_accum=True))
+    set_inductor_config: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.granularity = _normalized_fp8_granularity(self.granularity)
+
+
 @dataclass
 class AOPerModuleConfig(AOBaseConfig):
     """A config per module FQN; the key "_default" covers every module not named; None skips a module.
@@ -282,12 +352,13 @@ def register_quantize_module_handler(config_type: Type[AOBaseConfig]):
 
 
 def _cpp_handler(weight: torch.Tensor, config: "_CppConfig", fqn: str) -> Optional[torch.Tensor]:
-    impl, act_quant, skip_reason = torch.ops.torchao_cpp.quantize_weight(weight, config._cpp_type(), config._cpp_fields(), fqn)
+    impl, act_impl, skip_reason = torch.ops.torchao_cpp.quantize_weight(weight, config._cpp_type(), config._cpp_fields(), fqn)
+    if act_impl is not None:
+        return LinearActivationQuantizedTensor._wrap(act_impl)
     if impl is None:
         logger.info(skip_reason)
         return None
-    w = AffineQuantizedTensor(impl)
-    return LinearActivationQuantizedTensor(w, act_quant) if act_quant else w
+    return AffineQuantizedTensor(impl)
 
 
 @functools.lru_cache(maxsize=None)
@@ -451,3 +522,5 @@ int8_dynamic_activation_int8_weight = Int8DynamicActivationInt8WeightConfig
 int8_dynamic_activation_int4_weight = Int8DynamicActivationInt4WeightConfig
 uintx_weight_only = UIntXWeightOnlyConfig
 float8_weight_only = Float8WeightOnlyConfig
+float8_dynamic_activation_float8_weight = Float8DynamicActivationFloat8WeightConfig
+float8_static_activation_float8_weight = Float8StaticActivationFloat8WeightConfig
