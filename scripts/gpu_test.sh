@@ -20,6 +20,9 @@ if [ -z "${TORCHAO_CPP_GOLDEN:-}" ] && [ -f "$REPO/.gpu/torchao-0.11_seed0.pt" ]
 fi
 python3 -m pip install --no-build-isolation --no-deps -q -e . 2>&1 | tail -20
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+# Result files carry the GPU's model (h100, h200, ...).
+TAG="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE '[a-z][0-9]{2,4}' | head -1 | tr A-Z a-z)"
+TAG="${TAG:-gpu}"
 step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" > "$OUT/test_cuda_kernels.txt" 2>&1
 cat "$OUT/test_cuda_kernels.txt"
 if [ "${GPU_TEST_SKIP_KERNEL_BENCH:-0}" != 1 ]; then
@@ -29,11 +32,11 @@ fi
 # The CUDA dispatch key against the CPU kernels.
 step python3 -m pytest tests/gpu -q -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
 tail -25 "$OUT/pytest_gpu.txt"
-step python3 benchmarks/python/cuda_bench.py --out "$OUT/cuda_layers_h100.json" > "$OUT/cuda_layers_h100.txt" 2>&1
-cat "$OUT/cuda_layers_h100.txt"
+step python3 benchmarks/python/cuda_bench.py --out "$OUT/cuda_layers_$TAG.json" > "$OUT/cuda_layers_$TAG.txt" 2>&1
+cat "$OUT/cuda_layers_$TAG.txt"
 if [ "${GPU_TEST_SKIP_MODEL:-0}" != 1 ]; then
-  step python3 benchmarks/python/cuda_model_bench.py --out "$OUT/cuda_model_h100.json" > "$OUT/cuda_model_h100.txt" 2>&1
-  cat "$OUT/cuda_model_h100.txt"
+  step python3 benchmarks/python/cuda_model_bench.py --out "$OUT/cuda_model_$TAG.json" > "$OUT/cuda_model_$TAG.txt" 2>&1
+  cat "$OUT/cuda_model_$TAG.txt"
 fi
 if [ "${GPU_TEST_SKIP_SUITE:-0}" != 1 ]; then
   step python3 -m pytest tests/python torchao_cpp --doctest-modules --ignore=torchao_cpp/models -q -n 8 \

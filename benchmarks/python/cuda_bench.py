@@ -6,7 +6,9 @@ from a captured CUDA graph: bf16 `F.linear` (cuBLAS), this project's int4
 (group 128), int8 and float8 e4m3 (per channel) weight-only linears and its int8 dynamic
 activation x int8 weight linear, torch's own `aten._weight_int4pack_mm`
 (tinygemm), and `torch._int_mm` with the per-token activation quantization
-and the scaling done separately in torch ops (M > 16 only, as `_int_mm`). Each method cycles through enough
+and the scaling done separately in torch ops (M > 16 only, as `_int_mm`);
+float8 dynamic activation x float8 weight (per tensor and per row, ours) against
+`torch._scaled_mm` with the float8 activation quantization done in torch ops. Each method cycles through enough
 weight copies to exceed the L2 cache, so weights come from HBM as in decode.
 The device-to-device copy bandwidth (read + write) is measured in the same run.
 
@@ -26,7 +28,9 @@ import torch.nn.functional as F
 import torchao_cpp  # noqa: F401  (registers the ops)
 from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
+    PerRow,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt8WeightConfig,
     Int8WeightOnlyConfig,
@@ -119,6 +123,15 @@ def int_mm_linear(x: torch.Tensor, w_t: torch.Tensor, w_scale: torch.Tensor) -> 
     return (torch._int_mm(q, w_t).float() * s * w_scale).to(x.dtype)
 
 
+def scaled_mm_linear(x: torch.Tensor, w_t: torch.Tensor, w_scale: torch.Tensor, rowwise: bool) -> torch.Tensor:
+    """float8 x float8 with torch's own ops: dynamic e4m3 activation quantization
+    (per tensor or per row, torchao's recipe), then `torch._scaled_mm` with fast accumulation."""
+    amax = x.abs().amax(-1, keepdim=True) if rowwise else x.abs().amax()
+    s = (amax.float() / 448.0).clamp_min(torch.finfo(torch.float32).eps)
+    q = (x.float() / s).clamp(-448, 448).to(torch.float8_e4m3fn)
+    return torch._scaled_mm(q, w_t, scale_a=s, scale_b=w_scale, out_dtype=x.dtype, use_fast_accum=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="benchmarks/results/cuda_layers.json")
@@ -157,6 +170,24 @@ def main() -> None:
         ld = copy.deepcopy(lin)
         quantize_(ld, Int8DynamicActivationInt8WeightConfig())
         qd = [ld.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies // 2))]
+        f8 = {}
+        for label, gran in (("tensor", None), ("row", PerRow())):
+            lq = copy.deepcopy(lin)
+            quantize_(lq, Float8DynamicActivationFloat8WeightConfig(granularity=gran))
+            f8[label] = [lq.weight._moved(torch.device("cpu"))._moved(torch.device("cuda"))
+                         for _ in range(max(2, copies // 2))]
+        scaled_mm = {}
+        try:
+            for label, qs in f8.items():
+                c, sc, _ = qs[0].original_weight_tensor.impl.get_plain()
+                w_t = c.view(torch.float8_e4m3fn).t()
+                sc = sc.float().reshape(1, -1) if label == "row" else sc.float().reshape(())
+                scaled_mm[label] = [(w_t.t().clone().t(), sc.clone()) for _ in range(max(2, copies // 2))]
+                scaled_mm_linear(torch.randn(32, K, dtype=torch.bfloat16, device="cuda"), *scaled_mm[label][0],
+                                 label == "row")
+        except Exception as e:  # noqa: BLE001  (recorded, not hidden)
+            print(f"  torch _scaled_mm unavailable: {type(e).__name__}: {e}")
+            scaled_mm = {}
         codes, w_scale, _ = ld.weight.original_weight_tensor.impl.get_plain()
         int_mm = [(codes.cuda().t(), w_scale.cuda().float().reshape(1, -1)) for _ in range(max(2, copies // 2))]
         try:
@@ -188,6 +219,13 @@ def main() -> None:
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
             if M > 16 and int_mm:
                 methods["torch _int_mm + act quant"] = ([lambda t=t: int_mm_linear(x, *t) for t in int_mm], wbytes8)
+            for label, qs in f8.items():
+                methods[f"float8 dyn per-{label} (ours)"] = (
+                    [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qs],
+                    wbytes8)
+                if M > 16 and label in scaled_mm:
+                    methods[f"torch _scaled_mm per-{label} + act quant"] = (
+                        [lambda t=t, r=label == "row": scaled_mm_linear(x, *t, r) for t in scaled_mm[label]], wbytes8)
             if tiny:
                 methods["torch _weight_int4pack_mm"] = (
                     [lambda t=t: torch.ops.aten._weight_int4pack_mm(x, t[0], 128, t[1]) for t in tiny], wbytes4)
@@ -208,7 +246,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, qf, qd, int_mm, tiny
+        del bf16, q4, q8, qf, qd, int_mm, tiny, f8, scaled_mm
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -1,0 +1,234 @@
+// CUDA kernels of the float8 x float8 linear. Per-element math comes from the
+// CPU kernels (kernels/cpu/quant_primitives.h, TAO_HD); compiled with
+// --fmad=false like the other primitives.
+#include <algorithm>
+
+#include "float8_linear.cuh"
+
+namespace torchao_cpp {
+namespace kernels {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kTensorBlocks = 1024;
+
+template <class F>
+cudaError_t with_act_type(DType t, F&& f) {
+  switch (t) {
+    case DType::Float32:
+      return f(float{});
+    case DType::BFloat16:
+      return f(bf16{});
+    case DType::Float16:
+      return f(fp16{});
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+template <class F>
+cudaError_t with_format(Float8Format fmt, F&& f) {
+  if (fmt == Float8Format::E4M3FN) return f(std::integral_constant<Float8Format, Float8Format::E4M3FN>{});
+  return f(std::integral_constant<Float8Format, Float8Format::E5M2>{});
+}
+
+// |v| as ordered bits: integer max over them is the float max, and NaN
+// (above every finite value and inf) wins, so it reaches the scale.
+__device__ inline uint32_t abs_bits(float v) { return __float_as_uint(v) & 0x7fffffffu; }
+
+__device__ uint32_t block_max(uint32_t v) {
+  __shared__ uint32_t s[kThreads / 32];
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (threadIdx.x % 32 == 0) s[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < kThreads / 32 ? s[threadIdx.x] : 0u;
+    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (threadIdx.x == 0) s[0] = v;
+  }
+  __syncthreads();
+  const uint32_t r = s[0];
+  __syncthreads();
+  return r;
+}
+
+// choose_qparams_affine_float8's scale for max|x| = amax (float32 result).
+template <class T, Float8Format F>
+__device__ inline float scale_from_amax(uint32_t amax_bits) {
+  const float a = __uint_as_float(amax_bits);
+  return float8_scale_from_minmax<T, float>(-a, a, 1.0f / Float8Traits<F>::kMax, __FLT_EPSILON__);
+}
+
+// One block per row: its max, its scale, then its codes (the row is re-read from L1/L2).
+template <class T, Float8Format F>
+__global__ void __launch_bounds__(kThreads)
+    quantize_rows_kernel(const T* x, int64_t ldx, int64_t M, int64_t K, uint8_t* q, float* scale) {
+  for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
+    const T* row = x + m * ldx;
+    uint32_t a = 0;
+    for (int64_t k = threadIdx.x; k < K; k += kThreads) a = max(a, abs_bits(to_float(row[k])));
+    const float s = scale_from_amax<T, F>(block_max(a));
+    if (threadIdx.x == 0) scale[m] = s;
+    const float r = 1.0f / s;
+    for (int64_t k = threadIdx.x; k < K; k += kThreads)
+      q[m * K + k] = quantize_float8_value<F, float>(to_float(row[k]), r);
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) amax_kernel(const T* x, int64_t ldx, int64_t M, int64_t K, uint32_t* amax) {
+  uint32_t a = 0;
+  for (int64_t m = blockIdx.y; m < M; m += gridDim.y)
+    for (int64_t k = int64_t(blockIdx.x) * kThreads + threadIdx.x; k < K; k += int64_t(gridDim.x) * kThreads)
+      a = max(a, abs_bits(to_float(x[m * ldx + k])));
+  a = block_max(a);
+  if (threadIdx.x == 0 && a != 0) atomicMax(amax, a);
+}
+
+// One scale for the tensor: the static one, or the one from the amax pass.
+template <class T, Float8Format F>
+__global__ void __launch_bounds__(kThreads)
+    quantize_tensor_kernel(const T* x, int64_t ldx, int64_t M, int64_t K, const float* static_scale,
+                           const uint32_t* amax, uint8_t* q, float* scale) {
+  const float s = static_scale ? *static_scale : scale_from_amax<T, F>(*amax);
+  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *scale = s;
+  const float r = 1.0f / s;
+  for (int64_t m = blockIdx.y; m < M; m += gridDim.y)
+    for (int64_t k = int64_t(blockIdx.x) * kThreads + threadIdx.x; k < K; k += int64_t(gridDim.x) * kThreads)
+      q[m * K + k] = quantize_float8_value<F, float>(to_float(x[m * ldx + k]), r);
+}
+
+template <class T>
+__global__ void epilogue_kernel(const float* acc, const float* xs, int64_t xs_stride, const float* ws,
+                                int64_t ws_stride, const T* bias, int64_t M, int64_t N, T* out) {
+  const int64_t total = M * N;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += int64_t(gridDim.x) * kThreads) {
+    const int64_t m = i / N, n = i - m * N;
+    out[i] = from_float<T>(acc[i] * xs[m * xs_stride] * ws[n * ws_stride] + (bias ? to_float(bias[n]) : 0.0f));
+  }
+}
+
+template <Float8Format F>
+__global__ void decode_kernel(const uint8_t* c, int64_t n, float* out) {
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
+    out[i] = float8_to_float<F>(c[i]);
+}
+
+int grid_for(int64_t work) { return int(std::min<int64_t>((work + kThreads - 1) / kThreads, 65535 * 4)); }
+
+}  // namespace
+
+cudaError_t quantize_activations_float8(const void* x, DType in_t, int64_t ldx, int64_t M, int64_t K, bool per_row,
+                                        Float8Format fmt, const float* static_scale, uint8_t* q, float* scale,
+                                        uint32_t* amax, cudaStream_t stream) {
+  if (M == 0 || K == 0) return cudaSuccess;
+  return with_act_type(in_t, [&](auto t) {
+    using T = decltype(t);
+    const T* xp = static_cast<const T*>(x);
+    return with_format(fmt, [&](auto f) {
+      constexpr Float8Format F = decltype(f)::value;
+      if (per_row && !static_scale) {
+        quantize_rows_kernel<T, F><<<int(std::min<int64_t>(M, 65535 * 8)), kThreads, 0, stream>>>(xp, ldx, M, K, q,
+                                                                                                  scale);
+        return cudaGetLastError();
+      }
+      // At most kTensorBlocks blocks, each striding over many rows: one
+      // atomicMax per block, where a block per (row, 256 columns) made
+      // M * K / 256 atomics on one word serialise (250 us at M = 2048, K = 14336).
+      const int64_t gx = std::min<int64_t>((K + kThreads - 1) / kThreads, 64);
+      const dim3 grid(unsigned(gx), unsigned(std::min<int64_t>(M, std::max<int64_t>(1, kTensorBlocks / gx))));
+      if (!static_scale) {
+        cudaError_t err = cudaMemsetAsync(amax, 0, sizeof(uint32_t), stream);
+        if (err != cudaSuccess) return err;
+        amax_kernel<T><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, amax);
+        err = cudaGetLastError();
+        if (err != cudaSuccess) return err;
+      }
+      quantize_tensor_kernel<T, F><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, static_scale, amax, q, scale);
+      return cudaGetLastError();
+    });
+  });
+}
+
+cublasStatus_t float8_gemm(cublasLtHandle_t handle, const Float8GemmArgs& g, void* workspace, size_t workspace_bytes,
+                           cudaStream_t stream) {
+  // Column-major view, as in int8_gemm_s32: D (N x M) = op(W) X with W stored
+  // K x N (ld K) and transposed, X stored K x M: the "TN" form FP8 needs.
+  // cuBLAS's A is the weight, so its scale is ws and B's is xs.
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  auto set = [&](cublasLtMatmulDescAttributes_t attr, const void* v, size_t n) {
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulDescSetAttribute(desc, attr, v, n);
+  };
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  set(CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+  set(CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+  if (g.ws) set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g.ws, sizeof(g.ws));
+  if (g.xs) set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g.xs, sizeof(g.xs));
+  if (g.rowwise) {
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode));
+    set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode));
+  }
+  if (g.bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const int32_t bias_type = g.out_type;
+    set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
+    set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias));
+    set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
+  }
+  if (g.fast_accum) {
+    const int8_t fast = 1;
+    set(CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast));
+  }
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&la, g.w_type, uint64_t(g.K), uint64_t(g.N), g.K);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lb, g.x_type, uint64_t(g.K), uint64_t(g.M), g.K);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&ld, g.out_type, uint64_t(g.N), uint64_t(g.M), g.N);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
+                                              sizeof(workspace_bytes));
+  cublasLtMatmulHeuristicResult_t heur = {};
+  int found = 0;
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, ld, ld, pref, 1, &heur, &found);
+  if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    const float alpha = 1.0f, beta = 0.0f;
+    st = cublasLtMatmul(handle, desc, &alpha, g.w, la, g.x, lb, &beta, g.out, ld, g.out, ld, &heur.algo, workspace,
+                        workspace_bytes, stream);
+  }
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (ld) cublasLtMatrixLayoutDestroy(ld);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (desc) cublasLtMatmulDescDestroy(desc);
+  return st;
+}
+
+cudaError_t float8_linear_epilogue(const float* acc, const float* xs, int64_t xs_stride, const float* ws,
+                                   int64_t ws_stride, const void* bias, DType out_t, int64_t M, int64_t N, void* out,
+                                   cudaStream_t stream) {
+  if (M * N == 0) return cudaSuccess;
+  return with_act_type(out_t, [&](auto t) {
+    using T = decltype(t);
+    epilogue_kernel<T><<<grid_for(M * N), kThreads, 0, stream>>>(acc, xs, xs_stride, ws, ws_stride,
+                                                                 static_cast<const T*>(bias), M, N,
+                                                                 static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t float8_to_float32(const uint8_t* codes, int64_t n, Float8Format fmt, float* out, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  return with_format(fmt, [&](auto f) {
+    decode_kernel<decltype(f)::value><<<grid_for(n), kThreads, 0, stream>>>(codes, n, out);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace cuda
+}  // namespace kernels
+}  // namespace torchao_cpp
