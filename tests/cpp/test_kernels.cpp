@@ -559,6 +559,36 @@ TEST_P(WeightOnlySweep, EveryFormatShapeGroupAndDtype) {
       }
 }
 
+// A NaN (or Inf) float8 code makes its own output row NaN (Inf) in every
+// path (M = 1 direct dot with 32-code steps and with the decoded fallback,
+// M = 9 panel GEMM), and leaves the other rows exact.
+TEST_P(WeightOnlySweep, Float8NaNAndInfCodesReachOnlyTheirRow) {
+  const int64_t N = 3, K = 96;
+  for (bool e4m3 : {true, false})
+    for (int64_t group : {K, int64_t(8)})
+      for (int64_t M : {1, 9}) {
+        std::vector<uint8_t> c(N * K, 0x38);  // 1.0 in e4m3fn, 0.5 in e5m2
+        c[1 * K + 70] = e4m3 ? 0x7F : 0x7E;   // NaN
+        c[2 * K + 5] = e4m3 ? 0xFF : 0x7C;    // e4m3fn: NaN; e5m2: +Inf
+        std::vector<float> x(M * K, 1.0f), scale(N * (K / group), 1.0f), out(M * N);
+        const LinearShape s{M, N, K, group};
+        if (e4m3)
+          weight_only_linear<float, float>(x.data(), Float8Codes<Float8Format::E4M3FN>{c.data(), K}, scale.data(),
+                                           nullptr, ZeroPointDomain::None, 0, 0, nullptr, s, out.data(), 2);
+        else
+          weight_only_linear<float, float>(x.data(), Float8Codes<Float8Format::E5M2>{c.data(), K}, scale.data(),
+                                           nullptr, ZeroPointDomain::None, 0, 0, nullptr, s, out.data(), 2);
+        for (int64_t m = 0; m < M; ++m) {
+          EXPECT_EQ(out[m * N], e4m3 ? float(K) : 0.5f * K) << "e4m3=" << e4m3 << " group=" << group << " M=" << M;
+          EXPECT_TRUE(std::isnan(out[m * N + 1])) << "e4m3=" << e4m3 << " group=" << group << " M=" << M;
+          if (e4m3)
+            EXPECT_TRUE(std::isnan(out[m * N + 2])) << "group=" << group << " M=" << M;
+          else
+            EXPECT_EQ(out[m * N + 2], std::numeric_limits<float>::infinity()) << "group=" << group << " M=" << M;
+        }
+      }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, WeightOnlySweep, ::testing::ValuesIn(supported_isas()), isa_name);
 
 // The fused activation quantizer of the int8 GEMM gives the reference

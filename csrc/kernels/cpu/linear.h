@@ -101,8 +101,14 @@ template <int Bits>
 constexpr bool kIsPacked<PackedCodes<Bits>> = true;
 
 template <class Codes>
+constexpr bool kIsFloat8 = false;
+template <Float8Format F>
+constexpr bool kIsFloat8<Float8Codes<F>> = true;
+
+template <class Codes>
 constexpr bool has_direct_dot() {
-  return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> || kIsPacked<Codes>;
+  return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> ||
+         kIsPacked<Codes> || kIsFloat8<Codes>;
 }
 
 // out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r * step, k)
@@ -118,6 +124,9 @@ inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, con
     dot_f32_u4_grouped(xe, xo, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
     dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
+  } else if constexpr (kIsFloat8<Codes>) {
+    dot_f32_f8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out,
+                       std::is_same_v<Codes, Float8Codes<Float8Format::E4M3FN>>);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
     dot_f32_i8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
   } else {

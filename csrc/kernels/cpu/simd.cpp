@@ -66,6 +66,28 @@ void dot_f32_u4_grouped_ref(const float* xe, const float* xo, const uint8_t* p, 
   }
 }
 
+// Float8 codes decoded in chunks on the stack, then dotted: the portable and
+// AVX2 paths, and the AVX-512 one for groups that are not a multiple of 32.
+template <void (*Decode)(const uint8_t*, int64_t, bool, float*), float (*Dot)(const float*, const float*, int64_t)>
+void dot_f32_f8_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                                const float* gs, float* out, bool e4m3) {
+  constexpr int64_t kChunk = 256;
+  float w[kChunk];
+  for (int r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      float d = 0.0f;
+      for (int64_t k = g * len; k < (g + 1) * len; k += kChunk) {
+        const int64_t n = std::min(kChunk, (g + 1) * len - k);
+        Decode(c + r * ld + k, n, e4m3, w);
+        d += Dot(x + k, w, n);
+      }
+      acc += gs[r * groups + g] * d;
+    }
+    out[r] = acc;
+  }
+}
+
 void gemm_f32_tile_ref(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
                        bool accumulate) {
   for (int r = 0; r < rows; ++r) {
@@ -358,6 +380,47 @@ AVX512 void float8_to_f32_avx512(const uint8_t* c, int64_t n, bool e4m3, float* 
   float8_to_f32_ref(c + i, n - i, e4m3, out + i);
 }
 
+// 32 float8 codes per step through the float16 converter, as
+// float8_to_f32_avx512 decodes them, but in registers: e5m2 is the high byte
+// of a float16; e4m3fn becomes the float16 of value * 2^-8 (sign moved from
+// bit 14 to 15 by adding that bit to itself), the 2^8 applied once per row
+// by the caller, and its NaN codes (0x7F, 0xFF) become a float16 NaN.
+template <bool E4M3>
+struct Float8Stream512 {
+  static constexpr int64_t kStep = 32;
+  const float* x;
+  const uint8_t* c;
+  int64_t ld;
+  struct X {
+    __m512 a, b;
+  };
+  AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
+  AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
+    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + r * ld + i)));
+    __m512i h;
+    if constexpr (E4M3) {
+      const __m512i lo = _mm512_slli_epi16(b, 7);
+      h = _mm512_add_epi16(lo, _mm512_and_si512(lo, _mm512_set1_epi16(0x4000)));
+      const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_or_si512(b, _mm512_set1_epi16(0x80)), _mm512_set1_epi16(0xFF));
+      h = _mm512_mask_mov_epi16(h, nan, _mm512_set1_epi16(0x7E00));
+    } else {
+      h = _mm512_slli_epi16(b, 8);
+    }
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), v.a, s0);
+    s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), v.b, s1);
+  }
+};
+
+AVX512 void dot_f32_f8_grouped_avx512(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len,
+                                      int64_t groups, const float* gs, float* out, bool e4m3) {
+  if (len % 32 != 0)
+    return dot_f32_f8_grouped_decoded<float8_to_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out,
+                                                                              e4m3);
+  if (!e4m3) return grouped_avx512(Float8Stream512<false>{x, c, ld}, rows, len, groups, gs, out);
+  grouped_avx512(Float8Stream512<true>{x, c, ld}, rows, len, groups, gs, out);
+  for (int r = 0; r < rows; ++r) out[r] *= 256.0f;  // exact: a power of two
+}
+
 // R rows x 32 columns: 2R accumulators, one broadcast of a per row and k.
 template <int R>
 AVX512 void gemm_tile_avx512(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc,
@@ -600,6 +663,7 @@ struct Impl {
   void (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*);
   void (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*,
                              float*);
+  void (*dot_f32_f8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*, bool);
   void (*gemm_f32_tile)(const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool);
   bool (*minmax_f32)(const float*, int64_t, float*, float*);
   void (*quantize_u8_shifted)(const float*, int64_t, float, float, float, float, uint8_t*);
@@ -616,6 +680,7 @@ Impl table(Isa isa) {
             dot_f32_int_grouped_avx512<int8_t>,
             dot_f32_int_grouped_avx512<uint8_t>,
             dot_f32_u4_grouped_avx512,
+            dot_f32_f8_grouped_avx512,
             gemm_f32_tile_avx512,
             minmax_f32_avx512,
             quantize_u8_shifted_avx512,
@@ -628,6 +693,7 @@ Impl table(Isa isa) {
             dot_f32_int_grouped_avx2<int8_t>,
             dot_f32_int_grouped_avx2<uint8_t>,
             dot_f32_u4_grouped_avx2,
+            dot_f32_f8_grouped_decoded<float8_to_f32_ref, dot_f32_avx2>,
             gemm_f32_tile_avx2,
             minmax_f32_ref,
             quantize_u8_shifted_ref,
@@ -640,6 +706,7 @@ Impl table(Isa isa) {
           dot_f32_int_grouped_ref<int8_t>,
           dot_f32_int_grouped_ref<uint8_t>,
           dot_f32_u4_grouped_ref,
+          dot_f32_f8_grouped_decoded<float8_to_f32_ref, dot_f32_ref>,
           gemm_f32_tile_ref,
           minmax_f32_ref,
           quantize_u8_shifted_ref,
@@ -700,6 +767,11 @@ void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, 
 void dot_f32_u4_grouped(const float* xe, const float* xo, const uint8_t* p, int64_t ld, int rows, int64_t group_bytes,
                         int64_t groups, const float* gs, float* out) {
   impl().dot_f32_u4_grouped(xe, xo, p, ld, rows, group_bytes, groups, gs, out);
+}
+
+void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                        const float* gs, float* out, bool e4m3) {
+  impl().dot_f32_f8_grouped(x, c, ld, rows, group_len, groups, gs, out, e4m3);
 }
 
 void gemm_f32_tile(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,

@@ -34,6 +34,9 @@ void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, 
                         const float* gscale, float* out);
 void dot_f32_u4_grouped(const float* x_even, const float* x_odd, const uint8_t* p, int64_t ld, int rows,
                         int64_t group_bytes, int64_t groups, const float* gscale, float* out);
+// The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
+void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                        const float* gscale, float* out, bool e4m3);
 
 // Min and max of x[0..n); false (and undefined min/max) if any is NaN or Inf.
 bool minmax_f32(const float* x, int64_t n, float* mn, float* mx);
