@@ -13,26 +13,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kTensorBlocks = 1024;
 
-template <class F>
-cudaError_t with_act_type(DType t, F&& f) {
-  switch (t) {
-    case DType::Float32:
-      return f(float{});
-    case DType::BFloat16:
-      return f(bf16{});
-    case DType::Float16:
-      return f(fp16{});
-    default:
-      return cudaErrorInvalidValue;
-  }
-}
-
-template <class F>
-cudaError_t with_format(Float8Format fmt, F&& f) {
-  if (fmt == Float8Format::E4M3FN) return f(std::integral_constant<Float8Format, Float8Format::E4M3FN>{});
-  return f(std::integral_constant<Float8Format, Float8Format::E5M2>{});
-}
-
 // |v| as ordered bits: integer max over them is the float max, and NaN
 // (above every finite value and inf) wins, so it reaches the scale.
 __device__ inline uint32_t abs_bits(float v) { return __float_as_uint(v) & 0x7fffffffu; }
@@ -123,10 +103,10 @@ cudaError_t quantize_activations_float8(const void* x, DType in_t, int64_t ldx, 
                                         Float8Format fmt, const float* static_scale, uint8_t* q, float* scale,
                                         uint32_t* amax, cudaStream_t stream) {
   if (M == 0 || K == 0) return cudaSuccess;
-  return with_act_type(in_t, [&](auto t) {
+  return with_float(in_t, [&](auto t) {
     using T = decltype(t);
     const T* xp = static_cast<const T*>(x);
-    return with_format(fmt, [&](auto f) {
+    return with_float8(fmt, [&](auto f) {
       constexpr Float8Format F = decltype(f)::value;
       if (per_row && !static_scale) {
         quantize_rows_kernel<T, F><<<int(std::min<int64_t>(M, 65535 * 8)), kThreads, 0, stream>>>(xp, ldx, M, K, q,
@@ -212,7 +192,7 @@ cudaError_t float8_linear_epilogue(const float* acc, const float* xs, int64_t xs
                                    int64_t ws_stride, const void* bias, DType out_t, int64_t M, int64_t N, void* out,
                                    cudaStream_t stream) {
   if (M * N == 0) return cudaSuccess;
-  return with_act_type(out_t, [&](auto t) {
+  return with_float(out_t, [&](auto t) {
     using T = decltype(t);
     epilogue_kernel<T><<<grid_for(M * N), kThreads, 0, stream>>>(acc, xs, xs_stride, ws, ws_stride,
                                                                  static_cast<const T*>(bias), M, N,
@@ -223,7 +203,7 @@ cudaError_t float8_linear_epilogue(const float* acc, const float* xs, int64_t xs
 
 cudaError_t float8_to_float32(const uint8_t* codes, int64_t n, Float8Format fmt, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  return with_format(fmt, [&](auto f) {
+  return with_float8(fmt, [&](auto f) {
     decode_kernel<decltype(f)::value><<<grid_for(n), kThreads, 0, stream>>>(codes, n, out);
     return cudaGetLastError();
   });

@@ -17,20 +17,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kCtaBlockElems = 8192;
 
 template <class F>
-cudaError_t with_float(DType t, F&& f) {
-  switch (t) {
-    case DType::Float32:
-      return f(float{});
-    case DType::BFloat16:
-      return f(bf16{});
-    case DType::Float16:
-      return f(fp16{});
-    default:
-      return cudaErrorInvalidValue;
-  }
-}
-
-template <class F>
 cudaError_t with_code(DType t, F&& f) {
   switch (t) {
     case DType::UInt8:
@@ -44,12 +30,6 @@ cudaError_t with_code(DType t, F&& f) {
     default:
       return cudaErrorInvalidValue;
   }
-}
-
-template <class F>
-cudaError_t with_float8(Float8Format fmt, F&& f) {
-  if (fmt == Float8Format::E4M3FN) return f(std::integral_constant<Float8Format, Float8Format::E4M3FN>{});
-  return f(std::integral_constant<Float8Format, Float8Format::E5M2>{});
 }
 
 struct MinMax {

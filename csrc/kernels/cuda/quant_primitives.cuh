@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../cpu/quant_primitives.h"
 
@@ -19,6 +20,29 @@ namespace cuda {
 
 // Element types the primitives read and write.
 enum class DType : int { Float32, BFloat16, Float16, UInt8, Int8, Int16, Int32 };
+
+// Calls f with a value of the float type t names (float, bf16, fp16);
+// cudaErrorInvalidValue for any other type.
+template <class F>
+cudaError_t with_float(DType t, F&& f) {
+  switch (t) {
+    case DType::Float32:
+      return f(float{});
+    case DType::BFloat16:
+      return f(bf16{});
+    case DType::Float16:
+      return f(fp16{});
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+// Calls f with std::integral_constant<Float8Format, fmt>.
+template <class F>
+cudaError_t with_float8(Float8Format fmt, F&& f) {
+  if (fmt == Float8Format::E4M3FN) return f(std::integral_constant<Float8Format, Float8Format::E4M3FN>{});
+  return f(std::integral_constant<Float8Format, Float8Format::E5M2>{});
+}
 
 struct Blocks {
   int64_t count = 0;  // number of blocks
