@@ -1,0 +1,42 @@
+"""Decode-only companion of model_bench.py: the same 1.1 B Llama-shaped decoder,
+quantized in place (no fp32 copy alive, unlike model_bench.py, which keeps the
+fp32 model for its baselines), batch-1 decode tokens/s measured twice per
+config, with the torch.sum read bandwidth before and after.
+
+    python benchmarks/python/decode_bench.py --threads 2
+"""
+import argparse
+import gc
+import os
+
+import torch
+
+import model_bench as mb
+from torchao_cpp.dtypes import Int4CPULayout
+from torchao_cpp.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--steps", type=int, default=16)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"threads {args.threads}; read bandwidth {mb.read_bandwidth() / 1e9:.1f} GB/s", flush=True)
+    configs = [("Int4WeightOnly g128", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout())),
+               ("Int8WeightOnly", Int8WeightOnlyConfig())]
+    for name, cfg in configs:
+        m = mb.build_model()
+        quantize_(m, cfg)
+        gc.collect()
+        wb = mb.linear_weight_bytes(m)
+        for _ in range(2):
+            t = mb.decode_tps(m, steps=args.steps)
+            print(f"{name:22s} decode {t:6.2f} tok/s ({wb * t / 1e9:5.1f} GB/s of weights)", flush=True)
+        del m
+        gc.collect()
+    print(f"read bandwidth {mb.read_bandwidth() / 1e9:.1f} GB/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
