@@ -247,6 +247,10 @@ struct U4Stream512 {
   };
   AVX512 X load_x(int64_t j) const { return {_mm512_loadu_ps(xe + j), _mm512_loadu_ps(xo + j)}; }
   AVX512 void fma(int r, int64_t j, const X& v, __m512& s0, __m512& s1) const {
+    // 2 KB ahead in each of the thread's row streams: these decodes spend
+    // more time per byte than int8's, and the hardware prefetcher alone left
+    // them at 22-25 GB/s from DRAM (26-31 with this; 1 KB ahead: 25-29).
+    if (j % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(p + r * ld + j + 2048), _MM_HINT_T0);
     const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * ld + j)));
     // The low nibble through a 16-float table (vpermps reads only an index's
     // low 4 bits: no mask), the high one through the converter, so the two
@@ -396,6 +400,7 @@ struct Float8Stream512 {
   };
   AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
   AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
+    if (i % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(c + r * ld + i + 2048), _MM_HINT_T0);  // as U4Stream512
     const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + r * ld + i)));
     __m512i h;
     if constexpr (E4M3) {
