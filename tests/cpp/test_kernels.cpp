@@ -648,7 +648,7 @@ TEST_P(SimdTest, UnpackBitsAndFloat8DecodeMatchScalar) {
   std::mt19937 rng(12);
   std::uniform_int_distribution<int> byte(0, 255);
   for (int bits = 1; bits <= 8; ++bits)
-    for (int64_t n : {1, 7, 8, 9, 64, 101}) {
+    for (int64_t n : {1, 7, 8, 9, 64, 101, 128, 515}) {
       std::vector<uint8_t> codes(n), packed(packed_row_bytes(n, bits)), out(n);
       for (auto& v : codes) v = uint8_t(byte(rng) & ((1 << bits) - 1));
       dispatch_bits(bits, [&](auto b) { pack_bits_rows<decltype(b)::value>(codes.data(), 1, n, 0, packed.data()); });

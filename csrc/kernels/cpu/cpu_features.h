@@ -9,7 +9,8 @@ namespace kernels {
 
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false, bmi2 = false;
-  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false,
+       avx512vbmi = false;
 };
 
 inline CpuFeatures detect_cpu_features() {
@@ -24,6 +25,7 @@ inline CpuFeatures detect_cpu_features() {
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512vnni = __builtin_cpu_supports("avx512vnni");
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  f.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
   f.f16c = f.avx2;  // every AVX2 CPU has F16C
 #endif
   return f;

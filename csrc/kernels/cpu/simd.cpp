@@ -151,6 +151,30 @@ __attribute__((target("bmi2"))) void unpack_bits_u8_bmi2(const uint8_t* packed, 
   if (j < n) unpack_bits_u8_ref(packed + j / 8 * bits, n - j, bits, out + j);
 }
 
+// 64 codes per step: a byte permute gives each 64-bit lane the `bits` bytes
+// of its eight codes, a multishift pulls code i from bit i * bits of its lane
+// into byte i, and one and drops the neighbours' bits (the scalar pdep loop
+// spent 2.7 cycles per eight codes: 73 % of a uint3 decode).
+__attribute__((target("avx512f,avx512bw,avx512vbmi,bmi2"))) void unpack_bits_u8_vbmi(const uint8_t* packed, int64_t n,
+                                                                                    int bits, uint8_t* out) {
+  alignas(64) uint8_t idx[64], shift[64];
+  for (int q = 0; q < 8; ++q)
+    for (int i = 0; i < 8; ++i) {
+      idx[q * 8 + i] = uint8_t(q * bits + i);  // bytes past the lane's `bits` only feed masked-off bits
+      shift[q * 8 + i] = uint8_t(i * bits);
+    }
+  const __m512i vidx = _mm512_load_si512(idx), vshift = _mm512_load_si512(shift);
+  const __m512i mask = _mm512_set1_epi8(char((1u << bits) - 1u));
+  const __mmask64 chunk = bits == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * bits)) - 1;  // 8 * bits bytes
+  int64_t j = 0;
+  for (; j + 64 <= n; j += 64) {
+    const __m512i v = _mm512_maskz_loadu_epi8(chunk, packed + j / 8 * bits);
+    const __m512i c = _mm512_multishift_epi64_epi8(vshift, _mm512_permutexvar_epi8(vidx, v));
+    _mm512_storeu_si512(out + j, _mm512_and_si512(c, mask));
+  }
+  if (j < n) unpack_bits_u8_bmi2(packed + j / 8 * bits, n - j, bits, out + j);
+}
+
 // --- AVX-512 ---------------------------------------------------------------------
 AVX512 float sum_f32_avx512(const float* a, int64_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
@@ -690,7 +714,7 @@ Impl table(Isa isa) {
             minmax_f32_avx512,
             quantize_u8_shifted_avx512,
             float8_to_f32_avx512,
-            unpack_bits_u8_bmi2};
+            cpu_features().avx512vbmi ? unpack_bits_u8_vbmi : unpack_bits_u8_bmi2};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
