@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cuda_graphs import capture
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2
 from torchao_cpp.float8 import Float8MMConfig
 from torchao_cpp.quantization import (
@@ -110,15 +111,7 @@ def test_cuda_graph_capture_replays_eager_result(cfg):
     _, gpu = _pair(cfg, torch.bfloat16)
     x = torch.randn(5, 512, dtype=torch.bfloat16, device="cuda")
     with torch.no_grad():
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                gpu(x)
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            out = gpu(x)
+        g, out = capture(lambda: gpu(x))
         x.copy_(torch.randn_like(x) * 3)
         g.replay()
         torch.cuda.synchronize()

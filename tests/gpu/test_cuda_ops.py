@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cuda_graphs import capture
 import torchao_cpp
 from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, float8_e5m2, uint3
 from torchao_cpp.quantization import (
@@ -154,15 +155,7 @@ def test_cuda_graph_capture_replays_eager_result():
     x = torch.randn(1, 512, dtype=torch.bfloat16, device="cuda")
     with torch.no_grad():
         eager = gpu(x)
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                gpu(x)
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            out = gpu(x)
+        g, out = capture(lambda: gpu(x))
         x.copy_(torch.randn_like(x))
         g.replay()
         torch.cuda.synchronize()

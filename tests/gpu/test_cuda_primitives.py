@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cuda_graphs import capture
 import torchao_cpp  # noqa: F401
 from torchao_cpp.quantization import (
     Int8DynamicActivationInt4WeightConfig,
@@ -198,14 +199,7 @@ def test_int8_dynamic_linear_3d_noncontiguous_and_graph():
     xs = x.contiguous().cuda()
     with torch.no_grad():
         eager = gpu(xs)
-        g = torch.cuda.CUDAGraph()
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            gpu(xs)
-        torch.cuda.current_stream().wait_stream(s)
-        with torch.cuda.graph(g):
-            out = gpu(xs)
+        g, out = capture(lambda: gpu(xs))
         g.replay()
         torch.cuda.synchronize()
     assert torch.equal(out, eager)

@@ -3,6 +3,7 @@
 // --fmad=false like the other primitives.
 #include <algorithm>
 
+#include "cublaslt_gemm.cuh"
 #include "float8_linear.cuh"
 
 namespace torchao_cpp {
@@ -133,59 +134,29 @@ cudaError_t quantize_activations_float8(const void* x, DType in_t, int64_t ldx, 
 
 cublasStatus_t float8_gemm(cublasLtHandle_t handle, const Float8GemmArgs& g, void* workspace, size_t workspace_bytes,
                            cudaStream_t stream) {
-  // Column-major view, as in int8_gemm_s32: D (N x M) = op(W) X with W stored
-  // K x N (ld K) and transposed, X stored K x M: the "TN" form FP8 needs.
-  // cuBLAS's A is the weight, so its scale is ws and B's is xs.
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-  auto set = [&](cublasLtMatmulDescAttributes_t attr, const void* v, size_t n) {
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulDescSetAttribute(desc, attr, v, n);
-  };
-  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  set(CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-  set(CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-  if (g.ws) set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g.ws, sizeof(g.ws));
-  if (g.xs) set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g.xs, sizeof(g.xs));
+  // cuBLAS's A is the weight (TnGemm), so its scale is ws and B's is xs.
+  TnGemm lt(CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  if (g.ws) lt.set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g.ws, sizeof(g.ws));
+  if (g.xs) lt.set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g.xs, sizeof(g.xs));
   if (g.rowwise) {
     const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode));
-    set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode));
+    lt.set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode));
+    lt.set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode));
   }
   if (g.bias) {
     const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     const int32_t bias_type = g.out_type;
-    set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
-    set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias));
-    set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
+    lt.set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
+    lt.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias));
+    lt.set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
   }
   if (g.fast_accum) {
     const int8_t fast = 1;
-    set(CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast));
+    lt.set(CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast));
   }
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&la, g.w_type, uint64_t(g.K), uint64_t(g.N), g.K);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lb, g.x_type, uint64_t(g.K), uint64_t(g.M), g.K);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&ld, g.out_type, uint64_t(g.N), uint64_t(g.M), g.N);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
-                                              sizeof(workspace_bytes));
-  cublasLtMatmulHeuristicResult_t heur = {};
-  int found = 0;
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, ld, ld, pref, 1, &heur, &found);
-  if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-  if (st == CUBLAS_STATUS_SUCCESS) {
-    const float alpha = 1.0f, beta = 0.0f;
-    st = cublasLtMatmul(handle, desc, &alpha, g.w, la, g.x, lb, &beta, g.out, ld, g.out, ld, &heur.algo, workspace,
-                        workspace_bytes, stream);
-  }
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (ld) cublasLtMatrixLayoutDestroy(ld);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (desc) cublasLtMatmulDescDestroy(desc);
-  return st;
+  const float alpha = 1.0f, beta = 0.0f;
+  return lt.run(handle, g.w_type, g.w, g.x_type, g.x, g.out_type, g.out, g.M, g.N, g.K, &alpha, &beta, workspace,
+                workspace_bytes, stream);
 }
 
 cudaError_t float8_linear_epilogue(const float* acc, const float* xs, int64_t xs_stride, const float* ws,

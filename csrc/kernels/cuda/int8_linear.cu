@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cublaslt_gemm.cuh"
 #include "int8_linear.cuh"
 
 namespace torchao_cpp {
@@ -149,41 +150,10 @@ cudaError_t int8_linear_dp4a(const Int8LinearArgs<T>& p, cudaStream_t stream) {
 
 cublasStatus_t int8_gemm_s32(cublasLtHandle_t handle, const int8_t* a, const int8_t* w, int32_t* c, int64_t M,
                              int64_t N, int64_t K, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  // Column-major view: C (N x M) = W^T... as cuBLAS sees it, op(A) = A^T with
-  // A = W stored K x N (ld K), B = activations stored K x M (ld K): the "TN"
-  // form integer tensor cores need.
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32I, CUDA_R_32I);
-  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, uint64_t(K), uint64_t(N), K);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, uint64_t(K), uint64_t(M), K);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, uint64_t(N), uint64_t(M), N);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
-                                              sizeof(workspace_bytes));
-  cublasLtMatmulHeuristicResult_t heur = {};
-  int found = 0;
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
-  if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-  if (st == CUBLAS_STATUS_SUCCESS) {
-    const int32_t alpha = 1, beta = 0;
-    st = cublasLtMatmul(handle, desc, &alpha, w, la, a, lb, &beta, c, lc, c, lc, &heur.algo, workspace,
-                        workspace_bytes, stream);
-  }
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (lc) cublasLtMatrixLayoutDestroy(lc);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (desc) cublasLtMatmulDescDestroy(desc);
-  return st;
+  TnGemm g(CUBLAS_COMPUTE_32I, CUDA_R_32I);
+  const int32_t alpha = 1, beta = 0;
+  return g.run(handle, CUDA_R_8I, w, CUDA_R_8I, a, CUDA_R_32I, c, M, N, K, &alpha, &beta, workspace, workspace_bytes,
+               stream);
 }
 
 template <class T>
