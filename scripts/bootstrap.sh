@@ -11,6 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-pytest python3-numpy python3-matplotlib
   libopenblas0-pthread
+  clang libclang-rt-14-dev libomp-14-dev valgrind
   dataset-fashion-mnist
 )
 

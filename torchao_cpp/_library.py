@@ -4,7 +4,9 @@ import os
 import torch
 
 _LIB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
-LIBRARY_PATH = os.path.join(_LIB_DIR, "libtorchao_cpp_ops.so")
+# TORCHAO_CPP_LIBRARY picks another build of the ops library, e.g. the
+# sanitized one that scripts/reliability.sh runs the Python tests against.
+LIBRARY_PATH = os.environ.get("TORCHAO_CPP_LIBRARY") or os.path.join(_LIB_DIR, "libtorchao_cpp_ops.so")
 
 
 def load() -> str:

@@ -81,6 +81,11 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
   validate("AffineQuantizedTensor");
 }
 
+namespace {
+// 2^48 elements: far above any weight, far below int64 overflow in bits.
+constexpr int64_t kMaxElements = int64_t(1) << 48;
+}  // namespace
+
 void AffineQuantizedTensor::validate(const char* what) const {
   const auto kind = parse_layout(layout);
   const auto cd = parse_code_dtype(code_dtype);
@@ -105,9 +110,12 @@ void AffineQuantizedTensor::validate(const char* what) const {
   // Shape and blocks.
   TORCH_CHECK_VALUE(block_size.size() == shape.size(), what, ": block_size ", join(block_size), " does not match shape ",
                     join(shape));
-  int64_t nb = 1;
+  int64_t nb = 1, numel = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     TORCH_CHECK_VALUE(shape[i] >= 0, what, ": negative size in shape ", join(shape));
+    // Bounded so that sizes in bits (packed layouts) cannot overflow either.
+    TORCH_CHECK_VALUE(!__builtin_mul_overflow(numel, shape[i], &numel) && numel <= kMaxElements, what, ": shape ",
+                      join(shape), " has more than ", kMaxElements, " elements");
     TORCH_CHECK_VALUE(block_size[i] >= 1 && shape[i] % block_size[i] == 0, what, ": block_size ", join(block_size),
                       " does not divide shape ", join(shape));
     nb *= shape[i] / block_size[i];
@@ -489,6 +497,74 @@ c10::intrusive_ptr<LinearActivationQuantizedTensor> LinearActivationQuantizedTen
                                                               std::get<2>(s), std::get<3>(s), std::get<4>(s));
 }
 
+namespace {
+
+// Fields of a pickled state, which arrives as whatever the file holds: the
+// typed State is only built once the version, arity and each field's type
+// have been checked, so a state of another format version (or a forged one)
+// gets an error naming the field instead of an internal cast failure.
+class PickledState {
+ public:
+  PickledState(const char* what, const c10::IValue& v, int64_t version, size_t arity) : what_(what) {
+    TORCH_CHECK_VALUE(v.isTuple(), what, ": state must be a tuple (version, ...), got ", v.tagKind());
+    for (const auto& x : v.toTupleRef().elements()) e_.push_back(x);
+    TORCH_CHECK_VALUE(!e_.empty() && e_[0].isInt(), what, ": state must start with its format version (an int)");
+    TORCH_CHECK_VALUE(e_[0].toInt() == version, what, ": unsupported state version ", e_[0].toInt(),
+                      " (this build reads version ", version, ")");
+    TORCH_CHECK_VALUE(e_.size() == arity, what, ": a version ", version, " state has ", arity, " fields, got ",
+                      e_.size());
+  }
+  const c10::IValue& at(size_t i, const char* field, bool ok, const char* want) const {
+    const auto& v = e_[i];
+    TORCH_CHECK_TYPE(ok, what_, ": field ", field, " must be ", want, ", got ", v.tagKind());
+    return v;
+  }
+  int64_t integer(size_t i, const char* field) const { return at(i, field, e_[i].isInt(), "an int").toInt(); }
+  bool boolean(size_t i, const char* field) const { return at(i, field, e_[i].isBool(), "a bool").toBool(); }
+  std::string str(size_t i, const char* field) const {
+    return at(i, field, e_[i].isString(), "a str").toStringRef();
+  }
+  at::Tensor tensor(size_t i, const char* field) const {
+    return at(i, field, e_[i].isTensor(), "a Tensor").toTensor();
+  }
+  c10::optional<at::Tensor> opt_tensor(size_t i, const char* field) const {
+    if (e_[i].isNone()) return c10::nullopt;
+    return tensor(i, field);
+  }
+  // Any list of ints (an empty one may arrive typed as another list).
+  std::vector<int64_t> ints(size_t i, const char* field) const {
+    const auto& v = at(i, field, e_[i].isList(), "a list of ints");
+    std::vector<int64_t> out;
+    for (const auto& x : v.toListRef()) {
+      TORCH_CHECK_TYPE(x.isInt(), what_, ": field ", field, " must be a list of ints, got an element ", x.tagKind());
+      out.push_back(x.toInt());
+    }
+    return out;
+  }
+  const c10::IValue& any(size_t i) const { return e_[i]; }
+
+ private:
+  const char* what_;
+  std::vector<c10::IValue> e_;
+};
+
+AffineQuantizedTensor::State affine_state(const c10::IValue& v) {
+  const PickledState p("AffineQuantizedTensor.__setstate__", v, AffineQuantizedTensor::kStateVersion, 12);
+  return {p.integer(0, "version"),          p.tensor(1, "codes"),       p.tensor(2, "scale"),
+          p.opt_tensor(3, "zero_point"),    p.ints(4, "block_size"),    p.ints(5, "shape"),
+          p.str(6, "dtype"),                p.integer(7, "quant_min"),  p.integer(8, "quant_max"),
+          p.str(9, "zero_point_domain"),    p.str(10, "layout"),        p.str(11, "code_dtype")};
+}
+
+LinearActivationQuantizedTensor::State activation_state(const c10::IValue& v) {
+  const PickledState p("LinearActivationQuantizedTensor.__setstate__", v,
+                       LinearActivationQuantizedTensor::kStateVersion, 5);
+  return {p.integer(0, "version"), affine_state(p.any(1)), p.str(2, "act_quant"), p.opt_tensor(3, "act_scale"),
+          p.boolean(4, "fast_accum")};
+}
+
+}  // namespace
+
 // Methods are callable from Python and TorchScript.
 void register_classes(torch::Library& m) {
   m.class_<AffineQuantizedTensor>("AffineQuantizedTensor")
@@ -513,7 +589,7 @@ void register_classes(torch::Library& m) {
         .def("layout", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->layout; })
         .def("code_dtype", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->code_dtype; })
         .def_pickle([](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->getstate(); },
-                    [](AffineQuantizedTensor::State st) { return AffineQuantizedTensor::setstate(std::move(st)); });
+                    [](c10::IValue st) { return AffineQuantizedTensor::setstate(affine_state(st)); });
 
   m.class_<LinearActivationQuantizedTensor>("LinearActivationQuantizedTensor")
         .def(torch::init<c10::intrusive_ptr<AffineQuantizedTensor>, std::string, c10::optional<at::Tensor>, bool>())
@@ -526,9 +602,7 @@ void register_classes(torch::Library& m) {
         .def("act_scale", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->act_scale; })
         .def("fast_accum", [](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->fast_accum; })
         .def_pickle([](const c10::intrusive_ptr<LinearActivationQuantizedTensor>& s) { return s->getstate(); },
-                    [](LinearActivationQuantizedTensor::State st) {
-                      return LinearActivationQuantizedTensor::setstate(std::move(st));
-                    });
+                    [](c10::IValue st) { return LinearActivationQuantizedTensor::setstate(activation_state(st)); });
 }
 
 }  // namespace classes

@@ -1,0 +1,16 @@
+// LinearActivationQuantizedTensor.__setstate__ on arbitrary state, then the object in use.
+#include "fuzz_targets.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace torchao_cpp::fuzz;
+  Reader r(data, size);
+  const uint8_t rows = r.u8();
+  c10::intrusive_ptr<LinearActivationQuantizedTensor> a;
+  try {
+    a = LinearActivationQuantizedTensor::setstate(read_activation_state(r));
+  } catch (const std::exception&) {
+    return 0;
+  }
+  exercise(*a, rows);
+  return 0;
+}
