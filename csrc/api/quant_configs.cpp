@@ -251,9 +251,9 @@ QuantizedWeight quantize_8da4w(const at::Tensor& w, const ConfigFields& d, const
 // --- IntxWeightOnlyConfig / Int8DynamicActivationIntxWeightConfig ----------------------------
 int intx_bits(const Fields& f, const std::string& field) {
   const auto v = f.get_str(field, "int8");
-  const auto cd = classes::parse_code_dtype(v);
-  TORCH_CHECK_VALUE(cd.is_signed && !cd.is_float8 && cd.bits <= 8, f.name(field), " must be one of int1..int8, got ", v);
-  return cd.bits;
+  for (int bits = 1; bits <= 8; ++bits)
+    if (v == "int" + std::to_string(bits)) return bits;
+  TORCH_CHECK_VALUE(false, f.name(field), " must be one of int1..int8, got ", v);
 }
 
 c10::optional<int64_t> intx_group(const Fields& f, const std::string& field) {
@@ -440,6 +440,7 @@ at::Tensor fp8_static_scale(const Fields& f) {
   TORCH_CHECK_VALUE(s.numel() == 1, f.name("scale"), " must hold one activation scale (PerTensor), got shape ",
                     s.sizes());
   TORCH_CHECK_TYPE(s.is_floating_point(), f.name("scale"), " must be a float tensor, got ", s.scalar_type());
+  TORCH_CHECK_VALUE(!s.is_meta(), f.name("scale"), " is on meta: the static activation scale needs a value");
   const double v = s.to(at::kDouble).cpu().item<double>();
   TORCH_CHECK_VALUE(std::isfinite(v) && v > 0, f.name("scale"), " must be finite and > 0, got ", v);
   return s;
@@ -508,6 +509,30 @@ const bool kBuiltins = [] {
   return true;
 }();
 
+// The end codes of every block must dequantize to finite values. They need
+// not when the weight holds values near its dtype's max: a symmetric scale of
+// max / 127.5 puts code -128 at -1.004 max, which overflows.
+void check_grid_finite(const at::Tensor& weight, const at::Tensor& scale, const c10::optional<at::Tensor>& zp,
+                       at::ScalarType storage, int64_t quant_min, int64_t quant_max,
+                       const std::string& zero_point_domain) {
+  const int64_t nb = scale.numel();
+  if (nb == 0) return;
+  // Codes (quant_min, quant_max) per block, dequantized as the weight would be.
+  const auto ends = at::tensor({quant_min, quant_max}, at::kLong).to(storage).repeat({nb}).reshape({nb, 2});
+  c10::optional<at::Tensor> z;
+  if (zp) z = zp->reshape({nb});
+  const auto v = ops::dequantize_affine(ends, {1, 2}, scale.reshape({nb}), z, quant_min, quant_max,
+                                        zero_point_domain, weight.scalar_type())
+                     .to(at::kFloat)
+                     .contiguous();
+  const float* d = v.data_ptr<float>();
+  for (int64_t i = 0; i < 2 * nb; ++i)
+    TORCH_CHECK_VALUE(std::isfinite(d[i]), "affine_quantize: code ", i % 2 ? quant_max : quant_min,
+                      " of weight block ", i / 2, " dequantizes to ", d[i], " in ", weight.scalar_type(), " (scale ",
+                      scale.reshape({nb})[i / 2].item<double>(), "): the weight holds values too close to its "
+                      "dtype's max to quantize");
+}
+
 }  // namespace
 
 void register_config(const std::string& config_type, ConfigValidator validate, QuantizeHandler handler,
@@ -527,15 +552,56 @@ void validate_config(const std::string& config_type, const ConfigFields& fields)
   lookup(config_type).validate(fields);
 }
 
-QuantizedWeight quantize_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
-                                const std::string& fqn) {
+namespace {
+
+// The config's entry, after the checks of the weight's metadata every handler relies on.
+const Entry& checked_entry(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
+                           const std::string& fqn, const char* op) {
   const auto& e = lookup(config_type);
   e.validate(fields);
+  TORCH_CHECK_NOT_IMPLEMENTED(!weight.is_meta(), op, ": the weight of '", fqn,
+                              "' is on meta: quantizing needs its values (load them first)");
   TORCH_CHECK_VALUE(weight.dim() >= 2 && weight.dim() <= e.max_weight_dim, config_type, ": '", fqn, "' has a ",
                     weight.dim(), "-d weight; ",
                     e.max_weight_dim == 2 ? "linear weights are 2-d (out_features, in_features)"
                                           : "this config takes 2-d or 3-d weights ([experts,] out_features, "
                                             "in_features)");
+  return e;
+}
+
+}  // namespace
+
+void check_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
+                  const std::string& fqn) {
+  checked_entry(weight, config_type, fields, fqn, "check_weight");
+  const auto t = weight.scalar_type();
+  TORCH_CHECK_TYPE(t == at::kFloat || t == at::kBFloat16 || t == at::kHalf, config_type, ": the weight of '", fqn,
+                   "' must be float32, bfloat16 or float16, got ", t);
+  // In float32 chunks (CPU aminmax has no float16 in torch 1.13) of 4 MB, not a copy of the weight:
+  // quantize_ runs this on every layer before it frees any.
+  const auto flat = weight.reshape({-1});
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  double lo = 0.0, hi = 0.0;
+  for (int64_t i = 0; i < flat.numel(); i += kChunk) {
+    const auto mm = at::aminmax(flat.narrow(0, i, std::min(kChunk, flat.numel() - i)).to(at::kFloat));
+    const double a = std::get<0>(mm).item<double>(), b = std::get<1>(mm).item<double>();
+    lo = i == 0 || std::isnan(a) ? a : std::min(lo, a);  // keep a NaN once seen
+    hi = i == 0 || std::isnan(b) ? b : std::max(hi, b);
+    if (std::isnan(lo) || std::isnan(hi)) break;
+  }
+  TORCH_CHECK_VALUE(std::isfinite(lo) && std::isfinite(hi), config_type, ": the weight of '", fqn,
+                    "' contains NaN or Inf; quantization parameters are undefined for non-finite values");
+  // Past a quarter of the dtype's range, scales (max - min over the code range, or max / 127.5 times the
+  // code -128) can overflow to Inf.
+  const double limit = (t == at::kHalf ? 65504.0 : double(std::numeric_limits<float>::max())) / 4;
+  TORCH_CHECK_VALUE(std::max(-lo, hi) <= limit, config_type, ": the weight of '", fqn, "' holds values up to ",
+                    std::max(-lo, hi), " in magnitude; above ", limit,
+                    " (a quarter of its dtype's range) the quantization scales overflow");
+}
+
+QuantizedWeight quantize_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
+                                const std::string& fqn) {
+  const auto& e = checked_entry(weight, config_type, fields, fqn, "quantize_weight");
   // The quant primitives run on the CPU kernels: a CUDA weight is quantized
   // there and its codes moved back (quantizing is not a hot path).
   if (!weight.device().is_cpu()) {
@@ -552,6 +618,7 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
     const std::string& code_dtype, int64_t quant_min, int64_t quant_max, c10::optional<double> eps,
     c10::optional<at::ScalarType> scale_dtype, c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
     const std::string& zero_point_domain, const std::string& layout) {
+  TORCH_CHECK_NOT_IMPLEMENTED(!weight.is_meta(), "affine_quantize: weight is on meta: quantizing needs its values");
   if (!weight.device().is_cpu())
     return affine_quantize(weight.cpu(), mapping_type, std::move(block_size), code_dtype, quant_min, quant_max, eps,
                            scale_dtype, zero_point_dtype, preserve_zero, zero_point_domain, layout)
@@ -576,6 +643,7 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
   c10::optional<at::Tensor> zp_opt;
   if (zero_point_domain != "NONE") zp_opt = zp;
   const auto storage = cd.bits == 32 ? at::kInt : cd.is_signed ? at::kChar : at::kByte;
+  check_grid_finite(weight, scale, zp_opt, storage, quant_min, quant_max, zero_point_domain);
   auto codes = ops::quantize_affine(weight, block_size, scale, zp_opt, storage, quant_min, quant_max, zero_point_domain);
   return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, scale, zp_opt, block_size, quant_min, quant_max,
                                                              zero_point_domain, layout, code_dtype, dtype_name);
@@ -622,6 +690,7 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize_op(
 TORCH_LIBRARY_IMPL(torchao_cpp, CompositeExplicitAutograd, m) {
   using namespace torchao_cpp::api;
   m.impl("quantize_weight", &quantize_weight_op);
+  m.impl("check_weight", &check_weight);
   m.impl("affine_quantize", &affine_quantize_op);
 }
 

@@ -65,6 +65,11 @@ void check_float_dtype(const char* op, const char* arg, at::ScalarType t) {
                    " must be float32, bfloat16 or float16, got ", t);
 }
 
+void check_code_dtype(const char* op, const char* arg, at::ScalarType t) {
+  TORCH_CHECK_TYPE(t == at::kByte || t == at::kChar || t == at::kShort || t == at::kInt, op, ": ", arg,
+                   " must hold integer codes of dtype uint8, int8, int16 or int32, got ", t);
+}
+
 void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max) {
   TORCH_CHECK_VALUE(quant_min < quant_max, op, ": quant_min (", quant_min, ") must be < quant_max (", quant_max, ")");
   TORCH_CHECK_VALUE(quant_min >= std::numeric_limits<int32_t>::min() && quant_max <= std::numeric_limits<int32_t>::max(),

@@ -59,9 +59,13 @@ auto dispatch_float(at::ScalarType t, F&& f) {
   }
 }
 
-// Calls f(T{}) with the C++ type of an integer code dtype.
+// Integer codes are uint8, int8, int16 or int32 (what the kernels read).
+void check_code_dtype(const char* op, const char* arg, at::ScalarType t);
+
+// Calls f(T{}) with the C++ type of an integer code dtype; `arg` of `op` names
+// the tensor in the error.
 template <class F>
-auto dispatch_code(at::ScalarType t, F&& f) {
+auto dispatch_code(const char* op, const char* arg, at::ScalarType t, F&& f) {
   switch (t) {
     case at::kByte:
       return f(uint8_t{});
@@ -72,7 +76,8 @@ auto dispatch_code(at::ScalarType t, F&& f) {
     case at::kInt:
       return f(int32_t{});
     default:
-      TORCH_CHECK_TYPE(false, "expected integer codes of dtype uint8, int8, int16 or int32, got ", t);
+      check_code_dtype(op, arg, t);
+      TORCH_CHECK_TYPE(false, op, ": ", arg, ": no kernel reads ", t);  // unreachable
   }
 }
 

@@ -60,6 +60,7 @@ TORCH_LIBRARY(torchao_cpp, m) {
       "quantize_weight(Tensor weight, str config_type, Dict(str, Any) fields, str fqn) -> "
       "(__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor?, "
       "__torch__.torch.classes.torchao_cpp.LinearActivationQuantizedTensor?, str)");
+  m.def("check_weight(Tensor weight, str config_type, Dict(str, Any) fields, str fqn) -> ()");
   m.def(
       "affine_quantize(Tensor weight, str mapping_type, int[] block_size, str code_dtype, int quant_min, "
       "int quant_max, float? eps=None, ScalarType? scale_dtype=None, ScalarType? zero_point_dtype=None, "
@@ -82,7 +83,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
        {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
         "quantize_affine_float8", "dequantize_affine_float8", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "weight_only_linear",
-        "int8_dynamic_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear", "quantize_weight",
-        "affine_quantize"})
+        "int8_dynamic_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
+        "quantize_weight", "check_weight", "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());
 }

@@ -3,6 +3,7 @@
 // directly (kernels/cpu/linear.h); no full float weight is built per call.
 #include "linear.h"
 
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include "../classes/affine_quantized_tensor.h"
@@ -14,31 +15,57 @@ namespace ops {
 
 namespace {
 
+// The input of a linear: what every impl (CPU, Meta) checks.
+void check_linear_input(const char* op, const at::Tensor& input, int64_t in_features) {
+  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
+  check_float_dtype(op, "input", input.scalar_type());
+  TORCH_CHECK_VALUE(input.size(-1) == in_features, op, ": input has ", input.size(-1),
+                    " features in its last dim but the weight expects in_features=", in_features, " (input shape ",
+                    input.sizes(), ")");
+}
+
+void check_cpu_input(const char* op, const at::Tensor& input) {
+  TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got device ", input.device());
+}
+
+std::vector<int64_t> linear_out_shape(const at::Tensor& input, int64_t out_features) {
+  auto shape = input.sizes().vec();
+  shape.back() = out_features;
+  return shape;
+}
+
 struct Flat {
   at::Tensor x2d;  // (M, K) contiguous
   std::vector<int64_t> out_shape;
 };
 
-Flat flatten_input(const char* op, const at::Tensor& input, int64_t in_features, int64_t out_features) {
-  TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
-  TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got device ", input.device());
-  check_float_dtype(op, "input", input.scalar_type());
-  TORCH_CHECK_VALUE(input.size(-1) == in_features, op, ": input has ", input.size(-1),
-                    " features in its last dim but the weight expects in_features=", in_features, " (input shape ",
-                    input.sizes(), ")");
+Flat flatten_input(const at::Tensor& input, int64_t in_features, int64_t out_features) {
   Flat f;
-  f.out_shape = input.sizes().vec();
-  f.out_shape.back() = out_features;
-  f.x2d = input.reshape({-1, in_features}).contiguous();
+  f.out_shape = linear_out_shape(input, out_features);
+  // Rows counted, not inferred: reshape({-1, 0}) is ambiguous.
+  const int64_t M = c10::multiply_integers(input.sizes().slice(0, input.dim() - 1));
+  f.x2d = input.reshape({M, in_features}).contiguous();
   return f;
 }
 
-at::Tensor check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input,
-                      int64_t out_features) {
-  if (!bias.has_value() || !bias->defined()) return at::Tensor();
+void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input, int64_t out_features) {
+  if (!bias.has_value() || !bias->defined()) return;
   TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == out_features, op, ": bias must have shape (", out_features,
                     ",), got ", bias->sizes());
+  check_on(op, *bias, "bias", input.device());
+}
+
+// The (checked) bias in the input's dtype, or undefined.
+at::Tensor bias_like(const c10::optional<at::Tensor>& bias, const at::Tensor& input) {
+  if (!bias.has_value() || !bias->defined()) return at::Tensor();
   return bias->to(input.scalar_type()).contiguous();
+}
+
+// F.linear over in_features = 0: every sum is empty, so zeros plus the bias.
+at::Tensor no_features_linear(const Flat& f, int64_t out_features, const at::Tensor& b, const at::Tensor& input) {
+  auto out = at::zeros({f.x2d.size(0), out_features}, input.options());
+  if (b.defined()) out.add_(b);
+  return out.view(f.out_shape);
 }
 
 void check_group(const char* op, int64_t in_features, int64_t group_size) {
@@ -51,39 +78,104 @@ void check_weight_qparams(const char* op, const at::Tensor& t, const char* arg, 
                     " (out_features * in_features / group_size)");
 }
 
-// Validates the weight codes for `code_format` and calls fn(reader) with the
-// kernel's code reader: "plain" (one integer code per element), "packed"
-// (bit-packed rows of `bits`-bit codes, offset by quant_min), "float8_e4m3fn"
-// and "float8_e5m2" (raw bytes).
-template <class Fn>
-void with_code_reader(const char* op, const at::Tensor& c, const std::string& code_format, int64_t bits, int64_t N,
-                      int64_t K, int64_t quant_min, bool allow_float8, Fn&& fn) {
+// Validates the weight codes for `code_format`: "plain" (one integer code per
+// element), "packed" (bit-packed rows of `bits`-bit codes, offset by
+// quant_min), "float8_e4m3fn" and "float8_e5m2" (raw bytes).
+void check_codes(const char* op, const at::Tensor& c, const std::string& code_format, int64_t bits, int64_t N,
+                 int64_t K, bool allow_float8) {
   if (code_format == "plain") {
+    check_code_dtype(op, "codes", c.scalar_type());
     TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == N && c.size(1) == K, op, ": plain codes must have shape (", N, ", ",
                       K, "), got ", c.sizes());
-    dispatch_code(c.scalar_type(), [&](auto t_q) {
-      using TQ = decltype(t_q);
-      fn(k::PlainCodes<TQ>{ptr<TQ>(c), K});
-    });
   } else if (code_format == "packed") {
     TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
     TORCH_CHECK_TYPE(c.scalar_type() == at::kByte, op, ": packed codes must be uint8, got ", c.scalar_type());
     const int64_t rb = k::packed_row_bytes(K, int(bits));
-    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == N && c.size(1) == rb, op, ": packed codes must have shape (", N, ", ",
-                      rb, "), got ", c.sizes());
-    k::dispatch_bits(int(bits), [&](auto bw) { fn(k::PackedCodes<decltype(bw)::value>{ptr<uint8_t>(c), K, quant_min}); });
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == N && c.size(1) == rb, op, ": packed codes must have shape (", N,
+                      ", ", rb, "), got ", c.sizes());
   } else if (allow_float8 && (code_format == "float8_e4m3fn" || code_format == "float8_e5m2")) {
     auto b = float8_codes_as_uint8(op, c);
     TORCH_CHECK_VALUE(b.dim() == 2 && b.size(0) == N && b.size(1) == K, op, ": float8 codes must have shape (", N, ", ",
                       K, "), got ", b.sizes());
+  } else {
+    TORCH_CHECK_VALUE(false, op, ": code_format must be plain, packed",
+                      allow_float8 ? ", float8_e4m3fn or float8_e5m2" : "", ", got '", code_format, "'");
+  }
+}
+
+// Calls fn(reader) with the kernel's code reader of checked codes (check_codes).
+template <class Fn>
+void with_code_reader(const char* op, const at::Tensor& c, const std::string& code_format, int64_t bits, int64_t K,
+                      int64_t quant_min, Fn&& fn) {
+  if (code_format == "plain") {
+    dispatch_code(op, "codes", c.scalar_type(), [&](auto t_q) {
+      using TQ = decltype(t_q);
+      fn(k::PlainCodes<TQ>{ptr<TQ>(c), K});
+    });
+  } else if (code_format == "packed") {
+    k::dispatch_bits(int(bits), [&](auto bw) {
+      fn(k::PackedCodes<decltype(bw)::value>{ptr<uint8_t>(c), K, quant_min});
+    });
+  } else {
+    auto b = float8_codes_as_uint8(op, c);
     if (code_format == "float8_e4m3fn")
       fn(k::Float8Codes<k::Float8Format::E4M3FN>{ptr<uint8_t>(b), K});
     else
       fn(k::Float8Codes<k::Float8Format::E5M2>{ptr<uint8_t>(b), K});
-  } else {
-    TORCH_CHECK_VALUE(false, op, ": code_format must be plain, packed", allow_float8 ? ", float8_e4m3fn or float8_e5m2" : "",
-                      ", got '", code_format, "'");
   }
+}
+
+// The arguments of weight_only_linear, checked for its CPU and Meta impls.
+k::ZeroPointDomain check_weight_only_linear(const char* op, const at::Tensor& input, const at::Tensor& codes,
+                                            const std::string& code_format, int64_t bits, int64_t out_features,
+                                            int64_t in_features, int64_t group_size, const at::Tensor& scale,
+                                            const c10::optional<at::Tensor>& zero_point,
+                                            const std::string& zero_point_domain,
+                                            const c10::optional<at::Tensor>& bias) {
+  check_linear_input(op, input, in_features);
+  check_group(op, in_features, group_size);
+  const auto domain = parse_zero_point_domain(zero_point_domain);
+  const int64_t G = in_features / group_size;
+  check_weight_qparams(op, scale, "scale", out_features * G);
+  check_float_dtype(op, "scale", scale.scalar_type());
+  if (domain != k::ZeroPointDomain::None) {
+    TORCH_CHECK_VALUE(zero_point.has_value() && zero_point->defined(), op, ": zero_point_domain ", zero_point_domain,
+                      " needs a zero_point");
+    check_weight_qparams(op, *zero_point, "zero_point", out_features * G);
+    check_on(op, *zero_point, "zero_point", input.device());
+  }
+  check_on(op, codes, "codes", input.device());
+  check_on(op, scale, "scale", input.device());
+  check_bias(op, bias, input, out_features);
+  check_codes(op, codes, code_format, bits, out_features, in_features, true);
+  return domain;
+}
+
+// The arguments of int8_dynamic_linear, checked for its CPU and Meta impls.
+void check_int8_dynamic_linear(const char* op, const at::Tensor& input, const std::string& act_quant,
+                               const at::Tensor& codes, const std::string& code_format, int64_t bits, int64_t N,
+                               int64_t K, int64_t group_size, const at::Tensor& weight_scale,
+                               const c10::optional<at::Tensor>& weight_zero_point,
+                               const c10::optional<at::Tensor>& bias) {
+  check_linear_input(op, input, K);
+  check_group(op, K, group_size);
+  // int16 operands, int32 sums per group: codes of at most 8 bits, groups of at most 2^15.
+  TORCH_CHECK_VALUE(group_size <= 32768, op, ": group_size must be <= 32768 for int32 accumulation, got ", group_size);
+  if (code_format == "plain")
+    TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar || codes.scalar_type() == at::kByte, op,
+                     ": plain weight codes must be int8 or uint8, got ", codes.scalar_type());
+  const int64_t G = K / group_size;
+  check_weight_qparams(op, weight_scale, "weight_scale", N * G);
+  check_bias(op, bias, input, N);
+  TORCH_CHECK_VALUE(act_quant == "asymmetric" || act_quant == "symmetric_reduced_range", op,
+                    ": act_quant must be 'asymmetric' or 'symmetric_reduced_range', got '", act_quant, "'");
+  if (weight_zero_point.has_value() && weight_zero_point->defined()) {
+    check_weight_qparams(op, *weight_zero_point, "weight_zero_point", N * G);
+    check_on(op, *weight_zero_point, "weight_zero_point", input.device());
+  }
+  check_on(op, codes, "codes", input.device());
+  check_on(op, weight_scale, "weight_scale", input.device());
+  check_codes(op, codes, code_format, bits, N, K, false);
 }
 
 }  // namespace
@@ -94,24 +186,14 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
                               int64_t quant_max, const std::string& zero_point_domain,
                               const c10::optional<at::Tensor>& bias) {
   const char* op = "weight_only_linear";
-  auto f = flatten_input(op, input, in_features, out_features);
-  check_group(op, in_features, group_size);
-  const auto domain = parse_zero_point_domain(zero_point_domain);
-  const int64_t G = in_features / group_size;
-  check_weight_qparams(op, scale, "scale", out_features * G);
-  check_float_dtype(op, "scale", scale.scalar_type());
+  check_cpu_input(op, input);
+  const auto domain = check_weight_only_linear(op, input, codes, code_format, bits, out_features, in_features,
+                                               group_size, scale, zero_point, zero_point_domain, bias);
+  auto f = flatten_input(input, in_features, out_features);
+  auto b = bias_like(bias, input);
+  if (in_features == 0) return no_features_linear(f, out_features, b, input);
   at::Tensor zp;
-  if (domain != k::ZeroPointDomain::None) {
-    TORCH_CHECK_VALUE(zero_point.has_value() && zero_point->defined(), op, ": zero_point_domain ", zero_point_domain,
-                      " needs a zero_point");
-    check_weight_qparams(op, *zero_point, "zero_point", out_features * G);
-    zp = zero_point->to(at::kFloat).contiguous();
-  }
-  check_on(op, codes, "codes", input.device());
-  check_on(op, scale, "scale", input.device());
-  if (zp.defined()) check_on(op, zp, "zero_point", input.device());
-  auto b = check_bias(op, bias, input, out_features);
-  if (b.defined()) check_on(op, b, "bias", input.device());
+  if (domain != k::ZeroPointDomain::None) zp = zero_point->to(at::kFloat).contiguous();
   auto c = codes.contiguous();
   auto sc = scale.contiguous();
   const k::LinearShape s{f.x2d.size(0), out_features, in_features, group_size};
@@ -127,7 +209,7 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
       });
     });
   };
-  with_code_reader(op, c, code_format, bits, out_features, in_features, quant_min, true, run);
+  with_code_reader(op, c, code_format, bits, in_features, quant_min, run);
   return out.view(f.out_shape);
 }
 
@@ -138,40 +220,25 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
                                const c10::optional<at::Tensor>& bias) {
   const char* op = "int8_dynamic_linear";
   const int64_t N = out_features, K = in_features;
-  auto f = flatten_input(op, input, K, N);
-  check_group(op, K, group_size);
-  // int16 operands, int32 sums per group: codes of at most 8 bits, groups of at most 2^15.
-  TORCH_CHECK_VALUE(group_size <= 32768, op, ": group_size must be <= 32768 for int32 accumulation, got ", group_size);
-  if (code_format == "plain")
-    TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar || codes.scalar_type() == at::kByte, op,
-                     ": plain weight codes must be int8 or uint8, got ", codes.scalar_type());
-  const int64_t G = K / group_size;
-  check_weight_qparams(op, weight_scale, "weight_scale", N * G);
-  auto b = check_bias(op, bias, input, N);
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> aq;
-  if (act_quant == "asymmetric")
-    aq = int8_asymm_per_token_quant(f.x2d);
-  else if (act_quant == "symmetric_reduced_range")
-    aq = int8_symm_per_token_reduced_range_quant(f.x2d);
-  else
-    TORCH_CHECK_VALUE(false, op, ": act_quant must be 'asymmetric' or 'symmetric_reduced_range', got '", act_quant, "'");
+  check_cpu_input(op, input);
+  check_int8_dynamic_linear(op, input, act_quant, codes, code_format, bits, N, K, group_size, weight_scale,
+                            weight_zero_point, bias);
+  auto f = flatten_input(input, K, N);
+  auto b = bias_like(bias, input);
+  // No tokens to quantize (M = 0), or none of their features (K = 0).
+  if (f.x2d.size(0) == 0 || K == 0) return no_features_linear(f, N, b, input);
+  const auto aq = per_token_quant_cpu(op, f.x2d, act_quant == "asymmetric");
   auto a = std::get<0>(aq).contiguous();
   auto a_scale = std::get<1>(aq).to(at::kFloat).contiguous();
   auto a_zp = std::get<2>(aq).to(at::kFloat).contiguous();
   auto ws = weight_scale.to(at::kFloat).contiguous();
   at::Tensor wz;
-  if (weight_zero_point.has_value() && weight_zero_point->defined()) {
-    check_weight_qparams(op, *weight_zero_point, "weight_zero_point", N * G);
+  if (weight_zero_point.has_value() && weight_zero_point->defined())
     wz = weight_zero_point->to(at::kFloat).contiguous();
-  }
-  check_on(op, codes, "codes", input.device());
-  check_on(op, ws, "weight_scale", input.device());
-  if (wz.defined()) check_on(op, wz, "weight_zero_point", input.device());
-  if (b.defined()) check_on(op, b, "bias", input.device());
   auto c = codes.contiguous();
   const k::LinearShape s{f.x2d.size(0), N, K, group_size};
   auto out = at::empty({s.M, s.N}, input.options());
-  with_code_reader(op, c, code_format, bits, N, K, quant_min, false, [&](const auto& reader) {
+  with_code_reader(op, c, code_format, bits, K, quant_min, [&](const auto& reader) {
     dispatch_float(input.scalar_type(), [&](auto t_a) {
       using TA = decltype(t_a);
       k::int8_dynamic_linear<TA>(ptr<int8_t>(a), ptr<float>(a_scale), ptr<float>(a_zp), reader, ptr<float>(ws),
@@ -187,21 +254,25 @@ at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, 
                          const std::string& weight_dtype, const at::Tensor& weight_scale,
                          const c10::optional<at::Tensor>& bias, bool /*fast_accum: CPU sums are float32 always*/) {
   const char* op = "float8_linear";
-  TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got device ", input.device());
+  check_cpu_input(op, input);
   const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
                                      weight_scale);
-  auto f = flatten_input(op, input, s.K, s.N);
-  auto b = check_bias(op, bias, input, s.N);
+  check_bias(op, bias, input, s.N);
+  if (s.act_scale.defined()) check_scale_values(op, "act_scale", s.act_scale);
+  auto f = flatten_input(input, s.K, s.N);
+  auto b = bias_like(bias, input);
   const int64_t M = f.x2d.size(0);
+  if (s.K == 0) return no_features_linear(f, s.N, b, input);
   auto out = at::empty({M, s.N}, input.options());
   if (M == 0 || s.N == 0) return out.view(f.out_shape);
   // The seed's activation quantizer: choose_qparams_affine_float8 (float32
   // scale computed in the input's precision) and quantize_affine_float8.
   const std::vector<int64_t> block = {s.act_per_row ? 1 : M, s.K};
   const auto qshape = qparams_shape(f.x2d.sizes(), block);
-  const at::Tensor xs = s.act_scale.defined() ? s.act_scale.reshape(qshape)
-                                              : choose_qparams_affine_float8(f.x2d, block, act_dtype, at::kFloat);
-  const auto q = quantize_affine_float8(f.x2d, block, xs, act_dtype).contiguous();
+  const at::Tensor xs = s.act_scale.defined()
+                            ? s.act_scale.reshape(qshape)
+                            : choose_qparams_affine_float8_cpu(op, f.x2d, block, act_dtype, at::kFloat);
+  const auto q = quantize_affine_float8_cpu(op, f.x2d, block, xs, act_dtype).contiguous();
   std::vector<float> xv(size_t(M * s.K));
   k::float8_to_f32(ptr<uint8_t>(q), M * s.K, s.act == k::Float8Format::E4M3FN, xv.data());
   const auto xsf = xs.to(at::kFloat).contiguous();
@@ -224,8 +295,11 @@ at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, 
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
                                       const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias) {
   const char* op = "int8_dynamic_linear";
-  auto f = flatten_input(op, input, weight.K, weight.N);
-  auto b = check_bias(op, bias, input, weight.N);
+  check_cpu_input(op, input);
+  check_linear_input(op, input, weight.K);
+  check_bias(op, bias, input, weight.N);
+  auto f = flatten_input(input, weight.K, weight.N);
+  auto b = bias_like(bias, input);
   const int64_t M = f.x2d.size(0);
   const auto mode = act_quant == "asymmetric" ? k::ActQuant::Asymmetric : k::ActQuant::SymmetricReducedRange;
   // The activation quantizer writes the GEMM's uint8 operand directly.
@@ -298,42 +372,61 @@ at::Tensor activation_quantized_linear(const at::Tensor& input,
 
 namespace {
 
-at::Tensor linear_out_meta(const at::Tensor& input, int64_t out_features) {
-  auto shape = input.sizes().vec();
-  shape.back() = out_features;
-  return at::empty(shape, input.options());
+// Each runs the checks of its CPU impl, then allocates the result.
+
+at::Tensor weight_only_linear_meta(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
+                                   int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
+                                   const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point, int64_t,
+                                   int64_t, const std::string& zero_point_domain,
+                                   const c10::optional<at::Tensor>& bias) {
+  check_weight_only_linear("weight_only_linear", input, codes, code_format, bits, out_features, in_features,
+                           group_size, scale, zero_point, zero_point_domain, bias);
+  return at::empty(linear_out_shape(input, out_features), input.options());
 }
 
-at::Tensor weight_only_linear_meta(const at::Tensor& input, const at::Tensor&, const std::string&, int64_t,
-                                   int64_t out_features, int64_t, int64_t, const at::Tensor&,
-                                   const c10::optional<at::Tensor>&, int64_t, int64_t, const std::string&,
-                                   const c10::optional<at::Tensor>&) {
-  return linear_out_meta(input, out_features);
+at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
+                                    const std::string& code_format, int64_t bits, int64_t out_features,
+                                    int64_t in_features, int64_t group_size, const at::Tensor& weight_scale,
+                                    const c10::optional<at::Tensor>& weight_zero_point, int64_t,
+                                    const c10::optional<at::Tensor>& bias) {
+  check_int8_dynamic_linear("int8_dynamic_linear", input, act_quant, codes, code_format, bits, out_features,
+                            in_features, group_size, weight_scale, weight_zero_point, bias);
+  return at::empty(linear_out_shape(input, out_features), input.options());
 }
 
-at::Tensor int8_dynamic_linear_meta(const at::Tensor& input, const std::string&, const at::Tensor&,
-                                    const std::string&, int64_t, int64_t out_features, int64_t, int64_t,
-                                    const at::Tensor&, const c10::optional<at::Tensor>&, int64_t,
-                                    const c10::optional<at::Tensor>&) {
-  return linear_out_meta(input, out_features);
+at::Tensor float8_linear_meta(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                              const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                              const std::string& weight_dtype, const at::Tensor& weight_scale,
+                              const c10::optional<at::Tensor>& bias, bool) {
+  const char* op = "float8_linear";
+  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
+                                     weight_scale);
+  check_bias(op, bias, input, s.N);
+  return at::empty(linear_out_shape(input, s.N), input.options());
 }
 
-at::Tensor float8_linear_meta(const at::Tensor& input, const std::string&, const std::string&,
-                              const c10::optional<at::Tensor>&, const at::Tensor& codes, const std::string&,
-                              const at::Tensor&, const c10::optional<at::Tensor>&, bool) {
-  return linear_out_meta(input, codes.size(0));
-}
-
+// Reached when the input or the bias is on meta. The weight (on any device)
+// is checked by its own linear, run on a meta copy of it (no data is copied)
+// so that the Meta kernels of the ops it calls check the rest.
 at::Tensor affine_quantized_linear_meta(const at::Tensor& input,
                                         const c10::intrusive_ptr<classes::AffineQuantizedTensor>& weight,
-                                        const c10::optional<at::Tensor>&) {
-  return linear_out_meta(input, weight->shape.at(0));
+                                        const c10::optional<at::Tensor>& bias) {
+  const char* op = "affine_quantized_linear";
+  TORCH_CHECK_VALUE(weight, op, ": weight is None");
+  if (bias.has_value() && bias->defined()) check_on(op, *bias, "bias", input.device());
+  return weight->to("meta")->linear(input, bias);
 }
 
 at::Tensor activation_quantized_linear_meta(const at::Tensor& input,
                                             const c10::intrusive_ptr<classes::LinearActivationQuantizedTensor>& weight,
-                                            const c10::optional<at::Tensor>&) {
-  return linear_out_meta(input, weight->weight->shape.at(0));
+                                            const c10::optional<at::Tensor>& bias) {
+  const char* op = "activation_quantized_linear";
+  TORCH_CHECK_VALUE(weight, op, ": weight is None");
+  const auto& w = *weight->weight;
+  TORCH_CHECK_NOT_IMPLEMENTED(w.shape.size() == 2, op, ": a linear takes a 2-d weight, got shape ", w.shape);
+  check_linear_input(op, input, w.shape[1]);
+  check_bias(op, bias, input, w.shape[0]);
+  return at::empty(linear_out_shape(input, w.shape[0]), input.options());
 }
 
 }  // namespace

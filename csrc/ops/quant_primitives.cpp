@@ -18,23 +18,42 @@ void check_cpu(const char* op, const char* arg, const at::Tensor& t) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", arg, " must be a CPU tensor, got device ", t.device());
 }
 
-// Rejects scales a kernel would turn into inf/NaN codes: zero, negative or
-// non-finite ones, and ones whose reciprocal overflows the scale's dtype
-// (torchao multiplies by 1/scale computed in that dtype).
-void check_scale_values(const char* op, const at::Tensor& scale) {
+// Quantization parameters that finite inputs can still overflow: max - min of
+// +-float max, or a scale_dtype narrower than the input. zp_f: float zero
+// points, or undefined.
+void check_qparams_finite(const char* op, const at::Tensor& input, const at::Tensor& scale, const at::Tensor& zp_f) {
+  const auto sf = scale.to(at::kFloat).contiguous();
+  const float* s = sf.data_ptr<float>();
+  const float* z = zp_f.defined() ? zp_f.data_ptr<float>() : nullptr;
+  for (int64_t i = 0; i < sf.numel(); ++i)
+    TORCH_CHECK_VALUE(std::isfinite(s[i]) && (!z || std::isfinite(z[i])), op, ": block ", i, " gets scale ", s[i],
+                      z ? " and zero point " : "", z ? c10::str(z[i]) : "", ": its values span a range too wide for ",
+                      input.scalar_type(), " (max - min, or the scale in scale_dtype ", scale.scalar_type(),
+                      ", overflows)");
+}
+
+// A NaN zero point would be cast to an integer code (undefined behaviour), an
+// infinite one saturates every code of its block.
+void check_zero_point_values(const char* op, const at::Tensor& zp_f) {
+  const float* z = zp_f.data_ptr<float>();
+  for (int64_t i = 0; i < zp_f.numel(); ++i)
+    TORCH_CHECK_VALUE(std::isfinite(z[i]), op, ": zero_point must be finite, got ", z[i], " at block ", i);
+}
+
+}  // namespace
+
+void check_scale_values(const char* op, const char* arg, const at::Tensor& scale) {
   const auto sf = scale.to(at::kFloat).contiguous();
   const auto recip = at::reciprocal(sf).to(scale.scalar_type()).to(at::kFloat).contiguous();
   const float* s = sf.data_ptr<float>();
   const float* r = recip.data_ptr<float>();
   for (int64_t i = 0; i < sf.numel(); ++i) {
-    TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0.0f, op, ": scale must be finite and > 0, got ", s[i],
+    TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0.0f, op, ": ", arg, " must be finite and > 0, got ", s[i],
                       " at block ", i);
-    TORCH_CHECK_VALUE(std::isfinite(r[i]), op, ": scale ", s[i], " at block ", i, " is too small for ",
+    TORCH_CHECK_VALUE(std::isfinite(r[i]), op, ": ", arg, " ", s[i], " at block ", i, " is too small for ",
                       scale.scalar_type(), ": its reciprocal overflows; use a wider scale dtype");
   }
 }
-
-}  // namespace
 
 void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                    const c10::optional<at::Tensor>& zero_point, int64_t nb) {
@@ -57,8 +76,7 @@ ChooseQParamsPlan plan_choose_qparams_affine(const at::Tensor& input, const std:
                                               at::IntArrayRef block_size, int64_t quant_min, int64_t quant_max,
                                               c10::optional<double> eps, c10::optional<at::ScalarType> scale_dtype,
                                               c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
-                                              const std::string& zero_point_domain) {
-  const char* op = "choose_qparams_affine";
+                                              const std::string& zero_point_domain, const char* op) {
   check_float_dtype(op, "input", input.scalar_type());
   check_quant_range(op, quant_min, quant_max);
   k::QParamsSpec spec;
@@ -70,6 +88,9 @@ ChooseQParamsPlan plan_choose_qparams_affine(const at::Tensor& input, const std:
   const auto sdt = scale_dtype.value_or(input.scalar_type());
   const auto zdt = zero_point_dtype.value_or(input.scalar_type());
   check_float_dtype(op, "scale_dtype", sdt);
+  // Zero points are computed as float and converted: a float or integer dtype.
+  TORCH_CHECK_TYPE(at::isFloatingType(zdt) || at::isIntegralType(zdt, /*includeBool=*/false), op,
+                   ": zero_point_dtype must be a float or integer dtype, got ", zdt);
   if (spec.mapping != k::MappingType::Asymmetric) {
     TORCH_CHECK_VALUE(preserve_zero, op, ": preserve_zero=False is not supported for symmetric quantization");
     TORCH_CHECK_VALUE(spec.domain != k::ZeroPointDomain::Float, op,
@@ -96,16 +117,11 @@ at::Tensor zero_point_from_float(const ChooseQParamsPlan& p, const at::Tensor& z
   return zp_f.to(p.zdt);
 }
 
-std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
-                                                         at::IntArrayRef block_size, int64_t quant_min,
-                                                         int64_t quant_max, c10::optional<double> eps,
-                                                         c10::optional<at::ScalarType> scale_dtype,
-                                                         c10::optional<at::ScalarType> zero_point_dtype,
-                                                         bool preserve_zero, const std::string& zero_point_domain) {
-  const char* op = "choose_qparams_affine";
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine_cpu(const char* op, const at::Tensor& input,
+                                                             const ChooseQParamsPlan& p) {
   check_cpu(op, "input", input);
-  const auto p = plan_choose_qparams_affine(input, mapping_type, block_size, quant_min, quant_max, eps, scale_dtype,
-                                            zero_point_dtype, preserve_zero, zero_point_domain);
   auto in = input.contiguous();
   auto scale = at::empty(p.qshape, input.options().dtype(p.sdt));
   // Zero points are computed as float and converted: exact for the integral
@@ -123,7 +139,49 @@ std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input
   });
   TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (block ", bad,
                     "); quantization parameters are undefined for non-finite values");
+  check_qparams_finite(op, input, scale, zp_f);
   return {scale, zero_point_from_float(p, zp_f)};
+}
+
+at::Tensor quantize_affine_cpu(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                               const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
+                               at::ScalarType output_dtype, int64_t quant_min, int64_t quant_max,
+                               const std::string& zero_point_domain) {
+  check_cpu(op, "input", input);
+  const auto p = plan_quantize_affine(op, input, block_size, scale, zero_point, output_dtype, quant_min, quant_max,
+                                      zero_point_domain);
+  check_scale_values(op, "scale", p.scale);
+  if (p.zp_f.defined()) check_zero_point_values(op, p.zp_f);
+  auto in = input.contiguous();
+  auto out = at::empty(input.sizes(), input.options().dtype(output_dtype));
+  dispatch_float(in.scalar_type(), [&](auto t_in) {
+    using T = decltype(t_in);
+    dispatch_float(p.scale.scalar_type(), [&](auto t_s) {
+      using TS = decltype(t_s);
+      dispatch_code(op, "output_dtype", output_dtype, [&](auto t_q) {
+        using TQ = decltype(t_q);
+        k::quantize_affine<T, TS, TQ>(ptr<T>(in), p.g, ptr<TS>(p.scale),
+                                      p.zp_f.defined() ? ptr<float>(p.zp_f) : nullptr, p.domain, quant_min, quant_max,
+                                      ptr<TQ>(out), num_threads(), p.zp_is_scale_dtype);
+      });
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine(const at::Tensor& input, const std::string& mapping_type,
+                                                         at::IntArrayRef block_size, int64_t quant_min,
+                                                         int64_t quant_max, c10::optional<double> eps,
+                                                         c10::optional<at::ScalarType> scale_dtype,
+                                                         c10::optional<at::ScalarType> zero_point_dtype,
+                                                         bool preserve_zero, const std::string& zero_point_domain) {
+  const char* op = "choose_qparams_affine";
+  return choose_qparams_affine_cpu(op, input,
+                                   plan_choose_qparams_affine(input, mapping_type, block_size, quant_min, quant_max,
+                                                              eps, scale_dtype, zero_point_dtype, preserve_zero,
+                                                              zero_point_domain, op));
 }
 
 QuantizePlan plan_quantize_affine(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
@@ -153,31 +211,15 @@ QuantizePlan plan_quantize_affine(const char* op, const at::Tensor& input, at::I
 at::Tensor quantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                            const c10::optional<at::Tensor>& zero_point, at::ScalarType output_dtype,
                            int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain) {
-  const char* op = "quantize_affine";
-  check_cpu(op, "input", input);
-  const auto p = plan_quantize_affine(op, input, block_size, scale, zero_point, output_dtype, quant_min, quant_max,
-                                      zero_point_domain);
-  check_scale_values(op, p.scale);
-  auto in = input.contiguous();
-  auto out = at::empty(input.sizes(), input.options().dtype(output_dtype));
-  dispatch_float(in.scalar_type(), [&](auto t_in) {
-    using T = decltype(t_in);
-    dispatch_float(p.scale.scalar_type(), [&](auto t_s) {
-      using TS = decltype(t_s);
-      dispatch_code(output_dtype, [&](auto t_q) {
-        using TQ = decltype(t_q);
-        k::quantize_affine<T, TS, TQ>(ptr<T>(in), p.g, ptr<TS>(p.scale), p.zp_f.defined() ? ptr<float>(p.zp_f) : nullptr,
-                                      p.domain, quant_min, quant_max, ptr<TQ>(out), num_threads(), p.zp_is_scale_dtype);
-      });
-    });
-  });
-  return out;
+  return quantize_affine_cpu("quantize_affine", input, block_size, scale, zero_point, output_dtype, quant_min,
+                             quant_max, zero_point_domain);
 }
 
 DequantizePlan plan_dequantize_affine(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
                                       const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
                                       int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
                                       c10::optional<at::ScalarType> output_dtype) {
+  check_code_dtype(op, "input", input.scalar_type());
   check_quant_range(op, quant_min, quant_max);
   DequantizePlan p;
   p.odt = output_dtype.value_or(at::kFloat);
@@ -204,7 +246,7 @@ at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size
                                         zero_point_domain, output_dtype);
   auto in = input.contiguous();
   auto out = at::empty(input.sizes(), input.options().dtype(p.odt));
-  dispatch_code(in.scalar_type(), [&](auto t_q) {
+  dispatch_code(op, "input", in.scalar_type(), [&](auto t_q) {
     using TQ = decltype(t_q);
     dispatch_float(p.scale.scalar_type(), [&](auto t_s) {
       using TS = decltype(t_s);
@@ -221,80 +263,117 @@ at::Tensor dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size
 
 // --- float8 -----------------------------------------------------------------
 
-at::Tensor choose_qparams_affine_float8(const at::Tensor& input, at::IntArrayRef block_size,
-                                        const std::string& float8_dtype, c10::optional<at::ScalarType> scale_dtype) {
-  const char* op = "choose_qparams_affine_float8";
-  check_cpu(op, "input", input);
+Float8QParamsPlan plan_choose_qparams_affine_float8(const char* op, const at::Tensor& input,
+                                                    at::IntArrayRef block_size, const std::string& float8_dtype,
+                                                    c10::optional<at::ScalarType> scale_dtype) {
   check_float_dtype(op, "input", input.scalar_type());
-  const auto fmt = parse_float8_dtype(float8_dtype);
-  const auto sdt = scale_dtype.value_or(input.scalar_type());
-  check_float_dtype(op, "scale_dtype", sdt);
-  auto g = make_geometry(op, input.sizes(), block_size);
+  Float8QParamsPlan p;
+  p.fmt = parse_float8_dtype(float8_dtype);
+  p.sdt = scale_dtype.value_or(input.scalar_type());
+  check_float_dtype(op, "scale_dtype", p.sdt);
+  p.g = make_geometry(op, input.sizes(), block_size);
+  p.qshape = qparams_shape(input.sizes(), block_size);
+  return p;
+}
+
+at::Tensor choose_qparams_affine_float8_cpu(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                            const std::string& float8_dtype,
+                                            c10::optional<at::ScalarType> scale_dtype) {
+  check_cpu(op, "input", input);
+  const auto p = plan_choose_qparams_affine_float8(op, input, block_size, float8_dtype, scale_dtype);
   auto in = input.contiguous();
-  auto scale = at::empty(qparams_shape(input.sizes(), block_size), input.options().dtype(sdt));
+  auto scale = at::empty(p.qshape, input.options().dtype(p.sdt));
   int64_t bad = -1;
   dispatch_float(in.scalar_type(), [&](auto t_in) {
     using T = decltype(t_in);
-    dispatch_float(sdt, [&](auto t_s) {
+    dispatch_float(p.sdt, [&](auto t_s) {
       using TS = decltype(t_s);
-      bad = k::choose_qparams_float8<T, TS>(ptr<T>(in), g, k::float8_max(fmt), std::numeric_limits<float>::epsilon(),
-                                            ptr<TS>(scale), num_threads());
+      bad = k::choose_qparams_float8<T, TS>(ptr<T>(in), p.g, k::float8_max(p.fmt),
+                                            std::numeric_limits<float>::epsilon(), ptr<TS>(scale), num_threads());
     });
   });
   TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (block ", bad,
                     "); quantization parameters are undefined for non-finite values");
+  check_qparams_finite(op, input, scale, at::Tensor());
   return scale;
 }
 
-at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
-                                  const std::string& float8_dtype) {
-  const char* op = "quantize_affine_float8";
-  check_cpu(op, "input", input);
+at::Tensor choose_qparams_affine_float8(const at::Tensor& input, at::IntArrayRef block_size,
+                                        const std::string& float8_dtype, c10::optional<at::ScalarType> scale_dtype) {
+  return choose_qparams_affine_float8_cpu("choose_qparams_affine_float8", input, block_size, float8_dtype,
+                                          scale_dtype);
+}
+
+Float8Plan plan_quantize_affine_float8(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                       const at::Tensor& scale, const std::string& float8_dtype) {
   check_float_dtype(op, "input", input.scalar_type());
-  const auto fmt = parse_float8_dtype(float8_dtype);
-  auto g = make_geometry(op, input.sizes(), block_size);
-  check_qparams(op, input, block_size, scale, c10::nullopt, g.num_blocks());
+  Float8Plan p;
+  p.fmt = parse_float8_dtype(float8_dtype);
+  p.odt = at::kByte;
+  p.g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, c10::nullopt, p.g.num_blocks());
+  return p;
+}
+
+at::Tensor quantize_affine_float8_cpu(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                      const at::Tensor& scale, const std::string& float8_dtype) {
+  check_cpu(op, "input", input);
+  const auto p = plan_quantize_affine_float8(op, input, block_size, scale, float8_dtype);
   auto sc = scale.contiguous();
-  check_scale_values(op, sc);
+  check_scale_values(op, "scale", sc);
   auto in = input.contiguous();
   auto out = at::empty(input.sizes(), input.options().dtype(at::kByte));
   dispatch_float(in.scalar_type(), [&](auto t_in) {
     using T = decltype(t_in);
     dispatch_float(sc.scalar_type(), [&](auto t_s) {
       using TS = decltype(t_s);
-      if (fmt == k::Float8Format::E4M3FN)
-        k::quantize_affine_float8<k::Float8Format::E4M3FN, T, TS>(ptr<T>(in), g, ptr<TS>(sc), ptr<uint8_t>(out),
+      if (p.fmt == k::Float8Format::E4M3FN)
+        k::quantize_affine_float8<k::Float8Format::E4M3FN, T, TS>(ptr<T>(in), p.g, ptr<TS>(sc), ptr<uint8_t>(out),
                                                                  num_threads());
       else
-        k::quantize_affine_float8<k::Float8Format::E5M2, T, TS>(ptr<T>(in), g, ptr<TS>(sc), ptr<uint8_t>(out),
+        k::quantize_affine_float8<k::Float8Format::E5M2, T, TS>(ptr<T>(in), p.g, ptr<TS>(sc), ptr<uint8_t>(out),
                                                                num_threads());
     });
   });
   return out;
 }
 
+at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                  const std::string& float8_dtype) {
+  return quantize_affine_float8_cpu("quantize_affine_float8", input, block_size, scale, float8_dtype);
+}
+
+Float8Plan plan_dequantize_affine_float8(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                         const at::Tensor& scale, const std::string& float8_dtype,
+                                         c10::optional<at::ScalarType> output_dtype) {
+  Float8Plan p;
+  p.fmt = parse_float8_dtype(float8_dtype);
+  float8_codes_as_uint8(op, input);  // checks the dtype
+  p.odt = output_dtype.value_or(at::kFloat);
+  check_float_dtype(op, "output_dtype", p.odt);
+  p.g = make_geometry(op, input.sizes(), block_size);
+  check_qparams(op, input, block_size, scale, c10::nullopt, p.g.num_blocks());
+  return p;
+}
+
 at::Tensor dequantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                                     const std::string& float8_dtype, c10::optional<at::ScalarType> output_dtype) {
   const char* op = "dequantize_affine_float8";
   check_cpu(op, "input", input);
-  const auto fmt = parse_float8_dtype(float8_dtype);
+  const auto p = plan_dequantize_affine_float8(op, input, block_size, scale, float8_dtype, output_dtype);
   auto codes = float8_codes_as_uint8(op, input).contiguous();
-  const auto odt = output_dtype.value_or(at::kFloat);
-  check_float_dtype(op, "output_dtype", odt);
-  auto g = make_geometry(op, input.sizes(), block_size);
-  check_qparams(op, input, block_size, scale, c10::nullopt, g.num_blocks());
   auto sc = scale.contiguous();
-  auto out = at::empty(input.sizes(), input.options().dtype(odt));
+  auto out = at::empty(input.sizes(), input.options().dtype(p.odt));
   dispatch_float(sc.scalar_type(), [&](auto t_s) {
     using TS = decltype(t_s);
-    dispatch_float(odt, [&](auto t_o) {
+    dispatch_float(p.odt, [&](auto t_o) {
       using TO = decltype(t_o);
-      if (fmt == k::Float8Format::E4M3FN)
-        k::dequantize_affine_float8<k::Float8Format::E4M3FN, TS, TO>(ptr<uint8_t>(codes), g, ptr<TS>(sc),
+      if (p.fmt == k::Float8Format::E4M3FN)
+        k::dequantize_affine_float8<k::Float8Format::E4M3FN, TS, TO>(ptr<uint8_t>(codes), p.g, ptr<TS>(sc),
                                                                     ptr<TO>(out), num_threads());
       else
-        k::dequantize_affine_float8<k::Float8Format::E5M2, TS, TO>(ptr<uint8_t>(codes), g, ptr<TS>(sc), ptr<TO>(out),
-                                                                  num_threads());
+        k::dequantize_affine_float8<k::Float8Format::E5M2, TS, TO>(ptr<uint8_t>(codes), p.g, ptr<TS>(sc),
+                                                                  ptr<TO>(out), num_threads());
     });
   });
   return out;
@@ -303,62 +382,114 @@ at::Tensor dequantize_affine_float8(const at::Tensor& input, at::IntArrayRef blo
 // --- activation quantizers ---------------------------------------------------
 
 namespace {
-std::vector<int64_t> per_token_block(const at::Tensor& x) {
-  TORCH_CHECK_VALUE(x.dim() >= 1, "per-token quantization needs an input with at least 1 dim");
-  std::vector<int64_t> b(x.dim(), 1);
-  b.back() = x.size(-1);
-  return b;
+
+// The seed's per-token quantizers: choose_qparams_affine with one block per
+// token (the last dim), then quantize_affine to int8.
+struct PerTokenPlan {
+  std::vector<int64_t> block;
+  ChooseQParamsPlan qparams;
+};
+
+PerTokenPlan plan_per_token(const char* op, const at::Tensor& x, bool asymmetric) {
+  TORCH_CHECK_VALUE(x.dim() >= 1, op, ": per-token quantization needs an input with at least 1 dim, got a scalar");
+  TORCH_CHECK_VALUE(x.size(-1) >= 1, op, ": input has no features (shape ", x.sizes(),
+                    "); per-token quantization needs at least one value per token");
+  PerTokenPlan p;
+  p.block.assign(size_t(x.dim()), 1);
+  p.block.back() = x.size(-1);
+  if (asymmetric) {
+    // torchao's _int8_asymm_per_token_quant (torch >= 2.6 branch).
+    p.qparams = plan_choose_qparams_affine(x, "ASYMMETRIC", p.block, -128, 127, std::numeric_limits<float>::epsilon(),
+                                           at::kFloat, at::kChar, true, "INT", op);
+  } else {
+    // torchao's _int8_symm_per_token_reduced_range_quant: float16 scales are
+    // kept in float32 to avoid overflow.
+    c10::optional<at::ScalarType> sdt;
+    if (x.scalar_type() == at::kHalf) sdt = at::kFloat;
+    p.qparams = plan_choose_qparams_affine(x, "SYMMETRIC", p.block, -127, 127, 1e-5, sdt, c10::nullopt, true, "INT",
+                                           op);
+  }
+  return p;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant(const at::Tensor& x, const char* mapping, int64_t qmin,
-                                                               int64_t qmax, double eps,
-                                                               c10::optional<at::ScalarType> scale_dtype,
-                                                               c10::optional<at::ScalarType> zp_dtype) {
-  const auto block = per_token_block(x);
-  at::Tensor scale, zp;
-  std::tie(scale, zp) = choose_qparams_affine(x, mapping, block, qmin, qmax, eps, scale_dtype, zp_dtype, true, "INT");
-  auto q = quantize_affine(x, block, scale, zp, at::kChar, qmin, qmax, "INT");
-  return {q, scale, zp};
-}
 }  // namespace
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* op, const at::Tensor& input,
+                                                                   bool asymmetric) {
+  check_cpu(op, "input", input);
+  const auto p = plan_per_token(op, input, asymmetric);
+  at::Tensor scale, zp;
+  std::tie(scale, zp) = choose_qparams_affine_cpu(op, input, p.qparams);
+  auto q = quantize_affine_cpu(op, input, p.block, scale, zp, at::kChar, p.qparams.spec.quant_min,
+                               p.qparams.spec.quant_max, "INT");
+  return {q, scale, zp};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input) {
-  // torchao's _int8_asymm_per_token_quant (torch >= 2.6 branch).
-  return per_token_quant(input, "ASYMMETRIC", -128, 127, std::numeric_limits<float>::epsilon(), at::kFloat,
-                         at::kChar);
+  return per_token_quant_cpu("int8_asymm_per_token_quant", input, true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input) {
-  // torchao's _int8_symm_per_token_reduced_range_quant: float16 scales are
-  // kept in float32 to avoid overflow.
-  c10::optional<at::ScalarType> sdt;
-  if (input.scalar_type() == at::kHalf) sdt = at::kFloat;
-  return per_token_quant(input, "SYMMETRIC", -127, 127, 1e-5, sdt, c10::nullopt);
+  return per_token_quant_cpu("int8_symm_per_token_reduced_range_quant", input, false);
 }
 
 // --- bit packing ---------------------------------------------------------------
 
+namespace {
+
+// Rows of `cols` codes along the last dim, and the result's shape.
+struct BitsPlan {
+  int64_t rows = 0, cols = 0;
+  std::vector<int64_t> out_shape;
+};
+
+BitsPlan plan_pack_bits(const char* op, const at::Tensor& codes, int64_t bits) {
+  TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
+  TORCH_CHECK_VALUE(codes.dim() >= 1, op, ": codes must have at least 1 dim");
+  check_code_dtype(op, "codes", codes.scalar_type());
+  BitsPlan p;
+  p.cols = codes.size(-1);
+  p.rows = p.cols == 0 ? 0 : codes.numel() / p.cols;
+  p.out_shape = codes.sizes().vec();
+  p.out_shape.back() = k::packed_row_bytes(p.cols, int(bits));
+  return p;
+}
+
+BitsPlan plan_unpack_bits(const char* op, const at::Tensor& packed, int64_t bits, int64_t quant_min, int64_t cols,
+                          at::ScalarType output_dtype) {
+  TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
+  TORCH_CHECK_TYPE(packed.scalar_type() == at::kByte, op, ": packed must be uint8, got ", packed.scalar_type());
+  TORCH_CHECK_VALUE(packed.dim() >= 1, op, ": packed must have at least 1 dim");
+  TORCH_CHECK_VALUE(cols >= 0 && packed.size(-1) == k::packed_row_bytes(cols, int(bits)), op, ": packed rows have ",
+                    packed.size(-1), " bytes, but ", cols, " codes of ", bits, " bits need ",
+                    k::packed_row_bytes(cols, int(bits)));
+  check_range_fits(op, output_dtype, quant_min, quant_min + (int64_t(1) << bits) - 1);
+  BitsPlan p;
+  p.cols = cols;
+  p.rows = packed.size(-1) == 0 ? 0 : packed.numel() / packed.size(-1);
+  p.out_shape = packed.sizes().vec();
+  p.out_shape.back() = cols;
+  return p;
+}
+
+}  // namespace
+
 at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min) {
   const char* op = "pack_bits";
   check_cpu(op, "codes", codes);
-  TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
-  TORCH_CHECK_VALUE(codes.dim() >= 1, op, ": codes must have at least 1 dim");
+  const auto p = plan_pack_bits(op, codes, bits);
   auto c = codes.contiguous();
-  const int64_t cols = c.size(-1);
-  const int64_t rows = cols == 0 ? 0 : c.numel() / cols;
   // Out-of-range codes would be silently truncated: refuse them.
   if (c.numel() > 0) {
     const int64_t lo = c.min().item<int64_t>(), hi = c.max().item<int64_t>();
     TORCH_CHECK_VALUE(lo >= quant_min && hi - quant_min < (int64_t(1) << bits), op, ": codes span [", lo, ", ", hi,
                       "], outside the ", bits, "-bit range starting at quant_min=", quant_min);
   }
-  auto shape = c.sizes().vec();
-  shape.back() = k::packed_row_bytes(cols, int(bits));
-  auto out = at::empty(shape, c.options().dtype(at::kByte));
-  dispatch_code(c.scalar_type(), [&](auto t_q) {
+  auto out = at::empty(p.out_shape, c.options().dtype(at::kByte));
+  dispatch_code(op, "codes", c.scalar_type(), [&](auto t_q) {
     using TQ = decltype(t_q);
     k::dispatch_bits(int(bits), [&](auto b) {
-      k::pack_bits_rows<decltype(b)::value, TQ>(ptr<TQ>(c), rows, cols, quant_min, ptr<uint8_t>(out));
+      k::pack_bits_rows<decltype(b)::value, TQ>(ptr<TQ>(c), p.rows, p.cols, quant_min, ptr<uint8_t>(out));
     });
   });
   return out;
@@ -368,106 +499,93 @@ at::Tensor unpack_bits(const at::Tensor& packed, int64_t bits, int64_t quant_min
                        at::ScalarType output_dtype) {
   const char* op = "unpack_bits";
   check_cpu(op, "packed", packed);
-  TORCH_CHECK_VALUE(bits >= 1 && bits <= 8, op, ": bits must be in 1..8, got ", bits);
-  TORCH_CHECK_TYPE(packed.scalar_type() == at::kByte, op, ": packed must be uint8, got ", packed.scalar_type());
-  TORCH_CHECK_VALUE(packed.dim() >= 1, op, ": packed must have at least 1 dim");
-  TORCH_CHECK_VALUE(cols >= 0 && packed.size(-1) == k::packed_row_bytes(cols, int(bits)), op, ": packed rows have ",
-                    packed.size(-1), " bytes, but ", cols, " codes of ", bits, " bits need ",
-                    k::packed_row_bytes(cols, int(bits)));
-  check_range_fits(op, output_dtype, quant_min, quant_min + (int64_t(1) << bits) - 1);
-  auto p = packed.contiguous();
-  auto shape = p.sizes().vec();
-  shape.back() = cols;
-  const int64_t rows = p.size(-1) == 0 ? 0 : p.numel() / p.size(-1);
-  auto out = at::empty(shape, p.options().dtype(output_dtype));
-  dispatch_code(output_dtype, [&](auto t_q) {
+  const auto p = plan_unpack_bits(op, packed, bits, quant_min, cols, output_dtype);
+  auto pk = packed.contiguous();
+  auto out = at::empty(p.out_shape, pk.options().dtype(output_dtype));
+  dispatch_code(op, "output_dtype", output_dtype, [&](auto t_q) {
     using TQ = decltype(t_q);
     k::dispatch_bits(int(bits), [&](auto b) {
-      k::unpack_bits_rows<decltype(b)::value, TQ>(ptr<uint8_t>(p), rows, cols, quant_min, ptr<TQ>(out));
+      k::unpack_bits_rows<decltype(b)::value, TQ>(ptr<uint8_t>(pk), p.rows, p.cols, quant_min, ptr<TQ>(out));
     });
   });
   return out;
 }
 
-}  // namespace ops
-}  // namespace torchao_cpp
-
 // --- Meta (shape-only) implementations ------------------------------------------
-namespace torchao_cpp {
-namespace ops {
+// Each runs its op's plan, so it checks exactly what the CPU op checks except
+// values (which a meta tensor does not hold), then allocates the result.
+
 namespace {
 
-std::tuple<at::Tensor, at::Tensor> choose_qparams_affine_meta(const at::Tensor& input, const std::string& mapping_type,
-                                                              at::IntArrayRef block_size, int64_t, int64_t,
-                                                              c10::optional<double>,
-                                                              c10::optional<at::ScalarType> scale_dtype,
-                                                              c10::optional<at::ScalarType> zero_point_dtype, bool,
-                                                              const std::string& zero_point_domain) {
-  parse_mapping_type(mapping_type);
-  parse_zero_point_domain(zero_point_domain);
-  make_geometry("choose_qparams_affine", input.sizes(), block_size);
-  const auto shape = qparams_shape(input.sizes(), block_size);
-  return {at::empty(shape, input.options().dtype(scale_dtype.value_or(input.scalar_type()))),
-          at::empty(shape, input.options().dtype(zero_point_dtype.value_or(input.scalar_type())))};
+std::tuple<at::Tensor, at::Tensor> choose_qparams_affine_meta(
+    const at::Tensor& input, const std::string& mapping_type, at::IntArrayRef block_size, int64_t quant_min,
+    int64_t quant_max, c10::optional<double> eps, c10::optional<at::ScalarType> scale_dtype,
+    c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero, const std::string& zero_point_domain) {
+  const auto p = plan_choose_qparams_affine(input, mapping_type, block_size, quant_min, quant_max, eps, scale_dtype,
+                                            zero_point_dtype, preserve_zero, zero_point_domain);
+  return {at::empty(p.qshape, input.options().dtype(p.sdt)), at::empty(p.qshape, input.options().dtype(p.zdt))};
 }
 
-at::Tensor quantize_affine_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor&,
-                                const c10::optional<at::Tensor>&, at::ScalarType output_dtype, int64_t, int64_t,
-                                const std::string&) {
-  make_geometry("quantize_affine", input.sizes(), block_size);
+at::Tensor quantize_affine_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                const c10::optional<at::Tensor>& zero_point, at::ScalarType output_dtype,
+                                int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain) {
+  plan_quantize_affine("quantize_affine", input, block_size, scale, zero_point, output_dtype, quant_min, quant_max,
+                       zero_point_domain);
   return at::empty(input.sizes(), input.options().dtype(output_dtype));
 }
 
-at::Tensor dequantize_affine_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor&,
-                                  const c10::optional<at::Tensor>&, int64_t, int64_t, const std::string&,
-                                  c10::optional<at::ScalarType> output_dtype) {
-  make_geometry("dequantize_affine", input.sizes(), block_size);
-  return at::empty(input.sizes(), input.options().dtype(output_dtype.value_or(at::kFloat)));
+at::Tensor dequantize_affine_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                  const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
+                                  const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype) {
+  const auto p = plan_dequantize_affine("dequantize_affine", input, block_size, scale, zero_point, quant_min,
+                                        quant_max, zero_point_domain, output_dtype);
+  return at::empty(input.sizes(), input.options().dtype(p.odt));
 }
 
-at::Tensor choose_qparams_affine_float8_meta(const at::Tensor& input, at::IntArrayRef block_size, const std::string&,
+at::Tensor choose_qparams_affine_float8_meta(const at::Tensor& input, at::IntArrayRef block_size,
+                                             const std::string& float8_dtype,
                                              c10::optional<at::ScalarType> scale_dtype) {
-  make_geometry("choose_qparams_affine_float8", input.sizes(), block_size);
-  return at::empty(qparams_shape(input.sizes(), block_size),
-                   input.options().dtype(scale_dtype.value_or(input.scalar_type())));
+  const auto p =
+      plan_choose_qparams_affine_float8("choose_qparams_affine_float8", input, block_size, float8_dtype, scale_dtype);
+  return at::empty(p.qshape, input.options().dtype(p.sdt));
 }
 
-at::Tensor quantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRef, const at::Tensor&, const std::string&) {
+at::Tensor quantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                       const std::string& float8_dtype) {
+  plan_quantize_affine_float8("quantize_affine_float8", input, block_size, scale, float8_dtype);
   return at::empty(input.sizes(), input.options().dtype(at::kByte));
 }
 
-at::Tensor dequantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRef, const at::Tensor&,
-                                         const std::string&, c10::optional<at::ScalarType> output_dtype) {
-  return at::empty(input.sizes(), input.options().dtype(output_dtype.value_or(at::kFloat)));
+at::Tensor dequantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                         const std::string& float8_dtype, c10::optional<at::ScalarType> output_dtype) {
+  const auto p =
+      plan_dequantize_affine_float8("dequantize_affine_float8", input, block_size, scale, float8_dtype, output_dtype);
+  return at::empty(input.sizes(), input.options().dtype(p.odt));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_meta(const at::Tensor& input, at::ScalarType sdt,
-                                                              at::ScalarType zdt) {
-  auto shape = input.sizes().vec();
-  shape.pop_back();
-  return {at::empty(input.sizes(), input.options().dtype(at::kChar)), at::empty(shape, input.options().dtype(sdt)),
-          at::empty(shape, input.options().dtype(zdt))};
+std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_meta(const char* op, const at::Tensor& input,
+                                                              bool asymmetric) {
+  const auto p = plan_per_token(op, input, asymmetric).qparams;
+  return {at::empty(input.sizes(), input.options().dtype(at::kChar)),
+          at::empty(p.qshape, input.options().dtype(p.sdt)), at::empty(p.qshape, input.options().dtype(p.zdt))};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant_meta(const at::Tensor& input) {
-  return per_token_meta(input, at::kFloat, at::kChar);
+  return per_token_meta("int8_asymm_per_token_quant", input, true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant_meta(const at::Tensor& input) {
-  return per_token_meta(input, input.scalar_type() == at::kHalf ? at::kFloat : input.scalar_type(),
-                        input.scalar_type());
+  return per_token_meta("int8_symm_per_token_reduced_range_quant", input, false);
 }
 
 at::Tensor pack_bits_meta(const at::Tensor& codes, int64_t bits, int64_t) {
-  auto shape = codes.sizes().vec();
-  shape.back() = k::packed_row_bytes(shape.back(), int(bits));
-  return at::empty(shape, codes.options().dtype(at::kByte));
+  return at::empty(plan_pack_bits("pack_bits", codes, bits).out_shape, codes.options().dtype(at::kByte));
 }
 
-at::Tensor unpack_bits_meta(const at::Tensor& packed, int64_t, int64_t, int64_t cols, at::ScalarType output_dtype) {
-  auto shape = packed.sizes().vec();
-  shape.back() = cols;
-  return at::empty(shape, packed.options().dtype(output_dtype));
+at::Tensor unpack_bits_meta(const at::Tensor& packed, int64_t bits, int64_t quant_min, int64_t cols,
+                            at::ScalarType output_dtype) {
+  return at::empty(plan_unpack_bits("unpack_bits", packed, bits, quant_min, cols, output_dtype).out_shape,
+                   packed.options().dtype(output_dtype));
 }
 
 }  // namespace

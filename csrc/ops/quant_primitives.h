@@ -24,7 +24,8 @@ ChooseQParamsPlan plan_choose_qparams_affine(const at::Tensor& input, const std:
                                               at::IntArrayRef block_size, int64_t quant_min, int64_t quant_max,
                                               c10::optional<double> eps, c10::optional<at::ScalarType> scale_dtype,
                                               c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
-                                              const std::string& zero_point_domain);
+                                              const std::string& zero_point_domain,
+                                              const char* op = "choose_qparams_affine");
 // The op's zero point from the float zero points the kernels compute.
 at::Tensor zero_point_from_float(const ChooseQParamsPlan& p, const at::Tensor& zp_f);
 
@@ -52,6 +53,31 @@ DequantizePlan plan_dequantize_affine(const char* op, const at::Tensor& input, a
                                       int64_t quant_min, int64_t quant_max, const std::string& zero_point_domain,
                                       c10::optional<at::ScalarType> output_dtype);
 
+struct Float8QParamsPlan {
+  k::Float8Format fmt;
+  at::ScalarType sdt;
+  k::BlockGeometry g;
+  std::vector<int64_t> qshape;
+};
+Float8QParamsPlan plan_choose_qparams_affine_float8(const char* op, const at::Tensor& input,
+                                                    at::IntArrayRef block_size, const std::string& float8_dtype,
+                                                    c10::optional<at::ScalarType> scale_dtype);
+
+struct Float8Plan {
+  k::Float8Format fmt;
+  at::ScalarType odt;  // the result's dtype (uint8 codes for quantize)
+  k::BlockGeometry g;
+};
+Float8Plan plan_quantize_affine_float8(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                       const at::Tensor& scale, const std::string& float8_dtype);
+Float8Plan plan_dequantize_affine_float8(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                         const at::Tensor& scale, const std::string& float8_dtype,
+                                         c10::optional<at::ScalarType> output_dtype);
+
+// Rejects scales a kernel would turn into inf/NaN codes (zero, negative, non-finite, or with a reciprocal
+// that overflows the scale's dtype); `arg` names the tensor. Reads values: CPU tensors only.
+void check_scale_values(const char* op, const char* arg, const at::Tensor& scale);
+
 // scale (and zero_point) hold one value per block and sit on input's device.
 void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                    const c10::optional<at::Tensor>& zero_point, int64_t nb);
@@ -75,6 +101,16 @@ at::Tensor quantize_affine_float8(const at::Tensor& input, at::IntArrayRef block
                                   const std::string& float8_dtype);
 at::Tensor dequantize_affine_float8(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                                     const std::string& float8_dtype, c10::optional<at::ScalarType> output_dtype);
+// The CPU ops for ops built on them: `op` names the caller in error messages.
+at::Tensor choose_qparams_affine_float8_cpu(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                            const std::string& float8_dtype,
+                                            c10::optional<at::ScalarType> scale_dtype);
+at::Tensor quantize_affine_float8_cpu(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
+                                      const at::Tensor& scale, const std::string& float8_dtype);
+// asymmetric: int8_asymm_per_token_quant, else int8_symm_per_token_reduced_range_quant.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* op, const at::Tensor& input,
+                                                                   bool asymmetric);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input);
 at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min);

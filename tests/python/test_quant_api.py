@@ -1,6 +1,7 @@
 """quantize_ and the configs that run so far."""
 import copy
 import logging
+import weakref
 
 import pytest
 import torch
@@ -40,6 +41,7 @@ from torchao_cpp.quantization import (
     int8_weight_only,
     quantize_,
 )
+from torchao_cpp.quantization import quant_api
 
 CONFIGS = [
     (Int8WeightOnlyConfig(), AffineQuantizedTensor, 38),
@@ -115,6 +117,32 @@ def test_error_leaves_the_model_unchanged():
         quantize_(m, Int8WeightOnlyConfig())
     assert not any(isinstance(p, AffineQuantizedTensor) for p in m.parameters())
     assert all(torch.equal(a, b, ) or (a.isnan() == b.isnan()).all() for a, b in zip(before, m.parameters()))
+
+
+def test_each_float_weight_is_freed_before_the_next_layer_is_quantized(monkeypatch):
+    # What keeps quantize_'s extra memory to one layer (benchmarks/python/quantize_memory.py measures it).
+    m = nn.Sequential(*[nn.Linear(64, 64) for _ in range(4)]).eval()
+    floats = [weakref.ref(layer.weight) for layer in m]
+    alive_at_call = []
+    real = quant_api._cpp_handler
+
+    def spy(weight, config, fqn):
+        alive_at_call.append(sum(r() is not None for r in floats[:int(fqn)]))
+        return real(weight, config, fqn)
+
+    monkeypatch.setattr(quant_api, "_cpp_handler", spy)
+    quantize_(m, Int8WeightOnlyConfig())
+    assert alive_at_call == [0, 0, 0, 0]
+    assert all(isinstance(layer.weight, AffineQuantizedTensor) for layer in m)
+
+
+def test_a_bad_weight_anywhere_is_refused_before_any_layer_is_replaced():
+    m = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 64)).eval()
+    with torch.no_grad():
+        m[2].weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"failed to quantize '2' .*the weight of '2' contains NaN or Inf"):
+        quantize_(m, Int8WeightOnlyConfig())
+    assert not any(isinstance(layer.weight, AffineQuantizedTensor) for layer in m)
 
 
 def test_callable_config_is_refused():

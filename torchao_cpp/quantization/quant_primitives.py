@@ -4,6 +4,7 @@ Thin wrappers over torch.ops.torchao_cpp.*: they accept torchao's argument
 forms (enums, target dtypes such as torch.int8 or torchao_cpp.dtypes.uint4,
 default ranges) and call the C++ ops. Results match torchao 0.11 bit for bit.
 """
+import operator
 from enum import Enum
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -41,7 +42,9 @@ class ZeroPointDomain(Enum):
 def _mapping_name(m: Union[MappingType, str]) -> str:
     if isinstance(m, MappingType):
         return m.name
-    if isinstance(m, str) and m in MappingType.__members__:
+    if not isinstance(m, str):
+        raise TypeError(f"mapping_type must be a MappingType, got {m!r}")
+    if m in MappingType.__members__:
         return m
     raise ValueError(f"mapping_type must be a MappingType, got {m!r}")
 
@@ -51,9 +54,19 @@ def _domain_name(d: Union[ZeroPointDomain, str, None]) -> str:
         return "NONE"
     if isinstance(d, ZeroPointDomain):
         return d.name
-    if isinstance(d, str) and d in ZeroPointDomain.__members__:
+    if not isinstance(d, str):
+        raise TypeError(f"zero_point_domain must be a ZeroPointDomain, got {d!r}")
+    if d in ZeroPointDomain.__members__:
         return d
     raise ValueError(f"zero_point_domain must be a ZeroPointDomain, got {d!r}")
+
+
+def _block_size(block_size: Sequence[int]) -> List[int]:
+    """block_size as the ops take it: a list of ints."""
+    try:
+        return [operator.index(b) for b in block_size]
+    except TypeError:
+        raise TypeError(f"block_size must be a sequence of ints, got {block_size!r}") from None
 
 
 def _range(target_dtype: Any, quant_min: Optional[int], quant_max: Optional[int]) -> Tuple[int, int]:
@@ -89,7 +102,7 @@ def choose_qparams_affine(
     qmin, qmax = _range(target_dtype, quant_min, quant_max)
     domain = _domain_name(zero_point_domain)
     scale, zp = torch.ops.torchao_cpp.choose_qparams_affine(
-        input, _mapping_name(mapping_type), list(block_size), qmin, qmax, eps, scale_dtype, zero_point_dtype,
+        input, _mapping_name(mapping_type), _block_size(block_size), qmin, qmax, eps, scale_dtype, zero_point_dtype,
         preserve_zero, domain)
     return scale, (None if domain == "NONE" else zp)
 
@@ -114,7 +127,7 @@ def quantize_affine(
     """
     qmin, qmax = _range(output_dtype, quant_min, quant_max)
     return torch.ops.torchao_cpp.quantize_affine(
-        input, list(block_size), scale, zero_point, _dtypes.storage_dtype(output_dtype), qmin, qmax,
+        input, _block_size(block_size), scale, zero_point, _dtypes.storage_dtype(output_dtype), qmin, qmax,
         _domain_name(zero_point_domain))
 
 
@@ -139,7 +152,7 @@ def dequantize_affine(
     """
     qmin, qmax = _range(input_dtype, quant_min, quant_max)
     return torch.ops.torchao_cpp.dequantize_affine(
-        input, list(block_size), scale, zero_point, qmin, qmax, _domain_name(zero_point_domain), output_dtype)
+        input, _block_size(block_size), scale, zero_point, qmin, qmax, _domain_name(zero_point_domain), output_dtype)
 
 
 def choose_qparams_affine_float8(
