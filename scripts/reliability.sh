@@ -45,8 +45,11 @@ for target in fuzz_affine_setstate fuzz_activation_setstate fuzz_state_dict_entr
 done
 
 echo "== pytest against the sanitized library =="
+# LD_LIBRARY_PATH (searched before the runner's RUNPATH) hands the sanitized library to the C++ runner of
+# the TorchScript tests too: it must reproduce that library's outputs bit for bit.
 LD_PRELOAD="$ASAN_RT" ASAN_OPTIONS=detect_leaks=0 TORCHAO_CPP_LIBRARY="$REPO/build/sanitize/libtorchao_cpp_ops.so" \
-  "$VENV/bin/python" -m pytest tests/python -q -p no:cacheprovider -x
+  LD_LIBRARY_PATH="$REPO/build/sanitize${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  "$VENV/bin/python" -m pytest tests/python -q -p no:cacheprovider
 
 echo "== ThreadSanitizer: kernels from 2, 4 and 8 threads =="
 cmake -S . -B build/tsan "${CLANG_ARGS[@]}" -DTORCHAO_CPP_SANITIZE=thread >build/tsan-configure.log
