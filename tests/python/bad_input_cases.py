@@ -1479,6 +1479,32 @@ ROWS += _section("quantize_weight", [
                   qw(weight=W, config_type="Int4WeightOnlyConfig", fields={"group_size": 32})[0].get_plain())),
 ])
 
+def cw(weight=W, config_type="Int8WeightOnlyConfig", fields=None, fqn="layers.0"):
+    return ops.check_weight(weight, config_type, {} if fields is None else fields, fqn)
+
+
+# quantize_'s first pass: what quantize_weight would refuse, found without quantizing.
+ROWS += _section("check_weight", [
+    ("control.good_weight", OK, "a finite float32 weight passes (returns None)",
+     lambda: check(cw() is None, "passes")),
+    ("config_type.unknown", NotImplementedError, "no quantization handler is registered for config type 'Int3Config'",
+     lambda: cw(config_type="Int3Config")),
+    ("fields.unknown", ValueError, "Int8WeightOnlyConfig has no field 'bits'", lambda: cw(fields={"bits": 8})),
+    ("rank.1d_weight", ValueError, "Int8WeightOnlyConfig: 'layers.0' has a 1-d weight", lambda: cw(weight=W[0])),
+    ("dtype.int_weight", TypeError,
+     "Int8WeightOnlyConfig: the weight of 'layers.0' must be float32, bfloat16 or float16, got Int",
+     lambda: cw(weight=W.int())),
+    ("device.meta_weight", NotImplementedError, "check_weight: the weight of 'layers.0' is on meta",
+     lambda: cw(weight=meta(W))),
+    ("nan.weight", ValueError, "Int8WeightOnlyConfig: the weight of 'layers.0' contains NaN or Inf",
+     lambda: cw(weight=with_value(W, (3, 3), NAN))),
+    ("inf.weight_last_chunk", ValueError, "the weight of 'layers.0' contains NaN or Inf",
+     lambda: cw(weight=with_value(torch.zeros(64, 1 << 15), (63, (1 << 15) - 1), float("-inf")))),
+    ("huge.float16_weight", ValueError, "above 16376 (a quarter of its dtype's range) the quantization scales overflow",
+     lambda: cw(weight=with_value(W.half(), (0, 0), 60000.0))),
+    ("zero_size.no_rows", OK, "(0, 64) passes", lambda: check(cw(weight=torch.zeros(0, 64)) is None, "passes")),
+])
+
 ROWS += _section("validate_quant_config", [
     ("config_type.unknown", NotImplementedError, "no quantization handler is registered for config type 'Nope'",
      lambda: ops.validate_quant_config("Nope", {})),
