@@ -554,6 +554,12 @@ void validate_config(const std::string& config_type, const ConfigFields& fields)
 
 namespace {
 
+// check_weight runs a config's handler in this mode: it stops where the handler starts quantizing (the
+// first affine_quantize), so the handler's own refusals and skip rules are applied without quantizing and
+// without a second copy of them here.
+thread_local bool tls_dry_run = false;
+struct DryRunReachedQuantization {};
+
 // The config's entry, after the checks of the weight's metadata every handler relies on.
 const Entry& checked_entry(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
                            const std::string& fqn, const char* op) {
@@ -573,10 +579,21 @@ const Entry& checked_entry(const at::Tensor& weight, const std::string& config_t
 
 void check_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
                   const std::string& fqn) {
-  checked_entry(weight, config_type, fields, fqn, "check_weight");
+  const auto& e = checked_entry(weight, config_type, fields, fqn, "check_weight");
   const auto t = weight.scalar_type();
   TORCH_CHECK_TYPE(t == at::kFloat || t == at::kBFloat16 || t == at::kHalf, config_type, ": the weight of '", fqn,
                    "' must be float32, bfloat16 or float16, got ", t);
+  bool skipped = false;
+  tls_dry_run = true;
+  try {
+    skipped = !e.handler(weight, fields, fqn).skip_reason.empty();  // returned before quantizing
+  } catch (const DryRunReachedQuantization&) {
+  } catch (...) {
+    tls_dry_run = false;
+    throw;
+  }
+  tls_dry_run = false;
+  if (skipped) return;  // as the seed, the values of a layer left in float are not looked at
   // In float32 chunks (CPU aminmax has no float16 in torch 1.13) of 4 MB, not a copy of the weight:
   // quantize_ runs this on every layer before it frees any.
   const auto flat = weight.reshape({-1});
@@ -618,6 +635,7 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
     const std::string& code_dtype, int64_t quant_min, int64_t quant_max, c10::optional<double> eps,
     c10::optional<at::ScalarType> scale_dtype, c10::optional<at::ScalarType> zero_point_dtype, bool preserve_zero,
     const std::string& zero_point_domain, const std::string& layout) {
+  if (tls_dry_run) throw DryRunReachedQuantization{};
   TORCH_CHECK_NOT_IMPLEMENTED(!weight.is_meta(), "affine_quantize: weight is on meta: quantizing needs its values");
   if (!weight.device().is_cpu())
     return affine_quantize(weight.cpu(), mapping_type, std::move(block_size), code_dtype, quant_min, quant_max, eps,

@@ -39,8 +39,9 @@ void register_config(const std::string& config_type, ConfigValidator validate, Q
 std::vector<std::string> registered_configs();
 // Raises ValueError / TypeError / NotImplementedError naming "Config.field".
 void validate_config(const std::string& config_type, const ConfigFields& fields);
-// What quantize_weight would refuse about this weight (config fields, rank, dtype, NaN/Inf, values too
-// large to quantize), checked without quantizing: quantize_ checks every layer before it replaces any.
+// What quantize_weight would refuse about this weight (config fields, rank, dtype, the handler's own
+// refusals, NaN/Inf, values too large to quantize), checked without quantizing: quantize_ checks every
+// layer before it replaces any. The values of a layer the config skips are not looked at (as the seed).
 void check_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,
                   const std::string& fqn);
 QuantizedWeight quantize_weight(const at::Tensor& weight, const std::string& config_type, const ConfigFields& fields,

@@ -145,6 +145,23 @@ def test_a_bad_weight_anywhere_is_refused_before_any_layer_is_replaced():
     assert not any(isinstance(layer.weight, AffineQuantizedTensor) for layer in m)
 
 
+def test_values_of_a_layer_the_config_skips_are_not_checked():
+    # As the seed: Int8DynamicActivationInt8WeightConfig skips in_features <= 16 without looking at the weight.
+    m = nn.Sequential(nn.Linear(8, 64), nn.Linear(64, 32)).eval()
+    with torch.no_grad():
+        m[0].weight[0, 0] = float("nan")
+    quantize_(m, Int8DynamicActivationInt8WeightConfig())
+    assert type(m[0].weight) is nn.Parameter and isinstance(m[1].weight, LinearActivationQuantizedTensor)
+
+
+def test_a_handler_refusal_on_a_later_layer_leaves_every_layer_float():
+    # PerRow float8 needs bfloat16 weights: layer 1 is refused in the first pass, before layer 0 is replaced.
+    m = nn.Sequential(nn.Linear(64, 64).bfloat16(), nn.Linear(64, 32)).eval()
+    with pytest.raises(TypeError, match=r"failed to quantize '1' .*PerRow"):
+        quantize_(m, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    assert type(m[0].weight) is nn.Parameter and type(m[1].weight) is nn.Parameter
+
+
 def test_callable_config_is_refused():
     with pytest.raises(AssertionError, match="generic callable"):
         quantize_(_model(), lambda m: m)
