@@ -413,7 +413,8 @@ def quantize_(
 
     `filter_fn(module, fqn)` picks the modules; `device` moves each module
     before it is quantized. Every chosen weight is checked first (config
-    fields, rank, dtype, NaN/Inf, values too large to quantize), so a bad
+    fields, rank, dtype, the config's own refusals, NaN/Inf, values too
+    large to quantize; layers the config skips are not looked at), so a bad
     weight leaves the model unchanged; then each layer is quantized and its
     float weight replaced in turn, so at most one layer's new weight is held
     besides the model.
