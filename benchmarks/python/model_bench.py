@@ -228,7 +228,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         r["decode_vs_fp32"] = r["decode_tok_s"] / fp32["decode_tok_s"]
         r["prefill_vs_fp32"] = r["prefill_tok_s"] / fp32["prefill_tok_s"]
     out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
-           "torch": torch.__version__, "read_bandwidth_GB_s": bw / 1e9, "results": results}
+           "torch": torch.__version__, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
+           "read_bandwidth_GB_s": bw / 1e9, "results": results}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)

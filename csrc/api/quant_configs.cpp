@@ -10,6 +10,9 @@
 #include <sstream>
 
 #include "../classes/layout.h"
+#include "../kernels/cpu/hqq.h"
+#include "../kernels/cpu/floatx.h"
+#include "../ops/floatx.h"
 #include "../ops/quant_primitives.h"
 
 namespace torchao_cpp {
@@ -150,6 +153,12 @@ std::string act_quant_for(const std::string& act_mapping_type) {
   return act_mapping_type == "ASYMMETRIC" ? "int8_asymm_per_token" : "int8_symm_per_token_reduced_range";
 }
 
+// HQQ-optimised asymmetric codes in [0, 2^nbits - 1] with FLOAT-domain zero
+// points in `compute_dtype` (the seed's use_hqq=True path of to_affine_quantized_intx).
+c10::intrusive_ptr<classes::AffineQuantizedTensor> hqq_quantize(const at::Tensor& weight, int nbits,
+                                                                int64_t group_size, at::ScalarType compute_dtype,
+                                                                const std::string& layout);
+
 // --- Int8WeightOnlyConfig ------------------------------------------------------
 const std::set<std::string> kInt8WoFields = {"group_size", "set_inductor_config"};
 void validate_int8_wo(const ConfigFields& d) {
@@ -178,8 +187,7 @@ void validate_int4_wo(const ConfigFields& d) {
   const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
   TORCH_CHECK_NOT_IMPLEMENTED(layout == "TensorCoreTiledLayout" || layout == "Int4CPULayout", f.name("layout"), " ",
                               layout, ": supported layouts are TensorCoreTiledLayout and Int4CPULayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(!f.get_bool("use_hqq", false), f.name("use_hqq"),
-                              "=True: HQQ is not available in this release");
+  f.get_bool("use_hqq", false);
   const auto zpd = f.get_choice("zero_point_domain", "NONE", {"NONE", "FLOAT", "INT"});
   TORCH_CHECK_NOT_IMPLEMENTED(zpd != "INT", f.name("zero_point_domain"), "=INT is not supported by ", layout,
                               " (it uses the FLOAT domain)");
@@ -193,6 +201,10 @@ QuantizedWeight quantize_int4_wo(const at::Tensor& w, const ConfigFields& d, con
   const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
   // The seed: zero points in the weight's dtype for Int4CPULayout, bfloat16 for tinygemm.
   const auto zp_dtype = layout == "Int4CPULayout" ? w.scalar_type() : at::kBFloat16;
+  if (f.get_bool("use_hqq", false)) {
+    out.weight = hqq_quantize(w, 4, g, zp_dtype, layout);
+    return out;
+  }
   out.weight = affine_quantize(w, "ASYMMETRIC", block_for(w, g), "uint4", 0, 15, 1e-6, c10::nullopt, zp_dtype, false,
                                "FLOAT", layout);
   return out;
@@ -245,6 +257,31 @@ QuantizedWeight quantize_8da4w(const at::Tensor& w, const ConfigFields& d, const
   out.weight = affine_quantize(w, f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym), block_for(w, g), "int4", -8, 7,
                                kFp32Eps, c10::nullopt, c10::nullopt, true, "INT", "PlainLayout");
   out.act_quant = act_quant_for(f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym));
+  return out;
+}
+
+// --- Int4DynamicActivationInt4WeightConfig ---------------------------------------------
+// The seed refuses (NotImplementedError) any layout but CutlassInt4PackedLayout
+// and asymmetric weights or activations; so does this project, at construction.
+const std::set<std::string> kInt4Int4Fields = {"layout", "mapping_type", "act_mapping_type", "set_inductor_config"};
+void validate_4da4w(const ConfigFields& d) {
+  Fields f("Int4DynamicActivationInt4WeightConfig", d, kInt4Int4Fields);
+  const auto layout = f.get_str("layout", "CutlassInt4PackedLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "CutlassInt4PackedLayout", f.name("layout"),
+                              ": only CutlassInt4PackedLayout layout is supported, received ", layout, "()");
+  TORCH_CHECK_NOT_IMPLEMENTED(f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym) == "SYMMETRIC",
+                              f.name("mapping_type"), ": only mapping_type=SYMMETRIC is supported");
+  TORCH_CHECK_NOT_IMPLEMENTED(f.get_choice("act_mapping_type", "SYMMETRIC", kSymOrAsym) == "SYMMETRIC",
+                              f.name("act_mapping_type"), ": only act_mapping_type=SYMMETRIC is supported");
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_4da4w(const at::Tensor& w, const ConfigFields& d, const std::string&) {
+  validate_4da4w(d);
+  QuantizedWeight out;
+  // _int4_symm_cutlass_quant, for the weight as for the activations: per row, [-8, 7], float32 scales, no zero point.
+  out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, c10::nullopt), "int4", -8, 7, kFp32Eps, at::kFloat,
+                               c10::nullopt, true, "NONE", "CutlassInt4PackedLayout");
+  out.act_quant = "int4_symm_per_token";
   return out;
 }
 
@@ -345,8 +382,7 @@ void validate_uintx(const ConfigFields& d) {
   TORCH_CHECK_VALUE(g >= 1, f.name("group_size"), " must be >= 1, got ", g);
   const auto pd = f.get_opt_int("pack_dim").value_or(-1);
   TORCH_CHECK_NOT_IMPLEMENTED(pd == -1, f.name("pack_dim"), "=", pd, ": only -1 is supported");
-  TORCH_CHECK_NOT_IMPLEMENTED(!f.get_bool("use_hqq", false), f.name("use_hqq"),
-                              "=True: HQQ is not available in this release");
+  f.get_bool("use_hqq", false);
   f.get_bool("set_inductor_config", true);
 }
 QuantizedWeight quantize_uintx(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
@@ -355,6 +391,11 @@ QuantizedWeight quantize_uintx(const at::Tensor& w, const ConfigFields& d, const
   const auto g = f.get_int("group_size");
   if (!group_fits(w, g, "UIntXWeightOnlyConfig", fqn, out)) return out;
   const int bits = uintx_bits(f);
+  if (f.get_bool("use_hqq", false)) {
+    // The seed: HQQ codes in PlainLayout (one byte each), zero points in the weight's dtype.
+    out.weight = hqq_quantize(w, bits, g, w.scalar_type(), "PlainLayout");
+    return out;
+  }
   out.weight = affine_quantize(w, "ASYMMETRIC", block_for(w, g), "uint" + std::to_string(bits), 0,
                                (int64_t(1) << bits) - 1, kFp32Eps, c10::nullopt, at::kInt, true, "INT", "UintxLayout");
   return out;
@@ -373,6 +414,47 @@ QuantizedWeight quantize_fp8_wo(const at::Tensor& w, const ConfigFields& d, cons
   const auto dt = f.get_choice("weight_dtype", "float8_e4m3fn", {"float8_e4m3fn", "float8_e5m2"});
   out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, c10::nullopt), dt, 0, 0, c10::nullopt, c10::nullopt,
                                c10::nullopt, true, "NONE", "Float8Layout");
+  return out;
+}
+
+// --- FPXWeightOnlyConfig ---------------------------------------------------------------
+// Float-x weights (sign, ebits exponent bits, mbits mantissa bits, no Inf/NaN codes) with one scale per
+// row: the seed's fp6-llm config. The seed runs it on CUDA tensor cores only; here the CPU kernel reads
+// the bit-packed codes (N = 1 + ebits + mbits bits per weight).
+const std::set<std::string> kFpxFields = {"ebits", "mbits", "set_inductor_config"};
+std::pair<int, int> fpx_format(const Fields& f) {
+  const auto e = f.get_int("ebits");
+  const auto m = f.get_int("mbits");
+  TORCH_CHECK_VALUE(e >= 1, f.name("ebits"), " must be >= 1, got ", e);
+  TORCH_CHECK_VALUE(m >= 0, f.name("mbits"), " must be >= 0, got ", m);
+  TORCH_CHECK_VALUE(kernels::floatx_format_valid(e, m), f.name("ebits"), " + ", f.name("mbits"),
+                    " + 1 (the sign) must be <= 8 bits, got ebits=", e, ", mbits=", m);
+  return {int(e), int(m)};
+}
+void validate_fpx(const ConfigFields& d) {
+  Fields f("FPXWeightOnlyConfig", d, kFpxFields);
+  fpx_format(f);
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_fpx(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  Fields f("FPXWeightOnlyConfig", d, kFpxFields);
+  const auto fmt = fpx_format(f);
+  QuantizedWeight out;
+  TORCH_CHECK_VALUE(w.dim() == 2, "FPXWeightOnlyConfig: floatx only works for 2-d Tensor, got: ", w.dim());
+  const int64_t out_dim = w.size(0), in_dim = w.size(1);
+  // The seed's shape rule (its CUDA kernel's tiles), kept so that the same layers are quantized.
+  if (in_dim % 64 != 0 || out_dim % 256 != 0) {
+    std::ostringstream os;
+    os << "Skipping floatx quantization float" << fmt.first + fmt.second + 1 << "_" << fmt.first << "_" << fmt.second
+       << " because the shape is not compatible with the kernel: in_dim=" << in_dim << ", out_dim=" << out_dim
+       << " expected in_dim % 64 == 0 and out_dim % 256 == 0 (layer '" << (fqn.empty() ? "<root>" : fqn)
+       << "' stays in float)";
+    out.skip_reason = os.str();
+    return out;
+  }
+  const auto name = kernels::floatx_name(fmt.first, fmt.second);
+  out.weight = affine_quantize(w, "SYMMETRIC", {1, in_dim}, name, 0, (int64_t(1) << (1 + fmt.first + fmt.second)) - 1,
+                               c10::nullopt, c10::nullopt, c10::nullopt, true, "NONE", "FloatxTensorCoreLayout");
   return out;
 }
 
@@ -500,10 +582,12 @@ const bool kBuiltins = [] {
   register_config("Int4WeightOnlyConfig", validate_int4_wo, quantize_int4_wo);
   register_config("Int8DynamicActivationInt8WeightConfig", validate_int8_dq, quantize_int8_dq);
   register_config("Int8DynamicActivationInt4WeightConfig", validate_8da4w, quantize_8da4w);
+  register_config("Int4DynamicActivationInt4WeightConfig", validate_4da4w, quantize_4da4w);
   register_config("IntxWeightOnlyConfig", validate_intx_wo, quantize_intx_wo);
   register_config("Int8DynamicActivationIntxWeightConfig", validate_8daintx, quantize_8daintx);
   register_config("UIntXWeightOnlyConfig", validate_uintx, quantize_uintx);
   register_config("Float8WeightOnlyConfig", validate_fp8_wo, quantize_fp8_wo);
+  register_config("FPXWeightOnlyConfig", validate_fpx, quantize_fpx);
   register_config("Float8DynamicActivationFloat8WeightConfig", validate_fp8_dq, quantize_fp8_dq, 3);
   register_config("Float8StaticActivationFloat8WeightConfig", validate_fp8_static, quantize_fp8_static, 3);
   return true;
@@ -655,6 +739,26 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
     return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, scale, c10::nullopt, block_size, -fmax, fmax,
                                                                "NONE", layout, code_dtype, dtype_name);
   }
+  if (cd.is_floatx) {
+    // torchao's from_hp_to_fpx: choose_qparams_affine_floatx + quantize_affine_floatx, one scale per row.
+    TORCH_CHECK_VALUE(weight.dim() == 2 && block_size.size() == 2 && block_size[0] == 1 &&
+                          block_size[1] == weight.size(1),
+                      "affine_quantize: float-x codes (", code_dtype, ") take a 2-d weight and block_size [1, ",
+                      weight.dim() == 2 ? weight.size(1) : -1, "] (one scale per row), got weight shape ",
+                      weight.sizes(), " and block_size ", block_size);
+    TORCH_CHECK_VALUE(zero_point_domain == "NONE", "affine_quantize: float-x codes (", code_dtype,
+                      ") have no zero point: zero_point_domain must be NONE, got ", zero_point_domain);
+    auto scale = ops::choose_qparams_affine_floatx(weight, cd.ebits, cd.mbits);
+    // The largest code times each scale must be finite in the weight's dtype (values near float16's max).
+    const float mx = kernels::floatx_max_normal(cd.ebits, cd.mbits);
+    const auto top = (scale.to(at::kFloat) * mx).to(weight.scalar_type());
+    TORCH_CHECK_VALUE(at::isfinite(top).all().item<bool>(), "affine_quantize: the largest ", code_dtype,
+                      " code times a row's scale overflows ", weight.scalar_type(),
+                      ": the weight holds values too close to its dtype's max to quantize");
+    auto codes = ops::quantize_affine_floatx(weight, scale, cd.ebits, cd.mbits);
+    return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, scale, c10::nullopt, block_size, 0,
+                                                               cd.max_value(), "NONE", layout, code_dtype, dtype_name);
+  }
   at::Tensor scale, zp;
   std::tie(scale, zp) = ops::choose_qparams_affine(weight, mapping_type, block_size, quant_min, quant_max, eps,
                                                    scale_dtype, zero_point_dtype, preserve_zero, zero_point_domain);
@@ -666,6 +770,40 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> affine_quantize(
   return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, scale, zp_opt, block_size, quant_min, quant_max,
                                                              zero_point_domain, layout, code_dtype, dtype_name);
 }
+
+namespace {
+c10::intrusive_ptr<classes::AffineQuantizedTensor> hqq_quantize(const at::Tensor& weight, int nbits,
+                                                                int64_t group_size, at::ScalarType compute_dtype,
+                                                                const std::string& layout) {
+  if (tls_dry_run) throw DryRunReachedQuantization{};
+  TORCH_CHECK_NOT_IMPLEMENTED(!weight.is_meta(), "hqq_quantize: weight is on meta: quantizing needs its values");
+  // The solver runs on the CPU in float32 (the seed's CPU path; on CUDA the seed solves in float16).
+  if (!weight.device().is_cpu())
+    return hqq_quantize(weight.cpu(), nbits, group_size, compute_dtype, layout)->to(weight.device().str());
+  const auto dtype = weight.scalar_type();
+  const char* dtype_name = dtype == at::kFloat ? "float32" : dtype == at::kBFloat16 ? "bfloat16" : "float16";
+  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
+                   "hqq_quantize: weight must be float32, bfloat16 or float16, got ", dtype);
+  TORCH_CHECK_VALUE(weight.dim() == 2 && group_size >= 1 && weight.size(1) % group_size == 0,
+                    "hqq_quantize: takes a 2-d weight whose in_features the group size divides, got shape ",
+                    weight.sizes(), " and group_size ", group_size);
+  const auto w = weight.to(at::kFloat).contiguous();
+  const int64_t N = w.size(0), K = w.size(1), G = K / group_size;
+  auto codes = at::empty({N, K}, w.options().dtype(at::kByte));
+  auto scale = at::empty({N, G}, w.options());
+  auto zero = at::empty({N, G}, w.options());
+  if (w.numel() > 0)
+    kernels::hqq_quantize(w.data_ptr<float>(), N * G, group_size, nbits, kernels::HqqOptions{},
+                          codes.data_ptr<uint8_t>(), scale.data_ptr<float>(), zero.data_ptr<float>(),
+                          ops::num_threads());
+  const auto sc = scale.to(compute_dtype), zp = zero.to(compute_dtype);
+  c10::optional<at::Tensor> zp_opt = zp;
+  check_grid_finite(weight, sc, zp_opt, at::kByte, 0, (int64_t(1) << nbits) - 1, "FLOAT");
+  return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, sc, zp_opt, std::vector<int64_t>{1, group_size}, 0,
+                                                             (int64_t(1) << nbits) - 1, "FLOAT", layout,
+                                                             "uint" + std::to_string(nbits), dtype_name);
+}
+}  // namespace
 
 // --- ops ---------------------------------------------------------------------------------
 

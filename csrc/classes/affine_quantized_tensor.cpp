@@ -5,6 +5,7 @@
 
 #include "../kernels/cpu/bitpack.h"
 #include "../kernels/cpu/simd.h"
+#include "../ops/floatx.h"
 #include "../ops/linear.h"
 #include "../ops/quant_primitives.h"
 
@@ -106,6 +107,24 @@ void AffineQuantizedTensor::validate(const char* what) const {
                       code_dtype, " with shape ", join(shape));
   if (kind == LayoutKind::QDQ || kind == LayoutKind::Uintx || kind == LayoutKind::PackedIntx)
     TORCH_CHECK_VALUE(cd.bits <= 8, what, ": ", layout, " holds codes of at most 8 bits, got ", code_dtype);
+  TORCH_CHECK_VALUE(cd.is_floatx == (kind == LayoutKind::FloatxTensorCore), what, ": ",
+                    cd.is_floatx ? "float-x code_dtype " + code_dtype + " needs FloatxTensorCoreLayout, got " + layout
+                                 : "FloatxTensorCoreLayout needs a float-x code_dtype (fp<N>_e<E>m<M>), got " +
+                                       code_dtype);
+  if (cd.is_floatx) {
+    // torchao's floatx weights: 2-d, one scale per row, every N-bit code a value (no zero point).
+    TORCH_CHECK_VALUE(shape.size() == 2 && block_size.size() == 2 && block_size[0] == 1 && block_size[1] == shape[1],
+                      what, ": ", layout, " holds 2-d weights with one scale per row (block_size [1, in_features]), "
+                      "got shape ", join(shape), " with block_size ", join(block_size));
+    TORCH_CHECK_VALUE(quant_min == 0 && quant_max == cd.max_value(), what, ": ", code_dtype,
+                      " codes span [0, ", cd.max_value(), "], got [quant_min, quant_max] = [", quant_min, ", ",
+                      quant_max, "]");
+    TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None, what,
+                      ": float-x codes have no zero point (zero_point_domain NONE), got ", zero_point_domain);
+  }
+  if (kind == LayoutKind::CutlassInt4)
+    TORCH_CHECK_VALUE(cd.bits == 4 && cd.is_signed && shape.size() == 2, what, ": ", layout,
+                      " holds 2-d weights of signed 4-bit codes (int4), got ", code_dtype, " with shape ", join(shape));
 
   // Shape and blocks.
   TORCH_CHECK_VALUE(block_size.size() == shape.size(), what, ": block_size ", join(block_size), " does not match shape ",
@@ -145,8 +164,9 @@ void AffineQuantizedTensor::validate(const char* what) const {
                     " (one per block)");
   if (nb > 0) {
     auto sf = scale.to(at::kFloat);
-    TORCH_CHECK_VALUE(at::isfinite(sf).all().item<bool>() && (sf > 0).all().item<bool>(), what,
-                      ": scale must be finite and > 0");
+    // A float-x row scale may be 0 (torchao's: max|row| / max_normal underflows in float16): the row is 0.
+    TORCH_CHECK_VALUE(at::isfinite(sf).all().item<bool>() && (cd.is_floatx ? (sf >= 0) : (sf > 0)).all().item<bool>(),
+                      what, cd.is_floatx ? ": scale must be finite and >= 0" : ": scale must be finite and > 0");
   }
 
   // Zero point.
@@ -199,6 +219,7 @@ at::Tensor AffineQuantizedTensor::dequantize() const {
   const auto out_dtype = float_dtype_from_name(dtype);
   if (cd.is_float8) return ops::dequantize_affine_float8(data, block_size, scale, cd.name, out_dtype);
   auto codes = std::get<0>(get_plain());
+  if (cd.is_floatx) return ops::dequantize_affine_floatx(codes, scale, cd.ebits, cd.mbits, out_dtype);
   return ops::dequantize_affine(codes, block_size, scale, zero_point, quant_min, quant_max, zero_point_domain,
                                 out_dtype);
 }
@@ -212,6 +233,9 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   TORCH_CHECK_VALUE(input.device() == data.device(), "linear: input is on ", input.device(),
                     " but the quantized weight is on ", data.device(), "; move one of them");
   const auto cd = parse_code_dtype(code_dtype);
+  TORCH_CHECK_NOT_IMPLEMENTED(!cd.is_floatx || !data.is_cuda(), "AffineQuantizedTensor.linear: ", layout, " (",
+                              code_dtype, ") has no CUDA kernel yet; the weight is on ", data.device(),
+                              ": move the model to the CPU (.to(\"cpu\")) to run this project's float-x kernel");
   // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
@@ -254,24 +278,42 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() co
   return zero_point_cuda_;
 }
 
+const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
+  std::call_once(int8_codes_cuda_once_, [&] {
+    if (code_format() != "packed") {
+      int8_codes_cuda_ = data;
+      return;
+    }
+    const auto cd = parse_code_dtype(code_dtype);
+    int8_codes_cuda_ = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), at::kChar).to(data.device());
+  });
+  return int8_codes_cuda_;
+}
+
 const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
   std::call_once(int8_packed_once_, [&] {
-    if (data.scalar_type() != at::kChar || data.dim() != 2 || code_format() != "plain" || block_size[0] != 1) return;
+    // Signed codes of at most 8 bits, plain int8 or bit-packed (unpacked to int8 here, once).
+    const auto cd = parse_code_dtype(code_dtype);
+    if (cd.is_float8 || !data.device().is_cpu() || shape.size() != 2 || block_size[0] != 1) return;
+    if (quant_min < -128 || quant_max > 127) return;
+    const bool plain = code_format() == "plain" && data.scalar_type() == at::kChar;
+    if (!plain && code_format() != "packed") return;
     const int64_t K = shape[1], group = block_size[1];
     if (group != K && group % 4 != 0) return;
     if (zero_point.has_value() && zero_point->defined() && (zero_point->ne(0).any().item<bool>() ||
                                                              zero_point_domain == "FLOAT"))
       return;
+    const at::Tensor codes = plain ? data : ops::unpack_bits(data, cd.bits, quant_min, K, at::kChar);
     auto sc = scale.to(at::kFloat).contiguous();
     int8_packed_ = std::make_unique<kernels::PackedInt8Weights>(
-        kernels::pack_int8_weights(data.data_ptr<int8_t>(), shape[0], K, group, sc.data_ptr<float>()));
+        kernels::pack_int8_weights(codes.data_ptr<int8_t>(), shape[0], K, group, sc.data_ptr<float>()));
   });
   return int8_packed_.get();
 }
 
 std::string AffineQuantizedTensor::code_format() const {
   const auto cd = parse_code_dtype(code_dtype);
-  if (cd.is_float8) return cd.name;
+  if (cd.is_float8 || cd.is_floatx) return cd.name;
   return layout_is_bitpacked(parse_layout(layout)) ? "packed" : "plain";
 }
 
@@ -285,7 +327,13 @@ std::string AffineQuantizedTensor::repr() const {
   std::ostringstream os;
   os << "AffineQuantizedTensor(shape=" << join(shape) << ", block_size=" << join(block_size) << ", code_dtype="
      << code_dtype << ", quant_min=" << quant_min << ", quant_max=" << quant_max
-     << ", zero_point_domain=" << zero_point_domain << ", layout=" << layout << "(), dtype=" << dtype << ")";
+     << ", zero_point_domain=" << zero_point_domain << ", layout=" << layout;
+  const auto cd = parse_code_dtype(code_dtype);
+  if (cd.is_floatx)
+    os << "(ebits=" << cd.ebits << ", mbits=" << cd.mbits << ")";
+  else
+    os << "()";
+  os << ", dtype=" << dtype << ")";
   return os.str();
 }
 
@@ -322,6 +370,15 @@ constexpr const char* kSymmReduced = "int8_symm_per_token_reduced_range";
 // As kSymmReduced, but inputs with x.shape[1] == 1 (decode steps) stay float
 // and meet the int8 weight directly (weight_only_decode=True).
 constexpr const char* kSymmReducedNoopDecode = "int8_symm_per_token_reduced_range_noop_decode";
+// The seed's _int4_symm_cutlass_quant: int4 [-8, 7] per token, symmetric.
+constexpr const char* kInt4Symm = "int4_symm_per_token";
+
+// The int8_dynamic_linear op's name for an integer activation quantizer.
+std::string int_act_mode(const std::string& act_quant) {
+  if (act_quant == kAsymm) return "asymmetric";
+  if (act_quant == kInt4Symm) return "int4_symmetric";
+  return "symmetric_reduced_range";
+}
 
 // A float8 activation quantizer: "float8_<dtype>_<per_tensor|per_row|static>".
 struct Float8Act {
@@ -360,10 +417,11 @@ LinearActivationQuantizedTensor::LinearActivationQuantizedTensor(c10::intrusive_
   TORCH_CHECK_VALUE(weight, what, ": weight is missing");
   if (scale.has_value() && scale->defined()) act_scale = scale;
   const auto f8 = parse_float8_act(act_quant);
-  const bool int8 = act_quant == kAsymm || act_quant == kSymmReduced || act_quant == kSymmReducedNoopDecode;
+  const bool int8 = act_quant == kAsymm || act_quant == kSymmReduced || act_quant == kSymmReducedNoopDecode ||
+                    act_quant == kInt4Symm;
   TORCH_CHECK_VALUE(int8 || f8, what, ": act_quant must be '", kAsymm, "', '", kSymmReduced, "', '",
-                    kSymmReducedNoopDecode, "' or 'float8_{e4m3fn,e5m2}_{per_tensor,per_row,static}', got '",
-                    act_quant, "'");
+                    kSymmReducedNoopDecode, "', '", kInt4Symm,
+                    "' or 'float8_{e4m3fn,e5m2}_{per_tensor,per_row,static}', got '", act_quant, "'");
   TORCH_CHECK_VALUE(f8 || !fast_accum, what, ": fast_accum applies to float8 activations only, got act_quant '",
                     act_quant, "'");
   if (!f8) {
@@ -413,12 +471,17 @@ at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::
     const auto q = ops::quantize_affine_float8(x, block, scale, f8->dtype);
     return ops::dequantize_affine_float8(q, block, scale, f8->dtype, x.scalar_type()).to(input.device());
   }
-  const bool asymm = act_quant == kAsymm;
-  auto q = asymm ? ops::int8_asymm_per_token_quant(input) : ops::int8_symm_per_token_reduced_range_quant(input);
+  const bool asymm = act_quant == kAsymm, int4 = act_quant == kInt4Symm;
+  auto q = asymm  ? ops::int8_asymm_per_token_quant(input)
+           : int4 ? ops::per_token_quant_cpu("LinearActivationQuantizedTensor", input.cpu(),
+                                             kernels::ActQuant::Int4Symmetric)
+                  : ops::int8_symm_per_token_reduced_range_quant(input);
   std::vector<int64_t> block(input.dim(), 1);
   block.back() = input.size(-1);
-  return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), asymm ? -128 : -127, 127, "INT",
-                                input.scalar_type());
+  const int64_t qmin = asymm ? -128 : int4 ? -8 : -127, qmax = int4 ? 7 : 127;
+  return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), qmin, qmax, "INT",
+                                input.scalar_type())
+      .to(input.device());
 }
 
 at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
@@ -436,26 +499,29 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     return ops::call_float8_linear(input, f8->dtype, f8->granularity, act_scale, w.data, w.code_dtype, w.scale, bias,
                                    fast_accum);
   }
-  const std::string mode = act_quant == kAsymm ? "asymmetric" : "symmetric_reduced_range";
+  const std::string mode = int_act_mode(act_quant);
   if (input.is_cuda()) {
     // CUDA: per-channel int8 weights without zero points (Int8DynamicActivationInt8WeightConfig).
-    const bool int8_per_channel = !cd.is_float8 && cd.bits == 8 && w.code_format() == "plain" &&
-                                  w.data.scalar_type() == at::kChar && w.shape.size() == 2 && w.block_size[0] == 1 &&
-                                  w.block_size[1] == w.shape[1] &&
-                                  (w.zero_point_domain == "NONE" || !w.zero_point.has_value());
-    TORCH_CHECK_NOT_IMPLEMENTED(int8_per_channel, "LinearActivationQuantizedTensor.linear: on CUDA, dynamic activation "
-                                "quantization (", act_quant, ") takes per-channel symmetric int8 weights; this weight ",
-                                "is ", w.repr(), " (run it on the CPU)");
+    const bool per_channel = w.shape.size() == 2 && w.block_size[0] == 1 && w.block_size[1] == w.shape[1] &&
+                             (w.zero_point_domain == "NONE" || !w.zero_point.has_value());
+    const bool int8_per_channel = per_channel && !cd.is_float8 && cd.bits == 8 && w.code_format() == "plain" &&
+                                  w.data.scalar_type() == at::kChar;
+    // int4 x int4 runs on the int8 tensor cores (codes in [-8, 7] are int8 codes).
+    const bool int4_per_channel = per_channel && act_quant == kInt4Symm && parse_layout(w.layout) == LayoutKind::CutlassInt4;
+    TORCH_CHECK_NOT_IMPLEMENTED(int8_per_channel || int4_per_channel, "LinearActivationQuantizedTensor.linear: on CUDA, "
+                                "dynamic activation quantization (", act_quant, ") takes per-channel symmetric int8 "
+                                "weights (int4 with int4_symm_per_token); this weight is ", w.repr(),
+                                " (run it on the CPU)");
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
                      " does not match the weight's dtype ", w.dtype);
     TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),
                       " but the weight is on ", w.data.device());
-    return ops::call_int8_dynamic_linear(input, mode, w.data, "plain", 8, w.shape[0], w.shape[1], w.shape[1], w.scale,
-                                         c10::nullopt, w.quant_min, bias);
+    return ops::call_int8_dynamic_linear(input, mode, w.int8_codes_for_cuda(), "plain", 8, w.shape[0], w.shape[1],
+                                         w.shape[1], w.scale, c10::nullopt, w.quant_min, bias);
   }
   // Integer codes of at most 8 bits with an INT/NONE zero point go through
   // the integer kernel; anything else sees the quantize-dequantized input.
-  const bool integer_path = !cd.is_float8 && cd.bits <= 8 && w.shape.size() == 2 && w.block_size[0] == 1 &&
+  const bool integer_path = !cd.is_float8 && !cd.is_floatx && cd.bits <= 8 && w.shape.size() == 2 && w.block_size[0] == 1 &&
                             w.zero_point_domain != "FLOAT";
   if (integer_path) {
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),

@@ -72,6 +72,10 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // dtype (exact), converted once instead of on every call.
   const c10::optional<at::Tensor>& zero_point_for_cuda() const;
 
+  // The codes as plain int8 on the codes' device (bit-packed signed codes
+  // unpacked once): what the CUDA int8 tensor-core GEMM reads.
+  const at::Tensor& int8_codes_for_cuda() const;
+
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;
   // Checks every field for consistency; `what` prefixes messages.
@@ -84,6 +88,8 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   mutable c10::optional<at::Tensor> zero_point_f32_;
   mutable std::once_flag zero_point_cuda_once_;
   mutable c10::optional<at::Tensor> zero_point_cuda_;
+  mutable std::once_flag int8_codes_cuda_once_;
+  mutable at::Tensor int8_codes_cuda_;
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {

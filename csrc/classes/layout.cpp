@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "../kernels/cpu/floatx.h"
+
 namespace torchao_cpp {
 namespace classes {
 
@@ -13,9 +15,12 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "QDQLayout") return LayoutKind::QDQ;
   if (n == "Float8Layout") return LayoutKind::Float8;
   if (n == "PackedLinearInt8DynamicActivationIntxWeightLayout") return LayoutKind::PackedIntx;
+  if (n == "CutlassInt4PackedLayout") return LayoutKind::CutlassInt4;
+  if (n == "FloatxTensorCoreLayout") return LayoutKind::FloatxTensorCore;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
-                    "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout");
+                    "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
+                    "FloatxTensorCoreLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -32,6 +37,10 @@ std::string layout_name(LayoutKind k) {
       return "QDQLayout";
     case LayoutKind::PackedIntx:
       return "PackedLinearInt8DynamicActivationIntxWeightLayout";
+    case LayoutKind::FloatxTensorCore:
+      return "FloatxTensorCoreLayout";
+    case LayoutKind::CutlassInt4:
+      return "CutlassInt4PackedLayout";
     default:
       return "Float8Layout";
   }
@@ -39,7 +48,7 @@ std::string layout_name(LayoutKind k) {
 
 bool layout_is_bitpacked(LayoutKind k) {
   return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx ||
-         k == LayoutKind::PackedIntx;
+         k == LayoutKind::PackedIntx || k == LayoutKind::CutlassInt4 || k == LayoutKind::FloatxTensorCore;
 }
 
 int64_t CodeDtype::min_value() const {
@@ -58,6 +67,15 @@ CodeDtype parse_code_dtype(const std::string& n) {
     d.is_float8 = true;
     return d;
   }
+  int e = 0, m = 0;
+  if (kernels::floatx_parse_name(n, &e, &m)) {
+    d.is_floatx = true;
+    d.is_signed = false;
+    d.bits = 1 + e + m;
+    d.ebits = e;
+    d.mbits = m;
+    return d;
+  }
   if (n == "int32") {
     d.bits = 32;
     return d;
@@ -73,7 +91,8 @@ CodeDtype parse_code_dtype(const std::string& n) {
     }
   }
   TORCH_CHECK_VALUE(false, "unknown code dtype '", n,
-                    "'; expected int1..int8, uint1..uint8, int32, float8_e4m3fn or float8_e5m2");
+                    "'; expected int1..int8, uint1..uint8, int32, float8_e4m3fn, float8_e5m2 or a float-x format "
+                    "fp<N>_e<E>m<M> (N = 1 + E + M <= 8, E >= 1, e.g. fp6_e3m2)");
 }
 
 }  // namespace classes

@@ -17,6 +17,8 @@ enum class LayoutKind {
   QDQ,              // QDQLayout: one code per element (int8 storage)
   Float8,           // Float8Layout: raw float8 bytes
   PackedIntx,       // PackedLinearInt8DynamicActivationIntxWeightLayout: N-bit codes bit-packed along rows
+  CutlassInt4,      // CutlassInt4PackedLayout: signed 4-bit codes, two per byte
+  FloatxTensorCore,  // FloatxTensorCoreLayout: N-bit float-x codes bit-packed along rows (as Uintx)
 };
 
 LayoutKind parse_layout(const std::string& name);
@@ -25,12 +27,15 @@ std::string layout_name(LayoutKind k);
 bool layout_is_bitpacked(LayoutKind k);
 
 // Code dtypes: int1..int8, uint1..uint8, int32 (tinygemm's 0..15 codes),
-// float8_e4m3fn, float8_e5m2.
+// float8_e4m3fn, float8_e5m2, and float-x formats "fp<N>_e<E>m<M>" (N = 1 + E + M <= 8,
+// E >= 1, no Inf/NaN codes; stored as unsigned N-bit codes 0..2^N-1).
 struct CodeDtype {
   std::string name;
   int bits = 8;
   bool is_signed = true;
   bool is_float8 = false;
+  bool is_floatx = false;
+  int ebits = 0, mbits = 0;  // float-x formats
   int64_t min_value() const;
   int64_t max_value() const;
 };

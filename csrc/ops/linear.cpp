@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "../classes/affine_quantized_tensor.h"
+#include "../kernels/cpu/floatx.h"
 #include "../kernels/cpu/linear.h"
 #include "quant_primitives.h"
 
@@ -80,7 +81,8 @@ void check_weight_qparams(const char* op, const at::Tensor& t, const char* arg, 
 
 // Validates the weight codes for `code_format`: "plain" (one integer code per
 // element), "packed" (bit-packed rows of `bits`-bit codes, offset by
-// quant_min), "float8_e4m3fn" and "float8_e5m2" (raw bytes).
+// quant_min), "float8_e4m3fn" and "float8_e5m2" (raw bytes), and a float-x format "fp<N>_e<E>m<M>"
+// (bit-packed rows of N-bit float-x codes, as "packed" with quant_min 0).
 void check_codes(const char* op, const at::Tensor& c, const std::string& code_format, int64_t bits, int64_t N,
                  int64_t K, bool allow_float8) {
   if (code_format == "plain") {
@@ -97,9 +99,17 @@ void check_codes(const char* op, const at::Tensor& c, const std::string& code_fo
     auto b = float8_codes_as_uint8(op, c);
     TORCH_CHECK_VALUE(b.dim() == 2 && b.size(0) == N && b.size(1) == K, op, ": float8 codes must have shape (", N, ", ",
                       K, "), got ", b.sizes());
+  } else if (int e = 0, m = 0; allow_float8 && k::floatx_parse_name(code_format, &e, &m)) {
+    TORCH_CHECK_VALUE(bits == 1 + e + m, op, ": ", code_format, " codes have ", 1 + e + m, " bits, got bits=", bits);
+    TORCH_CHECK_TYPE(c.scalar_type() == at::kByte, op, ": packed ", code_format, " codes must be uint8, got ",
+                     c.scalar_type());
+    const int64_t rb = k::packed_row_bytes(K, int(bits));
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(0) == N && c.size(1) == rb, op, ": packed ", code_format,
+                      " codes must have shape (", N, ", ", rb, "), got ", c.sizes());
   } else {
     TORCH_CHECK_VALUE(false, op, ": code_format must be plain, packed",
-                      allow_float8 ? ", float8_e4m3fn or float8_e5m2" : "", ", got '", code_format, "'");
+                      allow_float8 ? ", float8_e4m3fn, float8_e5m2 or a float-x format fp<N>_e<E>m<M>" : "",
+                      ", got '", code_format, "'");
   }
 }
 
@@ -116,6 +126,9 @@ void with_code_reader(const char* op, const at::Tensor& c, const std::string& co
     k::dispatch_bits(int(bits), [&](auto bw) {
       fn(k::PackedCodes<decltype(bw)::value>{ptr<uint8_t>(c), K, quant_min});
     });
+  } else if (int e = 0, m = 0; k::floatx_parse_name(code_format, &e, &m)) {
+    const float* table = k::floatx_table(e, m);
+    k::dispatch_bits(1 + e + m, [&](auto bw) { fn(k::FloatxCodes<decltype(bw)::value>{ptr<uint8_t>(c), K, table}); });
   } else {
     auto b = float8_codes_as_uint8(op, c);
     if (code_format == "float8_e4m3fn")
@@ -148,8 +161,23 @@ k::ZeroPointDomain check_weight_only_linear(const char* op, const at::Tensor& in
   check_on(op, scale, "scale", input.device());
   check_bias(op, bias, input, out_features);
   check_codes(op, codes, code_format, bits, out_features, in_features, true);
+  int e = 0, m = 0;
+  TORCH_CHECK_VALUE(!k::floatx_parse_name(code_format, &e, &m) || domain == k::ZeroPointDomain::None, op, ": ",
+                    code_format, " codes take no zero point, got zero_point_domain ", zero_point_domain);
   return domain;
 }
+
+}  // namespace
+
+k::ActQuant parse_act_quant(const char* op, const std::string& act_quant) {
+  if (act_quant == "asymmetric") return k::ActQuant::Asymmetric;
+  if (act_quant == "symmetric_reduced_range") return k::ActQuant::SymmetricReducedRange;
+  if (act_quant == "int4_symmetric") return k::ActQuant::Int4Symmetric;
+  TORCH_CHECK_VALUE(false, op, ": act_quant must be 'asymmetric', 'symmetric_reduced_range' or 'int4_symmetric', got '",
+                    act_quant, "'");
+}
+
+namespace {
 
 // The arguments of int8_dynamic_linear, checked for its CPU and Meta impls.
 void check_int8_dynamic_linear(const char* op, const at::Tensor& input, const std::string& act_quant,
@@ -167,8 +195,7 @@ void check_int8_dynamic_linear(const char* op, const at::Tensor& input, const st
   const int64_t G = K / group_size;
   check_weight_qparams(op, weight_scale, "weight_scale", N * G);
   check_bias(op, bias, input, N);
-  TORCH_CHECK_VALUE(act_quant == "asymmetric" || act_quant == "symmetric_reduced_range", op,
-                    ": act_quant must be 'asymmetric' or 'symmetric_reduced_range', got '", act_quant, "'");
+  parse_act_quant(op, act_quant);
   if (weight_zero_point.has_value() && weight_zero_point->defined()) {
     check_weight_qparams(op, *weight_zero_point, "weight_zero_point", N * G);
     check_on(op, *weight_zero_point, "weight_zero_point", input.device());
@@ -227,7 +254,7 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
   auto b = bias_like(bias, input);
   // No tokens to quantize (M = 0), or none of their features (K = 0).
   if (f.x2d.size(0) == 0 || K == 0) return no_features_linear(f, N, b, input);
-  const auto aq = per_token_quant_cpu(op, f.x2d, act_quant == "asymmetric");
+  const auto aq = per_token_quant_cpu(op, f.x2d, parse_act_quant(op, act_quant));
   auto a = std::get<0>(aq).contiguous();
   auto a_scale = std::get<1>(aq).to(at::kFloat).contiguous();
   auto a_zp = std::get<2>(aq).to(at::kFloat).contiguous();
@@ -301,7 +328,7 @@ at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string
   auto f = flatten_input(input, weight.K, weight.N);
   auto b = bias_like(bias, input);
   const int64_t M = f.x2d.size(0);
-  const auto mode = act_quant == "asymmetric" ? k::ActQuant::Asymmetric : k::ActQuant::SymmetricReducedRange;
+  const auto mode = parse_act_quant(op, act_quant);
   // The activation quantizer writes the GEMM's uint8 operand directly.
   auto u = at::empty({M, weight.Kp}, input.options().dtype(at::kByte));
   auto a_scale = at::empty({M}, input.options().dtype(at::kFloat));

@@ -15,6 +15,8 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
                               const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point, int64_t quant_min,
                               int64_t quant_max, const std::string& zero_point_domain,
                               const c10::optional<at::Tensor>& bias);
+// act_quant of int8_dynamic_linear: "asymmetric" | "symmetric_reduced_range" | "int4_symmetric".
+kernels::ActQuant parse_act_quant(const char* op, const std::string& act_quant);
 at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
                                const std::string& code_format, int64_t bits, int64_t out_features, int64_t in_features,
                                int64_t group_size, const at::Tensor& weight_scale,

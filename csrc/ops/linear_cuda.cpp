@@ -185,8 +185,10 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     mode = kc::ActQuant::Asymmetric;
   else if (act_quant == "symmetric_reduced_range")
     mode = kc::ActQuant::SymmetricReducedRange;
+  else if (act_quant == "int4_symmetric")
+    mode = kc::ActQuant::Int4Symmetric;
   else
-    TORCH_CHECK_VALUE(false, op, ": act_quant must be 'asymmetric' or 'symmetric_reduced_range', got '", act_quant, "'");
+    parse_act_quant(op, act_quant);  // names the valid choices
   TORCH_CHECK_NOT_IMPLEMENTED(code_format == "plain" && codes.scalar_type() == at::kChar && group_size == K, op,
                               ": the CUDA kernels take per-channel int8 weights (plain int8 codes, group_size = ",
                               "in_features), got ", code_format, " codes of ", bits, " bits in ", codes.scalar_type(),

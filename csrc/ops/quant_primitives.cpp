@@ -390,16 +390,21 @@ struct PerTokenPlan {
   ChooseQParamsPlan qparams;
 };
 
-PerTokenPlan plan_per_token(const char* op, const at::Tensor& x, bool asymmetric) {
+PerTokenPlan plan_per_token(const char* op, const at::Tensor& x, k::ActQuant mode) {
   TORCH_CHECK_VALUE(x.dim() >= 1, op, ": per-token quantization needs an input with at least 1 dim, got a scalar");
   TORCH_CHECK_VALUE(x.size(-1) >= 1, op, ": input has no features (shape ", x.sizes(),
                     "); per-token quantization needs at least one value per token");
   PerTokenPlan p;
   p.block.assign(size_t(x.dim()), 1);
   p.block.back() = x.size(-1);
-  if (asymmetric) {
+  if (mode == k::ActQuant::Asymmetric) {
     // torchao's _int8_asymm_per_token_quant (torch >= 2.6 branch).
     p.qparams = plan_choose_qparams_affine(x, "ASYMMETRIC", p.block, -128, 127, std::numeric_limits<float>::epsilon(),
+                                           at::kFloat, at::kChar, true, "INT", op);
+  } else if (mode == k::ActQuant::Int4Symmetric) {
+    // torchao's _int4_symm_cutlass_quant: float32 scales, no zero point
+    // (symmetric: the INT-domain zero point is 0, the same codes).
+    p.qparams = plan_choose_qparams_affine(x, "SYMMETRIC", p.block, -8, 7, std::numeric_limits<float>::epsilon(),
                                            at::kFloat, at::kChar, true, "INT", op);
   } else {
     // torchao's _int8_symm_per_token_reduced_range_quant: float16 scales are
@@ -415,9 +420,9 @@ PerTokenPlan plan_per_token(const char* op, const at::Tensor& x, bool asymmetric
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* op, const at::Tensor& input,
-                                                                   bool asymmetric) {
+                                                                   k::ActQuant mode) {
   check_cpu(op, "input", input);
-  const auto p = plan_per_token(op, input, asymmetric);
+  const auto p = plan_per_token(op, input, mode);
   at::Tensor scale, zp;
   std::tie(scale, zp) = choose_qparams_affine_cpu(op, input, p.qparams);
   auto q = quantize_affine_cpu(op, input, p.block, scale, zp, at::kChar, p.qparams.spec.quant_min,
@@ -426,11 +431,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* o
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input) {
-  return per_token_quant_cpu("int8_asymm_per_token_quant", input, true);
+  return per_token_quant_cpu("int8_asymm_per_token_quant", input, k::ActQuant::Asymmetric);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input) {
-  return per_token_quant_cpu("int8_symm_per_token_reduced_range_quant", input, false);
+  return per_token_quant_cpu("int8_symm_per_token_reduced_range_quant", input, k::ActQuant::SymmetricReducedRange);
 }
 
 // --- bit packing ---------------------------------------------------------------
@@ -564,18 +569,18 @@ at::Tensor dequantize_affine_float8_meta(const at::Tensor& input, at::IntArrayRe
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_meta(const char* op, const at::Tensor& input,
-                                                              bool asymmetric) {
-  const auto p = plan_per_token(op, input, asymmetric).qparams;
+                                                              k::ActQuant mode) {
+  const auto p = plan_per_token(op, input, mode).qparams;
   return {at::empty(input.sizes(), input.options().dtype(at::kChar)),
           at::empty(p.qshape, input.options().dtype(p.sdt)), at::empty(p.qshape, input.options().dtype(p.zdt))};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant_meta(const at::Tensor& input) {
-  return per_token_meta("int8_asymm_per_token_quant", input, true);
+  return per_token_meta("int8_asymm_per_token_quant", input, k::ActQuant::Asymmetric);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant_meta(const at::Tensor& input) {
-  return per_token_meta("int8_symm_per_token_reduced_range_quant", input, false);
+  return per_token_meta("int8_symm_per_token_reduced_range_quant", input, k::ActQuant::SymmetricReducedRange);
 }
 
 at::Tensor pack_bits_meta(const at::Tensor& codes, int64_t bits, int64_t) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 
+#include "../kernels/cpu/int8_gemm.h"
 #include "common.h"
 
 namespace torchao_cpp {
@@ -107,9 +108,10 @@ at::Tensor choose_qparams_affine_float8_cpu(const char* op, const at::Tensor& in
                                             c10::optional<at::ScalarType> scale_dtype);
 at::Tensor quantize_affine_float8_cpu(const char* op, const at::Tensor& input, at::IntArrayRef block_size,
                                       const at::Tensor& scale, const std::string& float8_dtype);
-// asymmetric: int8_asymm_per_token_quant, else int8_symm_per_token_reduced_range_quant.
+// The seed's per-token activation quantizers (int8_gemm.h's ActQuant): codes
+// (int8), scale and zero point (zeros for the symmetric ones).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* op, const at::Tensor& input,
-                                                                   bool asymmetric);
+                                                                   kernels::ActQuant mode);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input);

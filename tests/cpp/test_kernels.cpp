@@ -5,6 +5,7 @@
 #include <random>
 
 #include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/hqq.h"
 #include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/numeric.h"
@@ -601,16 +602,17 @@ void expect_fused_quant_matches(ActQuant mode, int64_t M, int64_t K) {
   for (int64_t i = 0; i < M * K; ++i) x[i] = from_float<T>(nd(rng) * (1 + i % 5) * (i % 3 ? 1.0f : 10.0f));
   if (M > 2)
     for (int64_t k = 0; k < K; ++k) x[2 * K + k] = from_float<T>(0.0f);  // an all-zero row: eps scale
-  const bool asym = mode == ActQuant::Asymmetric;
+  const bool asym = mode == ActQuant::Asymmetric, int4 = mode == ActQuant::Int4Symmetric;
   QParamsSpec spec;
   spec.mapping = asym ? MappingType::Asymmetric : MappingType::Symmetric;
   spec.quant_min = asym ? -128 : -127, spec.quant_max = 127, spec.eps = asym ? spec.eps : 1e-5f;
+  if (int4) spec.quant_min = -8, spec.quant_max = 7, spec.eps = std::numeric_limits<float>::epsilon();
   const BlockGeometry g{{M, K}, {1, K}};
   std::vector<float> rs(M), rz(M);
   ASSERT_EQ((choose_qparams_affine<T, float, float>(x.data(), g, spec, rs.data(), rz.data(), 1)), -1);
   std::vector<int8_t> rq(M * K);
-  // The scale's dtype: float32, or the input's for symmetric bfloat16.
-  if (!asym && std::is_same_v<T, bf16>) {
+  // The scale's dtype: float32, or the input's for symmetric (reduced range) bfloat16.
+  if (!asym && !int4 && std::is_same_v<T, bf16>) {
     std::vector<bf16> sb(M);
     for (int64_t m = 0; m < M; ++m) sb[m] = from_float<bf16>(rs[m]);
     quantize_affine<T, bf16, int8_t>(x.data(), g, sb.data(), rz.data(), ZeroPointDomain::Int, spec.quant_min,
@@ -635,13 +637,48 @@ void expect_fused_quant_matches(ActQuant mode, int64_t M, int64_t K) {
 }
 
 TEST_P(SimdTest, FusedActivationQuantizerMatchesPrimitives) {
-  for (auto mode : {ActQuant::Asymmetric, ActQuant::SymmetricReducedRange})
+  for (auto mode : {ActQuant::Asymmetric, ActQuant::SymmetricReducedRange, ActQuant::Int4Symmetric})
     for (int64_t K : {1, 13, 16, 64, 257})
       for (int64_t M : {1, 3, 6}) {
         expect_fused_quant_matches<float>(mode, M, K);
         expect_fused_quant_matches<bf16>(mode, M, K);
         expect_fused_quant_matches<fp16>(mode, M, K);
       }
+}
+
+// HQQ: codes in range, the affine parameters reproduce the codes' grid, the
+// mean |w - dequant| no worse than the min/max start, constant groups finite.
+TEST(Hqq, ImprovesOnMinMaxAndKeepsItsFormat) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  const int64_t groups = 96, len = 64;
+  std::vector<float> w(groups * len);
+  for (auto& v : w) v = nd(rng) * 0.02f * (rng() % 500 == 0 ? 25.0f : 1.0f);
+  for (int64_t i = 0; i < len; ++i) w[5 * len + i] = 0.25f;  // a constant group
+  for (int nbits : {2, 3, 4}) {
+    const float qmax = float((1 << nbits) - 1), mid = (qmax + 1.0f) / 2.0f;
+    std::vector<uint8_t> q(w.size()), q0(w.size());
+    std::vector<float> s(groups), z(groups), s0(groups), z0(groups);
+    HqqOptions off;
+    off.iters = 0;  // the min/max start, unoptimised
+    EXPECT_EQ(hqq_quantize(w.data(), groups, len, nbits, off, q0.data(), s0.data(), z0.data(), 2), 0);
+    const int rounds = hqq_quantize(w.data(), groups, len, nbits, HqqOptions{}, q.data(), s.data(), z.data(), 2);
+    EXPECT_GE(rounds, 1);
+    EXPECT_LE(rounds, 20);
+    double err = 0, err0 = 0;
+    for (int64_t g = 0; g < groups; ++g) {
+      ASSERT_TRUE(std::isfinite(s[g]) && std::isfinite(z[g])) << g;
+      EXPECT_EQ(s[g], s0[g]) << "HQQ moves only the zero point";
+      for (int64_t i = 0; i < len; ++i) {
+        ASSERT_LE(q[g * len + i], qmax);
+        // FLOAT domain: w ~ (q - mid) * scale + zero.
+        err += std::fabs((float(q[g * len + i]) - mid) * s[g] + z[g] - w[g * len + i]);
+        err0 += std::fabs((float(q0[g * len + i]) - mid) * s0[g] + z0[g] - w[g * len + i]);
+      }
+    }
+    EXPECT_LT(err, err0) << nbits;
+    EXPECT_NEAR((float(q[5 * len]) - mid) * s[5] + z[5], 0.25f, 1e-3f);
+  }
 }
 
 TEST_P(SimdTest, UnpackBitsAndFloat8DecodeMatchScalar) {
@@ -669,3 +706,211 @@ TEST_P(SimdTest, UnpackBitsAndFloat8DecodeMatchScalar) {
     }
   }
 }
+
+// --- float-x codes (FPXWeightOnlyConfig) -------------------------------------------------------------
+
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/floatx.h"
+
+namespace {
+
+// Every format the tests sweep: fp6 e3m2 / e2m3, fp5 e2m2, fp4 e2m1, fp8 e4m3 (without Inf/NaN), and the
+// narrow and wide ends (e1m0, e1m1, e1m6, e7m0, e5m2).
+const std::vector<std::pair<int, int>> kFloatxFormats = {{3, 2}, {2, 3}, {2, 2}, {2, 1}, {4, 3}, {1, 1},
+                                                         {1, 0}, {1, 6}, {7, 0}, {5, 2}, {3, 4}, {4, 1}};
+
+// The value of positive code c, from the format's definition (not floatx_to_f32).
+double floatx_ref_value(int c, int e, int m) {
+  const int bias = (1 << (e - 1)) - 1;
+  const int exp = c >> m, mant = c & ((1 << m) - 1);
+  if (exp == 0) return mant * std::pow(2.0, 1 - bias - m);
+  return (1.0 + mant / std::pow(2.0, m)) * std::pow(2.0, exp - bias);
+}
+
+// Brute force: the nearest of all positive codes' values to |x| (ties to the even code), with x's sign
+// bit. At and beyond the largest value (Inf included) it is the largest (saturation; far beyond it every
+// distance would round to the same double).
+uint8_t floatx_ref_encode(float x, int e, int m) {
+  const int npos = 1 << (e + m);
+  const double a = std::fabs(double(x));
+  int best = npos - 1;
+  if (a < floatx_ref_value(npos - 1, e, m)) {
+    double bd = INFINITY;
+    for (int c = 0; c < npos; ++c) {
+      const double d = std::fabs(a - floatx_ref_value(c, e, m));
+      if (d < bd || (d == bd && c % 2 == 0)) {
+        bd = d;
+        best = c;
+      }
+    }
+  }
+  return uint8_t(best | (std::signbit(x) ? npos : 0));
+}
+
+}  // namespace
+
+TEST(Floatx, DecodeMatchesTheFormatDefinitionForEveryCode) {
+  for (const auto& f : kFloatxFormats) {
+    const int e = f.first, m = f.second, n = 1 + e + m;
+    const float* table = floatx_table(e, m);
+    for (int c = 0; c < (1 << n); ++c) {
+      const bool neg = c >> (e + m);
+      const double want = (neg ? -1 : 1) * floatx_ref_value(c & ((1 << (e + m)) - 1), e, m);
+      ASSERT_EQ(double(floatx_to_f32(uint32_t(c), e, m)), want) << "e" << e << "m" << m << " code " << c;
+      ASSERT_EQ(float_bits(table[c]), float_bits(floatx_to_f32(uint32_t(c), e, m)));
+      ASSERT_EQ(std::signbit(table[c]), neg);  // code 1 << (e + m) is -0
+      // Every code, negative zero included, encodes back to itself.
+      ASSERT_EQ(f32_to_floatx(table[c], e, m), c) << "e" << e << "m" << m << " code " << c;
+    }
+    EXPECT_EQ(double(floatx_max_normal(e, m)), floatx_ref_value((1 << (e + m)) - 1, e, m));
+  }
+  // Known values: fp6 e3m2 max 28, smallest subnormal 1/16; fp4 e2m1 max 6, subnormal 0.5; fp6 e2m3 max 7.5.
+  EXPECT_EQ(floatx_max_normal(3, 2), 28.0f);
+  EXPECT_EQ(floatx_to_f32(1, 3, 2), 0.0625f);
+  EXPECT_EQ(floatx_max_normal(2, 1), 6.0f);
+  EXPECT_EQ(floatx_to_f32(1, 2, 1), 0.5f);
+  EXPECT_EQ(floatx_max_normal(2, 3), 7.5f);
+  EXPECT_EQ(floatx_max_normal(2, 2), 7.0f);
+  EXPECT_EQ(floatx_max_normal(4, 3), 480.0f);  // e4m3 without NaN: 0x7f is 480, not NaN
+}
+
+TEST(Floatx, EncodeMatchesBruteForceOnRandomAndEdgeValues) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> bits;
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  for (const auto& f : kFloatxFormats) {
+    const int e = f.first, m = f.second, npos = 1 << (e + m);
+    const float mx = floatx_max_normal(e, m);
+    std::vector<float> xs = {0.0f, -0.0f, mx, -mx, 2 * mx, -1e30f, INFINITY, -INFINITY,
+                             std::numeric_limits<float>::denorm_min(), -std::numeric_limits<float>::min()};
+    // Each pair of neighbouring values: the midpoint (a tie), just below and above it, the values themselves.
+    for (int c = 0; c + 1 < npos; ++c) {
+      const float lo = float(floatx_ref_value(c, e, m)), hi = float(floatx_ref_value(c + 1, e, m));
+      const float mid = (lo + hi) / 2;  // exact: both have few mantissa bits
+      for (float v : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, INFINITY), lo, hi})
+        for (float s : {1.0f, -1.0f}) xs.push_back(s * v);
+    }
+    // Past the max: the tie with the next (unrepresentable) step still saturates.
+    const float step = mx - float(floatx_ref_value(npos - 2, e, m));
+    xs.push_back(mx + step / 2);
+    xs.push_back(-(mx + step));
+    // Half the smallest subnormal ties to zero; just above it rounds up.
+    const float sub = float(floatx_ref_value(1, e, m));
+    for (float v : {sub / 2, std::nextafter(sub / 2, INFINITY), sub / 4, -sub / 2}) xs.push_back(v);
+    // Random values across the format's range (uniform and log-uniform), and random bit patterns.
+    for (int i = 0; i < 4000; ++i) {
+      xs.push_back(uni(rng) * 1.25f * mx);
+      xs.push_back(std::copysign(std::ldexp(std::fabs(uni(rng)) + 0.5f, int(bits(rng) % 40) - 24), uni(rng)));
+      const float r = bits_float(bits(rng));
+      if (!std::isnan(r)) xs.push_back(r);
+    }
+    for (float x : xs)
+      ASSERT_EQ(int(f32_to_floatx(x, e, m)), int(floatx_ref_encode(x, e, m)))
+          << "e" << e << "m" << m << " x=" << x << " (bits " << std::hex << float_bits(x) << ")";
+  }
+  // Spot values: fp6 e3m2 rounds 0.09375 (between 1/16 and 2/16, a tie) to the even code 2; 29 saturates to 28.
+  EXPECT_EQ(f32_to_floatx(0.09375f, 3, 2), 2);
+  EXPECT_EQ(f32_to_floatx(29.0f, 3, 2), 31);
+  EXPECT_EQ(f32_to_floatx(-29.0f, 3, 2), 63);
+  EXPECT_EQ(f32_to_floatx(-1e-9f, 3, 2), 32);  // negative zero
+  // fp4 e2m1: 2.5 ties between 2 (code 4) and 3 (code 5): even code 4; 5.0 between 4 (code 6) and 6: code 6.
+  EXPECT_EQ(f32_to_floatx(2.5f, 2, 1), 4);
+  EXPECT_EQ(f32_to_floatx(5.0f, 2, 1), 6);
+}
+
+TEST(Floatx, NaNInputTakesTorchaosIntegerPath) {
+  // torchao's _f32_to_floatx_unpacked sends NaN through its normal-number branch: the code is made of the
+  // NaN's bits (default quiet NaN 0x7fc00000), truncated to 8 bits, with the NaN's sign.
+  const float qnan = std::numeric_limits<float>::quiet_NaN(), nqnan = -qnan;
+  EXPECT_EQ(f32_to_floatx(qnan, 3, 2), 14);  // 1.5
+  EXPECT_EQ(f32_to_floatx(nqnan, 3, 2), 46);
+  EXPECT_EQ(f32_to_floatx(qnan, 2, 3), 12);
+  EXPECT_EQ(f32_to_floatx(nqnan, 2, 3), 44);
+  EXPECT_EQ(f32_to_floatx(qnan, 2, 2), 6);
+  EXPECT_EQ(f32_to_floatx(qnan, 2, 1), 3);
+  EXPECT_EQ(f32_to_floatx(nqnan, 2, 1), 11);
+  EXPECT_EQ(f32_to_floatx(qnan, 4, 3), 60);
+  EXPECT_EQ(f32_to_floatx(nqnan, 4, 3), 188);
+  // With no mantissa bits the truncated bits exceed the format's N bits (torchao's codes do too).
+  EXPECT_EQ(f32_to_floatx(qnan, 1, 0), 129);
+}
+
+TEST(Floatx, ChooseQParamsQuantizeDequantizeRows) {
+  // Row 0: max 2.8 -> scale 0.1 (fp6 e3m2: / 28); row 1: all zeros -> 1e-12 / 28; row 2 holds Inf.
+  const std::vector<float> w = {2.8f, -1.4f, 0.05f, 0.0f, 0.0f, -0.0f, 0.0f, 0.0f, 1.0f, INFINITY, 0.0f, 0.0f};
+  std::vector<float> scale(3, -1.0f);
+  EXPECT_EQ((floatx_choose_qparams_rows<float, float>(w.data(), 3, 4, 3, 2, scale.data())), 2);
+  EXPECT_EQ(scale[0], 2.8f / 28.0f);
+  EXPECT_EQ(scale[1], 1e-12f / 28.0f);
+  std::vector<uint8_t> codes(8);
+  floatx_quantize_rows<float, float>(w.data(), scale.data(), 2, 4, 3, 2, codes.data());
+  EXPECT_EQ(codes[0], f32_to_floatx(2.8f / scale[0], 3, 2));
+  EXPECT_EQ(codes[0], 31);  // 28: the row's max maps to the largest code
+  EXPECT_EQ(codes[1], 32 + 27);  // -14
+  EXPECT_EQ(codes[5], 32);  // -0
+  std::vector<float> back(8);
+  floatx_dequantize_rows<float, float>(codes.data(), scale.data(), 2, 4, 3, 2, back.data());
+  EXPECT_EQ(back[0], 28.0f * scale[0]);
+  EXPECT_EQ(back[1], -14.0f * scale[0]);
+  for (int k = 4; k < 8; ++k) EXPECT_EQ(back[k], 0.0f);
+  // bfloat16 weight and scale: the scale is float32 max / 28 rounded to bfloat16.
+  const std::vector<bf16> wb = {from_float<bf16>(3.0f), from_float<bf16>(-0.5f)};
+  bf16 sb;
+  floatx_choose_qparams_rows<bf16, bf16>(wb.data(), 1, 2, 2, 2, &sb);
+  EXPECT_EQ(to_float(sb), round_to<bf16>(3.0f / 7.0f));
+}
+
+class FloatxLinearTest : public ::testing::TestWithParam<std::tuple<int, int, int64_t>> {};
+
+// The weight-only kernel on bit-packed float-x codes against decode-then-dot (odd M, N, K: tails of every
+// loop; M = 1, 3 take the per-row decode path, 9 and 17 the GEMM path).
+TEST_P(FloatxLinearTest, MatchesDecodeThenDot) {
+  const int e = std::get<0>(GetParam()), m = std::get<1>(GetParam()), bits = 1 + e + m;
+  const int64_t M = std::get<2>(GetParam());
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  for (const auto& nk : std::vector<std::pair<int64_t, int64_t>>{{7, 5}, {13, 67}, {33, 129}, {5, 300}}) {
+    const LinearShape s{M, nk.first, nk.second, nk.second};
+    std::vector<float> x(s.M * s.K), scale(s.N), bias(s.N);
+    std::vector<uint8_t> codes(s.N * s.K);
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : codes) v = uint8_t(rng() % (1u << bits));
+    for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.1f;
+    for (auto& v : bias) v = nd(rng);
+    std::vector<uint8_t> packed(s.N * packed_row_bytes(s.K, bits));
+    dispatch_bits(bits, [&](auto bw) {
+      constexpr int B = decltype(bw)::value;
+      pack_bits_rows<B>(codes.data(), s.N, s.K, 0, packed.data());
+      const FloatxCodes<B> reader{packed.data(), s.K, floatx_table(e, m)};
+      std::vector<float> out(s.M * s.N);
+      weight_only_linear<float, float>(x.data(), reader, scale.data(), nullptr, ZeroPointDomain::None, 0,
+                                       (1 << bits) - 1, bias.data(), s, out.data(), 2);
+      std::vector<bf16> xb(x.size()), bb(bias.size()), outb(out.size());
+      for (size_t i = 0; i < x.size(); ++i) xb[i] = from_float<bf16>(x[i]);
+      for (size_t i = 0; i < bias.size(); ++i) bb[i] = from_float<bf16>(bias[i]);
+      weight_only_linear<bf16, float>(xb.data(), reader, scale.data(), nullptr, ZeroPointDomain::None, 0,
+                                      (1 << bits) - 1, bb.data(), s, outb.data(), 1);
+      for (int64_t i = 0; i < s.M; ++i)
+        for (int64_t n = 0; n < s.N; ++n) {
+          double ref = bias[n], refb = to_float(bb[n]), mag = 0;
+          for (int64_t k = 0; k < s.K; ++k) {
+            const double wv = floatx_ref_value(codes[n * s.K + k] & ((1 << (e + m)) - 1), e, m) *
+                              ((codes[n * s.K + k] >> (e + m)) ? -1.0 : 1.0) * scale[n];
+            ref += double(x[i * s.K + k]) * wv;
+            refb += double(to_float(xb[i * s.K + k])) * wv;
+            mag += std::fabs(double(x[i * s.K + k]) * wv);
+          }
+          ASSERT_NEAR(out[i * s.N + n], ref, 1e-4 * (1 + mag)) << "N=" << s.N << " K=" << s.K;
+          // bfloat16 output: one rounding of a float32 sum.
+          ASSERT_NEAR(to_float(outb[i * s.N + n]), refb, 1e-4 * (1 + mag) + std::fabs(refb) / 128)
+              << "N=" << s.N << " K=" << s.K;
+        }
+    });
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, FloatxLinearTest,
+                         ::testing::Combine(::testing::Values(3, 2), ::testing::Values(2, 1),
+                                            ::testing::Values<int64_t>(1, 3, 9, 17)));

@@ -174,7 +174,8 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
         c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
   };
   const auto names = torchao_cpp::api::registered_configs();
-  EXPECT_EQ(names.size(), 10u);
+  // The 10 configs of the first release, Int4DynamicActivationInt4WeightConfig and FPXWeightOnlyConfig.
+  EXPECT_EQ(names.size(), 12u);
   torch::manual_seed(3);
   auto w = torch::randn({16, 128});
   auto f = fields();
@@ -216,4 +217,37 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
     EXPECT_NE(std::string(e.what()).find("Int4WeightOnlyConfig.group_size must be one of [32, 64, 128, 256]"),
               std::string::npos);
   }
+}
+
+// FPXWeightOnlyConfig from C++: fp6 e3m2 codes packed 6 bits per weight, one scale per row, the CPU
+// kernel's linear equal to input @ dequantized^T, pickling through TorchScript's state.
+TEST(Registry, FloatxWeightOnlyFromCpp) {
+  auto f = c10::impl::toTypedDict<std::string, c10::IValue>(
+      c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+  f.insert("ebits", int64_t(3));
+  f.insert("mbits", int64_t(2));
+  torch::manual_seed(5);
+  const auto w = torch::randn({256, 128}).to(torch::kBFloat16);
+  auto q = torchao_cpp::api::quantize_weight(w, "FPXWeightOnlyConfig", f, "fc");
+  ASSERT_TRUE(q.weight);
+  EXPECT_TRUE(q.act_quant.empty());
+  EXPECT_EQ(q.weight->layout, "FloatxTensorCoreLayout");
+  EXPECT_EQ(q.weight->code_dtype, "fp6_e3m2");
+  EXPECT_EQ(q.weight->data.sizes(), (std::vector<int64_t>{256, 96}));  // 128 * 6 / 8 bytes per row
+  EXPECT_EQ(q.weight->scale.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(q.weight->nbytes(), 256 * 96 + 256 * 2);
+  const auto deq = q.weight->dequantize();
+  EXPECT_EQ(deq.scalar_type(), torch::kBFloat16);
+  EXPECT_GT(sqnr(w.to(torch::kFloat), deq.to(torch::kFloat)), 24.0);  // 26 dB measured: two mantissa bits
+  const auto x = torch::randn({3, 128}).to(torch::kBFloat16);
+  const auto y = q.weight->linear(x, c10::nullopt);
+  EXPECT_GT(sqnr(torch::matmul(x.to(torch::kFloat), deq.to(torch::kFloat).t()), y.to(torch::kFloat)), 40.0);
+  const auto back = torchao_cpp::classes::AffineQuantizedTensor::setstate(q.weight->getstate());
+  EXPECT_TRUE(torch::equal(back->dequantize(), deq));
+  EXPECT_NE(q.weight->repr().find("layout=FloatxTensorCoreLayout(ebits=3, mbits=2)"), std::string::npos);
+  // The seed's shape rule: out_features 64 is skipped with its message.
+  auto skipped = torchao_cpp::api::quantize_weight(torch::randn({64, 128}), "FPXWeightOnlyConfig", f, "fc2");
+  EXPECT_FALSE(skipped.weight);
+  EXPECT_NE(skipped.skip_reason.find("Skipping floatx quantization float6_3_2 because the shape is not compatible"),
+            std::string::npos);
 }

@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
        at::kFloat},
       {"qdq_i4", "SYMMETRIC", {1, 64}, "int4", -8, 7, "INT", "QDQLayout", at::kFloat},
       {"float8_e5m2", "SYMMETRIC", {1, 64}, "float8_e5m2", 0, 0, "NONE", "Float8Layout", at::kFloat},
+      {"floatx_fp6_e3m2_f16", "SYMMETRIC", {1, 64}, "fp6_e3m2", 0, 63, "NONE", "FloatxTensorCoreLayout", at::kHalf},
   };
   for (const auto& s : specs) {
     try {

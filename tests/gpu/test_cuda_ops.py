@@ -208,3 +208,24 @@ def test_large_batch_goes_through_dequantize_and_cublas(cfg):
     with torch.no_grad():
         ref, got = cpu(x).float(), gpu(x.cuda()).cpu().float()
     assert got.shape == (300, 384) and sqnr(ref, got) > 40
+
+
+def test_floatx_weights_on_cuda_refuse_the_linear_clearly():
+    """FPXWeightOnlyConfig has CPU kernels only: a CUDA weight quantizes (on the CPU kernels, then moves),
+    dequantizes and moves back, but its linear says which layout and device it cannot run."""
+    from torchao_cpp.quantization import FPXWeightOnlyConfig
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(128, 256)).to(torch.bfloat16)
+    ref = copy.deepcopy(m)
+    quantize_(ref, FPXWeightOnlyConfig(3, 2))
+    quantize_(m, FPXWeightOnlyConfig(3, 2), device="cuda")
+    w = m[0].weight
+    assert isinstance(w, AffineQuantizedTensor) and w.device.type == "cuda" and w.layout == "FloatxTensorCoreLayout"
+    assert torch.equal(w.dequantize().cpu(), ref[0].weight.dequantize())
+    with pytest.raises(NotImplementedError,
+                       match=r"FloatxTensorCoreLayout \(fp6_e3m2\) has no CUDA kernel yet; the weight is on cuda:0"):
+        m(torch.randn(1, 128, dtype=torch.bfloat16, device="cuda"))
+    x = torch.randn(2, 128, dtype=torch.bfloat16)
+    back = w.to("cpu")
+    assert torch.equal(F.linear(x, back, ref[0].bias), ref(x))

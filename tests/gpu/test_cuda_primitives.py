@@ -15,6 +15,7 @@ import torch.nn as nn
 from cuda_graphs import capture
 import torchao_cpp  # noqa: F401
 from torchao_cpp.quantization import (
+    Int4DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
     MappingType,
@@ -205,12 +206,47 @@ def test_int8_dynamic_linear_3d_noncontiguous_and_graph():
     assert torch.equal(out, eager)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("M", [1, 5, 16, 300])
+@pytest.mark.parametrize("K", [512, 98])
+def test_int4_dynamic_int4_weight_linear_is_exact(dtype, M, K):
+    # Int4DynamicActivationInt4WeightConfig on the int8 tensor cores: int4 codes
+    # of both operands (per token / per row, float32 scales) and exact sums.
+    torch.manual_seed(M + K)
+    lin = nn.Linear(K, 136).to(dtype)
+    quantize_(lin, Int4DynamicActivationInt4WeightConfig())
+    gpu = copy.deepcopy(lin)
+    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
+    gpu.bias = nn.Parameter(gpu.bias.cuda(), requires_grad=False)
+    x = torch.randn(M, K, dtype=dtype)
+    with torch.no_grad():
+        got = gpu(x.cuda()).cpu()
+        cpu = lin(x)
+    # The seed's _int4_symm_cutlass_quant through the CPU primitives, then exact sums.
+    a_s, _ = ops.choose_qparams_affine(x, "SYMMETRIC", [1, K], -8, 7, torch.finfo(torch.float32).eps, torch.float32,
+                                       None, True, "NONE")
+    a = ops.quantize_affine(x, [1, K], a_s, None, torch.int8, -8, 7, "NONE")
+    codes, w_s, _ = lin.weight.original_weight_tensor.impl.get_plain()
+    acc = a.double() @ codes.double().t()
+    ref = a_s.double().reshape(-1, 1) * (w_s.double().reshape(1, -1) * acc) + lin.bias.double()
+    assert got.dtype == dtype and got.shape == (M, 136)
+    tol = 2 ** -7 if dtype == torch.bfloat16 else 2 ** -10
+    assert torch.allclose(got.double(), ref, rtol=2 * tol, atol=2 * tol * ref.abs().max().item())
+    assert torch.allclose(got.float(), cpu.float(), rtol=4 * tol, atol=4 * tol * ref.abs().max().item())
+    xs = x.cuda()
+    with torch.no_grad():
+        g, out = capture(lambda: gpu(xs))
+        g.replay()
+        torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), got)
+
+
 def test_int8_dynamic_unsupported_weights_raise_on_cuda():
     lin = nn.Linear(256, 64).to(torch.bfloat16)
     quantize_(lin, Int8DynamicActivationInt4WeightConfig(group_size=32))
     lin.weight = nn.Parameter(lin.weight.to("cuda"), requires_grad=False)
     lin.bias = nn.Parameter(lin.bias.cuda(), requires_grad=False)
-    with pytest.raises(NotImplementedError, match="per-channel symmetric int8 weights"):
+    with pytest.raises(NotImplementedError, match="per-channel symmetric int8"):
         lin(torch.randn(2, 256, dtype=torch.bfloat16, device="cuda"))
     w8 = nn.Linear(256, 64)
     quantize_(w8, Int8DynamicActivationInt8WeightConfig(), device="cuda")

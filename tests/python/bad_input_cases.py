@@ -49,6 +49,7 @@ from torchao_cpp.quantization import (
     Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
+    Int4DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
     Int8DynamicActivationIntxWeightConfig,
@@ -63,6 +64,7 @@ from torchao_cpp.quantization import (
     ZeroPointDomain,
     quantize_,
 )
+from torchao_cpp.quantization import FPXWeightOnlyConfig
 from torchao_cpp.quantization import quant_primitives as qp
 
 ops = torch.ops.torchao_cpp
@@ -345,6 +347,8 @@ _AQT = {
                                  scale_dtype=torch.float32, zero_point_domain="NONE", layout="Float8Layout"),
     "fp8_e5m2_per_row": lambda: aq(mapping_type="SYMMETRIC", block_size=[1, 64], code_dtype="float8_e5m2",
                                    scale_dtype=torch.float32, zero_point_domain="NONE", layout="Float8Layout"),
+    "fp6_e3m2": lambda: aq(mapping_type="SYMMETRIC", block_size=[1, 64], code_dtype="fp6_e3m2", quant_min=0,
+                           quant_max=63, zero_point_domain="NONE", layout="FloatxTensorCoreLayout"),
 }
 
 
@@ -970,7 +974,8 @@ ROWS += _section("weight_only_linear", [
     ("group_size.zero", ValueError, "group_size=0 must be >= 1 and divide in_features=64", lambda: wol(group_size=0)),
     ("bits.nine_packed", ValueError, "weight_only_linear: bits must be in 1..8, got 9", lambda: wol_packed(bits=9)),
     ("code_format.unknown", ValueError,
-     "weight_only_linear: code_format must be plain, packed, float8_e4m3fn or float8_e5m2, got 'int8'",
+     "weight_only_linear: code_format must be plain, packed, float8_e4m3fn, float8_e5m2 or a float-x format "
+     "fp<N>_e<E>m<M>, got 'int8'",
      lambda: wol(code_format="int8")),
     ("code_format.float8_with_int8_codes", TypeError, "float8 codes must be uint8",
      lambda: wol(code_format="float8_e4m3fn", zero_point=None, zero_point_domain="NONE")),
@@ -1021,7 +1026,7 @@ ROWS += _section("int8_dynamic_linear", [
     ("dtype.int32_plain_codes", TypeError, "int8_dynamic_linear: plain weight codes must be int8 or uint8, got Int",
      lambda: i8dl(codes=_wq_sym()[0].int())),
     ("act_quant.unknown", ValueError,
-     "int8_dynamic_linear: act_quant must be 'asymmetric' or 'symmetric_reduced_range', got 'symmetric'",
+     "int8_dynamic_linear: act_quant must be 'asymmetric', 'symmetric_reduced_range' or 'int4_symmetric', got 'symmetric'",
      lambda: i8dl(act_quant="symmetric")),
     ("code_format.float8", ValueError, "int8_dynamic_linear: code_format must be plain, packed, got 'float8_e4m3fn'",
      lambda: i8dl(code_format="float8_e4m3fn")),
@@ -1566,8 +1571,10 @@ ROWS += _section("Int4WeightOnlyConfig", [
      lambda: qz(lambda: Int4WeightOnlyConfig(layout=PlainLayout()))),
     ("layout.inner_k_tiles_3", ValueError, "TensorCoreTiledLayout.inner_k_tiles must be 2, 4 or 8, got 3",
      lambda: qz(lambda: Int4WeightOnlyConfig(layout=TensorCoreTiledLayout(inner_k_tiles=3)))),
-    ("use_hqq.true", NotImplementedError, "Int4WeightOnlyConfig.use_hqq=True: HQQ is not available",
-     lambda: qz(lambda: Int4WeightOnlyConfig(use_hqq=True))),
+    ("use_hqq.str", TypeError, "Int4WeightOnlyConfig.use_hqq must be bool, got str",
+     lambda: qz(lambda: Int4WeightOnlyConfig(use_hqq="True"))),
+    ("use_hqq.nan_weight", ValueError, "NaN or Inf",
+     lambda: quantize_(with_weight(with_value(W, (1, 2), NAN)), Int4WeightOnlyConfig(group_size=32, use_hqq=True))),
     ("zero_point_domain.int", NotImplementedError, "Int4WeightOnlyConfig.zero_point_domain=INT is not supported",
      lambda: qz(lambda: Int4WeightOnlyConfig(zero_point_domain=ZeroPointDomain.INT))),
     ("zero_point_domain.str", ValueError,
@@ -1620,6 +1627,32 @@ ROWS += _section("Int8DynamicActivationInt4WeightConfig", [
      lambda: qz(lambda: Int8DynamicActivationInt4WeightConfig(layout=UintxLayout()))),
     ("forward.nan_input", ValueError, "input contains NaN or Inf",
      lambda: qz(Int8DynamicActivationInt4WeightConfig)(with_value(X, (3, 3), NAN))),
+])
+
+ROWS += _section("Int4DynamicActivationInt4WeightConfig", [
+    ("layout.plain", NotImplementedError,
+     "Int4DynamicActivationInt4WeightConfig.layout: only CutlassInt4PackedLayout layout is supported, received PlainLayout()",
+     lambda: qz(lambda: Int4DynamicActivationInt4WeightConfig(layout=PlainLayout()))),
+    ("mapping_type.asymmetric", NotImplementedError,
+     "Int4DynamicActivationInt4WeightConfig.mapping_type: only mapping_type=SYMMETRIC is supported",
+     lambda: qz(lambda: Int4DynamicActivationInt4WeightConfig(mapping_type=MappingType.ASYMMETRIC))),
+    ("act_mapping_type.asymmetric", NotImplementedError,
+     "Int4DynamicActivationInt4WeightConfig.act_mapping_type: only act_mapping_type=SYMMETRIC is supported",
+     lambda: qz(lambda: Int4DynamicActivationInt4WeightConfig(act_mapping_type=MappingType.ASYMMETRIC))),
+    ("act_mapping_type.str", ValueError,
+     "Int4DynamicActivationInt4WeightConfig.act_mapping_type must be one of SYMMETRIC, ASYMMETRIC",
+     lambda: qz(lambda: Int4DynamicActivationInt4WeightConfig(act_mapping_type="SYMMETRIC"))),
+    ("set_inductor_config.int", TypeError,
+     "Int4DynamicActivationInt4WeightConfig.set_inductor_config must be bool, got int 1",
+     lambda: qz(lambda: Int4DynamicActivationInt4WeightConfig(set_inductor_config=1))),
+    ("weight.nan", ValueError, "NaN or Inf",
+     lambda: quantize_(with_weight(with_value(W, (1, 2), NAN)), Int4DynamicActivationInt4WeightConfig())),
+    ("forward.nan_input", ValueError, "input contains NaN or Inf",
+     lambda: qz(Int4DynamicActivationInt4WeightConfig)(with_value(X, (3, 3), NAN))),
+    ("forward.int_input", TypeError, "linear: input dtype Int does not match the weight's dtype float32",
+     lambda: qz(Int4DynamicActivationInt4WeightConfig)(X.int())),
+    ("forward.noncontiguous_input", OK, "same output",
+     lambda: (lambda m: same(m(tr(X)), m(X)))(qz(Int4DynamicActivationInt4WeightConfig))),
 ])
 
 ROWS += _section("IntxWeightOnlyConfig", [
@@ -1706,8 +1739,8 @@ ROWS += _section("UIntXWeightOnlyConfig", [
      lambda: skipped(lambda: UIntXWeightOnlyConfig(dtype=uint3, group_size=48))),
     ("pack_dim.0", NotImplementedError, "UIntXWeightOnlyConfig.pack_dim=0: only -1 is supported",
      lambda: qz(lambda: UIntXWeightOnlyConfig(dtype=uint3, pack_dim=0))),
-    ("use_hqq.true", NotImplementedError, "UIntXWeightOnlyConfig.use_hqq=True: HQQ is not available",
-     lambda: qz(lambda: UIntXWeightOnlyConfig(dtype=uint3, use_hqq=True))),
+    ("use_hqq.int", TypeError, "UIntXWeightOnlyConfig.use_hqq must be bool, got int 1",
+     lambda: qz(lambda: UIntXWeightOnlyConfig(dtype=uint3, use_hqq=1))),
     ("noncontiguous.weight", OK, "a non-contiguous weight quantizes to the same layer",
      lambda: quantize_noncontiguous_weight(UIntXWeightOnlyConfig(dtype=uint3, group_size=32))),
 ])
@@ -1729,6 +1762,166 @@ ROWS += _section("Float8WeightOnlyConfig", [
      "failed to quantize '0' with Float8WeightOnlyConfig: Float8WeightOnlyConfig: the weight of '0' contains NaN or "
      "Inf",
      lambda: quantize_(with_weight(with_value(W, (2, 2), NAN)), Float8WeightOnlyConfig())),
+])
+
+# FPXWeightOnlyConfig quantizes layers with in_features % 64 == 0 and out_features % 256 == 0 only.
+W256 = _randn(256, 64, seed=3)
+
+
+def _fpx(ebits=3, mbits=2):
+    return FPXWeightOnlyConfig(ebits=ebits, mbits=mbits)
+
+
+def _fpx_fields(**kw):
+    return {"ebits": 3, "mbits": 2, **kw}
+
+
+@functools.lru_cache(maxsize=None)
+def _wfx():
+    """W's fp6 e3m2 weight: packed codes (8, 48 bytes) and per-row scale."""
+    return aqt("fp6_e3m2").packed_data(), aqt("fp6_e3m2").scale()
+
+
+def wol_floatx(**kw):
+    packed, s = _wfx()
+    a = dict(codes=packed, code_format="fp6_e3m2", bits=6, group_size=64, scale=s, zero_point=None, quant_min=0,
+             quant_max=63, zero_point_domain="NONE")
+    a.update(kw)
+    return wol(**a)
+
+
+def _fpx_noncontiguous_weight() -> None:
+    a, b = with_weight(W256.t().contiguous().t()), with_weight(W256.clone())
+    check(not a[0].weight.is_contiguous(), "weight is contiguous")
+    quantize_(a, _fpx())
+    quantize_(b, _fpx())
+    check(isinstance(a[0].weight, AffineQuantizedTensor), "the layer was not quantized")
+    same(a(X), b(X))
+
+
+ROWS += _section("FPXWeightOnlyConfig", [
+    ("ebits.zero", ValueError, "FPXWeightOnlyConfig.ebits must be >= 1, got 0", lambda: qz(lambda: _fpx(0, 2))),
+    ("ebits.negative", ValueError, "FPXWeightOnlyConfig.ebits must be >= 1, got -3", lambda: qz(lambda: _fpx(-3, 2))),
+    ("mbits.negative", ValueError, "FPXWeightOnlyConfig.mbits must be >= 0, got -1", lambda: qz(lambda: _fpx(3, -1))),
+    ("bits.nine", ValueError,
+     "FPXWeightOnlyConfig.ebits + FPXWeightOnlyConfig.mbits + 1 (the sign) must be <= 8 bits, got ebits=4, mbits=4",
+     lambda: qz(lambda: _fpx(4, 4))),
+    ("bits.ebits_8", ValueError, "must be <= 8 bits, got ebits=8, mbits=0", lambda: qz(lambda: _fpx(8, 0))),
+    ("bits.huge", ValueError, "must be <= 8 bits, got ebits=3, mbits=9223372036854775807",
+     lambda: qz(lambda: _fpx(3, 2 ** 63 - 1))),
+    ("ebits.float", TypeError, "FPXWeightOnlyConfig.ebits must be int, got float", lambda: qz(lambda: _fpx(3.0, 2))),
+    ("mbits.bool", TypeError, "FPXWeightOnlyConfig.mbits must be int, got bool True", lambda: qz(lambda: _fpx(3, True))),
+    ("ebits.none", TypeError, "FPXWeightOnlyConfig.ebits must be int, got None", lambda: qz(lambda: _fpx(None, 2))),
+    ("ebits.str", TypeError, "FPXWeightOnlyConfig.ebits must be int, got str", lambda: qz(lambda: _fpx("3", 2))),
+    ("mbits.missing", TypeError, "mbits", lambda: qz(lambda: FPXWeightOnlyConfig(3))),
+    ("fields.missing_mbits", ValueError, "FPXWeightOnlyConfig: missing field 'mbits'",
+     lambda: ops.validate_quant_config("FPXWeightOnlyConfig", {"ebits": 3})),
+    ("fields.unknown", ValueError, "FPXWeightOnlyConfig has no field 'group_size'",
+     lambda: ops.validate_quant_config("FPXWeightOnlyConfig", _fpx_fields(group_size=64))),
+    ("set_inductor_config.str", TypeError, "FPXWeightOnlyConfig.set_inductor_config must be bool",
+     lambda: qz(lambda: FPXWeightOnlyConfig(3, 2, set_inductor_config="no"))),
+    ("shape.out_features_32_skips", OK, "out_features 32 % 256 != 0: the layer stays float", lambda: skipped(_fpx)),
+    ("shape.in_features_96_skips", OK, "in_features 96 % 64 != 0: the layer stays float",
+     lambda: skipped(_fpx, in_features=96, out_features=256)),
+    ("shape.skip_reason", OK, "the seed's message, with the layer",
+     lambda: check(qw(W, "FPXWeightOnlyConfig", _fpx_fields())[2].startswith(
+         "Skipping floatx quantization float6_3_2 because the shape is not compatible with the kernel: in_dim=64, "
+         "out_dim=8 expected in_dim % 64 == 0 and out_dim % 256 == 0 (layer 'layers.0'"), "skip message")),
+    ("rank.3d", ValueError, "FPXWeightOnlyConfig: 'layers.0' has a 3-d weight; linear weights are 2-d",
+     lambda: qw(torch.randn(2, 256, 64), "FPXWeightOnlyConfig", _fpx_fields())),
+    ("rank.1d", ValueError, "FPXWeightOnlyConfig: 'layers.0' has a 1-d weight",
+     lambda: qw(torch.randn(256), "FPXWeightOnlyConfig", _fpx_fields())),
+    ("dtype.float64", TypeError, "FPXWeightOnlyConfig: the weight of '0' must be float32, bfloat16 or float16, got Double",
+     lambda: qz(_fpx, in_features=64, out_features=256, dtype=torch.float64)),
+    ("device.meta", NotImplementedError, "the weight of 'layers.0' is on meta",
+     lambda: qw(meta(W256), "FPXWeightOnlyConfig", _fpx_fields())),
+    ("zero_size.no_rows", OK, "(0, 64): an empty quantized weight, (M, 0) outputs",
+     lambda: shaped(ops.affine_quantized_linear(X, qw(torch.zeros(0, 64), "FPXWeightOnlyConfig", _fpx_fields())[0],
+                                                None), ((4, 0), torch.float32))),
+    ("zero_size.no_in_features", ValueError, "block_size [1, 0] does not divide shape [256, 0]",
+     lambda: qw(torch.zeros(256, 0), "FPXWeightOnlyConfig", _fpx_fields())),
+    ("nan.weight", ValueError,
+     "failed to quantize '0' with FPXWeightOnlyConfig: FPXWeightOnlyConfig: the weight of '0' contains NaN or Inf",
+     lambda: quantize_(with_weight(with_value(W256, (2, 2), NAN)), _fpx())),
+    ("inf.weight", ValueError, "the weight of '0' contains NaN or Inf",
+     lambda: quantize_(with_weight(with_value(W256, (200, 9), -INF)), _fpx())),
+    ("nan.quantize_weight_op", ValueError, "choose_qparams_affine_floatx: row 2 of the weight holds NaN or Inf",
+     lambda: qw(with_value(W256, (2, 2), NAN), "FPXWeightOnlyConfig", _fpx_fields())),
+    ("huge.float_max", OK, "float32 max values quantize to finite weights within one step of the row",
+     lambda: (lambda d: check(bool(torch.isfinite(d).all()) and float(d[1, 0]) == FMAX, "row 1"))(
+         qw(with_value(W256, (1, 0), FMAX), "FPXWeightOnlyConfig", _fpx_fields())[0].dequantize())),
+    ("huge.float16_max", ValueError, "largest fp6_e3m2 code times a row's scale overflows Half",
+     lambda: qw(torch.full((256, 64), 65504.0, dtype=torch.float16), "FPXWeightOnlyConfig", _fpx_fields())),
+    ("noncontiguous.weight", OK, "a non-contiguous weight quantizes to the same layer", _fpx_noncontiguous_weight),
+    ("forward.nan_input_propagates", OK, "a NaN in row 1 of the input makes row 1 NaN only",
+     lambda: nan_in_row_only(qz(_fpx, in_features=64, out_features=256)(with_value(X, (1, 1), NAN)), 1)),
+    ("state_dict.into_another_format", RuntimeError, "quantized with another config",
+     lambda: load_into(_fpx(3, 2), _fpx(2, 2), {"out_features": 256}, {"out_features": 256})),
+])
+
+# The float-x code format of weight_only_linear and the float-x checks of the classes.
+ROWS += _section("weight_only_linear", [
+    ("floatx.control", OK, "fp6_e3m2 codes give the quantized tensor's linear",
+     lambda: same(wol_floatx(), aql(weight="fp6_e3m2"))),
+    ("floatx.bits_mismatch", ValueError, "weight_only_linear: fp6_e3m2 codes have 6 bits, got bits=5",
+     lambda: wol_floatx(bits=5)),
+    ("floatx.zero_point_domain_int", ValueError, "weight_only_linear: fp6_e3m2 codes take no zero point",
+     lambda: wol_floatx(zero_point=torch.zeros(8), zero_point_domain="INT")),
+    ("floatx.codes_truncated", ValueError, "weight_only_linear: packed fp6_e3m2 codes must have shape (8, 48), got [8, 47]",
+     lambda: wol_floatx(codes=_wfx()[0][:, :47].contiguous())),
+    ("floatx.codes_int8", TypeError, "weight_only_linear: packed fp6_e3m2 codes must be uint8, got Char",
+     lambda: wol_floatx(codes=_wfx()[0].to(torch.int8))),
+    ("floatx.unknown_format", ValueError,
+     "code_format must be plain, packed, float8_e4m3fn, float8_e5m2 or a float-x format fp<N>_e<E>m<M>, got 'fp9_e4m4'",
+     lambda: wol_floatx(code_format="fp9_e4m4")),
+    ("floatx.meta_input", OK, "shape (4, 8) on meta",
+     lambda: shaped(wol_floatx(input=meta(X), codes=meta(_wfx()[0]), scale=meta(_wfx()[1])),
+                    ((4, 8), torch.float32, "meta"))),
+])
+
+ROWS += _section("AffineQuantizedTensor.__init__", [
+    ("floatx.codes_out_of_range", ValueError, "codes must lie in [quant_min, quant_max] = [0, 63]",
+     lambda: new_aqt(torch.full((8, 64), 64, dtype=torch.uint8), _wfx()[1], None, [1, 64], 0, 63, "NONE",
+                     "FloatxTensorCoreLayout", "fp6_e3m2")),
+    ("floatx.uintx_layout", ValueError, "float-x code_dtype fp6_e3m2 needs FloatxTensorCoreLayout, got UintxLayout",
+     lambda: new_aqt(torch.zeros(8, 64, dtype=torch.uint8), _wfx()[1], None, [1, 64], 0, 63, "NONE", "UintxLayout",
+                     "fp6_e3m2")),
+    ("floatx.uint6_codes", ValueError, "FloatxTensorCoreLayout needs a float-x code_dtype (fp<N>_e<E>m<M>), got uint6",
+     lambda: new_aqt(torch.zeros(8, 64, dtype=torch.uint8), _wfx()[1], None, [1, 64], 0, 63, "NONE",
+                     "FloatxTensorCoreLayout", "uint6")),
+    ("floatx.groups", ValueError, "holds 2-d weights with one scale per row (block_size [1, in_features])",
+     lambda: new_aqt(torch.zeros(8, 64, dtype=torch.uint8), torch.ones(16), None, [1, 32], 0, 63, "NONE",
+                     "FloatxTensorCoreLayout", "fp6_e3m2")),
+    ("floatx.zero_scale", OK, "a zero row scale (float16 underflow, as the seed) dequantizes the row to zeros",
+     lambda: same(new_aqt(torch.full((8, 64), 31, dtype=torch.uint8), torch.zeros(8), None, [1, 64], 0, 63, "NONE",
+                          "FloatxTensorCoreLayout", "fp6_e3m2").dequantize(), torch.zeros(8, 64))),
+    ("floatx.negative_scale", ValueError, "scale must be finite and >= 0",
+     lambda: new_aqt(torch.zeros(8, 64, dtype=torch.uint8), -torch.ones(8), None, [1, 64], 0, 63, "NONE",
+                     "FloatxTensorCoreLayout", "fp6_e3m2")),
+])
+
+ROWS += _section("affine_quantize", [
+    ("floatx.groups", ValueError, "affine_quantize: float-x codes (fp6_e3m2) take a 2-d weight and block_size [1, 64]",
+     lambda: aq(code_dtype="fp6_e3m2", quant_min=0, quant_max=63, zero_point_domain="NONE",
+                layout="FloatxTensorCoreLayout")),
+    ("floatx.zero_point_domain", ValueError, "float-x codes (fp6_e3m2) have no zero point",
+     lambda: aq(block_size=[1, 64], code_dtype="fp6_e3m2", quant_min=0, quant_max=63,
+                layout="FloatxTensorCoreLayout")),
+    ("floatx.bad_name", ValueError, "unknown code dtype 'fp6_e3m3'",
+     lambda: aq(block_size=[1, 64], code_dtype="fp6_e3m3", zero_point_domain="NONE", layout="FloatxTensorCoreLayout")),
+])
+
+ROWS += _section("AffineQuantizedTensor.__setstate__", [
+    ("floatx.layout", ValueError, _V + "float-x code_dtype fp6_e3m2 needs FloatxTensorCoreLayout, got UintxLayout",
+     lambda: tampered("fp6_e3m2", 10, "UintxLayout")),
+    ("floatx.code_dtype", ValueError, _V + "[quant_min, quant_max] = [0, 63] exceeds the range of fp4_e2m1",
+     lambda: tampered("fp6_e3m2", 11, "fp4_e2m1")),
+    ("floatx.quant_max", ValueError, _V + "fp6_e3m2 codes span [0, 63], got [quant_min, quant_max] = [0, 62]",
+     lambda: tampered("fp6_e3m2", 8, 62)),
+    ("floatx.codes_truncated", ValueError, _V + "codes must have shape [8, 48] for FloatxTensorCoreLayout",
+     lambda: tampered("fp6_e3m2", 1, lambda t: t[:, :40].contiguous())),
+    ("floatx.nan_scale", ValueError, _V + "scale must be finite and >= 0",
+     lambda: tampered("fp6_e3m2", 2, lambda t: with_value(t, (3,), NAN))),
 ])
 
 ROWS += _section("Float8DynamicActivationFloat8WeightConfig", [

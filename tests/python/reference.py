@@ -107,3 +107,88 @@ def dequantize(q, block_size, scale, zp, qmin, qmax, domain="INT", out_dtype=tor
         if z is not None:
             d = _r(d + z.to(F32), out_dtype)
     return d.view(q.shape).to(out_dtype)
+
+
+# --- float-x (FPXWeightOnlyConfig): torchao's choose_qparams_affine_floatx / quantize_affine_floatx /
+# dequantize_affine_floatx, with the code chosen by enumerating every code's value (not torchao's bit tricks).
+
+
+def floatx_values(ebits: int, mbits: int) -> torch.Tensor:
+    """Values of the non-negative codes 0 .. 2^(ebits+mbits) - 1 (float64, index = code), by definition:
+    exponent field 0 is subnormal (mantissa * 2^(1 - bias - mbits)), every other field normal."""
+    bias = 2 ** (ebits - 1) - 1
+    vals = []
+    for c in range(2 ** (ebits + mbits)):
+        e, mant = c >> mbits, c & (2 ** mbits - 1)
+        vals.append(mant * 2.0 ** (1 - bias - mbits) if e == 0 else (1 + mant / 2 ** mbits) * 2.0 ** (e - bias))
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+def floatx_max_normal(ebits: int, mbits: int) -> float:
+    return float(floatx_values(ebits, mbits)[-1])
+
+
+def choose_qparams_floatx(w: torch.Tensor, ebits: int, mbits: int) -> torch.Tensor:
+    """One scale per row, computed in float32, returned in the weight's dtype."""
+    return (w.float().abs().amax(1).clamp(min=1e-12) / floatx_max_normal(ebits, mbits)).to(w.dtype)
+
+
+def encode_floatx(x: torch.Tensor, ebits: int, mbits: int) -> torch.Tensor:
+    """uint8 codes of float32 `x` (no NaN): the nearest code value to |x| (ties to the even code), saturating
+    at the largest value, with x's sign bit (so -0.0 and negatives that round to 0 give negative zero)."""
+    vals = floatx_values(ebits, mbits)
+    n = vals.numel()
+    a = x.double().abs().reshape(-1, 1)
+    d = (a - vals.reshape(1, -1)).abs()
+    cand = d == d.min(1, keepdim=True).values
+    even = cand & (torch.arange(n) % 2 == 0).reshape(1, -1)
+    idx = torch.where(even.any(1), even.double().argmax(1), cand.double().argmax(1))
+    idx = torch.where(a[:, 0] >= vals[-1], torch.full_like(idx, n - 1), idx)
+    sign = torch.signbit(x.reshape(-1)).long() << (ebits + mbits)
+    return (idx | sign).to(torch.uint8).reshape(x.shape)
+
+
+def quantize_floatx(w: torch.Tensor, scale: torch.Tensor, ebits: int, mbits: int) -> torch.Tensor:
+    return encode_floatx(w.float() / scale.float().reshape(-1, 1), ebits, mbits)
+
+
+def dequantize_floatx(codes: torch.Tensor, scale: torch.Tensor, ebits: int, mbits: int,
+                      out_dtype: torch.dtype) -> torch.Tensor:
+    """value(code) in float32 times the float32 row scale, rounded to out_dtype."""
+    vals = floatx_values(ebits, mbits)
+    c = codes.long()
+    mag = vals[c & (vals.numel() - 1)]
+    v = torch.where((c >> (ebits + mbits)) & 1 == 1, -mag, mag).float()
+    return (v * scale.float().reshape(-1, 1)).to(out_dtype)
+
+
+def hqq(w, nbits, group_size, compute_dtype):
+    """torchao's choose_qparams_and_quantize_affine_hqq (CPU: float32 solver, 20 rounds,
+    lp_norm 0.7, beta 10, kappa 1.01, early stop), affine output format:
+    (codes uint8 (N, K), scale (N, K/g), zero (N, K/g)) in compute_dtype."""
+    W = w.to(F32).reshape(-1, group_size)
+    mn = W.min(dim=1, keepdim=True)[0]
+    mx = W.max(dim=1, keepdim=True)[0]
+    max_v = 2 ** nbits - 1
+    scale = (max_v / (mx - mn)).clamp(max=2e4)
+    zero = -mn * scale
+    if nbits == 4:
+        zero = torch.round(zero)
+    beta, best = 10.0, 1e4
+    for _ in range(20):
+        Wq = torch.round(W * scale + zero).clamp(0, max_v)
+        Wr = (Wq - zero) / scale
+        d = W - Wr
+        We = torch.sign(d) * torch.relu(d.abs() - (1.0 / beta) * torch.pow(d.abs(), 0.7 - 1))
+        zero = torch.mean(Wq - (W - We) * scale, dim=1, keepdim=True)
+        beta *= 1.01
+        err = float(torch.abs(W - Wr).mean())
+        if err < best:
+            best = err
+        else:
+            break
+    Wq = torch.round(W * scale + zero).clamp(0, max_v)
+    s = 1.0 / scale
+    z = (((max_v + 1) / 2 - zero) * s)
+    n = w.shape[0]
+    return Wq.to(torch.uint8).reshape(w.shape), s.reshape(n, -1).to(compute_dtype), z.reshape(n, -1).to(compute_dtype)

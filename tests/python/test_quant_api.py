@@ -27,6 +27,7 @@ from torchao_cpp.quantization import (
     Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
+    Int4DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
     Int8DynamicActivationIntxWeightConfig,
@@ -48,6 +49,7 @@ CONFIGS = [
     (Int4WeightOnlyConfig(group_size=32), AffineQuantizedTensor, 18),
     (Int8DynamicActivationInt8WeightConfig(), LinearActivationQuantizedTensor, 30),
     (Int8DynamicActivationInt4WeightConfig(group_size=32), LinearActivationQuantizedTensor, 14),
+    (Int4DynamicActivationInt4WeightConfig(), LinearActivationQuantizedTensor, 10),
     (IntxWeightOnlyConfig(weight_dtype=int3, granularity=PerAxis(0)), AffineQuantizedTensor, 8),
     (Int8DynamicActivationIntxWeightConfig(weight_dtype=int3), LinearActivationQuantizedTensor, 8),
     (UIntXWeightOnlyConfig(dtype=uint4, group_size=32), AffineQuantizedTensor, 18),
@@ -172,7 +174,7 @@ def test_callable_config_is_refused():
 @pytest.mark.parametrize("make,exc,fragment", [
     (lambda: Int4WeightOnlyConfig(group_size=48), ValueError, "Int4WeightOnlyConfig.group_size must be one of [32, 64, 128, 256]"),
     (lambda: Int4WeightOnlyConfig(group_size="64"), TypeError, "Int4WeightOnlyConfig.group_size must be int"),
-    (lambda: Int4WeightOnlyConfig(use_hqq=True), NotImplementedError, "use_hqq=True"),
+    (lambda: Int4WeightOnlyConfig(use_hqq="yes"), TypeError, "Int4WeightOnlyConfig.use_hqq must be bool"),
     (lambda: Int8WeightOnlyConfig(group_size=0), ValueError, "Int8WeightOnlyConfig.group_size must be >= 1"),
     (lambda: Int8DynamicActivationInt8WeightConfig(act_mapping_type="SYMMETRIC"), ValueError, "act_mapping_type must be"),
     (lambda: IntxWeightOnlyConfig(weight_dtype=torch.uint8), ValueError, "IntxWeightOnlyConfig.weight_dtype must be one of int1..int8"),
@@ -353,3 +355,224 @@ def test_quantized_model_rejects_other_devices_and_dtypes_of_input():
     quantize_(m, Int8WeightOnlyConfig())
     with pytest.raises(ValueError, match="input is on meta but the quantized weight is on cpu"):
         m(torch.randn(2, 128, device="meta"))
+
+
+# --- FPXWeightOnlyConfig (float-x weights, FloatxTensorCoreLayout) --------------------------------------
+
+import reference as ref_impl  # noqa: E402
+from torchao_cpp.dtypes import FloatxTensorCoreLayout  # noqa: E402
+from torchao_cpp.quantization import FPXWeightOnlyConfig, fpx_weight_only  # noqa: E402
+
+# (ebits, mbits, minimum SQNR in dB of the dequantized weights, of the two-layer model's output). Measured on
+# randn-initialised nn.Linear weights: 26.0 / 23.1 dB for fp6 e3m2, 25.9 / 23.1 for fp5 e2m2, the same in
+# every dtype (the error is the format's rounding; two mantissa bits round to a relative error of at most
+# 1/8). The thresholds leave 2 dB of margin; a wrong code or scale costs far more.
+FPX_FORMATS = [(3, 2, 24, 21), (2, 2, 24, 21)]
+
+
+def _fpx_model(dtype, seed=0):
+    torch.manual_seed(seed)
+    # Both layers fit the seed's kernel rule (in_features % 64 == 0, out_features % 256 == 0).
+    return nn.Sequential(nn.Linear(128, 256), nn.Linear(256, 512)).to(dtype).eval()
+
+
+def _fpx_edge_rows(w, ebits, mbits):
+    """Row 0 gets scale 1 (its max is the format's largest value) and values on ties between neighbouring
+    codes, at the subnormal boundary and halfway to the smallest subnormal; row 1 is negated; row 2 is all
+    zeros with one -0.0."""
+    vals = ref_impl.floatx_values(ebits, mbits)
+    mx = float(vals[-1])
+    mids = ((vals[:-1] + vals[1:]) / 2).tolist()  # every tie (exact in float16 for these formats)
+    row = [mx] + mids + [float(vals[1]) / 2, float(vals[1]) / 4, float(vals[1 << mbits]), -0.0]
+    row = torch.tensor(row + [0.0] * (w.shape[1] - len(row)), dtype=torch.float32)
+    w[0] = row.to(w.dtype)
+    w[1] = (-row).to(w.dtype)
+    w[2] = 0.0
+    w[2, 5] = -0.0
+    return w
+
+
+@pytest.mark.parametrize("ebits,mbits,min_w,min_out", FPX_FORMATS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_fpx_codes_scales_and_outputs_match_the_reference(ebits, mbits, min_w, min_out, dtype):
+    m = _fpx_model(dtype)
+    with torch.no_grad():
+        _fpx_edge_rows(m[0].weight, ebits, mbits)
+    weights = [lin.weight.detach().clone() for lin in (m[0], m[1])]
+    quantize_(m, FPXWeightOnlyConfig(ebits=ebits, mbits=mbits))
+    n = 1 + ebits + mbits
+    for lin, w in zip((m[0], m[1]), weights):
+        q = lin.weight
+        assert isinstance(q, AffineQuantizedTensor) and isinstance(q, nn.Parameter)
+        assert q.dtype == dtype and q.shape == w.shape and q.layout == "FloatxTensorCoreLayout"
+        assert q.block_size == (1, w.shape[1])
+        codes, scale, zp = q.get_plain()
+        want_scale = ref_impl.choose_qparams_floatx(w, ebits, mbits)
+        want_codes = ref_impl.quantize_floatx(w, want_scale, ebits, mbits)
+        assert zp is None and codes.dtype == torch.uint8 and scale.dtype == dtype and scale.shape == (w.shape[0],)
+        assert torch.equal(scale, want_scale)
+        # A row whose scale underflows to 0 (the all-zero row in float16) divides 0 by 0: its NaN codes are
+        # checked by test_fpx_float16_zero_row_scale_underflows_to_zero_as_the_seed.
+        ok = scale != 0
+        assert int((~ok).sum()) == (1 if dtype == torch.float16 and lin is m[0] else 0)
+        assert torch.equal(codes[ok], want_codes[ok]), f"{int((codes[ok] != want_codes[ok]).sum())} codes differ"
+        assert int(codes.max()) < 2 ** n
+        deq = q.dequantize()
+        assert deq.dtype == dtype and torch.equal(deq, ref_impl.dequantize_floatx(codes, want_scale, ebits, mbits, dtype))
+        assert torch.equal(deq[ok], ref_impl.dequantize_floatx(want_codes, want_scale, ebits, mbits, dtype)[ok])
+        if lin is m[1]:
+            assert sqnr(w.float(), deq.float()) > min_w
+        # The kernel on the packed codes against input @ dequantized^T + bias.
+        xin = torch.randn(3, w.shape[1]).to(dtype)
+        y = lin(xin)
+        y_ref = torch.nn.functional.linear(xin.double(), deq.double(), lin.bias.double())
+        assert y.dtype == dtype and sqnr(y_ref, y.float()) > (60 if dtype == torch.float32 else 40)
+    # The edge rows: row 0 has scale 1, so its codes are the values' own codes (ties to the even code).
+    codes0, scale0, _ = m[0].weight.get_plain()
+    vals = ref_impl.floatx_values(ebits, mbits)
+    npos = vals.numel()
+    assert float(scale0[0]) == 1.0
+    assert int(codes0[0, 0]) == npos - 1  # the max
+    for c in range(npos - 1):  # the tie between codes c and c + 1 goes to the even one
+        assert int(codes0[0, 1 + c]) == (c if c % 2 == 0 else c + 1)
+    assert int(codes0[0, npos]) == 0 and int(codes0[0, npos + 1]) == 0  # half and a quarter of the smallest subnormal
+    assert int(codes0[0, npos + 2]) == 1 << mbits  # the smallest normal
+    assert int(codes0[0, npos + 3]) == npos  # -0.0 keeps its sign
+    assert torch.equal(codes0[1, : npos + 3], codes0[0, : npos + 3] | npos)  # the negated row: same codes, sign set
+    # The all-zero row: scale 1e-12 / max (0 in float16); it dequantizes to zeros.
+    assert torch.equal(m[0].weight.dequantize()[2].abs(), torch.zeros(128, dtype=dtype))
+    # The model's output against the float model (without the edge rows).
+    m = _fpx_model(dtype)
+    x = torch.randn(5, 128).to(dtype)
+    y_float = copy.deepcopy(m).float()(x.float())
+    quantize_(m, FPXWeightOnlyConfig(ebits=ebits, mbits=mbits))
+    y = m(x)
+    assert y.shape == (5, 512) and y.dtype == dtype
+    assert sqnr(y_float.float(), y.float()) > min_out
+
+
+def test_fpx_float16_zero_row_scale_underflows_to_zero_as_the_seed():
+    # max|row| = 0: 1e-12 / 28 underflows to 0 in float16. The seed then divides 0 by 0 (NaN, which its bit
+    # conversion turns into a code) and multiplies that code's value by the zero scale: the row is 0.
+    m = nn.Sequential(nn.Linear(64, 256)).half()
+    with torch.no_grad():
+        m[0].weight[7] = 0.0
+    quantize_(m, FPXWeightOnlyConfig(3, 2))
+    codes, scale, _ = m[0].weight.get_plain()
+    assert float(scale[7]) == 0.0 and float(scale[6]) > 0
+    nan = torch.zeros(1) / torch.zeros(1)  # this machine's 0/0 (x86: the default NaN has its sign bit set)
+    assert torch.equal(codes[7], torch.full((64,), 46 if bool(torch.signbit(nan)) else 14, dtype=torch.uint8))
+    assert torch.equal(m[0].weight.dequantize()[7].abs(), torch.zeros(64, dtype=torch.float16))
+    x = torch.randn(2, 64).half()
+    assert torch.equal(m(x)[:, 7], m[0].bias.detach().expand(2, 256)[:, 7])
+
+
+def test_fpx_skips_shapes_the_seed_kernel_cannot_take(caplog):
+    m = nn.Sequential(nn.Linear(128, 64), nn.Linear(96, 256), nn.Linear(128, 256))
+    before = [m[0].weight.detach().clone(), m[1].weight.detach().clone()]
+    with caplog.at_level(logging.INFO, logger="torchao_cpp.quantization.quant_api"):
+        quantize_(m, FPXWeightOnlyConfig(ebits=3, mbits=2))
+    for i in (0, 1):
+        assert type(m[i].weight) is nn.Parameter and torch.equal(m[i].weight, before[i])
+    assert isinstance(m[2].weight, AffineQuantizedTensor)
+    assert ("Skipping floatx quantization float6_3_2 because the shape is not compatible with the kernel: "
+            "in_dim=128, out_dim=64 expected in_dim % 64 == 0 and out_dim % 256 == 0 (layer '0' stays in float)"
+            in caplog.text)
+    assert "in_dim=96, out_dim=256" in caplog.text and "(layer '1' stays in float)" in caplog.text
+    caplog.clear()
+    m = nn.Sequential(nn.Linear(64, 128))
+    with caplog.at_level(logging.INFO, logger="torchao_cpp.quantization.quant_api"):
+        quantize_(m, FPXWeightOnlyConfig(ebits=2, mbits=2))
+    assert "Skipping floatx quantization float5_2_2" in caplog.text and type(m[0].weight) is nn.Parameter
+
+
+def test_fpx_storage_repr_alias_and_layout():
+    m = nn.Sequential(nn.Linear(192, 256))
+    quantize_(m, fpx_weight_only(3, 2))
+    assert fpx_weight_only is FPXWeightOnlyConfig
+    w = m[0].weight
+    # 6 bits per weight (192 * 6 / 8 = 144 bytes per row) plus one float32 scale per row.
+    assert w.impl.packed_data().shape == (256, 144) and w.impl.packed_data().dtype == torch.uint8
+    assert w.nbytes_quantized() == 256 * 144 + 256 * 4
+    assert repr(w) == ("AffineQuantizedTensor(shape=[256, 192], block_size=[1, 192], code_dtype=fp6_e3m2, "
+                       "quant_min=0, quant_max=63, zero_point_domain=NONE, "
+                       "layout=FloatxTensorCoreLayout(ebits=3, mbits=2), dtype=float32)")
+    assert "weight=AffineQuantizedTensor(" in repr(m[0]) and "FloatxTensorCoreLayout(ebits=3, mbits=2)" in repr(m)
+    assert w.to("cpu") is w and torch.equal(copy.deepcopy(w).dequantize(), w.dequantize())
+    moved = AffineQuantizedTensor(w.impl.to("cpu"))
+    assert torch.equal(moved.dequantize(), w.dequantize())
+    assert repr(FloatxTensorCoreLayout(2, 3)) == "FloatxTensorCoreLayout(ebits=2, mbits=3)"
+    with pytest.raises(ValueError, match="1 \\+ ebits \\+ mbits <= 8, got ebits=4, mbits=4"):
+        FloatxTensorCoreLayout(4, 4)
+    with pytest.raises(TypeError, match="FloatxTensorCoreLayout.mbits must be int, got float"):
+        FloatxTensorCoreLayout(3, 2.0)
+    # fp4 e2m1 packs two codes per byte; fp8 e4m3 (no Inf/NaN codes) one.
+    for (e, mb), nbytes in (((2, 1), 96), ((4, 3), 192)):
+        m = nn.Sequential(nn.Linear(192, 256))
+        quantize_(m, FPXWeightOnlyConfig(e, mb))
+        assert m[0].weight.impl.packed_data().shape == (256, nbytes)
+        assert m[0].weight.impl.code_dtype() == f"fp{1 + e + mb}_e{e}m{mb}"
+
+
+@pytest.mark.parametrize("make,exc,fragment", [
+    (lambda: FPXWeightOnlyConfig(0, 2), ValueError, "FPXWeightOnlyConfig.ebits must be >= 1, got 0"),
+    (lambda: FPXWeightOnlyConfig(3, -1), ValueError, "FPXWeightOnlyConfig.mbits must be >= 0, got -1"),
+    (lambda: FPXWeightOnlyConfig(5, 3), ValueError,
+     "FPXWeightOnlyConfig.ebits + FPXWeightOnlyConfig.mbits + 1 (the sign) must be <= 8 bits, got ebits=5, mbits=3"),
+    (lambda: FPXWeightOnlyConfig(2 ** 62, 2), ValueError, "must be <= 8 bits, got ebits=4611686018427387904"),
+    (lambda: FPXWeightOnlyConfig(3.0, 2), TypeError, "FPXWeightOnlyConfig.ebits must be int, got float"),
+    (lambda: FPXWeightOnlyConfig(3, True), TypeError, "FPXWeightOnlyConfig.mbits must be int, got bool True"),
+    (lambda: FPXWeightOnlyConfig(None, 2), TypeError, "FPXWeightOnlyConfig.ebits must be int, got None"),
+    (lambda: FPXWeightOnlyConfig(3, 2, set_inductor_config="yes"), TypeError,
+     "FPXWeightOnlyConfig.set_inductor_config must be bool"),
+    (lambda: FPXWeightOnlyConfig(3), TypeError, "mbits"),
+])
+def test_fpx_invalid_configs(make, exc, fragment):
+    with pytest.raises(exc) as e:
+        make()
+    assert fragment in str(e.value)
+
+
+def test_fpx_bad_weights_are_refused():
+    ops = torch.ops.torchao_cpp
+    with pytest.raises(ValueError, match="FPXWeightOnlyConfig: 'w' has a 3-d weight; linear weights are 2-d"):
+        ops.quantize_weight(torch.randn(2, 256, 64), "FPXWeightOnlyConfig", {"ebits": 3, "mbits": 2}, "w")
+    with pytest.raises(ValueError, match="FPXWeightOnlyConfig: 'w' has a 1-d weight"):
+        ops.check_weight(torch.randn(256), "FPXWeightOnlyConfig", {"ebits": 3, "mbits": 2}, "w")
+    with pytest.raises(TypeError, match="must be float32, bfloat16 or float16, got Double"):
+        quantize_(nn.Sequential(nn.Linear(64, 256)).double(), FPXWeightOnlyConfig(3, 2))
+    for bad in (float("nan"), float("inf")):
+        m = nn.Sequential(nn.Linear(64, 256), nn.Linear(256, 256))
+        with torch.no_grad():
+            m[1].weight[3, 4] = bad
+        with pytest.raises(ValueError, match="failed to quantize '1' with FPXWeightOnlyConfig: .*contains NaN or Inf"):
+            quantize_(m, FPXWeightOnlyConfig(3, 2))
+        assert type(m[0].weight) is nn.Parameter and type(m[1].weight) is nn.Parameter  # nothing was replaced
+    # The quantize_weight op alone (no up-front check): the floatx scale refuses the row by number.
+    w = torch.randn(256, 64)
+    w[9, 1] = float("nan")
+    with pytest.raises(ValueError, match="choose_qparams_affine_floatx: row 9 of the weight holds NaN or Inf"):
+        ops.quantize_weight(w, "FPXWeightOnlyConfig", {"ebits": 3, "mbits": 2}, "w")
+    # A skipped layer's values are not looked at (as the seed).
+    m = nn.Sequential(nn.Linear(64, 8))
+    with torch.no_grad():
+        m[0].weight[0, 0] = float("nan")
+    quantize_(m, FPXWeightOnlyConfig(3, 2))
+    assert type(m[0].weight) is nn.Parameter
+    # Values whose largest code overflows float16 (the scale rounds up): refused instead of Inf weights.
+    h = torch.full((256, 64), 65504.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match="overflows Half"):
+        ops.quantize_weight(h, "FPXWeightOnlyConfig", {"ebits": 3, "mbits": 2}, "w")
+
+
+def test_fpx_linear_checks_its_input():
+    m = nn.Sequential(nn.Linear(64, 256)).to(torch.bfloat16)
+    quantize_(m, FPXWeightOnlyConfig(2, 2))
+    with pytest.raises(TypeError, match="input dtype Float does not match the weight's dtype bfloat16"):
+        m(torch.randn(1, 64))
+    with pytest.raises(ValueError, match="expects in_features=64"):
+        m(torch.randn(1, 63, dtype=torch.bfloat16))
+    # 3-d inputs and an empty batch.
+    x = torch.randn(2, 3, 64, dtype=torch.bfloat16)
+    assert torch.equal(m(x)[1], m(x[1]))
+    assert m(torch.randn(0, 64, dtype=torch.bfloat16)).shape == (0, 256)

@@ -12,6 +12,7 @@ from torchao_cpp.quantization import (
     Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     Int4WeightOnlyConfig,
+    Int4DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
     Int8DynamicActivationIntxWeightConfig,
@@ -28,6 +29,7 @@ CONFIGS = [
     Int4WeightOnlyConfig(group_size=32),
     Int8DynamicActivationInt8WeightConfig(),
     Int8DynamicActivationInt4WeightConfig(group_size=32),
+    Int4DynamicActivationInt4WeightConfig(),
     IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32)),
     Int8DynamicActivationIntxWeightConfig(weight_dtype=int4),
     UIntXWeightOnlyConfig(dtype=uint3, group_size=32),
@@ -101,3 +103,78 @@ def test_quantize_with_device_argument():
     m = _model()
     quantize_(m, Int8WeightOnlyConfig(), device="cpu")
     assert isinstance(m[2].weight, AffineQuantizedTensor)
+
+
+# --- FPXWeightOnlyConfig: its layers need in_features % 64 == 0 and out_features % 256 == 0 ---------------
+
+from torchao_cpp.quantization import FPXWeightOnlyConfig  # noqa: E402
+
+
+def _fpx_model(seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 512)).to(dtype).eval()
+
+
+@pytest.mark.parametrize("ebits,mbits", [(3, 2), (2, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fpx_round_trips_are_bit_identical(ebits, mbits, dtype):
+    m = _fpx_model(dtype=dtype)
+    quantize_(m, FPXWeightOnlyConfig(ebits, mbits))
+    assert all(isinstance(m[i].weight, AffineQuantizedTensor) for i in (0, 2))
+    x = torch.randn(2, 5, 128).to(dtype)
+    y = m(x)
+    fresh = _fpx_model(seed=1, dtype=dtype)
+    quantize_(fresh, FPXWeightOnlyConfig(ebits, mbits))
+    assert not torch.equal(fresh(x), y)
+    sd = _round_trip(m.state_dict())
+    fresh.load_state_dict(sd)
+    assert torch.equal(fresh(x), y)
+    for i in (0, 2):
+        for a, b in zip(fresh[i].weight.get_plain()[:2], m[i].weight.get_plain()[:2]):
+            assert torch.equal(a, b)
+    assert torch.equal(_round_trip(m)(x), y)
+    assert "FloatxTensorCoreLayout(ebits=" in repr(_round_trip(m)[0])
+    c = copy.deepcopy(m)
+    assert c[0].weight is not m[0].weight and torch.equal(c(x), y)
+    assert torch.equal(m.to("cpu")(x), y)
+    # A checkpoint of another float-x format is another config.
+    other = _fpx_model(dtype=dtype)
+    quantize_(other, FPXWeightOnlyConfig(2, 3) if (ebits, mbits) != (2, 3) else FPXWeightOnlyConfig(3, 2))
+    with pytest.raises(RuntimeError, match=r'parameter named "0.weight".*quantized with another config'):
+        other.load_state_dict(sd)
+
+
+def test_fpx_state_is_checked_on_load():
+    m = _fpx_model()
+    quantize_(m, FPXWeightOnlyConfig(3, 2))
+    st = list(m[0].weight.impl.__getstate__()[0])
+    assert st[0] == 1 and st[10] == "FloatxTensorCoreLayout" and st[11] == "fp6_e3m2"  # format version unchanged
+
+    def load(i, v, **more):
+        s = list(st)
+        s[i] = v
+        for j, w in more.items():
+            s[int(j[1:])] = w
+        obj = torch.ScriptObject.__new__(torch.ScriptObject)
+        obj.__setstate__((tuple(s), "__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor"))
+        return obj
+
+    assert torch.equal(load(0, 1).dequantize(), m[0].weight.dequantize())
+    with pytest.raises(ValueError, match="float-x code_dtype fp6_e3m2 needs FloatxTensorCoreLayout, got UintxLayout"):
+        load(10, "UintxLayout")
+    with pytest.raises(ValueError, match="FloatxTensorCoreLayout needs a float-x code_dtype"):
+        load(11, "uint6")
+    with pytest.raises(ValueError, match="unknown code dtype 'fp6_e4m2'"):
+        load(11, "fp6_e4m2")  # 1 + 4 + 2 != 6
+    with pytest.raises(ValueError, match="\\[0, 63\\] exceeds the range of fp5_e2m2"):
+        load(11, "fp5_e2m2")
+    with pytest.raises(ValueError, match="codes must have shape \\[256, 80\\]"):
+        load(11, "fp5_e2m2", i8=31)  # 5-bit rows are shorter
+    with pytest.raises(ValueError, match="fp6_e3m2 codes span \\[0, 63\\], got \\[quant_min, quant_max\\] = \\[0, 31\\]"):
+        load(8, 31)
+    with pytest.raises(ValueError, match="one scale per row"):
+        load(4, [1, 64])
+    with pytest.raises(ValueError, match="scale must be finite and >= 0"):
+        load(2, -st[2])
+    with pytest.raises(ValueError, match="float-x codes have no zero point"):
+        load(9, "INT")

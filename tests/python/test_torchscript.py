@@ -89,3 +89,29 @@ def test_tampered_weight_in_a_scripted_file_is_rejected(tmp_path):
     run = subprocess.run([torchao_cpp.runner_path(), str(bad), str(bad), str(tmp_path / "y.pt")],
                          capture_output=True, text=True)
     assert run.returncode == 1 and "unknown layout 'PlainLayoux'" in run.stderr
+
+
+# --- FPXWeightOnlyConfig: Block.up (128 -> 256) fits the seed's rule; down (out 128) and head (out 16) are
+# skipped, so the scripted model mixes float-x and float linears.
+
+from torchao_cpp.dtypes import AffineQuantizedTensor  # noqa: E402
+from torchao_cpp.quantization import FPXWeightOnlyConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("ebits,mbits", [(3, 2), (2, 2)])
+def test_fpx_scripted_model_matches_eager_in_python_and_cpp(ebits, mbits, tmp_path):
+    m = _quantized(FPXWeightOnlyConfig(ebits, mbits))
+    assert isinstance(m.up.weight, AffineQuantizedTensor) and type(m.down.weight) is nn.Parameter
+    x = torch.randn(2, 3, 128)
+    y = m(x)
+    ts = torchao_cpp.script(m)
+    assert "torchao_cpp::affine_quantized_linear" in str(ts.up.graph)
+    assert torch.equal(ts(x), y)
+    path, xin, yout = tmp_path / "m.ts", tmp_path / "x.pt", tmp_path / "y.pt"
+    torch.jit.save(ts, str(path))
+    loaded = torch.jit.load(str(path))
+    assert torch.equal(loaded(x), y)
+    torch.save(x, str(xin))
+    run = subprocess.run([torchao_cpp.runner_path(), str(path), str(xin), str(yout)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert torch.equal(torch.load(str(yout)), y)  # C++ reproduces Python bit for bit

@@ -26,7 +26,9 @@ from ._dtypes import (
 )
 from .affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor
 from .layouts import (
+    CutlassInt4PackedLayout,
     Float8Layout,
+    FloatxTensorCoreLayout,
     Int4CPULayout,
     Layout,
     PackedLinearInt8DynamicActivationIntxWeightLayout,
@@ -38,7 +40,7 @@ from .layouts import (
 
 __all__ = [
     "AffineQuantizedTensor", "LinearActivationQuantizedTensor", "Layout", "PlainLayout", "TensorCoreTiledLayout",
-    "Int4CPULayout", "UintxLayout", "QDQLayout", "Float8Layout", "PackedLinearInt8DynamicActivationIntxWeightLayout", "SubByteDtype", "Float8Dtype", "float8_e4m3fn",
+    "Int4CPULayout", "CutlassInt4PackedLayout", "UintxLayout", "QDQLayout", "Float8Layout", "FloatxTensorCoreLayout", "PackedLinearInt8DynamicActivationIntxWeightLayout", "SubByteDtype", "Float8Dtype", "float8_e4m3fn",
     "float8_e5m2", "uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7", "int1", "int2", "int3", "int4",
     "int5", "int6", "int7", "dtype_info", "dtype_range", "storage_dtype", "code_dtype_name", "is_float8",
 ]

@@ -259,7 +259,8 @@ class LinearActivationQuantizedTensor(_QuantizedTensorBase):
 
     `act_quant` names the quantizer: int8 per token
     ("int8_asymm_per_token", "int8_symm_per_token_reduced_range",
-    "int8_symm_per_token_reduced_range_noop_decode") or float8
+    "int8_symm_per_token_reduced_range_noop_decode"), int4 per token
+    ("int4_symm_per_token") or float8
     ("float8_e4m3fn_per_tensor", "float8_e4m3fn_per_row",
     "float8_e4m3fn_static", and the same for float8_e5m2). `act_scale` is
     the static quantizer's scale; `fast_accum` lets the CUDA float8 GEMM
@@ -329,4 +330,8 @@ def _code_dtype_for(target_dtype: Any, qmin: int, qmax: int, layout: Any) -> str
             if (qmin, qmax) != (0, 15):
                 raise ValueError(f"{layout.name} holds codes in [0, 15], got [{qmin}, {qmax}]")
             bits, signed = 4, False
+    if layout.name == "CutlassInt4PackedLayout":
+        if qmin < -8 or qmax > 7:
+            raise ValueError(f"CutlassInt4PackedLayout holds codes in [-8, 7], got [{qmin}, {qmax}]")
+        bits, signed = 4, True
     return f"{'int' if signed else 'uint'}{bits}"

@@ -112,3 +112,42 @@ class PackedLinearInt8DynamicActivationIntxWeightLayout(Layout):
             raise ValueError(
                 "PackedLinearInt8DynamicActivationIntxWeightLayout.target must be one of auto, universal, kleidiai, "
                 f"aten, got {self.target!r}")
+
+
+@dataclass(frozen=True, repr=False)
+class CutlassInt4PackedLayout(Layout):
+    """Signed int4 codes, two per byte (Int4DynamicActivationInt4WeightConfig's layout).
+
+    The seed names it after its CUTLASS kernel; here the CPU kernel unpacks
+    the codes once into the VNNI GEMM's tiles.
+
+    Example:
+        >>> CutlassInt4PackedLayout()
+        CutlassInt4PackedLayout()
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class FloatxTensorCoreLayout(Layout):
+    """Float-x codes (1 sign, `ebits` exponent, `mbits` mantissa bits) bit-packed along rows, N = 1 + ebits +
+    mbits bits per weight (FPXWeightOnlyConfig's layout; the seed's name, after its CUDA kernel).
+
+    Example:
+        >>> FloatxTensorCoreLayout(3, 2)
+        FloatxTensorCoreLayout(ebits=3, mbits=2)
+    """
+
+    ebits: int = 3
+    mbits: int = 2
+
+    def __post_init__(self):
+        for f in ("ebits", "mbits"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"FloatxTensorCoreLayout.{f} must be int, got {type(v).__name__}")
+        if self.ebits < 1 or self.mbits < 0 or 1 + self.ebits + self.mbits > 8:
+            raise ValueError("FloatxTensorCoreLayout: ebits >= 1, mbits >= 0 and 1 + ebits + mbits <= 8, got "
+                             f"ebits={self.ebits}, mbits={self.mbits}")
+
+    def __repr__(self) -> str:
+        return f"{self.name}(ebits={self.ebits}, mbits={self.mbits})"

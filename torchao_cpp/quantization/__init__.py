@@ -7,6 +7,8 @@ from .quant_api import (
     Float8MMConfig,
     Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
+    FPXWeightOnlyConfig,
+    Int4DynamicActivationInt4WeightConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
@@ -17,14 +19,23 @@ from .quant_api import (
     float8_dynamic_activation_float8_weight,
     float8_static_activation_float8_weight,
     float8_weight_only,
+    fpx_weight_only,
+    int4_dynamic_activation_int4_weight,
     int4_weight_only,
     int8_dynamic_activation_int4_weight,
     int8_dynamic_activation_int8_weight,
+    insert_observers_,
     int8_weight_only,
     quantize_,
     register_quantize_module_handler,
     swap_conv2d_1x1_to_linear,
     uintx_weight_only,
+)
+from .linear_activation_weight_observed_tensor import LinearActivationWeightObservedTensor
+from .observer import AffineQuantizedMinMaxObserver, AffineQuantizedObserverBase, get_block_size
+from .weight_tensor_linear_activation_quantization import (
+    WeightTensorWithLinearActivationQuantizationMetadata,
+    to_weight_tensor_with_linear_activation_quantization_metadata,
 )
 from .quant_primitives import (
     MappingType,

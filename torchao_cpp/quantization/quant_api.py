@@ -26,10 +26,22 @@ import torch.nn as nn
 
 from ..dtypes import _dtypes
 from ..dtypes.affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor, _QuantizedTensorBase
-from ..dtypes.layouts import Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, PlainLayout, QDQLayout, TensorCoreTiledLayout
+from ..dtypes.layouts import (
+    CutlassInt4PackedLayout,
+    Layout,
+    PackedLinearInt8DynamicActivationIntxWeightLayout,
+    PlainLayout,
+    QDQLayout,
+    TensorCoreTiledLayout,
+)
 from ..float8.inference import Float8MMConfig
 from .granularity import Granularity, PerAxis, PerGroup, PerRow, PerTensor
+from .linear_activation_weight_observed_tensor import LinearActivationWeightObservedTensor
+from .observer import AffineQuantizedObserverBase, get_block_size  # noqa: F401  (the seed's quant_api names)
 from .quant_primitives import MappingType, ZeroPointDomain
+from .weight_tensor_linear_activation_quantization import (  # noqa: F401
+    to_weight_tensor_with_linear_activation_quantization_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +175,30 @@ class Int8DynamicActivationInt4WeightConfig(_CppConfig):
 
 
 @dataclass
+class Int4DynamicActivationInt4WeightConfig(_CppConfig):
+    """int4 per-token dynamic activations x int4 per-row weights, both symmetric in [-8, 7]
+    with float32 scales (the seed's `_int4_symm_cutlass_quant` for both).
+
+    As in the seed, any layout but CutlassInt4PackedLayout and asymmetric
+    weights or activations raise NotImplementedError (here at construction).
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(64, 8))
+        >>> quantize_(m, Int4DynamicActivationInt4WeightConfig())
+        >>> m[0].weight.original_weight_tensor.layout
+        'CutlassInt4PackedLayout'
+        >>> m(torch.randn(2, 64)).shape
+        torch.Size([2, 8])
+    """
+
+    layout: Layout = field(default_factory=CutlassInt4PackedLayout)
+    mapping_type: MappingType = MappingType.SYMMETRIC
+    act_mapping_type: MappingType = MappingType.SYMMETRIC
+    set_inductor_config: bool = True
+
+
+@dataclass
 class IntxWeightOnlyConfig(_CppConfig):
     """int1..int8 weights per group or per channel; activations stay float.
 
@@ -227,6 +263,29 @@ class Float8WeightOnlyConfig(_CppConfig):
     """
 
     weight_dtype: Any = _dtypes.float8_e4m3fn
+    set_inductor_config: bool = True
+
+
+@dataclass
+class FPXWeightOnlyConfig(_CppConfig):
+    """Float-x weights (1 sign, `ebits` exponent, `mbits` mantissa bits; fp6 e3m2, fp5 e2m2, fp4 e2m1, ...)
+    with one scale per output row; activations stay float.
+
+    The seed's fp6-llm config (`FloatxTensorCoreLayout`): 1 + ebits + mbits <= 8, ebits >= 1; no code is
+    Inf or NaN; values round to nearest (ties to even) and saturate at the largest normal. Layers whose
+    in_features is not a multiple of 64 or out_features not a multiple of 256 are skipped and logged, as
+    the seed's kernel requires. Runs on CPU (the codes are bit-packed, N bits per weight); the seed needs a
+    CUDA GPU.
+
+    Example:
+        >>> m = torch.nn.Sequential(torch.nn.Linear(128, 256))
+        >>> quantize_(m, FPXWeightOnlyConfig(ebits=3, mbits=2))
+        >>> m[0].weight.layout, m[0].weight.get_plain()[0].dtype
+        ('FloatxTensorCoreLayout', torch.uint8)
+    """
+
+    ebits: int
+    mbits: int
     set_inductor_config: bool = True
 
 
@@ -540,12 +599,65 @@ def swap_conv2d_1x1_to_linear(model: nn.Module, filter_fn: Optional[Callable[[nn
         setattr(model, name, convert(child, name))
 
 
+def insert_observers_(
+    model: nn.Module,
+    input_observer: Optional[Any],
+    weight_observer: Optional[Any],
+    *,
+    filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
+) -> None:
+    """Wraps the weight of each chosen linear in a LinearActivationWeightObservedTensor (in place).
+
+    Every chosen linear gets its own copy of `input_observer` and
+    `weight_observer` (each layer has its own statistics); its outputs do not
+    change. After calibration, `module.weight.input_observer.calculate_qparams()`
+    gives the layer's parameters, e.g. the scale of
+    Float8StaticActivationFloat8WeightConfig; quantize_ then replaces the
+    observed weight (observers included) by the quantized one.
+
+    Example:
+        >>> from torchao_cpp.quantization.observer import AffineQuantizedMinMaxObserver
+        >>> from torchao_cpp.dtypes import float8_e4m3fn
+        >>> m = nn.Sequential(nn.Linear(32, 32))
+        >>> obs = AffineQuantizedMinMaxObserver(MappingType.SYMMETRIC, float8_e4m3fn, PerTensor(),
+        ...                                     eps=torch.finfo(torch.float32).eps, scale_dtype=torch.float32,
+        ...                                     zero_point_domain=ZeroPointDomain.NONE)
+        >>> insert_observers_(m, obs, None)
+        >>> _ = m(torch.randn(4, 32))  # calibration
+        >>> scale, _ = m[0].weight.input_observer.calculate_qparams()
+        >>> quantize_(m, Float8StaticActivationFloat8WeightConfig(scale=scale))
+        >>> type(m[0].weight).__name__
+        'LinearActivationQuantizedTensor'
+    """
+    import copy
+
+    for name, obs in (("input_observer", input_observer), ("weight_observer", weight_observer)):
+        if obs is not None and not isinstance(obs, nn.Module):
+            raise TypeError(f"insert_observers_: {name} must be an observer module or None, got {type(obs).__name__}")
+    chosen = filter_fn or _is_linear
+    targets = [(fqn, mod) for fqn, mod in model.named_modules()
+               if isinstance(mod, nn.Linear) and not isinstance(mod.weight, LinearActivationWeightObservedTensor)
+               and chosen(mod, fqn)]
+    for fqn, mod in targets:
+        if isinstance(mod.weight, _QuantizedTensorBase):
+            raise TypeError(f"insert_observers_: '{fqn}' is already quantized ({mod.weight!r}); observe the float model")
+    for _, mod in targets:
+        w = mod.weight
+        mod.weight = nn.Parameter(
+            LinearActivationWeightObservedTensor.from_float(
+                w, copy.deepcopy(input_observer) if input_observer is not None else None,
+                copy.deepcopy(weight_observer) if weight_observer is not None else None),
+            requires_grad=w.requires_grad)
+
+
 # BC aliases (the seed's function-style names).
 int8_weight_only = Int8WeightOnlyConfig
 int4_weight_only = Int4WeightOnlyConfig
 int8_dynamic_activation_int8_weight = Int8DynamicActivationInt8WeightConfig
 int8_dynamic_activation_int4_weight = Int8DynamicActivationInt4WeightConfig
+int4_dynamic_activation_int4_weight = Int4DynamicActivationInt4WeightConfig
 uintx_weight_only = UIntXWeightOnlyConfig
 float8_weight_only = Float8WeightOnlyConfig
+fpx_weight_only = FPXWeightOnlyConfig
 float8_dynamic_activation_float8_weight = Float8DynamicActivationFloat8WeightConfig
 float8_static_activation_float8_weight = Float8StaticActivationFloat8WeightConfig

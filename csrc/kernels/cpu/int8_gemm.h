@@ -48,6 +48,7 @@ void int8_gemm_dequant_u8(const uint8_t* u, const float* a_scale, const float* a
 enum class ActQuant {
   Asymmetric,             // int8 [-128, 127], float32 scale, int8 zero point, eps = float32 eps
   SymmetricReducedRange,  // int8 [-127, 127], scale in the input dtype (float32 for float16), eps = 1e-5
+  Int4Symmetric,          // int4 [-8, 7] in int8, float32 scale, eps = float32 eps (_int4_symm_cutlass_quant)
 };
 
 // Fused activation quantizer of the int8 GEMM: row m of x (M x K) gets the
@@ -61,6 +62,8 @@ int64_t quantize_activations_u8(const T* x, int64_t M, int64_t K, int64_t Kp, Ac
   spec.domain = ZeroPointDomain::Int;
   if (mode == ActQuant::Asymmetric) {
     spec.mapping = MappingType::Asymmetric, spec.quant_min = -128, spec.quant_max = 127;
+  } else if (mode == ActQuant::Int4Symmetric) {
+    spec.mapping = MappingType::Symmetric, spec.quant_min = -8, spec.quant_max = 7;
   } else {
     spec.mapping = MappingType::Symmetric, spec.quant_min = -127, spec.quant_max = 127, spec.eps = 1e-5f;
   }

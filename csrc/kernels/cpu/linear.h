@@ -73,6 +73,30 @@ struct Float8Codes {
   }
 };
 
+// Bit-packed float-x codes (N = 1 + ebits + mbits bits, packed as PackedCodes with quant_min 0),
+// decoded through the format's table of 2^N values (floatx_table).
+template <int Bits>
+struct FloatxCodes {
+  const uint8_t* data;
+  int64_t K;
+  const float* table;
+  float operator()(int64_t n, int64_t k) const {
+    return table[unpack_bits_at<Bits>(data + n * packed_row_bytes(K, Bits), k)];
+  }
+  // Codes [k0, k1) of row n as values: eight codes (Bits bytes) per word.
+  void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
+    const uint8_t* row = data + n * packed_row_bytes(K, Bits);
+    int64_t k = k0;
+    for (; k < k1 && k % 8; ++k) out[k - k0] = (*this)(n, k);
+    for (; k + 8 <= k1; k += 8) {
+      uint64_t v = 0;
+      std::memcpy(&v, row + k / 8 * Bits, Bits);
+      for (int j = 0; j < 8; ++j) out[k - k0 + j] = table[(v >> (j * Bits)) & ((1u << Bits) - 1u)];
+    }
+    for (; k < k1; ++k) out[k - k0] = (*this)(n, k);
+  }
+};
+
 // Code readers with a whole-segment decode (SIMD or word-at-a-time) that
 // decode_weight_row uses instead of one call per code.
 template <class Codes>
@@ -81,6 +105,8 @@ template <int Bits>
 constexpr bool kDecodesCodes<PackedCodes<Bits>> = true;
 template <Float8Format F>
 constexpr bool kDecodesCodes<Float8Codes<F>> = true;
+template <int Bits>
+constexpr bool kDecodesCodes<FloatxCodes<Bits>> = true;
 
 struct LinearShape {
   int64_t M, N, K;

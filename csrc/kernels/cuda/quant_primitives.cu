@@ -172,7 +172,7 @@ using SymmScale = std::conditional_t<std::is_same_v<T, fp16>, float, T>;
 template <class T, ActQuant kMode>
 __global__ void __launch_bounds__(kThreads)
     per_token_int8_kernel(const T* x, int64_t ldx, int64_t K, int8_t* q, float* scale, float* zp) {
-  using TS = std::conditional_t<kMode == ActQuant::Asymmetric, float, SymmScale<T>>;
+  using TS = std::conditional_t<kMode == ActQuant::SymmetricReducedRange, SymmScale<T>, float>;
   using C = promote_t<T, TS>;
   const int64_t m = blockIdx.x;
   const T* row = x + m * ldx;
@@ -185,6 +185,11 @@ __global__ void __launch_bounds__(kThreads)
     spec.quant_min = -128;
     spec.quant_max = 127;
     spec.eps = 1.1920928955078125e-07f;  // float32 eps
+  } else if (kMode == ActQuant::Int4Symmetric) {
+    spec.mapping = MappingType::Symmetric;
+    spec.quant_min = -8;
+    spec.quant_max = 7;
+    spec.eps = 1.1920928955078125e-07f;
   } else {
     spec.mapping = MappingType::Symmetric;
     spec.quant_min = -127;
@@ -319,6 +324,9 @@ cudaError_t quantize_per_token_int8(const void* x, DType in_t, int64_t ldx, int6
     const T* xp = static_cast<const T*>(x);
     if (mode == ActQuant::Asymmetric)
       per_token_int8_kernel<T, ActQuant::Asymmetric>
+          <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+    else if (mode == ActQuant::Int4Symmetric)
+      per_token_int8_kernel<T, ActQuant::Int4Symmetric>
           <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
     else
       per_token_int8_kernel<T, ActQuant::SymmetricReducedRange>

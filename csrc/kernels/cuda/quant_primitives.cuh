@@ -81,8 +81,9 @@ cudaError_t dequantize_affine_float8(const uint8_t* in, Blocks b, const void* sc
 // elements apart; q is M x K int8 (row stride K), scale and zero_point (float)
 // M each. Asymmetric: [-128, 127], float32 scale, eps = float32 eps.
 // SymmetricReducedRange: [-127, 127], scale in in_t (float32 for float16),
-// eps = 1e-5, zero point 0. A row with NaN or Inf gets a NaN scale.
-enum class ActQuant : int { Asymmetric, SymmetricReducedRange };
+// eps = 1e-5, zero point 0. Int4Symmetric: [-8, 7] in int8, float32 scale,
+// eps = float32 eps, zero point 0. A row with NaN or Inf gets a NaN scale.
+enum class ActQuant : int { Asymmetric, SymmetricReducedRange, Int4Symmetric };
 cudaError_t quantize_per_token_int8(const void* x, DType in_t, int64_t ldx, int64_t M, int64_t K, ActQuant mode,
                                     int8_t* q, float* scale, float* zero_point, cudaStream_t stream);
 
