@@ -149,6 +149,14 @@ bool group_fits(const at::Tensor& w, c10::optional<int64_t> group_size, const st
   return false;
 }
 
+// Why the seed's hardware-named layouts are refused here (empty for other names).
+std::string layout_note(const std::string& layout) {
+  if (layout == "SemiSparseLayout" || layout == "MarlinSparseLayout" || layout == "CutlassSemiSparseLayout")
+    return " (2:4 semi-structured sparsity is not supported yet)";
+  if (layout == "MarlinQQQLayout") return " (the Marlin QQQ format, two-level scales, is not supported yet)";
+  return "";
+}
+
 std::string act_quant_for(const std::string& act_mapping_type) {
   return act_mapping_type == "ASYMMETRIC" ? "int8_asymm_per_token" : "int8_symm_per_token_reduced_range";
 }
@@ -185,12 +193,15 @@ void validate_int4_wo(const ConfigFields& d) {
   TORCH_CHECK_VALUE(g == 32 || g == 64 || g == 128 || g == 256, f.name("group_size"),
                     " must be one of [32, 64, 128, 256], got ", g);
   const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(layout == "TensorCoreTiledLayout" || layout == "Int4CPULayout", f.name("layout"), " ",
-                              layout, ": supported layouts are TensorCoreTiledLayout and Int4CPULayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "TensorCoreTiledLayout" || layout == "Int4CPULayout" || layout == "Int4XPULayout",
+                              f.name("layout"), " ", layout, ": supported layouts are TensorCoreTiledLayout, "
+                              "Int4CPULayout and Int4XPULayout (MarlinSparseLayout needs 2:4 sparsity, not supported yet)");
   f.get_bool("use_hqq", false);
   const auto zpd = f.get_choice("zero_point_domain", "NONE", {"NONE", "FLOAT", "INT"});
   TORCH_CHECK_NOT_IMPLEMENTED(zpd != "INT", f.name("zero_point_domain"), "=INT is not supported by ", layout,
-                              " (it uses the FLOAT domain)");
+                              layout == "Int4XPULayout" ? " here (the integer zero points of the seed's XPU kernel; "
+                                                          "the default FLOAT domain is)"
+                                                        : " (it uses the FLOAT domain)");
   f.get_bool("set_inductor_config", true);
 }
 QuantizedWeight quantize_int4_wo(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
@@ -216,7 +227,8 @@ void validate_int8_dq(const ConfigFields& d) {
   Fields f("Int8DynamicActivationInt8WeightConfig", d, kInt8DqFields);
   f.get_choice("act_mapping_type", "SYMMETRIC", kSymOrAsym);
   const auto layout = f.get_str("layout", "PlainLayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout",
+                              layout_note(layout));
   f.get_bool("weight_only_decode", false);
   f.get_bool("set_inductor_config", true);
 }
@@ -246,7 +258,8 @@ void validate_8da4w(const ConfigFields& d) {
   f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym);
   f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym);
   const auto layout = f.get_str("layout", "PlainLayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout",
+                              layout_note(layout));
   f.get_bool("set_inductor_config", true);
 }
 QuantizedWeight quantize_8da4w(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {

@@ -102,7 +102,7 @@ void AffineQuantizedTensor::validate(const char* what) const {
     TORCH_CHECK_VALUE(quant_min >= cd.min_value() && quant_max <= cd.max_value(), what, ": [quant_min, quant_max] = [",
                       quant_min, ", ", quant_max, "] exceeds the range of ", code_dtype);
   }
-  if (kind == LayoutKind::TensorCoreTiled || kind == LayoutKind::Int4CPU)
+  if (kind == LayoutKind::TensorCoreTiled || kind == LayoutKind::Int4CPU || kind == LayoutKind::Int4XPU)
     TORCH_CHECK_VALUE(cd.bits == 4 && shape.size() == 2, what, ": ", layout, " holds 2-d weights of 4-bit codes, got ",
                       code_dtype, " with shape ", join(shape));
   if (kind == LayoutKind::QDQ || kind == LayoutKind::Uintx || kind == LayoutKind::PackedIntx)

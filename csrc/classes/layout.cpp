@@ -16,11 +16,12 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "Float8Layout") return LayoutKind::Float8;
   if (n == "PackedLinearInt8DynamicActivationIntxWeightLayout") return LayoutKind::PackedIntx;
   if (n == "CutlassInt4PackedLayout") return LayoutKind::CutlassInt4;
+  if (n == "Int4XPULayout") return LayoutKind::Int4XPU;
   if (n == "FloatxTensorCoreLayout") return LayoutKind::FloatxTensorCore;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
                     "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
-                    "FloatxTensorCoreLayout");
+                    "Int4XPULayout, FloatxTensorCoreLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -41,6 +42,8 @@ std::string layout_name(LayoutKind k) {
       return "FloatxTensorCoreLayout";
     case LayoutKind::CutlassInt4:
       return "CutlassInt4PackedLayout";
+    case LayoutKind::Int4XPU:
+      return "Int4XPULayout";
     default:
       return "Float8Layout";
   }
@@ -48,7 +51,7 @@ std::string layout_name(LayoutKind k) {
 
 bool layout_is_bitpacked(LayoutKind k) {
   return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx ||
-         k == LayoutKind::PackedIntx || k == LayoutKind::CutlassInt4 || k == LayoutKind::FloatxTensorCore;
+         k == LayoutKind::PackedIntx || k == LayoutKind::CutlassInt4 || k == LayoutKind::Int4XPU || k == LayoutKind::FloatxTensorCore;
 }
 
 int64_t CodeDtype::min_value() const {

@@ -18,6 +18,7 @@ enum class LayoutKind {
   Float8,           // Float8Layout: raw float8 bytes
   PackedIntx,       // PackedLinearInt8DynamicActivationIntxWeightLayout: N-bit codes bit-packed along rows
   CutlassInt4,      // CutlassInt4PackedLayout: signed 4-bit codes, two per byte
+  Int4XPU,          // Int4XPULayout: 4-bit codes, two per byte (tinygemm math; no XPU kernels here)
   FloatxTensorCore,  // FloatxTensorCoreLayout: N-bit float-x codes bit-packed along rows (as Uintx)
 };
 

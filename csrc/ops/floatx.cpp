@@ -1,5 +1,7 @@
 #include "floatx.h"
 
+#include <torch/library.h>
+
 #include "../kernels/cpu/floatx.h"
 #include "common.h"
 
@@ -13,25 +15,48 @@ void check_format(const char* op, int64_t ebits, int64_t mbits) {
                     ") is not a float-x format: ebits >= 1, mbits >= 0 and 1 + ebits + mbits <= 8");
 }
 
-void check_2d_cpu(const char* op, const char* arg, const at::Tensor& t) {
+void check_2d(const char* op, const char* arg, const at::Tensor& t) {
   TORCH_CHECK_VALUE(t.dim() == 2, op, ": ", arg, " must be 2-d (out_features, in_features), got shape ", t.sizes());
-  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", arg, " must be a CPU tensor, got device ", t.device());
 }
 
-void check_row_scale(const char* op, const at::Tensor& scale, int64_t rows) {
+void check_row_scale(const char* op, const at::Tensor& scale, const at::Tensor& input) {
   check_float_dtype(op, "scale", scale.scalar_type());
-  TORCH_CHECK_VALUE(scale.device().is_cpu(), op, ": scale must be a CPU tensor, got device ", scale.device());
-  TORCH_CHECK_VALUE(scale.numel() == rows, op, ": scale has ", scale.numel(), " elements, expected ", rows,
-                    " (one per row)");
+  check_on(op, scale, "scale", input.device());
+  TORCH_CHECK_VALUE(scale.numel() == input.size(0), op, ": scale has ", scale.numel(), " elements, expected ",
+                    input.size(0), " (one per row)");
+}
+
+// The checks of each op (its CPU and Meta impls).
+void check_choose(const char* op, const at::Tensor& weight, int64_t ebits, int64_t mbits) {
+  check_format(op, ebits, mbits);
+  check_2d(op, "input", weight);
+  check_float_dtype(op, "input", weight.scalar_type());
+}
+
+void check_quantize(const char* op, const at::Tensor& weight, const at::Tensor& scale, int64_t ebits, int64_t mbits) {
+  check_choose(op, weight, ebits, mbits);
+  check_row_scale(op, scale, weight);
+}
+
+void check_dequantize(const char* op, const at::Tensor& codes, const at::Tensor& scale, int64_t ebits, int64_t mbits,
+                      at::ScalarType output_dtype) {
+  check_format(op, ebits, mbits);
+  check_2d(op, "input", codes);
+  TORCH_CHECK_TYPE(codes.scalar_type() == at::kByte, op, ": input (codes) must be uint8, got ", codes.scalar_type());
+  check_row_scale(op, scale, codes);
+  check_float_dtype(op, "output_dtype", output_dtype);
+}
+
+void check_cpu(const char* op, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": input must be a CPU tensor, got device ", t.device());
 }
 
 }  // namespace
 
 at::Tensor choose_qparams_affine_floatx(const at::Tensor& weight, int64_t ebits, int64_t mbits) {
   const char* op = "choose_qparams_affine_floatx";
-  check_format(op, ebits, mbits);
-  check_2d_cpu(op, "weight", weight);
-  check_float_dtype(op, "weight", weight.scalar_type());
+  check_choose(op, weight, ebits, mbits);
+  check_cpu(op, weight);
   const auto w = weight.contiguous();
   auto scale = at::empty({w.size(0)}, w.options());
   int64_t bad = -1;
@@ -45,10 +70,8 @@ at::Tensor choose_qparams_affine_floatx(const at::Tensor& weight, int64_t ebits,
 
 at::Tensor quantize_affine_floatx(const at::Tensor& weight, const at::Tensor& scale, int64_t ebits, int64_t mbits) {
   const char* op = "quantize_affine_floatx";
-  check_format(op, ebits, mbits);
-  check_2d_cpu(op, "weight", weight);
-  check_float_dtype(op, "weight", weight.scalar_type());
-  check_row_scale(op, scale, weight.size(0));
+  check_quantize(op, weight, scale, ebits, mbits);
+  check_cpu(op, weight);
   const auto w = weight.contiguous();
   const auto s = scale.contiguous();
   auto out = at::empty(w.sizes(), w.options().dtype(at::kByte));
@@ -66,11 +89,8 @@ at::Tensor quantize_affine_floatx(const at::Tensor& weight, const at::Tensor& sc
 at::Tensor dequantize_affine_floatx(const at::Tensor& codes, const at::Tensor& scale, int64_t ebits, int64_t mbits,
                                     at::ScalarType output_dtype) {
   const char* op = "dequantize_affine_floatx";
-  check_format(op, ebits, mbits);
-  check_2d_cpu(op, "codes", codes);
-  TORCH_CHECK_TYPE(codes.scalar_type() == at::kByte, op, ": codes must be uint8, got ", codes.scalar_type());
-  check_row_scale(op, scale, codes.size(0));
-  check_float_dtype(op, "output_dtype", output_dtype);
+  check_dequantize(op, codes, scale, ebits, mbits, output_dtype);
+  check_cpu(op, codes);
   const auto c = codes.contiguous();
   const auto s = scale.contiguous();
   auto out = at::empty(c.sizes(), c.options().dtype(output_dtype));
@@ -85,5 +105,46 @@ at::Tensor dequantize_affine_floatx(const at::Tensor& codes, const at::Tensor& s
   return out;
 }
 
+namespace {
+
+at::Tensor dequantize_affine_floatx_op(const at::Tensor& codes, const at::Tensor& scale, int64_t ebits, int64_t mbits,
+                                       c10::optional<at::ScalarType> output_dtype) {
+  return dequantize_affine_floatx(codes, scale, ebits, mbits, output_dtype.value_or(at::kFloat));
+}
+
+// Meta: the CPU impls' checks, then the result's shape and dtype.
+at::Tensor choose_qparams_affine_floatx_meta(const at::Tensor& input, int64_t ebits, int64_t mbits) {
+  check_choose("choose_qparams_affine_floatx", input, ebits, mbits);
+  return at::empty({input.size(0)}, input.options());
+}
+
+at::Tensor quantize_affine_floatx_meta(const at::Tensor& input, const at::Tensor& scale, int64_t ebits, int64_t mbits) {
+  check_quantize("quantize_affine_floatx", input, scale, ebits, mbits);
+  return at::empty(input.sizes(), input.options().dtype(at::kByte));
+}
+
+at::Tensor dequantize_affine_floatx_meta(const at::Tensor& codes, const at::Tensor& scale, int64_t ebits,
+                                         int64_t mbits, c10::optional<at::ScalarType> output_dtype) {
+  const auto out = output_dtype.value_or(at::kFloat);
+  check_dequantize("dequantize_affine_floatx", codes, scale, ebits, mbits, out);
+  return at::empty(codes.sizes(), codes.options().dtype(out));
+}
+
+}  // namespace
+
 }  // namespace ops
 }  // namespace torchao_cpp
+
+TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
+  using namespace torchao_cpp::ops;
+  m.impl("choose_qparams_affine_floatx", &choose_qparams_affine_floatx);
+  m.impl("quantize_affine_floatx", &quantize_affine_floatx);
+  m.impl("dequantize_affine_floatx", &dequantize_affine_floatx_op);
+}
+
+TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
+  using namespace torchao_cpp::ops;
+  m.impl("choose_qparams_affine_floatx", &choose_qparams_affine_floatx_meta);
+  m.impl("quantize_affine_floatx", &quantize_affine_floatx_meta);
+  m.impl("dequantize_affine_floatx", &dequantize_affine_floatx_meta);
+}

@@ -30,6 +30,14 @@ TORCH_LIBRARY(torchao_cpp, m) {
       "dequantize_affine_float8(Tensor input, int[] block_size, Tensor scale, str float8_dtype=\"e4m3fn\", "
       "ScalarType? output_dtype=None) -> Tensor");
 
+  // float-x (FPXWeightOnlyConfig): 2-d input, one scale per row, codes as unpacked uint8 (torchao's
+  // floatx_unpacked: sign, ebits exponent and mbits mantissa bits, 1 + ebits + mbits <= 8).
+  m.def("choose_qparams_affine_floatx(Tensor input, int ebits, int mbits) -> Tensor");
+  m.def("quantize_affine_floatx(Tensor input, Tensor scale, int ebits, int mbits) -> Tensor");
+  m.def(
+      "dequantize_affine_floatx(Tensor input, Tensor scale, int ebits, int mbits, ScalarType? output_dtype=None) -> "
+      "Tensor");
+
   // The seed's per-token activation quantizers: (codes, scale, zero_point).
   m.def("int8_asymm_per_token_quant(Tensor input) -> (Tensor, Tensor, Tensor)");
   m.def("int8_symm_per_token_reduced_range_quant(Tensor input) -> (Tensor, Tensor, Tensor)");
@@ -81,7 +89,8 @@ TORCH_LIBRARY(torchao_cpp, m) {
 TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
   for (const char* op :
        {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
-        "quantize_affine_float8", "dequantize_affine_float8", "int8_asymm_per_token_quant",
+        "quantize_affine_float8", "dequantize_affine_float8", "choose_qparams_affine_floatx",
+        "quantize_affine_floatx", "dequantize_affine_floatx", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "weight_only_linear",
         "int8_dynamic_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
         "quantize_weight", "check_weight", "affine_quantize"})

@@ -871,7 +871,10 @@ TEST_P(FloatxLinearTest, MatchesDecodeThenDot) {
   const int64_t M = std::get<2>(GetParam());
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
-  for (const auto& nk : std::vector<std::pair<int64_t, int64_t>>{{7, 5}, {13, 67}, {33, 129}, {5, 300}}) {
+  // K = 64, 256: the fused SIMD lookup-and-dot of the decode path; 300: its chunked fallback; odd K: the
+  // per-row decode.
+  for (const auto& nk : std::vector<std::pair<int64_t, int64_t>>{{7, 5}, {13, 67}, {33, 129}, {5, 300}, {9, 64},
+                                                                 {6, 256}}) {
     const LinearShape s{M, nk.first, nk.second, nk.second};
     std::vector<float> x(s.M * s.K), scale(s.N), bias(s.N);
     std::vector<uint8_t> codes(s.N * s.K);
@@ -914,3 +917,58 @@ TEST_P(FloatxLinearTest, MatchesDecodeThenDot) {
 INSTANTIATE_TEST_SUITE_P(Formats, FloatxLinearTest,
                          ::testing::Combine(::testing::Values(3, 2), ::testing::Values(2, 1),
                                             ::testing::Values<int64_t>(1, 3, 9, 17)));
+
+TEST(Floatx, TableLookupMatchesScalarOnEveryIsa) {
+  std::mt19937 rng(5);
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::Portable, Isa::Avx2, Isa::Avx512}) {
+    if (!set_isa(isa)) continue;
+    for (int bits = 1; bits <= 8; ++bits) {
+      std::vector<float> table(size_t(1) << bits);
+      for (auto& t : table) t = float(int(rng() % 2001) - 1000) / 8.0f;
+      for (int64_t n : {0, 1, 15, 16, 17, 100, 257}) {
+        std::vector<uint8_t> c(n);
+        for (auto& v : c) v = uint8_t(rng() % table.size());
+        std::vector<float> out(n + 1, -7.0f);
+        lut_u8_f32(c.data(), n, table.data(), bits, out.data());
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[i], table[c[i]]) << "isa " << int(isa) << " bits " << bits;
+        ASSERT_EQ(out[n], -7.0f);  // nothing written past n
+      }
+    }
+  }
+  set_isa(saved);
+}
+
+TEST(Floatx, LookupDotMatchesScalarOnEveryIsa) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd;
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::Portable, Isa::Avx2, Isa::Avx512}) {
+    if (!set_isa(isa)) continue;
+    for (int bits : {2, 4, 5, 6, 7, 8}) {
+      std::vector<float> table(size_t(1) << bits);
+      for (auto& t : table) t = nd(rng);
+      for (int64_t len : {32, 64, 40, 6}) {
+        const int64_t groups = 3, K = len * groups;
+        for (int rows = 1; rows <= kMaxDotRows; ++rows) {
+          std::vector<float> x(K), gs(rows * groups), out(rows);
+          std::vector<uint8_t> c(rows * K);
+          for (auto& v : x) v = nd(rng);
+          for (auto& v : gs) v = nd(rng);
+          for (auto& v : c) v = uint8_t(rng() % table.size());
+          dot_f32_lut_grouped(x.data(), c.data(), K, rows, len, groups, gs.data(), out.data(), table.data(), bits);
+          for (int r = 0; r < rows; ++r) {
+            double want = 0, mag = 0;
+            for (int64_t g = 0; g < groups; ++g)
+              for (int64_t k = g * len; k < (g + 1) * len; ++k) {
+                want += double(gs[r * groups + g]) * x[k] * table[c[r * K + k]];
+                mag += std::fabs(double(gs[r * groups + g]) * x[k] * table[c[r * K + k]]);
+              }
+            ASSERT_NEAR(out[r], want, 1e-5 * (1 + mag)) << "isa " << int(isa) << " bits " << bits << " len " << len;
+          }
+        }
+      }
+    }
+  }
+  set_isa(saved);
+}

@@ -1567,7 +1567,8 @@ ROWS += _section("Int4WeightOnlyConfig", [
     ("group_size.larger_than_in_features_skips", OK, "group 128 > K=64: the layer stays float",
      lambda: skipped(lambda: Int4WeightOnlyConfig(group_size=128))),
     ("layout.plain", NotImplementedError,
-     "Int4WeightOnlyConfig.layout PlainLayout: supported layouts are TensorCoreTiledLayout and Int4CPULayout",
+     "Int4WeightOnlyConfig.layout PlainLayout: supported layouts are TensorCoreTiledLayout, Int4CPULayout and "
+     "Int4XPULayout",
      lambda: qz(lambda: Int4WeightOnlyConfig(layout=PlainLayout()))),
     ("layout.inner_k_tiles_3", ValueError, "TensorCoreTiledLayout.inner_k_tiles must be 2, 4 or 8, got 3",
      lambda: qz(lambda: Int4WeightOnlyConfig(layout=TensorCoreTiledLayout(inner_k_tiles=3)))),
@@ -1798,6 +1799,98 @@ def _fpx_noncontiguous_weight() -> None:
     check(isinstance(a[0].weight, AffineQuantizedTensor), "the layer was not quantized")
     same(a(X), b(X))
 
+
+# choose_qparams_affine_floatx(input, ebits, mbits), quantize_affine_floatx(input, scale, ebits, mbits),
+# dequantize_affine_floatx(input, scale, ebits, mbits, output_dtype)
+def cqfx(**kw):
+    a = dict(input=W, ebits=3, mbits=2)
+    a.update(kw)
+    return ops.choose_qparams_affine_floatx(**a)
+
+
+def qfx(**kw):
+    a = dict(input=W, scale=cqfx(), ebits=3, mbits=2)
+    a.update(kw)
+    return ops.quantize_affine_floatx(**a)
+
+
+def dqfx(**kw):
+    a = dict(input=qfx(), scale=cqfx(), ebits=3, mbits=2)
+    a.update(kw)
+    return ops.dequantize_affine_floatx(**a)
+
+
+ROWS += _section("choose_qparams_affine_floatx", [
+    ("control", OK, "per-row scales max|w| / 28", lambda: same(cqfx(), (W.abs().amax(1) / 28.0))),
+    ("bits.ebits_zero", ValueError, "choose_qparams_affine_floatx: (ebits, mbits) = (0, 2) is not a float-x format",
+     lambda: cqfx(ebits=0)),
+    ("bits.nine", ValueError, "(ebits, mbits) = (5, 3) is not a float-x format", lambda: cqfx(ebits=5, mbits=3)),
+    ("bits.negative_mbits", ValueError, "(ebits, mbits) = (3, -1)", lambda: cqfx(mbits=-1)),
+    ("rank.1d", ValueError, "choose_qparams_affine_floatx: input must be 2-d (out_features, in_features), got shape [64]",
+     lambda: cqfx(input=W[0])),
+    ("rank.3d", ValueError, "input must be 2-d", lambda: cqfx(input=W.reshape(2, 4, 64))),
+    ("dtype.int", TypeError, "choose_qparams_affine_floatx: input must be float32, bfloat16 or float16, got Int",
+     lambda: cqfx(input=W.int())),
+    ("device.meta", OK, "shape (8,) on meta", lambda: shaped(cqfx(input=meta(W)), ((8,), torch.float32, "meta"))),
+    ("nan.row", ValueError, "choose_qparams_affine_floatx: row 3 of the weight holds NaN or Inf",
+     lambda: cqfx(input=with_value(W, (3, 9), NAN))),
+    ("inf.row", ValueError, "row 5 of the weight holds NaN or Inf", lambda: cqfx(input=with_value(W, (5, 0), -INF))),
+    ("zero_size.no_rows", OK, "(0, 64) -> (0,)", lambda: shaped(cqfx(input=torch.zeros(0, 64)), ((0,), torch.float32))),
+    ("noncontiguous.input", OK, "same scales", lambda: same_as_contiguous(cqfx, input=nc(W))),
+    ("huge.float_max", OK, "max / 28 stays finite", lambda: check(bool(torch.isfinite(
+        cqfx(input=with_value(W, (0, 0), FMAX))).all()), "finite scales")),
+])
+
+ROWS += _section("quantize_affine_floatx", [
+    ("control", OK, "codes in [0, 63], the row max at 31 (28)",
+     lambda: check(int(qfx().max()) <= 63 and int((qfx() & 31).amax(1).min()) == 31, "codes")),
+    ("bits.wide", ValueError, "quantize_affine_floatx: (ebits, mbits) = (4, 4) is not a float-x format",
+     lambda: qfx(ebits=4, mbits=4)),
+    ("rank.1d", ValueError, "quantize_affine_floatx: input must be 2-d", lambda: qfx(input=W[0])),
+    ("dtype.int_input", TypeError, "quantize_affine_floatx: input must be float32, bfloat16 or float16, got Int",
+     lambda: qfx(input=W.int())),
+    ("scale.numel", ValueError, "quantize_affine_floatx: scale has 4 elements, expected 8 (one per row)",
+     lambda: qfx(scale=torch.ones(4))),
+    ("scale.int", TypeError, "quantize_affine_floatx: scale must be float32, bfloat16 or float16, got Long",
+     lambda: qfx(scale=torch.ones(8, dtype=torch.long))),
+    ("device.scale_on_meta", ValueError, "quantize_affine_floatx: scale is on meta, the input on cpu",
+     lambda: qfx(scale=meta(torch.ones(8)))),
+    ("device.meta", OK, "uint8 (8, 64) on meta",
+     lambda: shaped(qfx(input=meta(W), scale=meta(torch.ones(8))), ((8, 64), torch.uint8, "meta"))),
+    ("nan.input", OK, "torchao's conversion of a NaN: its bits' code (fp6 e3m2: +NaN 14, -NaN 46)",
+     lambda: check(qfx(input=torch.tensor([[NAN, 1.0]]), scale=torch.ones(1))[0].tolist() ==
+                   [46 if bool(torch.signbit(torch.tensor(NAN))) else 14, 12], "NaN code")),
+    ("inf.input", OK, "+-Inf saturate to +-28 (codes 31, 63)",
+     lambda: check(qfx(input=torch.tensor([[INF, -INF]]), scale=torch.ones(1)).tolist() == [[31, 63]], "saturation")),
+    ("scale.zero", OK, "a zero scale (float16 underflow, as the seed): x / 0 saturates, 0 / 0 is NaN's code",
+     lambda: check(qfx(input=torch.tensor([[2.0, -2.0]]), scale=torch.zeros(1)).tolist() == [[31, 63]], "saturation")),
+    ("zero_size.no_columns", OK, "(8, 0) -> (8, 0)",
+     lambda: shaped(qfx(input=torch.zeros(8, 0)), ((8, 0), torch.uint8))),
+    ("noncontiguous.input_scale", OK, "same codes", lambda: same_as_contiguous(qfx, input=nc(W), scale=nc(cqfx()))),
+    ("overlap.input", OK, "same codes as the contiguous clone",
+     lambda: same_as_contiguous(qfx, input=ov(W), scale=torch.ones(ov(W).shape[0]))),
+])
+
+ROWS += _section("dequantize_affine_floatx", [
+    ("control", OK, "code value x scale, in float32 by default",
+     lambda: same(dqfx(input=torch.tensor([[31, 34]], dtype=torch.uint8), scale=torch.tensor([0.5])),
+                  torch.tensor([[14.0, -0.0625]]))),
+    ("bits.zero_ebits", ValueError, "dequantize_affine_floatx: (ebits, mbits) = (0, 5) is not a float-x format",
+     lambda: dqfx(ebits=0, mbits=5)),
+    ("dtype.int8_codes", TypeError, "dequantize_affine_floatx: input (codes) must be uint8, got Char",
+     lambda: dqfx(input=qfx().to(torch.int8))),
+    ("dtype.output_int", TypeError, "dequantize_affine_floatx: output_dtype must be float32, bfloat16 or float16",
+     lambda: dqfx(output_dtype=torch.int32)),
+    ("rank.1d", ValueError, "dequantize_affine_floatx: input must be 2-d", lambda: dqfx(input=qfx()[0])),
+    ("scale.numel", ValueError, "dequantize_affine_floatx: scale has 9 elements, expected 8",
+     lambda: dqfx(scale=torch.ones(9))),
+    ("device.meta", OK, "bfloat16 (8, 64) on meta",
+     lambda: shaped(dqfx(input=meta(qfx()), scale=meta(cqfx()), output_dtype=torch.bfloat16),
+                    ((8, 64), torch.bfloat16, "meta"))),
+    ("codes.high_bits_ignored", OK, "bits above the format's N are ignored (code 64 + 31 is 31)",
+     lambda: same(dqfx(input=torch.tensor([[95]], dtype=torch.uint8), scale=torch.ones(1)), torch.tensor([[28.0]]))),
+    ("noncontiguous.input", OK, "same values", lambda: same_as_contiguous(dqfx, input=tr(qfx()), scale=nc(torch.ones(8) * 0.5))),
+])
 
 ROWS += _section("FPXWeightOnlyConfig", [
     ("ebits.zero", ValueError, "FPXWeightOnlyConfig.ebits must be >= 1, got 0", lambda: qz(lambda: _fpx(0, 2))),

@@ -269,3 +269,88 @@ def test_results_do_not_depend_on_the_thread_count():
         torch.set_num_threads(before)
     for other in outs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(outs[0], other))
+
+
+# --- float-x primitives (FPXWeightOnlyConfig) ------------------------------------------------------------
+
+FLOATX_FORMATS = [(3, 2), (2, 3), (2, 2), (2, 1), (4, 3), (1, 1), (1, 0), (5, 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ebits,mbits", FLOATX_FORMATS)
+def test_floatx_primitives_match_the_enumerating_reference(ebits, mbits, dtype):
+    w = _data((7, 200), dtype, seed=ebits * 8 + mbits)
+    scale = qp.choose_qparams_affine_floatx(w, ebits, mbits)
+    assert scale.dtype == dtype and scale.shape == (7,)
+    assert torch.equal(scale, ref.choose_qparams_floatx(w, ebits, mbits))
+    codes = qp.quantize_affine_floatx(w, scale, ebits, mbits)
+    want = ref.quantize_floatx(w, scale, ebits, mbits)
+    assert codes.dtype == torch.uint8 and codes.shape == w.shape
+    assert torch.equal(codes, want), f"{int((codes != want).sum())} codes differ"
+    for out in DTYPES:
+        deq = qp.dequantize_affine_floatx(codes, scale, ebits, mbits, out)
+        assert deq.dtype == out and torch.equal(deq, ref.dequantize_floatx(codes, scale, ebits, mbits, out))
+    # Every code of the format round-trips through its value (scale 1).
+    n = 1 << (1 + ebits + mbits)
+    every = torch.arange(n, dtype=torch.uint8).reshape(1, n)
+    one = torch.ones(1)
+    vals = qp.dequantize_affine_floatx(every, one, ebits, mbits)
+    assert torch.equal(qp.quantize_affine_floatx(vals, one, ebits, mbits), every)
+    assert torch.equal(vals[0, : n // 2].double(), ref.floatx_values(ebits, mbits))  # the non-negative codes
+
+
+def test_floatx_primitive_edges():
+    one = torch.ones(1)
+    # fp6 e3m2: ties to even (0.09375 between 1/16 and 2/16), saturation (Inf too), signed zeros, half the
+    # smallest subnormal to zero, a third of the way up rounding down.
+    x = torch.tensor([[0.09375, 29.0, float("inf"), -float("inf"), -0.0, 1e-30, -1e-30, 1 / 32, 0.25 + 1 / 48]])
+    assert qp.quantize_affine_floatx(x, one, 3, 2).tolist() == [[2, 31, 31, 63, 32, 0, 32, 0, 4]]
+    # A NaN input: torchao's integer path on the NaN's bits (the default +NaN -> 14, -NaN -> 46 in fp6 e3m2).
+    nan = torch.tensor([[float("nan"), -float("nan")]])
+    got = qp.quantize_affine_floatx(nan, one, 3, 2).tolist()[0]
+    signs = torch.signbit(nan[0]).tolist()
+    assert got == [46 if s else 14 for s in signs]
+    # choose refuses non-finite rows, naming the row.
+    with pytest.raises(ValueError, match="choose_qparams_affine_floatx: row 1 of the weight holds NaN or Inf"):
+        qp.choose_qparams_affine_floatx(torch.tensor([[1.0, 2.0], [float("inf"), 0.0]]), 3, 2)
+    # An all-zero row: scale 1e-12 / 28 (0 in float16, where the row dequantizes to 0).
+    z = qp.choose_qparams_affine_floatx(torch.zeros(2, 4), 3, 2)
+    assert torch.equal(z, torch.full((2,), 1e-12) / 28.0)
+    assert qp.choose_qparams_affine_floatx(torch.zeros(2, 4, dtype=torch.float16), 3, 2).tolist() == [0.0, 0.0]
+    # Non-contiguous inputs give the contiguous result; meta inputs their shapes.
+    w = torch.randn(64, 6)
+    s = qp.choose_qparams_affine_floatx(w.t(), 2, 2)
+    assert torch.equal(s, qp.choose_qparams_affine_floatx(w.t().contiguous(), 2, 2))
+    assert torch.equal(qp.quantize_affine_floatx(w.t(), s, 2, 2), qp.quantize_affine_floatx(w.t().contiguous(), s, 2, 2))
+    m = torch.empty(6, 64, device="meta")
+    assert ops.choose_qparams_affine_floatx(m, 3, 2).shape == (6,)
+    assert ops.quantize_affine_floatx(m, torch.empty(6, device="meta"), 3, 2).dtype == torch.uint8
+    assert ops.dequantize_affine_floatx(torch.empty(6, 64, dtype=torch.uint8, device="meta"),
+                                        torch.empty(6, device="meta"), 3, 2, torch.bfloat16).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("call,exc,fragment", [
+    (lambda: qp.choose_qparams_affine_floatx(torch.randn(4, 8), 0, 2), ValueError,
+     "choose_qparams_affine_floatx: (ebits, mbits) = (0, 2) is not a float-x format"),
+    (lambda: qp.quantize_affine_floatx(torch.randn(4, 8), torch.ones(4), 4, 4), ValueError,
+     "quantize_affine_floatx: (ebits, mbits) = (4, 4) is not a float-x format: ebits >= 1, mbits >= 0 and "
+     "1 + ebits + mbits <= 8"),
+    (lambda: qp.choose_qparams_affine_floatx(torch.randn(2, 4, 8), 3, 2), ValueError,
+     "input must be 2-d (out_features, in_features), got shape [2, 4, 8]"),
+    (lambda: qp.choose_qparams_affine_floatx(torch.randn(4, 8).double(), 3, 2), TypeError,
+     "choose_qparams_affine_floatx: input must be float32, bfloat16 or float16, got Double"),
+    (lambda: qp.quantize_affine_floatx(torch.randn(4, 8), torch.ones(3), 3, 2), ValueError,
+     "quantize_affine_floatx: scale has 3 elements, expected 4 (one per row)"),
+    (lambda: qp.quantize_affine_floatx(torch.randn(4, 8), torch.ones(4, dtype=torch.int32), 3, 2), TypeError,
+     "quantize_affine_floatx: scale must be float32, bfloat16 or float16, got Int"),
+    (lambda: qp.dequantize_affine_floatx(torch.zeros(4, 8, dtype=torch.int8), torch.ones(4), 3, 2), TypeError,
+     "dequantize_affine_floatx: input (codes) must be uint8, got Char"),
+    (lambda: qp.dequantize_affine_floatx(torch.zeros(4, 8, dtype=torch.uint8), torch.ones(4), 3, 2, torch.int32),
+     TypeError, "dequantize_affine_floatx: output_dtype must be float32, bfloat16 or float16, got Int"),
+    (lambda: qp.quantize_affine_floatx(torch.randn(4, 8), torch.ones(4, device="meta"), 3, 2), ValueError,
+     "quantize_affine_floatx: scale is on meta, the input on cpu"),
+])
+def test_floatx_primitive_bad_inputs(call, exc, fragment):
+    with pytest.raises(exc) as e:
+        call()
+    assert fragment in str(e.value)

@@ -33,6 +33,8 @@ CONFIGS = [
     IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32)),
     Int8DynamicActivationIntxWeightConfig(weight_dtype=int4),
     UIntXWeightOnlyConfig(dtype=uint3, group_size=32),
+    Int4WeightOnlyConfig(group_size=32, use_hqq=True),
+    UIntXWeightOnlyConfig(dtype=uint3, group_size=32, use_hqq=True),
     Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn),
     Float8DynamicActivationFloat8WeightConfig(),
     Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01)),

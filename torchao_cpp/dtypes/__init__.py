@@ -27,6 +27,11 @@ from ._dtypes import (
 from .affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor
 from .layouts import (
     CutlassInt4PackedLayout,
+    CutlassSemiSparseLayout,
+    Int4XPULayout,
+    MarlinQQQLayout,
+    MarlinSparseLayout,
+    SemiSparseLayout,
     Float8Layout,
     FloatxTensorCoreLayout,
     Int4CPULayout,
@@ -40,7 +45,8 @@ from .layouts import (
 
 __all__ = [
     "AffineQuantizedTensor", "LinearActivationQuantizedTensor", "Layout", "PlainLayout", "TensorCoreTiledLayout",
-    "Int4CPULayout", "CutlassInt4PackedLayout", "UintxLayout", "QDQLayout", "Float8Layout", "FloatxTensorCoreLayout", "PackedLinearInt8DynamicActivationIntxWeightLayout", "SubByteDtype", "Float8Dtype", "float8_e4m3fn",
+    "Int4CPULayout", "Int4XPULayout", "CutlassInt4PackedLayout", "SemiSparseLayout", "MarlinSparseLayout",
+    "MarlinQQQLayout", "CutlassSemiSparseLayout", "UintxLayout", "QDQLayout", "Float8Layout", "FloatxTensorCoreLayout", "PackedLinearInt8DynamicActivationIntxWeightLayout", "SubByteDtype", "Float8Dtype", "float8_e4m3fn",
     "float8_e5m2", "uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7", "int1", "int2", "int3", "int4",
     "int5", "int6", "int7", "dtype_info", "dtype_range", "storage_dtype", "code_dtype_name", "is_float8",
 ]

@@ -317,16 +317,20 @@ def _code_torch_dtype(name: str) -> Any:
     return getattr(_dtypes, name, None) or getattr(torch, name)
 
 
+# Layouts of the int4 weight-only (tinygemm) codes in [0, 15].
+_TINYGEMM_LAYOUTS = ("TensorCoreTiledLayout", "Int4CPULayout", "Int4XPULayout")
+
+
 def _code_dtype_for(target_dtype: Any, qmin: int, qmax: int, layout: Any) -> str:
     """Narrowest code dtype holding [qmin, qmax] (e.g. int32 with 0..15 -> uint4 for tinygemm)."""
     from . import _dtypes
 
     bits, signed = _dtypes.dtype_info(target_dtype)
-    if bits > 8 or layout.name in ("TensorCoreTiledLayout", "Int4CPULayout"):
+    if bits > 8 or layout.name in _TINYGEMM_LAYOUTS:
         signed = qmin < 0
         span = max(qmax, -qmin - 1 if qmin < 0 else 0)
         bits = max(1, int(span).bit_length() + (1 if signed else 0))
-        if layout.name in ("TensorCoreTiledLayout", "Int4CPULayout"):
+        if layout.name in _TINYGEMM_LAYOUTS:
             if (qmin, qmax) != (0, 15):
                 raise ValueError(f"{layout.name} holds codes in [0, 15], got [{qmin}, {qmax}]")
             bits, signed = 4, False

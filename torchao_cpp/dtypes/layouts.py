@@ -151,3 +151,59 @@ class FloatxTensorCoreLayout(Layout):
 
     def __repr__(self) -> str:
         return f"{self.name}(ebits={self.ebits}, mbits={self.mbits})"
+
+
+@dataclass(frozen=True, repr=False)
+class Int4XPULayout(Layout):
+    """Int4WeightOnlyConfig's layout for Intel GPUs: the same codes and FLOAT-domain
+    zero points as TensorCoreTiledLayout; here they run this project's int4 kernel
+    on CPU and CUDA (there are no XPU kernels).
+
+    Example:
+        >>> Int4XPULayout()
+        Int4XPULayout()
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class SemiSparseLayout(Layout):
+    """The seed's 2:4 semi-structured sparse layout (int8 dynamic quantization). Not supported
+    yet: configs refuse it with NotImplementedError.
+
+    Example:
+        >>> SemiSparseLayout().name
+        'SemiSparseLayout'
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class MarlinSparseLayout(Layout):
+    """The seed's 2:4 sparse int4 layout for the Marlin kernel. Not supported yet: configs
+    refuse it with NotImplementedError.
+
+    Example:
+        >>> MarlinSparseLayout().name
+        'MarlinSparseLayout'
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class MarlinQQQLayout(Layout):
+    """The seed's QQQ layout (int8 activations x int4 weights with two-level scales) for the
+    Marlin kernel. Not supported yet: configs refuse it with NotImplementedError.
+
+    Example:
+        >>> MarlinQQQLayout().name
+        'MarlinQQQLayout'
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class CutlassSemiSparseLayout(Layout):
+    """The seed's 2:4 sparse float8 layout for CUTLASS. Not supported yet: configs refuse it
+    with NotImplementedError.
+
+    Example:
+        >>> CutlassSemiSparseLayout().name
+        'CutlassSemiSparseLayout'
+    """

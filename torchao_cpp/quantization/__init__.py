@@ -23,6 +23,7 @@ from .quant_api import (
     int4_dynamic_activation_int4_weight,
     int4_weight_only,
     int8_dynamic_activation_int4_weight,
+    int8_dynamic_activation_int8_semi_sparse_weight,
     int8_dynamic_activation_int8_weight,
     insert_observers_,
     int8_weight_only,
@@ -42,10 +43,13 @@ from .quant_primitives import (
     ZeroPointDomain,
     choose_qparams_affine,
     choose_qparams_affine_float8,
+    choose_qparams_affine_floatx,
     dequantize_affine,
     dequantize_affine_float8,
+    dequantize_affine_floatx,
     quantize_affine,
     quantize_affine_float8,
+    quantize_affine_floatx,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -656,6 +656,26 @@ int4_weight_only = Int4WeightOnlyConfig
 int8_dynamic_activation_int8_weight = Int8DynamicActivationInt8WeightConfig
 int8_dynamic_activation_int4_weight = Int8DynamicActivationInt4WeightConfig
 int4_dynamic_activation_int4_weight = Int4DynamicActivationInt4WeightConfig
+
+
+def int8_dynamic_activation_int8_semi_sparse_weight() -> "Int8DynamicActivationInt8WeightConfig":
+    """The seed's deprecated spelling of Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()).
+
+    2:4 sparsity is not supported yet, so the config refuses the layout by name.
+
+    Example:
+        >>> int8_dynamic_activation_int8_semi_sparse_weight()
+        Traceback (most recent call last):
+        ...
+        NotImplementedError: Int8DynamicActivationInt8WeightConfig.layout SemiSparseLayout: only PlainLayout (2:4 semi-structured sparsity is not supported yet)
+    """
+    import warnings
+
+    from ..dtypes.layouts import SemiSparseLayout
+
+    warnings.warn("int8_dynamic_activation_int8_semi_sparse_weight() is deprecated (as in the seed): use "
+                  "Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())", DeprecationWarning)
+    return Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())
 uintx_weight_only = UIntXWeightOnlyConfig
 float8_weight_only = Float8WeightOnlyConfig
 fpx_weight_only = FPXWeightOnlyConfig

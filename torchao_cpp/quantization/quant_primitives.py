@@ -223,6 +223,41 @@ def dequantize_affine_float8(
         tensor, _float8_block(tensor, scale, block_size), scale, _dtypes.float8_name(float8_dtype), output_dtype)
 
 
+def choose_qparams_affine_floatx(tensor: torch.Tensor, ebits: int, mbits: int) -> torch.Tensor:
+    """Float-x scale per row of a 2-d tensor, in its dtype: max|row| (float32, clamped to 1e-12) over the
+    format's largest value (FPXWeightOnlyConfig; 1 + ebits + mbits <= 8). A row holding NaN or Inf raises.
+
+    Example:
+        >>> choose_qparams_affine_floatx(torch.tensor([[28.0, -1.0], [0.5, 2.8]]), 3, 2).tolist()
+        [1.0, 0.10000000149011612]
+    """
+    return torch.ops.torchao_cpp.choose_qparams_affine_floatx(tensor, ebits, mbits)
+
+
+def quantize_affine_floatx(tensor: torch.Tensor, scale: torch.Tensor, ebits: int, mbits: int) -> torch.Tensor:
+    """Float-x codes (uint8, sign at bit ebits + mbits) of float32(tensor) / float32(scale[row]): round to nearest,
+    ties to even, saturating at the largest value; no Inf/NaN codes (torchao's _f32_to_floatx_unpacked, whose
+    conversion of a NaN input this reproduces).
+
+    Example:
+        >>> quantize_affine_floatx(torch.tensor([[28.0, -0.09375, 100.0]]), torch.tensor([1.0]), 3, 2).tolist()
+        [[31, 34, 31]]
+    """
+    return torch.ops.torchao_cpp.quantize_affine_floatx(tensor, scale, ebits, mbits)
+
+
+def dequantize_affine_floatx(
+    tensor: torch.Tensor, scale: torch.Tensor, ebits: int, mbits: int, output_dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Values of float-x codes times float32(scale[row]), in output_dtype.
+
+    Example:
+        >>> dequantize_affine_floatx(torch.tensor([[31, 34]], dtype=torch.uint8), torch.tensor([0.5]), 3, 2).tolist()
+        [[14.0, -0.0625]]
+    """
+    return torch.ops.torchao_cpp.dequantize_affine_floatx(tensor, scale, ebits, mbits, output_dtype)
+
+
 def _int8_asymm_per_token_quant(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The seed's int8 asymmetric per-token activation quantizer: (codes, scale, zero_point).
 
@@ -248,5 +283,6 @@ def _int8_symm_per_token_reduced_range_quant(x: torch.Tensor) -> Tuple[torch.Ten
 __all__ = [
     "MappingType", "ZeroPointDomain", "choose_qparams_affine", "quantize_affine", "dequantize_affine",
     "choose_qparams_affine_float8", "quantize_affine_float8", "dequantize_affine_float8",
+    "choose_qparams_affine_floatx", "quantize_affine_floatx", "dequantize_affine_floatx",
     "_int8_asymm_per_token_quant", "_int8_symm_per_token_reduced_range_quant",
 ]

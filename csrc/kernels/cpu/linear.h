@@ -77,21 +77,26 @@ struct Float8Codes {
 // decoded through the format's table of 2^N values (floatx_table).
 template <int Bits>
 struct FloatxCodes {
+  static constexpr int kBits = Bits;
   const uint8_t* data;
   int64_t K;
   const float* table;
   float operator()(int64_t n, int64_t k) const {
     return table[unpack_bits_at<Bits>(data + n * packed_row_bytes(K, Bits), k)];
   }
-  // Codes [k0, k1) of row n as values: eight codes (Bits bytes) per word.
+  // Codes [k0, k1) of row n as values: unpacked to bytes by the SIMD unpacker (blocks of 8 codes, Bits
+  // bytes, at byte boundaries), then looked up in registers (lut_u8_f32).
   void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
     const uint8_t* row = data + n * packed_row_bytes(K, Bits);
     int64_t k = k0;
     for (; k < k1 && k % 8; ++k) out[k - k0] = (*this)(n, k);
-    for (; k + 8 <= k1; k += 8) {
-      uint64_t v = 0;
-      std::memcpy(&v, row + k / 8 * Bits, Bits);
-      for (int j = 0; j < 8; ++j) out[k - k0 + j] = table[(v >> (j * Bits)) & ((1u << Bits) - 1u)];
+    constexpr int64_t kChunk = 256;
+    uint8_t bytes[kChunk];
+    while (k + 8 <= k1) {
+      const int64_t len = std::min(kChunk, (k1 - k) / 8 * 8);
+      unpack_bits_u8(row + k / 8 * Bits, len, Bits, bytes);
+      lut_u8_f32(bytes, len, table, Bits, out + (k - k0));
+      k += len;
     }
     for (; k < k1; ++k) out[k - k0] = (*this)(n, k);
   }
@@ -132,15 +137,20 @@ template <Float8Format F>
 constexpr bool kIsFloat8<Float8Codes<F>> = true;
 
 template <class Codes>
+constexpr bool kIsFloatx = false;
+template <int Bits>
+constexpr bool kIsFloatx<FloatxCodes<Bits>> = true;
+
+template <class Codes>
 constexpr bool has_direct_dot() {
   return std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>> ||
-         kIsPacked<Codes> || kIsFloat8<Codes>;
+         kIsPacked<Codes> || kIsFloat8<Codes> || kIsFloatx<Codes>;
 }
 
 // out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r * step, k)
 // for `rows` weight rows `step` rows apart.
-// 4-bit codes are dotted in place; other packed widths were unpacked to one
-// byte per code in `scratch` (rows x K bytes) by unpack_rows.
+// 4-bit codes are dotted in place; other packed widths and float-x codes were
+// unpacked to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
 template <class Codes>
 inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int64_t step,
                             int rows, int64_t group_size, int64_t groups, const float* gs, uint8_t* scratch,
@@ -150,6 +160,8 @@ inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, con
     dot_f32_u4_grouped(xe, xo, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
     dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
+  } else if constexpr (kIsFloatx<Codes>) {
+    dot_f32_lut_grouped(x, scratch, c.K, rows, group_size, groups, gs, out, c.table, Codes::kBits);
   } else if constexpr (kIsFloat8<Codes>) {
     dot_f32_f8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out,
                        std::is_same_v<Codes, Float8Codes<Float8Format::E4M3FN>>);
@@ -162,7 +174,7 @@ inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, con
 
 template <class Codes>
 inline void unpack_rows(const Codes& c, int64_t n, int64_t step, int rows, uint8_t* scratch) {
-  if constexpr (kIsPacked<Codes> && !std::is_same_v<Codes, PackedCodes<4>>) {
+  if constexpr ((kIsPacked<Codes> && !std::is_same_v<Codes, PackedCodes<4>>) || kIsFloatx<Codes>) {
     const int64_t rb = packed_row_bytes(c.K, Codes::kBits);
     for (int r = 0; r < rows; ++r)
       unpack_bits_u8(c.data + (n + r * step) * rb, c.K, Codes::kBits, scratch + r * c.K);
@@ -292,7 +304,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 #pragma omp parallel num_threads(nthreads)
       {
         std::vector<float> gs(static_cast<size_t>(R * G)), zterm(static_cast<size_t>(G));
-        std::vector<uint8_t> scratch(static_cast<size_t>(kIsPacked<Codes> ? R * s.K : 0));
+        std::vector<uint8_t> scratch(static_cast<size_t>(kIsPacked<Codes> || kIsFloatx<Codes> ? R * s.K : 0));
         // Each thread takes a contiguous range of rows and walks its R quarters
         // side by side (rows i, i + Q, i + 2Q, ...): R long sequential streams
         // that the hardware prefetcher follows, where R adjacent rows would be

@@ -115,6 +115,31 @@ void quantize_u8_shifted_ref(const float* x, int64_t n, float recip, float offse
   for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(int(quantize_int_code<float>(x[i], recip, offset, qmin, qmax)) + 128);
 }
 
+void lut_u8_f32_ref(const uint8_t* c, int64_t n, const float* table, int, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = table[c[i]];
+}
+
+// dot_f32_lut_grouped by looking codes up in chunks, then a float dot.
+template <void (*Lut)(const uint8_t*, int64_t, const float*, int, float*), float (*Dot)(const float*, const float*, int64_t)>
+void dot_f32_lut_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                                 const float* gs, float* out, const float* table, int bits) {
+  constexpr int64_t kChunk = 256;
+  float w[kChunk];
+  for (int r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      float d = 0.0f;
+      for (int64_t k = g * len; k < (g + 1) * len; k += kChunk) {
+        const int64_t n = std::min(kChunk, (g + 1) * len - k);
+        Lut(c + r * ld + k, n, table, bits, w);
+        d += Dot(x + k, w, n);
+      }
+      acc += gs[r * groups + g] * d;
+    }
+    out[r] = acc;
+  }
+}
+
 void float8_to_f32_ref(const uint8_t* c, int64_t n, bool e4m3, float* out) {
   for (int64_t i = 0; i < n; ++i)
     out[i] = e4m3 ? float8_to_float<Float8Format::E4M3FN>(c[i]) : float8_to_float<Float8Format::E5M2>(c[i]);
@@ -408,6 +433,83 @@ AVX512 void float8_to_f32_avx512(const uint8_t* c, int64_t n, bool e4m3, float* 
   float8_to_f32_ref(c + i, n - i, e4m3, out + i);
 }
 
+// Table lookups of 16 codes per step: one permute of a 16-float table (bits <= 4), a two-table permute (5),
+// two of them and a blend on bit 5 (6), a gather (7, 8). Entries past the table are never read.
+// Entries [first, first + 16) of a table of `size` floats (zeros past its end, which is not read).
+AVX512 __m512 lut_part_avx512(const float* table, int size, int first) {
+  const int count = std::min(16, size - first);
+  return count <= 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(__mmask16((1u << count) - 1u), table + first);
+}
+
+AVX512 void lut_u8_f32_avx512(const uint8_t* c, int64_t n, const float* table, int bits, float* out) {
+  const int size = 1 << bits;
+  const __m512 t0 = lut_part_avx512(table, size, 0), t1 = lut_part_avx512(table, size, 16),
+               t2 = lut_part_avx512(table, size, 32), t3 = lut_part_avx512(table, size, 48);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
+    __m512 v;
+    if (bits <= 4) {
+      v = _mm512_permutexvar_ps(idx, t0);
+    } else if (bits == 5) {
+      v = _mm512_permutex2var_ps(t0, idx, t1);
+    } else if (bits == 6) {
+      v = _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), _mm512_permutex2var_ps(t0, idx, t1),
+                               _mm512_permutex2var_ps(t2, idx, t3));
+    } else {
+      v = _mm512_i32gather_ps(idx, table, 4);
+    }
+    _mm512_storeu_ps(out + i, v);
+  }
+  lut_u8_f32_ref(c + i, n - i, table, bits, out + i);
+}
+
+// 32 codes (one byte each) per step, looked up in registers as lut_u8_f32_avx512 does (tables of up to 64
+// values: 1..6-bit codes).
+struct LutStream512 {
+  static constexpr int64_t kStep = 32;
+  const float* x;
+  const uint8_t* c;
+  int64_t ld;
+  int bits;
+  __m512 t0, t1, t2, t3;
+  struct X {
+    __m512 a, b;
+  };
+  AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
+  AVX512 __m512 lookup(const uint8_t* p) const {
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    if (bits <= 4) return _mm512_permutexvar_ps(idx, t0);
+    if (bits == 5) return _mm512_permutex2var_ps(t0, idx, t1);
+    return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), _mm512_permutex2var_ps(t0, idx, t1),
+                                _mm512_permutex2var_ps(t2, idx, t3));
+  }
+  AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
+    s0 = _mm512_fmadd_ps(lookup(c + r * ld + i), v.a, s0);
+    s1 = _mm512_fmadd_ps(lookup(c + r * ld + i + 16), v.b, s1);
+  }
+};
+
+AVX512 void dot_f32_lut_grouped_avx512(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len,
+                                       int64_t groups, const float* gs, float* out, const float* table, int bits) {
+  if (len % LutStream512::kStep != 0 || bits > 6)
+    return dot_f32_lut_grouped_decoded<lut_u8_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out, table,
+                                                                         bits);
+  const int size = 1 << bits;
+  grouped_avx512(LutStream512{x, c, ld, bits, lut_part_avx512(table, size, 0), lut_part_avx512(table, size, 16),
+                              lut_part_avx512(table, size, 32), lut_part_avx512(table, size, 48)},
+                 rows, len, groups, gs, out);
+}
+
+AVX2 void lut_u8_f32_avx2(const uint8_t* c, int64_t n, const float* table, int bits, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + i)));
+    _mm256_storeu_ps(out + i, _mm256_i32gather_ps(table, idx, 4));
+  }
+  lut_u8_f32_ref(c + i, n - i, table, bits, out + i);
+}
+
 // 32 float8 codes per step through the float16 converter, as
 // float8_to_f32_avx512 decodes them, but in registers: e5m2 is the high byte
 // of a float16; e4m3fn becomes the float16 of value * 2^-8 (sign moved from
@@ -698,6 +800,9 @@ struct Impl {
   void (*quantize_u8_shifted)(const float*, int64_t, float, float, float, float, uint8_t*);
   void (*float8_to_f32)(const uint8_t*, int64_t, bool, float*);
   void (*unpack_bits_u8)(const uint8_t*, int64_t, int, uint8_t*);
+  void (*lut_u8_f32)(const uint8_t*, int64_t, const float*, int, float*);
+  void (*dot_f32_lut_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*,
+                              const float*, int);
 };
 
 Impl table(Isa isa) {
@@ -714,7 +819,9 @@ Impl table(Isa isa) {
             minmax_f32_avx512,
             quantize_u8_shifted_avx512,
             float8_to_f32_avx512,
-            cpu_features().avx512vbmi ? unpack_bits_u8_vbmi : unpack_bits_u8_bmi2};
+            cpu_features().avx512vbmi ? unpack_bits_u8_vbmi : unpack_bits_u8_bmi2,
+            lut_u8_f32_avx512,
+            dot_f32_lut_grouped_avx512};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -727,7 +834,9 @@ Impl table(Isa isa) {
             minmax_f32_ref,
             quantize_u8_shifted_ref,
             float8_to_f32_ref,
-            unpack_bits_u8_bmi2};
+            unpack_bits_u8_bmi2,
+            lut_u8_f32_avx2,
+            dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>};
 #endif
   return {sum_f32_ref,
           dot_f32_ref,
@@ -740,7 +849,9 @@ Impl table(Isa isa) {
           minmax_f32_ref,
           quantize_u8_shifted_ref,
           float8_to_f32_ref,
-          unpack_bits_u8_ref};
+          unpack_bits_u8_ref,
+          lut_u8_f32_ref,
+          dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>};
 }
 
 bool supported(Isa isa) {
@@ -817,6 +928,15 @@ void float8_to_f32(const uint8_t* c, int64_t n, bool e4m3, float* out) { impl().
 
 void unpack_bits_u8(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
   impl().unpack_bits_u8(packed, n, bits, out);
+}
+
+void lut_u8_f32(const uint8_t* c, int64_t n, const float* table, int bits, float* out) {
+  impl().lut_u8_f32(c, n, table, bits, out);
+}
+
+void dot_f32_lut_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                         const float* gscale, float* out, const float* table, int bits) {
+  impl().dot_f32_lut_grouped(x, c, ld, rows, group_len, groups, gscale, out, table, bits);
 }
 
 }  // namespace kernels

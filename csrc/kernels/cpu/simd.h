@@ -49,6 +49,13 @@ void quantize_u8_shifted(const float* x, int64_t n, float recip, float offset, f
 // writes them, to one byte each (BMI2 pdep spreads eight codes per word).
 void unpack_bits_u8(const uint8_t* packed, int64_t n, int bits, uint8_t* out);
 
+// out[i] = table[c[i]] for codes of `bits` (1..8) bits: a table of 2^bits floats (float-x code values),
+// looked up 16 at a time in registers (permutes of the table) where the CPU has AVX-512.
+void lut_u8_f32(const uint8_t* c, int64_t n, const float* table, int bits, float* out);
+// dot_f32_u8_grouped for codes (one per byte) that stand for table[code] (2^bits floats).
+void dot_f32_lut_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                         const float* gscale, float* out, const float* table, int bits);
+
 // Float values of n float8 codes (e4m3fn when e4m3, else e5m2), through the
 // float16 converter: e5m2 is the high byte of a float16, e4m3fn a float16
 // scaled by 2^-8 (NaN codes stay NaN).
