@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/floatx.h"
 #include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/simd.h"
@@ -116,6 +117,22 @@ void BM_Uint3WeightOnlyG64(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 3) + 8.0 * p.scale.size());
 }
 
+// fp6 e3m2 codes packed 8 per 6 bytes, one scale per row (FPXWeightOnlyConfig(3, 2)): unpacked, then looked up
+// in the format's 64-value table and dotted in registers.
+void BM_Fp6E3M2WeightOnly(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  const float* table = floatx_table(3, 2);
+  // The int8 buffer holds enough bytes for 6-bit rows of the same length (random bytes: random codes).
+  for (auto _ : st) {
+    weight_only_linear<float, float>(p.x.data(),
+                                     FloatxCodes<6>{reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K, table},
+                                     p.scale.data(), nullptr, ZeroPointDomain::None, 0, 63, nullptr, p.s, p.out.data(),
+                                     kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 6) + 4.0 * p.scale.size());
+}
+
 void BM_Int8DynamicInt8(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
@@ -156,6 +173,7 @@ BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
+BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
 

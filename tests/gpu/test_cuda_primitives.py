@@ -151,6 +151,21 @@ def test_primitive_errors_name_the_argument():
 # --- int8 dynamic activation x int8 weight ------------------------------------
 
 
+def _cpu_and_cuda(config, dtype, M, K, with_module=False):
+    """A (K -> 136) linear quantized on the CPU, a copy on CUDA, and both outputs for one input."""
+    torch.manual_seed(M + K)
+    lin = nn.Linear(K, 136).to(dtype)
+    quantize_(lin, config)
+    gpu = copy.deepcopy(lin)
+    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
+    gpu.bias = nn.Parameter(gpu.bias.cuda(), requires_grad=False)
+    x = torch.randn(M, K, dtype=dtype)
+    with torch.no_grad():
+        got = gpu(x.cuda()).cpu()
+        cpu = lin(x)
+    return (lin, x, got, cpu, gpu) if with_module else (lin, x, got, cpu)
+
+
 def _int8_dyn_reference(x_cpu, lin, asymmetric):
     """The CPU formula over exact integer sums, in float32 torch ops."""
     quant = ops.int8_asymm_per_token_quant if asymmetric else ops.int8_symm_per_token_reduced_range_quant
@@ -169,17 +184,8 @@ def _int8_dyn_reference(x_cpu, lin, asymmetric):
 @pytest.mark.parametrize("M", [1, 5, 16, 33, 300])
 @pytest.mark.parametrize("K", [512, 100, 98])  # 98: no tensor-core algorithm, dp4a fallback
 def test_int8_dynamic_linear_is_exact(dtype, asymmetric, M, K):
-    torch.manual_seed(M + K)
-    lin = nn.Linear(K, 136).to(dtype)
     mapping = MappingType.ASYMMETRIC if asymmetric else MappingType.SYMMETRIC
-    quantize_(lin, Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping))
-    gpu = copy.deepcopy(lin)
-    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
-    gpu.bias = nn.Parameter(gpu.bias.cuda(), requires_grad=False)
-    x = torch.randn(M, K, dtype=dtype)
-    with torch.no_grad():
-        got = gpu(x.cuda()).cpu()
-        cpu = lin(x)
+    lin, x, got, cpu = _cpu_and_cuda(Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping), dtype, M, K)
     ref = _int8_dyn_reference(x, lin, asymmetric)
     assert got.dtype == dtype and got.shape == (M, 136)
     assert torch.equal(got, ref)
@@ -212,16 +218,7 @@ def test_int8_dynamic_linear_3d_noncontiguous_and_graph():
 def test_int4_dynamic_int4_weight_linear_is_exact(dtype, M, K):
     # Int4DynamicActivationInt4WeightConfig on the int8 tensor cores: int4 codes
     # of both operands (per token / per row, float32 scales) and exact sums.
-    torch.manual_seed(M + K)
-    lin = nn.Linear(K, 136).to(dtype)
-    quantize_(lin, Int4DynamicActivationInt4WeightConfig())
-    gpu = copy.deepcopy(lin)
-    gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
-    gpu.bias = nn.Parameter(gpu.bias.cuda(), requires_grad=False)
-    x = torch.randn(M, K, dtype=dtype)
-    with torch.no_grad():
-        got = gpu(x.cuda()).cpu()
-        cpu = lin(x)
+    lin, x, got, cpu, gpu = _cpu_and_cuda(Int4DynamicActivationInt4WeightConfig(), dtype, M, K, with_module=True)
     # The seed's _int4_symm_cutlass_quant through the CPU primitives, then exact sums.
     a_s, _ = ops.choose_qparams_affine(x, "SYMMETRIC", [1, K], -8, 7, torch.finfo(torch.float32).eps, torch.float32,
                                        None, True, "NONE")

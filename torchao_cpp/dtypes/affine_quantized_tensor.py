@@ -34,6 +34,27 @@ def dtype_name(dtype: torch.dtype) -> str:
     return _DTYPE_NAMES[dtype]
 
 
+def linear_args(args: tuple, kwargs: dict) -> Tuple[Any, Any, Any]:
+    """(input, weight, bias) of an F.linear call as __torch_function__ receives it."""
+    return args[0], args[1], args[2] if len(args) > 2 else kwargs.get("bias")
+
+
+def call_unwrapped(func: Any, args: tuple, kwargs: dict, cls: type, unwrap: Any) -> Any:
+    """func with every `cls` tensor in args / kwargs (also inside lists and tuples) replaced
+    by unwrap(tensor), torch functions disabled: the fallback of the weight wrappers'
+    __torch_function__."""
+
+    def plain(a):
+        if isinstance(a, cls):
+            return unwrap(a)
+        if isinstance(a, (list, tuple)):
+            return type(a)(plain(b) for b in a)
+        return a
+
+    with torch._C.DisableTorchFunction():
+        return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+
+
 def _rebuild(cls, args: tuple, is_param: bool):
     t = cls(*args)
     if is_param:
@@ -118,8 +139,7 @@ class _QuantizedTensorBase(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            x, w = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            x, w, bias = linear_args(args, kwargs)
             if isinstance(w, _QuantizedTensorBase) and not isinstance(x, _QuantizedTensorBase):
                 return w._linear(x, bias)
         if func in _SELF:
@@ -149,15 +169,7 @@ class _QuantizedTensorBase(torch.Tensor):
                 "(module.to / .cuda after quantize_): move the float model first, then quantize_ it, "
                 "or pass quantize_(model, config, device=...)")
         # Anything else runs on the dequantized weight.
-        def plain(a):
-            if isinstance(a, _QuantizedTensorBase):
-                return a.dequantize()
-            if isinstance(a, (list, tuple)):
-                return type(a)(plain(b) for b in a)
-            return a
-
-        with torch._C.DisableTorchFunction():
-            return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+        return call_unwrapped(func, args, kwargs, _QuantizedTensorBase, lambda t: t.dequantize())
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
+from ..dtypes.affine_quantized_tensor import call_unwrapped, linear_args
 from .observer import AffineQuantizedObserverBase
 
 __all__ = ["LinearActivationWeightObservedTensor"]
@@ -96,8 +97,7 @@ class LinearActivationWeightObservedTensor(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            x, w = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            x, w, bias = linear_args(args, kwargs)
             if isinstance(w, LinearActivationWeightObservedTensor):
                 if w.input_observer is not None:
                     x = w.input_observer(x)
@@ -114,15 +114,8 @@ class LinearActivationWeightObservedTensor(torch.Tensor):
             with torch._C.DisableTorchFunction():
                 return func(*args, **kwargs)
         # Anything else: the plain float weight.
-        def plain(a):
-            if isinstance(a, LinearActivationWeightObservedTensor):
-                return a.original_weight_tensor
-            if isinstance(a, (list, tuple)):
-                return type(a)(plain(b) for b in a)
-            return a
-
-        with torch._C.DisableTorchFunction():
-            return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+        return call_unwrapped(func, args, kwargs, LinearActivationWeightObservedTensor,
+                              lambda t: t.original_weight_tensor)
 
 
 def _rebuild(weight: torch.Tensor, input_observer: Any, weight_observer: Any, is_param: bool):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..dtypes.affine_quantized_tensor import _QuantizedTensorBase
+from ..dtypes.affine_quantized_tensor import _QuantizedTensorBase, call_unwrapped, linear_args
 from .quant_primitives import ZeroPointDomain, dequantize_affine, quantize_affine
 
 __all__ = [
@@ -126,23 +126,13 @@ class WeightTensorWithLinearActivationQuantizationMetadata(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            x, w = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            x, w, bias = linear_args(args, kwargs)
             if isinstance(w, WeightTensorWithLinearActivationQuantizationMetadata):
                 xq = w.input_quant_func(x, scale=w.scale, zero_point=w.zero_point, **w.quant_kwargs)
                 return F.linear(xq, w.original_weight_tensor, bias)
         if func in (torch.Tensor.detach, torch.Tensor.requires_grad_) and isinstance(args[0], cls):
             return args[0]
-
-        def plain(a):
-            if isinstance(a, WeightTensorWithLinearActivationQuantizationMetadata):
-                return a.dequantize()
-            if isinstance(a, (list, tuple)):
-                return type(a)(plain(b) for b in a)
-            return a
-
-        with torch._C.DisableTorchFunction():
-            return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+        return call_unwrapped(func, args, kwargs, cls, lambda t: t.dequantize())
 
 
     @classmethod
