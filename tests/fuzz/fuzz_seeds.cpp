@@ -60,7 +60,10 @@ int main(int argc, char** argv) {
       if (config == "Int8DynamicActivationInt4WeightConfig") fields.insert("group_size", int64_t(32));
       if (config == "UIntXWeightOnlyConfig") fields.insert("dtype", std::string("uint5")), fields.insert("group_size", int64_t(64));
       if (config == "Float8StaticActivationFloat8WeightConfig") fields.insert("scale", at::full({1}, 0.05));
-      save_weight(dir, config, api::quantize_weight(w, config, fields, "seed"));
+      // FPX: the format has no default, and layers need out_features % 256 == 0 (else skipped).
+      const bool fpx = config == "FPXWeightOnlyConfig";
+      if (fpx) fields.insert("ebits", int64_t(3)), fields.insert("mbits", int64_t(2));
+      save_weight(dir, config, api::quantize_weight(fpx ? at::randn({256, 64}) : w, config, fields, "seed"));
       ++written;
     } catch (const std::exception& e) {
       std::cerr << "fuzz_seeds: " << config << " with default fields: " << e.what() << "\n";
