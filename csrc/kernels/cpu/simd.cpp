@@ -66,11 +66,10 @@ void dot_f32_u4_grouped_ref(const float* xe, const float* xo, const uint8_t* p, 
   }
 }
 
-// Float8 codes decoded in chunks on the stack, then dotted: the portable and
-// AVX2 paths, and the AVX-512 one for groups that are not a multiple of 32.
-template <void (*Decode)(const uint8_t*, int64_t, bool, float*), float (*Dot)(const float*, const float*, int64_t)>
-void dot_f32_f8_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                                const float* gs, float* out, bool e4m3) {
+// Grouped dots of codes decoded to floats in chunks (decode(src, n, dst)), then a float dot.
+template <float (*Dot)(const float*, const float*, int64_t), class DecodeFn>
+void grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                     const float* gs, float* out, DecodeFn decode) {
   constexpr int64_t kChunk = 256;
   float w[kChunk];
   for (int r = 0; r < rows; ++r) {
@@ -79,13 +78,22 @@ void dot_f32_f8_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, in
       float d = 0.0f;
       for (int64_t k = g * len; k < (g + 1) * len; k += kChunk) {
         const int64_t n = std::min(kChunk, (g + 1) * len - k);
-        Decode(c + r * ld + k, n, e4m3, w);
+        decode(c + r * ld + k, n, w);
         d += Dot(x + k, w, n);
       }
       acc += gs[r * groups + g] * d;
     }
     out[r] = acc;
   }
+}
+
+// Float8 codes decoded in chunks on the stack, then dotted: the portable and
+// AVX2 paths, and the AVX-512 one for groups that are not a multiple of 32.
+template <void (*Decode)(const uint8_t*, int64_t, bool, float*), float (*Dot)(const float*, const float*, int64_t)>
+void dot_f32_f8_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                                const float* gs, float* out, bool e4m3) {
+  grouped_decoded<Dot>(x, c, ld, rows, len, groups, gs, out,
+                       [e4m3](const uint8_t* src, int64_t n, float* dst) { Decode(src, n, e4m3, dst); });
 }
 
 void gemm_f32_tile_ref(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, int rows,
@@ -123,21 +131,8 @@ void lut_u8_f32_ref(const uint8_t* c, int64_t n, const float* table, int, float*
 template <void (*Lut)(const uint8_t*, int64_t, const float*, int, float*), float (*Dot)(const float*, const float*, int64_t)>
 void dot_f32_lut_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
                                  const float* gs, float* out, const float* table, int bits) {
-  constexpr int64_t kChunk = 256;
-  float w[kChunk];
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) {
-      float d = 0.0f;
-      for (int64_t k = g * len; k < (g + 1) * len; k += kChunk) {
-        const int64_t n = std::min(kChunk, (g + 1) * len - k);
-        Lut(c + r * ld + k, n, table, bits, w);
-        d += Dot(x + k, w, n);
-      }
-      acc += gs[r * groups + g] * d;
-    }
-    out[r] = acc;
-  }
+  grouped_decoded<Dot>(x, c, ld, rows, len, groups, gs, out,
+                       [table, bits](const uint8_t* src, int64_t n, float* dst) { Lut(src, n, table, bits, dst); });
 }
 
 void float8_to_f32_ref(const uint8_t* c, int64_t n, bool e4m3, float* out) {
