@@ -8,18 +8,22 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export TORCHAO_CPP_BUILD_TESTS=1
 source "$REPO/scripts/_env.sh"
 THREADS="${THREADS:-$(nproc)}"
-# Debian 12's OpenBLAS (0.3.21) does not know recent Xeons (family 6 model 207
-# here) and falls back to its generic "Prescott" SSE3 kernels: an fp32
-# baseline 2.5x slower than the machine's AVX-512 kernels (36 against 90-98
-# GFLOP/s at 256 x 2048 x 5632 on 2 cores). Pick the AVX-512 kernels the CPU
-# supports unless the user chose (model_bench.json records the core used).
+# Debian 12's OpenBLAS (0.3.21) does not know recent CPUs and picks kernels
+# below what they run: its generic SSE3 "Prescott" ones on recent Xeons
+# (family 6 model 207), its AVX2 "Haswell" ones on Zen 5 (family 26). Newer
+# OpenBLAS releases use their AVX-512 kernels there, which run fp32 1.5-2.5x
+# faster (Zen 5, 2 cores, 256 x K x N: 201-297 against 138-174 GFLOP/s). The
+# fp32 baseline gets the AVX-512 kernels the CPU supports unless the user
+# chose (model_bench.json records the core used).
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then
   core="$(OPENBLAS_VERBOSE=2 "$VENV/bin/python" -c 'import torch; torch.ones(2, 2) @ torch.ones(2, 2)' 2>&1 |
           sed -n 's/^Core: //p' | head -n 1)"
-  if [ "$core" = "Prescott" ]; then
-    if grep -qw avx512_bf16 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Cooperlake; else export OPENBLAS_CORETYPE=SkylakeX; fi
-    echo "OpenBLAS picked its generic $core kernels on this AVX-512 CPU: using OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
-  fi
+  case "$core" in
+    SkylakeX|Cooperlake|SapphireRapids) ;;
+    *)
+      if grep -qw avx512_bf16 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Cooperlake; else export OPENBLAS_CORETYPE=SkylakeX; fi
+      echo "OpenBLAS picked its ${core:-default} kernels on this AVX-512 CPU: using OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE" ;;
+  esac
 fi
 OMP_NUM_THREADS="$THREADS" "$TORCHAO_CPP_BUILD_DIR/benchmarks/cpp/bench_linear" --benchmark_min_time=0.2 \
   --benchmark_out="$REPO/benchmarks/results/bench_linear_cpu_${THREADS}threads.json" --benchmark_out_format=json

@@ -3,10 +3,12 @@
 // GFLOP/s (2*M*N*K) and weight bytes streamed per second; BM_ReadBandwidth is
 // the reference: a plain reduction over a buffer larger than the last-level cache.
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/bitpack.h"
@@ -83,8 +85,8 @@ void BM_Int8WeightOnly(benchmark::State& st) {
 void BM_Int4WeightOnlyG128(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), 128);
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.w4(p.take()), p.s.K, 0}, p.scale.data(),
-                                     p.zp.data(), ZeroPointDomain::Float, 0, 15, nullptr, p.s, p.out.data(), kThreads);
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.w4(p.take()), p.s.K, 0}, p.scale.data(), p.zp.data(),
+                                     ZeroPointDomain::Float, 0, 15, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.scale.size());
@@ -95,11 +97,9 @@ void BM_Float8WeightOnly(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
   for (auto _ : st) {
     // The int8 codes reinterpreted as e4m3fn bytes (the few NaN codes do not change the speed).
-    weight_only_linear<float, float>(p.x.data(),
-                                     Float8Codes<Float8Format::E4M3FN>{
-                                         reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K},
-                                     p.scale.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr, p.s, p.out.data(),
-                                     kThreads);
+    weight_only_linear<float, float>(
+        p.x.data(), Float8Codes<Float8Format::E4M3FN>{reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K},
+        p.scale.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
@@ -110,8 +110,8 @@ void BM_Uint3WeightOnlyG64(benchmark::State& st) {
   Problem p(st.range(0), st.range(1), st.range(2), 64);
   // The int4 buffer holds enough bytes for 3-bit rows of the same length.
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PackedCodes<3>{p.w4(p.take()), p.s.K, 0}, p.scale.data(),
-                                     p.zp.data(), ZeroPointDomain::Int, 0, 7, nullptr, p.s, p.out.data(), kThreads);
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<3>{p.w4(p.take()), p.s.K, 0}, p.scale.data(), p.zp.data(),
+                                     ZeroPointDomain::Int, 0, 7, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 3) + 8.0 * p.scale.size());
@@ -124,10 +124,9 @@ void BM_Fp6E3M2WeightOnly(benchmark::State& st) {
   const float* table = floatx_table(3, 2);
   // The int8 buffer holds enough bytes for 6-bit rows of the same length (random bytes: random codes).
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(),
-                                     FloatxCodes<6>{reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K, table},
-                                     p.scale.data(), nullptr, ZeroPointDomain::None, 0, 63, nullptr, p.s, p.out.data(),
-                                     kThreads);
+    weight_only_linear<float, float>(
+        p.x.data(), FloatxCodes<6>{reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K, table}, p.scale.data(),
+        nullptr, ZeroPointDomain::None, 0, 63, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 6) + 4.0 * p.scale.size());
@@ -154,8 +153,7 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   for (int64_t c = 0; c < p.copies; ++c)
     packed.push_back(pack_int8_weights(p.w8(c), p.s.N, p.s.K, p.s.K, p.scale.data()));
   for (auto _ : st) {
-    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(),
-                      kThreads);
+    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
@@ -176,6 +174,64 @@ BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
 BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The compute roofline behind the prefill target "int8 x int8 >= 4x fp32":
+// multiply-adds per second of vpdpbusd (int8, 64 per zmm instruction) and of
+// vfmadd231ps (fp32, 16 per instruction) on every thread, each thread running
+// 16 independent chains so that throughput, not latency, is measured.
+template <bool kVnni>
+__attribute__((target("avx512f,avx512bw,avx512vnni"), noinline)) int64_t peak_chains(int64_t n) {
+  using V = std::conditional_t<kVnni, __m512i, __m512>;
+  V acc[16], b, c;
+  if constexpr (kVnni) {
+    b = _mm512_set1_epi8(1), c = _mm512_set1_epi8(2);
+    for (auto& a : acc) a = _mm512_setzero_si512();
+  } else {
+    b = _mm512_set1_ps(1.0f), c = _mm512_set1_ps(0.5f);
+    for (auto& a : acc) a = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < n; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) {
+      if constexpr (kVnni)
+        acc[j] = _mm512_dpbusd_epi32(acc[j], b, c);
+      else
+        acc[j] = _mm512_fmadd_ps(b, c, acc[j]);
+    }
+  int64_t sum = 0;
+  for (auto& a : acc) {
+    int32_t lanes[16];
+    if constexpr (kVnni)
+      _mm512_storeu_si512(lanes, a);
+    else
+      _mm512_storeu_si512(lanes, _mm512_cvttps_epi32(a));
+    sum += lanes[0];
+  }
+  return sum;
+}
+
+template <bool kVnni>
+void BM_PeakMultiplyAdds(benchmark::State& st) {
+  if (!int8_gemm_has_vnni()) {
+    st.SkipWithError("needs AVX-512 VNNI");
+    return;
+  }
+  const int64_t n = 1 << 22;
+  for (auto _ : st) {
+    int64_t total = 0;
+#pragma omp parallel num_threads(kThreads) reduction(+ : total)
+    total += peak_chains<kVnni>(n);
+    benchmark::DoNotOptimize(total);
+  }
+  const double macs = double(n) * 16 * (kVnni ? 64 : 16) * kThreads;
+  st.counters["GOP/s"] =
+      benchmark::Counter(2.0 * macs * st.iterations(), benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  st.counters["threads"] = kThreads;
+}
+BENCHMARK_TEMPLATE(BM_PeakMultiplyAdds, true)->Name("BM_PeakInt8Vnni")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_PeakMultiplyAdds, false)->Name("BM_PeakFp32Fma")->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 
 void BM_ReadBandwidth(benchmark::State& st) {
   std::vector<float> buf(size_t(256) << 20, 1.0f);  // 1 GiB

@@ -399,8 +399,9 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
   struct Case {
     int64_t K, group;
   };
+  // N spans 1..7 column blocks: full and partial tiles of 2 (grouped) and 3 (per channel) blocks.
   for (int64_t M : {1, 3, 4, 5, 17})
-    for (int64_t N : {1, 15, 16, 17, 33, 40})
+    for (int64_t N : {1, 15, 16, 17, 33, 40, 50, 97})
       for (Case kc : {Case{1, 1}, Case{3, 3}, Case{7, 7}, Case{64, 64}, Case{130, 130}, Case{64, 32}, Case{96, 4},
                       Case{128, 64}}) {
         const int64_t K = kc.K, G = K / kc.group;
