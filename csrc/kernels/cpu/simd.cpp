@@ -548,23 +548,25 @@ AVX512 void dot_f32_f8_grouped_avx512(const float* x, const uint8_t* c, int64_t 
 }
 
 // R rows x 32 columns: 2R accumulators, one broadcast of a per row and k.
+// The loops over rows are unrolled by pragma: GCC 12 otherwise keeps the
+// accumulator arrays on the stack and stores every one on each step of k.
 template <int R>
 AVX512 void gemm_tile_avx512(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc,
                              bool accumulate) {
   __m512 c0[R], c1[R];
-  for (int r = 0; r < R; ++r) {
+  _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {
     c0[r] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
     c1[r] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(b + k * kGemmNR), b1 = _mm512_loadu_ps(b + k * kGemmNR + 16);
-    for (int r = 0; r < R; ++r) {
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + k]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
-  for (int r = 0; r < R; ++r) {
+  _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {
     _mm512_storeu_ps(c + r * ldc, c0[r]);
     _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
   }
