@@ -1,12 +1,14 @@
 // Torch-free checks of the CUDA weight-only kernels against a double-precision
-// host reference (run on the GPU machine: scripts/gpu_test.sh). With --bench
-// it also times the int4 and int8 decode kernels against the device's copy bandwidth.
+// host reference (run on the GPU machine: scripts/gpu_test.sh). With
+// --bench [format [rows]] it times the int4, int8 and float8 decode kernels
+// against the device's copy bandwidth instead.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -115,8 +117,20 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   a.K = c.K;
   a.group_size = c.group;
   a.out = dout.p;
-  CHECK_CUDA(k::weight_only_linear<T>(a, 0));
-  CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  // Below 9 rows, launch tunings besides the default: an uneven K split over 3 warps with
+  // 3 K blocks in flight; one warp with one tile; the 16-row kernel.
+  std::vector<std::vector<int>> tunings = {{0, 0, 0}};
+  if (c.M <= 8) tunings.insert(tunings.end(), {{3, 3, 2}, {1, 2, 1}, {0, -1, 0}});
+  std::vector<std::vector<T>> outs;
+  for (const auto& t : tunings) {
+    a.warps = t[0];
+    a.depth = t[1];
+    a.tiles = t[2];
+    CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));  // NaN: an output left unwritten fails
+    CHECK_CUDA(k::weight_only_linear<T>(a, 0));
+    CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    outs.push_back(out);
+  }
   std::vector<T> wdq(c.N * c.K);
   Device<T> dw(wdq);
   CHECK_CUDA(k::weight_only_dequantize<T>(a, dw.p, 0));
@@ -144,22 +158,25 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
         }
         mag += std::fabs(double(to_f(x[m * c.ldx + kk])) * wr);
       }
-      const double got = to_f(out[m * c.N + n]);
-      // One rounding of the output to T plus float32 accumulation (and the rare
-      // weight where float32 then T rounds differently from T alone).
-      const double tol = std::ldexp(std::fabs(ref), -7) + 2e-5 * mag;
-      if (!(std::fabs(got - ref) <= tol)) {
-        if (bad < 5)
-          std::fprintf(stderr, "  %s format=%d domain=%d M=%ld N=%ld K=%ld g=%ld: out[%ld,%ld] = %g, reference %g\n",
-                       tname, int(c.format), int(c.domain), long(c.M), long(c.N), long(c.K), long(c.group), long(m), long(n), got,
-                       ref);
-        ++bad;
+      for (size_t t = 0; t < outs.size(); ++t) {
+        const double got = to_f(outs[t][m * c.N + n]);
+        // One rounding of the output to T plus float32 accumulation (and the rare
+        // weight where float32 then T rounds differently from T alone).
+        const double tol = std::ldexp(std::fabs(ref), -7) + 2e-5 * mag;
+        if (!(std::fabs(got - ref) <= tol)) {
+          if (bad < 5)
+            std::fprintf(stderr, "  %s format=%d domain=%d M=%ld N=%ld K=%ld g=%ld tuning %zu: out[%ld,%ld] = %g, reference %g\n",
+                         tname, int(c.format), int(c.domain), long(c.M), long(c.N), long(c.K), long(c.group), t, long(m),
+                         long(n), got, ref);
+          ++bad;
+        }
       }
     }
   return bad;
 }
 
-int bench() {
+// only_format / only_rows >= 0 restrict the run (for a profiler).
+int bench(int only_format, int64_t only_rows) {
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   // Device-to-device copy bandwidth: bytes read + written per second.
@@ -184,12 +201,21 @@ int bench() {
   const int64_t shapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
   const k::CodeFormat formats[3] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3};
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
-  // warps = 0: the kernel's default; the others show what the default gives up.
+  // Launch tuning, 0 = the kernel's defaults; the others show what the defaults give up
+  // (below 9 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 9 rows).
+  struct Tune {
+    int warps, depth, tiles;
+  };
+  std::vector<Tune> few = {{0, 0, 0}, {0, -1, 0}};
+  for (int warps : {4, 8, 16})
+    for (int tiles : {1, 2})
+      for (int depth : {2, 3}) few.push_back({warps, depth, tiles});
+  const std::vector<Tune> some = {{0, 0, 0}, {4, 0, 0}, {8, 0, 0}}, many = {{0, 0, 0}};
   for (int f = 0; f < 3; ++f)
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
-        for (int warps : {0, 4, 8}) {
-          if (M > 16 && warps != 0) continue;
+        for (const Tune& tune : M <= 8 ? few : M <= 16 ? some : many) {
+          if ((only_format >= 0 && f != only_format) || (only_rows >= 0 && M != only_rows)) continue;
           // int4: group 128 with float zero points (tinygemm); 8-bit: per channel, symmetric.
           const int bits = bits_of(formats[f]);
           const int64_t K = kn[0], N = kn[1], group = bits == 4 ? 128 : K, G = K / group;
@@ -216,7 +242,9 @@ int bench() {
           a.K = K;
           a.group_size = group;
           a.out = out;
-          a.warps = warps;
+          a.warps = tune.warps;
+          a.depth = tune.depth;
+          a.tiles = tune.tiles;
           auto run = [&](int64_t i) {
             const int64_t c = i % copies;
             a.codes = codes + c * cbytes;
@@ -232,8 +260,8 @@ int bench() {
           CHECK_CUDA(cudaEventSynchronize(e1));
           CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
           const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
-          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
-                      names[f], long(M), long(K), long(N), warps, us, gbs / 1e9, 100.0 * gbs / copy_bw);
+          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, us, gbs / 1e9, 100.0 * gbs / copy_bw);
           cudaFree(x);
           cudaFree(out);
           cudaFree(codes);
@@ -243,7 +271,8 @@ int bench() {
 }
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "--bench") return bench();
+  if (argc > 1 && std::string(argv[1]) == "--bench")
+    return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1);
   std::mt19937 rng(0);
   int bad = 0, cases = 0;
   const k::ZeroDomain domains[3] = {k::ZeroDomain::None, k::ZeroDomain::Int, k::ZeroDomain::Float};

@@ -45,7 +45,7 @@ struct Pair<__half> {
   static constexpr float kMagic = 1024.0f;
   static constexpr bool kBytesExact = true;  // 1024 + byte is exact too
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -59,7 +59,7 @@ struct Pair<__nv_bfloat16> {
   static constexpr float kMagic = 128.0f;
   static constexpr bool kBytesExact = false;  // 8 significant bits: a byte takes the float32 route
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -91,6 +91,7 @@ struct RowQ {
 // q = (umulhi(k, m) + k) >> l, exact for k < 2^31 (Granlund-Montgomery).
 struct GroupDiv {
   uint32_t m = 0, l = 0;
+  GroupDiv() = default;
   explicit GroupDiv(int64_t d) {
     while ((int64_t(1) << l) < d) ++l;
     m = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << l) - uint64_t(d))) / uint64_t(d) + 1);
@@ -98,73 +99,120 @@ struct GroupDiv {
   __device__ __forceinline__ uint32_t operator()(uint32_t k) const { return (__umulhi(k, m) + k) >> l; }
 };
 
+// The constant turning the magic-number form of a code into code + c.
+template <class T, CodeFormat F>
+__device__ __forceinline__ float q_sub(const WeightOnlyArgs<T>& a, float z) {
+  float c = a.code_offset;
+  if (a.domain == ZeroDomain::Int) c -= z;
+  if (a.domain == ZeroDomain::Float) c -= a.mid;
+  // Uint4: kMagic + nibble; Int8: the sign bit flipped gives code + 128 as a byte.
+  const float magic = F == CodeFormat::Int8 && !Pair<T>::kBytesExact ? 8388608.0f : Pair<T>::kMagic;
+  return magic + (F == CodeFormat::Int8 ? 128.0f : 0.0f) - c;
+}
+
 // The group's qparams of one row: sc and zp point at the row's first group.
 template <class T, CodeFormat F>
 __device__ __forceinline__ RowQ row_q(const WeightOnlyArgs<T>& a, const T* sc, const T* zp, uint32_t group, bool ok) {
   RowQ q{0.0f, 0.0f, 0.0f, 0u, 0u, 0u};  // a row or k past the end: W = 0
   if (!ok) return q;
   const float s = to_f32(sc[group]), z = a.domain != ZeroDomain::None ? to_f32(zp[group]) : 0.0f;
-  float c = a.code_offset;
-  if (a.domain == ZeroDomain::Int) c -= z;
-  if (a.domain == ZeroDomain::Float) c -= a.mid;
   q.s = s;
   q.z = a.domain == ZeroDomain::Float ? z : 0.0f;
-  // Uint4: kMagic + nibble; Int8: the sign bit flipped gives code + 128 as a byte.
-  const float magic = F == CodeFormat::Int8 && !Pair<T>::kBytesExact ? 8388608.0f : Pair<T>::kMagic;
-  q.sub = magic + (F == CodeFormat::Int8 ? 128.0f : 0.0f) - c;
+  q.sub = q_sub<T, F>(a, z);
   q.sub2 = Pair<T>::of(q.sub, q.sub);
   q.s2 = Pair<T>::of(s, s);
   q.z2 = Pair<T>::of(q.z, q.z);
   return q;
 }
 
+template <class T>
+__device__ __forceinline__ float bits_to_f32(uint32_t b);
+template <>
+__device__ __forceinline__ float bits_to_f32<__nv_bfloat16>(uint32_t b) { return __uint_as_float(b << 16); }
+template <>
+__device__ __forceinline__ float bits_to_f32<__half>(uint32_t b) { return __half2float(__ushort_as_half((unsigned short)b)); }
+
+// row_q from the raw bits of a scale and a zero point packed as s | z << 16
+// (the same values with fewer instructions: a T value's pair is its bits
+// twice, and sub is the launch's constant k.sub unless the zero point is an
+// integer one).
+template <class T, CodeFormat F>
+__device__ __forceinline__ RowQ row_q_bits(const WeightOnlyArgs<T>& a, uint32_t sz, const RowQ& k) {
+  RowQ q;
+  q.s = bits_to_f32<T>(sz & 0xFFFFu);
+  q.s2 = __byte_perm(sz, 0u, 0x1010);
+  if (a.domain == ZeroDomain::Int) {
+    q.sub = q_sub<T, F>(a, bits_to_f32<T>(sz >> 16));
+    q.sub2 = Pair<T>::of(q.sub, q.sub);
+    q.z = 0.0f;
+    q.z2 = 0u;
+  } else {
+    q.sub = k.sub;
+    q.sub2 = k.sub2;
+    const bool f = a.domain == ZeroDomain::Float;
+    q.z = f ? bits_to_f32<T>(sz >> 16) : 0.0f;
+    q.z2 = f ? __byte_perm(sz, 0u, 0x3232) : 0u;
+  }
+  return q;
+}
+
 // Dequantizes the codes of one 16-byte load into pairs of T: pair i holds
 // codes lo(i) and lo(i) + kStride. The order matches b_pairs below, so the
 // K order inside a tensor-core tile is permuted identically for both operands.
+// word(w, q, p) decodes the kPerWord pairs of one 32-bit word (pairs
+// kPerWord * u onwards of word u), so a kernel can decode as it multiplies.
 template <class T, CodeFormat F>
 struct Decode;
 
-template <class T>
-struct Decode<T, CodeFormat::Uint4> {
-  static constexpr int kCodes = 32, kStride = 4;
-  __device__ static int lo(int i) { return 8 * (i / 4) + i % 4; }
-  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kCodes / 2]) {
+// The 16 pairs of a load, word by word.
+template <class D>
+struct DecodeLoad {
+  template <int kPairs>  // 4 * D::kPerWord (D is incomplete here)
+  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kPairs]) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      const uint32_t w = word(c, u);
+      uint32_t pw[kPairs / 4];
+      D::word(word(c, u), q, pw);
 #pragma unroll
-      for (int s = 0; s < 4; ++s)
-        p[4 * u + s] = fma2<T>(sub2<T>(((w >> (4 * s)) & 0x000F000Fu) | Pair<T>::kMagic4, q.sub2), q.s2, q.z2);
+      for (int i = 0; i < kPairs / 4; ++i) p[kPairs / 4 * u + i] = pw[i];
     }
   }
 };
 
 template <class T>
-struct Decode<T, CodeFormat::Int8> {
-  static constexpr int kCodes = 16, kStride = 2;
+struct Decode<T, CodeFormat::Uint4> : DecodeLoad<Decode<T, CodeFormat::Uint4>> {
+  static constexpr int kCodes = 32, kStride = 4, kPerWord = 4;
+  __device__ static int lo(int i) { return 8 * (i / 4) + i % 4; }
+  __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s)
+      p[s] = fma2<T>(sub2<T>(((w >> (4 * s)) & 0x000F000Fu) | Pair<T>::kMagic4, q.sub2), q.s2, q.z2);
+  }
+};
+
+template <class T>
+struct Decode<T, CodeFormat::Int8> : DecodeLoad<Decode<T, CodeFormat::Int8>> {
+  static constexpr int kCodes = 16, kStride = 2, kPerWord = 2;
   __device__ static int lo(int i) { return 4 * (i / 2) + i % 2; }
-  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kCodes / 2]) {
+  __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
+    w ^= 0x80808080u;
+    if constexpr (Pair<T>::kBytesExact) {
+      p[0] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4240), q.sub2), q.s2, q.z2);
+      p[1] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4341), q.sub2), q.s2, q.z2);
+    } else {
+      float v[4];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const uint32_t w = word(c, u) ^ 0x80808080u;
-      if constexpr (Pair<T>::kBytesExact) {
-        p[2 * u] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4240), q.sub2), q.s2, q.z2);
-        p[2 * u + 1] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4341), q.sub2), q.s2, q.z2);
-      } else {
-        float v[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          v[j] = fmaf(__uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440 | j)) - q.sub, q.s, q.z);
-        p[2 * u] = Pair<T>::of(v[0], v[2]);
-        p[2 * u + 1] = Pair<T>::of(v[1], v[3]);
-      }
+      for (int j = 0; j < 4; ++j)
+        v[j] = fmaf(__uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440 | j)) - q.sub, q.s, q.z);
+      p[0] = Pair<T>::of(v[0], v[2]);
+      p[1] = Pair<T>::of(v[1], v[3]);
     }
   }
 };
 
 template <class T, __nv_fp8_interpretation_t kFp8>
-struct DecodeFloat8 {
-  static constexpr int kCodes = 16, kStride = 2;
+struct DecodeFloat8 : DecodeLoad<DecodeFloat8<T, kFp8>> {
+  static constexpr int kCodes = 16, kStride = 2, kPerWord = 2;
   __device__ static int lo(int i) { return 4 * (i / 2) + i % 2; }
   // Codes j and j + 2 of a word as exact halves; W = f * s, rounded once.
   __device__ static uint32_t pair(uint32_t w, int j, const RowQ& q) {
@@ -172,12 +220,9 @@ struct DecodeFloat8 {
     const float2 f = __half22float2(__half2(h));
     return Pair<T>::of(f.x * q.s, f.y * q.s);
   }
-  __device__ static void run(const uint4& c, const RowQ& q, uint32_t (&p)[kCodes / 2]) {
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      p[2 * u] = pair(word(c, u), 0, q);
-      p[2 * u + 1] = pair(word(c, u), 1, q);
-    }
+  __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
+    p[0] = pair(w, 0, q);
+    p[1] = pair(w, 1, q);
   }
 };
 template <class T>
@@ -320,6 +365,156 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   }
 }
 
+// 16 bytes global -> shared without registers (zeros when bytes = 0), L2 only.
+// The memory clobbers keep shared-memory reads and writes on their side.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
+
+// Few activation rows (the decode case, M <= 8) when a group spans whole K
+// blocks: the same tensor-core tile (out^T = W x^T, W as the 16-row A
+// operand), NT tiles per warp sharing the activation fragments, the block's
+// warps splitting K in contiguous chunks. Each lane streams its codes through
+// its own slots of a shared-memory ring (cp.async): kDepth K blocks in flight
+// per warp while it decodes, at no register cost. Issued instructions are the
+// other limit (H200, ncu: 355 per tile and K block with one tile per warp and
+// per-row loads and predicates, 254 as here), hence no per-row predicates
+// (rows past N are computed from row N - 1 and dropped), constant address
+// offsets, and one scale and zero point load per lane and K block (the 4
+// lanes of a row share the group: lane t loads row t's and passes them round
+// by shuffles).
+constexpr int kGemvMaxWarps = 16;
+// Warps resident at once across an H100/H200 (132 SMs x 16 at ~124 registers):
+// the default fills one wave (H200: faster than more warps in 1.7 waves).
+constexpr int64_t kGemvResidentWarps = 132 * 16;
+
+struct GemvParams {
+  GroupDiv div;
+  int chunk = 0;  // K blocks per warp
+};
+
+template <class T, CodeFormat F, int NT, int kDepth, bool kVec>
+__global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
+  using D = Decode<T, F>;
+  constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
+  constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
+  // One slot more than in flight: a refill goes to the slot read a step
+  // earlier, never the one being read.
+  constexpr int kSlots = kDepth + 1, kSlotBytes = kRows * 32 * 16;
+  extern __shared__ uint4 ring[];
+  const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * 16 * NT;
+  const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK, groups = a.K / a.group_size;
+  const int64_t kb0 = int64_t(warp) * p.chunk;
+  const int steps = int(kblocks - kb0 < p.chunk ? (kblocks > kb0 ? kblocks - kb0 : 0) : p.chunk);
+  // Row r = 2 i + h of the lane: n0 + 16 i + 8 h + g.
+  auto row = [&](int r) {
+    const int64_t n = n0 + 16 * (r / 2) + 8 * (r % 2) + g;
+    return n < a.N ? n : a.N - 1;
+  };
+  const char* codes[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+    codes[r] = static_cast<const char*>(a.codes) + row(r) * row_bytes + kb0 * kStepBytes + 16 * tig;
+  const int64_t own = row(tig % kRows) * groups;  // the row whose qparams this lane loads
+  const unsigned short* sown = reinterpret_cast<const unsigned short*>(a.scale) + own;
+  const unsigned short* zown = a.zero ? reinterpret_cast<const unsigned short*>(a.zero) + own : sown;
+  const bool has_z = a.domain != ZeroDomain::None;
+  // Lane (g, t) multiplies activation row g; rows past M read row 0 into
+  // output columns that are never stored.
+  const T* xp = a.x + (g < a.M ? g : 0) * a.ldx + kb0 * kBlockK + kCodes * tig;
+  const int kfirst = int(kb0 < kblocks ? kb0 : 0) * kBlockK;  // the first K block's first k (any when steps = 0)
+  const float sub = q_sub<T, F>(a, 0.0f);  // the constant part of the qparams (all but integer zero points)
+  const RowQ kq{sub, 0.0f, 0.0f, Pair<T>::of(sub, sub), 0u, 0u};
+  uint4* const mine = ring + warp * kSlots * kSlotBytes / 16 + lane;  // slot s, row r: mine[(s * kRows + r) * 32]
+  const uint32_t mine_s = uint32_t(__cvta_generic_to_shared(mine));
+  uint32_t sq[kSlots], zq[kSlots];  // each slot's scale and zero point bits of row tig
+  // Requests this warp's K block i into slot `slot` as one cp.async group
+  // (an empty group past the end; zeros past K in a partial last block).
+  auto issue = [&](int slot, int i) {
+    if (i < steps) {
+      const int kb_k = kfirst + i * kBlockK, bytes = kb_k + kCodes * tig < a.K ? 16 : 0;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        cp_async16(mine_s + (slot * kRows + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
+      const uint32_t group = p.div(uint32_t(kb_k));
+      sq[slot] = __ldg(sown + group);
+      zq[slot] = has_z ? __ldg(zown + group) : 0u;
+    }
+    cp_async_commit();
+  };
+  float acc[NT][2][4];
+#pragma unroll
+  for (int i = 0; i < NT; ++i)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) acc[i][c][0] = acc[i][c][1] = acc[i][c][2] = acc[i][c][3] = 0.0f;
+  // Decodes and multiplies the K block i held in slot u.
+  auto consume = [&](int u, int i) {
+    const int k0 = kfirst + i * kBlockK + kCodes * tig;
+    uint4 xv[kX];
+#pragma unroll
+    for (int v = 0; v < kX; ++v) xv[v] = k0 < a.K ? load_x8<T, kVec>(xp + int64_t(i) * kBlockK + 8 * v) : make_uint4(0u, 0u, 0u, 0u);
+    cp_async_wait<kDepth>();  // K block i has landed
+    uint4 c[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) c[r] = mine[(u * kRows + r) * 32];
+    const uint32_t sz = __byte_perm(sq[u], zq[u], 0x5410);
+    RowQ q[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) q[r] = row_q_bits<T, F>(a, __shfl_sync(0xFFFFFFFFu, sz, (lane & ~3) | (r & 3)), kq);
+    // Word by word: a word's pairs feed kPerWord / 2 products per tile.
+#pragma unroll
+    for (int u4 = 0; u4 < 4; ++u4) {
+      uint32_t pw[kRows][D::kPerWord];
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) D::word(word(c[r], u4), q[r], pw[r]);
+#pragma unroll
+      for (int h = 0; h < D::kPerWord / 2; ++h) {
+        const int j = u4 * (D::kPerWord / 2) + h;
+        uint32_t b0, b1;
+        b_pairs<F>(xv[j / 2], j % 2, b0, b1);
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          const uint32_t w[4] = {pw[2 * t][2 * h], pw[2 * t + 1][2 * h], pw[2 * t][2 * h + 1], pw[2 * t + 1][2 * h + 1]};
+          Pair<T>::mma(acc[t][j & 1], w, b0, b1);
+        }
+      }
+    }
+  };
+#pragma unroll
+  for (int u = 0; u < kDepth; ++u) issue(u, u);
+  for (int ib = 0; ib < steps; ib += kSlots) {
+#pragma unroll
+    for (int u = 0; u < kSlots; ++u) {
+      const int i = ib + u;
+      if (i >= steps) break;  // the same for the whole warp
+      issue((u + kDepth) % kSlots, i + kDepth);
+      consume(u, i);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the ring becomes the reduction buffer
+  float* red = reinterpret_cast<float*>(ring);  // [warp][tile * 4 + e][lane]
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) red[((warp * NT + t) * 4 + e) * 32 + lane] = acc[t][0][e] + acc[t][1][e];
+  __syncthreads();
+  // Accumulator e of lane l, tile t: row n0 + 16 t + l / 4 (+ 8 for e >= 2), activation row 2 (l % 4) + e % 2.
+  for (int j = threadIdx.x; j < NT * 4 * 32; j += blockDim.x) {
+    const int idx = j >> 5, l = j & 31, t = idx >> 2, e = idx & 3;
+    const int64_t n = n0 + 16 * t + (l >> 2) + (e >= 2 ? 8 : 0), m = 2 * (l & 3) + (e & 1);
+    if (n >= a.N || m >= a.M) continue;
+    float v = 0.0f;
+    for (int w = 0; w < warps; ++w) v += red[((w * NT + t) * 4 + e) * 32 + l];
+    a.out[m * a.N + n] = from_f32<T>(v + (a.bias ? to_f32(a.bias[n]) : 0.0f));
+  }
+}
+
 // One thread per 16-byte load of codes: W[n, k] exactly as the GEMM kernel
 // dequantizes it, so both paths see the same weight.
 template <class T, CodeFormat F>
@@ -367,11 +562,44 @@ cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// NT tiles per warp; warps per block: 4, or as many more (split K when N is
+// small) as one wave holds, each with at least two K blocks.
+template <class T, CodeFormat F, int NT, int kDepth>
+cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
+  constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
+  const int64_t kblocks = (a.K + kBlockK - 1) / kBlockK, blocks = (a.N + 16 * NT - 1) / (16 * NT);
+  int64_t warps = a.warps > 0 ? (a.warps < kGemvMaxWarps ? a.warps : kGemvMaxWarps) : 4;
+  if (a.warps <= 0)
+    while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
+  if (warps > kblocks) warps = kblocks;
+  GemvParams p;
+  p.div = GroupDiv(a.group_size);
+  p.chunk = int((kblocks + warps - 1) / warps);
+  const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
+  const auto kernel = vec ? wo_gemv_kernel<T, F, NT, kDepth, true> : wo_gemv_kernel<T, F, NT, kDepth, false>;
+  const int smem = int(warps) * (kDepth + 1) * 2 * NT * 512;
+  // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
+  if (smem > 48 * 1024)
+    if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
+  kernel<<<unsigned(blocks), unsigned(warps * 32), smem, stream>>>(a, p);
+  return cudaGetLastError();
+}
+
+template <class T, CodeFormat F, int kDepth>
+cudaError_t launch_gemv_tiles(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
+  return a.tiles == 1 ? launch_gemv<T, F, 1, kDepth>(a, stream) : launch_gemv<T, F, 2, kDepth>(a, stream);
+}
+
 template <class T, CodeFormat F>
 cudaError_t launch_rows(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
-  // Few rows: latency-bound on the weight stream, so many loads in flight.
+  // Few rows: the streaming kernel where groups span whole K blocks.
   // More rows: activation loads grow, so two tiles share each.
-  if (a.M <= 8) return launch<T, F, 1, 1, 4>(a, stream);
+  if (a.M <= 8) {
+    constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
+    if (a.group_size % kBlockK != 0 || a.depth < 0) return launch<T, F, 1, 1, 4>(a, stream);
+    if (a.depth == 3) return launch_gemv_tiles<T, F, 3>(a, stream);
+    return launch_gemv_tiles<T, F, 2>(a, stream);
+  }
   if (a.M <= 16) return launch<T, F, 2, 2, 2>(a, stream);
   return launch<T, F, 2, 4, 1>(a, stream);
 }

@@ -47,6 +47,9 @@ struct WeightOnlyArgs {
   int64_t M = 0, N = 0, K = 0, group_size = 0;
   T* out = nullptr;  // M x N, contiguous
   int warps = 0;     // warps per block splitting K (launch tuning; 0 = the default)
+  // Below 9 rows (launch tuning; 0 = the default): K blocks each warp keeps in
+  // flight (2 or 3; -1: the kernel used from 9 rows), 16-row tiles per warp (1 or 2).
+  int depth = 0, tiles = 0;
 };
 
 // Returns cudaErrorInvalidValue for an unsupported shape (K codes not a
