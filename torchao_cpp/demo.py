@@ -19,7 +19,10 @@ import torchao_cpp
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int4, uint3, uint5
 from torchao_cpp.dtypes.layouts import Int4CPULayout, PackedLinearInt8DynamicActivationIntxWeightLayout
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
+    FPXWeightOnlyConfig,
+    Int4DynamicActivationInt4WeightConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
@@ -39,6 +42,7 @@ def configs() -> List[Tuple[str, object]]:
         ("Int8WeightOnly g64", Int8WeightOnlyConfig(group_size=64)),
         ("Int4WeightOnly g128", Int4WeightOnlyConfig(group_size=128)),
         ("Int4WeightOnly g32 Int4CPU", Int4WeightOnlyConfig(group_size=32, layout=Int4CPULayout())),
+        ("Int4WeightOnly g128 HQQ", Int4WeightOnlyConfig(group_size=128, use_hqq=True)),
         ("Int8DynAct-Int8Weight", Int8DynamicActivationInt8WeightConfig()),
         ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32)),
         ("IntxWeightOnly int4 g32", IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32))),
@@ -49,6 +53,9 @@ def configs() -> List[Tuple[str, object]]:
         ("UIntXWeightOnly uint5 g64", UIntXWeightOnlyConfig(dtype=uint5, group_size=64)),
         ("Float8WeightOnly e4m3fn", Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn)),
         ("Float8WeightOnly e5m2", Float8WeightOnlyConfig(weight_dtype=float8_e5m2)),
+        ("Float8DynAct-Float8Weight per-tensor", Float8DynamicActivationFloat8WeightConfig()),
+        ("Int4DynAct-Int4Weight", Int4DynamicActivationInt4WeightConfig()),
+        ("FPXWeightOnly fp6 e3m2", FPXWeightOnlyConfig(ebits=3, mbits=2)),
     ]
 
 
