@@ -92,22 +92,30 @@ void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, cons
 
 // Integer sums of R activation rows x NB 16-column blocks over quads [q0, q1).
 // GCC 12 keeps about 14 zmm accumulators in registers in this loop; past
-// that it spills to the stack on every step (measured: a 6 x 4 tile ran 40 %
-// slower than 4 x 2), so tiles stay at 12 and 8 accumulators.
+// that it spills to the stack on every step (measured: a 6 x 4 tile ran about a
+// third slower than 4 x 2), so tiles stay at 12 and 8 accumulators.
 template <int R, int NB>
 VNNI inline void dot_quads(const uint8_t* u, int64_t m0, int64_t Kp, const int8_t* wb, int64_t wstride, int64_t q0,
                            int64_t q1, __m512i (&acc)[R][NB]) {
-  _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j) acc[i][j] =
-      _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_si512();
   for (int64_t q = q0; q < q1; ++q) {
     const int8_t* wq = wb + q * kTileN * 4;
     __m512i wv[NB];
-    _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j) wv[j] = _mm512_loadu_si512(wq + j * wstride);
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
+
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) wv[j] = _mm512_loadu_si512(wq + j * wstride);
+
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
       int32_t quad;
       __builtin_memcpy(&quad, u + (m0 + i) * Kp + 4 * q, 4);
       const __m512i av = _mm512_set1_epi32(quad);
-      _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, wv[j]);
+
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, wv[j]);
     }
   }
 }
@@ -130,26 +138,41 @@ __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int6
   __m512i acc[R][NB];
   if constexpr (kPerChannel) {
     dot_quads<R, NB>(u, m0, w.Kp, wb, wstride, 0, Kq, acc);
-    _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j) {
+
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) {
       const size_t gi = static_cast<size_t>((b0 + j) * kTileN);
-      _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i)
-          _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN,
-                           group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
+
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+        _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN,
+                         group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
     }
   } else {
     __m512 accf[R][NB];
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j)
-        accf[i][j] = _mm512_setzero_ps();
+
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) accf[i][j] = _mm512_setzero_ps();
     for (int64_t g = 0; g < w.groups; ++g) {
       dot_quads<R, NB>(u, m0, w.Kp, wb, wstride, g * qpg, (g + 1) * qpg, acc);
-      _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j) {
+
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) {
         const size_t gi = static_cast<size_t>(((b0 + j) * w.groups + g) * kTileN);
-        _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) accf[i][j] =
-            _mm512_add_ps(accf[i][j], group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
+
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i)
+          accf[i][j] =
+              _mm512_add_ps(accf[i][j], group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
       }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) _Pragma("GCC unroll 8") for (int j = 0; j < NB; ++j)
-        _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN, accf[i][j]);
+
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN, accf[i][j]);
   }
 }
 

@@ -554,19 +554,22 @@ template <int R>
 AVX512 void gemm_tile_avx512(const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc,
                              bool accumulate) {
   __m512 c0[R], c1[R];
-  _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
     c0[r] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
     c1[r] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(b + k * kGemmNR), b1 = _mm512_loadu_ps(b + k * kGemmNR + 16);
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + k]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
-  _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
     _mm512_storeu_ps(c + r * ldc, c0[r]);
     _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
   }
