@@ -276,6 +276,10 @@ struct IntStream512 {
   };
   AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
   AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
+    // 2 KB ahead, as U4Stream512: decoding 1.1 GB of int8 weights per
+    // token (Xeon, 2 threads) streamed 13.7 GB/s without it and 16.8 with
+    // it (medians of 8 alternating passes; read bandwidth 21.6).
+    if (i % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(c + r * ld + i + 2048), _MM_HINT_T0);
     s0 = _mm512_fmadd_ps(codes16_avx512(c + r * ld + i), v.a, s0);
     s1 = _mm512_fmadd_ps(codes16_avx512(c + r * ld + i + 16), v.b, s1);
   }
