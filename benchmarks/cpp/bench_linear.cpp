@@ -16,6 +16,7 @@
 #include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/sparse24.h"
 
 using namespace torchao_cpp::kernels;
 
@@ -160,6 +161,34 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   st.counters["vnni"] = int8_gemm_has_vnni();
 }
 
+// The 2:4 sparse GEMM (SemiSparseLayout) on the same codes with 2 of each 4 zeroed
+// (random kept columns), read compressed: 5 bits per weight.
+void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
+  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  const int64_t rb = sparse24_row_bytes(p.s.K);
+  std::vector<uint8_t> u(p.s.M * p.s.K, 131);
+  std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
+  std::vector<int8_t> pruned(p.w8(0), p.w8(0) + p.s.N * p.s.K);
+  std::mt19937 rng(1);
+  for (int64_t i = 0; i < p.s.N * p.s.K; i += 4) {
+    const int keep0 = int(rng() % 4), keep1 = (keep0 + 1 + int(rng() % 3)) % 4;
+    for (int j = 0; j < 4; ++j)
+      if (j != keep0 && j != keep1) pruned[i + j] = 0;
+  }
+  std::vector<uint8_t> rows(p.copies * p.s.N * rb);
+  compress_2to4(pruned.data(), p.s.N, p.s.K, rows.data());
+  std::vector<Sparse24Weights> w;
+  for (int64_t c = 0; c < p.copies; ++c) {
+    std::copy_n(rows.data(), p.s.N * rb, rows.data() + c * p.s.N * rb);
+    w.push_back(make_sparse24_weights(rows.data() + c * p.s.N * rb, p.s.N, p.s.K, p.scale.data()));
+  }
+  for (auto _ : st) {
+    int8_sparse24_gemm_u8(u.data(), a_scale.data(), a_zp.data(), p.s.M, w[p.take()], nullptr, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * rb + 4.0 * p.s.N);
+}
+
 void Shapes(benchmark::internal::Benchmark* b) {
   for (int64_t M : {1, 8, 32, 256})
     for (auto kn : {std::pair<int64_t, int64_t>{2048, 5632}, {5632, 2048}, {4096, 4096}})
@@ -174,6 +203,7 @@ BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
 BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
+BENCHMARK(BM_Int8DynamicInt8Sparse24)->Apply(Shapes);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // The compute roofline behind the prefill target "int8 x int8 >= 4x fp32":

@@ -151,8 +151,11 @@ bool group_fits(const at::Tensor& w, c10::optional<int64_t> group_size, const st
 
 // Why the seed's hardware-named layouts are refused here (empty for other names).
 std::string layout_note(const std::string& layout) {
-  if (layout == "SemiSparseLayout" || layout == "MarlinSparseLayout" || layout == "CutlassSemiSparseLayout")
-    return " (2:4 semi-structured sparsity is not supported yet)";
+  if (layout == "SemiSparseLayout")
+    return " (2:4 semi-structured sparsity: SemiSparseLayout with Int8DynamicActivationInt8WeightConfig)";
+  if (layout == "MarlinSparseLayout" || layout == "CutlassSemiSparseLayout")
+    return " (2:4 semi-structured sparsity of this layout is not supported yet; SemiSparseLayout is, with "
+           "Int8DynamicActivationInt8WeightConfig)";
   if (layout == "MarlinQQQLayout") return " (the Marlin QQQ format, two-level scales, is not supported yet)";
   return "";
 }
@@ -227,8 +230,8 @@ void validate_int8_dq(const ConfigFields& d) {
   Fields f("Int8DynamicActivationInt8WeightConfig", d, kInt8DqFields);
   f.get_choice("act_mapping_type", "SYMMETRIC", kSymOrAsym);
   const auto layout = f.get_str("layout", "PlainLayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout",
-                              layout_note(layout));
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout" || layout == "SemiSparseLayout", f.name("layout"), " ", layout,
+                              ": supported layouts are PlainLayout and SemiSparseLayout", layout_note(layout));
   f.get_bool("weight_only_decode", false);
   f.get_bool("set_inductor_config", true);
 }
@@ -240,8 +243,22 @@ QuantizedWeight quantize_int8_dq(const at::Tensor& w, const ConfigFields& d, con
                       ": in_features " + std::to_string(w.size(-1)) + " <= 16";
     return out;
   }
-  out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, c10::nullopt), "int8", -128, 127, kFp32Eps, c10::nullopt,
-                               at::kLong, true, "NONE", "PlainLayout");
+  const auto layout = f.get_str("layout", "PlainLayout");
+  at::Tensor src = w;
+  if (layout == "SemiSparseLayout") {
+    if (w.dim() != 2 || w.size(1) % 4 != 0) {
+      std::ostringstream os;
+      os << "Skipping Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout) for "
+         << (fqn.empty() ? "<root>" : fqn) << ": weight " << w.sizes()
+         << " is not a 2-d weight with in_features a multiple of 4 (2:4 sparsity prunes groups of 4)";
+      out.skip_reason = os.str();
+      return out;
+    }
+    // The seed's SemiSparseLayout.pre_process: 2:4 pruning before the scales are chosen.
+    src = ops::prune_2to4(w.cpu()).to(w.device());
+  }
+  out.weight = affine_quantize(src, "SYMMETRIC", block_for(w, c10::nullopt), "int8", -128, 127, kFp32Eps, c10::nullopt,
+                               at::kLong, true, "NONE", layout);
   out.act_quant = f.get_bool("weight_only_decode", false)
                       ? "int8_symm_per_token_reduced_range_noop_decode"
                       : act_quant_for(f.get_choice("act_mapping_type", "SYMMETRIC", kSymOrAsym));

@@ -5,6 +5,7 @@
 
 #include "../kernels/cpu/bitpack.h"
 #include "../kernels/cpu/simd.h"
+#include "../kernels/cpu/sparse24.h"
 #include "../ops/floatx.h"
 #include "../ops/linear.h"
 #include "../ops/quant_primitives.h"
@@ -45,6 +46,14 @@ std::string join(const std::vector<T>& v) {
   return os.str();
 }
 
+// The dense int8 codes (zeros where pruned) of SemiSparseLayout rows, on the CPU.
+at::Tensor sparse_dense_codes(const at::Tensor& data, const std::vector<int64_t>& shape) {
+  auto rows = data.cpu().contiguous();
+  auto dense = at::empty({shape[0], shape[1]}, rows.options().dtype(at::kChar));
+  k::decompress_2to4(rows.data_ptr<uint8_t>(), shape[0], shape[1], dense.data_ptr<int8_t>());
+  return dense;
+}
+
 }  // namespace
 
 AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::Tensor& scale_,
@@ -76,6 +85,16 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
     TORCH_CHECK_VALUE(cd.bits <= 8, "AffineQuantizedTensor: layout ", layout, " packs codes of at most 8 bits, got ",
                       code_dtype);
     data = ops::pack_bits(c, cd.bits, quant_min);
+  } else if (kind == LayoutKind::SemiSparse) {
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(1) % 4 == 0 && c.scalar_type() == at::kChar, "AffineQuantizedTensor: ",
+                      layout, " holds 2-d int8 codes whose rows are groups of 4, got ", c.scalar_type(), " codes of shape ",
+                      c.sizes());
+    auto dense = c.cpu().contiguous();
+    auto packed = at::empty({c.size(0), k::sparse24_row_bytes(c.size(1))}, dense.options().dtype(at::kByte));
+    const int64_t bad = k::compress_2to4(dense.data_ptr<int8_t>(), c.size(0), c.size(1), packed.data_ptr<uint8_t>());
+    TORCH_CHECK_VALUE(bad < 0, "AffineQuantizedTensor: ", layout, " needs 2:4 sparse codes (at most 2 nonzero in each "
+                      "group of 4 along a row); row ", bad, " has more (prune the weight first)");
+    data = packed.to(c.device());
   } else {
     data = c.contiguous();
   }
@@ -122,6 +141,15 @@ void AffineQuantizedTensor::validate(const char* what) const {
     TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None, what,
                       ": float-x codes have no zero point (zero_point_domain NONE), got ", zero_point_domain);
   }
+  if (kind == LayoutKind::SemiSparse) {
+    TORCH_CHECK_VALUE(cd.name == "int8" && shape.size() == 2 && shape[1] % 4 == 0, what, ": ", layout,
+                      " holds 2-d int8 codes with in_features a multiple of 4, got ", code_dtype, " with shape ",
+                      join(shape));
+    // Pruned weights are 0: code 0 with no zero point.
+    TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None && quant_min <= 0 && quant_max >= 0, what, ": ", layout,
+                      " holds codes without zero points (zero_point_domain NONE, 0 in [quant_min, quant_max]), got ",
+                      zero_point_domain, " [", quant_min, ", ", quant_max, "]");
+  }
   if (kind == LayoutKind::CutlassInt4)
     TORCH_CHECK_VALUE(cd.bits == 4 && cd.is_signed && shape.size() == 2, what, ": ", layout,
                       " holds 2-d weights of signed 4-bit codes (int4), got ", code_dtype, " with shape ", join(shape));
@@ -144,10 +172,12 @@ void AffineQuantizedTensor::validate(const char* what) const {
   TORCH_CHECK_VALUE(data.defined(), what, ": codes are missing");
   TORCH_CHECK_VALUE(data.device().is_cpu() || data.device().is_cuda(), what,
                     ": codes must be on a CPU or CUDA device, got ", data.device());
-  const bool packed = layout_is_bitpacked(kind);
+  const bool packed = layout_is_bitpacked(kind), sparse = kind == LayoutKind::SemiSparse;
   TORCH_CHECK_VALUE(!packed || !shape.empty(), what, ": packed layouts need at least 1 dim");
-  const auto want_shape = packed ? packed_shape(shape, cd.bits) : shape;
-  const auto want_dtype = packed ? at::kByte : storage_dtype(cd);
+  const auto want_shape = packed   ? packed_shape(shape, cd.bits)
+                          : sparse ? std::vector<int64_t>{shape[0], k::sparse24_row_bytes(shape[1])}
+                                   : shape;
+  const auto want_dtype = packed || sparse ? at::kByte : storage_dtype(cd);
   TORCH_CHECK_TYPE(data.scalar_type() == want_dtype, what, ": codes must be ", want_dtype, " for ", layout, "/",
                    code_dtype, ", got ", data.scalar_type());
   TORCH_CHECK_VALUE(data.sizes().vec() == want_shape, what, ": codes must have shape ", join(want_shape), " for ",
@@ -195,6 +225,14 @@ void AffineQuantizedTensor::validate(const char* what) const {
       auto b = data.bitwise_and(0x7f);
       const bool bad = cd.name == "float8_e4m3fn" ? (b == 0x7f).any().item<bool>() : (b >= 0x7c).any().item<bool>();
       TORCH_CHECK_VALUE(!bad, what, ": float8 codes contain NaN or Inf");
+    } else if (sparse) {
+      auto rows = data.cpu();
+      const int64_t bad = k::check_2to4_metadata(rows.data_ptr<uint8_t>(), shape[0], shape[1]);
+      TORCH_CHECK_VALUE(bad < 0, what, ": ", layout, " metadata of row ", bad,
+                        " is invalid (each group's two kept columns must be distinct and increasing)");
+      auto v = sparse_dense_codes(rows, shape);
+      TORCH_CHECK_VALUE(v.numel() == 0 || (v.min().item<int64_t>() >= quant_min && v.max().item<int64_t>() <= quant_max),
+                        what, ": codes lie outside [quant_min, quant_max] = [", quant_min, ", ", quant_max, "]");
     } else if (!packed || quant_max - quant_min + 1 < (int64_t(1) << cd.bits)) {
       auto c = packed ? ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), at::kInt) : data;
       TORCH_CHECK_VALUE(c.min().item<int64_t>() >= quant_min && c.max().item<int64_t>() <= quant_max, what,
@@ -209,6 +247,7 @@ std::tuple<at::Tensor, at::Tensor, c10::optional<at::Tensor>> AffineQuantizedTen
   // Unpacking runs on the CPU kernels (a copy there and back for CUDA codes).
   if (layout_is_bitpacked(parse_layout(layout)))
     codes = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), storage_dtype(cd)).to(data.device());
+  if (parse_layout(layout) == LayoutKind::SemiSparse) codes = sparse_dense_codes(data, shape).to(data.device());
   return {codes, scale, zero_point};
 }
 
@@ -238,6 +277,12 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                               ": move the model to the CPU (.to(\"cpu\")) to run this project's float-x kernel");
   // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
+  // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): dense
+  // codes for the call (the int8 dynamic linear reads them compressed).
+  if (parse_layout(layout) == LayoutKind::SemiSparse)
+    return ops::call_weight_only_linear(input, data.is_cuda() ? int8_codes_for_cuda() : sparse_dense_codes(data, shape),
+                                        "plain", cd.bits, shape[0], shape[1], block_size[1], scale, c10::nullopt,
+                                        quant_min, quant_max, zero_point_domain, bias);
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
                                       data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
                                       zero_point_domain, bias);
@@ -280,6 +325,11 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() co
 
 const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
   std::call_once(int8_codes_cuda_once_, [&] {
+    if (parse_layout(layout) == LayoutKind::SemiSparse) {
+      // No sparse CUDA kernel yet: the dense codes, expanded once.
+      int8_codes_cuda_ = sparse_dense_codes(data, shape).to(data.device());
+      return;
+    }
     if (code_format() != "packed") {
       int8_codes_cuda_ = data;
       return;
@@ -296,6 +346,7 @@ const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
     const auto cd = parse_code_dtype(code_dtype);
     if (cd.is_float8 || !data.device().is_cpu() || shape.size() != 2 || block_size[0] != 1) return;
     if (quant_min < -128 || quant_max > 127) return;
+    if (parse_layout(layout) == LayoutKind::SemiSparse) return;  // sparse24() serves these
     const bool plain = code_format() == "plain" && data.scalar_type() == at::kChar;
     if (!plain && code_format() != "packed") return;
     const int64_t K = shape[1], group = block_size[1];
@@ -309,6 +360,16 @@ const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
         kernels::pack_int8_weights(codes.data_ptr<int8_t>(), shape[0], K, group, sc.data_ptr<float>()));
   });
   return int8_packed_.get();
+}
+
+const kernels::Sparse24Weights* AffineQuantizedTensor::sparse24() const {
+  std::call_once(sparse24_once_, [&] {
+    if (parse_layout(layout) != LayoutKind::SemiSparse || !data.device().is_cpu() || block_size[1] != shape[1]) return;
+    auto sc = scale.to(at::kFloat).contiguous();
+    sparse24_ = std::make_unique<kernels::Sparse24Weights>(
+        kernels::make_sparse24_weights(data.data_ptr<uint8_t>(), shape[0], shape[1], sc.data_ptr<float>()));
+  });
+  return sparse24_.get();
 }
 
 std::string AffineQuantizedTensor::code_format() const {
@@ -531,6 +592,8 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     if (kernels::int8_gemm_has_vnni() && kernels::active_isa() == kernels::Isa::Avx512)
       if (const auto* packed = w.int8_packed())
         return ops::int8_dynamic_linear_packed(input, mode, *packed, bias);
+    // 2:4 codes: the sparse GEMM reads them compressed.
+    if (const auto* sparse = w.sparse24()) return ops::int8_dynamic_linear_sparse24(input, mode, *sparse, bias);
     return ops::int8_dynamic_linear(input, mode, w.data,
                                     w.code_format(), cd.bits, w.shape[0], w.shape[1], w.block_size[1], w.scale,
                                     w.zero_point_f32(), w.quant_min, bias);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../kernels/cpu/int8_gemm.h"
+#include "../kernels/cpu/sparse24.h"
 #include "layout.h"
 
 namespace torchao_cpp {
@@ -60,6 +61,9 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
 
   static constexpr int64_t kStateVersion = 1;
 
+  // SemiSparseLayout codes on the CPU with their row sums and scales, for the
+  // 2:4 GEMM (built on first use; the rows stay in `data`); nullptr otherwise.
+  const kernels::Sparse24Weights* sparse24() const;
   // The int8 codes packed for the VNNI GEMM with their scales, built on first
   // use and kept (derived data: never pickled); nullptr where the GEMM does not
   // apply (not 2-d plain int8 codes, nonzero zero points, unsuitable groups).
@@ -84,6 +88,8 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
  private:
   mutable std::once_flag int8_packed_once_;
   mutable std::unique_ptr<kernels::PackedInt8Weights> int8_packed_;
+  mutable std::once_flag sparse24_once_;
+  mutable std::unique_ptr<kernels::Sparse24Weights> sparse24_;
   mutable std::once_flag zero_point_f32_once_;
   mutable c10::optional<at::Tensor> zero_point_f32_;
   mutable std::once_flag zero_point_cuda_once_;

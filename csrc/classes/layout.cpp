@@ -18,10 +18,11 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "CutlassInt4PackedLayout") return LayoutKind::CutlassInt4;
   if (n == "Int4XPULayout") return LayoutKind::Int4XPU;
   if (n == "FloatxTensorCoreLayout") return LayoutKind::FloatxTensorCore;
+  if (n == "SemiSparseLayout") return LayoutKind::SemiSparse;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
                     "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
-                    "Int4XPULayout, FloatxTensorCoreLayout");
+                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -44,6 +45,8 @@ std::string layout_name(LayoutKind k) {
       return "CutlassInt4PackedLayout";
     case LayoutKind::Int4XPU:
       return "Int4XPULayout";
+    case LayoutKind::SemiSparse:
+      return "SemiSparseLayout";
     default:
       return "Float8Layout";
   }

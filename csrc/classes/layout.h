@@ -20,6 +20,7 @@ enum class LayoutKind {
   CutlassInt4,      // CutlassInt4PackedLayout: signed 4-bit codes, two per byte
   Int4XPU,          // Int4XPULayout: 4-bit codes, two per byte (tinygemm math; no XPU kernels here)
   FloatxTensorCore,  // FloatxTensorCoreLayout: N-bit float-x codes bit-packed along rows (as Uintx)
+  SemiSparse,        // SemiSparseLayout: 2:4 sparse int8 codes, rows compressed to values + metadata (sparse24.h)
 };
 
 LayoutKind parse_layout(const std::string& name);

@@ -46,6 +46,9 @@ TORCH_LIBRARY(torchao_cpp, m) {
   m.def("pack_bits(Tensor codes, int bits, int quant_min) -> Tensor");
   m.def("unpack_bits(Tensor packed, int bits, int quant_min, int cols, ScalarType output_dtype) -> Tensor");
 
+  // 2:4 semi-structured pruning along the last dim (SemiSparseLayout's pre_process).
+  m.def("prune_2to4(Tensor weight) -> Tensor");
+
   // Quantized linears.
   m.def(
       "weight_only_linear(Tensor input, Tensor codes, str code_format, int bits, int out_features, int in_features, "
@@ -91,7 +94,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
        {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
         "quantize_affine_float8", "dequantize_affine_float8", "choose_qparams_affine_floatx",
         "quantize_affine_floatx", "dequantize_affine_floatx", "int8_asymm_per_token_quant",
-        "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "weight_only_linear",
+        "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "prune_2to4", "weight_only_linear",
         "int8_dynamic_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
         "quantize_weight", "check_weight", "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());

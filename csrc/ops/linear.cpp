@@ -319,33 +319,55 @@ at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, 
   return out.view(f.out_shape);
 }
 
-at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
-                                      const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias) {
-  const char* op = "int8_dynamic_linear";
+namespace {
+
+// The fused activation quantizer (uint8 operand, per-token scales) followed by
+// gemm(u, a_scale, a_zp, M, bias, out): the VNNI-packed and 2:4 GEMMs alike.
+template <class Gemm>
+at::Tensor int8_dynamic_linear_u8(const char* op, const at::Tensor& input, const std::string& act_quant, int64_t N,
+                                  int64_t K, int64_t Kp, const c10::optional<at::Tensor>& bias, Gemm&& gemm) {
   check_cpu_input(op, input);
-  check_linear_input(op, input, weight.K);
-  check_bias(op, bias, input, weight.N);
-  auto f = flatten_input(input, weight.K, weight.N);
+  check_linear_input(op, input, K);
+  check_bias(op, bias, input, N);
+  auto f = flatten_input(input, K, N);
   auto b = bias_like(bias, input);
   const int64_t M = f.x2d.size(0);
   const auto mode = parse_act_quant(op, act_quant);
-  // The activation quantizer writes the GEMM's uint8 operand directly.
-  auto u = at::empty({M, weight.Kp}, input.options().dtype(at::kByte));
+  auto u = at::empty({M, Kp}, input.options().dtype(at::kByte));
   auto a_scale = at::empty({M}, input.options().dtype(at::kFloat));
   auto a_zp = at::empty({M}, input.options().dtype(at::kFloat));
   int64_t bad = -1;
   dispatch_float(input.scalar_type(), [&](auto t_a) {
     using TA = decltype(t_a);
-    bad = k::quantize_activations_u8<TA>(ptr<TA>(f.x2d), M, weight.K, weight.Kp, mode, ptr<uint8_t>(u),
-                                         ptr<float>(a_scale), ptr<float>(a_zp), num_threads());
+    bad = k::quantize_activations_u8<TA>(ptr<TA>(f.x2d), M, K, Kp, mode, ptr<uint8_t>(u), ptr<float>(a_scale),
+                                         ptr<float>(a_zp), num_threads());
   });
   TORCH_CHECK_VALUE(bad < 0, op, ": input contains NaN or Inf (row ", bad,
                     "); quantization parameters are undefined for non-finite values");
   auto bf = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
-  auto out = at::empty({M, weight.N}, input.options().dtype(at::kFloat));
-  k::int8_gemm_dequant_u8(ptr<uint8_t>(u), ptr<float>(a_scale), ptr<float>(a_zp), M, weight,
-                          bf.defined() ? ptr<float>(bf) : nullptr, ptr<float>(out), num_threads());
+  auto out = at::empty({M, N}, input.options().dtype(at::kFloat));
+  gemm(ptr<uint8_t>(u), ptr<float>(a_scale), ptr<float>(a_zp), M, bf.defined() ? ptr<float>(bf) : nullptr,
+       ptr<float>(out));
   return out.to(input.scalar_type()).view(f.out_shape);
+}
+
+}  // namespace
+
+at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
+                                      const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias) {
+  return int8_dynamic_linear_u8("int8_dynamic_linear", input, act_quant, weight.N, weight.K, weight.Kp, bias,
+                                [&](const uint8_t* u, const float* s, const float* z, int64_t M, const float* b,
+                                    float* out) { k::int8_gemm_dequant_u8(u, s, z, M, weight, b, out, num_threads()); });
+}
+
+at::Tensor int8_dynamic_linear_sparse24(const at::Tensor& input, const std::string& act_quant,
+                                        const kernels::Sparse24Weights& weight,
+                                        const c10::optional<at::Tensor>& bias) {
+  return int8_dynamic_linear_u8(
+      "int8_dynamic_linear", input, act_quant, weight.N, weight.K, weight.K, bias,
+      [&](const uint8_t* u, const float* s, const float* z, int64_t M, const float* b, float* out) {
+        k::int8_sparse24_gemm_u8(u, s, z, M, weight, b, out, num_threads());
+      });
 }
 
 at::Tensor call_weight_only_linear(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,

@@ -51,6 +51,9 @@ at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dt
 // int8_dynamic_linear for pre-packed int8 weights (with their scales, no zero points).
 at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string& act_quant,
                                       const kernels::PackedInt8Weights& weight, const c10::optional<at::Tensor>& bias);
+// The same on 2:4 sparse weights (SemiSparseLayout), read compressed.
+at::Tensor int8_dynamic_linear_sparse24(const at::Tensor& input, const std::string& act_quant,
+                                        const kernels::Sparse24Weights& weight, const c10::optional<at::Tensor>& bias);
 
 // The linears over the quantized-tensor classes: device-independent, the
 // classes route to the kernels through the dispatcher.

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "../kernels/cpu/bitpack.h"
+#include "../kernels/cpu/sparse24.h"
 
 namespace torchao_cpp {
 namespace ops {
@@ -500,6 +501,26 @@ at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min) {
   return out;
 }
 
+void check_prune_2to4(const char* op, const at::Tensor& weight) {
+  check_float_dtype(op, "weight", weight.scalar_type());
+  TORCH_CHECK_VALUE(weight.dim() >= 1 && weight.size(-1) % 4 == 0, op,
+                    ": weight's last dim must be a multiple of 4 (groups of 4 are pruned), got shape ", weight.sizes());
+}
+
+at::Tensor prune_2to4(const at::Tensor& weight) {
+  const char* op = "prune_2to4";
+  check_cpu(op, "weight", weight);
+  check_prune_2to4(op, weight);
+  auto w = weight.contiguous();
+  auto out = at::empty_like(w);
+  const int64_t K = w.dim() ? w.size(-1) : 1;
+  dispatch_float(w.scalar_type(), [&](auto t) {
+    using T = decltype(t);
+    k::prune_2to4<T>(ptr<T>(w), K ? w.numel() / K : 0, K, ptr<T>(out));
+  });
+  return out;
+}
+
 at::Tensor unpack_bits(const at::Tensor& packed, int64_t bits, int64_t quant_min, int64_t cols,
                        at::ScalarType output_dtype) {
   const char* op = "unpack_bits";
@@ -583,6 +604,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range
   return per_token_meta("int8_symm_per_token_reduced_range_quant", input, k::ActQuant::SymmetricReducedRange);
 }
 
+at::Tensor prune_2to4_meta(const at::Tensor& weight) {
+  check_prune_2to4("prune_2to4", weight);
+  return at::empty_like(weight, at::MemoryFormat::Contiguous);
+}
+
 at::Tensor pack_bits_meta(const at::Tensor& codes, int64_t bits, int64_t) {
   return at::empty(plan_pack_bits("pack_bits", codes, bits).out_shape, codes.options().dtype(at::kByte));
 }
@@ -609,6 +635,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
   m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant);
   m.impl("pack_bits", &pack_bits);
   m.impl("unpack_bits", &unpack_bits);
+  m.impl("prune_2to4", &prune_2to4);
 }
 
 TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
@@ -623,4 +650,5 @@ TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
   m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant_meta);
   m.impl("pack_bits", &pack_bits_meta);
   m.impl("unpack_bits", &unpack_bits_meta);
+  m.impl("prune_2to4", &prune_2to4_meta);
 }

@@ -116,6 +116,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* o
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input);
 at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min);
+// Zeroes the 2 smallest |w| of every group of 4 along the last dim (CPU).
+at::Tensor prune_2to4(const at::Tensor& weight);
 at::Tensor unpack_bits(const at::Tensor& packed, int64_t bits, int64_t quant_min, int64_t cols,
                        at::ScalarType output_dtype);
 

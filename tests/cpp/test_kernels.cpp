@@ -11,6 +11,7 @@
 #include "kernels/cpu/numeric.h"
 #include "kernels/cpu/quant_primitives.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/sparse24.h"
 
 using namespace torchao_cpp::kernels;
 
@@ -433,6 +434,69 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
           }
       }
   EXPECT_THROW(pack_int8_weights(nullptr, 1, 12, 6, nullptr), std::invalid_argument);
+}
+
+// 2:4 sparse int8 GEMM: under every instruction set, bit-equal to the dense
+// int8 GEMM on the decompressed codes, over odd M / N and K not a multiple of
+// the 64-column chunk; compression round-trips and refuses 3 nonzeros in a group.
+TEST(Sparse24, GemmMatchesDenseGemmOnPrunedCodes) {
+  std::mt19937 rng(24);
+  std::uniform_int_distribution<int> i8(-128, 127), col(0, 3);
+  std::normal_distribution<float> nd;
+  for (int64_t M : {1, 3, 4, 5, 9})
+    for (int64_t N : {1, 2, 3, 5, 8, 33})
+      for (int64_t K : {4, 8, 60, 64, 68, 200, 256}) {
+        std::vector<int8_t> a(M * K), w(N * K, 0), back(N * K);
+        for (auto& v : a) v = int8_t(i8(rng));
+        // Two kept columns per group (some groups keep a zero code, one keeps fewer).
+        for (int64_t i = 0; i < N * K; i += 4) {
+          int c0 = col(rng), c1 = col(rng);
+          w[i + c0] = int8_t(i8(rng));
+          if (c1 != c0) w[i + c1] = int8_t(i8(rng) / 3);
+        }
+        std::vector<float> sa(M), za(M), sw(N), bias(N);
+        for (int64_t m = 0; m < M; ++m) sa[m] = 0.01f + std::fabs(nd(rng)) * 0.01f, za[m] = float(i8(rng) / 2);
+        for (auto& v : sw) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+        for (auto& v : bias) v = nd(rng);
+        std::vector<uint8_t> rows(N * sparse24_row_bytes(K));
+        ASSERT_EQ(compress_2to4(w.data(), N, K, rows.data()), -1);
+        ASSERT_EQ(check_2to4_metadata(rows.data(), N, K), -1);
+        decompress_2to4(rows.data(), N, K, back.data());
+        ASSERT_EQ(back, w);
+        std::vector<float> dense(M * N);
+        int8_gemm_dequant(a.data(), sa.data(), za.data(), M, pack_int8_weights(w.data(), N, K, K, sw.data()),
+                          bias.data(), dense.data(), 2);
+        std::vector<uint8_t> u(M * K);
+        for (int64_t i = 0; i < M * K; ++i) u[i] = uint8_t(int(a[i]) + 128);
+        const auto sp = make_sparse24_weights(rows.data(), N, K, sw.data());
+        const Isa saved = active_isa();
+        for (Isa isa : supported_isas()) {
+          ASSERT_TRUE(set_isa(isa));
+          std::vector<float> out(M * N);
+          int8_sparse24_gemm_u8(u.data(), sa.data(), za.data(), M, sp, bias.data(), out.data(), 2);
+          ASSERT_EQ(out, dense) << M << "x" << N << "x" << K << " isa " << int(isa);
+        }
+        set_isa(saved);
+      }
+  std::vector<int8_t> three = {1, 2, 3, 0};
+  std::vector<uint8_t> rows(sparse24_row_bytes(4));
+  EXPECT_EQ(compress_2to4(three.data(), 1, 4, rows.data()), 0);
+  rows = {1, 2, 0x5};  // kept columns 1 and 1: invalid
+  EXPECT_EQ(check_2to4_metadata(rows.data(), 1, 4), 0);
+}
+
+// Pruning keeps the 2 largest magnitudes of each group; ties keep the later column, NaN is kept.
+TEST(Sparse24, PruneKeepsTwoLargestMagnitudes) {
+  const std::vector<float> w = {1, -4, 3, 2, 5, 5, 5, 5, NAN, 0, 1, -1, 0, 0, 0, 0};
+  std::vector<float> out(w.size());
+  prune_2to4(w.data(), 2, 8, out.data());
+  const std::vector<float> want = {0, -4, 3, 0, 0, 0, 5, 5};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(out[i], want[i]) << i;
+  EXPECT_TRUE(std::isnan(out[8]));
+  EXPECT_EQ(out[9], 0.0f);
+  EXPECT_EQ(out[10], 0.0f);
+  EXPECT_EQ(out[11], -1.0f);
+  for (int i = 12; i < 16; ++i) EXPECT_EQ(out[i], 0.0f);
 }
 
 // Every weight-only kernel path (direct dots for M <= 8, row decode, the

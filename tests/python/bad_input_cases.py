@@ -1594,7 +1594,7 @@ ROWS += _section("Int8DynamicActivationInt8WeightConfig", [
      "got SYMMETRIC_NO_CLIPPING_ERR",
      lambda: qz(lambda: Int8DynamicActivationInt8WeightConfig(act_mapping_type=MappingType.SYMMETRIC_NO_CLIPPING_ERR))),
     ("layout.tiled", NotImplementedError,
-     "Int8DynamicActivationInt8WeightConfig.layout TensorCoreTiledLayout: only PlainLayout",
+     "Int8DynamicActivationInt8WeightConfig.layout TensorCoreTiledLayout: supported layouts are PlainLayout and SemiSparseLayout",
      lambda: qz(lambda: Int8DynamicActivationInt8WeightConfig(layout=TensorCoreTiledLayout()))),
     ("weight_only_decode.int", TypeError,
      "Int8DynamicActivationInt8WeightConfig.weight_only_decode must be bool, got int 1",

@@ -54,10 +54,8 @@ def test_int4_xpu_layout_refuses_integer_zero_points():
 
 @pytest.mark.parametrize("make,fragment", [
     (lambda: Int4WeightOnlyConfig(layout=MarlinSparseLayout()), "MarlinSparseLayout needs 2:4 sparsity"),
-    (lambda: Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()),
-     "layout SemiSparseLayout: only PlainLayout (2:4 semi-structured sparsity is not supported yet)"),
     (lambda: Int8DynamicActivationInt8WeightConfig(layout=CutlassSemiSparseLayout()),
-     "layout CutlassSemiSparseLayout: only PlainLayout (2:4 semi-structured sparsity"),
+     "layout CutlassSemiSparseLayout: supported layouts are PlainLayout and SemiSparseLayout (2:4 semi-structured sparsity"),
     (lambda: Int8DynamicActivationInt4WeightConfig(layout=MarlinQQQLayout()),
      "layout MarlinQQQLayout: only PlainLayout (the Marlin QQQ format, two-level scales, is not supported yet)"),
 ])
@@ -67,10 +65,10 @@ def test_unsupported_hardware_layouts_are_refused_by_name(make, fragment):
     assert fragment in str(e.value)
 
 
-def test_semi_sparse_alias_warns_and_refuses():
+def test_semi_sparse_alias_warns():
     with pytest.warns(DeprecationWarning, match="deprecated"):
-        with pytest.raises(NotImplementedError, match="SemiSparseLayout"):
-            int8_dynamic_activation_int8_semi_sparse_weight()
+        cfg = int8_dynamic_activation_int8_semi_sparse_weight()
+    assert cfg == Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())
 
 
 def test_a_weight_cannot_move_to_xpu():

@@ -167,12 +167,23 @@ class Int4XPULayout(Layout):
 
 @dataclass(frozen=True, repr=False)
 class SemiSparseLayout(Layout):
-    """The seed's 2:4 semi-structured sparse layout (int8 dynamic quantization). Not supported
-    yet: configs refuse it with NotImplementedError.
+    """The seed's 2:4 semi-structured sparse layout for Int8DynamicActivationInt8WeightConfig.
+
+    quantize_ prunes each group of 4 weights along a row to its 2 largest magnitudes (the
+    seed's pre_process, `torch.ops.torchao_cpp.prune_2to4`), quantizes as PlainLayout does,
+    and stores each row compressed: the kept int8 codes plus 2-bit column indices, 5 bits per
+    weight. The CPU GEMM multiplies only the kept codes; on CUDA the codes are expanded to
+    dense int8 once (no sparse tensor-core kernel yet). Layers whose in_features is not a
+    multiple of 4 are skipped and logged.
 
     Example:
-        >>> SemiSparseLayout().name
-        'SemiSparseLayout'
+        >>> import torch
+        >>> from torchao_cpp.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+        >>> m = torch.nn.Sequential(torch.nn.Linear(64, 32))
+        >>> quantize_(m, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()))
+        >>> w = m[0].weight.dequantize()
+        >>> int((w.view(32, 16, 4) != 0).sum(-1).max())
+        2
     """
 
 

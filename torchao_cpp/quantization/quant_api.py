@@ -661,13 +661,12 @@ int4_dynamic_activation_int4_weight = Int4DynamicActivationInt4WeightConfig
 def int8_dynamic_activation_int8_semi_sparse_weight() -> "Int8DynamicActivationInt8WeightConfig":
     """The seed's deprecated spelling of Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()).
 
-    2:4 sparsity is not supported yet, so the config refuses the layout by name.
-
     Example:
-        >>> int8_dynamic_activation_int8_semi_sparse_weight()
-        Traceback (most recent call last):
-        ...
-        NotImplementedError: Int8DynamicActivationInt8WeightConfig.layout SemiSparseLayout: only PlainLayout (2:4 semi-structured sparsity is not supported yet)
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     int8_dynamic_activation_int8_semi_sparse_weight().layout
+        SemiSparseLayout()
     """
     import warnings
 

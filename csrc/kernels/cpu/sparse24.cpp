@@ -1,0 +1,283 @@
+#include "sparse24.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cpu_features.h"
+#include "numeric.h"
+#include "simd.h"
+
+namespace torchao_cpp {
+namespace kernels {
+
+namespace {
+constexpr int64_t kChunkBytes = 40;  // a full chunk: 32 codes + 8 metadata bytes
+
+// Byte offsets within a row of K columns: kept code j (0, 1) of group g, and g's metadata byte.
+inline int64_t groups_in_chunk(int64_t K, int64_t c) { return std::min<int64_t>(16, K / 4 - 16 * c); }
+inline int64_t code_offset(int64_t g, int j) { return g / 16 * kChunkBytes + 2 * (g % 16) + j; }
+inline int64_t meta_offset(int64_t K, int64_t g) {
+  return g / 16 * kChunkBytes + 2 * groups_in_chunk(K, g / 16) + g % 16 / 2;
+}
+inline int nibble(const uint8_t* row, int64_t K, int64_t g) { return (row[meta_offset(K, g)] >> (4 * (g % 2))) & 15; }
+
+// Magnitude for ranking; NaN ranks above everything, as in torch.argsort.
+inline float rank_key(float v) { return std::isnan(v) ? INFINITY : std::fabs(v); }
+}  // namespace
+
+template <class T>
+void prune_2to4(const T* w, int64_t N, int64_t K, T* out) {
+  for (int64_t i = 0; i < N * K; i += 4) {
+    int order[4] = {0, 1, 2, 3};
+    float key[4];
+    for (int j = 0; j < 4; ++j) key[j] = rank_key(to_float(w[i + j]));
+    std::stable_sort(order, order + 4, [&](int a, int b) { return key[a] < key[b]; });
+    for (int j = 0; j < 4; ++j) out[i + j] = w[i + j];
+    out[i + order[0]] = from_float<T>(0.0f);
+    out[i + order[1]] = from_float<T>(0.0f);
+  }
+}
+template void prune_2to4<float>(const float*, int64_t, int64_t, float*);
+template void prune_2to4<bf16>(const bf16*, int64_t, int64_t, bf16*);
+template void prune_2to4<fp16>(const fp16*, int64_t, int64_t, fp16*);
+
+int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out) {
+  const int64_t rb = sparse24_row_bytes(K);
+  for (int64_t n = 0; n < N; ++n) {
+    const int8_t* c = codes + n * K;
+    uint8_t* row = out + n * rb;
+    std::memset(row, 0, size_t(rb));
+    for (int64_t g = 0; g < K / 4; ++g) {
+      int kept[2], nk = 0;
+      for (int j = 0; j < 4; ++j)
+        if (c[4 * g + j] != 0) {
+          if (nk == 2) return n;
+          kept[nk++] = j;
+        }
+      // Fewer than 2 nonzero codes: the lowest zero columns fill the pair.
+      for (int j = 0; nk < 2; ++j)
+        if ((nk == 0 || kept[0] != j) && c[4 * g + j] == 0) kept[nk++] = j;
+      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
+      row[code_offset(g, 0)] = uint8_t(c[4 * g + kept[0]]);
+      row[code_offset(g, 1)] = uint8_t(c[4 * g + kept[1]]);
+      row[meta_offset(K, g)] |= uint8_t((kept[0] | kept[1] << 2) << (4 * (g % 2)));
+    }
+  }
+  return -1;
+}
+
+void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes) {
+  const int64_t rb = sparse24_row_bytes(K);
+  for (int64_t n = 0; n < N; ++n) {
+    const uint8_t* row = rows + n * rb;
+    int8_t* c = codes + n * K;
+    std::memset(c, 0, size_t(K));
+    for (int64_t g = 0; g < K / 4; ++g) {
+      const int nib = nibble(row, K, g);
+      c[4 * g + (nib & 3)] = int8_t(row[code_offset(g, 0)]);
+      c[4 * g + (nib >> 2)] = int8_t(row[code_offset(g, 1)]);
+    }
+  }
+}
+
+int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K) {
+  const int64_t rb = sparse24_row_bytes(K);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < K / 4; ++g) {
+      const int nib = nibble(rows + n * rb, K, g);
+      if ((nib & 3) >= (nib >> 2)) return n;
+    }
+  return -1;
+}
+
+Sparse24Weights make_sparse24_weights(const uint8_t* rows, int64_t N, int64_t K, const float* scale) {
+  Sparse24Weights w;
+  w.rows = rows;
+  w.N = N;
+  w.K = K;
+  w.rowsum.resize(size_t(N));
+  w.scale.assign(scale, scale + N);
+  const int64_t rb = sparse24_row_bytes(K);
+  for (int64_t n = 0; n < N; ++n) {
+    int32_t s = 0;
+    for (int64_t g = 0; g < K / 4; ++g)
+      s += int8_t(rows[n * rb + code_offset(g, 0)]) + int8_t(rows[n * rb + code_offset(g, 1)]);
+    w.rowsum[size_t(n)] = float(s);
+  }
+  return w;
+}
+
+namespace {
+
+// The dense GEMM's epilogue (int8_gemm.cpp), in its order; no FMA contraction (see CMake).
+inline float epilogue(int32_t c, float a_scale, float a_zp, float rowsum, float scale, const float* bias, int64_t n) {
+  const float d = float(c) - (128.0f + a_zp) * rowsum;
+  const float acc = 0.0f + d * scale;
+  return a_scale * acc + (bias ? bias[n] : 0.0f);
+}
+
+void gemm_portable(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M, const Sparse24Weights& w,
+                   const float* bias, float* out, int nthreads) {
+  const int64_t K = w.K, rb = sparse24_row_bytes(K);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t n = 0; n < w.N; ++n) {
+    const uint8_t* row = w.rows + n * rb;
+    for (int64_t m = 0; m < M; ++m) {
+      const uint8_t* a = u + m * K;
+      int32_t c = 0;
+      for (int64_t g = 0; g < K / 4; ++g) {
+        const int nib = nibble(row, K, g);
+        c += int32_t(a[4 * g + (nib & 3)]) * int8_t(row[code_offset(g, 0)]) +
+             int32_t(a[4 * g + (nib >> 2)]) * int8_t(row[code_offset(g, 1)]);
+      }
+      out[m * w.N + n] = epilogue(c, a_scale[m], a_zp[m], w.rowsum[size_t(n)], w.scale[size_t(n)], bias, n);
+    }
+  }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VBMI_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")))
+
+constexpr int64_t kChunk = 64;  // activation columns per vpermb: 16 groups, 32 kept codes per row
+constexpr int kPairs = 2;       // row pairs per tile (4 weight rows)
+constexpr int kTileM = 4;       // activation rows per tile: 8 accumulators
+
+// One chunk of a row pair: the vpermb indices of the kept codes (row n in the
+// low 32 bytes, row n' in the high 32) and the codes themselves. `groups` < 16
+// only for the last, partial chunk: its missing codes load as 0, so whatever
+// activation their index picks adds nothing.
+struct PairChunk {
+  __m512i idx, vals;
+};
+
+// The chunk's metadata (at `meta`) as one word.
+VBMI_VNNI inline uint64_t load_meta(const uint8_t* meta, int groups) {
+  uint64_t v = 0;
+  if (groups == 16)
+    std::memcpy(&v, meta, 8);
+  else
+    for (int i = 0; i < (groups + 1) / 2; ++i) v |= uint64_t(meta[i]) << (8 * i);
+  return v;
+}
+
+VBMI_VNNI inline PairChunk pair_chunk(const uint8_t* r0, const uint8_t* r1, int64_t c, int groups, int64_t ahead) {
+  // Field j (2 bits at bit 2j of the chunk's metadata) is the column of kept
+  // code j within its group j / 2: vpmultishiftqb moves each field to a byte.
+  alignas(64) static const uint8_t kShift[64] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+                                                 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62,
+                                                 0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+                                                 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+  alignas(64) static const uint8_t kBase[64] = {0,  0,  4,  4,  8,  8,  12, 12, 16, 16, 20, 20, 24, 24, 28, 28,
+                                                32, 32, 36, 36, 40, 40, 44, 44, 48, 48, 52, 52, 56, 56, 60, 60,
+                                                0,  0,  4,  4,  8,  8,  12, 12, 16, 16, 20, 20, 24, 24, 28, 28,
+                                                32, 32, 36, 36, 40, 40, 44, 44, 48, 48, 52, 52, 56, 56, 60, 60};
+  const uint8_t *c0 = r0 + c * kChunkBytes, *c1 = r1 + c * kChunkBytes;
+  // The same chunk of the next block's rows (`ahead` bytes on): the next
+  // block arrives while this one is decoded.
+  _mm_prefetch(reinterpret_cast<const char*>(c0 + ahead), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(c1 + ahead), _MM_HINT_T0);
+  const __m512i meta = _mm512_inserti64x4(_mm512_set1_epi64(int64_t(load_meta(c0 + 2 * groups, groups))),
+                                          _mm256_set1_epi64x(int64_t(load_meta(c1 + 2 * groups, groups))), 1);
+  const __m512i fields = _mm512_multishift_epi64_epi8(_mm512_load_si512(kShift), meta);
+  // (fields & 3) | base: base has its low 2 bits clear.
+  const __m512i idx =
+      _mm512_ternarylogic_epi32(fields, _mm512_set1_epi8(3), _mm512_load_si512(kBase), 0xEA);  // (A & B) | C
+  if (groups == 16)
+    return {idx, _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c0))),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1)), 1)};
+  const __mmask32 vm = (__mmask32(1) << (2 * groups)) - 1;
+  const __m256i v0 = _mm256_maskz_loadu_epi8(vm, c0), v1 = _mm256_maskz_loadu_epi8(vm, c1);
+  return {idx, _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1)};
+}
+
+// Integer sums C of TM activation rows x P row pairs over the block's decoded
+// chunks (pc[ch * P + p]): per chunk and row, one activation load, then a
+// vpermb and a vpdpbusd per pair.
+template <int TM, int P>
+VBMI_VNNI void tile(const uint8_t* u, int64_t K, int64_t m0, const PairChunk* pc, int32_t (&c)[kTileM][P][2]) {
+  __m512i acc[TM][P];
+  for (int i = 0; i < TM; ++i)
+    for (int p = 0; p < P; ++p) acc[i][p] = _mm512_setzero_si512();
+  const int64_t full = K / kChunk, chunks = (K + kChunk - 1) / kChunk;
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const __mmask64 am = ch < full ? ~__mmask64(0) : (__mmask64(1) << (K - ch * kChunk)) - 1;
+#pragma GCC unroll 4
+    for (int i = 0; i < TM; ++i) {
+      const __m512i a = _mm512_maskz_loadu_epi8(am, u + (m0 + i) * K + ch * kChunk);
+      for (int p = 0; p < P; ++p)
+        acc[i][p] = _mm512_dpbusd_epi32(acc[i][p], _mm512_permutexvar_epi8(pc[ch * P + p].idx, a), pc[ch * P + p].vals);
+    }
+  }
+  for (int i = 0; i < TM; ++i)
+    for (int p = 0; p < P; ++p) {
+      c[i][p][0] = _mm512_reduce_add_epi32(_mm512_maskz_mov_epi32(0x00FF, acc[i][p]));
+      c[i][p][1] = _mm512_reduce_add_epi32(_mm512_maskz_mov_epi32(0xFF00, acc[i][p]));
+    }
+}
+
+template <int TM>
+VBMI_VNNI void tile_rows(int rows, const uint8_t* u, int64_t K, int64_t m0, const PairChunk* pc,
+                         int32_t (&c)[kTileM][kPairs][2]) {
+  if constexpr (TM > 1) {
+    if (rows < TM) return tile_rows<TM - 1>(rows, u, K, m0, pc, c);
+  }
+  tile<TM, kPairs>(u, K, m0, pc, c);
+}
+
+VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M, const Sparse24Weights& w,
+                         const float* bias, float* out, int nthreads) {
+  const int64_t rb = sparse24_row_bytes(w.K), NB = 2 * kPairs;
+  const int64_t blocks = (w.N + NB - 1) / NB;
+  const int64_t chunks = (w.K + kChunk - 1) / kChunk;
+#pragma omp parallel num_threads(nthreads)
+  {
+    // 64-byte aligned by hand: std::vector does not align its elements to 64 here.
+    std::vector<uint8_t> store(size_t(chunks * kPairs) * sizeof(PairChunk) + 64);
+    auto* pc = reinterpret_cast<PairChunk*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      // Rows past N repeat the last row; their sums are dropped.
+      const uint8_t* r[kPairs][2];
+      for (int p = 0; p < kPairs; ++p)
+        for (int h = 0; h < 2; ++h) r[p][h] = w.rows + std::min(b * NB + 2 * p + h, w.N - 1) * rb;
+      // The block's indices and codes, decoded once for every activation row.
+      for (int64_t ch = 0; ch < chunks; ++ch)
+        for (int p = 0; p < kPairs; ++p)
+          pc[size_t(ch * kPairs + p)] =
+              pair_chunk(r[p][0], r[p][1], ch, int(std::min<int64_t>(16, (w.K - ch * kChunk) / 4)), NB * rb);
+      for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
+        const int rows = int(std::min<int64_t>(kTileM, M - m0));
+        int32_t c[kTileM][kPairs][2];
+        tile_rows<kTileM>(rows, u, w.K, m0, pc, c);
+        for (int i = 0; i < rows; ++i)
+          for (int p = 0; p < kPairs; ++p)
+            for (int h = 0; h < 2; ++h) {
+              const int64_t n = b * NB + 2 * p + h, m = m0 + i;
+              if (n < w.N)
+                out[m * w.N + n] =
+                    epilogue(c[i][p][h], a_scale[m], a_zp[m], w.rowsum[size_t(n)], w.scale[size_t(n)], bias, n);
+            }
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
+                           const Sparse24Weights& w, const float* bias, float* out, int nthreads) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const auto& f = cpu_features();
+  // set_isa() below AVX-512 (tests) selects the portable path too.
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512vbmi && f.avx512vnni && active_isa() == Isa::Avx512)
+    return gemm_vbmi(u, a_scale, a_zp, M, w, bias, out, nthreads);
+#endif
+  gemm_portable(u, a_scale, a_zp, M, w, bias, out, nthreads);
+}
+
+}  // namespace kernels
+}  // namespace torchao_cpp

@@ -1,0 +1,56 @@
+// 2:4 semi-structured sparsity (SemiSparseLayout): in every group of 4
+// consecutive weights along a row at most 2 are nonzero. Rows are stored
+// compressed, in chunks of 16 groups (64 columns): the chunk's 32 kept int8
+// codes, then 8 bytes of metadata, one nibble per group (low nibble for even
+// groups) holding the kept columns i0 < i1 as i0 | i1 << 2; a last partial
+// chunk of G groups holds 2G codes and ceil(G/2) metadata bytes. That is 5
+// bits per weight instead of 8, read as one stream per row. Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace torchao_cpp {
+namespace kernels {
+
+// Bytes of one compressed row of K codes (K a multiple of 4).
+inline int64_t sparse24_row_bytes(int64_t K) {
+  const int64_t rem = K / 4 % 16;
+  return K / 64 * 40 + 2 * rem + (rem + 1) / 2;
+}
+
+// Zeroes the 2 smallest |w| of each group of 4 along rows of K (a multiple of
+// 4), as the seed's SemiSparseLayout.pre_process: ties go to the lower
+// column (a stable argsort), NaN counts as the largest.
+template <class T>
+void prune_2to4(const T* w, int64_t N, int64_t K, T* out);
+
+// Compresses row-major int8 codes (N x K) into N rows of sparse24_row_bytes(K).
+// Returns -1, or the first row with a group of more than 2 nonzero codes.
+int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out);
+
+// The dense codes (zeros where pruned) of compressed rows.
+void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes);
+
+// Returns -1, or the first row whose metadata is not i0 < i1 in every group.
+int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K);
+
+// Compressed per-channel int8 weights with what the GEMM's epilogue needs.
+struct Sparse24Weights {
+  const uint8_t* rows = nullptr;  // N x sparse24_row_bytes(K)
+  int64_t N = 0, K = 0;
+  std::vector<float> rowsum;  // sum_k W[n, k]
+  std::vector<float> scale;   // per-row weight scale
+};
+Sparse24Weights make_sparse24_weights(const uint8_t* rows, int64_t N, int64_t K, const float* scale);
+
+// out[m, n] = a_scale[m] * (C - (128 + a_zp[m]) * rowsum[n]) * scale[n] + bias[n], with
+// C = sum over the kept codes of (a[m, k] + 128) * W[n, k] and u = a + 128 (M x K):
+// the dense int8 GEMM's arithmetic (int8_gemm.h), so both give the same bits.
+// Only the kept codes are multiplied (AVX-512 VBMI + VNNI gathers their
+// activations with vpermb; a portable loop elsewhere).
+void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
+                           const Sparse24Weights& w, const float* bias, float* out, int nthreads);
+
+}  // namespace kernels
+}  // namespace torchao_cpp
