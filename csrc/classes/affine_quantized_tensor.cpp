@@ -145,6 +145,8 @@ void AffineQuantizedTensor::validate(const char* what) const {
     TORCH_CHECK_VALUE(cd.name == "int8" && shape.size() == 2 && shape[1] % 4 == 0, what, ": ", layout,
                       " holds 2-d int8 codes with in_features a multiple of 4, got ", code_dtype, " with shape ",
                       join(shape));
+    TORCH_CHECK_VALUE(block_size.size() == 2 && block_size[0] == 1 && block_size[1] == shape[1], what, ": ", layout,
+                      " holds per-channel codes (block_size [1, in_features]), got block_size ", join(block_size));
     // Pruned weights are 0: code 0 with no zero point.
     TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None && quant_min <= 0 && quant_max >= 0, what, ": ", layout,
                       " holds codes without zero points (zero_point_domain NONE, 0 in [quant_min, quant_max]), got ",
@@ -565,8 +567,10 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     // CUDA: per-channel int8 weights without zero points (Int8DynamicActivationInt8WeightConfig).
     const bool per_channel = w.shape.size() == 2 && w.block_size[0] == 1 && w.block_size[1] == w.shape[1] &&
                              (w.zero_point_domain == "NONE" || !w.zero_point.has_value());
-    const bool int8_per_channel = per_channel && !cd.is_float8 && cd.bits == 8 && w.code_format() == "plain" &&
-                                  w.data.scalar_type() == at::kChar;
+    // 2:4 codes run dense here (int8_codes_for_cuda expands them once).
+    const bool int8_per_channel = per_channel && !cd.is_float8 && cd.bits == 8 &&
+                                  ((w.code_format() == "plain" && w.data.scalar_type() == at::kChar) ||
+                                   parse_layout(w.layout) == LayoutKind::SemiSparse);
     // int4 x int4 runs on the int8 tensor cores (codes in [-8, 7] are int8 codes).
     const bool int4_per_channel = per_channel && act_quant == kInt4Symm && parse_layout(w.layout) == LayoutKind::CutlassInt4;
     TORCH_CHECK_NOT_IMPLEMENTED(int8_per_channel || int4_per_channel, "LinearActivationQuantizedTensor.linear: on CUDA, "

@@ -69,6 +69,17 @@ int main(int argc, char** argv) {
       std::cerr << "fuzz_seeds: " << config << " with default fields: " << e.what() << "\n";
     }
   }
+  // 2:4 sparse codes (SemiSparseLayout), through the config that prunes them; K not a multiple of 64.
+  try {
+    auto fields = c10::impl::toTypedDict<std::string, c10::IValue>(
+        c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+    fields.insert("layout", std::string("SemiSparseLayout"));
+    save_weight(dir, "semi_sparse_int8",
+                api::quantize_weight(at::randn({16, 68}), "Int8DynamicActivationInt8WeightConfig", fields, "seed"));
+    ++written;
+  } catch (const std::exception& e) {
+    std::cerr << "fuzz_seeds: semi_sparse_int8: " << e.what() << "\n";
+  }
   // Every layout and a few code widths, small shapes, other float dtypes.
   struct Spec {
     const char* name;

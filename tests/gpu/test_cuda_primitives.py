@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from cuda_graphs import capture
 import torchao_cpp  # noqa: F401
+from torchao_cpp.dtypes import SemiSparseLayout
 from torchao_cpp.quantization import (
     Int4DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -190,6 +191,18 @@ def test_int8_dynamic_linear_is_exact(dtype, asymmetric, M, K):
     assert got.dtype == dtype and got.shape == (M, 136)
     assert torch.equal(got, ref)
     # The CPU kernel's (VNNI) float rounding of large sums differs by at most an ulp or two.
+    assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+@pytest.mark.parametrize("M", [1, 33])
+@pytest.mark.parametrize("K", [512, 100])
+def test_int8_dynamic_linear_semi_sparse_runs_dense_on_cuda(asymmetric, M, K):
+    mapping = MappingType.ASYMMETRIC if asymmetric else MappingType.SYMMETRIC
+    cfg = Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping, layout=SemiSparseLayout())
+    lin, x, got, cpu = _cpu_and_cuda(cfg, torch.bfloat16, M, K)
+    assert lin.weight.original_weight_tensor.impl.layout() == "SemiSparseLayout"
+    assert torch.equal(got, _int8_dyn_reference(x, lin, asymmetric))
     assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
 
 

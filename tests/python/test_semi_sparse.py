@@ -130,3 +130,24 @@ def test_codes_that_are_not_2_to_4_are_refused():
         torch.classes.torchao_cpp.AffineQuantizedTensor(torch.zeros(1, 8, dtype=torch.int8), torch.ones(1),
                                                         torch.zeros(1), [1, 8], -128, 127, "INT", "SemiSparseLayout",
                                                         "int8", "float32")
+    with pytest.raises(ValueError, match=r"per-channel codes \(block_size \[1, in_features\]\)"):
+        torch.classes.torchao_cpp.AffineQuantizedTensor(torch.zeros(1, 8, dtype=torch.int8), torch.ones(2), None,
+                                                        [1, 4], -128, 127, "NONE", "SemiSparseLayout", "int8",
+                                                        "float32")
+
+
+def test_noop_decode_and_weight_only_paths_match_dense():
+    cfg = dict(weight_only_decode=True)
+    torch.manual_seed(3)
+    base = nn.Linear(64, 16)
+    dense, sparse = nn.Sequential(nn.Linear(64, 16)), nn.Sequential(nn.Linear(64, 16))
+    with torch.no_grad():
+        dense[0].weight.copy_(reference_prune(base.weight))
+        sparse[0].weight.copy_(base.weight)
+        dense[0].bias.copy_(base.bias)
+        sparse[0].bias.copy_(base.bias)
+    quantize_(dense, Int8DynamicActivationInt8WeightConfig(**cfg))
+    quantize_(sparse, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout(), **cfg))
+    with torch.no_grad():
+        for x in (torch.randn(1, 1, 64), torch.randn(1, 6, 64)):  # decode (weight-only) and prefill
+            assert torch.equal(sparse(x), dense(x))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from torchao_cpp.dtypes import AffineQuantizedTensor, float8_e4m3fn, int4, uint3
+from torchao_cpp.dtypes import AffineQuantizedTensor, SemiSparseLayout, float8_e4m3fn, int4, uint3
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8WeightConfig,
     Float8StaticActivationFloat8WeightConfig,
@@ -28,6 +28,7 @@ CONFIGS = [
     Int8WeightOnlyConfig(group_size=32),
     Int4WeightOnlyConfig(group_size=32),
     Int8DynamicActivationInt8WeightConfig(),
+    Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()),
     Int8DynamicActivationInt4WeightConfig(group_size=32),
     Int4DynamicActivationInt4WeightConfig(),
     IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32)),
