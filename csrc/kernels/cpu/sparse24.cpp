@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "cpu_features.h"
@@ -30,14 +31,16 @@ inline float rank_key(float v) { return std::isnan(v) ? INFINITY : std::fabs(v);
 
 template <class T>
 void prune_2to4(const T* w, int64_t N, int64_t K, T* out) {
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N * K; i += 4) {
-    int order[4] = {0, 1, 2, 3};
     float key[4];
     for (int j = 0; j < 4; ++j) key[j] = rank_key(to_float(w[i + j]));
-    std::stable_sort(order, order + 4, [&](int a, int b) { return key[a] < key[b]; });
-    for (int j = 0; j < 4; ++j) out[i + j] = w[i + j];
-    out[i + order[0]] = from_float<T>(0.0f);
-    out[i + order[1]] = from_float<T>(0.0f);
+    // Rank in a stable ascending sort; the two lowest are zeroed.
+    for (int j = 0; j < 4; ++j) {
+      int rank = 0;
+      for (int k = 0; k < 4; ++k) rank += key[k] < key[j] || (key[k] == key[j] && k < j);
+      out[i + j] = rank < 2 ? from_float<T>(0.0f) : w[i + j];
+    }
   }
 }
 template void prune_2to4<float>(const float*, int64_t, int64_t, float*);
@@ -45,28 +48,35 @@ template void prune_2to4<bf16>(const bf16*, int64_t, int64_t, bf16*);
 template void prune_2to4<fp16>(const fp16*, int64_t, int64_t, fp16*);
 
 int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out) {
+  // Kept columns (i0 | i1 << 2) per mask of nonzero codes in a group; 0xFF: more than 2.
+  // With fewer than 2 nonzero codes, the lowest zero columns fill the pair.
+  static const uint8_t kPair[16] = {0x4, 0x4, 0x4, 0x4,  0x8, 0x8,  0x9,  0xFF,
+                                    0xC, 0xC, 0xD, 0xFF, 0xE, 0xFF, 0xFF, 0xFF};
   const int64_t rb = sparse24_row_bytes(K);
+  int64_t bad = -1;
+#pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const int8_t* c = codes + n * K;
-    uint8_t* row = out + n * rb;
-    std::memset(row, 0, size_t(rb));
-    for (int64_t g = 0; g < K / 4; ++g) {
-      int kept[2], nk = 0;
-      for (int j = 0; j < 4; ++j)
-        if (c[4 * g + j] != 0) {
-          if (nk == 2) return n;
-          kept[nk++] = j;
+    for (int64_t ch = 0; ch * 16 < K / 4; ++ch) {
+      const int64_t G = groups_in_chunk(K, ch);
+      uint8_t* vals = out + n * rb + ch * kChunkBytes;
+      uint8_t* meta = vals + 2 * G;
+      std::memset(meta, 0, size_t((G + 1) / 2));
+      for (int64_t l = 0; l < G; ++l) {
+        const int8_t* q = c + 4 * (16 * ch + l);
+        const int pair = kPair[(q[0] != 0) | (q[1] != 0) << 1 | (q[2] != 0) << 2 | (q[3] != 0) << 3];
+        if (pair == 0xFF) {
+#pragma omp critical
+          bad = bad < 0 ? n : std::min(bad, n);
+          break;
         }
-      // Fewer than 2 nonzero codes: the lowest zero columns fill the pair.
-      for (int j = 0; nk < 2; ++j)
-        if ((nk == 0 || kept[0] != j) && c[4 * g + j] == 0) kept[nk++] = j;
-      if (kept[0] > kept[1]) std::swap(kept[0], kept[1]);
-      row[code_offset(g, 0)] = uint8_t(c[4 * g + kept[0]]);
-      row[code_offset(g, 1)] = uint8_t(c[4 * g + kept[1]]);
-      row[meta_offset(K, g)] |= uint8_t((kept[0] | kept[1] << 2) << (4 * (g % 2)));
+        vals[2 * l] = uint8_t(q[pair & 3]);
+        vals[2 * l + 1] = uint8_t(q[pair >> 2]);
+        meta[l / 2] |= uint8_t(pair << (4 * (l % 2)));
+      }
     }
   }
-  return -1;
+  return bad;
 }
 
 void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes) {
@@ -179,8 +189,15 @@ VBMI_VNNI inline PairChunk pair_chunk(const uint8_t* r0, const uint8_t* r1, int6
   // block arrives while this one is decoded.
   _mm_prefetch(reinterpret_cast<const char*>(c0 + ahead), _MM_HINT_T0);
   _mm_prefetch(reinterpret_cast<const char*>(c1 + ahead), _MM_HINT_T0);
-  const __m512i meta = _mm512_inserti64x4(_mm512_set1_epi64(int64_t(load_meta(c0 + 2 * groups, groups))),
-                                          _mm256_set1_epi64x(int64_t(load_meta(c1 + 2 * groups, groups))), 1);
+  // Row n's word in the low half, row n''s in the high half: broadcasts from
+  // memory, which (unlike an insert of registers) leave port 5 to vpermb.
+  __m512i meta;
+  if (groups == 16)
+    meta = _mm512_mask_broadcastq_epi64(_mm512_set1_epi64(int64_t(load_meta(c0 + 32, 16))), 0xF0,
+                                        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c1 + 32)));
+  else
+    meta = _mm512_inserti64x4(_mm512_set1_epi64(int64_t(load_meta(c0 + 2 * groups, groups))),
+                              _mm256_set1_epi64x(int64_t(load_meta(c1 + 2 * groups, groups))), 1);
   const __m512i fields = _mm512_multishift_epi64_epi8(_mm512_load_si512(kShift), meta);
   // (fields & 3) | base: base has its low 2 bits clear.
   const __m512i idx =
@@ -193,22 +210,40 @@ VBMI_VNNI inline PairChunk pair_chunk(const uint8_t* r0, const uint8_t* r1, int6
   return {idx, _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1)};
 }
 
-// Integer sums C of TM activation rows x P row pairs over the block's decoded
-// chunks (pc[ch * P + p]): per chunk and row, one activation load, then a
-// vpermb and a vpdpbusd per pair.
-template <int TM, int P>
-VBMI_VNNI void tile(const uint8_t* u, int64_t K, int64_t m0, const PairChunk* pc, int32_t (&c)[kTileM][P][2]) {
+// Where a tile gets its pair chunks: decoded on the spot (one activation-row
+// tile: each chunk is used once), or from the block's buffer, decoded once for
+// every tile of a larger M (the buffer's stores would cost more than they save at M <= kTileM).
+struct DecodeChunks {
+  const uint8_t* const (&r)[kPairs][2];
+  int64_t K, ahead;
+  VBMI_VNNI PairChunk get(int64_t ch, int p) const {
+    return pair_chunk(r[p][0], r[p][1], ch, int(std::min<int64_t>(16, (K - ch * kChunk) / 4)), ahead);
+  }
+};
+struct BufferedChunks {
+  const PairChunk* pc;
+  VBMI_VNNI PairChunk get(int64_t ch, int p) const { return pc[ch * kPairs + p]; }
+};
+
+// Integer sums C of TM activation rows x kPairs row pairs: per chunk, the
+// pairs' indices and codes, then per row one activation load, and a vpermb and
+// a vpdpbusd per pair.
+template <int TM, class Chunks>
+VBMI_VNNI void tile(const uint8_t* u, int64_t K, int64_t m0, const Chunks& src, int32_t (&c)[kTileM][kPairs][2]) {
+  constexpr int P = kPairs;
   __m512i acc[TM][P];
   for (int i = 0; i < TM; ++i)
     for (int p = 0; p < P; ++p) acc[i][p] = _mm512_setzero_si512();
   const int64_t full = K / kChunk, chunks = (K + kChunk - 1) / kChunk;
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const __mmask64 am = ch < full ? ~__mmask64(0) : (__mmask64(1) << (K - ch * kChunk)) - 1;
+    PairChunk pc[P];
+    for (int p = 0; p < P; ++p) pc[p] = src.get(ch, p);
 #pragma GCC unroll 4
     for (int i = 0; i < TM; ++i) {
       const __m512i a = _mm512_maskz_loadu_epi8(am, u + (m0 + i) * K + ch * kChunk);
       for (int p = 0; p < P; ++p)
-        acc[i][p] = _mm512_dpbusd_epi32(acc[i][p], _mm512_permutexvar_epi8(pc[ch * P + p].idx, a), pc[ch * P + p].vals);
+        acc[i][p] = _mm512_dpbusd_epi32(acc[i][p], _mm512_permutexvar_epi8(pc[p].idx, a), pc[p].vals);
     }
   }
   for (int i = 0; i < TM; ++i)
@@ -218,13 +253,13 @@ VBMI_VNNI void tile(const uint8_t* u, int64_t K, int64_t m0, const PairChunk* pc
     }
 }
 
-template <int TM>
-VBMI_VNNI void tile_rows(int rows, const uint8_t* u, int64_t K, int64_t m0, const PairChunk* pc,
+template <int TM, class Chunks>
+VBMI_VNNI void tile_rows(int rows, const uint8_t* u, int64_t K, int64_t m0, const Chunks& src,
                          int32_t (&c)[kTileM][kPairs][2]) {
   if constexpr (TM > 1) {
-    if (rows < TM) return tile_rows<TM - 1>(rows, u, K, m0, pc, c);
+    if (rows < TM) return tile_rows<TM - 1>(rows, u, K, m0, src, c);
   }
-  tile<TM, kPairs>(u, K, m0, pc, c);
+  tile<TM>(u, K, m0, src, c);
 }
 
 VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M, const Sparse24Weights& w,
@@ -243,15 +278,17 @@ VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_
       const uint8_t* r[kPairs][2];
       for (int p = 0; p < kPairs; ++p)
         for (int h = 0; h < 2; ++h) r[p][h] = w.rows + std::min(b * NB + 2 * p + h, w.N - 1) * rb;
-      // The block's indices and codes, decoded once for every activation row.
-      for (int64_t ch = 0; ch < chunks; ++ch)
-        for (int p = 0; p < kPairs; ++p)
-          pc[size_t(ch * kPairs + p)] =
-              pair_chunk(r[p][0], r[p][1], ch, int(std::min<int64_t>(16, (w.K - ch * kChunk) / 4)), NB * rb);
+      const DecodeChunks direct{r, w.K, NB * rb};
+      if (M > kTileM)
+        for (int64_t ch = 0; ch < chunks; ++ch)
+          for (int p = 0; p < kPairs; ++p) pc[size_t(ch * kPairs + p)] = direct.get(ch, p);
       for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
         const int rows = int(std::min<int64_t>(kTileM, M - m0));
         int32_t c[kTileM][kPairs][2];
-        tile_rows<kTileM>(rows, u, w.K, m0, pc, c);
+        if (M > kTileM)
+          tile_rows<kTileM>(rows, u, w.K, m0, BufferedChunks{pc}, c);
+        else
+          tile_rows<kTileM>(rows, u, w.K, m0, direct, c);
         for (int i = 0; i < rows; ++i)
           for (int p = 0; p < kPairs; ++p)
             for (int h = 0; h < 2; ++h) {
