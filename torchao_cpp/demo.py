@@ -17,7 +17,7 @@ import torch.nn as nn
 
 import torchao_cpp
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int4, uint3, uint5
-from torchao_cpp.dtypes.layouts import Int4CPULayout, PackedLinearInt8DynamicActivationIntxWeightLayout
+from torchao_cpp.dtypes.layouts import Int4CPULayout, PackedLinearInt8DynamicActivationIntxWeightLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
@@ -44,6 +44,7 @@ def configs() -> List[Tuple[str, object]]:
         ("Int4WeightOnly g32 Int4CPU", Int4WeightOnlyConfig(group_size=32, layout=Int4CPULayout())),
         ("Int4WeightOnly g128 HQQ", Int4WeightOnlyConfig(group_size=128, use_hqq=True)),
         ("Int8DynAct-Int8Weight", Int8DynamicActivationInt8WeightConfig()),
+        ("Int8DynAct-Int8Weight 2:4 sparse", Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())),
         ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32)),
         ("IntxWeightOnly int4 g32", IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32))),
         ("Int8DynAct-IntxWeight int4 g32", Int8DynamicActivationIntxWeightConfig(weight_dtype=int4)),
