@@ -153,9 +153,12 @@ bool group_fits(const at::Tensor& w, c10::optional<int64_t> group_size, const st
 std::string layout_note(const std::string& layout) {
   if (layout == "SemiSparseLayout")
     return " (2:4 semi-structured sparsity: SemiSparseLayout with Int8DynamicActivationInt8WeightConfig)";
-  if (layout == "MarlinSparseLayout" || layout == "CutlassSemiSparseLayout")
-    return " (2:4 semi-structured sparsity of this layout is not supported yet; SemiSparseLayout is, with "
-           "Int8DynamicActivationInt8WeightConfig)";
+  if (layout == "CutlassSemiSparseLayout")
+    return " (2:4 sparse float8: CutlassSemiSparseLayout with Float8DynamicActivationFloat8SemiSparseWeightConfig)";
+  if (layout == "MarlinSparseLayout")
+    return " (2:4 sparse int4 for the Marlin kernel is not supported yet; 2:4 sparsity is, with "
+           "Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()) and "
+           "Float8DynamicActivationFloat8SemiSparseWeightConfig)";
   if (layout == "MarlinQQQLayout") return " (the Marlin QQQ format, two-level scales, is not supported yet)";
   return "";
 }
@@ -606,6 +609,38 @@ QuantizedWeight quantize_fp8_static(const at::Tensor& w, const ConfigFields& d, 
   return quantize_fp8_act(w, Fields(c, d, fp8_static_fields()), c, fqn, true);
 }
 
+// --- Float8DynamicActivationFloat8SemiSparseWeightConfig ----------------------------
+const std::set<std::string> kFp8SparseFields = {"layout", "activation_dtype", "weight_dtype"};
+void validate_fp8_sparse(const ConfigFields& d) {
+  Fields f("Float8DynamicActivationFloat8SemiSparseWeightConfig", d, kFp8SparseFields);
+  const auto layout = f.get_str("layout", "CutlassSemiSparseLayout");
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "CutlassSemiSparseLayout", f.name("layout"),
+                              ": only CutlassSemiSparseLayout layout is supported, received ", layout, "()");
+  f.get_choice("activation_dtype", "float8_e5m2", kFloat8Dtypes);
+  f.get_choice("weight_dtype", "float8_e4m3fn", kFloat8Dtypes);
+}
+QuantizedWeight quantize_fp8_sparse(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  const std::string c = "Float8DynamicActivationFloat8SemiSparseWeightConfig";
+  Fields f(c, d, kFp8SparseFields);
+  QuantizedWeight out;
+  if (w.dim() != 2 || w.size(1) % 4 != 0) {
+    std::ostringstream os;
+    os << "Skipping " << c << " for " << (fqn.empty() ? "<root>" : fqn) << ": weight " << w.sizes()
+       << " is not a 2-d weight with in_features a multiple of 4 (2:4 sparsity prunes groups of 4)";
+    out.skip_reason = os.str();
+    return out;
+  }
+  // The seed's CutlassSemiSparseLayout.pre_process (mask_creator): 2:4 pruning before the scales are chosen;
+  // then _float8_cutlass_quant_sparse: one float32 scale per row.
+  const auto src = ops::prune_2to4(w.cpu()).to(w.device());
+  out.weight = affine_quantize(src, "SYMMETRIC", block_for(w, c10::nullopt),
+                               f.get_choice("weight_dtype", "float8_e4m3fn", kFloat8Dtypes), 0, 0, c10::nullopt,
+                               at::kFloat, c10::nullopt, true, "NONE", "CutlassSemiSparseLayout");
+  // _float8_cutlass_quant on the activations: per token, float32 scales.
+  out.act_quant = f.get_choice("activation_dtype", "float8_e5m2", kFloat8Dtypes) + "_per_row";
+  return out;
+}
+
 // The built-in configs, registered when the library loads.
 const bool kBuiltins = [] {
   register_config("Int8WeightOnlyConfig", validate_int8_wo, quantize_int8_wo);
@@ -620,6 +655,7 @@ const bool kBuiltins = [] {
   register_config("FPXWeightOnlyConfig", validate_fpx, quantize_fpx);
   register_config("Float8DynamicActivationFloat8WeightConfig", validate_fp8_dq, quantize_fp8_dq, 3);
   register_config("Float8StaticActivationFloat8WeightConfig", validate_fp8_static, quantize_fp8_static, 3);
+  register_config("Float8DynamicActivationFloat8SemiSparseWeightConfig", validate_fp8_sparse, quantize_fp8_sparse);
   return true;
 }();
 

@@ -46,12 +46,19 @@ std::string join(const std::vector<T>& v) {
   return os.str();
 }
 
-// The dense int8 codes (zeros where pruned) of SemiSparseLayout rows, on the CPU.
-at::Tensor sparse_dense_codes(const at::Tensor& data, const std::vector<int64_t>& shape) {
+// The dense one-byte codes (zeros where pruned) of 2:4 compressed rows, on
+// the CPU: int8 (SemiSparseLayout) or float8 raw bytes in uint8 (CutlassSemiSparseLayout).
+at::Tensor sparse_dense_codes(const at::Tensor& data, const std::vector<int64_t>& shape, at::ScalarType dtype) {
   auto rows = data.cpu().contiguous();
-  auto dense = at::empty({shape[0], shape[1]}, rows.options().dtype(at::kChar));
-  k::decompress_2to4(rows.data_ptr<uint8_t>(), shape[0], shape[1], dense.data_ptr<int8_t>());
+  auto dense = at::empty({shape[0], shape[1]}, rows.options().dtype(dtype));
+  k::decompress_2to4(rows.data_ptr<uint8_t>(), shape[0], shape[1], static_cast<int8_t*>(dense.data_ptr()));
   return dense;
+}
+
+// Float8 codes (raw bytes) with a NaN or Inf value.
+bool float8_codes_nonfinite(const at::Tensor& codes, const CodeDtype& cd) {
+  auto b = codes.bitwise_and(0x7f);
+  return cd.name == "float8_e4m3fn" ? (b == 0x7f).any().item<bool>() : (b >= 0x7c).any().item<bool>();
 }
 
 }  // namespace
@@ -85,13 +92,15 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
     TORCH_CHECK_VALUE(cd.bits <= 8, "AffineQuantizedTensor: layout ", layout, " packs codes of at most 8 bits, got ",
                       code_dtype);
     data = ops::pack_bits(c, cd.bits, quant_min);
-  } else if (kind == LayoutKind::SemiSparse) {
-    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(1) % 4 == 0 && c.scalar_type() == at::kChar, "AffineQuantizedTensor: ",
-                      layout, " holds 2-d int8 codes whose rows are groups of 4, got ", c.scalar_type(), " codes of shape ",
-                      c.sizes());
+  } else if (layout_is_sparse24(kind)) {
+    TORCH_CHECK_VALUE(c.dim() == 2 && c.size(1) % 4 == 0 && c.element_size() == 1, "AffineQuantizedTensor: ", layout,
+                      " holds 2-d one-byte codes whose rows are groups of 4, got ", c.scalar_type(),
+                      " codes of shape ", c.sizes());
     auto dense = c.cpu().contiguous();
     auto packed = at::empty({c.size(0), k::sparse24_row_bytes(c.size(1))}, dense.options().dtype(at::kByte));
-    const int64_t bad = k::compress_2to4(dense.data_ptr<int8_t>(), c.size(0), c.size(1), packed.data_ptr<uint8_t>());
+    // Only zero / nonzero bytes matter: float8 codes compress as int8 ones (+0.0 is byte 0).
+    const int64_t bad = k::compress_2to4(static_cast<const int8_t*>(dense.data_ptr()), c.size(0), c.size(1),
+                                         packed.data_ptr<uint8_t>());
     TORCH_CHECK_VALUE(bad < 0, "AffineQuantizedTensor: ", layout, " needs 2:4 sparse codes (at most 2 nonzero in each "
                       "group of 4 along a row); row ", bad, " has more (prune the weight first)");
     data = packed.to(c.device());
@@ -113,11 +122,13 @@ void AffineQuantizedTensor::validate(const char* what) const {
   const auto domain = ops::parse_zero_point_domain(zero_point_domain);
   TORCH_CHECK_VALUE(quant_min < quant_max, what, ": quant_min (", quant_min, ") must be < quant_max (", quant_max, ")");
   if (cd.is_float8) {
-    TORCH_CHECK_VALUE(kind == LayoutKind::Float8, what, ": code_dtype ", code_dtype, " needs Float8Layout, got ", layout);
+    TORCH_CHECK_VALUE(kind == LayoutKind::Float8 || kind == LayoutKind::CutlassSemiSparse, what, ": code_dtype ",
+                      code_dtype, " needs Float8Layout or CutlassSemiSparseLayout, got ", layout);
     TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None, what, ": float8 codes have no zero point (zero_point_domain NONE), got ",
                       zero_point_domain);
   } else {
-    TORCH_CHECK_VALUE(kind != LayoutKind::Float8, what, ": Float8Layout needs a float8 code_dtype, got ", code_dtype);
+    TORCH_CHECK_VALUE(kind != LayoutKind::Float8 && kind != LayoutKind::CutlassSemiSparse, what, ": ", layout,
+                      " needs a float8 code_dtype, got ", code_dtype);
     TORCH_CHECK_VALUE(quant_min >= cd.min_value() && quant_max <= cd.max_value(), what, ": [quant_min, quant_max] = [",
                       quant_min, ", ", quant_max, "] exceeds the range of ", code_dtype);
   }
@@ -141,10 +152,11 @@ void AffineQuantizedTensor::validate(const char* what) const {
     TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None, what,
                       ": float-x codes have no zero point (zero_point_domain NONE), got ", zero_point_domain);
   }
-  if (kind == LayoutKind::SemiSparse) {
-    TORCH_CHECK_VALUE(cd.name == "int8" && shape.size() == 2 && shape[1] % 4 == 0, what, ": ", layout,
-                      " holds 2-d int8 codes with in_features a multiple of 4, got ", code_dtype, " with shape ",
-                      join(shape));
+  if (layout_is_sparse24(kind)) {
+    const bool f8 = kind == LayoutKind::CutlassSemiSparse;
+    TORCH_CHECK_VALUE((f8 ? cd.is_float8 : cd.name == "int8") && shape.size() == 2 && shape[1] % 4 == 0, what, ": ",
+                      layout, " holds 2-d ", f8 ? "float8" : "int8", " codes with in_features a multiple of 4, got ",
+                      code_dtype, " with shape ", join(shape));
     TORCH_CHECK_VALUE(block_size.size() == 2 && block_size[0] == 1 && block_size[1] == shape[1], what, ": ", layout,
                       " holds per-channel codes (block_size [1, in_features]), got block_size ", join(block_size));
     // Pruned weights are 0: code 0 with no zero point.
@@ -174,7 +186,7 @@ void AffineQuantizedTensor::validate(const char* what) const {
   TORCH_CHECK_VALUE(data.defined(), what, ": codes are missing");
   TORCH_CHECK_VALUE(data.device().is_cpu() || data.device().is_cuda(), what,
                     ": codes must be on a CPU or CUDA device, got ", data.device());
-  const bool packed = layout_is_bitpacked(kind), sparse = kind == LayoutKind::SemiSparse;
+  const bool packed = layout_is_bitpacked(kind), sparse = layout_is_sparse24(kind);
   TORCH_CHECK_VALUE(!packed || !shape.empty(), what, ": packed layouts need at least 1 dim");
   const auto want_shape = packed   ? packed_shape(shape, cd.bits)
                           : sparse ? std::vector<int64_t>{shape[0], k::sparse24_row_bytes(shape[1])}
@@ -223,18 +235,21 @@ void AffineQuantizedTensor::validate(const char* what) const {
 
   // Code values.
   if (data.numel() > 0) {
-    if (cd.is_float8) {
-      auto b = data.bitwise_and(0x7f);
-      const bool bad = cd.name == "float8_e4m3fn" ? (b == 0x7f).any().item<bool>() : (b >= 0x7c).any().item<bool>();
-      TORCH_CHECK_VALUE(!bad, what, ": float8 codes contain NaN or Inf");
-    } else if (sparse) {
+    if (sparse) {
       auto rows = data.cpu();
       const int64_t bad = k::check_2to4_metadata(rows.data_ptr<uint8_t>(), shape[0], shape[1]);
       TORCH_CHECK_VALUE(bad < 0, what, ": ", layout, " metadata of row ", bad,
                         " is invalid (each group's two kept columns must be distinct and increasing)");
-      auto v = sparse_dense_codes(rows, shape);
-      TORCH_CHECK_VALUE(v.numel() == 0 || (v.min().item<int64_t>() >= quant_min && v.max().item<int64_t>() <= quant_max),
-                        what, ": codes lie outside [quant_min, quant_max] = [", quant_min, ", ", quant_max, "]");
+      auto v = sparse_dense_codes(rows, shape, storage_dtype(cd));
+      if (cd.is_float8) {
+        TORCH_CHECK_VALUE(!float8_codes_nonfinite(v, cd), what, ": float8 codes contain NaN or Inf");
+      } else {
+        TORCH_CHECK_VALUE(v.numel() == 0 || (v.min().item<int64_t>() >= quant_min &&
+                                             v.max().item<int64_t>() <= quant_max),
+                          what, ": codes lie outside [quant_min, quant_max] = [", quant_min, ", ", quant_max, "]");
+      }
+    } else if (cd.is_float8) {
+      TORCH_CHECK_VALUE(!float8_codes_nonfinite(data, cd), what, ": float8 codes contain NaN or Inf");
     } else if (!packed || quant_max - quant_min + 1 < (int64_t(1) << cd.bits)) {
       auto c = packed ? ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), at::kInt) : data;
       TORCH_CHECK_VALUE(c.min().item<int64_t>() >= quant_min && c.max().item<int64_t>() <= quant_max, what,
@@ -249,7 +264,8 @@ std::tuple<at::Tensor, at::Tensor, c10::optional<at::Tensor>> AffineQuantizedTen
   // Unpacking runs on the CPU kernels (a copy there and back for CUDA codes).
   if (layout_is_bitpacked(parse_layout(layout)))
     codes = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), storage_dtype(cd)).to(data.device());
-  if (parse_layout(layout) == LayoutKind::SemiSparse) codes = sparse_dense_codes(data, shape).to(data.device());
+  if (layout_is_sparse24(parse_layout(layout)))
+    codes = sparse_dense_codes(data, shape, storage_dtype(cd)).to(data.device());
   return {codes, scale, zero_point};
 }
 
@@ -258,8 +274,8 @@ at::Tensor AffineQuantizedTensor::dequantize() const {
   if (!data.device().is_cpu()) return to("cpu")->dequantize().to(data.device());
   const auto cd = parse_code_dtype(code_dtype);
   const auto out_dtype = float_dtype_from_name(dtype);
-  if (cd.is_float8) return ops::dequantize_affine_float8(data, block_size, scale, cd.name, out_dtype);
   auto codes = std::get<0>(get_plain());
+  if (cd.is_float8) return ops::dequantize_affine_float8(codes, block_size, scale, cd.name, out_dtype);
   if (cd.is_floatx) return ops::dequantize_affine_floatx(codes, scale, cd.ebits, cd.mbits, out_dtype);
   return ops::dequantize_affine(codes, block_size, scale, zero_point, quant_min, quant_max, zero_point_domain,
                                 out_dtype);
@@ -281,10 +297,11 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
   // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): dense
   // codes for the call (the int8 dynamic linear reads them compressed).
-  if (parse_layout(layout) == LayoutKind::SemiSparse)
-    return ops::call_weight_only_linear(input, data.is_cuda() ? int8_codes_for_cuda() : sparse_dense_codes(data, shape),
-                                        "plain", cd.bits, shape[0], shape[1], block_size[1], scale, c10::nullopt,
-                                        quant_min, quant_max, zero_point_domain, bias);
+  if (layout_is_sparse24(parse_layout(layout)))
+    return ops::call_weight_only_linear(
+        input, data.is_cuda() ? int8_codes_for_cuda() : sparse_dense_codes(data, shape, storage_dtype(cd)),
+        code_format(), cd.bits, shape[0], shape[1], block_size[1], scale, c10::nullopt, quant_min, quant_max,
+        zero_point_domain, bias);
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
                                       data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
                                       zero_point_domain, bias);
@@ -327,9 +344,9 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() co
 
 const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
   std::call_once(int8_codes_cuda_once_, [&] {
-    if (parse_layout(layout) == LayoutKind::SemiSparse) {
+    if (layout_is_sparse24(parse_layout(layout))) {
       // No sparse CUDA kernel yet: the dense codes, expanded once.
-      int8_codes_cuda_ = sparse_dense_codes(data, shape).to(data.device());
+      int8_codes_cuda_ = sparse_dense_codes(data, shape, storage_dtype(parse_code_dtype(code_dtype))).to(data.device());
       return;
     }
     if (code_format() != "packed") {
@@ -559,6 +576,14 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
                      " does not match the weight's dtype ", w.dtype);
     TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),
                       " but the weight is on ", w.data.device());
+    if (layout_is_sparse24(parse_layout(w.layout))) {
+      // 2:4 float8 codes: read compressed on the CPU; on CUDA dense (expanded once), no sparse kernel yet.
+      if (w.data.is_cpu())
+        return ops::float8_linear_sparse24(input, f8->dtype, f8->granularity, act_scale, w.data, w.shape[1],
+                                           w.code_dtype, w.scale, bias);
+      return ops::call_float8_linear(input, f8->dtype, f8->granularity, act_scale, w.int8_codes_for_cuda(),
+                                     w.code_dtype, w.scale, bias, fast_accum);
+    }
     return ops::call_float8_linear(input, f8->dtype, f8->granularity, act_scale, w.data, w.code_dtype, w.scale, bias,
                                    fast_accum);
   }

@@ -76,8 +76,9 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // dtype (exact), converted once instead of on every call.
   const c10::optional<at::Tensor>& zero_point_for_cuda() const;
 
-  // The codes as plain int8 on the codes' device (bit-packed signed codes
-  // unpacked once): what the CUDA int8 tensor-core GEMM reads.
+  // The codes one per byte on the codes' device (bit-packed signed codes
+  // unpacked to int8, 2:4 compressed rows expanded, once): what the CUDA
+  // int8 tensor-core GEMM and the float8 linear read.
   const at::Tensor& int8_codes_for_cuda() const;
 
   // Empty shell for setstate, which fills and validates it.

@@ -19,10 +19,11 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "Int4XPULayout") return LayoutKind::Int4XPU;
   if (n == "FloatxTensorCoreLayout") return LayoutKind::FloatxTensorCore;
   if (n == "SemiSparseLayout") return LayoutKind::SemiSparse;
+  if (n == "CutlassSemiSparseLayout") return LayoutKind::CutlassSemiSparse;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
                     "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
-                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout");
+                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout, CutlassSemiSparseLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -47,6 +48,8 @@ std::string layout_name(LayoutKind k) {
       return "Int4XPULayout";
     case LayoutKind::SemiSparse:
       return "SemiSparseLayout";
+    case LayoutKind::CutlassSemiSparse:
+      return "CutlassSemiSparseLayout";
     default:
       return "Float8Layout";
   }

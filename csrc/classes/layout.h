@@ -21,12 +21,15 @@ enum class LayoutKind {
   Int4XPU,          // Int4XPULayout: 4-bit codes, two per byte (tinygemm math; no XPU kernels here)
   FloatxTensorCore,  // FloatxTensorCoreLayout: N-bit float-x codes bit-packed along rows (as Uintx)
   SemiSparse,        // SemiSparseLayout: 2:4 sparse int8 codes, rows compressed to values + metadata (sparse24.h)
+  CutlassSemiSparse,  // CutlassSemiSparseLayout: 2:4 sparse float8 codes, rows compressed as SemiSparse's
 };
 
 LayoutKind parse_layout(const std::string& name);
 std::string layout_name(LayoutKind k);
 // Packed layouts store rows of bit-packed codes in uint8.
 bool layout_is_bitpacked(LayoutKind k);
+// 2:4 sparse layouts store rows compressed (sparse24.h) in uint8.
+inline bool layout_is_sparse24(LayoutKind k) { return k == LayoutKind::SemiSparse || k == LayoutKind::CutlassSemiSparse; }
 
 // Code dtypes: int1..int8, uint1..uint8, int32 (tinygemm's 0..15 codes),
 // float8_e4m3fn, float8_e5m2, and float-x formats "fp<N>_e<E>m<M>" (N = 1 + E + M <= 8,

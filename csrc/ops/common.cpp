@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include "../kernels/cpu/sparse24.h"
+
 #include <limits>
 
 namespace torchao_cpp {
@@ -110,7 +112,7 @@ at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t) {
 Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, const std::string& act_dtype,
                                      const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
                                      const at::Tensor& codes, const std::string& weight_dtype,
-                                     const at::Tensor& weight_scale) {
+                                     const at::Tensor& weight_scale, int64_t sparse_in_features) {
   Float8LinearSpec s;
   s.act = parse_float8_dtype(act_dtype);
   s.weight = parse_float8_dtype(weight_dtype);
@@ -123,7 +125,11 @@ Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, co
   TORCH_CHECK_VALUE(s.codes.dim() == 2, op, ": codes must be 2-d (out_features, in_features), got shape ",
                     codes.sizes());
   s.N = s.codes.size(0);
-  s.K = s.codes.size(1);
+  s.K = sparse_in_features >= 0 ? sparse_in_features : s.codes.size(1);
+  if (sparse_in_features >= 0)
+    TORCH_CHECK_VALUE(s.K % 4 == 0 && s.codes.size(1) == k::sparse24_row_bytes(s.K), op,
+                      ": 2:4 compressed codes of in_features=", s.K, " (a multiple of 4) have ",
+                      s.K % 4 == 0 ? k::sparse24_row_bytes(s.K) : -1, " bytes per row, got shape ", codes.sizes());
   TORCH_CHECK_VALUE(input.size(-1) == s.K, op, ": input has ", input.size(-1),
                     " features in its last dim but the weight expects in_features=", s.K, " (input shape ",
                     input.sizes(), ")");

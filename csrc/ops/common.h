@@ -99,13 +99,13 @@ struct Float8LinearSpec {
   bool act_per_row = false;
   bool weight_per_row = false;
   at::Tensor act_scale;     // float32, one element; undefined when the activations are scaled dynamically
-  at::Tensor codes;         // (N, K) raw float8 bytes, contiguous
+  at::Tensor codes;         // (N, K) raw float8 bytes, or (N, sparse24_row_bytes(K)) 2:4 compressed rows; contiguous
   at::Tensor weight_scale;  // float32, contiguous: 1 or N elements
 };
 Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, const std::string& act_dtype,
                                      const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
                                      const at::Tensor& codes, const std::string& weight_dtype,
-                                     const at::Tensor& weight_scale);
+                                     const at::Tensor& weight_scale, int64_t sparse_in_features = -1);
 
 }  // namespace ops
 }  // namespace torchao_cpp

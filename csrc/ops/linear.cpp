@@ -276,14 +276,14 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
   return out.view(f.out_shape);
 }
 
-at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
-                         const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
-                         const std::string& weight_dtype, const at::Tensor& weight_scale,
-                         const c10::optional<at::Tensor>& bias, bool /*fast_accum: CPU sums are float32 always*/) {
-  const char* op = "float8_linear";
-  check_cpu_input(op, input);
-  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
-                                     weight_scale);
+namespace {
+
+// The float8 linear on checked arguments: the seed's activation quantizer
+// (choose_qparams_affine_float8, float32 scale computed in the input's
+// precision, and quantize_affine_float8), the float32 sums of exact products
+// over dense or 2:4 compressed codes, then the scales and bias.
+at::Tensor float8_linear_checked(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                 const Float8LinearSpec& s, const c10::optional<at::Tensor>& bias, bool sparse) {
   check_bias(op, bias, input, s.N);
   if (s.act_scale.defined()) check_scale_values(op, "act_scale", s.act_scale);
   auto f = flatten_input(input, s.K, s.N);
@@ -292,31 +292,55 @@ at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, 
   if (s.K == 0) return no_features_linear(f, s.N, b, input);
   auto out = at::empty({M, s.N}, input.options());
   if (M == 0 || s.N == 0) return out.view(f.out_shape);
-  // The seed's activation quantizer: choose_qparams_affine_float8 (float32
-  // scale computed in the input's precision) and quantize_affine_float8.
   const std::vector<int64_t> block = {s.act_per_row ? 1 : M, s.K};
   const auto qshape = qparams_shape(f.x2d.sizes(), block);
   const at::Tensor xs = s.act_scale.defined()
                             ? s.act_scale.reshape(qshape)
                             : choose_qparams_affine_float8_cpu(op, f.x2d, block, act_dtype, at::kFloat);
   const auto q = quantize_affine_float8_cpu(op, f.x2d, block, xs, act_dtype).contiguous();
-  std::vector<float> xv(size_t(M * s.K));
+  std::vector<float> xv(size_t(M * s.K)), acc(size_t(M * s.N));
   k::float8_to_f32(ptr<uint8_t>(q), M * s.K, s.act == k::Float8Format::E4M3FN, xv.data());
+  const bool e4m3 = s.weight == k::Float8Format::E4M3FN;
+  if (sparse)
+    k::float8_sparse24_gemm(xv.data(), M, ptr<uint8_t>(s.codes), s.N, s.K, e4m3, acc.data(), num_threads());
+  else if (e4m3)
+    k::float8_dense_sums<k::Float8Format::E4M3FN>(xv.data(), ptr<uint8_t>(s.codes), M, s.N, s.K, acc.data(),
+                                                  num_threads());
+  else
+    k::float8_dense_sums<k::Float8Format::E5M2>(xv.data(), ptr<uint8_t>(s.codes), M, s.N, s.K, acc.data(),
+                                                num_threads());
   const auto xsf = xs.to(at::kFloat).contiguous();
   dispatch_float(input.scalar_type(), [&](auto t_a) {
     using TA = decltype(t_a);
-    auto run = [&](auto fw) {
-      k::float8_linear<TA, decltype(fw)::value>(xv.data(), ptr<float>(xsf), s.act_per_row ? 1 : 0,
-                                                ptr<uint8_t>(s.codes), ptr<float>(s.weight_scale),
-                                                s.weight_per_row ? 1 : 0, b.defined() ? ptr<TA>(b) : nullptr, M, s.N,
-                                                s.K, ptr<TA>(out), num_threads());
-    };
-    if (s.weight == k::Float8Format::E4M3FN)
-      run(std::integral_constant<k::Float8Format, k::Float8Format::E4M3FN>{});
-    else
-      run(std::integral_constant<k::Float8Format, k::Float8Format::E5M2>{});
+    k::float8_epilogue<TA>(acc.data(), ptr<float>(xsf), s.act_per_row ? 1 : 0, ptr<float>(s.weight_scale),
+                           s.weight_per_row ? 1 : 0, b.defined() ? ptr<TA>(b) : nullptr, M, s.N, ptr<TA>(out));
   });
   return out.view(f.out_shape);
+}
+
+}  // namespace
+
+at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                         const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                         const std::string& weight_dtype, const at::Tensor& weight_scale,
+                         const c10::optional<at::Tensor>& bias, bool /*fast_accum: CPU sums are float32 always*/) {
+  const char* op = "float8_linear";
+  check_cpu_input(op, input);
+  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
+                                     weight_scale);
+  return float8_linear_checked(op, input, act_dtype, s, bias, false);
+}
+
+at::Tensor float8_linear_sparse24(const at::Tensor& input, const std::string& act_dtype,
+                                  const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                  const at::Tensor& rows, int64_t in_features,
+                                  const std::string& weight_dtype, const at::Tensor& weight_scale,
+                                  const c10::optional<at::Tensor>& bias) {
+  const char* op = "float8_linear";
+  check_cpu_input(op, input);
+  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, rows, weight_dtype,
+                                     weight_scale, in_features);
+  return float8_linear_checked(op, input, act_dtype, s, bias, true);
 }
 
 namespace {

@@ -55,6 +55,14 @@ at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string
 at::Tensor int8_dynamic_linear_sparse24(const at::Tensor& input, const std::string& act_quant,
                                         const kernels::Sparse24Weights& weight, const c10::optional<at::Tensor>& bias);
 
+// float8_linear on 2:4 sparse float8 weights (CutlassSemiSparseLayout): `rows`
+// holds the compressed rows (sparse24.h) of an N x in_features weight, read compressed.
+at::Tensor float8_linear_sparse24(const at::Tensor& input, const std::string& act_dtype,
+                                  const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                  const at::Tensor& rows, int64_t in_features,
+                                  const std::string& weight_dtype, const at::Tensor& weight_scale,
+                                  const c10::optional<at::Tensor>& bias);
+
 // The linears over the quantized-tensor classes: device-independent, the
 // classes route to the kernels through the dispatcher.
 at::Tensor affine_quantized_linear(const at::Tensor& input,

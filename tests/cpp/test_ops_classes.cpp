@@ -174,8 +174,9 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
         c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
   };
   const auto names = torchao_cpp::api::registered_configs();
-  // The 10 configs of the first release, Int4DynamicActivationInt4WeightConfig and FPXWeightOnlyConfig.
-  EXPECT_EQ(names.size(), 12u);
+  // The 10 configs of the first release, Int4DynamicActivationInt4WeightConfig, FPXWeightOnlyConfig and
+  // Float8DynamicActivationFloat8SemiSparseWeightConfig.
+  EXPECT_EQ(names.size(), 13u);
   torch::manual_seed(3);
   auto w = torch::randn({16, 128});
   auto f = fields();
@@ -194,6 +195,13 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
   auto dq = fields();
   auto a = torchao_cpp::api::quantize_weight(w, "Int8DynamicActivationInt8WeightConfig", dq, "fc");
   EXPECT_EQ(a.act_quant, "int8_symm_per_token_reduced_range");
+
+  // 2:4 float8 from C++: compressed rows (5 bits per weight), per-token e5m2 activations.
+  auto sp = torchao_cpp::api::quantize_weight(w, "Float8DynamicActivationFloat8SemiSparseWeightConfig", fields(), "fc");
+  ASSERT_TRUE(sp.weight);
+  EXPECT_EQ(sp.weight->layout, "CutlassSemiSparseLayout");
+  EXPECT_EQ(sp.weight->data.sizes(), (std::vector<int64_t>{16, 80}));
+  EXPECT_EQ(sp.act_quant, "float8_e5m2_per_row");
 
   // float8 x float8 from C++: a static scale travels with the weight.
   auto st = fields();

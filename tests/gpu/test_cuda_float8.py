@@ -10,6 +10,7 @@ from cuda_graphs import capture
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2
 from torchao_cpp.float8 import Float8MMConfig
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8StaticActivationFloat8WeightConfig,
     PerRow,
@@ -30,6 +31,8 @@ CONFIGS = {
     "both_e5m2": lambda: Float8DynamicActivationFloat8WeightConfig(activation_dtype=float8_e5m2,
                                                                    weight_dtype=float8_e5m2, mm_config=EXACT),
     "static": lambda: Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01), mm_config=EXACT),
+    # 2:4 float8 (e5m2 per-token activations, e4m3fn per-row weights): dense on CUDA, codes expanded once.
+    "sparse24": lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig(),
 }
 CFG_DTYPES = [(c, d) for c in CONFIGS for d in (torch.bfloat16, torch.float16, torch.float32)
               if not (c.startswith("row") and d != torch.bfloat16)]
@@ -106,7 +109,7 @@ def test_zero_and_nan_inputs():
     assert torch.isnan(y[2]).all() and torch.isfinite(y[0]).all() and torch.isfinite(y[3]).all()
 
 
-@pytest.mark.parametrize("cfg", ["tensor_fast", "row_fast", "static"])
+@pytest.mark.parametrize("cfg", ["tensor_fast", "row_fast", "static", "sparse24"])
 def test_cuda_graph_capture_replays_eager_result(cfg):
     _, gpu = _pair(cfg, torch.bfloat16)
     x = torch.randn(5, 512, dtype=torch.bfloat16, device="cuda")

@@ -38,6 +38,7 @@ from torchao_cpp.dtypes import (
 )
 from torchao_cpp.quantization import (
     AOBaseConfig,
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
@@ -81,6 +82,7 @@ CONFIGS: List[Tuple[str, AOBaseConfig]] = [
     ("fpxwo-fp6-e3m2", FPXWeightOnlyConfig(ebits=3, mbits=2)),  # up and mid; head (out 64) stays float
     ("float8dyn-pertensor", Float8DynamicActivationFloat8WeightConfig()),
     ("float8static", Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.02))),
+    ("float8dyn-2:4", Float8DynamicActivationFloat8SemiSparseWeightConfig()),
 ]
 CONFIG_PARAMS = [pytest.param(c, id=name) for name, c in CONFIGS]
 

@@ -55,7 +55,8 @@ def test_int4_xpu_layout_refuses_integer_zero_points():
 @pytest.mark.parametrize("make,fragment", [
     (lambda: Int4WeightOnlyConfig(layout=MarlinSparseLayout()), "MarlinSparseLayout needs 2:4 sparsity"),
     (lambda: Int8DynamicActivationInt8WeightConfig(layout=CutlassSemiSparseLayout()),
-     "layout CutlassSemiSparseLayout: supported layouts are PlainLayout and SemiSparseLayout (2:4 semi-structured sparsity"),
+     "layout CutlassSemiSparseLayout: supported layouts are PlainLayout and SemiSparseLayout (2:4 sparse float8: "
+     "CutlassSemiSparseLayout with Float8DynamicActivationFloat8SemiSparseWeightConfig)"),
     (lambda: Int8DynamicActivationInt4WeightConfig(layout=MarlinQQQLayout()),
      "layout MarlinQQQLayout: only PlainLayout (the Marlin QQQ format, two-level scales, is not supported yet)"),
 ])

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from torchao_cpp.dtypes import AffineQuantizedTensor, SemiSparseLayout, float8_e4m3fn, int4, uint3
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8StaticActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
@@ -39,6 +40,7 @@ CONFIGS = [
     Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn),
     Float8DynamicActivationFloat8WeightConfig(),
     Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01)),
+    Float8DynamicActivationFloat8SemiSparseWeightConfig(),
 ]
 
 

@@ -211,8 +211,11 @@ class MarlinQQQLayout(Layout):
 
 @dataclass(frozen=True, repr=False)
 class CutlassSemiSparseLayout(Layout):
-    """The seed's 2:4 sparse float8 layout for CUTLASS. Not supported yet: configs refuse it
-    with NotImplementedError.
+    """The seed's 2:4 sparse float8 layout (Float8DynamicActivationFloat8SemiSparseWeightConfig).
+
+    Float8 codes with one scale per row; each row is stored compressed as SemiSparseLayout's
+    (the kept codes plus 2-bit column indices, 5 bits per weight). The CPU kernel multiplies
+    only the kept codes; on CUDA the codes are expanded to dense float8 once.
 
     Example:
         >>> CutlassSemiSparseLayout().name

@@ -3,6 +3,7 @@ from .granularity import Granularity, PerAxis, PerGroup, PerRow, PerTensor, PerT
 from .quant_api import (
     AOBaseConfig,
     AOPerModuleConfig,
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8MMConfig,
     Float8StaticActivationFloat8WeightConfig,

@@ -28,6 +28,7 @@ from ..dtypes import _dtypes
 from ..dtypes.affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuantizedTensor, _QuantizedTensorBase
 from ..dtypes.layouts import (
     CutlassInt4PackedLayout,
+    CutlassSemiSparseLayout,
     Layout,
     PackedLinearInt8DynamicActivationIntxWeightLayout,
     PlainLayout,
@@ -349,6 +350,35 @@ class Float8StaticActivationFloat8WeightConfig(_CppConfig):
     def __post_init__(self):
         super().__post_init__()
         self.granularity = _normalized_fp8_granularity(self.granularity)
+
+
+@dataclass
+class Float8DynamicActivationFloat8SemiSparseWeightConfig(_CppConfig):
+    """float8 per-token dynamic activations x 2:4 sparse float8 per-row weights (the seed's CUTLASS path).
+
+    quantize_ prunes each group of 4 weights along a row to its 2 largest
+    magnitudes (the seed's mask_creator), quantizes the rest to `weight_dtype`
+    with one float32 scale per row and stores the rows compressed (kept codes
+    plus 2-bit column indices: 5 bits per weight). Activations are quantized
+    to `activation_dtype` per token on every call. The CPU kernel multiplies
+    only the kept codes; on CUDA the codes are expanded to dense float8 once
+    (no sparse tensor-core kernel yet). Layers whose in_features is not a
+    multiple of 4 are skipped and logged. Runs on CPU too (the seed needs
+    compute capability 9.0).
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(64, 32))
+        >>> quantize_(m, Float8DynamicActivationFloat8SemiSparseWeightConfig())
+        >>> int((m[0].weight.dequantize().view(32, 16, 4) != 0).sum(-1).max())
+        2
+        >>> m(torch.randn(3, 64)).shape
+        torch.Size([3, 32])
+    """
+
+    layout: Layout = field(default_factory=CutlassSemiSparseLayout)
+    activation_dtype: Any = _dtypes.float8_e5m2
+    weight_dtype: Any = _dtypes.float8_e4m3fn
 
 
 @dataclass

@@ -370,17 +370,22 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 
 // float8 activations x float8 weights, as torch._scaled_mm computes them:
 // out[m, n] = round_TA(acc[m, n] * xs[m] * ws[n] + bias[n]), with acc the
-// float32 sum of the exact products of the decoded codes (xv holds the
-// activations' float8 values as float). xs / ws: one scale (stride 0) or one
+// float32 sum of the exact products of the decoded codes: float8_dense_sums
+// here, float8_sparse24_gemm (sparse24.h) for 2:4 weights. xv holds the
+// activations' float8 values as float. xs / ws: one scale (stride 0) or one
 // per row (stride 1).
-template <class TA, Float8Format FW>
-void float8_linear(const float* xv, const float* xs, int64_t xs_stride, const uint8_t* w, const float* ws,
-                   int64_t ws_stride, const TA* bias, int64_t M, int64_t N, int64_t K, TA* out, int nthreads) {
+template <Float8Format FW>
+void float8_dense_sums(const float* xv, const uint8_t* w, int64_t M, int64_t N, int64_t K, float* acc,
+                       int nthreads) {
   // The weight-only kernel with unit scales sums the exact products.
   const std::vector<float> ones(size_t(N), 1.0f);
-  std::vector<float> acc(size_t(M * N));
   weight_only_linear<float, float>(xv, Float8Codes<FW>{w, K}, ones.data(), nullptr, ZeroPointDomain::None, 0, 0,
-                                   nullptr, LinearShape{M, N, K, K}, acc.data(), nthreads);
+                                   nullptr, LinearShape{M, N, K, K}, acc, nthreads);
+}
+
+template <class TA>
+void float8_epilogue(const float* acc, const float* xs, int64_t xs_stride, const float* ws, int64_t ws_stride,
+                     const TA* bias, int64_t M, int64_t N, TA* out) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n)
       out[m * N + n] = from_float<TA>(acc[m * N + n] * xs[m * xs_stride] * ws[n * ws_stride] +

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "cpu_features.h"
+#include "float8_avx512.h"
 #include "numeric.h"
 #include "quant_primitives.h"
 
@@ -510,10 +511,8 @@ AVX2 void lut_u8_f32_avx2(const uint8_t* c, int64_t n, const float* table, int b
 }
 
 // 32 float8 codes per step through the float16 converter, as
-// float8_to_f32_avx512 decodes them, but in registers: e5m2 is the high byte
-// of a float16; e4m3fn becomes the float16 of value * 2^-8 (sign moved from
-// bit 14 to 15 by adding that bit to itself), the 2^8 applied once per row
-// by the caller, and its NaN codes (0x7F, 0xFF) become a float16 NaN.
+// float8_to_f32_avx512 decodes them, but in registers (float8_avx512.h): the
+// 2^8 of e4m3fn applied once per row by the caller.
 template <bool E4M3>
 struct Float8Stream512 {
   static constexpr int64_t kStep = 32;
@@ -526,16 +525,8 @@ struct Float8Stream512 {
   AVX512 X load_x(int64_t i) const { return {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)}; }
   AVX512 void fma(int r, int64_t i, const X& v, __m512& s0, __m512& s1) const {
     if (i % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(c + r * ld + i + 2048), _MM_HINT_T0);  // as U4Stream512
-    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + r * ld + i)));
-    __m512i h;
-    if constexpr (E4M3) {
-      const __m512i lo = _mm512_slli_epi16(b, 7);
-      h = _mm512_add_epi16(lo, _mm512_and_si512(lo, _mm512_set1_epi16(0x4000)));
-      const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_or_si512(b, _mm512_set1_epi16(0x80)), _mm512_set1_epi16(0xFF));
-      h = _mm512_mask_mov_epi16(h, nan, _mm512_set1_epi16(0x7E00));
-    } else {
-      h = _mm512_slli_epi16(b, 8);
-    }
+    const __m512i h = float8_to_f16_bits<E4M3>(
+        _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + r * ld + i))));
     s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), v.a, s0);
     s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), v.b, s1);
   }

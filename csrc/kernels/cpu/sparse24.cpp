@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu_features.h"
+#include "float8_avx512.h"
 #include "numeric.h"
 #include "simd.h"
 
@@ -24,6 +26,26 @@ inline int64_t meta_offset(int64_t K, int64_t g) {
   return g / 16 * kChunkBytes + 2 * groups_in_chunk(K, g / 16) + g % 16 / 2;
 }
 inline int nibble(const uint8_t* row, int64_t K, int64_t g) { return (row[meta_offset(K, g)] >> (4 * (g % 2))) & 15; }
+
+// A chunk's metadata (at `meta`, `groups` groups) as one word.
+inline uint64_t load_meta(const uint8_t* meta, int groups) {
+  uint64_t v = 0;
+  if (groups == 16)
+    std::memcpy(&v, meta, 8);
+  else
+    for (int i = 0; i < (groups + 1) / 2; ++i) v |= uint64_t(meta[i]) << (8 * i);
+  return v;
+}
+
+// Calls f(std::integral_constant<int, T>) with T = rows (1..TM): a tile
+// template instantiated for every row count a last, partial tile can have.
+template <int TM, class F>
+inline void for_tile_rows(int rows, F&& f) {
+  if constexpr (TM > 1) {
+    if (rows < TM) return for_tile_rows<TM - 1>(rows, f);
+  }
+  f(std::integral_constant<int, TM>{});
+}
 
 // Magnitude for ranking; NaN ranks above everything, as in torch.argsort.
 inline float rank_key(float v) { return std::isnan(v) ? INFINITY : std::fabs(v); }
@@ -148,6 +170,37 @@ void gemm_portable(const uint8_t* u, const float* a_scale, const float* a_zp, in
   }
 }
 
+// Float8 values of all 256 codes of a format.
+template <Float8Format F>
+const float* float8_table() {
+  static const auto t = [] {
+    std::vector<float> v(256);
+    for (int c = 0; c < 256; ++c) v[size_t(c)] = float8_to_float<F>(uint8_t(c));
+    return v;
+  }();
+  return t.data();
+}
+
+void f8_gemm_portable(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, bool e4m3, float* acc,
+                      int nthreads) {
+  const int64_t rb = sparse24_row_bytes(K);
+  const float* v = e4m3 ? float8_table<Float8Format::E4M3FN>() : float8_table<Float8Format::E5M2>();
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const uint8_t* row = rows + n * rb;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* a = x + m * K;
+      float s = 0.0f;
+      for (int64_t g = 0; g < K / 4; ++g) {
+        const int nib = nibble(row, K, g);
+        s += a[4 * g + (nib & 3)] * v[row[code_offset(g, 0)]];
+        s += a[4 * g + (nib >> 2)] * v[row[code_offset(g, 1)]];
+      }
+      acc[m * N + n] = s;
+    }
+  }
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VBMI_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")))
 
@@ -162,16 +215,6 @@ constexpr int kTileM = 4;       // activation rows per tile: 8 accumulators
 struct PairChunk {
   __m512i idx, vals;
 };
-
-// The chunk's metadata (at `meta`) as one word.
-VBMI_VNNI inline uint64_t load_meta(const uint8_t* meta, int groups) {
-  uint64_t v = 0;
-  if (groups == 16)
-    std::memcpy(&v, meta, 8);
-  else
-    for (int i = 0; i < (groups + 1) / 2; ++i) v |= uint64_t(meta[i]) << (8 * i);
-  return v;
-}
 
 VBMI_VNNI inline PairChunk pair_chunk(const uint8_t* r0, const uint8_t* r1, int64_t c, int groups, int64_t ahead) {
   // Field j (2 bits at bit 2j of the chunk's metadata) is the column of kept
@@ -253,15 +296,6 @@ VBMI_VNNI void tile(const uint8_t* u, int64_t K, int64_t m0, const Chunks& src, 
     }
 }
 
-template <int TM, class Chunks>
-VBMI_VNNI void tile_rows(int rows, const uint8_t* u, int64_t K, int64_t m0, const Chunks& src,
-                         int32_t (&c)[kTileM][kPairs][2]) {
-  if constexpr (TM > 1) {
-    if (rows < TM) return tile_rows<TM - 1>(rows, u, K, m0, src, c);
-  }
-  tile<TM>(u, K, m0, src, c);
-}
-
 VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M, const Sparse24Weights& w,
                          const float* bias, float* out, int nthreads) {
   const int64_t rb = sparse24_row_bytes(w.K), NB = 2 * kPairs;
@@ -285,10 +319,12 @@ VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_
       for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
         const int rows = int(std::min<int64_t>(kTileM, M - m0));
         int32_t c[kTileM][kPairs][2];
-        if (M > kTileM)
-          tile_rows<kTileM>(rows, u, w.K, m0, BufferedChunks{pc}, c);
-        else
-          tile_rows<kTileM>(rows, u, w.K, m0, direct, c);
+        for_tile_rows<kTileM>(rows, [&](auto tm) {
+          if (M > kTileM)
+            tile<tm()>(u, w.K, m0, BufferedChunks{pc}, c);
+          else
+            tile<tm()>(u, w.K, m0, direct, c);
+        });
         for (int i = 0; i < rows; ++i)
           for (int p = 0; p < kPairs; ++p)
             for (int h = 0; h < 2; ++h) {
@@ -297,6 +333,120 @@ VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_
                 out[m * w.N + n] =
                     epilogue(c[i][p][h], a_scale[m], a_zp[m], w.rowsum[size_t(n)], w.scale[size_t(n)], bias, n);
             }
+      }
+    }
+  }
+}
+// --- float8 ---------------------------------------------------------------
+#define AVX512_F8 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+constexpr int kF8Rows = 4;  // weight rows per block
+
+// One row's chunk: its kept codes' values (x 2^-8 for e4m3fn, float8_avx512.h)
+// and their columns, kept codes 0..15 within the chunk's columns 0..31 (i0),
+// 16..31 within columns 32..63 (i1): vpermi2ps indices into two registers of x.
+struct F8Chunk {
+  __m512 v0, v1;
+  __m512i i0, i1;
+};
+
+// Lane j: field j of a metadata half-word (its kept column within group j / 2) + 4 (j / 2).
+AVX512_F8 inline __m512i f8_indices(uint32_t w) {
+  const __m512i shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i base = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+  return _mm512_ternarylogic_epi32(_mm512_srlv_epi32(_mm512_set1_epi32(int(w)), shift), _mm512_set1_epi32(3), base,
+                                   0xEA);  // (A & B) | C
+}
+
+template <bool E4M3>
+AVX512_F8 inline F8Chunk f8_chunk(const uint8_t* row, int64_t c, int groups, int64_t ahead) {
+  const uint8_t* p = row + c * kChunkBytes;
+  _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T0);
+  // A partial chunk's missing codes load as 0 (+0.0): whatever column their index picks adds nothing.
+  const __m256i bytes = groups == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                                     : _mm256_maskz_loadu_epi8((__mmask32(1) << (2 * groups)) - 1, p);
+  const __m512i h = float8_to_f16_bits<E4M3>(_mm512_cvtepu8_epi16(bytes));
+  const uint64_t meta = load_meta(p + 2 * groups, groups);
+  return {_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)),
+          f8_indices(uint32_t(meta)), f8_indices(uint32_t(meta >> 32))};
+}
+
+// Chunks decoded on the spot (M <= kTileM: each is used once) or from the block's buffer.
+template <bool E4M3>
+struct F8Direct {
+  const uint8_t* const (&r)[kF8Rows];
+  int64_t K, ahead;
+  AVX512_F8 F8Chunk get(int64_t ch, int i) const {
+    return f8_chunk<E4M3>(r[i], ch, int(std::min<int64_t>(16, (K - ch * kChunk) / 4)), ahead);
+  }
+};
+struct F8Buffered {
+  const F8Chunk* pc;
+  AVX512_F8 F8Chunk get(int64_t ch, int i) const { return pc[ch * kF8Rows + i]; }
+};
+
+// Sums of TM activation rows x kF8Rows weight rows: per chunk and weight row,
+// per activation row four loads of x (L1), two gathers and two FMAs.
+template <int TM, class Chunks>
+AVX512_F8 void f8_tile(const float* x, int64_t K, int64_t m0, const Chunks& src, float (&s)[kTileM][kF8Rows]) {
+  __m512 acc[TM][kF8Rows];
+  for (int t = 0; t < TM; ++t)
+    for (int i = 0; i < kF8Rows; ++i) acc[t][i] = _mm512_setzero_ps();
+  const int64_t chunks = (K + kChunk - 1) / kChunk;
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t left = K - ch * kChunk;  // columns in this chunk
+    __mmask16 q[4];
+    for (int j = 0; j < 4; ++j)
+      q[j] = left >= 16 * (j + 1) ? __mmask16(0xFFFF) : left > 16 * j ? __mmask16((1u << (left - 16 * j)) - 1) : 0;
+#pragma GCC unroll 4
+    for (int i = 0; i < kF8Rows; ++i) {
+      const F8Chunk c = src.get(ch, i);
+#pragma GCC unroll 4
+      for (int t = 0; t < TM; ++t) {
+        const float* xr = x + (m0 + t) * K + ch * kChunk;
+        const __m512 a0 = _mm512_maskz_loadu_ps(q[0], xr), a1 = _mm512_maskz_loadu_ps(q[1], xr + 16);
+        const __m512 a2 = _mm512_maskz_loadu_ps(q[2], xr + 32), a3 = _mm512_maskz_loadu_ps(q[3], xr + 48);
+        acc[t][i] = _mm512_fmadd_ps(_mm512_permutex2var_ps(a0, c.i0, a1), c.v0, acc[t][i]);
+        acc[t][i] = _mm512_fmadd_ps(_mm512_permutex2var_ps(a2, c.i1, a3), c.v1, acc[t][i]);
+      }
+    }
+  }
+  for (int t = 0; t < TM; ++t)
+    for (int i = 0; i < kF8Rows; ++i) s[t][i] = _mm512_reduce_add_ps(acc[t][i]);
+}
+
+template <bool E4M3>
+AVX512_F8 void f8_gemm_avx512(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, float* acc,
+                              int nthreads) {
+  const int64_t rb = sparse24_row_bytes(K), blocks = (N + kF8Rows - 1) / kF8Rows;
+  const int64_t chunks = (K + kChunk - 1) / kChunk;
+  const float unit = E4M3 ? 256.0f : 1.0f;  // exact: a power of two
+#pragma omp parallel num_threads(nthreads)
+  {
+    // 64-byte aligned by hand: std::vector does not align its elements to 64 here.
+    std::vector<uint8_t> store(M > kTileM ? size_t(chunks * kF8Rows) * sizeof(F8Chunk) + 64 : 0);
+    auto* pc = reinterpret_cast<F8Chunk*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      // Rows past N repeat the last row; their sums are dropped.
+      const uint8_t* r[kF8Rows];
+      for (int i = 0; i < kF8Rows; ++i) r[i] = rows + std::min(b * kF8Rows + i, N - 1) * rb;
+      const F8Direct<E4M3> direct{r, K, kF8Rows * rb};
+      if (M > kTileM)
+        for (int64_t ch = 0; ch < chunks; ++ch)
+          for (int i = 0; i < kF8Rows; ++i) pc[size_t(ch * kF8Rows + i)] = direct.get(ch, i);
+      for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
+        const int tr = int(std::min<int64_t>(kTileM, M - m0));
+        float s[kTileM][kF8Rows];
+        for_tile_rows<kTileM>(tr, [&](auto tm) {
+          if (M > kTileM)
+            f8_tile<tm()>(x, K, m0, F8Buffered{pc}, s);
+          else
+            f8_tile<tm()>(x, K, m0, direct, s);
+        });
+        for (int t = 0; t < tr; ++t)
+          for (int i = 0; i < kF8Rows; ++i)
+            if (b * kF8Rows + i < N) acc[(m0 + t) * N + b * kF8Rows + i] = s[t][i] * unit;
       }
     }
   }
@@ -314,6 +464,18 @@ void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* 
     return gemm_vbmi(u, a_scale, a_zp, M, w, bias, out, nthreads);
 #endif
   gemm_portable(u, a_scale, a_zp, M, w, bias, out, nthreads);
+}
+
+void float8_sparse24_gemm(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, bool e4m3,
+                          float* acc, int nthreads) {
+  if (M == 0 || N == 0) return;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const auto& f = cpu_features();
+  if (f.avx512f && f.avx512bw && f.avx512vl && active_isa() == Isa::Avx512)
+    return e4m3 ? f8_gemm_avx512<true>(x, M, rows, N, K, acc, nthreads)
+                : f8_gemm_avx512<false>(x, M, rows, N, K, acc, nthreads);
+#endif
+  f8_gemm_portable(x, M, rows, N, K, e4m3, acc, nthreads);
 }
 
 }  // namespace kernels

@@ -1,7 +1,8 @@
-// 2:4 semi-structured sparsity (SemiSparseLayout): in every group of 4
-// consecutive weights along a row at most 2 are nonzero. Rows are stored
-// compressed, in chunks of 16 groups (64 columns): the chunk's 32 kept int8
-// codes, then 8 bytes of metadata, one nibble per group (low nibble for even
+// 2:4 semi-structured sparsity (SemiSparseLayout for int8 codes,
+// CutlassSemiSparseLayout for float8 codes): in every group of 4 consecutive
+// weights along a row at most 2 are nonzero. Rows are stored compressed, in
+// chunks of 16 groups (64 columns): the chunk's 32 kept one-byte codes (int8,
+// or float8 raw bytes: 0 is +0.0), then 8 bytes of metadata, one nibble per group (low nibble for even
 // groups) holding the kept columns i0 < i1 as i0 | i1 << 2; a last partial
 // chunk of G groups holds 2G codes and ceil(G/2) metadata bytes. That is 5
 // bits per weight instead of 8, read as one stream per row. Torch-free.
@@ -25,8 +26,9 @@ inline int64_t sparse24_row_bytes(int64_t K) {
 template <class T>
 void prune_2to4(const T* w, int64_t N, int64_t K, T* out);
 
-// Compresses row-major int8 codes (N x K) into N rows of sparse24_row_bytes(K).
+// Compresses row-major one-byte codes (N x K) into N rows of sparse24_row_bytes(K).
 // Returns -1, or the first row with a group of more than 2 nonzero codes.
+// (Float8 bytes pass as int8_t: only zero / nonzero matters.)
 int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out);
 
 // The dense codes (zeros where pruned) of compressed rows.
@@ -51,6 +53,14 @@ Sparse24Weights make_sparse24_weights(const uint8_t* rows, int64_t N, int64_t K,
 // activations with vpermb; a portable loop elsewhere).
 void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
                            const Sparse24Weights& w, const float* bias, float* out, int nthreads);
+
+// Float8 codes (raw bytes: e4m3fn when e4m3, else e5m2) in compressed rows
+// (N x sparse24_row_bytes(K)): acc[m * N + n] = sum over row n's kept codes
+// of x[m * K + k] * value(W[n, k]), float32 sums of exact products (x holds
+// float8 values, as float8_linear's). Only the kept codes are multiplied
+// (AVX-512: vpermi2ps gathers their activations; a portable loop elsewhere).
+void float8_sparse24_gemm(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, bool e4m3,
+                          float* acc, int nthreads);
 
 }  // namespace kernels
 }  // namespace torchao_cpp

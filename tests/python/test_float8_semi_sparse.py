@@ -1,0 +1,159 @@
+"""Float8DynamicActivationFloat8SemiSparseWeightConfig: 2:4 pruned float8 weights
+(CutlassSemiSparseLayout, stored compressed) x float8 per-token activations."""
+import io
+import logging
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from conftest import sqnr
+from test_float8_activation import ULP, _linear, reference
+from test_semi_sparse import reference_prune
+from torchao_cpp.dtypes import CutlassSemiSparseLayout, LinearActivationQuantizedTensor, SemiSparseLayout, float8_e4m3fn, float8_e5m2
+from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
+    Float8DynamicActivationFloat8WeightConfig,
+    PerRow,
+    quantize_,
+)
+from torchao_cpp.quantization import quant_primitives as qp
+
+Config = Float8DynamicActivationFloat8SemiSparseWeightConfig
+AQT = torch.classes.torchao_cpp.AffineQuantizedTensor
+
+
+def _weights(N, K, dtype, seed):
+    torch.manual_seed(seed)
+    w = (torch.randn(N, K) * torch.linspace(0.2, 3, K)).to(dtype)
+    return w, torch.randn(N).to(dtype)
+
+
+def test_config_defaults_are_the_seeds():
+    cfg = Config()
+    assert cfg.layout == CutlassSemiSparseLayout()
+    assert cfg.activation_dtype is float8_e5m2 and cfg.weight_dtype is float8_e4m3fn
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("w_fmt", [float8_e4m3fn, float8_e5m2])
+def test_codes_are_the_pruned_weights_float8_codes(dtype, w_fmt):
+    w, bias = _weights(40, 136, dtype, 1)
+    m = _linear(w, bias)
+    quantize_(m, Config(weight_dtype=w_fmt))
+    t = m[0].weight
+    assert isinstance(t, LinearActivationQuantizedTensor)
+    impl = t.impl.weight()
+    assert impl.layout() == "CutlassSemiSparseLayout" and impl.block_size() == [1, 136]
+    assert t.impl.act_quant() == "float8_e5m2_per_row"
+    # The seed: mask_creator's pruning, then one float32 scale per row (choose_qparams_affine_float8).
+    pruned = reference_prune(w)
+    scale = qp.choose_qparams_affine_float8(pruned, w_fmt, [1, 136], torch.float32)
+    codes = qp.quantize_affine_float8(pruned, scale, w_fmt, [1, 136])
+    plain, s, zp = impl.get_plain()
+    assert zp is None and torch.equal(s, scale.reshape(s.shape)) and torch.equal(plain, codes)
+    assert int((plain.view(-1, 4) != 0).sum(1).max()) <= 2
+    # Compressed: 2 of 4 codes plus 2-bit indices, 5 bits per weight.
+    assert impl.packed_data().shape == (40, 136 // 2 + 136 // 8)
+    assert impl.nbytes() == 40 * (68 + 17) + 40 * 4
+
+
+@pytest.mark.parametrize("M", [1, 3, 17])
+@pytest.mark.parametrize("N,K", [(1, 20), (33, 68), (130, 1000), (48, 256)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_linear_matches_the_exact_reference(M, N, K, dtype):
+    w, bias = _weights(N, K, dtype, M * 7 + N + K)
+    x = (torch.randn(2, M, K) * torch.linspace(3, 0.1, K)).to(dtype)
+    m = _linear(w, bias)
+    quantize_(m, Config())
+    with torch.no_grad():
+        y = m(x)
+    assert y.dtype == dtype and y.shape == (2, M, N)
+    # _scaled_mm's math on the pruned weight: exact float8 products summed in float32, scales, bias.
+    ref = reference(x, reference_prune(w), bias, float8_e5m2, float8_e4m3fn, True, True)
+    err = (y.double() - ref).abs()
+    tol = ref.abs() * ULP[dtype] + 1e-5 * ref.abs().max()
+    assert (err <= tol).all(), f"max error {err.max().item()} (worst excess {(err - tol).max().item()})"
+    # Against the dense float model: pruning half the weights costs most of the SQNR.
+    pruned_exact = F.linear(x.double(), reference_prune(w).double(), bias.double())
+    assert sqnr(pruned_exact, y) > 16
+
+
+def test_bfloat16_output_equals_the_dense_float8_config_on_the_pruned_weight():
+    w, bias = _weights(64, 208, torch.bfloat16, 5)
+    dense, sparse = _linear(reference_prune(w), bias), _linear(w, bias)
+    quantize_(dense, Float8DynamicActivationFloat8WeightConfig(activation_dtype=float8_e5m2, granularity=PerRow()))
+    quantize_(sparse, Config())
+    assert torch.equal(sparse[0].weight.dequantize(), dense[0].weight.dequantize())
+    x = torch.randn(9, 208).to(torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(sparse(x), dense(x))
+
+
+def test_round_trips_through_torch_save_state_dict_and_torchscript():
+    w, bias = _weights(24, 96, torch.float32, 2)
+    m = _linear(w, bias)
+    quantize_(m, Config())
+    x = torch.randn(3, 96)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    with torch.no_grad():
+        want = m(x)
+        assert torch.equal(torch.load(buf)(x), want)
+        other = _linear(*_weights(24, 96, torch.float32, 3))
+        quantize_(other, Config())
+        other.load_state_dict(m.state_dict())
+        assert torch.equal(other(x), want)
+
+    @torch.jit.script
+    def f(x: torch.Tensor, w: torch.classes.torchao_cpp.LinearActivationQuantizedTensor,
+          b: torch.Tensor) -> torch.Tensor:
+        return w.linear(x, b)
+
+    with torch.no_grad():
+        assert torch.equal(f(x, m[0].weight.impl, m[0].bias.detach()), want)
+
+
+def test_in_features_not_multiple_of_4_is_skipped_and_logged(caplog):
+    m = nn.Sequential(nn.Linear(66, 8), nn.Linear(8, 8))
+    with caplog.at_level(logging.INFO):
+        quantize_(m, Config(), filter_fn=lambda mod, fqn: fqn == "0")
+    assert type(m[0].weight) is nn.Parameter
+    assert "Skipping Float8DynamicActivationFloat8SemiSparseWeightConfig for 0" in caplog.text
+    assert "in_features a multiple of 4" in caplog.text
+
+
+def test_other_layouts_are_refused_by_name():
+    with pytest.raises(NotImplementedError, match="only CutlassSemiSparseLayout layout is supported, received "
+                                                  "SemiSparseLayout"):
+        Config(layout=SemiSparseLayout())
+    with pytest.raises(ValueError, match="activation_dtype must be one of"):
+        Config(activation_dtype=torch.float32)
+
+
+def _aqt(codes, layout="CutlassSemiSparseLayout", code_dtype="float8_e4m3fn", scale=None, block=None):
+    N, K = codes.shape
+    return AQT(codes, torch.ones(N) if scale is None else scale, None, block or [1, K], -448, 448, "NONE", layout,
+               code_dtype, "float32")
+
+
+def test_bad_codes_are_refused():
+    with pytest.raises(ValueError, match="needs 2:4 sparse codes"):
+        _aqt(torch.tensor([[0x38, 0x40, 0x01, 0, 0, 0, 0, 0]], dtype=torch.uint8))
+    with pytest.raises(ValueError, match="float8 codes contain NaN or Inf"):
+        _aqt(torch.tensor([[0x7F, 0, 0, 0x38, 0, 0, 0, 0]], dtype=torch.uint8))
+    with pytest.raises(TypeError, match="codes for code_dtype int8 must be"):
+        _aqt(torch.zeros(1, 8, dtype=torch.uint8), code_dtype="int8")
+    with pytest.raises(ValueError, match="CutlassSemiSparseLayout needs a float8 code_dtype"):
+        _aqt(torch.zeros(1, 8, dtype=torch.int8), code_dtype="int8")
+    with pytest.raises(ValueError, match=r"per-channel codes \(block_size \[1, in_features\]\)"):
+        _aqt(torch.zeros(1, 8, dtype=torch.uint8), scale=torch.ones(2), block=[1, 4])
+    # A state whose metadata was tampered with: kept columns not increasing.
+    state = list(_aqt(torch.tensor([[0x38, 0, 0x40, 0]], dtype=torch.uint8)).__getstate__()[0])
+    state[1] = state[1].clone()
+    state[1][0, 2] = 0x5  # columns 1 and 1
+    obj = torch.ScriptObject.__new__(torch.ScriptObject)
+    with pytest.raises(ValueError, match="metadata of row 0 is invalid"):
+        obj.__setstate__((tuple(state), "__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor"))
