@@ -300,15 +300,20 @@ at::Tensor float8_linear_checked(const char* op, const at::Tensor& input, const 
   const auto q = quantize_affine_float8_cpu(op, f.x2d, block, xs, act_dtype).contiguous();
   std::vector<float> xv(size_t(M * s.K)), acc(size_t(M * s.N));
   k::float8_to_f32(ptr<uint8_t>(q), M * s.K, s.act == k::Float8Format::E4M3FN, xv.data());
-  const bool e4m3 = s.weight == k::Float8Format::E4M3FN;
-  if (sparse)
-    k::float8_sparse24_gemm(xv.data(), M, ptr<uint8_t>(s.codes), s.N, s.K, e4m3, acc.data(), num_threads());
-  else if (e4m3)
-    k::float8_dense_sums<k::Float8Format::E4M3FN>(xv.data(), ptr<uint8_t>(s.codes), M, s.N, s.K, acc.data(),
-                                                  num_threads());
+  const uint8_t* w = ptr<uint8_t>(s.codes);
+  auto sums = [&](auto fw) {
+    constexpr k::Float8Format FW = decltype(fw)::value;
+    if (!sparse)
+      k::float8_sums(xv.data(), k::Float8Codes<FW>{w, s.K}, M, s.N, s.K, acc.data(), num_threads());
+    else if (M <= k::kDirectDotMaxRows)  // gathers of the kept codes' activations
+      k::float8_sparse24_gemm(xv.data(), M, w, s.N, s.K, FW == k::Float8Format::E4M3FN, acc.data(), num_threads());
+    else  // the float GEMM on panels expanded from the compressed rows
+      k::float8_sums(xv.data(), k::Float8Sparse24Codes<FW>{w, s.K}, M, s.N, s.K, acc.data(), num_threads());
+  };
+  if (s.weight == k::Float8Format::E4M3FN)
+    sums(std::integral_constant<k::Float8Format, k::Float8Format::E4M3FN>{});
   else
-    k::float8_dense_sums<k::Float8Format::E5M2>(xv.data(), ptr<uint8_t>(s.codes), M, s.N, s.K, acc.data(),
-                                                num_threads());
+    sums(std::integral_constant<k::Float8Format, k::Float8Format::E5M2>{});
   const auto xsf = xs.to(at::kFloat).contiguous();
   dispatch_float(input.scalar_type(), [&](auto t_a) {
     using TA = decltype(t_a);

@@ -502,9 +502,9 @@ TEST(Sparse24, Float8GemmMatchesDenseReference) {
         if (std::isfinite(value(c))) return c;
       }
     };
-    for (int64_t M : {1, 3, 4, 5, 9})
+    for (int64_t M : {1, 3, 4, 5, 9, 17})
       for (int64_t N : {1, 3, 5, 8, 33})
-        for (int64_t K : {4, 60, 64, 68, 200, 256}) {
+        for (int64_t K : {4, 60, 64, 68, 200, 260, 512}) {
           std::vector<float> x(M * K);
           for (auto& v : x) v = float8_to_float<Float8Format::E5M2>(uint8_t(byte(rng) & 0x7B));  // finite e5m2
           std::vector<int8_t> w(N * K, 0), back(N * K);
@@ -520,8 +520,13 @@ TEST(Sparse24, Float8GemmMatchesDenseReference) {
           const Isa saved = active_isa();
           for (Isa isa : supported_isas()) {
             ASSERT_TRUE(set_isa(isa));
-            std::vector<float> acc(M * N, NAN);
+            // The gather kernel and the float GEMM on expanded panels (what linears with many rows use).
+            std::vector<float> acc(M * N, NAN), panels(M * N, NAN);
             float8_sparse24_gemm(x.data(), M, rows.data(), N, K, e4m3, acc.data(), 2);
+            if (e4m3)
+              float8_sums(x.data(), Float8Sparse24Codes<Float8Format::E4M3FN>{rows.data(), K}, M, N, K, panels.data(), 2);
+            else
+              float8_sums(x.data(), Float8Sparse24Codes<Float8Format::E5M2>{rows.data(), K}, M, N, K, panels.data(), 2);
             for (int64_t m = 0; m < M; ++m)
               for (int64_t n = 0; n < N; ++n) {
                 double ref = 0, mag = 0;
@@ -532,6 +537,8 @@ TEST(Sparse24, Float8GemmMatchesDenseReference) {
                 }
                 ASSERT_NEAR(acc[m * N + n], ref, 1e-6 * mag + 1e-30)
                     << M << "x" << N << "x" << K << " e4m3 " << e4m3 << " isa " << int(isa);
+                ASSERT_NEAR(panels[m * N + n], ref, 1e-6 * mag + 1e-30)
+                    << "panels " << M << "x" << N << "x" << K << " e4m3 " << e4m3 << " isa " << int(isa);
               }
           }
           set_isa(saved);

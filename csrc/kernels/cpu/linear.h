@@ -18,6 +18,7 @@
 #include "numeric.h"
 #include "quant_primitives.h"
 #include "simd.h"
+#include "sparse24.h"
 
 namespace torchao_cpp {
 namespace kernels {
@@ -73,6 +74,39 @@ struct Float8Codes {
   }
 };
 
+// 2:4 compressed float8 rows (sparse24.h) read as dense codes (zeros where
+// pruned): the float GEMM's panels for many activation rows, where the
+// 2:4 kernel's per-row gathers would cost more than multiplying the zeros.
+template <Float8Format F>
+struct Float8Sparse24Codes {
+  const uint8_t* rows;
+  int64_t K;
+  // Dense bytes of up to 256 columns at a time, then the SIMD float8 decoder.
+  void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
+    const uint8_t* row = rows + n * sparse24_row_bytes(K);
+    uint8_t bytes[256];
+    for (int64_t b0 = k0; b0 < k1; b0 += 256) {
+      const int64_t b1 = std::min(k1, b0 + 256);
+      std::memset(bytes, 0, size_t(b1 - b0));
+      for (int64_t g = b0 / 4; 4 * g < b1; ++g) {
+        int cols[2];
+        uint8_t codes[2];
+        sparse24_group(row, K, g, cols, codes);
+        for (int j = 0; j < 2; ++j) {
+          const int64_t k = 4 * g + cols[j];
+          if (k >= b0 && k < b1) bytes[k - b0] = codes[j];
+        }
+      }
+      float8_to_f32(bytes, b1 - b0, F == Float8Format::E4M3FN, out + (b0 - k0));
+    }
+  }
+  float operator()(int64_t n, int64_t k) const {
+    float v = 0.0f;
+    decode(n, k, k + 1, &v);
+    return v;
+  }
+};
+
 // Bit-packed float-x codes (N = 1 + ebits + mbits bits, packed as PackedCodes with quant_min 0),
 // decoded through the format's table of 2^N values (floatx_table).
 template <int Bits>
@@ -112,6 +146,8 @@ template <Float8Format F>
 constexpr bool kDecodesCodes<Float8Codes<F>> = true;
 template <int Bits>
 constexpr bool kDecodesCodes<FloatxCodes<Bits>> = true;
+template <Float8Format F>
+constexpr bool kDecodesCodes<Float8Sparse24Codes<F>> = true;
 
 struct LinearShape {
   int64_t M, N, K;
@@ -370,17 +406,17 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 
 // float8 activations x float8 weights, as torch._scaled_mm computes them:
 // out[m, n] = round_TA(acc[m, n] * xs[m] * ws[n] + bias[n]), with acc the
-// float32 sum of the exact products of the decoded codes: float8_dense_sums
-// here, float8_sparse24_gemm (sparse24.h) for 2:4 weights. xv holds the
+// float32 sum of the exact products of the decoded codes: float8_sums here
+// (Float8Codes, or Float8Sparse24Codes for 2:4 weights and many activation
+// rows), float8_sparse24_gemm (sparse24.h) for 2:4 weights and a few. xv holds the
 // activations' float8 values as float. xs / ws: one scale (stride 0) or one
 // per row (stride 1).
-template <Float8Format FW>
-void float8_dense_sums(const float* xv, const uint8_t* w, int64_t M, int64_t N, int64_t K, float* acc,
-                       int nthreads) {
+template <class Codes>
+void float8_sums(const float* xv, const Codes& codes, int64_t M, int64_t N, int64_t K, float* acc, int nthreads) {
   // The weight-only kernel with unit scales sums the exact products.
   const std::vector<float> ones(size_t(N), 1.0f);
-  weight_only_linear<float, float>(xv, Float8Codes<FW>{w, K}, ones.data(), nullptr, ZeroPointDomain::None, 0, 0,
-                                   nullptr, LinearShape{M, N, K, K}, acc, nthreads);
+  weight_only_linear<float, float>(xv, codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr,
+                                   LinearShape{M, N, K, K}, acc, nthreads);
 }
 
 template <class TA>

@@ -19,13 +19,15 @@ namespace kernels {
 namespace {
 constexpr int64_t kChunkBytes = 40;  // a full chunk: 32 codes + 8 metadata bytes
 
-// Byte offsets within a row of K columns: kept code j (0, 1) of group g, and g's metadata byte.
+// Byte offsets within a row of K columns: kept code j (0, 1) of group g (sparse24_group reads a whole group).
 inline int64_t groups_in_chunk(int64_t K, int64_t c) { return std::min<int64_t>(16, K / 4 - 16 * c); }
 inline int64_t code_offset(int64_t g, int j) { return g / 16 * kChunkBytes + 2 * (g % 16) + j; }
-inline int64_t meta_offset(int64_t K, int64_t g) {
-  return g / 16 * kChunkBytes + 2 * groups_in_chunk(K, g / 16) + g % 16 / 2;
+inline int nibble(const uint8_t* row, int64_t K, int64_t g) {
+  int cols[2];
+  uint8_t codes[2];
+  sparse24_group(row, K, g, cols, codes);
+  return cols[0] | cols[1] << 2;
 }
-inline int nibble(const uint8_t* row, int64_t K, int64_t g) { return (row[meta_offset(K, g)] >> (4 * (g % 2))) & 15; }
 
 // A chunk's metadata (at `meta`, `groups` groups) as one word.
 inline uint64_t load_meta(const uint8_t* meta, int groups) {

@@ -8,6 +8,7 @@
 // bits per weight instead of 8, read as one stream per row. Torch-free.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +26,17 @@ inline int64_t sparse24_row_bytes(int64_t K) {
 // column (a stable argsort), NaN counts as the largest.
 template <class T>
 void prune_2to4(const T* w, int64_t N, int64_t K, T* out);
+
+// Group g of a compressed row of K columns: its two kept columns (within the
+// group) and their codes.
+inline void sparse24_group(const uint8_t* row, int64_t K, int64_t g, int cols[2], uint8_t codes[2]) {
+  const int64_t chunk = g / 16 * 40, in_chunk = std::min<int64_t>(16, K / 4 - g / 16 * 16);
+  codes[0] = row[chunk + 2 * (g % 16)];
+  codes[1] = row[chunk + 2 * (g % 16) + 1];
+  const int nib = (row[chunk + 2 * in_chunk + g % 16 / 2] >> (4 * (g % 2))) & 15;
+  cols[0] = nib & 3;
+  cols[1] = nib >> 2;
+}
 
 // Compresses row-major one-byte codes (N x K) into N rows of sparse24_row_bytes(K).
 // Returns -1, or the first row with a group of more than 2 nonzero codes.
