@@ -55,6 +55,12 @@ at::Tensor sparse_dense_codes(const at::Tensor& data, const std::vector<int64_t>
   return dense;
 }
 
+// What a 2:4 layout's code bytes stand for.
+k::Sparse24Values sparse24_values(const CodeDtype& cd) {
+  if (!cd.is_float8) return k::Sparse24Values::Int8;
+  return cd.name == "float8_e4m3fn" ? k::Sparse24Values::Float8E4M3FN : k::Sparse24Values::Float8E5M2;
+}
+
 // Float8 codes (raw bytes) with a NaN or Inf value.
 bool float8_codes_nonfinite(const at::Tensor& codes, const CodeDtype& cd) {
   auto b = codes.bitwise_and(0x7f);
@@ -295,13 +301,17 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                               ": move the model to the CPU (.to(\"cpu\")) to run this project's float-x kernel");
   // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
-  // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): dense
-  // codes for the call (the int8 dynamic linear reads them compressed).
-  if (layout_is_sparse24(parse_layout(layout)))
+  // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): on the
+  // CPU for a few rows, the kept codes only; otherwise dense codes for the call.
+  if (layout_is_sparse24(parse_layout(layout))) {
+    const int64_t rows = shape[1] ? input.numel() / shape[1] : 0;
+    if (data.is_cpu() && rows <= ops::kSparse24GatherMaxRows)
+      return ops::weight_only_linear_sparse24(input, data, shape[1], sparse24_values(cd), scale, block_size[1], bias);
     return ops::call_weight_only_linear(
         input, data.is_cuda() ? int8_codes_for_cuda() : sparse_dense_codes(data, shape, storage_dtype(cd)),
         code_format(), cd.bits, shape[0], shape[1], block_size[1], scale, c10::nullopt, quant_min, quant_max,
         zero_point_domain, bias);
+  }
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
                                       data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
                                       zero_point_domain, bias);

@@ -305,8 +305,11 @@ at::Tensor float8_linear_checked(const char* op, const at::Tensor& input, const 
     constexpr k::Float8Format FW = decltype(fw)::value;
     if (!sparse)
       k::float8_sums(xv.data(), k::Float8Codes<FW>{w, s.K}, M, s.N, s.K, acc.data(), num_threads());
-    else if (M <= k::kDirectDotMaxRows)  // gathers of the kept codes' activations
-      k::float8_sparse24_gemm(xv.data(), M, w, s.N, s.K, FW == k::Float8Format::E4M3FN, acc.data(), num_threads());
+    else if (M <= kSparse24GatherMaxRows)  // gathers of the kept codes' activations
+      k::sparse24_gemm_f32(xv.data(), M, w, s.N, s.K,
+                           FW == k::Float8Format::E4M3FN ? k::Sparse24Values::Float8E4M3FN
+                                                         : k::Sparse24Values::Float8E5M2,
+                           nullptr, s.K, acc.data(), num_threads());
     else  // the float GEMM on panels expanded from the compressed rows
       k::float8_sums(xv.data(), k::Float8Sparse24Codes<FW>{w, s.K}, M, s.N, s.K, acc.data(), num_threads());
   };
@@ -334,6 +337,33 @@ at::Tensor float8_linear(const at::Tensor& input, const std::string& act_dtype, 
   const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
                                      weight_scale);
   return float8_linear_checked(op, input, act_dtype, s, bias, false);
+}
+
+at::Tensor weight_only_linear_sparse24(const at::Tensor& input, const at::Tensor& rows, int64_t K,
+                                       k::Sparse24Values values, const at::Tensor& scale, int64_t group_size,
+                                       const c10::optional<at::Tensor>& bias) {
+  const char* op = "weight_only_linear";
+  check_cpu_input(op, input);
+  check_linear_input(op, input, K);
+  const int64_t N = rows.size(0);
+  TORCH_CHECK_VALUE(rows.dim() == 2 && rows.scalar_type() == at::kByte && K % 4 == 0 &&
+                        rows.size(1) == k::sparse24_row_bytes(K) && rows.is_contiguous(),
+                    op, ": 2:4 compressed rows of in_features=", K, " must be contiguous uint8 of shape (N, ",
+                    K % 4 == 0 ? k::sparse24_row_bytes(K) : -1, "), got ", rows.scalar_type(), " ", rows.sizes());
+  TORCH_CHECK_VALUE(group_size >= 1 && K % group_size == 0 && scale.numel() == N * (K / group_size), op,
+                    ": scale has ", scale.numel(), " elements, expected ", N, " x ", K, " / group_size ", group_size);
+  check_bias(op, bias, input, N);
+  auto f = flatten_input(input, K, N);
+  auto b = bias_like(bias, input);
+  if (K == 0) return no_features_linear(f, N, b, input);
+  const int64_t M = f.x2d.size(0);
+  auto xf = f.x2d.to(at::kFloat).contiguous();
+  auto sc = scale.to(at::kFloat).contiguous();
+  auto acc = at::empty({M, N}, input.options().dtype(at::kFloat));
+  k::sparse24_gemm_f32(ptr<float>(xf), M, ptr<uint8_t>(rows), N, K, values, ptr<float>(sc), group_size,
+                       ptr<float>(acc), num_threads());
+  if (b.defined()) acc.add_(b.to(at::kFloat));  // one rounding to the input's dtype, as weight_only_linear
+  return acc.to(input.scalar_type()).view(f.out_shape);
 }
 
 at::Tensor float8_linear_sparse24(const at::Tensor& input, const std::string& act_dtype,

@@ -55,6 +55,17 @@ at::Tensor int8_dynamic_linear_packed(const at::Tensor& input, const std::string
 at::Tensor int8_dynamic_linear_sparse24(const at::Tensor& input, const std::string& act_quant,
                                         const kernels::Sparse24Weights& weight, const c10::optional<at::Tensor>& bias);
 
+// Activation rows up to which 2:4 linears gather the kept codes' activations
+// (sparse24_gemm_f32); above, the float GEMM on expanded panels is faster.
+constexpr int64_t kSparse24GatherMaxRows = 8;
+
+// weight_only_linear on 2:4 compressed rows (N x sparse24_row_bytes(in_features)) of
+// one-byte codes standing for `values`, times `scale` (per row or per group of
+// group_size columns): the kept codes only (sparse24_gemm_f32).
+at::Tensor weight_only_linear_sparse24(const at::Tensor& input, const at::Tensor& rows, int64_t in_features,
+                                       kernels::Sparse24Values values, const at::Tensor& scale, int64_t group_size,
+                                       const c10::optional<at::Tensor>& bias);
+
 // float8_linear on 2:4 sparse float8 weights (CutlassSemiSparseLayout): `rows`
 // holds the compressed rows (sparse24.h) of an N x in_features weight, read compressed.
 at::Tensor float8_linear_sparse24(const at::Tensor& input, const std::string& act_dtype,

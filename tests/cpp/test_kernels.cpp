@@ -522,7 +522,9 @@ TEST(Sparse24, Float8GemmMatchesDenseReference) {
             ASSERT_TRUE(set_isa(isa));
             // The gather kernel and the float GEMM on expanded panels (what linears with many rows use).
             std::vector<float> acc(M * N, NAN), panels(M * N, NAN);
-            float8_sparse24_gemm(x.data(), M, rows.data(), N, K, e4m3, acc.data(), 2);
+            sparse24_gemm_f32(x.data(), M, rows.data(), N, K,
+                              e4m3 ? Sparse24Values::Float8E4M3FN : Sparse24Values::Float8E5M2, nullptr, K,
+                              acc.data(), 2);
             if (e4m3)
               float8_sums(x.data(), Float8Sparse24Codes<Float8Format::E4M3FN>{rows.data(), K}, M, N, K, panels.data(), 2);
             else
@@ -544,6 +546,50 @@ TEST(Sparse24, Float8GemmMatchesDenseReference) {
           set_isa(saved);
         }
   }
+}
+
+// The float 2:4 GEMM on int8 codes with scales folded in (2:4 weight-only
+// linears): per row, and per group of 64 or 128 columns; every instruction
+// set against a double reference over the dense codes.
+TEST(Sparse24, FloatGemmOnInt8CodesWithScales) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> i8(-128, 127), col(0, 3);
+  std::normal_distribution<float> nd;
+  for (int64_t M : {1, 4, 5, 9})
+    for (int64_t N : {1, 5, 33})
+      for (int64_t K : {64, 128, 256, 68, 200})
+        for (int64_t group : {K, int64_t(64), int64_t(128)}) {
+          if (K % group != 0) continue;
+          std::vector<float> x(M * K), scale(N * (K / group));
+          for (auto& v : x) v = nd(rng);
+          for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+          std::vector<int8_t> w(N * K, 0);
+          for (int64_t i = 0; i < N * K; i += 4) {
+            const int c0 = col(rng), c1 = col(rng);
+            w[i + c0] = int8_t(i8(rng));
+            if (c1 != c0) w[i + c1] = int8_t(i8(rng));
+          }
+          std::vector<uint8_t> rows(N * sparse24_row_bytes(K));
+          ASSERT_EQ(compress_2to4(w.data(), N, K, rows.data()), -1);
+          const Isa saved = active_isa();
+          for (Isa isa : supported_isas()) {
+            ASSERT_TRUE(set_isa(isa));
+            std::vector<float> acc(M * N, NAN);
+            sparse24_gemm_f32(x.data(), M, rows.data(), N, K, Sparse24Values::Int8, scale.data(), group, acc.data(), 2);
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < N; ++n) {
+                double ref = 0, mag = 0;
+                for (int64_t k = 0; k < K; ++k) {
+                  const double p = double(x[m * K + k]) * w[n * K + k] * scale[n * (K / group) + k / group];
+                  ref += p;
+                  mag += std::fabs(p);
+                }
+                ASSERT_NEAR(acc[m * N + n], ref, 2e-6 * mag + 1e-30)
+                    << M << "x" << N << "x" << K << " group " << group << " isa " << int(isa);
+              }
+          }
+          set_isa(saved);
+        }
 }
 
 // Pruning keeps the 2 largest magnitudes of each group; ties keep the later column, NaN is kept.

@@ -15,6 +15,7 @@ from torchao_cpp.dtypes import CutlassSemiSparseLayout, LinearActivationQuantize
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
+    Int8DynamicActivationInt8WeightConfig,
     PerRow,
     quantize_,
 )
@@ -157,3 +158,21 @@ def test_bad_codes_are_refused():
     obj = torch.ScriptObject.__new__(torch.ScriptObject)
     with pytest.raises(ValueError, match="metadata of row 0 is invalid"):
         obj.__setstate__((tuple(state), "__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor"))
+
+
+@pytest.mark.parametrize("layout_case", ["float8", "int8"])
+@pytest.mark.parametrize("M", [1, 8, 9])
+def test_weight_only_linear_over_2_4_codes_matches_the_dequantized_weight(layout_case, M):
+    """The bare weight's linear (float activations): the kept codes only for up to 8 rows, dense above."""
+    w, bias = _weights(40, 200, torch.float32, M)
+    m = _linear(w, bias)
+    cfg = Config() if layout_case == "float8" else Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())
+    quantize_(m, cfg)
+    aqt = m[0].weight.impl.weight()
+    x = torch.randn(M, 200)
+    wd = aqt.dequantize().double()
+    ref = F.linear(x.double(), wd, bias.double())
+    with torch.no_grad():
+        y = aqt.linear(x, bias)
+    assert y.dtype == torch.float32 and y.shape == (M, 40)
+    assert ((y.double() - ref).abs() <= 1e-6 * (x.double().abs() @ wd.abs().t()) + 1e-7).all()

@@ -408,7 +408,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 // out[m, n] = round_TA(acc[m, n] * xs[m] * ws[n] + bias[n]), with acc the
 // float32 sum of the exact products of the decoded codes: float8_sums here
 // (Float8Codes, or Float8Sparse24Codes for 2:4 weights and many activation
-// rows), float8_sparse24_gemm (sparse24.h) for 2:4 weights and a few. xv holds the
+// rows), sparse24_gemm_f32 (sparse24.h) for 2:4 weights and a few. xv holds the
 // activations' float8 values as float. xs / ws: one scale (stride 0) or one
 // per row (stride 1).
 template <class Codes>

@@ -172,21 +172,24 @@ void gemm_portable(const uint8_t* u, const float* a_scale, const float* a_zp, in
   }
 }
 
-// Float8 values of all 256 codes of a format.
-template <Float8Format F>
-const float* float8_table() {
-  static const auto t = [] {
-    std::vector<float> v(256);
-    for (int c = 0; c < 256; ++c) v[size_t(c)] = float8_to_float<F>(uint8_t(c));
-    return v;
+// Values of all 256 one-byte codes: int8 codes, or float8 (raw bytes) of a format.
+const float* value_table(Sparse24Values v) {
+  static const auto tables = [] {
+    std::vector<float> t(3 * 256);
+    for (int c = 0; c < 256; ++c) {
+      t[size_t(c)] = float(int8_t(uint8_t(c)));
+      t[size_t(256 + c)] = float8_to_float<Float8Format::E4M3FN>(uint8_t(c));
+      t[size_t(512 + c)] = float8_to_float<Float8Format::E5M2>(uint8_t(c));
+    }
+    return t;
   }();
-  return t.data();
+  return tables.data() + 256 * int(v);
 }
 
-void f8_gemm_portable(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, bool e4m3, float* acc,
-                      int nthreads) {
-  const int64_t rb = sparse24_row_bytes(K);
-  const float* v = e4m3 ? float8_table<Float8Format::E4M3FN>() : float8_table<Float8Format::E5M2>();
+void float_gemm_portable(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, Sparse24Values values,
+                         const float* scale, int64_t group, float* acc, int nthreads) {
+  const int64_t rb = sparse24_row_bytes(K), G = K / group;
+  const float* v = value_table(values);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const uint8_t* row = rows + n * rb;
@@ -194,9 +197,10 @@ void f8_gemm_portable(const float* x, int64_t M, const uint8_t* rows, int64_t N,
       const float* a = x + m * K;
       float s = 0.0f;
       for (int64_t g = 0; g < K / 4; ++g) {
+        const float sc = scale ? scale[n * G + 4 * g / group] : 1.0f;
         const int nib = nibble(row, K, g);
-        s += a[4 * g + (nib & 3)] * v[row[code_offset(g, 0)]];
-        s += a[4 * g + (nib >> 2)] * v[row[code_offset(g, 1)]];
+        s += a[4 * g + (nib & 3)] * (v[row[code_offset(g, 0)]] * sc);
+        s += a[4 * g + (nib >> 2)] * (v[row[code_offset(g, 1)]] * sc);
       }
       acc[m * N + n] = s;
     }
@@ -339,61 +343,85 @@ VBMI_VNNI void gemm_vbmi(const uint8_t* u, const float* a_scale, const float* a_
     }
   }
 }
-// --- float8 ---------------------------------------------------------------
-#define AVX512_F8 __attribute__((target("avx512f,avx512bw,avx512vl")))
+// --- float activations ----------------------------------------------------
+#define AVX512_F __attribute__((target("avx512f,avx512bw,avx512vl")))
 
-constexpr int kF8Rows = 4;  // weight rows per block
+constexpr int kFRows = 4;  // weight rows per block
 
-// One row's chunk: its kept codes' values (x 2^-8 for e4m3fn, float8_avx512.h)
-// and their columns, kept codes 0..15 within the chunk's columns 0..31 (i0),
-// 16..31 within columns 32..63 (i1): vpermi2ps indices into two registers of x.
-struct F8Chunk {
+// One row's chunk: its kept codes' values (times the row's scale; float8
+// e4m3fn x 2^-8, float8_avx512.h) and their columns, kept codes 0..15 within
+// the chunk's columns 0..31 (i0), 16..31 within columns 32..63 (i1):
+// vpermi2ps indices into two registers of x.
+struct FChunk {
   __m512 v0, v1;
   __m512i i0, i1;
 };
 
 // Lane j: field j of a metadata half-word (its kept column within group j / 2) + 4 (j / 2).
-AVX512_F8 inline __m512i f8_indices(uint32_t w) {
+AVX512_F inline __m512i chunk_indices(uint32_t w) {
   const __m512i shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i base = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
   return _mm512_ternarylogic_epi32(_mm512_srlv_epi32(_mm512_set1_epi32(int(w)), shift), _mm512_set1_epi32(3), base,
                                    0xEA);  // (A & B) | C
 }
 
-template <bool E4M3>
-AVX512_F8 inline F8Chunk f8_chunk(const uint8_t* row, int64_t c, int groups, int64_t ahead) {
-  const uint8_t* p = row + c * kChunkBytes;
-  _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T0);
-  // A partial chunk's missing codes load as 0 (+0.0): whatever column their index picks adds nothing.
-  const __m256i bytes = groups == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                                     : _mm256_maskz_loadu_epi8((__mmask32(1) << (2 * groups)) - 1, p);
-  const __m512i h = float8_to_f16_bits<E4M3>(_mm512_cvtepu8_epi16(bytes));
-  const uint64_t meta = load_meta(p + 2 * groups, groups);
-  return {_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)),
-          f8_indices(uint32_t(meta)), f8_indices(uint32_t(meta >> 32))};
+// Values of 32 code bytes: int8 codes, or float8 through the float16 converter.
+template <Sparse24Values V>
+AVX512_F inline void chunk_values(__m256i bytes, __m512& v0, __m512& v1) {
+  if constexpr (V == Sparse24Values::Int8) {
+    v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(bytes)));
+    v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(bytes, 1)));
+  } else {
+    const __m512i h = float8_to_f16_bits<V == Sparse24Values::Float8E4M3FN>(_mm512_cvtepu8_epi16(bytes));
+    v0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    v1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+  }
 }
 
-// Chunks decoded on the spot (M <= kTileM: each is used once) or from the block's buffer.
-template <bool E4M3>
-struct F8Direct {
-  const uint8_t* const (&r)[kF8Rows];
-  int64_t K, ahead;
-  AVX512_F8 F8Chunk get(int64_t ch, int i) const {
-    return f8_chunk<E4M3>(r[i], ch, int(std::min<int64_t>(16, (K - ch * kChunk) / 4)), ahead);
+template <Sparse24Values V>
+AVX512_F inline FChunk float_chunk(const uint8_t* row, int64_t c, int groups, float scale, int64_t ahead) {
+  const uint8_t* p = row + c * kChunkBytes;
+  _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T0);
+  // A partial chunk's missing codes load as 0 (value 0): whatever column their index picks adds nothing.
+  const __m256i bytes = groups == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                                     : _mm256_maskz_loadu_epi8((__mmask32(1) << (2 * groups)) - 1, p);
+  FChunk f;
+  chunk_values<V>(bytes, f.v0, f.v1);
+  if (scale != 1.0f) {  // a scale folded into the values: weight-only linears' dequantized weights
+    f.v0 = _mm512_mul_ps(f.v0, _mm512_set1_ps(scale));
+    f.v1 = _mm512_mul_ps(f.v1, _mm512_set1_ps(scale));
+  }
+  const uint64_t meta = load_meta(p + 2 * groups, groups);
+  f.i0 = chunk_indices(uint32_t(meta));
+  f.i1 = chunk_indices(uint32_t(meta >> 32));
+  return f;
+}
+
+// Chunks decoded on the spot (M <= kTileM: each is used once) or from the
+// block's buffer. sc[i]: row i's scales (one per group of `group` columns,
+// K or a multiple of the chunk), or nullptr.
+template <Sparse24Values V>
+struct FDirect {
+  const uint8_t* const (&r)[kFRows];
+  const float* const (&sc)[kFRows];
+  int64_t K, group, ahead;
+  AVX512_F FChunk get(int64_t ch, int i) const {
+    return float_chunk<V>(r[i], ch, int(std::min<int64_t>(16, (K - ch * kChunk) / 4)),
+                          sc[i] ? sc[i][ch * kChunk / group] : 1.0f, ahead);
   }
 };
-struct F8Buffered {
-  const F8Chunk* pc;
-  AVX512_F8 F8Chunk get(int64_t ch, int i) const { return pc[ch * kF8Rows + i]; }
+struct FBuffered {
+  const FChunk* pc;
+  AVX512_F FChunk get(int64_t ch, int i) const { return pc[ch * kFRows + i]; }
 };
 
-// Sums of TM activation rows x kF8Rows weight rows: per chunk and weight row,
+// Sums of TM activation rows x kFRows weight rows: per chunk and weight row,
 // per activation row four loads of x (L1), two gathers and two FMAs.
 template <int TM, class Chunks>
-AVX512_F8 void f8_tile(const float* x, int64_t K, int64_t m0, const Chunks& src, float (&s)[kTileM][kF8Rows]) {
-  __m512 acc[TM][kF8Rows];
+AVX512_F void float_tile(const float* x, int64_t K, int64_t m0, const Chunks& src, float (&s)[kTileM][kFRows]) {
+  __m512 acc[TM][kFRows];
   for (int t = 0; t < TM; ++t)
-    for (int i = 0; i < kF8Rows; ++i) acc[t][i] = _mm512_setzero_ps();
+    for (int i = 0; i < kFRows; ++i) acc[t][i] = _mm512_setzero_ps();
   const int64_t chunks = (K + kChunk - 1) / kChunk;
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t left = K - ch * kChunk;  // columns in this chunk
@@ -401,8 +429,8 @@ AVX512_F8 void f8_tile(const float* x, int64_t K, int64_t m0, const Chunks& src,
     for (int j = 0; j < 4; ++j)
       q[j] = left >= 16 * (j + 1) ? __mmask16(0xFFFF) : left > 16 * j ? __mmask16((1u << (left - 16 * j)) - 1) : 0;
 #pragma GCC unroll 4
-    for (int i = 0; i < kF8Rows; ++i) {
-      const F8Chunk c = src.get(ch, i);
+    for (int i = 0; i < kFRows; ++i) {
+      const FChunk c = src.get(ch, i);
 #pragma GCC unroll 4
       for (int t = 0; t < TM; ++t) {
         const float* xr = x + (m0 + t) * K + ch * kChunk;
@@ -414,41 +442,46 @@ AVX512_F8 void f8_tile(const float* x, int64_t K, int64_t m0, const Chunks& src,
     }
   }
   for (int t = 0; t < TM; ++t)
-    for (int i = 0; i < kF8Rows; ++i) s[t][i] = _mm512_reduce_add_ps(acc[t][i]);
+    for (int i = 0; i < kFRows; ++i) s[t][i] = _mm512_reduce_add_ps(acc[t][i]);
 }
 
-template <bool E4M3>
-AVX512_F8 void f8_gemm_avx512(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, float* acc,
-                              int nthreads) {
-  const int64_t rb = sparse24_row_bytes(K), blocks = (N + kF8Rows - 1) / kF8Rows;
+template <Sparse24Values V>
+AVX512_F void float_gemm_avx512(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K,
+                                const float* scale, int64_t group, float* acc, int nthreads) {
+  const int64_t rb = sparse24_row_bytes(K), blocks = (N + kFRows - 1) / kFRows, G = K / group;
   const int64_t chunks = (K + kChunk - 1) / kChunk;
-  const float unit = E4M3 ? 256.0f : 1.0f;  // exact: a power of two
+  const float unit = V == Sparse24Values::Float8E4M3FN ? 256.0f : 1.0f;  // exact: a power of two
 #pragma omp parallel num_threads(nthreads)
   {
     // 64-byte aligned by hand: std::vector does not align its elements to 64 here.
-    std::vector<uint8_t> store(M > kTileM ? size_t(chunks * kF8Rows) * sizeof(F8Chunk) + 64 : 0);
-    auto* pc = reinterpret_cast<F8Chunk*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
+    std::vector<uint8_t> store(M > kTileM ? size_t(chunks * kFRows) * sizeof(FChunk) + 64 : 0);
+    auto* pc = reinterpret_cast<FChunk*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       // Rows past N repeat the last row; their sums are dropped.
-      const uint8_t* r[kF8Rows];
-      for (int i = 0; i < kF8Rows; ++i) r[i] = rows + std::min(b * kF8Rows + i, N - 1) * rb;
-      const F8Direct<E4M3> direct{r, K, kF8Rows * rb};
+      const uint8_t* r[kFRows];
+      const float* sc[kFRows];
+      for (int i = 0; i < kFRows; ++i) {
+        const int64_t n = std::min(b * kFRows + i, N - 1);
+        r[i] = rows + n * rb;
+        sc[i] = scale ? scale + n * G : nullptr;
+      }
+      const FDirect<V> direct{r, sc, K, group, kFRows * rb};
       if (M > kTileM)
         for (int64_t ch = 0; ch < chunks; ++ch)
-          for (int i = 0; i < kF8Rows; ++i) pc[size_t(ch * kF8Rows + i)] = direct.get(ch, i);
+          for (int i = 0; i < kFRows; ++i) pc[size_t(ch * kFRows + i)] = direct.get(ch, i);
       for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
         const int tr = int(std::min<int64_t>(kTileM, M - m0));
-        float s[kTileM][kF8Rows];
+        float s[kTileM][kFRows];
         for_tile_rows<kTileM>(tr, [&](auto tm) {
           if (M > kTileM)
-            f8_tile<tm()>(x, K, m0, F8Buffered{pc}, s);
+            float_tile<tm()>(x, K, m0, FBuffered{pc}, s);
           else
-            f8_tile<tm()>(x, K, m0, direct, s);
+            float_tile<tm()>(x, K, m0, direct, s);
         });
         for (int t = 0; t < tr; ++t)
-          for (int i = 0; i < kF8Rows; ++i)
-            if (b * kF8Rows + i < N) acc[(m0 + t) * N + b * kF8Rows + i] = s[t][i] * unit;
+          for (int i = 0; i < kFRows; ++i)
+            if (b * kFRows + i < N) acc[(m0 + t) * N + b * kFRows + i] = s[t][i] * unit;
       }
     }
   }
@@ -468,16 +501,24 @@ void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* 
   gemm_portable(u, a_scale, a_zp, M, w, bias, out, nthreads);
 }
 
-void float8_sparse24_gemm(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, bool e4m3,
-                          float* acc, int nthreads) {
+void sparse24_gemm_f32(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, Sparse24Values values,
+                       const float* scale, int64_t group, float* acc, int nthreads) {
   if (M == 0 || N == 0) return;
+  if (!scale) group = K;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   const auto& f = cpu_features();
-  if (f.avx512f && f.avx512bw && f.avx512vl && active_isa() == Isa::Avx512)
-    return e4m3 ? f8_gemm_avx512<true>(x, M, rows, N, K, acc, nthreads)
-                : f8_gemm_avx512<false>(x, M, rows, N, K, acc, nthreads);
+  if (f.avx512f && f.avx512bw && f.avx512vl && active_isa() == Isa::Avx512 && (group == K || group % kChunk == 0)) {
+    switch (values) {
+      case Sparse24Values::Int8:
+        return float_gemm_avx512<Sparse24Values::Int8>(x, M, rows, N, K, scale, group, acc, nthreads);
+      case Sparse24Values::Float8E4M3FN:
+        return float_gemm_avx512<Sparse24Values::Float8E4M3FN>(x, M, rows, N, K, scale, group, acc, nthreads);
+      case Sparse24Values::Float8E5M2:
+        return float_gemm_avx512<Sparse24Values::Float8E5M2>(x, M, rows, N, K, scale, group, acc, nthreads);
+    }
+  }
 #endif
-  f8_gemm_portable(x, M, rows, N, K, e4m3, acc, nthreads);
+  float_gemm_portable(x, M, rows, N, K, values, scale, group, acc, nthreads);
 }
 
 }  // namespace kernels

@@ -66,13 +66,17 @@ Sparse24Weights make_sparse24_weights(const uint8_t* rows, int64_t N, int64_t K,
 void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
                            const Sparse24Weights& w, const float* bias, float* out, int nthreads);
 
-// Float8 codes (raw bytes: e4m3fn when e4m3, else e5m2) in compressed rows
-// (N x sparse24_row_bytes(K)): acc[m * N + n] = sum over row n's kept codes
-// of x[m * K + k] * value(W[n, k]), float32 sums of exact products (x holds
-// float8 values, as float8_linear's). Only the kept codes are multiplied
-// (AVX-512: vpermi2ps gathers their activations; a portable loop elsewhere).
-void float8_sparse24_gemm(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, bool e4m3,
-                          float* acc, int nthreads);
+// What the one-byte codes of compressed rows stand for in a float GEMM.
+enum class Sparse24Values { Int8, Float8E4M3FN, Float8E5M2 };
+
+// Float activations x compressed rows (N x sparse24_row_bytes(K)):
+// acc[m * N + n] = sum over row n's kept codes of x[m * K + k] * (value(W[n, k]) * s),
+// with s = scale[n * (K / group) + k / group] (nullptr: 1), float32 sums. Float8
+// values with float8 activations and no scale give exact products (float8_linear's
+// sums). Only the kept codes are multiplied (AVX-512, where `group` is K or a multiple
+// of 64: vpermi2ps gathers their activations; a portable loop elsewhere).
+void sparse24_gemm_f32(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, Sparse24Values values,
+                       const float* scale, int64_t group, float* acc, int nthreads);
 
 }  // namespace kernels
 }  // namespace torchao_cpp
