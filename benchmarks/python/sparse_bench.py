@@ -2,6 +2,7 @@
 1.1 B Llama-shaped model (hidden 2048, intermediate 5632, 22 layers, 4 KV heads), quantized
 twice and held at once (dense ~0.97 GB and 2:4 ~0.61 GB of weights: neither fits in cache):
 - int8: Int8DynamicActivationInt8WeightConfig, PlainLayout against SemiSparseLayout (float32 model);
+- int8_wo_decode: the same with weight_only_decode=True, decode only (the weight-only 2:4 kernel);
 - float8: Float8DynamicActivationFloat8WeightConfig(e5m2 activations, PerRow) against
   Float8DynamicActivationFloat8SemiSparseWeightConfig (the same math on the pruned weight;
   bfloat16 model, as PerRow needs).
@@ -30,13 +31,17 @@ from torchao_cpp.quantization import (
     quantize_,
 )
 
-# (family, model dtype, dense config, 2:4 config)
+# (family, model dtype, dense config, 2:4 config, activation rows)
 FAMILIES = {
     "int8": (torch.float32, lambda: Int8DynamicActivationInt8WeightConfig(),
-             lambda: Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())),
+             lambda: Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()), (1, 256)),
+    # weight_only_decode=True: decode steps stay float and meet the int8 weight directly (weight-only kernels).
+    "int8_wo_decode": (torch.float32, lambda: Int8DynamicActivationInt8WeightConfig(weight_only_decode=True),
+                       lambda: Int8DynamicActivationInt8WeightConfig(weight_only_decode=True,
+                                                                     layout=SemiSparseLayout()), (1,)),
     "float8": (torch.bfloat16,
                lambda: Float8DynamicActivationFloat8WeightConfig(activation_dtype=float8_e5m2, granularity=PerRow()),
-               lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig()),
+               lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig(), (1, 256)),
 }
 
 
@@ -57,15 +62,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--passes", type=int, default=7)
     p.add_argument("--out", default="benchmarks/results/sparse_bench.json")
-    p.add_argument("--families", default="int8,float8", help="comma-separated: int8, float8")
+    p.add_argument("--families", default="int8,int8_wo_decode,float8", help="comma-separated: " + ", ".join(FAMILIES))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     results: Dict[str, Dict[str, float]] = {}
     for family in args.families.split(","):
-        dtype, dense_cfg, sparse_cfg = FAMILIES[family]
+        dtype, dense_cfg, sparse_cfg, Ms = FAMILIES[family]
         sets = {f"dense {family}": decoder_linears(dense_cfg(), dtype), f"2:4 {family}": decoder_linears(sparse_cfg(), dtype)}
         with torch.no_grad():
-            for M in (1, 256):
+            for M in Ms:
                 xs = {k: torch.randn(1, M, k).to(dtype) for k in (2048, 5632)}
                 times: Dict[str, List[float]] = {name: [] for name in sets}
                 for i in range(args.passes + 1):  # the first pass warms up (lazy weight packing)
@@ -81,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                     results[f"{name} M={M}"] = {"weight_bytes": wb, "pass_ms": med * 1e3,
                                                 "weight_GB_s": wb / med / 1e9,
                                                 "passes_ms": [t * 1e3 for t in times[name]]}
-                    print(f"M={M:3d} {name:12s} weights {wb / 1e9:.2f} GB  median pass {med * 1e3:7.1f} ms "
+                    print(f"M={M:3d} {name:20s} weights {wb / 1e9:.2f} GB  median pass {med * 1e3:7.1f} ms "
                           f"({wb / med / 1e9:5.1f} GB/s of weights)", flush=True)
                 d, s = results[f"dense {family} M={M}"]["pass_ms"], results[f"2:4 {family} M={M}"]["pass_ms"]
                 print(f"M={M:3d} {family} 2:4 speed-up over dense: {d / s:.2f}x", flush=True)

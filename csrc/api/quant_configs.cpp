@@ -155,10 +155,7 @@ std::string layout_note(const std::string& layout) {
     return " (2:4 semi-structured sparsity: SemiSparseLayout with Int8DynamicActivationInt8WeightConfig)";
   if (layout == "CutlassSemiSparseLayout")
     return " (2:4 sparse float8: CutlassSemiSparseLayout with Float8DynamicActivationFloat8SemiSparseWeightConfig)";
-  if (layout == "MarlinSparseLayout")
-    return " (2:4 sparse int4 for the Marlin kernel is not supported yet; 2:4 sparsity is, with "
-           "Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()) and "
-           "Float8DynamicActivationFloat8SemiSparseWeightConfig)";
+  if (layout == "MarlinSparseLayout") return " (2:4 sparse int4: MarlinSparseLayout with Int4WeightOnlyConfig)";
   if (layout == "MarlinQQQLayout") return " (the Marlin QQQ format, two-level scales, is not supported yet)";
   return "";
 }
@@ -199,11 +196,21 @@ void validate_int4_wo(const ConfigFields& d) {
   TORCH_CHECK_VALUE(g == 32 || g == 64 || g == 128 || g == 256, f.name("group_size"),
                     " must be one of [32, 64, 128, 256], got ", g);
   const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(layout == "TensorCoreTiledLayout" || layout == "Int4CPULayout" || layout == "Int4XPULayout",
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "TensorCoreTiledLayout" || layout == "Int4CPULayout" || layout == "Int4XPULayout" ||
+                                  layout == "MarlinSparseLayout",
                               f.name("layout"), " ", layout, ": supported layouts are TensorCoreTiledLayout, "
-                              "Int4CPULayout and Int4XPULayout (MarlinSparseLayout needs 2:4 sparsity, not supported yet)");
-  f.get_bool("use_hqq", false);
+                              "Int4CPULayout, Int4XPULayout and MarlinSparseLayout", layout_note(layout));
+  const bool hqq = f.get_bool("use_hqq", false);
   const auto zpd = f.get_choice("zero_point_domain", "NONE", {"NONE", "FLOAT", "INT"});
+  if (layout == "MarlinSparseLayout") {
+    // The seed's LAYOUT_TO_ZERO_POINT_DOMAIN: Marlin's symmetric codes have INT zero points only.
+    TORCH_CHECK_NOT_IMPLEMENTED(zpd != "FLOAT", f.name("zero_point_domain"),
+                                "=FLOAT is not supported by MarlinSparseLayout (it uses the INT domain)");
+    TORCH_CHECK_NOT_IMPLEMENTED(!hqq, f.name("use_hqq"), "=True is not supported with MarlinSparseLayout (HQQ's "
+                                "zero points are FLOAT-domain, Marlin's symmetric INT)");
+    f.get_bool("set_inductor_config", true);
+    return;
+  }
   TORCH_CHECK_NOT_IMPLEMENTED(zpd != "INT", f.name("zero_point_domain"), "=INT is not supported by ", layout,
                               layout == "Int4XPULayout" ? " here (the integer zero points of the seed's XPU kernel; "
                                                           "the default FLOAT domain is)"
@@ -216,6 +223,23 @@ QuantizedWeight quantize_int4_wo(const at::Tensor& w, const ConfigFields& d, con
   const auto g = f.get_int("group_size");
   if (!group_fits(w, g, "Int4WeightOnlyConfig", fqn, out)) return out;
   const auto layout = f.get_str("layout", "TensorCoreTiledLayout");
+  if (layout == "MarlinSparseLayout") {
+    if (w.dim() != 2 || w.size(1) % 4 != 0) {
+      std::ostringstream os;
+      os << "Skipping Int4WeightOnlyConfig(layout=MarlinSparseLayout) for " << (fqn.empty() ? "<root>" : fqn)
+         << ": weight " << w.sizes() << " is not a 2-d weight with in_features a multiple of 4 (2:4 sparsity prunes "
+         << "groups of 4)";
+      out.skip_reason = os.str();
+      return out;
+    }
+    TORCH_CHECK_VALUE(g == 128 || g == w.size(-1), f.name("group_size"),
+                      ": MarlinSparseLayout only supports 128 group size or per channel quantization, got ", g);
+    // The seed's MarlinSparseLayout.pre_process (inject_24: mask_creator's 2:4 pruning), then symmetric
+    // codes in [0, 15] around the INT zero point 8 (bfloat16), scales in the weight's dtype.
+    out.weight = affine_quantize(ops::prune_2to4(w.cpu()).to(w.device()), "SYMMETRIC", block_for(w, g), "uint4", 0, 15,
+                                 1e-6, c10::nullopt, at::kBFloat16, true, "INT", layout);
+    return out;
+  }
   // The seed: zero points in the weight's dtype for Int4CPULayout, bfloat16 for tinygemm.
   const auto zp_dtype = layout == "Int4CPULayout" ? w.scalar_type() : at::kBFloat16;
   if (f.get_bool("use_hqq", false)) {

@@ -48,15 +48,21 @@ std::string join(const std::vector<T>& v) {
 
 // The dense one-byte codes (zeros where pruned) of 2:4 compressed rows, on
 // the CPU: int8 (SemiSparseLayout) or float8 raw bytes in uint8 (CutlassSemiSparseLayout).
-at::Tensor sparse_dense_codes(const at::Tensor& data, const std::vector<int64_t>& shape, at::ScalarType dtype) {
+// MarlinSparseLayout's 4-bit rows give their signed values (codes - 8) as int8.
+at::Tensor sparse_dense_codes(const at::Tensor& data, const std::vector<int64_t>& shape, at::ScalarType dtype,
+                              int bits = 8) {
   auto rows = data.cpu().contiguous();
   auto dense = at::empty({shape[0], shape[1]}, rows.options().dtype(dtype));
-  k::decompress_2to4(rows.data_ptr<uint8_t>(), shape[0], shape[1], static_cast<int8_t*>(dense.data_ptr()));
+  k::decompress_2to4(rows.data_ptr<uint8_t>(), shape[0], shape[1], static_cast<int8_t*>(dense.data_ptr()), bits);
   return dense;
 }
 
+// MarlinSparseLayout: symmetric codes around zero point 8, stored as codes - 8 (pruned weights are 0).
+constexpr int64_t kMarlinZeroPoint = 8;
+
 // What a 2:4 layout's code bytes stand for.
-k::Sparse24Values sparse24_values(const CodeDtype& cd) {
+k::Sparse24Values sparse24_values(LayoutKind kind, const CodeDtype& cd) {
+  if (kind == LayoutKind::MarlinSparse) return k::Sparse24Values::Int4;
   if (!cd.is_float8) return k::Sparse24Values::Int8;
   return cd.name == "float8_e4m3fn" ? k::Sparse24Values::Float8E4M3FN : k::Sparse24Values::Float8E5M2;
 }
@@ -103,10 +109,23 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
                       " holds 2-d one-byte codes whose rows are groups of 4, got ", c.scalar_type(),
                       " codes of shape ", c.sizes());
     auto dense = c.cpu().contiguous();
-    auto packed = at::empty({c.size(0), k::sparse24_row_bytes(c.size(1))}, dense.options().dtype(at::kByte));
+    if (kind == LayoutKind::MarlinSparse) {
+      TORCH_CHECK_VALUE(zero_point.has_value() && zero_point->numel() > 0 &&
+                            (zero_point->to(at::kDouble) == double(kMarlinZeroPoint)).all().item<bool>(),
+                        "AffineQuantizedTensor: ", layout, " holds symmetric 4-bit codes with zero point ",
+                        kMarlinZeroPoint, " (INT domain)");
+      TORCH_CHECK_VALUE(dense.numel() == 0 || (dense.min().item<int64_t>() >= quant_min &&
+                                               dense.max().item<int64_t>() <= quant_max && quant_min >= 0 &&
+                                               quant_max <= 2 * kMarlinZeroPoint - 1),
+                        "AffineQuantizedTensor: ", layout, " codes must lie in [quant_min, quant_max] = [", quant_min,
+                        ", ", quant_max, "] within [0, 15]");
+      dense = (dense.to(at::kShort) - kMarlinZeroPoint).to(at::kChar).contiguous();
+    }
+    const int bits = sparse24_bits(kind);
+    auto packed = at::empty({c.size(0), k::sparse24_row_bytes(c.size(1), bits)}, dense.options().dtype(at::kByte));
     // Only zero / nonzero bytes matter: float8 codes compress as int8 ones (+0.0 is byte 0).
     const int64_t bad = k::compress_2to4(static_cast<const int8_t*>(dense.data_ptr()), c.size(0), c.size(1),
-                                         packed.data_ptr<uint8_t>());
+                                         packed.data_ptr<uint8_t>(), bits);
     TORCH_CHECK_VALUE(bad < 0, "AffineQuantizedTensor: ", layout, " needs 2:4 sparse codes (at most 2 nonzero in each "
                       "group of 4 along a row); row ", bad, " has more (prune the weight first)");
     data = packed.to(c.device());
@@ -158,7 +177,19 @@ void AffineQuantizedTensor::validate(const char* what) const {
     TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::None, what,
                       ": float-x codes have no zero point (zero_point_domain NONE), got ", zero_point_domain);
   }
-  if (layout_is_sparse24(kind)) {
+  if (kind == LayoutKind::MarlinSparse) {
+    // The seed's MarlinSparseLayout: symmetric uint4 codes, INT zero point 8.
+    TORCH_CHECK_VALUE(cd.name == "uint4" && shape.size() == 2 && shape[1] % 4 == 0, what, ": ", layout,
+                      " holds 2-d uint4 codes with in_features a multiple of 4, got ", code_dtype, " with shape ",
+                      join(shape));
+    TORCH_CHECK_VALUE(domain == k::ZeroPointDomain::Int && quant_min == 0 && quant_max == 15 && zero_point.has_value() &&
+                          zero_point->defined() &&
+                          (zero_point->numel() == 0 ||
+                           (zero_point->to(at::kDouble) == double(kMarlinZeroPoint)).all().item<bool>()),
+                      what, ": ", layout, " holds symmetric codes in [0, 15] with INT zero points all ",
+                      kMarlinZeroPoint, ", got zero_point_domain ", zero_point_domain, " [", quant_min, ", ",
+                      quant_max, "]");
+  } else if (layout_is_sparse24(kind)) {
     const bool f8 = kind == LayoutKind::CutlassSemiSparse;
     TORCH_CHECK_VALUE((f8 ? cd.is_float8 : cd.name == "int8") && shape.size() == 2 && shape[1] % 4 == 0, what, ": ",
                       layout, " holds 2-d ", f8 ? "float8" : "int8", " codes with in_features a multiple of 4, got ",
@@ -195,7 +226,7 @@ void AffineQuantizedTensor::validate(const char* what) const {
   const bool packed = layout_is_bitpacked(kind), sparse = layout_is_sparse24(kind);
   TORCH_CHECK_VALUE(!packed || !shape.empty(), what, ": packed layouts need at least 1 dim");
   const auto want_shape = packed   ? packed_shape(shape, cd.bits)
-                          : sparse ? std::vector<int64_t>{shape[0], k::sparse24_row_bytes(shape[1])}
+                          : sparse ? std::vector<int64_t>{shape[0], k::sparse24_row_bytes(shape[1], sparse24_bits(kind))}
                                    : shape;
   const auto want_dtype = packed || sparse ? at::kByte : storage_dtype(cd);
   TORCH_CHECK_TYPE(data.scalar_type() == want_dtype, what, ": codes must be ", want_dtype, " for ", layout, "/",
@@ -243,10 +274,12 @@ void AffineQuantizedTensor::validate(const char* what) const {
   if (data.numel() > 0) {
     if (sparse) {
       auto rows = data.cpu();
-      const int64_t bad = k::check_2to4_metadata(rows.data_ptr<uint8_t>(), shape[0], shape[1]);
+      const int bits = sparse24_bits(kind);
+      const int64_t bad = k::check_2to4_metadata(rows.data_ptr<uint8_t>(), shape[0], shape[1], bits);
       TORCH_CHECK_VALUE(bad < 0, what, ": ", layout, " metadata of row ", bad,
                         " is invalid (each group's two kept columns must be distinct and increasing)");
-      auto v = sparse_dense_codes(rows, shape, storage_dtype(cd));
+      auto v = bits == 4 ? sparse_dense_codes(rows, shape, at::kChar, 4).to(at::kShort) + kMarlinZeroPoint
+                         : sparse_dense_codes(rows, shape, storage_dtype(cd));
       if (cd.is_float8) {
         TORCH_CHECK_VALUE(!float8_codes_nonfinite(v, cd), what, ": float8 codes contain NaN or Inf");
       } else {
@@ -270,7 +303,12 @@ std::tuple<at::Tensor, at::Tensor, c10::optional<at::Tensor>> AffineQuantizedTen
   // Unpacking runs on the CPU kernels (a copy there and back for CUDA codes).
   if (layout_is_bitpacked(parse_layout(layout)))
     codes = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), storage_dtype(cd)).to(data.device());
-  if (layout_is_sparse24(parse_layout(layout)))
+  const auto kind = parse_layout(layout);
+  if (kind == LayoutKind::MarlinSparse)
+    codes = (sparse_dense_codes(data, shape, at::kChar, 4).to(at::kShort) + kMarlinZeroPoint)
+                .to(storage_dtype(cd))
+                .to(data.device());
+  else if (layout_is_sparse24(kind))
     codes = sparse_dense_codes(data, shape, storage_dtype(cd)).to(data.device());
   return {codes, scale, zero_point};
 }
@@ -303,14 +341,21 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
   // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): on the
   // CPU for a few rows, the kept codes only; otherwise dense codes for the call.
-  if (layout_is_sparse24(parse_layout(layout))) {
+  const auto kind = parse_layout(layout);
+  if (layout_is_sparse24(kind)) {
     const int64_t rows = shape[1] ? input.numel() / shape[1] : 0;
     if (data.is_cpu() && rows <= ops::kSparse24GatherMaxRows)
-      return ops::weight_only_linear_sparse24(input, data, shape[1], sparse24_values(cd), scale, block_size[1], bias);
+      return ops::weight_only_linear_sparse24(input, data, shape[1], sparse24_values(kind, cd), scale, block_size[1],
+                                              bias);
+    // MarlinSparseLayout's dense values are int8 codes - 8 without a zero point.
+    const bool marlin = kind == LayoutKind::MarlinSparse;
     return ops::call_weight_only_linear(
-        input, data.is_cuda() ? int8_codes_for_cuda() : sparse_dense_codes(data, shape, storage_dtype(cd)),
-        code_format(), cd.bits, shape[0], shape[1], block_size[1], scale, c10::nullopt, quant_min, quant_max,
-        zero_point_domain, bias);
+        input,
+        data.is_cuda() ? int8_codes_for_cuda()
+                       : sparse_dense_codes(data, shape, marlin ? at::kChar : storage_dtype(cd), sparse24_bits(kind)),
+        marlin ? "plain" : code_format(), marlin ? 8 : cd.bits, shape[0], shape[1], block_size[1], scale, c10::nullopt,
+        marlin ? quant_min - kMarlinZeroPoint : quant_min, marlin ? quant_max - kMarlinZeroPoint : quant_max,
+        marlin ? "NONE" : zero_point_domain, bias);
   }
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
                                       data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
@@ -354,9 +399,11 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() co
 
 const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
   std::call_once(int8_codes_cuda_once_, [&] {
-    if (layout_is_sparse24(parse_layout(layout))) {
-      // No sparse CUDA kernel yet: the dense codes, expanded once.
-      int8_codes_cuda_ = sparse_dense_codes(data, shape, storage_dtype(parse_code_dtype(code_dtype))).to(data.device());
+    const auto kind = parse_layout(layout);
+    if (layout_is_sparse24(kind)) {
+      // No sparse CUDA kernel yet: the dense codes (MarlinSparseLayout: codes - 8), expanded once.
+      const auto dt = kind == LayoutKind::MarlinSparse ? at::kChar : storage_dtype(parse_code_dtype(code_dtype));
+      int8_codes_cuda_ = sparse_dense_codes(data, shape, dt, sparse24_bits(kind)).to(data.device());
       return;
     }
     if (code_format() != "packed") {
@@ -375,7 +422,7 @@ const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
     const auto cd = parse_code_dtype(code_dtype);
     if (cd.is_float8 || !data.device().is_cpu() || shape.size() != 2 || block_size[0] != 1) return;
     if (quant_min < -128 || quant_max > 127) return;
-    if (parse_layout(layout) == LayoutKind::SemiSparse) return;  // sparse24() serves these
+    if (layout_is_sparse24(parse_layout(layout))) return;  // sparse24() serves SemiSparseLayout
     const bool plain = code_format() == "plain" && data.scalar_type() == at::kChar;
     if (!plain && code_format() != "packed") return;
     const int64_t K = shape[1], group = block_size[1];

@@ -20,10 +20,11 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "FloatxTensorCoreLayout") return LayoutKind::FloatxTensorCore;
   if (n == "SemiSparseLayout") return LayoutKind::SemiSparse;
   if (n == "CutlassSemiSparseLayout") return LayoutKind::CutlassSemiSparse;
+  if (n == "MarlinSparseLayout") return LayoutKind::MarlinSparse;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
                     "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
-                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout, CutlassSemiSparseLayout");
+                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout, CutlassSemiSparseLayout, MarlinSparseLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -50,6 +51,8 @@ std::string layout_name(LayoutKind k) {
       return "SemiSparseLayout";
     case LayoutKind::CutlassSemiSparse:
       return "CutlassSemiSparseLayout";
+    case LayoutKind::MarlinSparse:
+      return "MarlinSparseLayout";
     default:
       return "Float8Layout";
   }

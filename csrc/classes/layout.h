@@ -22,6 +22,7 @@ enum class LayoutKind {
   FloatxTensorCore,  // FloatxTensorCoreLayout: N-bit float-x codes bit-packed along rows (as Uintx)
   SemiSparse,        // SemiSparseLayout: 2:4 sparse int8 codes, rows compressed to values + metadata (sparse24.h)
   CutlassSemiSparse,  // CutlassSemiSparseLayout: 2:4 sparse float8 codes, rows compressed as SemiSparse's
+  MarlinSparse,       // MarlinSparseLayout: 2:4 sparse 4-bit codes (zero point 8), rows of 4-bit kept codes
 };
 
 LayoutKind parse_layout(const std::string& name);
@@ -29,7 +30,11 @@ std::string layout_name(LayoutKind k);
 // Packed layouts store rows of bit-packed codes in uint8.
 bool layout_is_bitpacked(LayoutKind k);
 // 2:4 sparse layouts store rows compressed (sparse24.h) in uint8.
-inline bool layout_is_sparse24(LayoutKind k) { return k == LayoutKind::SemiSparse || k == LayoutKind::CutlassSemiSparse; }
+inline bool layout_is_sparse24(LayoutKind k) {
+  return k == LayoutKind::SemiSparse || k == LayoutKind::CutlassSemiSparse || k == LayoutKind::MarlinSparse;
+}
+// Bits per kept code in a 2:4 layout's rows (sparse24.h).
+inline int sparse24_bits(LayoutKind k) { return k == LayoutKind::MarlinSparse ? 4 : 8; }
 
 // Code dtypes: int1..int8, uint1..uint8, int32 (tinygemm's 0..15 codes),
 // float8_e4m3fn, float8_e5m2, and float-x formats "fp<N>_e<E>m<M>" (N = 1 + E + M <= 8,

@@ -346,10 +346,12 @@ at::Tensor weight_only_linear_sparse24(const at::Tensor& input, const at::Tensor
   check_cpu_input(op, input);
   check_linear_input(op, input, K);
   const int64_t N = rows.size(0);
+  const int bits = values == k::Sparse24Values::Int4 ? 4 : 8;
   TORCH_CHECK_VALUE(rows.dim() == 2 && rows.scalar_type() == at::kByte && K % 4 == 0 &&
-                        rows.size(1) == k::sparse24_row_bytes(K) && rows.is_contiguous(),
+                        rows.size(1) == k::sparse24_row_bytes(K, bits) && rows.is_contiguous(),
                     op, ": 2:4 compressed rows of in_features=", K, " must be contiguous uint8 of shape (N, ",
-                    K % 4 == 0 ? k::sparse24_row_bytes(K) : -1, "), got ", rows.scalar_type(), " ", rows.sizes());
+                    K % 4 == 0 ? k::sparse24_row_bytes(K, bits) : -1, "), got ", rows.scalar_type(), " ",
+                    rows.sizes());
   TORCH_CHECK_VALUE(group_size >= 1 && K % group_size == 0 && scale.numel() == N * (K / group_size), op,
                     ": scale has ", scale.numel(), " elements, expected ", N, " x ", K, " / group_size ", group_size);
   check_bias(op, bias, input, N);

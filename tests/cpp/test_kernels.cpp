@@ -548,12 +548,22 @@ TEST(Sparse24, Float8GemmMatchesDenseReference) {
   }
 }
 
+void check_float_gemm_on_int_codes(int bits);
+
 // The float 2:4 GEMM on int8 codes with scales folded in (2:4 weight-only
-// linears): per row, and per group of 64 or 128 columns; every instruction
-// set against a double reference over the dense codes.
+// linears) and on signed 4-bit codes (MarlinSparseLayout, 3 bits per weight):
+// per row, and per group of 64 or 128 columns; compression round-trips; every
+// instruction set against a double reference over the dense codes.
 TEST(Sparse24, FloatGemmOnInt8CodesWithScales) {
+  for (int bits : {8, 4}) {
+    SCOPED_TRACE("bits " + std::to_string(bits));
+    check_float_gemm_on_int_codes(bits);
+  }
+}
+
+void check_float_gemm_on_int_codes(int bits) {
   std::mt19937 rng(11);
-  std::uniform_int_distribution<int> i8(-128, 127), col(0, 3);
+  std::uniform_int_distribution<int> i8(bits == 4 ? -8 : -128, bits == 4 ? 7 : 127), col(0, 3);
   std::normal_distribution<float> nd;
   for (int64_t M : {1, 4, 5, 9})
     for (int64_t N : {1, 5, 33})
@@ -569,13 +579,18 @@ TEST(Sparse24, FloatGemmOnInt8CodesWithScales) {
             w[i + c0] = int8_t(i8(rng));
             if (c1 != c0) w[i + c1] = int8_t(i8(rng));
           }
-          std::vector<uint8_t> rows(N * sparse24_row_bytes(K));
-          ASSERT_EQ(compress_2to4(w.data(), N, K, rows.data()), -1);
+          std::vector<uint8_t> rows(N * sparse24_row_bytes(K, bits));
+          std::vector<int8_t> back(N * K);
+          ASSERT_EQ(compress_2to4(w.data(), N, K, rows.data(), bits), -1);
+          ASSERT_EQ(check_2to4_metadata(rows.data(), N, K, bits), -1);
+          decompress_2to4(rows.data(), N, K, back.data(), bits);
+          ASSERT_EQ(back, w);
           const Isa saved = active_isa();
           for (Isa isa : supported_isas()) {
             ASSERT_TRUE(set_isa(isa));
             std::vector<float> acc(M * N, NAN);
-            sparse24_gemm_f32(x.data(), M, rows.data(), N, K, Sparse24Values::Int8, scale.data(), group, acc.data(), 2);
+            sparse24_gemm_f32(x.data(), M, rows.data(), N, K, bits == 4 ? Sparse24Values::Int4 : Sparse24Values::Int8,
+                              scale.data(), group, acc.data(), 2);
             for (int64_t m = 0; m < M; ++m)
               for (int64_t n = 0; n < N; ++n) {
                 double ref = 0, mag = 0;

@@ -80,6 +80,18 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "fuzz_seeds: semi_sparse_int8: " << e.what() << "\n";
   }
+  // 2:4 sparse 4-bit codes (MarlinSparseLayout), group 128.
+  try {
+    auto fields = c10::impl::toTypedDict<std::string, c10::IValue>(
+        c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+    fields.insert("layout", std::string("MarlinSparseLayout"));
+    fields.insert("group_size", int64_t(128));
+    save_weight(dir, "marlin_sparse_int4",
+                api::quantize_weight(at::randn({16, 256}), "Int4WeightOnlyConfig", fields, "seed"));
+    ++written;
+  } catch (const std::exception& e) {
+    std::cerr << "fuzz_seeds: marlin_sparse_int4: " << e.what() << "\n";
+  }
   // Every layout and a few code widths, small shapes, other float dtypes.
   struct Spec {
     const char* name;

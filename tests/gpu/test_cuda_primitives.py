@@ -14,9 +14,10 @@ import torch.nn as nn
 
 from cuda_graphs import capture
 import torchao_cpp  # noqa: F401
-from torchao_cpp.dtypes import SemiSparseLayout
+from torchao_cpp.dtypes import MarlinSparseLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
     Int4DynamicActivationInt4WeightConfig,
+    Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
     MappingType,
@@ -204,6 +205,22 @@ def test_int8_dynamic_linear_semi_sparse_runs_dense_on_cuda(asymmetric, M, K):
     assert lin.weight.original_weight_tensor.impl.layout() == "SemiSparseLayout"
     assert torch.equal(got, _int8_dyn_reference(x, lin, asymmetric))
     assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("M", [1, 33])
+def test_int4_marlin_sparse_runs_dense_on_cuda(dtype, M):
+    # 2:4 int4 (MarlinSparseLayout): on CUDA the codes - 8 are expanded once to int8 and run the int8 weight-only
+    # kernel with the group-128 scales; the CPU runs its 2:4 kernel (M <= 8) or float panels.
+    cfg = Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout())
+    lin, x, got, cpu = _cpu_and_cuda(cfg, dtype, M, 256)
+    assert lin.weight.impl.layout() == "MarlinSparseLayout" and got.dtype == dtype and got.shape == (M, 136)
+    codes, scale, _ = lin.weight.impl.get_plain()
+    w = ((codes.double() - 8).view(136, 2, 128) * scale.double().view(136, 2, 1)).view(136, 256)
+    exact = x.double() @ w.t() + lin.bias.double()
+    tol = 2 * 2.0 ** -8 * exact.abs() + 1e-3 * (x.double().abs() @ w.abs().t())
+    assert ((got.double() - exact).abs() <= tol).all()
+    assert ((cpu.double() - exact).abs() <= tol).all()
 
 
 def test_int8_dynamic_linear_3d_noncontiguous_and_graph():

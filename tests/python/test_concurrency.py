@@ -29,6 +29,7 @@ from torchao_cpp.dtypes import (
     Int4CPULayout,
     LinearActivationQuantizedTensor,
     PackedLinearInt8DynamicActivationIntxWeightLayout,
+    MarlinSparseLayout,
     SemiSparseLayout,
     float8_e4m3fn,
     float8_e5m2,
@@ -83,6 +84,7 @@ CONFIGS: List[Tuple[str, AOBaseConfig]] = [
     ("float8dyn-pertensor", Float8DynamicActivationFloat8WeightConfig()),
     ("float8static", Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.02))),
     ("float8dyn-2:4", Float8DynamicActivationFloat8SemiSparseWeightConfig()),
+    ("int4wo-2:4-marlin", Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout())),
 ]
 CONFIG_PARAMS = [pytest.param(c, id=name) for name, c in CONFIGS]
 

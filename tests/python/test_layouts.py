@@ -53,7 +53,8 @@ def test_int4_xpu_layout_refuses_integer_zero_points():
 
 
 @pytest.mark.parametrize("make,fragment", [
-    (lambda: Int4WeightOnlyConfig(layout=MarlinSparseLayout()), "MarlinSparseLayout needs 2:4 sparsity"),
+    (lambda: Int8DynamicActivationInt4WeightConfig(layout=MarlinSparseLayout()),
+     "layout MarlinSparseLayout: only PlainLayout (2:4 sparse int4: MarlinSparseLayout with Int4WeightOnlyConfig)"),
     (lambda: Int8DynamicActivationInt8WeightConfig(layout=CutlassSemiSparseLayout()),
      "layout CutlassSemiSparseLayout: supported layouts are PlainLayout and SemiSparseLayout (2:4 sparse float8: "
      "CutlassSemiSparseLayout with Float8DynamicActivationFloat8SemiSparseWeightConfig)"),

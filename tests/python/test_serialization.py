@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from torchao_cpp.dtypes import AffineQuantizedTensor, SemiSparseLayout, float8_e4m3fn, int4, uint3
+from torchao_cpp.dtypes import AffineQuantizedTensor, MarlinSparseLayout, SemiSparseLayout, float8_e4m3fn, int4, uint3
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
@@ -41,6 +41,7 @@ CONFIGS = [
     Float8DynamicActivationFloat8WeightConfig(),
     Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01)),
     Float8DynamicActivationFloat8SemiSparseWeightConfig(),
+    Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()),
 ]
 
 

@@ -189,12 +189,22 @@ class SemiSparseLayout(Layout):
 
 @dataclass(frozen=True, repr=False)
 class MarlinSparseLayout(Layout):
-    """The seed's 2:4 sparse int4 layout for the Marlin kernel. Not supported yet: configs
-    refuse it with NotImplementedError.
+    """The seed's 2:4 sparse int4 layout (Int4WeightOnlyConfig(layout=MarlinSparseLayout())).
+
+    As the seed: each group of 4 weights along a row pruned to its 2 largest magnitudes,
+    symmetric 4-bit codes in [0, 15] around an INT zero point of 8, group size 128 or
+    per channel. Rows are stored compressed with 4-bit kept codes plus 2-bit column
+    indices (3 bits per weight). The CPU kernel multiplies only the kept codes for up to
+    8 activation rows; on CUDA the codes are expanded once and run the int8 weight-only
+    kernel (no Marlin kernel).
 
     Example:
-        >>> MarlinSparseLayout().name
-        'MarlinSparseLayout'
+        >>> import torch
+        >>> from torchao_cpp.quantization import Int4WeightOnlyConfig, quantize_
+        >>> m = torch.nn.Sequential(torch.nn.Linear(256, 8))
+        >>> quantize_(m, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
+        >>> m[0].weight.impl.packed_data().shape  # 4 chunks of 64 columns: 16 code bytes + 8 index bytes
+        torch.Size([8, 96])
     """
 
 

@@ -19,13 +19,14 @@ namespace kernels {
 namespace {
 constexpr int64_t kChunkBytes = 40;  // a full chunk: 32 codes + 8 metadata bytes
 
-// Byte offsets within a row of K columns: kept code j (0, 1) of group g (sparse24_group reads a whole group).
+// Bytes of a full chunk of one-byte codes: 32 codes + 8 metadata bytes.
 inline int64_t groups_in_chunk(int64_t K, int64_t c) { return std::min<int64_t>(16, K / 4 - 16 * c); }
+// Byte offset of kept code j (0, 1) of group g in a row of one-byte codes.
 inline int64_t code_offset(int64_t g, int j) { return g / 16 * kChunkBytes + 2 * (g % 16) + j; }
-inline int nibble(const uint8_t* row, int64_t K, int64_t g) {
+inline int nibble(const uint8_t* row, int64_t K, int64_t g, int bits = 8) {
   int cols[2];
   uint8_t codes[2];
-  sparse24_group(row, K, g, cols, codes);
+  sparse24_group(row, K, g, cols, codes, bits);
   return cols[0] | cols[1] << 2;
 }
 
@@ -71,21 +72,21 @@ template void prune_2to4<float>(const float*, int64_t, int64_t, float*);
 template void prune_2to4<bf16>(const bf16*, int64_t, int64_t, bf16*);
 template void prune_2to4<fp16>(const fp16*, int64_t, int64_t, fp16*);
 
-int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out) {
+int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out, int bits) {
   // Kept columns (i0 | i1 << 2) per mask of nonzero codes in a group; 0xFF: more than 2.
   // With fewer than 2 nonzero codes, the lowest zero columns fill the pair.
   static const uint8_t kPair[16] = {0x4, 0x4, 0x4, 0x4,  0x8, 0x8,  0x9,  0xFF,
                                     0xC, 0xC, 0xD, 0xFF, 0xE, 0xFF, 0xFF, 0xFF};
-  const int64_t rb = sparse24_row_bytes(K);
+  const int64_t rb = sparse24_row_bytes(K, bits), full = sparse24_code_bytes(bits, 16) + 8;
   int64_t bad = -1;
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const int8_t* c = codes + n * K;
     for (int64_t ch = 0; ch * 16 < K / 4; ++ch) {
       const int64_t G = groups_in_chunk(K, ch);
-      uint8_t* vals = out + n * rb + ch * kChunkBytes;
-      uint8_t* meta = vals + 2 * G;
-      std::memset(meta, 0, size_t((G + 1) / 2));
+      uint8_t* vals = out + n * rb + ch * full;
+      uint8_t* meta = vals + sparse24_code_bytes(bits, G);
+      std::memset(vals, 0, size_t(meta - vals + (G + 1) / 2));
       for (int64_t l = 0; l < G; ++l) {
         const int8_t* q = c + 4 * (16 * ch + l);
         const int pair = kPair[(q[0] != 0) | (q[1] != 0) << 1 | (q[2] != 0) << 2 | (q[3] != 0) << 3];
@@ -94,8 +95,14 @@ int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out) {
           bad = bad < 0 ? n : std::min(bad, n);
           break;
         }
-        vals[2 * l] = uint8_t(q[pair & 3]);
-        vals[2 * l + 1] = uint8_t(q[pair >> 2]);
+        for (int t = 0; t < 2; ++t) {
+          const int64_t j = 2 * l + t;
+          const int8_t v = q[t ? pair >> 2 : pair & 3];
+          if (bits == 4)
+            vals[j % 16] |= uint8_t((v & 15) << (4 * (j / 16)));
+          else
+            vals[j] = uint8_t(v);
+        }
         meta[l / 2] |= uint8_t(pair << (4 * (l % 2)));
       }
     }
@@ -103,25 +110,27 @@ int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out) {
   return bad;
 }
 
-void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes) {
-  const int64_t rb = sparse24_row_bytes(K);
+void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes, int bits) {
+  const int64_t rb = sparse24_row_bytes(K, bits);
   for (int64_t n = 0; n < N; ++n) {
     const uint8_t* row = rows + n * rb;
     int8_t* c = codes + n * K;
     std::memset(c, 0, size_t(K));
     for (int64_t g = 0; g < K / 4; ++g) {
-      const int nib = nibble(row, K, g);
-      c[4 * g + (nib & 3)] = int8_t(row[code_offset(g, 0)]);
-      c[4 * g + (nib >> 2)] = int8_t(row[code_offset(g, 1)]);
+      int cols[2];
+      uint8_t v[2];
+      sparse24_group(row, K, g, cols, v, bits);
+      c[4 * g + cols[0]] = int8_t(v[0]);
+      c[4 * g + cols[1]] = int8_t(v[1]);
     }
   }
 }
 
-int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K) {
-  const int64_t rb = sparse24_row_bytes(K);
+int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K, int bits) {
+  const int64_t rb = sparse24_row_bytes(K, bits);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t g = 0; g < K / 4; ++g) {
-      const int nib = nibble(rows + n * rb, K, g);
+      const int nib = nibble(rows + n * rb, K, g, bits);
       if ((nib & 3) >= (nib >> 2)) return n;
     }
   return -1;
@@ -188,8 +197,9 @@ const float* value_table(Sparse24Values v) {
 
 void float_gemm_portable(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K, Sparse24Values values,
                          const float* scale, int64_t group, float* acc, int nthreads) {
-  const int64_t rb = sparse24_row_bytes(K), G = K / group;
-  const float* v = value_table(values);
+  const int bits = values == Sparse24Values::Int4 ? 4 : 8;
+  const int64_t rb = sparse24_row_bytes(K, bits), G = K / group;
+  const float* v = value_table(bits == 4 ? Sparse24Values::Int8 : values);  // 4-bit codes arrive sign-extended
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const uint8_t* row = rows + n * rb;
@@ -198,9 +208,11 @@ void float_gemm_portable(const float* x, int64_t M, const uint8_t* rows, int64_t
       float s = 0.0f;
       for (int64_t g = 0; g < K / 4; ++g) {
         const float sc = scale ? scale[n * G + 4 * g / group] : 1.0f;
-        const int nib = nibble(row, K, g);
-        s += a[4 * g + (nib & 3)] * (v[row[code_offset(g, 0)]] * sc);
-        s += a[4 * g + (nib >> 2)] * (v[row[code_offset(g, 1)]] * sc);
+        int cols[2];
+        uint8_t c[2];
+        sparse24_group(row, K, g, cols, c, bits);
+        s += a[4 * g + cols[0]] * (v[c[0]] * sc);
+        s += a[4 * g + cols[1]] * (v[c[1]] * sc);
       }
       acc[m * N + n] = s;
     }
@@ -368,7 +380,12 @@ AVX512_F inline __m512i chunk_indices(uint32_t w) {
 // Values of 32 code bytes: int8 codes, or float8 through the float16 converter.
 template <Sparse24Values V>
 AVX512_F inline void chunk_values(__m256i bytes, __m512& v0, __m512& v1) {
-  if constexpr (V == Sparse24Values::Int8) {
+  if constexpr (V == Sparse24Values::Int4) {
+    // Byte j holds code j (low nibble) and code j + 16: each sign-extended by a shift pair.
+    const __m512i b = _mm512_cvtepu8_epi32(_mm256_castsi256_si128(bytes));
+    v0 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(b, 28), 28));
+    v1 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(b, 24), 28));
+  } else if constexpr (V == Sparse24Values::Int8) {
     v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(bytes)));
     v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(bytes, 1)));
   } else {
@@ -380,18 +397,23 @@ AVX512_F inline void chunk_values(__m256i bytes, __m512& v0, __m512& v1) {
 
 template <Sparse24Values V>
 AVX512_F inline FChunk float_chunk(const uint8_t* row, int64_t c, int groups, float scale, int64_t ahead) {
-  const uint8_t* p = row + c * kChunkBytes;
+  constexpr int bits = V == Sparse24Values::Int4 ? 4 : 8;
+  const uint8_t* p = row + c * (sparse24_code_bytes(bits, 16) + 8);
   _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T0);
   // A partial chunk's missing codes load as 0 (value 0): whatever column their index picks adds nothing.
-  const __m256i bytes = groups == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                                     : _mm256_maskz_loadu_epi8((__mmask32(1) << (2 * groups)) - 1, p);
+  __m256i bytes;
+  if constexpr (bits == 4)
+    bytes = _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));  // zero-padded
+  else
+    bytes = groups == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                         : _mm256_maskz_loadu_epi8((__mmask32(1) << (2 * groups)) - 1, p);
   FChunk f;
   chunk_values<V>(bytes, f.v0, f.v1);
   if (scale != 1.0f) {  // a scale folded into the values: weight-only linears' dequantized weights
     f.v0 = _mm512_mul_ps(f.v0, _mm512_set1_ps(scale));
     f.v1 = _mm512_mul_ps(f.v1, _mm512_set1_ps(scale));
   }
-  const uint64_t meta = load_meta(p + 2 * groups, groups);
+  const uint64_t meta = load_meta(p + sparse24_code_bytes(bits, groups), groups);
   f.i0 = chunk_indices(uint32_t(meta));
   f.i1 = chunk_indices(uint32_t(meta >> 32));
   return f;
@@ -448,7 +470,7 @@ AVX512_F void float_tile(const float* x, int64_t K, int64_t m0, const Chunks& sr
 template <Sparse24Values V>
 AVX512_F void float_gemm_avx512(const float* x, int64_t M, const uint8_t* rows, int64_t N, int64_t K,
                                 const float* scale, int64_t group, float* acc, int nthreads) {
-  const int64_t rb = sparse24_row_bytes(K), blocks = (N + kFRows - 1) / kFRows, G = K / group;
+  const int64_t rb = sparse24_row_bytes(K, V == Sparse24Values::Int4 ? 4 : 8), blocks = (N + kFRows - 1) / kFRows, G = K / group;
   const int64_t chunks = (K + kChunk - 1) / kChunk;
   const float unit = V == Sparse24Values::Float8E4M3FN ? 256.0f : 1.0f;  // exact: a power of two
 #pragma omp parallel num_threads(nthreads)
@@ -515,6 +537,8 @@ void sparse24_gemm_f32(const float* x, int64_t M, const uint8_t* rows, int64_t N
         return float_gemm_avx512<Sparse24Values::Float8E4M3FN>(x, M, rows, N, K, scale, group, acc, nthreads);
       case Sparse24Values::Float8E5M2:
         return float_gemm_avx512<Sparse24Values::Float8E5M2>(x, M, rows, N, K, scale, group, acc, nthreads);
+      case Sparse24Values::Int4:
+        return float_gemm_avx512<Sparse24Values::Int4>(x, M, rows, N, K, scale, group, acc, nthreads);
     }
   }
 #endif

@@ -1,11 +1,15 @@
 // 2:4 semi-structured sparsity (SemiSparseLayout for int8 codes,
-// CutlassSemiSparseLayout for float8 codes): in every group of 4 consecutive
-// weights along a row at most 2 are nonzero. Rows are stored compressed, in
-// chunks of 16 groups (64 columns): the chunk's 32 kept one-byte codes (int8,
-// or float8 raw bytes: 0 is +0.0), then 8 bytes of metadata, one nibble per group (low nibble for even
-// groups) holding the kept columns i0 < i1 as i0 | i1 << 2; a last partial
-// chunk of G groups holds 2G codes and ceil(G/2) metadata bytes. That is 5
-// bits per weight instead of 8, read as one stream per row. Torch-free.
+// CutlassSemiSparseLayout for float8 codes, MarlinSparseLayout for signed
+// 4-bit codes): in every group of 4 consecutive weights along a row at most 2
+// are nonzero. Rows are stored compressed, in chunks of 16 groups (64
+// columns): the chunk's 32 kept codes, then 8 bytes of metadata, one nibble
+// per group (low nibble for even groups) holding the kept columns i0 < i1 as
+// i0 | i1 << 2. One-byte codes (bits 8: int8, or float8 raw bytes, 0 being
+// +0.0): kept code j in byte j, a last partial chunk of G groups holding 2G
+// codes; 5 bits per weight. Signed 4-bit codes (bits 4): 16 bytes, kept code j
+// in byte j % 16, the low nibble for j < 16 (one zero-extension gives codes
+// 0..15, a shift codes 16..31), zero-padded in a partial chunk; 3 bits per
+// weight. Each row is one stream. Torch-free.
 #pragma once
 
 #include <algorithm>
@@ -15,10 +19,13 @@
 namespace torchao_cpp {
 namespace kernels {
 
-// Bytes of one compressed row of K codes (K a multiple of 4).
-inline int64_t sparse24_row_bytes(int64_t K) {
+// Code bytes of a chunk of `groups` groups.
+inline int64_t sparse24_code_bytes(int bits, int64_t groups) { return bits == 4 ? 16 : 2 * groups; }
+
+// Bytes of one compressed row of K codes (K a multiple of 4) of `bits` (8 or 4) bits.
+inline int64_t sparse24_row_bytes(int64_t K, int bits = 8) {
   const int64_t rem = K / 4 % 16;
-  return K / 64 * 40 + 2 * rem + (rem + 1) / 2;
+  return K / 64 * (sparse24_code_bytes(bits, 16) + 8) + (rem ? sparse24_code_bytes(bits, rem) + (rem + 1) / 2 : 0);
 }
 
 // Zeroes the 2 smallest |w| of each group of 4 along rows of K (a multiple of
@@ -28,26 +35,30 @@ template <class T>
 void prune_2to4(const T* w, int64_t N, int64_t K, T* out);
 
 // Group g of a compressed row of K columns: its two kept columns (within the
-// group) and their codes.
-inline void sparse24_group(const uint8_t* row, int64_t K, int64_t g, int cols[2], uint8_t codes[2]) {
-  const int64_t chunk = g / 16 * 40, in_chunk = std::min<int64_t>(16, K / 4 - g / 16 * 16);
-  codes[0] = row[chunk + 2 * (g % 16)];
-  codes[1] = row[chunk + 2 * (g % 16) + 1];
-  const int nib = (row[chunk + 2 * in_chunk + g % 16 / 2] >> (4 * (g % 2))) & 15;
+// group) and their codes (4-bit codes sign-extended to a byte).
+inline void sparse24_group(const uint8_t* row, int64_t K, int64_t g, int cols[2], uint8_t codes[2], int bits = 8) {
+  const int64_t chunk = g / 16 * (sparse24_code_bytes(bits, 16) + 8);
+  const int64_t in_chunk = std::min<int64_t>(16, K / 4 - g / 16 * 16);
+  for (int t = 0; t < 2; ++t) {
+    const int64_t j = 2 * (g % 16) + t;
+    codes[t] = bits == 4 ? uint8_t(int8_t(uint8_t(row[chunk + j % 16] >> (4 * (j / 16)) << 4)) >> 4) : row[chunk + j];
+  }
+  const int nib = (row[chunk + sparse24_code_bytes(bits, in_chunk) + g % 16 / 2] >> (4 * (g % 2))) & 15;
   cols[0] = nib & 3;
   cols[1] = nib >> 2;
 }
 
-// Compresses row-major one-byte codes (N x K) into N rows of sparse24_row_bytes(K).
-// Returns -1, or the first row with a group of more than 2 nonzero codes.
-// (Float8 bytes pass as int8_t: only zero / nonzero matters.)
-int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out);
+// Compresses row-major codes (N x K, one per byte; in [-8, 7] for bits 4)
+// into N rows of sparse24_row_bytes(K, bits). Returns -1, or the first row
+// with a group of more than 2 nonzero codes. (Float8 bytes pass as int8_t:
+// only zero / nonzero matters.)
+int64_t compress_2to4(const int8_t* codes, int64_t N, int64_t K, uint8_t* out, int bits = 8);
 
 // The dense codes (zeros where pruned) of compressed rows.
-void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes);
+void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes, int bits = 8);
 
 // Returns -1, or the first row whose metadata is not i0 < i1 in every group.
-int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K);
+int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K, int bits = 8);
 
 // Compressed per-channel int8 weights with what the GEMM's epilogue needs.
 struct Sparse24Weights {
@@ -66,8 +77,9 @@ Sparse24Weights make_sparse24_weights(const uint8_t* rows, int64_t N, int64_t K,
 void int8_sparse24_gemm_u8(const uint8_t* u, const float* a_scale, const float* a_zp, int64_t M,
                            const Sparse24Weights& w, const float* bias, float* out, int nthreads);
 
-// What the one-byte codes of compressed rows stand for in a float GEMM.
-enum class Sparse24Values { Int8, Float8E4M3FN, Float8E5M2 };
+// What the codes of compressed rows stand for in a float GEMM (Int4: signed
+// 4-bit codes, the others one byte each).
+enum class Sparse24Values { Int8, Float8E4M3FN, Float8E5M2, Int4 };
 
 // Float activations x compressed rows (N x sparse24_row_bytes(K)):
 // acc[m * N + n] = sum over row n's kept codes of x[m * K + k] * (value(W[n, k]) * s),
