@@ -17,8 +17,14 @@ import torch.nn as nn
 
 import torchao_cpp
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int4, uint3, uint5
-from torchao_cpp.dtypes.layouts import Int4CPULayout, PackedLinearInt8DynamicActivationIntxWeightLayout, SemiSparseLayout
+from torchao_cpp.dtypes.layouts import (
+    Int4CPULayout,
+    MarlinSparseLayout,
+    PackedLinearInt8DynamicActivationIntxWeightLayout,
+    SemiSparseLayout,
+)
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     FPXWeightOnlyConfig,
@@ -55,6 +61,8 @@ def configs() -> List[Tuple[str, object]]:
         ("Float8WeightOnly e4m3fn", Float8WeightOnlyConfig(weight_dtype=float8_e4m3fn)),
         ("Float8WeightOnly e5m2", Float8WeightOnlyConfig(weight_dtype=float8_e5m2)),
         ("Float8DynAct-Float8Weight per-tensor", Float8DynamicActivationFloat8WeightConfig()),
+        ("Float8DynAct-Float8Weight 2:4 sparse", Float8DynamicActivationFloat8SemiSparseWeightConfig()),
+        ("Int4WeightOnly g128 2:4 Marlin", Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout())),
         ("Int4DynAct-Int4Weight", Int4DynamicActivationInt4WeightConfig()),
         ("FPXWeightOnly fp6 e3m2", FPXWeightOnlyConfig(ebits=3, mbits=2)),
     ]

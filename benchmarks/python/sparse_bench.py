@@ -1,11 +1,13 @@
 """2:4 sparsity against the dense config on the CPU: the 154 decoder linears of model_bench.py's
 1.1 B Llama-shaped model (hidden 2048, intermediate 5632, 22 layers, 4 KV heads), quantized
-twice and held at once (dense ~0.97 GB and 2:4 ~0.61 GB of weights: neither fits in cache):
+twice and held at once (neither fits in cache):
 - int8: Int8DynamicActivationInt8WeightConfig, PlainLayout against SemiSparseLayout (float32 model);
 - int8_wo_decode: the same with weight_only_decode=True, decode only (the weight-only 2:4 kernel);
 - float8: Float8DynamicActivationFloat8WeightConfig(e5m2 activations, PerRow) against
   Float8DynamicActivationFloat8SemiSparseWeightConfig (the same math on the pruned weight;
-  bfloat16 model, as PerRow needs).
+  bfloat16 model, as PerRow needs);
+- int4: Int4WeightOnlyConfig(group_size=128), Int4CPULayout (4 bits + scales and zero points) against
+  MarlinSparseLayout (2:4, 3 bits + scales and zero points).
 Passes over all linears alternate between the two, for M = 1 (decode) and M = 256 (prefill);
 the median pass of each is reported.
 
@@ -22,10 +24,11 @@ import torch
 import torch.nn as nn
 
 import model_bench as mb
-from torchao_cpp.dtypes import SemiSparseLayout, float8_e5m2
+from torchao_cpp.dtypes import Int4CPULayout, MarlinSparseLayout, SemiSparseLayout, float8_e5m2
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
+    Int4WeightOnlyConfig,
     Int8DynamicActivationInt8WeightConfig,
     PerRow,
     quantize_,
@@ -42,6 +45,8 @@ FAMILIES = {
     "float8": (torch.bfloat16,
                lambda: Float8DynamicActivationFloat8WeightConfig(activation_dtype=float8_e5m2, granularity=PerRow()),
                lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig(), (1, 256)),
+    "int4": (torch.float32, lambda: Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout()),
+             lambda: Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()), (1, 256)),
 }
 
 
@@ -62,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--passes", type=int, default=7)
     p.add_argument("--out", default="benchmarks/results/sparse_bench.json")
-    p.add_argument("--families", default="int8,int8_wo_decode,float8", help="comma-separated: " + ", ".join(FAMILIES))
+    p.add_argument("--families", default="int8,int8_wo_decode,float8,int4", help="comma-separated: " + ", ".join(FAMILIES))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     results: Dict[str, Dict[str, float]] = {}
