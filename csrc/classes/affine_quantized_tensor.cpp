@@ -110,7 +110,7 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
                       " codes of shape ", c.sizes());
     auto dense = c.cpu().contiguous();
     if (kind == LayoutKind::MarlinSparse) {
-      TORCH_CHECK_VALUE(zero_point.has_value() && zero_point->numel() > 0 &&
+      TORCH_CHECK_VALUE(zero_point.has_value() &&
                             (zero_point->to(at::kDouble) == double(kMarlinZeroPoint)).all().item<bool>(),
                         "AffineQuantizedTensor: ", layout, " holds symmetric 4-bit codes with zero point ",
                         kMarlinZeroPoint, " (INT domain)");
