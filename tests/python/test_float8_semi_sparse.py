@@ -1,6 +1,6 @@
 """Float8DynamicActivationFloat8SemiSparseWeightConfig: 2:4 pruned float8 weights
-(CutlassSemiSparseLayout, stored compressed) x float8 per-token activations."""
-import io
+(CutlassSemiSparseLayout, stored compressed) x float8 per-token activations. Serialization and
+TorchScript run over it in test_serialization.py / test_torchscript.py (CONFIGS)."""
 import logging
 
 import pytest
@@ -90,31 +90,6 @@ def test_bfloat16_output_equals_the_dense_float8_config_on_the_pruned_weight():
     x = torch.randn(9, 208).to(torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(sparse(x), dense(x))
-
-
-def test_round_trips_through_torch_save_state_dict_and_torchscript():
-    w, bias = _weights(24, 96, torch.float32, 2)
-    m = _linear(w, bias)
-    quantize_(m, Config())
-    x = torch.randn(3, 96)
-    buf = io.BytesIO()
-    torch.save(m, buf)
-    buf.seek(0)
-    with torch.no_grad():
-        want = m(x)
-        assert torch.equal(torch.load(buf)(x), want)
-        other = _linear(*_weights(24, 96, torch.float32, 3))
-        quantize_(other, Config())
-        other.load_state_dict(m.state_dict())
-        assert torch.equal(other(x), want)
-
-    @torch.jit.script
-    def f(x: torch.Tensor, w: torch.classes.torchao_cpp.LinearActivationQuantizedTensor,
-          b: torch.Tensor) -> torch.Tensor:
-        return w.linear(x, b)
-
-    with torch.no_grad():
-        assert torch.equal(f(x, m[0].weight.impl, m[0].bias.detach()), want)
 
 
 def test_in_features_not_multiple_of_4_is_skipped_and_logged(caplog):

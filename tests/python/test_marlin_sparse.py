@@ -1,6 +1,6 @@
 """Int4WeightOnlyConfig(layout=MarlinSparseLayout()): the seed's 2:4 sparse int4 (symmetric codes
-around the INT zero point 8, group 128 or per channel), stored with 4-bit kept codes (3 bits per weight)."""
-import io
+around the INT zero point 8, group 128 or per channel), stored with 4-bit kept codes (3 bits per weight).
+Serialization and TorchScript run over it in test_serialization.py / test_torchscript.py (CONFIGS)."""
 import logging
 
 import pytest
@@ -66,22 +66,6 @@ def test_linear_matches_the_dequantized_weight(M, dtype, N, K, group):
     ulp = {torch.float32: 2.0 ** -22, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -10}[dtype]
     err = (y.double() - exact).abs()
     assert (err <= exact.abs() * ulp + 1e-5 * mag + 1e-6).all(), err.max().item()
-
-
-def test_round_trips_through_torch_save_and_state_dict():
-    m = _linear(16, 256, torch.float32, 1)
-    quantize_(m, _config())
-    x = torch.randn(3, 256)
-    buf = io.BytesIO()
-    torch.save(m, buf)
-    buf.seek(0)
-    with torch.no_grad():
-        want = m(x)
-        assert torch.equal(torch.load(buf)(x), want)
-        other = _linear(16, 256, torch.float32, 2)
-        quantize_(other, _config())
-        other.load_state_dict(m.state_dict())
-        assert torch.equal(other(x), want)
 
 
 def test_the_seeds_rules_are_kept(caplog):
