@@ -458,6 +458,44 @@ QuantizedWeight quantize_uintx(const at::Tensor& w, const ConfigFields& d, const
   return out;
 }
 
+// --- GemliteUIntXWeightOnlyConfig ---------------------------------------------------
+// The seed's gemlite config (get_gemlite_aqt_kwargs): 4-bit codes are HQQ-optimised, asymmetric,
+// per group, with float16 FLOAT-domain zero points; 8-bit codes are symmetric int8 per channel
+// (eps 1e-5, no zero point). Codes are bit-packed along rows and run this project's weight-only
+// kernels; gemlite's Triton packing (packing_bitwidth, contiguous) has no meaning here.
+const std::set<std::string> kGemliteFields = {"group_size", "bit_width", "packing_bitwidth", "contiguous",
+                                              "set_inductor_config"};
+void validate_gemlite(const ConfigFields& d) {
+  Fields f("GemliteUIntXWeightOnlyConfig", d, kGemliteFields);
+  const auto bits = f.get_int("bit_width");
+  TORCH_CHECK_VALUE(bits == 4 || bits == 8, f.name("bit_width"), " must be 4 or 8 (gemlite's bit widths), got ", bits);
+  const auto pb = f.get_int("packing_bitwidth");
+  TORCH_CHECK_VALUE(pb == 8 || pb == 16 || pb == 32, f.name("packing_bitwidth"), " must be 8, 16 or 32, got ", pb);
+  if (auto g = f.get_opt_int("group_size")) {
+    TORCH_CHECK_VALUE(*g == 32 || *g == 64 || *g == 128 || *g == 256 || *g == 512 || *g == 1024, f.name("group_size"),
+                      " must be one of 32, 64, 128, 256, 512, 1024 or None, got ", *g);
+    TORCH_CHECK_VALUE(bits != 8, f.name("group_size"), " must be None (per channel) for bit_width=8, got ", *g);
+  }
+  f.get_bool("contiguous", false);
+  f.get_bool("set_inductor_config", true);
+}
+QuantizedWeight quantize_gemlite(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
+  const std::string c = "GemliteUIntXWeightOnlyConfig";
+  Fields f(c, d, kGemliteFields);
+  TORCH_CHECK_TYPE(w.scalar_type() == at::kHalf, c, ": gemlite only works with float16 weights, the weight of '", fqn,
+                   "' is ", w.scalar_type(), " (convert the model with .half() first)");
+  QuantizedWeight out;
+  const auto g = f.get_opt_int("group_size");
+  if (!group_fits(w, g, c, fqn, out)) return out;
+  if (f.get_int("bit_width") == 4) {
+    out.weight = hqq_quantize(w, 4, g.value_or(w.size(-1)), at::kHalf, "GemlitePackedLayout");
+    return out;
+  }
+  out.weight = affine_quantize(w, "SYMMETRIC", block_for(w, c10::nullopt), "int8", -128, 127, 1e-5, c10::nullopt,
+                               c10::nullopt, true, "NONE", "GemlitePackedLayout");
+  return out;
+}
+
 // --- Float8WeightOnlyConfig ---------------------------------------------------------
 const std::set<std::string> kFp8WoFields = {"weight_dtype", "set_inductor_config"};
 void validate_fp8_wo(const ConfigFields& d) {
@@ -675,6 +713,7 @@ const bool kBuiltins = [] {
   register_config("IntxWeightOnlyConfig", validate_intx_wo, quantize_intx_wo);
   register_config("Int8DynamicActivationIntxWeightConfig", validate_8daintx, quantize_8daintx);
   register_config("UIntXWeightOnlyConfig", validate_uintx, quantize_uintx);
+  register_config("GemliteUIntXWeightOnlyConfig", validate_gemlite, quantize_gemlite);
   register_config("Float8WeightOnlyConfig", validate_fp8_wo, quantize_fp8_wo);
   register_config("FPXWeightOnlyConfig", validate_fpx, quantize_fpx);
   register_config("Float8DynamicActivationFloat8WeightConfig", validate_fp8_dq, quantize_fp8_dq, 3);

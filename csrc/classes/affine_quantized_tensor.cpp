@@ -162,6 +162,10 @@ void AffineQuantizedTensor::validate(const char* what) const {
                       code_dtype, " with shape ", join(shape));
   if (kind == LayoutKind::QDQ || kind == LayoutKind::Uintx || kind == LayoutKind::PackedIntx)
     TORCH_CHECK_VALUE(cd.bits <= 8, what, ": ", layout, " holds codes of at most 8 bits, got ", code_dtype);
+  if (kind == LayoutKind::GemlitePacked)
+    TORCH_CHECK_VALUE((cd.name == "uint4" || cd.name == "int8") && shape.size() == 2, what, ": ", layout,
+                      " holds 2-d weights of uint4 or int8 codes (gemlite's bit widths 4 and 8), got ", code_dtype,
+                      " with shape ", join(shape));
   TORCH_CHECK_VALUE(cd.is_floatx == (kind == LayoutKind::FloatxTensorCore), what, ": ",
                     cd.is_floatx ? "float-x code_dtype " + code_dtype + " needs FloatxTensorCoreLayout, got " + layout
                                  : "FloatxTensorCoreLayout needs a float-x code_dtype (fp<N>_e<E>m<M>), got " +
@@ -357,6 +361,11 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
         marlin ? quant_min - kMarlinZeroPoint : quant_min, marlin ? quant_max - kMarlinZeroPoint : quant_max,
         marlin ? "NONE" : zero_point_domain, bias);
   }
+  // The CUDA kernels read 4-bit packed or plain int8 codes: bit-packed signed 8-bit codes
+  // (GemlitePackedLayout's int8) are unpacked once.
+  if (data.is_cuda() && code_format() == "packed" && cd.bits == 8 && cd.is_signed)
+    return ops::call_weight_only_linear(input, int8_codes_for_cuda(), "plain", 8, shape[0], shape[1], block_size[1],
+                                        scale, zero_point_for_cuda(), quant_min, quant_max, zero_point_domain, bias);
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
                                       data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
                                       zero_point_domain, bias);

@@ -21,10 +21,12 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "SemiSparseLayout") return LayoutKind::SemiSparse;
   if (n == "CutlassSemiSparseLayout") return LayoutKind::CutlassSemiSparse;
   if (n == "MarlinSparseLayout") return LayoutKind::MarlinSparse;
+  if (n == "GemlitePackedLayout") return LayoutKind::GemlitePacked;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
                     "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
-                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout, CutlassSemiSparseLayout, MarlinSparseLayout");
+                    "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout, CutlassSemiSparseLayout, MarlinSparseLayout, "
+                    "GemlitePackedLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -53,6 +55,8 @@ std::string layout_name(LayoutKind k) {
       return "CutlassSemiSparseLayout";
     case LayoutKind::MarlinSparse:
       return "MarlinSparseLayout";
+    case LayoutKind::GemlitePacked:
+      return "GemlitePackedLayout";
     default:
       return "Float8Layout";
   }
@@ -60,7 +64,8 @@ std::string layout_name(LayoutKind k) {
 
 bool layout_is_bitpacked(LayoutKind k) {
   return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx ||
-         k == LayoutKind::PackedIntx || k == LayoutKind::CutlassInt4 || k == LayoutKind::Int4XPU || k == LayoutKind::FloatxTensorCore;
+         k == LayoutKind::PackedIntx || k == LayoutKind::CutlassInt4 || k == LayoutKind::Int4XPU || k == LayoutKind::FloatxTensorCore ||
+         k == LayoutKind::GemlitePacked;
 }
 
 int64_t CodeDtype::min_value() const {

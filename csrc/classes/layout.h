@@ -23,6 +23,7 @@ enum class LayoutKind {
   SemiSparse,        // SemiSparseLayout: 2:4 sparse int8 codes, rows compressed to values + metadata (sparse24.h)
   CutlassSemiSparse,  // CutlassSemiSparseLayout: 2:4 sparse float8 codes, rows compressed as SemiSparse's
   MarlinSparse,       // MarlinSparseLayout: 2:4 sparse 4-bit codes (zero point 8), rows of 4-bit kept codes
+  GemlitePacked,      // GemlitePackedLayout: 4- or 8-bit codes bit-packed along rows (as Uintx)
 };
 
 LayoutKind parse_layout(const std::string& name);

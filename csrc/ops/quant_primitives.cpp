@@ -43,7 +43,7 @@ void check_zero_point_values(const char* op, const at::Tensor& zp_f) {
 
 }  // namespace
 
-void check_scale_values(const char* op, const char* arg, const at::Tensor& scale) {
+void check_scale_values(const char* op, const char* arg, const at::Tensor& scale, bool reciprocal_must_fit) {
   const auto sf = scale.to(at::kFloat).contiguous();
   const auto recip = at::reciprocal(sf).to(scale.scalar_type()).to(at::kFloat).contiguous();
   const float* s = sf.data_ptr<float>();
@@ -51,7 +51,7 @@ void check_scale_values(const char* op, const char* arg, const at::Tensor& scale
   for (int64_t i = 0; i < sf.numel(); ++i) {
     TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0.0f, op, ": ", arg, " must be finite and > 0, got ", s[i],
                       " at block ", i);
-    TORCH_CHECK_VALUE(std::isfinite(r[i]), op, ": ", arg, " ", s[i], " at block ", i, " is too small for ",
+    TORCH_CHECK_VALUE(!reciprocal_must_fit || std::isfinite(r[i]), op, ": ", arg, " ", s[i], " at block ", i, " is too small for ",
                       scale.scalar_type(), ": its reciprocal overflows; use a wider scale dtype");
   }
 }
@@ -151,7 +151,7 @@ at::Tensor quantize_affine_cpu(const char* op, const at::Tensor& input, at::IntA
   check_cpu(op, "input", input);
   const auto p = plan_quantize_affine(op, input, block_size, scale, zero_point, output_dtype, quant_min, quant_max,
                                       zero_point_domain);
-  check_scale_values(op, "scale", p.scale);
+  check_scale_values(op, "scale", p.scale, /*reciprocal_must_fit=*/false);  // quant_block falls back to float32
   if (p.zp_f.defined()) check_zero_point_values(op, p.zp_f);
   auto in = input.contiguous();
   auto out = at::empty(input.sizes(), input.options().dtype(output_dtype));

@@ -75,9 +75,10 @@ Float8Plan plan_dequantize_affine_float8(const char* op, const at::Tensor& input
                                          const at::Tensor& scale, const std::string& float8_dtype,
                                          c10::optional<at::ScalarType> output_dtype);
 
-// Rejects scales a kernel would turn into inf/NaN codes (zero, negative, non-finite, or with a reciprocal
-// that overflows the scale's dtype); `arg` names the tensor. Reads values: CPU tensors only.
-void check_scale_values(const char* op, const char* arg, const at::Tensor& scale);
+// Rejects scales a kernel would turn into inf/NaN codes (zero, negative, non-finite, or, when
+// reciprocal_must_fit, with a reciprocal that overflows the scale's dtype); `arg` names the tensor.
+// Reads values: CPU tensors only.
+void check_scale_values(const char* op, const char* arg, const at::Tensor& scale, bool reciprocal_must_fit = true);
 
 // scale (and zero_point) hold one value per block and sit on input's device.
 void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,

@@ -16,6 +16,7 @@ from cuda_graphs import capture
 import torchao_cpp  # noqa: F401
 from torchao_cpp.dtypes import MarlinSparseLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
+    GemliteUIntXWeightOnlyConfig,
     Int4DynamicActivationInt4WeightConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
@@ -221,6 +222,27 @@ def test_int4_marlin_sparse_runs_dense_on_cuda(dtype, M):
     tol = 2 * 2.0 ** -8 * exact.abs() + 1e-3 * (x.double().abs() @ w.abs().t())
     assert ((got.double() - exact).abs() <= tol).all()
     assert ((cpu.double() - exact).abs() <= tol).all()
+
+
+@pytest.mark.parametrize("bits,group_size", [(4, 64), (4, None), (8, None)])
+@pytest.mark.parametrize("M", [1, 33])
+def test_gemlite_runs_the_weight_only_kernels(bits, group_size, M):
+    # GemlitePackedLayout (float16 only): 4-bit codes run the packed int4 kernel with FLOAT zero points, 8-bit
+    # codes are unpacked once to int8 and run the int8 kernel; both against the dequantized weight, and in a graph.
+    cfg = GemliteUIntXWeightOnlyConfig(group_size=group_size, bit_width=bits)
+    lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, torch.float16, M, 256, with_module=True)
+    assert lin.weight.impl.layout() == "GemlitePackedLayout" and got.dtype == torch.float16 and got.shape == (M, 136)
+    w = lin.weight.dequantize().double()
+    exact = x.double() @ w.t() + lin.bias.double()
+    tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (x.double().abs() @ w.abs().t())
+    assert ((got.double() - exact).abs() <= tol).all()
+    assert ((cpu.double() - exact).abs() <= tol).all()
+    xs = x.cuda()
+    with torch.no_grad():
+        g, out = capture(lambda: gpu(xs))
+        g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), got)
 
 
 def test_int8_dynamic_linear_3d_noncontiguous_and_graph():

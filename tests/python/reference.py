@@ -79,6 +79,7 @@ def quantize(x, block_size, scale, zp, out_dtype, qmin, qmax, domain="INT"):
     sf = s.to(F32)
     if domain in ("INT", "NONE"):
         recip = _r(1.0 / sf, scale.dtype)
+        recip = torch.where(torch.isinf(recip), 1.0 / sf, recip)  # overflowing reciprocals stay float32
         q = torch.round(_r(xr * recip, C))
         if domain == "INT":
             q = q + z.to(F32)

@@ -107,6 +107,23 @@ def test_all_zero_block():
     assert (ops.dequantize_affine(q, [1, 32], s, z, -128, 127)[0] == 0).all()
 
 
+def test_float16_all_zero_and_tiny_blocks():
+    # eps (float32's) as a float16 scale: its reciprocal overflows float16, so the codes use the float32
+    # reciprocal. torchao's x * inf would saturate every nonzero code and make 0 * inf = NaN a code.
+    x = torch.zeros(3, 32, dtype=torch.float16)
+    x[1] = torch.linspace(-1, 1, 32)
+    x[2] = torch.linspace(-1e-5, 1e-5, 32)
+    for mapping, zp_domain, qmin, qmax in [("SYMMETRIC", "INT", -128, 127), ("ASYMMETRIC", "INT", 0, 255)]:
+        s, z = ops.choose_qparams_affine(x, mapping, [1, 32], qmin, qmax, eps=torch.finfo(torch.float32).eps)
+        assert s.dtype == torch.float16 and s[0].item() > 0 and torch.isinf(1.0 / s[0].half())
+        q = ops.quantize_affine(x, [1, 32], s, z, torch.int32, qmin, qmax, zp_domain)
+        assert (q[0] == z[0]).all()  # the zero row: the code of 0
+        assert torch.equal(q, ref.quantize(x, [1, 32], s, z, torch.int32, qmin, qmax, zp_domain))
+        d = ops.dequantize_affine(q, [1, 32], s, z, qmin, qmax, zp_domain, torch.float32)
+        assert (d[0] == 0).all()
+        assert (d[2] - x[2].float()).abs().max() <= s[2].float() / 2 * 1.01  # in range: not saturated
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_block_is_rejected(bad):
     x = torch.randn(3, 16)

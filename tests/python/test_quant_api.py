@@ -215,6 +215,21 @@ def test_float8_e5m2_scale_underflow_in_float16_is_an_error():
     assert isinstance(m[0].weight, AffineQuantizedTensor)
 
 
+@pytest.mark.parametrize("config", [Int8WeightOnlyConfig(), Int8DynamicActivationInt8WeightConfig()],
+                         ids=["int8_weight_only", "int8_dynamic"])
+def test_float16_weights_with_a_zero_row(config):
+    # Row 3's scale is eps, whose reciprocal overflows float16: its codes are 0, the row's outputs the bias.
+    m = _model(torch.float16)
+    with torch.no_grad():
+        m[0].weight[3].zero_()
+    quantize_(m, config)
+    w = m[0].weight
+    codes, scale, _ = (w.original_weight_tensor if hasattr(w, "original_weight_tensor") else w).get_plain()
+    assert (codes[3] == 0).all() and scale.reshape(-1)[3].item() == torch.finfo(torch.float32).eps
+    y = m[0](torch.randn(2, 128).half())
+    assert torch.isfinite(y).all() and torch.equal(y[:, 3], m[0].bias[3].expand(2))
+
+
 def test_per_module_config_with_default_and_skip():
     from torchao_cpp.quantization import AOPerModuleConfig
 

@@ -28,6 +28,7 @@ from .affine_quantized_tensor import AffineQuantizedTensor, LinearActivationQuan
 from .layouts import (
     CutlassInt4PackedLayout,
     CutlassSemiSparseLayout,
+    GemlitePackedLayout,
     Int4XPULayout,
     MarlinQQQLayout,
     MarlinSparseLayout,
@@ -46,7 +47,7 @@ from .layouts import (
 __all__ = [
     "AffineQuantizedTensor", "LinearActivationQuantizedTensor", "Layout", "PlainLayout", "TensorCoreTiledLayout",
     "Int4CPULayout", "Int4XPULayout", "CutlassInt4PackedLayout", "SemiSparseLayout", "MarlinSparseLayout",
-    "MarlinQQQLayout", "CutlassSemiSparseLayout", "UintxLayout", "QDQLayout", "Float8Layout", "FloatxTensorCoreLayout", "PackedLinearInt8DynamicActivationIntxWeightLayout", "SubByteDtype", "Float8Dtype", "float8_e4m3fn",
+    "MarlinQQQLayout", "CutlassSemiSparseLayout", "GemlitePackedLayout", "UintxLayout", "QDQLayout", "Float8Layout", "FloatxTensorCoreLayout", "PackedLinearInt8DynamicActivationIntxWeightLayout", "SubByteDtype", "Float8Dtype", "float8_e4m3fn",
     "float8_e5m2", "uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7", "int1", "int2", "int3", "int4",
     "int5", "int6", "int7", "dtype_info", "dtype_range", "storage_dtype", "code_dtype_name", "is_float8",
 ]

@@ -346,6 +346,8 @@ def _code_dtype_for(target_dtype: Any, qmin: int, qmax: int, layout: Any) -> str
             if (qmin, qmax) != (0, 15):
                 raise ValueError(f"{layout.name} holds codes in [0, 15], got [{qmin}, {qmax}]")
             bits, signed = 4, False
+    if layout.name == "GemlitePackedLayout" and not signed and 0 <= qmin and qmax <= 15:
+        bits = 4  # the seed passes uint8 with [0, 15] for gemlite's 4-bit codes
     if layout.name == "CutlassInt4PackedLayout":
         if qmin < -8 or qmax > 7:
             raise ValueError(f"CutlassInt4PackedLayout holds codes in [-8, 7], got [{qmin}, {qmax}]")

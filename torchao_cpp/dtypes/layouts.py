@@ -209,6 +209,29 @@ class MarlinSparseLayout(Layout):
 
 
 @dataclass(frozen=True, repr=False)
+class GemlitePackedLayout(Layout):
+    """The layout of GemliteUIntXWeightOnlyConfig's weights (the seed's gemlite Triton format).
+
+    Here the codes are bit-packed along rows (4 or 8 bits per weight, as UintxLayout) and run
+    this project's weight-only kernels on CPU and CUDA; `packing_bitwidth` and `contiguous`
+    (how gemlite packs codes into 8/16/32-bit words) are accepted and have no effect.
+
+    Example:
+        >>> GemlitePackedLayout(group_size=128, bit_width=4).name
+        'GemlitePackedLayout'
+    """
+
+    group_size: Optional[int] = 64
+    bit_width: int = 4
+    packing_bitwidth: Optional[int] = None
+    contiguous: Optional[bool] = None
+
+    def __post_init__(self):
+        if self.bit_width not in (4, 8):
+            raise ValueError(f"GemlitePackedLayout.bit_width must be 4 or 8, got {self.bit_width}")
+
+
+@dataclass(frozen=True, repr=False)
 class MarlinQQQLayout(Layout):
     """The seed's QQQ layout (int8 activations x int4 weights with two-level scales) for the
     Marlin kernel. Not supported yet: configs refuse it with NotImplementedError.

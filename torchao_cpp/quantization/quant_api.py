@@ -254,6 +254,35 @@ class UIntXWeightOnlyConfig(_CppConfig):
 
 
 @dataclass
+class GemliteUIntXWeightOnlyConfig(_CppConfig):
+    """The seed's gemlite weight-only config for float16 models, on this project's kernels.
+
+    bit_width=4: asymmetric uint4 codes per group of `group_size` (None: per channel), optimised
+    with HQQ as the seed does, float16 scales and FLOAT-domain zero points. bit_width=8: symmetric
+    int8 codes per channel (`group_size` must be None), float16 scales, no zero point. The seed's
+    checks are kept: bit_width 4 or 8, packing_bitwidth 8, 16 or 32, group_size 32..1024 or None,
+    float16 weights only (TypeError otherwise); layers whose in_features the group size does not
+    divide are skipped and logged. The weights use GemlitePackedLayout (codes bit-packed along rows,
+    4 or 8 bits per weight) and run the weight-only kernels on CPU and CUDA (no Triton, no gemlite
+    package); `packing_bitwidth` and `contiguous` only shape gemlite's own packing and change nothing
+    here. The zero points are stored as FLOAT-domain values, (8 - z) * scale for HQQ's own zero z, so
+    `dequantize()` gives the weight that gemlite's kernel computes, (code - z) * scale.
+
+    Example:
+        >>> m = torch.nn.Sequential(torch.nn.Linear(128, 16)).half()
+        >>> quantize_(m, GemliteUIntXWeightOnlyConfig(group_size=64, bit_width=4))
+        >>> m[0].weight.layout, m[0].weight.get_plain()[1].shape
+        ('GemlitePackedLayout', torch.Size([16, 2]))
+    """
+
+    group_size: Optional[int] = 64
+    bit_width: int = 4
+    packing_bitwidth: int = 32
+    contiguous: Optional[bool] = None
+    set_inductor_config: bool = True
+
+
+@dataclass
 class Float8WeightOnlyConfig(_CppConfig):
     """float8 weights with one scale per output channel; runs on CPU too.
 
@@ -706,6 +735,7 @@ def int8_dynamic_activation_int8_semi_sparse_weight() -> "Int8DynamicActivationI
                   "Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())", DeprecationWarning)
     return Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())
 uintx_weight_only = UIntXWeightOnlyConfig
+gemlite_uintx_weight_only = GemliteUIntXWeightOnlyConfig
 float8_weight_only = Float8WeightOnlyConfig
 fpx_weight_only = FPXWeightOnlyConfig
 float8_dynamic_activation_float8_weight = Float8DynamicActivationFloat8WeightConfig

@@ -209,6 +209,9 @@ TAO_HD inline QuantBlock quant_block(float s, float z, ZeroPointDomain domain, f
   QuantBlock q;
   q.scale = s;
   q.recip = round_to<TS>(1.0f / s);
+  // A reciprocal that overflows TS (a float16 scale below 1/65504, as eps gives a zero row) stays in
+  // float32: torchao's x * inf would saturate every nonzero code and cast 0 * inf = NaN to a code.
+  if (std::isinf(q.recip)) q.recip = 1.0f / s;
   if (exact_f32)
     q.offset = z - s * mid;
   else if (domain == ZeroPointDomain::Float)
