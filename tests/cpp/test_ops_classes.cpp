@@ -174,9 +174,9 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
         c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
   };
   const auto names = torchao_cpp::api::registered_configs();
-  // The 10 configs of the first release, Int4DynamicActivationInt4WeightConfig, FPXWeightOnlyConfig and
-  // Float8DynamicActivationFloat8SemiSparseWeightConfig.
-  EXPECT_EQ(names.size(), 13u);
+  // The 10 configs of the first release, Int4DynamicActivationInt4WeightConfig, FPXWeightOnlyConfig,
+  // Float8DynamicActivationFloat8SemiSparseWeightConfig and GemliteUIntXWeightOnlyConfig.
+  EXPECT_EQ(names.size(), 14u);
   torch::manual_seed(3);
   auto w = torch::randn({16, 128});
   auto f = fields();
@@ -202,6 +202,19 @@ TEST(Registry, BuiltinConfigsQuantizeAndValidate) {
   EXPECT_EQ(sp.weight->layout, "CutlassSemiSparseLayout");
   EXPECT_EQ(sp.weight->data.sizes(), (std::vector<int64_t>{16, 80}));
   EXPECT_EQ(sp.act_quant, "float8_e5m2_per_row");
+
+  // gemlite from C++ (float16 weights only): 4-bit HQQ codes bit-packed, float16 scales and zero points.
+  auto gl = fields();
+  gl.insert("group_size", int64_t(64));
+  gl.insert("bit_width", int64_t(4));
+  gl.insert("packing_bitwidth", int64_t(32));
+  auto g4 = torchao_cpp::api::quantize_weight(w.to(torch::kHalf), "GemliteUIntXWeightOnlyConfig", gl, "fc");
+  ASSERT_TRUE(g4.weight);
+  EXPECT_EQ(g4.weight->layout, "GemlitePackedLayout");
+  EXPECT_EQ(g4.weight->data.sizes(), (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(g4.weight->scale.scalar_type(), torch::kHalf);
+  EXPECT_GT(sqnr(w, g4.weight->dequantize().to(torch::kFloat)), 18.0);
+  EXPECT_THROW(torchao_cpp::api::quantize_weight(w, "GemliteUIntXWeightOnlyConfig", gl, "fc"), c10::TypeError);
 
   // float8 x float8 from C++: a static scale travels with the weight.
   auto st = fields();
