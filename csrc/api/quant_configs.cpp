@@ -156,7 +156,8 @@ std::string layout_note(const std::string& layout) {
   if (layout == "CutlassSemiSparseLayout")
     return " (2:4 sparse float8: CutlassSemiSparseLayout with Float8DynamicActivationFloat8SemiSparseWeightConfig)";
   if (layout == "MarlinSparseLayout") return " (2:4 sparse int4: MarlinSparseLayout with Int4WeightOnlyConfig)";
-  if (layout == "MarlinQQQLayout") return " (the Marlin QQQ format, two-level scales, is not supported yet)";
+  if (layout == "MarlinQQQLayout")
+    return " (the Marlin QQQ format: MarlinQQQLayout with Int8DynamicActivationInt4WeightConfig)";
   return "";
 }
 
@@ -169,6 +170,10 @@ std::string act_quant_for(const std::string& act_mapping_type) {
 c10::intrusive_ptr<classes::AffineQuantizedTensor> hqq_quantize(const at::Tensor& weight, int nbits,
                                                                 int64_t group_size, at::ScalarType compute_dtype,
                                                                 const std::string& layout);
+
+// The seed's Marlin QQQ weights (choose_qparams_and_quantize_affine_qqq, 4 bits): int4 codes with the
+// scale that dequantize_affine_qqq multiplies them by; group_size 128 or in_features.
+c10::intrusive_ptr<classes::AffineQuantizedTensor> qqq_quantize(const at::Tensor& weight, int64_t group_size);
 
 // --- Int8WeightOnlyConfig ------------------------------------------------------
 const std::set<std::string> kInt8WoFields = {"group_size", "set_inductor_config"};
@@ -295,25 +300,45 @@ QuantizedWeight quantize_int8_dq(const at::Tensor& w, const ConfigFields& d, con
 // --- Int8DynamicActivationInt4WeightConfig ---------------------------------------------
 const std::set<std::string> kInt8Int4Fields = {"group_size", "layout", "mapping_type", "act_mapping_type",
                                                "set_inductor_config"};
+// group_size None or -1 means per channel (the seed's transform).
+c10::optional<int64_t> group_8da4w(const Fields& f) {
+  const auto g = f.get_opt_int("group_size");
+  if (!g || *g == -1) return c10::nullopt;
+  TORCH_CHECK_VALUE(*g >= 1, f.name("group_size"), " must be >= 1, -1 or None, got ", *g);
+  return g;
+}
 void validate_8da4w(const ConfigFields& d) {
   Fields f("Int8DynamicActivationInt4WeightConfig", d, kInt8Int4Fields);
-  const auto g = f.get_int("group_size");
-  TORCH_CHECK_VALUE(g >= 1, f.name("group_size"), " must be >= 1, got ", g);
+  group_8da4w(f);
   f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym);
   f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym);
   const auto layout = f.get_str("layout", "PlainLayout");
-  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout", f.name("layout"), " ", layout, ": only PlainLayout",
-                              layout_note(layout));
+  TORCH_CHECK_NOT_IMPLEMENTED(layout == "PlainLayout" || layout == "MarlinQQQLayout", f.name("layout"), " ", layout,
+                              ": only PlainLayout and MarlinQQQLayout", layout_note(layout));
   f.get_bool("set_inductor_config", true);
 }
 QuantizedWeight quantize_8da4w(const at::Tensor& w, const ConfigFields& d, const std::string& fqn) {
-  Fields f("Int8DynamicActivationInt4WeightConfig", d, kInt8Int4Fields);
+  const std::string c = "Int8DynamicActivationInt4WeightConfig";
+  Fields f(c, d, kInt8Int4Fields);
   QuantizedWeight out;
-  const auto g = f.get_int("group_size");
-  if (!group_fits(w, g, "Int8DynamicActivationInt4WeightConfig", fqn, out)) return out;
+  const auto g = group_8da4w(f);
+  if (!group_fits(w, g, c, fqn, out)) return out;
+  out.act_quant = act_quant_for(f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym));
+  if (f.get_str("layout", "PlainLayout") == "MarlinQQQLayout") {
+    const int64_t N = w.size(0), K = w.size(1), gs = g.value_or(K);
+    TORCH_CHECK_VALUE(gs == 128 || gs == K, c, ": MarlinQQQLayout takes group_size 128 or per channel (-1 or "
+                      "in_features), got ", gs, " for '", fqn, "' with in_features ", K);
+    // The seed's Marlin QQQ kernel tiles (thread_k, thread_n): one must divide (in_features, out_features).
+    const bool tiles = (K % 64 == 0 && N % 256 == 0) || (K % 128 == 0 && N % 128 == 0) ||
+                       (K % 128 == 0 && N % 64 == 0) || (K % 64 == 0 && N % 128 == 0);
+    TORCH_CHECK_VALUE(tiles, c, ": MarlinQQQLayout needs in_features a multiple of 64 and out_features a multiple of "
+                      "128 (or in_features % 128 == 0 and out_features % 64 == 0, or 64 and 256), as the seed's Marlin "
+                      "QQQ kernel; '", fqn, "' has in_features ", K, " and out_features ", N);
+    out.weight = qqq_quantize(w, gs);
+    return out;
+  }
   out.weight = affine_quantize(w, f.get_choice("mapping_type", "SYMMETRIC", kSymOrAsym), block_for(w, g), "int4", -8, 7,
                                kFp32Eps, c10::nullopt, c10::nullopt, true, "INT", "PlainLayout");
-  out.act_quant = act_quant_for(f.get_choice("act_mapping_type", "ASYMMETRIC", kSymOrAsym));
   return out;
 }
 
@@ -931,6 +956,49 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> hqq_quantize(const at::Tensor
   return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, sc, zp_opt, std::vector<int64_t>{1, group_size}, 0,
                                                              (int64_t(1) << nbits) - 1, "FLOAT", layout,
                                                              "uint" + std::to_string(nbits), dtype_name);
+}
+
+c10::intrusive_ptr<classes::AffineQuantizedTensor> qqq_quantize(const at::Tensor& weight, int64_t group_size) {
+  if (tls_dry_run) throw DryRunReachedQuantization{};
+  TORCH_CHECK_NOT_IMPLEMENTED(!weight.is_meta(), "qqq_quantize: weight is on meta: quantizing needs its values");
+  if (!weight.device().is_cpu()) return qqq_quantize(weight.cpu(), group_size)->to(weight.device().str());
+  const auto T = weight.scalar_type();
+  const char* dtype_name = T == at::kFloat ? "float32" : T == at::kBFloat16 ? "bfloat16" : "float16";
+  const int64_t N = weight.size(0), K = weight.size(1);
+  // The seed's torch ops on T tensors, in float32 as torch computes them (its opmath, scalars
+  // included) and rounded to the dtype of each tensor the seed keeps.
+  const auto in = [](const at::Tensor& x, at::ScalarType t) { return x.to(t).to(at::kFloat); };
+  const auto w = weight.to(at::kFloat);
+  at::Tensor codes, scale, dead;  // dead: blocks whose scale is 0 (the seed divides by it)
+  if (group_size < K) {
+    const auto wg = w.reshape({-1, group_size});
+    const auto s_group = in(wg.abs().amax(-1, true) * float(2.0 / 15), T);  // s_group *= 2 / max_q_val
+    auto q = at::clamp(at::round(in(wg / s_group, T)) + 8, 0, 15);          // round(w / s_group) + 8
+    q = at::where(at::isnan(q), at::full({}, 8.0f, q.options()), q);          // 0 / 0 in a zero group: value 0
+    const auto R = at::promote_types(at::kHalf, T);                          // (q - 8).half() * s_group
+    const auto w_ref = in((q - 8) * s_group, R).reshape({N, K});
+    const auto s_channel = in(w_ref.abs().amax(-1, true) / 127.0f, R);      // s_channel /= 127.0, then .float()
+    const auto fused = in(s_group.reshape({N, -1}) / s_channel, at::kHalf);  // (s_group / s_channel).half()
+    // dequantize_affine_qqq: (q - 8).half() * (s_group * s_channel.half()), in float16.
+    scale = in(fused * in(s_channel, at::kHalf), at::kHalf);
+    dead = (s_group == 0).reshape({N, -1});
+    codes = (q - 8).reshape({N, K});
+  } else {
+    const auto s_channel = in(w.abs().amax(-1, true) / 7.0f, T);  // s_channel /= max_q_val
+    codes = at::clamp(at::round(in(w / s_channel, T)), -7, 7);
+    // s_channel /= 2 ** (8 - 4) for the kernel's shifted codes, and dequantize_affine_qqq's * 2 ** (8 - 4).
+    scale = (in(s_channel / 16.0f, T) * 16.0f).reshape({N, 1});
+    dead = s_channel == 0;
+  }
+  // A zero group or row (or a float16 scale that underflows): torchao's NaN codes there stand for 0.
+  const auto bad = dead | (scale == 0) | at::logical_not(at::isfinite(scale));
+  codes = at::where(bad.repeat_interleave(group_size, 1).reshape({N, K}), at::zeros({}, codes.options()), codes);
+  scale = at::where(bad, at::ones({}, scale.options()), scale);
+  const auto sdt = group_size < K ? at::kHalf : at::kFloat;
+  return c10::make_intrusive<classes::AffineQuantizedTensor>(
+      codes.to(at::kChar), scale.to(sdt).reshape(group_size < K ? std::vector<int64_t>{N, K / group_size}
+                                                                : std::vector<int64_t>{N}),
+      c10::nullopt, std::vector<int64_t>{1, group_size}, -8, 7, "NONE", "MarlinQQQLayout", "int4", dtype_name);
 }
 }  // namespace
 

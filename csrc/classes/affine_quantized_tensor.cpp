@@ -205,7 +205,7 @@ void AffineQuantizedTensor::validate(const char* what) const {
                       " holds codes without zero points (zero_point_domain NONE, 0 in [quant_min, quant_max]), got ",
                       zero_point_domain, " [", quant_min, ", ", quant_max, "]");
   }
-  if (kind == LayoutKind::CutlassInt4)
+  if (kind == LayoutKind::CutlassInt4 || kind == LayoutKind::MarlinQQQ)
     TORCH_CHECK_VALUE(cd.bits == 4 && cd.is_signed && shape.size() == 2, what, ": ", layout,
                       " holds 2-d weights of signed 4-bit codes (int4), got ", code_dtype, " with shape ", join(shape));
 
@@ -618,16 +618,18 @@ at::Tensor LinearActivationQuantizedTensor::quantize_dequantize_input(const at::
     return ops::dequantize_affine_float8(q, block, scale, f8->dtype, x.scalar_type()).to(input.device());
   }
   const bool asymm = act_quant == kAsymm, int4 = act_quant == kInt4Symm;
-  auto q = asymm  ? ops::int8_asymm_per_token_quant(input)
-           : int4 ? ops::per_token_quant_cpu("LinearActivationQuantizedTensor", input.cpu(),
-                                             kernels::ActQuant::Int4Symmetric)
-                  : ops::int8_symm_per_token_reduced_range_quant(input);
   std::vector<int64_t> block(input.dim(), 1);
   block.back() = input.size(-1);
-  const int64_t qmin = asymm ? -128 : int4 ? -8 : -127, qmax = int4 ? 7 : 127;
-  return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), qmin, qmax, "INT",
-                                input.scalar_type())
-      .to(input.device());
+  if (int4) {  // no int4 quantizer op: the CPU primitives
+    auto q = ops::per_token_quant_cpu("LinearActivationQuantizedTensor", input.cpu(), kernels::ActQuant::Int4Symmetric);
+    return ops::dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), -8, 7, "INT",
+                                  input.scalar_type())
+        .to(input.device());
+  }
+  // On the input's device, without a host round trip (CUDA graphs).
+  auto q = ops::call_int8_per_token_quant(input, asymm);
+  return ops::call_dequantize_affine(std::get<0>(q), block, std::get<1>(q), std::get<2>(q), asymm ? -128 : -127, 127,
+                                     "INT", input.scalar_type());
 }
 
 at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, const c10::optional<at::Tensor>& bias) const {
@@ -662,8 +664,13 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     const bool int8_per_channel = per_channel && !cd.is_float8 && cd.bits == 8 &&
                                   ((w.code_format() == "plain" && w.data.scalar_type() == at::kChar) ||
                                    parse_layout(w.layout) == LayoutKind::SemiSparse);
-    // int4 x int4 runs on the int8 tensor cores (codes in [-8, 7] are int8 codes).
-    const bool int4_per_channel = per_channel && act_quant == kInt4Symm && parse_layout(w.layout) == LayoutKind::CutlassInt4;
+    // int4 x int4 runs on the int8 tensor cores (codes in [-8, 7] are int8 codes), so do per-channel QQQ codes.
+    const auto kind = parse_layout(w.layout);
+    const bool int4_per_channel = per_channel && ((act_quant == kInt4Symm && kind == LayoutKind::CutlassInt4) ||
+                                                  (act_quant != kInt4Symm && kind == LayoutKind::MarlinQQQ));
+    // Group-wise QQQ codes (no Marlin kernel here): the seed's fallback, the int8 activations
+    // quantized and dequantized on the device, then the int4 weight-only kernel.
+    if (kind == LayoutKind::MarlinQQQ && !per_channel) return w.linear(quantize_dequantize_input(input), bias);
     TORCH_CHECK_NOT_IMPLEMENTED(int8_per_channel || int4_per_channel, "LinearActivationQuantizedTensor.linear: on CUDA, "
                                 "dynamic activation quantization (", act_quant, ") takes per-channel symmetric int8 "
                                 "weights (int4 with int4_symm_per_token); this weight is ", w.repr(),

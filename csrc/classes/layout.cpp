@@ -22,11 +22,12 @@ LayoutKind parse_layout(const std::string& n) {
   if (n == "CutlassSemiSparseLayout") return LayoutKind::CutlassSemiSparse;
   if (n == "MarlinSparseLayout") return LayoutKind::MarlinSparse;
   if (n == "GemlitePackedLayout") return LayoutKind::GemlitePacked;
+  if (n == "MarlinQQQLayout") return LayoutKind::MarlinQQQ;
   TORCH_CHECK_VALUE(false, "unknown layout '", n,
                     "'; expected one of PlainLayout, TensorCoreTiledLayout, Int4CPULayout, UintxLayout, QDQLayout, "
                     "Float8Layout, PackedLinearInt8DynamicActivationIntxWeightLayout, CutlassInt4PackedLayout, "
                     "Int4XPULayout, FloatxTensorCoreLayout, SemiSparseLayout, CutlassSemiSparseLayout, MarlinSparseLayout, "
-                    "GemlitePackedLayout");
+                    "GemlitePackedLayout, MarlinQQQLayout");
 }
 
 std::string layout_name(LayoutKind k) {
@@ -57,6 +58,8 @@ std::string layout_name(LayoutKind k) {
       return "MarlinSparseLayout";
     case LayoutKind::GemlitePacked:
       return "GemlitePackedLayout";
+    case LayoutKind::MarlinQQQ:
+      return "MarlinQQQLayout";
     default:
       return "Float8Layout";
   }
@@ -65,7 +68,7 @@ std::string layout_name(LayoutKind k) {
 bool layout_is_bitpacked(LayoutKind k) {
   return k == LayoutKind::TensorCoreTiled || k == LayoutKind::Int4CPU || k == LayoutKind::Uintx ||
          k == LayoutKind::PackedIntx || k == LayoutKind::CutlassInt4 || k == LayoutKind::Int4XPU || k == LayoutKind::FloatxTensorCore ||
-         k == LayoutKind::GemlitePacked;
+         k == LayoutKind::GemlitePacked || k == LayoutKind::MarlinQQQ;
 }
 
 int64_t CodeDtype::min_value() const {

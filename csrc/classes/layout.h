@@ -24,6 +24,7 @@ enum class LayoutKind {
   CutlassSemiSparse,  // CutlassSemiSparseLayout: 2:4 sparse float8 codes, rows compressed as SemiSparse's
   MarlinSparse,       // MarlinSparseLayout: 2:4 sparse 4-bit codes (zero point 8), rows of 4-bit kept codes
   GemlitePacked,      // GemlitePackedLayout: 4- or 8-bit codes bit-packed along rows (as Uintx)
+  MarlinQQQ,          // MarlinQQQLayout: signed 4-bit codes, two per byte, with the seed's QQQ scales fused
 };
 
 LayoutKind parse_layout(const std::string& name);

@@ -3,6 +3,7 @@
 // check, allocate, dispatch onto kernels/cpu/quant_primitives.h.
 #include "quant_primitives.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <limits>
@@ -437,6 +438,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input) {
   return per_token_quant_cpu("int8_symm_per_token_reduced_range_quant", input, k::ActQuant::SymmetricReducedRange);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_int8_per_token_quant(const at::Tensor& input, bool asymmetric) {
+  using Fn = decltype(int8_asymm_per_token_quant);
+  static const auto asymm = c10::Dispatcher::singleton()
+                                .findSchemaOrThrow("torchao_cpp::int8_asymm_per_token_quant", "")
+                                .typed<Fn>();
+  static const auto symm = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("torchao_cpp::int8_symm_per_token_reduced_range_quant", "")
+                               .typed<Fn>();
+  return asymmetric ? asymm.call(input) : symm.call(input);
+}
+
+at::Tensor call_dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                  const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
+                                  const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::dequantize_affine", "")
+                                 .typed<decltype(dequantize_affine)>();
+  return handle.call(input, block_size, scale, zero_point, quant_min, quant_max, zero_point_domain, output_dtype);
 }
 
 // --- bit packing ---------------------------------------------------------------

@@ -116,6 +116,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> per_token_quant_cpu(const char* o
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_asymm_per_token_quant(const at::Tensor& input);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range_quant(const at::Tensor& input);
+// Through the dispatcher (the input's device picks the CPU or CUDA kernel).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_int8_per_token_quant(const at::Tensor& input, bool asymmetric);
+at::Tensor call_dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
+                                  const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
+                                  const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype);
 at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min);
 // Zeroes the 2 smallest |w| of every group of 4 along the last dim (CPU).
 at::Tensor prune_2to4(const at::Tensor& weight);

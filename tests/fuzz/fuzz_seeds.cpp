@@ -63,7 +63,14 @@ int main(int argc, char** argv) {
       // FPX: the format has no default, and layers need out_features % 256 == 0 (else skipped).
       const bool fpx = config == "FPXWeightOnlyConfig";
       if (fpx) fields.insert("ebits", int64_t(3)), fields.insert("mbits", int64_t(2));
-      save_weight(dir, config, api::quantize_weight(fpx ? at::randn({256, 64}) : w, config, fields, "seed"));
+      // gemlite: float16 weights only.
+      const bool gemlite = config == "GemliteUIntXWeightOnlyConfig";
+      if (gemlite)
+        fields.insert("group_size", int64_t(64)), fields.insert("bit_width", int64_t(4)),
+            fields.insert("packing_bitwidth", int64_t(32));
+      save_weight(dir, config,
+                  api::quantize_weight(fpx ? at::randn({256, 64}) : gemlite ? w.to(at::kHalf) : w, config, fields,
+                                       "seed"));
       ++written;
     } catch (const std::exception& e) {
       std::cerr << "fuzz_seeds: " << config << " with default fields: " << e.what() << "\n";
@@ -91,6 +98,20 @@ int main(int argc, char** argv) {
     ++written;
   } catch (const std::exception& e) {
     std::cerr << "fuzz_seeds: marlin_sparse_int4: " << e.what() << "\n";
+  }
+  // The seed's QQQ weights (MarlinQQQLayout), groups of 128, int8 symmetric activations.
+  try {
+    auto fields = c10::impl::toTypedDict<std::string, c10::IValue>(
+        c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+    fields.insert("layout", std::string("MarlinQQQLayout"));
+    fields.insert("group_size", int64_t(128));
+    fields.insert("act_mapping_type", std::string("SYMMETRIC"));
+    save_weight(dir, "marlin_qqq_g128",
+                api::quantize_weight(at::randn({128, 256}).to(at::kHalf), "Int8DynamicActivationInt4WeightConfig",
+                                     fields, "seed"));
+    ++written;
+  } catch (const std::exception& e) {
+    std::cerr << "fuzz_seeds: marlin_qqq_g128: " << e.what() << "\n";
   }
   // Every layout and a few code widths, small shapes, other float dtypes.
   struct Spec {

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from cuda_graphs import capture
 import torchao_cpp  # noqa: F401
-from torchao_cpp.dtypes import MarlinSparseLayout, SemiSparseLayout
+from torchao_cpp.dtypes import MarlinQQQLayout, MarlinSparseLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
     GemliteUIntXWeightOnlyConfig,
     Int4DynamicActivationInt4WeightConfig,
@@ -235,6 +235,32 @@ def test_gemlite_runs_the_weight_only_kernels(bits, group_size, M):
     w = lin.weight.dequantize().double()
     exact = x.double() @ w.t() + lin.bias.double()
     tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (x.double().abs() @ w.abs().t())
+    assert ((got.double() - exact).abs() <= tol).all()
+    assert ((cpu.double() - exact).abs() <= tol).all()
+    xs = x.cuda()
+    with torch.no_grad():
+        g, out = capture(lambda: gpu(xs))
+        g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), got)
+
+
+@pytest.mark.parametrize("group", [128, -1])
+@pytest.mark.parametrize("act", [MappingType.SYMMETRIC, MappingType.ASYMMETRIC])
+@pytest.mark.parametrize("M", [1, 33])
+def test_marlin_qqq_runs_on_cuda(group, act, M):
+    # MarlinQQQLayout: per channel on the int8 tensor cores; per group of 128 the activations quantized and
+    # dequantized on the device, then the int4 weight-only kernel. Against the exact int8 x dequantized math
+    # and the CPU, and replayed in a CUDA graph (no host synchronisation).
+    cfg = Int8DynamicActivationInt4WeightConfig(group_size=group, layout=MarlinQQQLayout(), act_mapping_type=act)
+    lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, torch.float16, M, 256, with_module=True)
+    assert lin.weight.original_weight_tensor.layout == "MarlinQQQLayout" and got.shape == (M, 136)
+    quant = ops.int8_symm_per_token_reduced_range_quant if act == MappingType.SYMMETRIC else ops.int8_asymm_per_token_quant
+    a, a_s, a_z = quant(x)
+    xd = (a.double() - a_z.double().reshape(-1, 1)) * a_s.double().reshape(-1, 1)
+    w = lin.weight.original_weight_tensor.dequantize().double()
+    exact = xd @ w.t() + lin.bias.double()
+    tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (xd.abs() @ w.abs().t())
     assert ((got.double() - exact).abs() <= tol).all()
     assert ((cpu.double() - exact).abs() <= tol).all()
     xs = x.cuda()

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torchao_cpp  # noqa: F401  (loads the ops library)
 from torchao_cpp.dtypes import (
     AffineQuantizedTensor,
+    MarlinQQQLayout,
     PackedLinearInt8DynamicActivationIntxWeightLayout,
     PlainLayout,
     TensorCoreTiledLayout,
@@ -1153,7 +1154,7 @@ ROWS += _section("affine_quantize", [
      lambda: aq(code_dtype="int4", quant_min=-8, quant_max=8)),
     ("bits.uintx_layout_int32", ValueError, "UintxLayout packs codes of at most 8 bits, got int32",
      lambda: aq(code_dtype="int32", layout="UintxLayout")),
-    ("layout.unknown", ValueError, "unknown layout 'MarlinQQQLayout'", lambda: aq(layout="MarlinQQQLayout")),
+    ("layout.unknown", ValueError, "unknown layout 'BlockSparseLayout'", lambda: aq(layout="BlockSparseLayout")),
     ("layout.tiled_with_int8", ValueError, "TensorCoreTiledLayout holds 2-d weights of 4-bit codes, got int8",
      lambda: aq(layout="TensorCoreTiledLayout")),
     ("layout.plain_with_float8", ValueError, "code_dtype float8_e4m3fn needs Float8Layout or CutlassSemiSparseLayout, got PlainLayout",
@@ -1390,8 +1391,8 @@ ROWS += _section("AffineQuantizedTensor.__setstate__", [
     ("zero_point_domain.unknown", ValueError, "zero_point_domain must be INT, FLOAT or NONE, got 'HALF'",
      lambda: tampered("int8_g32", 9, "HALF")),
     ("layout.unknown", ValueError,
-     "unknown layout 'MarlinQQQLayout'", lambda: tampered("int8_g32",
-     10, "MarlinQQQLayout")),
+     "unknown layout 'BlockSparseLayout'", lambda: tampered("int8_g32",
+     10, "BlockSparseLayout")),
     ("layout.float8_with_plain", ValueError, _V + "code_dtype float8_e4m3fn needs Float8Layout or CutlassSemiSparseLayout, got PlainLayout",
      lambda: tampered("fp8_per_row", 10, "PlainLayout")),
     ("code_dtype.uint9", ValueError, "unknown code dtype 'uint9'", lambda: tampered("int8_g32", 11, "uint9")),
@@ -1610,8 +1611,15 @@ ROWS += _section("Int8DynamicActivationInt8WeightConfig", [
 ])
 
 ROWS += _section("Int8DynamicActivationInt4WeightConfig", [
-    ("group_size.zero", ValueError, "Int8DynamicActivationInt4WeightConfig.group_size must be >= 1, got 0",
+    ("group_size.zero", ValueError, "Int8DynamicActivationInt4WeightConfig.group_size must be >= 1, -1 or None, got 0",
      lambda: qz(lambda: Int8DynamicActivationInt4WeightConfig(group_size=0))),
+    ("layout.marlin_qqq_group_32", ValueError,
+     "Int8DynamicActivationInt4WeightConfig: MarlinQQQLayout takes group_size 128 or per channel (-1 or in_features), "
+     "got 32 for '0' with in_features 64",
+     lambda: qz(lambda: Int8DynamicActivationInt4WeightConfig(group_size=32, layout=MarlinQQQLayout()))),
+    ("layout.marlin_qqq_tiles", ValueError,
+     "MarlinQQQLayout needs in_features a multiple of 64 and out_features a multiple of 128",
+     lambda: qz(lambda: Int8DynamicActivationInt4WeightConfig(group_size=-1, layout=MarlinQQQLayout()))),
     ("group_size.str", TypeError, "Int8DynamicActivationInt4WeightConfig.group_size must be int, got str",
      lambda: qz(lambda: Int8DynamicActivationInt4WeightConfig(group_size="32"))),
     ("group_size.not_dividing_skips", OK, "K=64 not divisible by 24: the layer stays float",

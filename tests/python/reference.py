@@ -193,3 +193,28 @@ def hqq(w, nbits, group_size, compute_dtype):
     z = (((max_v + 1) / 2 - zero) * s)
     n = w.shape[0]
     return Wq.to(torch.uint8).reshape(w.shape), s.reshape(n, -1).to(compute_dtype), z.reshape(n, -1).to(compute_dtype)
+
+
+def qqq(w, group_size):
+    """torchao's choose_qparams_and_quantize_affine_qqq (4 bits) and the scale dequantize_affine_qqq
+    multiplies the codes by: (codes int32, s_group float16 (N, K/g) or empty, s_channel float32 (N, 1),
+    dequantization scale). Group codes are in [0, 15] around 8; per-channel codes in [-7, 7]."""
+    T = w.dtype
+    n, k = w.shape
+    W = w.to(F32)
+    if group_size < k:
+        Wg = W.reshape(-1, group_size)
+        s_group = _r(Wg.abs().amax(-1, keepdim=True) * (2 / 15), T)
+        q = torch.round(_r(Wg / s_group, T))
+        q = torch.nan_to_num(q, nan=0.0) + 8  # 0 / 0 in a zero group
+        q = q.clamp(0, 15)
+        R = torch.promote_types(torch.float16, T)
+        w_ref = _r((q - 8) * s_group, R).reshape(n, k)
+        s_channel = _r(w_ref.abs().amax(-1, keepdim=True) / 127.0, R)
+        s_group = (s_group.reshape(n, -1) / s_channel).to(torch.float16)
+        deq = _r(s_group.to(F32) * _r(s_channel, torch.float16), torch.float16)
+        return q.reshape(n, k).int(), s_group, s_channel, deq
+    s_channel = _r(W.abs().amax(-1, keepdim=True) / 7, T)
+    q = torch.round(_r(W / s_channel, T)).clamp(-7, 7)
+    s_channel = _r(s_channel / 16, T)
+    return q.int(), torch.empty(0, dtype=torch.float16), s_channel, s_channel * 16

@@ -54,12 +54,15 @@ def test_int4_xpu_layout_refuses_integer_zero_points():
 
 @pytest.mark.parametrize("make,fragment", [
     (lambda: Int8DynamicActivationInt4WeightConfig(layout=MarlinSparseLayout()),
-     "layout MarlinSparseLayout: only PlainLayout (2:4 sparse int4: MarlinSparseLayout with Int4WeightOnlyConfig)"),
+     "layout MarlinSparseLayout: only PlainLayout and MarlinQQQLayout (2:4 sparse int4: MarlinSparseLayout with "
+     "Int4WeightOnlyConfig)"),
     (lambda: Int8DynamicActivationInt8WeightConfig(layout=CutlassSemiSparseLayout()),
      "layout CutlassSemiSparseLayout: supported layouts are PlainLayout and SemiSparseLayout (2:4 sparse float8: "
      "CutlassSemiSparseLayout with Float8DynamicActivationFloat8SemiSparseWeightConfig)"),
-    (lambda: Int8DynamicActivationInt4WeightConfig(layout=MarlinQQQLayout()),
-     "layout MarlinQQQLayout: only PlainLayout (the Marlin QQQ format, two-level scales, is not supported yet)"),
+    (lambda: Int4WeightOnlyConfig(layout=MarlinQQQLayout()),
+     "Int4WeightOnlyConfig.layout MarlinQQQLayout: supported layouts are TensorCoreTiledLayout, Int4CPULayout, "
+     "Int4XPULayout and MarlinSparseLayout (the Marlin QQQ format: MarlinQQQLayout with "
+     "Int8DynamicActivationInt4WeightConfig)"),
 ])
 def test_unsupported_hardware_layouts_are_refused_by_name(make, fragment):
     with pytest.raises(NotImplementedError) as e:

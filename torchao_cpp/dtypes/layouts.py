@@ -233,8 +233,19 @@ class GemlitePackedLayout(Layout):
 
 @dataclass(frozen=True, repr=False)
 class MarlinQQQLayout(Layout):
-    """The seed's QQQ layout (int8 activations x int4 weights with two-level scales) for the
-    Marlin kernel. Not supported yet: configs refuse it with NotImplementedError.
+    """The seed's QQQ layout: int8 activations x int4 weights with two-level scales, for
+    Int8DynamicActivationInt4WeightConfig.
+
+    Weights are quantized as the seed's `choose_qparams_and_quantize_affine_qqq`: per group of 128,
+    symmetric codes q in [0, 15] (scale max|w| * 2 / 15), then a per-channel int8 scale of the
+    dequantized weight and float16 group scales divided by it; per channel, codes in [-7, 7] and one
+    scale per row. Here the codes are stored signed (q - 8 for groups) two per byte, with the scale
+    `dequantize_affine_qqq` multiplies them by (the float16 product of both scales for groups), so
+    `dequantize()` is the seed's for float16 weights. They run this project's int8 x int4 kernels:
+    on the CPU the VNNI int8 GEMM; on CUDA, per channel, the int8 tensor cores, and per group the
+    activations quantized and dequantized on the device, then the int4 weight-only kernel (no Marlin
+    kernel). As the seed, group sizes other than 128 or in_features and shapes the Marlin kernel's
+    tiles do not divide raise ValueError.
 
     Example:
         >>> MarlinQQQLayout().name

@@ -163,12 +163,23 @@ class Int8DynamicActivationInt8WeightConfig(_CppConfig):
 class Int8DynamicActivationInt4WeightConfig(_CppConfig):
     """int8 per-token dynamic activations x int4 per-group symmetric weights ("8da4w").
 
+    `group_size` None or -1 quantizes per output channel (as the seed). With `layout=MarlinQQQLayout()`
+    the weights are the seed's QQQ ones (`choose_qparams_and_quantize_affine_qqq`: groups of 128 or per
+    channel, two-level scales) and run this project's int8 x int4 kernels (see MarlinQQQLayout); the seed
+    pairs it with `act_mapping_type=MappingType.SYMMETRIC`.
+
     Example:
         >>> Int8DynamicActivationInt4WeightConfig(group_size=32).group_size
         32
+        >>> from torchao_cpp.dtypes import MarlinQQQLayout
+        >>> m = torch.nn.Sequential(torch.nn.Linear(256, 128)).half()
+        >>> quantize_(m, Int8DynamicActivationInt4WeightConfig(group_size=128, layout=MarlinQQQLayout(),
+        ...                                                    act_mapping_type=MappingType.SYMMETRIC))
+        >>> m[0].weight.original_weight_tensor.layout
+        'MarlinQQQLayout'
     """
 
-    group_size: int = 32
+    group_size: Optional[int] = 32
     layout: Layout = field(default_factory=PlainLayout)
     mapping_type: MappingType = MappingType.SYMMETRIC
     act_mapping_type: MappingType = MappingType.ASYMMETRIC
