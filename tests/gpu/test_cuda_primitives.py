@@ -154,10 +154,10 @@ def test_primitive_errors_name_the_argument():
 # --- int8 dynamic activation x int8 weight ------------------------------------
 
 
-def _cpu_and_cuda(config, dtype, M, K, with_module=False):
-    """A (K -> 136) linear quantized on the CPU, a copy on CUDA, and both outputs for one input."""
+def _cpu_and_cuda(config, dtype, M, K, with_module=False, N=136):
+    """A (K -> N) linear quantized on the CPU, a copy on CUDA, and both outputs for one input."""
     torch.manual_seed(M + K)
-    lin = nn.Linear(K, 136).to(dtype)
+    lin = nn.Linear(K, N).to(dtype)
     quantize_(lin, config)
     gpu = copy.deepcopy(lin)
     gpu.weight = nn.Parameter(gpu.weight.to("cuda"), requires_grad=False)
@@ -253,8 +253,8 @@ def test_marlin_qqq_runs_on_cuda(group, act, M):
     # dequantized on the device, then the int4 weight-only kernel. Against the exact int8 x dequantized math
     # and the CPU, and replayed in a CUDA graph (no host synchronisation).
     cfg = Int8DynamicActivationInt4WeightConfig(group_size=group, layout=MarlinQQQLayout(), act_mapping_type=act)
-    lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, torch.float16, M, 256, with_module=True)
-    assert lin.weight.original_weight_tensor.layout == "MarlinQQQLayout" and got.shape == (M, 136)
+    lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, torch.float16, M, 256, with_module=True, N=128)  # Marlin tiles
+    assert lin.weight.original_weight_tensor.layout == "MarlinQQQLayout" and got.shape == (M, 128)
     quant = ops.int8_symm_per_token_reduced_range_quant if act == MappingType.SYMMETRIC else ops.int8_asymm_per_token_quant
     a, a_s, a_z = quant(x)
     xd = (a.double() - a_z.double().reshape(-1, 1)) * a_s.double().reshape(-1, 1)
