@@ -224,6 +224,26 @@ def test_int4_marlin_sparse_runs_dense_on_cuda(dtype, M):
     assert ((cpu.double() - exact).abs() <= tol).all()
 
 
+def _exact_and_graph(xd, w, lin, x, got, cpu, gpu):
+    """float16 CUDA and CPU outputs against xd @ w^T + bias in float64 (xd: the input as the kernel sees it),
+    and the CUDA call replays in a graph."""
+    exact = xd @ w.t() + lin.bias.double()
+    tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (xd.abs() @ w.abs().t())
+    assert ((got.double() - exact).abs() <= tol).all()
+    assert ((cpu.double() - exact).abs() <= tol).all()
+    _replays_in_graph(gpu, x, got)
+
+
+def _replays_in_graph(gpu, x, got):
+    """The CUDA module's call on x, captured in a CUDA graph and replayed, gives `got` (its eager output)."""
+    xs = x.cuda()
+    with torch.no_grad():
+        g, out = capture(lambda: gpu(xs))
+        g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), got)
+
+
 @pytest.mark.parametrize("bits,group_size", [(4, 64), (4, None), (8, None)])
 @pytest.mark.parametrize("M", [1, 33])
 def test_gemlite_runs_the_weight_only_kernels(bits, group_size, M):
@@ -232,17 +252,7 @@ def test_gemlite_runs_the_weight_only_kernels(bits, group_size, M):
     cfg = GemliteUIntXWeightOnlyConfig(group_size=group_size, bit_width=bits)
     lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, torch.float16, M, 256, with_module=True)
     assert lin.weight.impl.layout() == "GemlitePackedLayout" and got.dtype == torch.float16 and got.shape == (M, 136)
-    w = lin.weight.dequantize().double()
-    exact = x.double() @ w.t() + lin.bias.double()
-    tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (x.double().abs() @ w.abs().t())
-    assert ((got.double() - exact).abs() <= tol).all()
-    assert ((cpu.double() - exact).abs() <= tol).all()
-    xs = x.cuda()
-    with torch.no_grad():
-        g, out = capture(lambda: gpu(xs))
-        g.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(out.cpu(), got)
+    _exact_and_graph(x.double(), lin.weight.dequantize().double(), lin, x, got, cpu, gpu)
 
 
 @pytest.mark.parametrize("group", [128, -1])
@@ -258,17 +268,7 @@ def test_marlin_qqq_runs_on_cuda(group, act, M):
     quant = ops.int8_symm_per_token_reduced_range_quant if act == MappingType.SYMMETRIC else ops.int8_asymm_per_token_quant
     a, a_s, a_z = quant(x)
     xd = (a.double() - a_z.double().reshape(-1, 1)) * a_s.double().reshape(-1, 1)
-    w = lin.weight.original_weight_tensor.dequantize().double()
-    exact = xd @ w.t() + lin.bias.double()
-    tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (xd.abs() @ w.abs().t())
-    assert ((got.double() - exact).abs() <= tol).all()
-    assert ((cpu.double() - exact).abs() <= tol).all()
-    xs = x.cuda()
-    with torch.no_grad():
-        g, out = capture(lambda: gpu(xs))
-        g.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(out.cpu(), got)
+    _exact_and_graph(xd, lin.weight.original_weight_tensor.dequantize().double(), lin, x, got, cpu, gpu)
 
 
 def test_int8_dynamic_linear_3d_noncontiguous_and_graph():
@@ -308,12 +308,7 @@ def test_int4_dynamic_int4_weight_linear_is_exact(dtype, M, K):
     tol = 2 ** -7 if dtype == torch.bfloat16 else 2 ** -10
     assert torch.allclose(got.double(), ref, rtol=2 * tol, atol=2 * tol * ref.abs().max().item())
     assert torch.allclose(got.float(), cpu.float(), rtol=4 * tol, atol=4 * tol * ref.abs().max().item())
-    xs = x.cuda()
-    with torch.no_grad():
-        g, out = capture(lambda: gpu(xs))
-        g.replay()
-        torch.cuda.synchronize()
-    assert torch.equal(out.cpu(), got)
+    _replays_in_graph(gpu, x, got)
 
 
 def test_int8_dynamic_unsupported_weights_raise_on_cuda():

@@ -5,16 +5,13 @@ seed's algorithm written with torch ops, reference.hqq); 8-bit: symmetric int8 p
 eps 1e-5 (reference.choose_qparams / quantize). Linears are checked against the dequantized weight.
 """
 import copy
-import io
 import logging
-import subprocess
 
 import pytest
 import torch
 import torch.nn as nn
 
-import torchao_cpp
-from conftest import sqnr
+from conftest import scripted_matches_eager, sqnr, state_dict_round_trip
 from reference import choose_qparams, hqq, quantize
 from torchao_cpp.dtypes import AffineQuantizedTensor, GemlitePackedLayout
 from torchao_cpp.quantization import (
@@ -206,22 +203,7 @@ def test_save_load_state_dict_and_torchscript(bits, group_size, tmp_path):
     config = GemliteUIntXWeightOnlyConfig(group_size=group_size, bit_width=bits)
     m = _net(config)
     x = torch.randn(2, 3, 128).to(F16)
-    y = m(x)
-    buf = io.BytesIO()
-    torch.save(m.state_dict(), buf)
-    buf.seek(0)
-    fresh = _net(config, seed=1)
-    assert not torch.equal(fresh(x), y)
-    fresh.load_state_dict(torch.load(buf, weights_only=False))
-    assert torch.equal(fresh(x), y)
-    assert torch.equal(copy.deepcopy(m)(x), y)
-    ts = torchao_cpp.script(m)
+    state_dict_round_trip(m, _net(config, seed=1), x)
+    assert torch.equal(copy.deepcopy(m)(x), m(x))
+    ts = scripted_matches_eager(m, x, tmp_path)
     assert "torchao_cpp::affine_quantized_linear" in str(ts.up.graph)
-    assert torch.equal(ts(x), y)
-    path, xin, yout = tmp_path / "m.ts", tmp_path / "x.pt", tmp_path / "y.pt"
-    torch.jit.save(ts, str(path))
-    assert torch.equal(torch.jit.load(str(path))(x), y)
-    torch.save(x, str(xin))
-    run = subprocess.run([torchao_cpp.runner_path(), str(path), str(xin), str(yout)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert torch.equal(torch.load(str(yout)), y)  # the C++ runner reproduces Python bit for bit

@@ -2,17 +2,14 @@
 (choose_qparams_and_quantize_affine_qqq: groups of 128 or per channel, two-level scales) on this
 project's int8 x int4 kernels. Codes and scales against reference.qqq (the seed's algorithm in torch
 ops, itself checked against the seed's code written out literally for float32 weights)."""
-import io
 import logging
-import subprocess
 
 import pytest
 import torch
 import torch.nn as nn
 
 import reference as ref
-import torchao_cpp
-from conftest import sqnr
+from conftest import scripted_matches_eager, sqnr, state_dict_round_trip
 from torchao_cpp.dtypes import MarlinQQQLayout
 from torchao_cpp.quantization import Int8DynamicActivationInt4WeightConfig, MappingType, quantize_
 
@@ -187,20 +184,6 @@ def _quantized_block(seed=0, group=128):
 def test_save_load_state_dict_and_torchscript(group, tmp_path):
     m, _ = _quantized_block(0, group)
     x = torch.randn(2, 3, 256)
-    y = m(x)
-    buf = io.BytesIO()
-    torch.save(m.state_dict(), buf)
-    buf.seek(0)
-    fresh, _ = _quantized_block(1, group)
-    assert not torch.equal(fresh(x), y)
-    fresh.load_state_dict(torch.load(buf, weights_only=False))
-    assert torch.equal(fresh(x), y)
-    ts = torchao_cpp.script(m)
+    state_dict_round_trip(m, _quantized_block(1, group)[0], x)
+    ts = scripted_matches_eager(m, x, tmp_path)
     assert "torchao_cpp::activation_quantized_linear" in str(ts.up.graph)
-    assert torch.equal(ts(x), y)
-    path, xin, yout = tmp_path / "m.ts", tmp_path / "x.pt", tmp_path / "y.pt"
-    torch.jit.save(ts, str(path))
-    torch.save(x, str(xin))
-    run = subprocess.run([torchao_cpp.runner_path(), str(path), str(xin), str(yout)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert torch.equal(torch.load(str(yout)), y)  # the C++ runner reproduces Python bit for bit

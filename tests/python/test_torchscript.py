@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 import torchao_cpp
+from conftest import scripted_matches_eager
 from test_serialization import CONFIGS
 from torchao_cpp.quantization import Int8WeightOnlyConfig, quantize_
 
@@ -33,20 +34,9 @@ def _quantized(config):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: repr(c)[:60])
 def test_scripted_model_matches_eager_in_python_and_cpp(config, tmp_path):
-    m = _quantized(config)
-    x = torch.randn(2, 3, 128)
-    y = m(x)
-    ts = torchao_cpp.script(m)
+    ts = scripted_matches_eager(_quantized(config), torch.randn(2, 3, 128), tmp_path)
     graph = str(ts.up.graph)
     assert "torchao_cpp::affine_quantized_linear" in graph or "torchao_cpp::activation_quantized_linear" in graph
-    assert torch.equal(ts(x), y)
-    path, xin, yout = tmp_path / "m.ts", tmp_path / "x.pt", tmp_path / "y.pt"
-    torch.jit.save(ts, str(path))
-    assert torch.equal(torch.jit.load(str(path))(x), y)
-    torch.save(x, str(xin))
-    run = subprocess.run([torchao_cpp.runner_path(), str(path), str(xin), str(yout)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert torch.equal(torch.load(str(yout)), y)  # C++ reproduces Python bit for bit
 
 
 def test_script_leaves_the_model_alone_and_checks_its_argument():
