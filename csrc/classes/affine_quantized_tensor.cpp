@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "../kernels/cpu/bitpack.h"
+#include "../kernels/cpu/floatx.h"
 #include "../kernels/cpu/simd.h"
 #include "../kernels/cpu/sparse24.h"
 #include "../ops/floatx.h"
@@ -338,9 +339,15 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   TORCH_CHECK_VALUE(input.device() == data.device(), "linear: input is on ", input.device(),
                     " but the quantized weight is on ", data.device(), "; move one of them");
   const auto cd = parse_code_dtype(code_dtype);
-  TORCH_CHECK_NOT_IMPLEMENTED(!cd.is_floatx || !data.is_cuda(), "AffineQuantizedTensor.linear: ", layout, " (",
-                              code_dtype, ") has no CUDA kernel yet; the weight is on ", data.device(),
-                              ": move the model to the CPU (.to(\"cpu\")) to run this project's float-x kernel");
+  if (cd.is_floatx && data.is_cuda()) {
+    // The float8 weight-only kernel on the codes' exact e4m3fn bytes (expanded once on the device).
+    TORCH_CHECK_NOT_IMPLEMENTED(int8_codes_for_cuda().defined(), "AffineQuantizedTensor.linear: ", layout, " (",
+                                code_dtype, ") has no CUDA kernel: its values are not all float8 e4m3fn values; the "
+                                "weight is on ", data.device(), ": move the model to the CPU (.to(\"cpu\")) to run "
+                                "this project's float-x kernel");
+    return ops::call_weight_only_linear(input, int8_codes_for_cuda(), "float8_e4m3fn", 8, shape[0], shape[1],
+                                        block_size[1], scale, c10::nullopt, 0, 0, "NONE", bias);
+  }
   // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
   // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): on the
@@ -415,11 +422,20 @@ const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
       int8_codes_cuda_ = sparse_dense_codes(data, shape, dt, sparse24_bits(kind)).to(data.device());
       return;
     }
+    const auto cd = parse_code_dtype(code_dtype);
+    if (cd.is_floatx) {
+      // Float-x codes as the e4m3fn bytes of their values, where all are e4m3fn values (else undefined).
+      uint8_t table[256];
+      if (!kernels::floatx_as_e4m3fn(cd.ebits, cd.mbits, table)) return;
+      const auto codes = ops::unpack_bits(data.cpu(), cd.bits, 0, shape.back(), at::kLong);
+      const auto lut = at::from_blob(table, {int64_t(1) << cd.bits}, at::kByte).clone();
+      int8_codes_cuda_ = lut.index({codes}).to(data.device());
+      return;
+    }
     if (code_format() != "packed") {
       int8_codes_cuda_ = data;
       return;
     }
-    const auto cd = parse_code_dtype(code_dtype);
     int8_codes_cuda_ = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), at::kChar).to(data.device());
   });
   return int8_codes_cuda_;

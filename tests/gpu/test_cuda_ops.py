@@ -210,22 +210,48 @@ def test_large_batch_goes_through_dequantize_and_cublas(cfg):
     assert got.shape == (300, 384) and sqnr(ref, got) > 40
 
 
-def test_floatx_weights_on_cuda_refuse_the_linear_clearly():
-    """FPXWeightOnlyConfig has CPU kernels only: a CUDA weight quantizes (on the CPU kernels, then moves),
-    dequantizes and moves back, but its linear says which layout and device it cannot run."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("M", [1, 33, 300])
+def test_floatx_weights_run_the_float8_kernel_on_cuda(dtype, M):
+    """FPXWeightOnlyConfig on CUDA: a CUDA weight quantizes (on the CPU kernels, then moves) and dequantizes
+    as on the CPU; fp6 e3m2 values are all e4m3fn values, so the codes are expanded once to float8 bytes and
+    run the float8 weight-only kernel. Against the exact dequantized weight and the CPU, and in a graph."""
     from torchao_cpp.quantization import FPXWeightOnlyConfig
 
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(128, 256)).to(torch.bfloat16)
+    torch.manual_seed(M)
+    m = nn.Sequential(nn.Linear(128, 256)).to(dtype)
     ref = copy.deepcopy(m)
     quantize_(ref, FPXWeightOnlyConfig(3, 2))
     quantize_(m, FPXWeightOnlyConfig(3, 2), device="cuda")
     w = m[0].weight
     assert isinstance(w, AffineQuantizedTensor) and w.device.type == "cuda" and w.layout == "FloatxTensorCoreLayout"
     assert torch.equal(w.dequantize().cpu(), ref[0].weight.dequantize())
-    with pytest.raises(NotImplementedError,
-                       match=r"FloatxTensorCoreLayout \(fp6_e3m2\) has no CUDA kernel yet; the weight is on cuda:0"):
-        m(torch.randn(1, 128, dtype=torch.bfloat16, device="cuda"))
-    x = torch.randn(2, 128, dtype=torch.bfloat16)
+    x = torch.randn(M, 128, dtype=dtype)
+    with torch.no_grad():
+        got = m(x.cuda()).cpu()
+        cpu = ref(x)
+    wd = ref[0].weight.dequantize().double()
+    exact = x.double() @ wd.t() + ref[0].bias.double()
+    eps = 2.0 ** -7 if dtype == torch.bfloat16 else 2.0 ** -10
+    tol = 2 * eps * exact.abs() + 4 * eps * (x.double().abs() @ wd.abs().t())
+    assert ((got.double() - exact).abs() <= tol).all() and ((cpu.double() - exact).abs() <= tol).all()
+    xs = x.cuda()
+    with torch.no_grad():
+        g, out = capture(lambda: m(xs))
+        g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), got)
     back = w.to("cpu")
     assert torch.equal(F.linear(x, back, ref[0].bias), ref(x))
+
+
+def test_floatx_formats_beyond_e4m3fn_refuse_the_cuda_linear_clearly():
+    """fp6 e1m4 has 4 mantissa bits: no float8 kernel runs it exactly, so its CUDA linear says so."""
+    from torchao_cpp.quantization import FPXWeightOnlyConfig
+
+    m = nn.Sequential(nn.Linear(128, 256)).to(torch.bfloat16)
+    quantize_(m, FPXWeightOnlyConfig(1, 4), device="cuda")
+    with pytest.raises(NotImplementedError,
+                       match=r"FloatxTensorCoreLayout \(fp6_e1m4\) has no CUDA kernel: its values are not all float8 "
+                             r"e4m3fn values; the weight is on cuda:0"):
+        m(torch.randn(1, 128, dtype=torch.bfloat16, device="cuda"))
