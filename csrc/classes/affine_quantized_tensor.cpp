@@ -427,7 +427,7 @@ const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
       // Float-x codes as the e4m3fn bytes of their values, where all are e4m3fn values (else undefined).
       uint8_t table[256];
       if (!kernels::floatx_as_e4m3fn(cd.ebits, cd.mbits, table)) return;
-      const auto codes = ops::unpack_bits(data.cpu(), cd.bits, 0, shape.back(), at::kLong);
+      const auto codes = ops::unpack_bits(data.cpu(), cd.bits, 0, shape.back(), at::kByte).to(at::kLong);
       const auto lut = at::from_blob(table, {int64_t(1) << cd.bits}, at::kByte).clone();
       int8_codes_cuda_ = lut.index({codes}).to(data.device());
       return;
