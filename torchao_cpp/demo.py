@@ -19,11 +19,13 @@ import torchao_cpp
 from torchao_cpp.dtypes import float8_e4m3fn, float8_e5m2, int4, uint3, uint5
 from torchao_cpp.dtypes.layouts import (
     Int4CPULayout,
+    MarlinQQQLayout,
     MarlinSparseLayout,
     PackedLinearInt8DynamicActivationIntxWeightLayout,
     SemiSparseLayout,
 )
 from torchao_cpp.quantization import (
+    AOPerModuleConfig,
     Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
@@ -35,6 +37,7 @@ from torchao_cpp.quantization import (
     Int8DynamicActivationIntxWeightConfig,
     Int8WeightOnlyConfig,
     IntxWeightOnlyConfig,
+    MappingType,
     PerGroup,
     UIntXWeightOnlyConfig,
     quantize_,
@@ -52,6 +55,11 @@ def configs() -> List[Tuple[str, object]]:
         ("Int8DynAct-Int8Weight", Int8DynamicActivationInt8WeightConfig()),
         ("Int8DynAct-Int8Weight 2:4 sparse", Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout())),
         ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32)),
+        # The seed's Marlin QQQ tiles need out_features % 64 == 0: the 10-output head (fc3) stays fp32.
+        ("Int8DynAct-Int4Weight g128 QQQ, fc3 fp32", AOPerModuleConfig({
+            "_default": Int8DynamicActivationInt4WeightConfig(group_size=128, layout=MarlinQQQLayout(),
+                                                              act_mapping_type=MappingType.SYMMETRIC),
+            "fc3": None})),
         ("IntxWeightOnly int4 g32", IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32))),
         ("Int8DynAct-IntxWeight int4 g32", Int8DynamicActivationIntxWeightConfig(weight_dtype=int4)),
         ("Int8DynAct-IntxWeight int4 g32 packed", Int8DynamicActivationIntxWeightConfig(
