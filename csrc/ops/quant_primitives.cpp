@@ -46,15 +46,16 @@ void check_zero_point_values(const char* op, const at::Tensor& zp_f) {
 
 void check_scale_values(const char* op, const char* arg, const at::Tensor& scale, bool reciprocal_must_fit) {
   const auto sf = scale.to(at::kFloat).contiguous();
-  const auto recip = at::reciprocal(sf).to(scale.scalar_type()).to(at::kFloat).contiguous();
   const float* s = sf.data_ptr<float>();
-  const float* r = recip.data_ptr<float>();
-  for (int64_t i = 0; i < sf.numel(); ++i) {
+  for (int64_t i = 0; i < sf.numel(); ++i)
     TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0.0f, op, ": ", arg, " must be finite and > 0, got ", s[i],
                       " at block ", i);
-    TORCH_CHECK_VALUE(!reciprocal_must_fit || std::isfinite(r[i]), op, ": ", arg, " ", s[i], " at block ", i, " is too small for ",
+  if (!reciprocal_must_fit) return;
+  const auto recip = at::reciprocal(sf).to(scale.scalar_type()).to(at::kFloat).contiguous();
+  const float* r = recip.data_ptr<float>();
+  for (int64_t i = 0; i < sf.numel(); ++i)
+    TORCH_CHECK_VALUE(std::isfinite(r[i]), op, ": ", arg, " ", s[i], " at block ", i, " is too small for ",
                       scale.scalar_type(), ": its reciprocal overflows; use a wider scale dtype");
-  }
 }
 
 void check_qparams(const char* op, const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,

@@ -22,3 +22,13 @@ def capture(fn: Callable[[], torch.Tensor]) -> Tuple[torch.cuda.CUDAGraph, torch
     with torch.cuda.graph(g):
         out = fn()
     return g, out
+
+
+def replays_in_graph(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eager: torch.Tensor) -> None:
+    """module's call on x (moved to CUDA), captured in a graph and replayed, gives `eager` (its output on the CPU)."""
+    xs = x.cuda()
+    with torch.no_grad():
+        g, out = capture(lambda: module(xs))
+        g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), eager)

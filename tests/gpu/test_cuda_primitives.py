@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cuda_graphs import capture
+from cuda_graphs import capture, replays_in_graph
 import torchao_cpp  # noqa: F401
 from torchao_cpp.dtypes import MarlinQQQLayout, MarlinSparseLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
@@ -231,17 +231,7 @@ def _exact_and_graph(xd, w, lin, x, got, cpu, gpu):
     tol = 2 * 2.0 ** -10 * exact.abs() + 2e-3 * (xd.abs() @ w.abs().t())
     assert ((got.double() - exact).abs() <= tol).all()
     assert ((cpu.double() - exact).abs() <= tol).all()
-    _replays_in_graph(gpu, x, got)
-
-
-def _replays_in_graph(gpu, x, got):
-    """The CUDA module's call on x, captured in a CUDA graph and replayed, gives `got` (its eager output)."""
-    xs = x.cuda()
-    with torch.no_grad():
-        g, out = capture(lambda: gpu(xs))
-        g.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(out.cpu(), got)
+    replays_in_graph(gpu, x, got)
 
 
 @pytest.mark.parametrize("bits,group_size", [(4, 64), (4, None), (8, None)])
@@ -308,7 +298,7 @@ def test_int4_dynamic_int4_weight_linear_is_exact(dtype, M, K):
     tol = 2 ** -7 if dtype == torch.bfloat16 else 2 ** -10
     assert torch.allclose(got.double(), ref, rtol=2 * tol, atol=2 * tol * ref.abs().max().item())
     assert torch.allclose(got.float(), cpu.float(), rtol=4 * tol, atol=4 * tol * ref.abs().max().item())
-    _replays_in_graph(gpu, x, got)
+    replays_in_graph(gpu, x, got)
 
 
 def test_int8_dynamic_unsupported_weights_raise_on_cuda():
