@@ -1,7 +1,8 @@
 """Decode-only companion of model_bench.py: the same 1.1 B Llama-shaped decoder,
 quantized in place (no fp32 copy alive, unlike model_bench.py, which keeps the
 fp32 model for its baselines), batch-1 decode tokens/s measured twice per
-config, with the torch.sum read bandwidth before and after.
+config in eager mode and once as TorchScript, each config after a fresh
+torch.sum read bandwidth measurement, which its shares are taken against.
 
     python benchmarks/python/decode_bench.py --threads 2
 """
@@ -14,6 +15,7 @@ import torch
 import model_bench as mb
 from torchao_cpp.dtypes import Int4CPULayout
 from torchao_cpp.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+from torchao_cpp.scripting import script
 
 
 def main() -> None:
@@ -30,10 +32,14 @@ def main() -> None:
         quantize_(m, cfg)
         gc.collect()
         wb = mb.linear_weight_bytes(m)
-        for _ in range(2):
-            t = mb.decode_tps(m, steps=args.steps)
-            print(f"{name:22s} decode {t:6.2f} tok/s ({wb * t / 1e9:5.1f} GB/s of weights)", flush=True)
-        del m
+        bw = mb.read_bandwidth()
+        print(f"read bandwidth {bw / 1e9:.1f} GB/s", flush=True)
+        runs = [("eager", m), ("eager", m), ("TorchScript", script(m))]
+        for mode, model in runs:
+            t = mb.decode_tps(model, steps=args.steps)
+            print(f"{name:22s} {mode:11s} decode {t:6.2f} tok/s ({wb * t / 1e9:5.1f} GB/s of weights, "
+                  f"{100 * wb * t / bw:3.0f}% of read BW)", flush=True)
+        del m, runs, model
         gc.collect()
     print(f"read bandwidth {mb.read_bandwidth() / 1e9:.1f} GB/s", flush=True)
 

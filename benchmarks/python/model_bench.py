@@ -4,9 +4,12 @@ hidden 2048, intermediate 5632, 22 layers, 32 heads (4 KV heads), vocabulary
 32000: about 1.1 B parameters, so the weights do not fit in any cache. For
 fp32 (OpenBLAS), torch's own `quantize_dynamic` int8 model (fbgemm/oneDNN) and
 each config of this project it measures, in one run and with one thread count:
-decode tokens/s at batch 1 (KV cache), prefill tokens/s for a 256-token prompt,
-and the time quantize_ takes. A streaming read of a buffer larger than the
-last-level cache gives the machine's read bandwidth, the decode roofline.
+decode tokens/s at batch 1 (KV cache) in eager mode and as TorchScript
+(torchao_cpp.scripting.script), prefill tokens/s for a 256-token prompt, and
+the time quantize_ takes. A streaming read of a buffer larger than the
+last-level cache gives the machine's read bandwidth, the decode roofline; it is
+measured at the start and again just before each config's decode, which is
+compared with that adjacent measurement.
 
     python benchmarks/python/model_bench.py --out benchmarks/results/model_bench.json
 """
@@ -25,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import torchao_cpp
+from torchao_cpp.scripting import script
 from torchao_cpp.dtypes import Int4CPULayout
 from torchao_cpp.quantization import (
     Int4WeightOnlyConfig,
@@ -47,7 +51,7 @@ class RMSNorm(nn.Module):
 
 def rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding of (B, T, H, D) as a complex product; freqs is (T, 1, D/2) complex."""
-    xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+    xc = torch.view_as_complex(x.reshape(x.shape[0], x.shape[1], x.shape[2], -1, 2))
     return torch.view_as_real(xc * freqs).flatten(3)
 
 
@@ -64,8 +68,8 @@ class Block(nn.Module):
         self.down = nn.Linear(hidden, dim, bias=False)
         self.n1, self.n2 = RMSNorm(dim), RMSNorm(dim)
 
-    def forward(self, x, start: int, freqs: torch.Tensor, mask: Optional[torch.Tensor],
-                cache: Tuple[torch.Tensor, torch.Tensor]):
+    def forward(self, x: torch.Tensor, start: int, freqs: torch.Tensor, mask: Optional[torch.Tensor],
+                cache: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, T, _ = x.shape
         h = self.n1(x)
         q = rotary(self.q(h).view(B, T, self.heads, self.hd), freqs)
@@ -94,6 +98,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(vocab, dim)
         self.blocks = nn.ModuleList(Block(dim, hidden, heads, kv_heads) for _ in range(layers))
+        self.layers = layers
         self.norm = RMSNorm(dim)
         self.lm_head = nn.Linear(dim, vocab, bias=False)
         self.kv_heads, self.hd = kv_heads, dim // heads
@@ -102,23 +107,27 @@ class Decoder(nn.Module):
         # Rotary factors computed once (a buffer, not a Linear weight: never quantized).
         self.register_buffer("freqs", torch.polar(torch.ones_like(ang), ang)[:, None, :], persistent=False)
 
+    @torch.jit.export
     def new_cache(self, length: int, batch: int = 1) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """An empty KV cache for `length` positions, one (keys, values) pair per block."""
-        shape = (batch, length, self.kv_heads, self.hd)
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.blocks]
+        shape = [batch, length, self.kv_heads, self.hd]
+        return [(torch.zeros(shape), torch.zeros(shape)) for _ in range(self.layers)]
 
-    def forward(self, tokens, start: int = 0, caches=None):
+    def forward(self, tokens: torch.Tensor, start: int = 0,
+                caches: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None
+                ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
         """Logits for `tokens` at positions start.. (the cache holds the earlier ones)."""
         x = self.emb(tokens)
         T = tokens.shape[1]
         if caches is None:
             caches = self.new_cache(start + T, tokens.shape[0])
         freqs = self.freqs[start:start + T]
-        mask = None
+        mask: Optional[torch.Tensor] = None
         if T > 1:  # causal mask over the cached and new positions, built once per call
             mask = torch.full((T, start + T), float("-inf")).triu(start + 1)
-        for b, c in zip(self.blocks, caches):
-            x = b(x, start, freqs, mask, c)
+        # (enumerate, not zip: the model is also run as TorchScript)
+        for i, b in enumerate(self.blocks):
+            x = b(x, start, freqs, mask, caches[i])
         return self.lm_head(self.norm(x)), caches
 
 
@@ -182,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--out", default="benchmarks/results/model_bench.json")
-    p.add_argument("--decode-steps", type=int, default=8)
+    p.add_argument("--decode-steps", type=int, default=16)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, torch {torch.__version__}, torchao_cpp {torchao_cpp.__version__}", flush=True)
@@ -193,17 +202,27 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     def record(name, model, quant_s=None):
         wb = linear_weight_bytes(model)
+        # This machine's read bandwidth drifts by up to 1.6x within minutes, so each
+        # config's decode is compared with a measurement taken just before it.
+        bw_now = read_bandwidth()
         d = decode_tps(model, steps=args.decode_steps)
+        # The same model as TorchScript (torchao_cpp.scripting.script), as it is
+        # deployed to C++: no Python between the ops.
+        scripted = script(model)
+        d_ts = decode_tps(scripted, steps=args.decode_steps)
+        del scripted
         pf = prefill_tps(model)
         # Decode streams every linear weight once per token.
         r = {"weight_bytes": wb, "decode_tok_s": d, "prefill_tok_s": pf, "decode_weight_GB_s": wb * d / 1e9,
-             "decode_weight_bw_fraction": wb * d / bw}
+             "read_bandwidth_before_decode_GB_s": bw_now / 1e9, "decode_weight_bw_fraction": wb * d / bw_now,
+             "decode_tok_s_torchscript": d_ts, "decode_weight_bw_fraction_torchscript": wb * d_ts / bw_now}
         if quant_s is not None:
             r["quantize_s"] = quant_s
         results[name] = r
-        print(f"{name:34s} decode {d:7.2f} tok/s ({r['decode_weight_GB_s']:5.1f} GB/s, "
-              f"{100 * r['decode_weight_bw_fraction']:3.0f}% of read BW)  prefill {pf:7.1f} tok/s"
-              + ("" if quant_s is None else f"  quantize_ {quant_s:5.1f} s"), flush=True)
+        print(f"{name:28s} read BW {bw_now / 1e9:4.1f} GB/s; decode {d:6.2f} tok/s ({r['decode_weight_GB_s']:5.1f} GB/s, "
+              f"{100 * r['decode_weight_bw_fraction']:3.0f}%), TorchScript {d_ts:6.2f} tok/s "
+              f"({100 * r['decode_weight_bw_fraction_torchscript']:3.0f}%); prefill {pf:7.1f} tok/s"
+              + ("" if quant_s is None else f"; quantize_ {quant_s:5.1f} s"), flush=True)
 
     record("fp32", base)
     qd = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {nn.Linear}, dtype=torch.qint8)
@@ -226,6 +245,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     fp32 = results["fp32"]
     for r in results.values():
         r["decode_vs_fp32"] = r["decode_tok_s"] / fp32["decode_tok_s"]
+        r["decode_torchscript_vs_fp32"] = r["decode_tok_s_torchscript"] / fp32["decode_tok_s_torchscript"]
         r["prefill_vs_fp32"] = r["prefill_tok_s"] / fp32["prefill_tok_s"]
     out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
            "torch": torch.__version__, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
@@ -242,7 +262,12 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         names = list(results)
         fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
-        ax[0].barh(names, [results[n]["decode_tok_s"] for n in names])
+        ys = range(len(names))
+        ax[0].barh([y - 0.2 for y in ys], [results[n]["decode_tok_s"] for n in names], height=0.4, label="eager")
+        ax[0].barh([y + 0.2 for y in ys], [results[n]["decode_tok_s_torchscript"] for n in names], height=0.4,
+                   label="TorchScript")
+        ax[0].set_yticks(list(ys), names)
+        ax[0].legend()
         ax[0].set_xlabel("decode tokens/s (batch 1)")
         ax[1].barh(names, [results[n]["prefill_tok_s"] for n in names])
         ax[1].set_xlabel("prefill tokens/s (256-token prompt)")
