@@ -401,10 +401,12 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
     int64_t K, group;
   };
   // N spans 1..7 column blocks: full and partial tiles of 2 (grouped) and 3 (per channel) blocks.
-  for (int64_t M : {1, 3, 4, 5, 17})
+  // From 16 rows K runs in chunks (128 quads per channel, whole groups of about 192
+  // quads otherwise): K = 1030, 1536 and 2048 give several chunks, the last one partial.
+  for (int64_t M : {1, 3, 4, 5, 17, 33})
     for (int64_t N : {1, 15, 16, 17, 33, 40, 50, 97})
       for (Case kc : {Case{1, 1}, Case{3, 3}, Case{7, 7}, Case{64, 64}, Case{130, 130}, Case{64, 32}, Case{96, 4},
-                      Case{128, 64}}) {
+                      Case{128, 64}, Case{1030, 1030}, Case{1536, 32}, Case{2048, 256}}) {
         const int64_t K = kc.K, G = K / kc.group;
         std::vector<int8_t> a(M * K), w(N * K);
         std::vector<float> sa(M), za(M), sw(N * G), bias(N);

@@ -90,17 +90,13 @@ void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, cons
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
-// Integer sums of R activation rows x NB 16-column blocks over quads [q0, q1).
+// Adds to acc the integer sums of R activation rows x NB 16-column blocks over quads [q0, q1).
 // GCC 12 keeps about 14 zmm accumulators in registers in this loop; past
 // that it spills to the stack on every step (measured: a 6 x 4 tile ran about a
 // third slower than 4 x 2), so tiles stay at 12 and 8 accumulators.
 template <int R, int NB>
 VNNI inline void dot_quads(const uint8_t* u, int64_t m0, int64_t Kp, const int8_t* wb, int64_t wstride, int64_t q0,
                            int64_t q1, __m512i (&acc)[R][NB]) {
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_si512();
   for (int64_t q = q0; q < q1; ++q) {
     const int8_t* wq = wb + q * kTileN * 4;
     __m512i wv[NB];
@@ -127,17 +123,41 @@ VNNI inline __m512 group_term(__m512i acc, float a_zp, const float* rowsum, cons
                        _mm512_loadu_ps(scale));
 }
 
-// R x NB tile; float results (before a_scale and bias) into c, rows of NB * 16.
+// Tiles run over one chunk of K at a time (quads [q0, q1)) so that the chunk
+// of the task's weights stays in L1 while every activation row passes over it;
+// between chunks a tile's running sums wait in `part` (rows of stride
+// TB * 16: int32 sums for per-channel weights, float sums over whole groups
+// otherwise, so the additions happen in the same order as without chunks).
+struct Chunk {
+  int64_t q0, q1;
+  bool first, last;
+};
+
+// The R x NB tile over one chunk; after the last one, its float results
+// (before a_scale and bias) go into c, rows of NB * 16.
 // Not inlined: each tile shape gets its own register allocation.
 template <int R, int NB, bool kPerChannel>
 __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int64_t b0, const PackedInt8Weights& w,
-                                              const float* a_zp, float* c) {
+                                              const float* a_zp, const Chunk& ch, int32_t* part, int64_t part_ld,
+                                              float* c) {
   const int64_t Kq = w.Kp / 4, qpg = quads_per_group(w);
   const int8_t* wb = w.data.data() + b0 * Kq * kTileN * 4;
   const int64_t wstride = Kq * kTileN * 4;  // bytes from one 16-column block to the next
   __m512i acc[R][NB];
   if constexpr (kPerChannel) {
-    dot_quads<R, NB>(u, m0, w.Kp, wb, wstride, 0, Kq, acc);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j)
+        acc[i][j] = ch.first ? _mm512_setzero_si512() : _mm512_loadu_si512(part + i * part_ld + j * kTileN);
+    dot_quads<R, NB>(u, m0, w.Kp, wb, wstride, ch.q0, ch.q1, acc);
+    if (!ch.last) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NB; ++j) _mm512_storeu_si512(part + i * part_ld + j * kTileN, acc[i][j]);
+      return;
+    }
 
 #pragma GCC unroll 8
     for (int j = 0; j < NB; ++j) {
@@ -149,13 +169,19 @@ __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int6
                          group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
     }
   } else {
+    float* partf = reinterpret_cast<float*>(part);
     __m512 accf[R][NB];
 
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) accf[i][j] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < w.groups; ++g) {
+      for (int j = 0; j < NB; ++j)
+        accf[i][j] = ch.first ? _mm512_setzero_ps() : _mm512_loadu_ps(partf + i * part_ld + j * kTileN);
+    for (int64_t g = ch.q0 / qpg; g < ch.q1 / qpg; ++g) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_si512();
       dot_quads<R, NB>(u, m0, w.Kp, wb, wstride, g * qpg, (g + 1) * qpg, acc);
 
 #pragma GCC unroll 8
@@ -168,11 +194,13 @@ __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int6
               _mm512_add_ps(accf[i][j], group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
       }
     }
+    float* dst = ch.last ? c : partf;
+    const int64_t ld = ch.last ? NB * kTileN : part_ld;
 
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN, accf[i][j]);
+      for (int j = 0; j < NB; ++j) _mm512_storeu_ps(dst + i * ld + j * kTileN, accf[i][j]);
   }
 }
 
@@ -184,15 +212,36 @@ struct TileShape {
   static constexpr int kRows = 4, kBlocks = kPerChannel ? 3 : 2;
 };
 
+// From this many activation rows K is split into chunks; below, the weights
+// are read about once per call anyway (decode) and run in one pass.
+constexpr int64_t kChunkMinRows = 16;
+// Weight bytes of one chunk of a task (TB blocks): half of a 48 KB L1.
+constexpr int64_t kChunkBytes = 24 << 10;
+
+// Quads per chunk: whole groups, at least one.
+template <bool kPerChannel>
+int64_t chunk_quads(const PackedInt8Weights& w, int64_t M) {
+  const int64_t Kq = w.Kp / 4;
+  if (M < kChunkMinRows) return Kq;
+  int64_t kc = kChunkBytes / (TileShape<kPerChannel>::kBlocks * kTileN * 4);
+  if constexpr (!kPerChannel) {
+    const int64_t qpg = quads_per_group(w);
+    kc = std::max(qpg, kc / qpg * qpg);
+  }
+  return std::min(kc, Kq);
+}
+
 // Calls tile_vnni<rows, nb> for run-time rows <= MaxR and nb <= MaxNB.
 template <int MaxR, int MaxNB, bool kPerChannel>
 VNNI void dispatch_tile(int rows, int nb, const uint8_t* u, int64_t m0, int64_t b0, const PackedInt8Weights& w,
-                        const float* a_zp, float* c) {
+                        const float* a_zp, const Chunk& ch, int32_t* part, int64_t part_ld, float* c) {
   if constexpr (MaxR > 1)
-    if (rows < MaxR) return dispatch_tile<MaxR - 1, MaxNB, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, c);
+    if (rows < MaxR)
+      return dispatch_tile<MaxR - 1, MaxNB, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, ch, part, part_ld, c);
   if constexpr (MaxNB > 1)
-    if (nb < MaxNB) return dispatch_tile<MaxR, MaxNB - 1, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, c);
-  tile_vnni<MaxR, MaxNB, kPerChannel>(u, m0, b0, w, a_zp, c);
+    if (nb < MaxNB)
+      return dispatch_tile<MaxR, MaxNB - 1, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, ch, part, part_ld, c);
+  tile_vnni<MaxR, MaxNB, kPerChannel>(u, m0, b0, w, a_zp, ch, part, part_ld, c);
 }
 
 template <bool kPerChannel>
@@ -200,19 +249,30 @@ VNNI void gemm_vnni_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& 
                           const float* a_zp, const float* bias, float* out, int nthreads) {
   constexpr int TR = TileShape<kPerChannel>::kRows, TB = TileShape<kPerChannel>::kBlocks;
   const int64_t tasks = (w.blocks + TB - 1) / TB;  // TB 16-column blocks per task; each streams all rows
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t p = 0; p < tasks; ++p) {
-    const int64_t b0 = TB * p;
-    const int nb = int(std::min<int64_t>(TB, w.blocks - b0));
-    float c[TR * TB * kTileN];
-    for (int64_t m0 = 0; m0 < M; m0 += TR) {
-      const int rows = int(std::min<int64_t>(TR, M - m0));
-      dispatch_tile<TR, TB, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, c);
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t col = 0; col < nb * kTileN; ++col) {
-          const int64_t n = b0 * kTileN + col;
-          if (n < w.N) out[(m0 + i) * w.N + n] = a_scale[m0 + i] * c[i * nb * kTileN + col] + (bias ? bias[n] : 0.0f);
+  const int64_t Kq = w.Kp / 4, kc = chunk_quads<kPerChannel>(w, M), part_ld = TB * kTileN;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<int32_t> part(static_cast<size_t>(kc < Kq ? M * part_ld : 0));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < tasks; ++p) {
+      const int64_t b0 = TB * p;
+      const int nb = int(std::min<int64_t>(TB, w.blocks - b0));
+      float c[TR * TB * kTileN];
+      for (int64_t q0 = 0; q0 < Kq; q0 += kc) {
+        const Chunk ch{q0, std::min(Kq, q0 + kc), q0 == 0, q0 + kc >= Kq};
+        for (int64_t m0 = 0; m0 < M; m0 += TR) {
+          const int rows = int(std::min<int64_t>(TR, M - m0));
+          int32_t* tile_part = part.empty() ? nullptr : part.data() + m0 * part_ld;
+          dispatch_tile<TR, TB, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, ch, tile_part, part_ld, c);
+          if (!ch.last) continue;
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t col = 0; col < nb * kTileN; ++col) {
+              const int64_t n = b0 * kTileN + col;
+              if (n < w.N)
+                out[(m0 + i) * w.N + n] = a_scale[m0 + i] * c[i * nb * kTileN + col] + (bias ? bias[n] : 0.0f);
+            }
         }
+      }
     }
   }
 }
