@@ -8,8 +8,10 @@ decode tokens/s at batch 1 (KV cache) in eager mode and as TorchScript
 (torchao_cpp.scripting.script), prefill tokens/s for a 256-token prompt, and
 the time quantize_ takes. A streaming read of a buffer larger than the
 last-level cache gives the machine's read bandwidth, the decode roofline; it is
-measured at the start and again just before and after each config's decode,
-which is compared with the larger of those two measurements.
+measured at the start and again just before and after each decode, which is
+compared with the larger of those two. All models are built first and measured
+in rounds (--rounds), each keeping its best: the machines this runs on are
+shared, and their speed drifts over minutes.
 
     python benchmarks/python/model_bench.py --out benchmarks/results/model_bench.json
 """
@@ -166,7 +168,7 @@ def decode_tps(model, prompt: int = 8, steps: int = 8) -> float:
         return steps / (time.perf_counter() - t)
 
 
-def prefill_tps(model, length: int = 256, runs: int = 2) -> float:
+def prefill_tps(model, length: int = 256, runs: int = 1) -> float:
     """Tokens/s of the better of `runs` prefills (this shared machine's noise only ever slows a run)."""
     with torch.no_grad():
         tok = torch.randint(0, 32000, (1, length))
@@ -196,6 +198,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--out", default="benchmarks/results/model_bench.json")
     p.add_argument("--decode-steps", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3, help="measurements of every model, best kept")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, torch {torch.__version__}, torchao_cpp {torchao_cpp.__version__}", flush=True)
@@ -203,39 +206,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"read bandwidth {bw / 1e9:.1f} GB/s", flush=True)
     base = build_model()
     results: Dict[str, Dict[str, float]] = {}
-
-    def record(name, model, quant_s=None):
-        wb = linear_weight_bytes(model)
-        # This machine's read bandwidth drifts by up to 1.6x within minutes, so each
-        # config's decode is compared with the larger of two measurements taken
-        # just before and just after it (a dip in one cannot inflate the share),
-        # and decode, eager and TorchScript (torchao_cpp.scripting.script, as the
-        # model is deployed to C++: no Python between the ops), is the better of
-        # two runs each.
-        bw_before = read_bandwidth()
-        scripted = script(model)
-        d = max(decode_tps(model, steps=args.decode_steps) for _ in range(2))
-        d_ts = max(decode_tps(scripted, steps=args.decode_steps) for _ in range(2))
-        del scripted
-        bw_now = max(bw_before, read_bandwidth())
-        pf = prefill_tps(model)
-        # Decode streams every linear weight once per token.
-        r = {"weight_bytes": wb, "decode_tok_s": d, "prefill_tok_s": pf, "decode_weight_GB_s": wb * d / 1e9,
-             "read_bandwidth_around_decode_GB_s": bw_now / 1e9, "decode_weight_bw_fraction": wb * d / bw_now,
-             "decode_tok_s_torchscript": d_ts, "decode_weight_bw_fraction_torchscript": wb * d_ts / bw_now}
-        if quant_s is not None:
-            r["quantize_s"] = quant_s
-        results[name] = r
-        print(f"{name:28s} read BW {bw_now / 1e9:4.1f} GB/s; decode {d:6.2f} tok/s ({r['decode_weight_GB_s']:5.1f} GB/s, "
-              f"{100 * r['decode_weight_bw_fraction']:3.0f}%), TorchScript {d_ts:6.2f} tok/s "
-              f"({100 * r['decode_weight_bw_fraction_torchscript']:3.0f}%); prefill {pf:7.1f} tok/s"
-              + ("" if quant_s is None else f"; quantize_ {quant_s:5.1f} s"), flush=True)
-
-    record("fp32", base)
-    qd = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {nn.Linear}, dtype=torch.qint8)
-    record("torch quantize_dynamic int8", qd)
-    del qd
-    gc.collect()
+    # Every model is built first and all are measured in rounds, one after the
+    # other: this shared machine's speed (read bandwidth 13-25 GB/s within one
+    # run) drifts over minutes, so each model gets the best of its rounds and
+    # no model is measured only in a slow spell.
+    models: Dict[str, nn.Module] = {"fp32": base}
+    models["torch quantize_dynamic int8"] = torch.ao.quantization.quantize_dynamic(
+        copy.deepcopy(base), {nn.Linear}, dtype=torch.qint8)
     configs = [
         ("Int8WeightOnly", Int8WeightOnlyConfig()),
         ("Int4WeightOnly g128", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout())),
@@ -246,9 +223,51 @@ def main(argv: Optional[List[str]] = None) -> None:
         m = copy.deepcopy(base)
         t = time.perf_counter()
         quantize_(m, cfg)
-        record(name, m, time.perf_counter() - t)
-        del m
+        results[name] = {"quantize_s": time.perf_counter() - t}
+        models[name] = m
         gc.collect()
+    results = {name: results.get(name, {}) for name in models}  # in the table's order
+    for name in models:
+        results[name].update({"weight_bytes": linear_weight_bytes(models[name]), "decode_tok_s": 0.0,
+                                             "decode_tok_s_torchscript": 0.0, "prefill_tok_s": 0.0})
+
+    def measure(name: str, model: nn.Module) -> None:
+        r = results[name]
+        wb = r["weight_bytes"]
+        # Decode is compared with the larger of the read bandwidths measured
+        # just before and just after it, so a dip in one cannot inflate the
+        # share; the share is that of the round with the best eager decode.
+        bw_before = read_bandwidth()
+        d = decode_tps(model, steps=args.decode_steps)
+        # The same model as TorchScript (torchao_cpp.scripting.script), as it is
+        # deployed to C++: no Python between the ops.
+        scripted = script(model)
+        d_ts = decode_tps(scripted, steps=args.decode_steps)
+        del scripted
+        gc.collect()
+        bw_around = max(bw_before, read_bandwidth())
+        pf = prefill_tps(model, runs=1)
+        print(f"  {name:28s} read BW {bw_around / 1e9:4.1f} GB/s; decode {d:6.2f} tok/s ({wb * d / 1e9:5.1f} GB/s, "
+              f"{100 * wb * d / bw_around:3.0f}%), TorchScript {d_ts:6.2f} tok/s ({100 * wb * d_ts / bw_around:3.0f}%); "
+              f"prefill {pf:7.1f} tok/s", flush=True)
+        if d > r["decode_tok_s"]:
+            r.update({"decode_tok_s": d, "decode_weight_GB_s": wb * d / 1e9,
+                      "read_bandwidth_around_decode_GB_s": bw_around / 1e9, "decode_weight_bw_fraction": wb * d / bw_around})
+        if d_ts > r["decode_tok_s_torchscript"]:
+            r.update({"decode_tok_s_torchscript": d_ts,
+                      "read_bandwidth_around_decode_torchscript_GB_s": bw_around / 1e9,
+                      "decode_weight_bw_fraction_torchscript": wb * d_ts / bw_around})
+        r["prefill_tok_s"] = max(r["prefill_tok_s"], pf)
+
+    for rnd in range(args.rounds):
+        print(f"round {rnd + 1} of {args.rounds}", flush=True)
+        for name, model in models.items():
+            measure(name, model)
+    for name, r in results.items():
+        print(f"{name:28s} decode {r['decode_tok_s']:6.2f} tok/s ({r['decode_weight_GB_s']:5.1f} GB/s, "
+              f"{100 * r['decode_weight_bw_fraction']:3.0f}% of read BW), TorchScript {r['decode_tok_s_torchscript']:6.2f} "
+              f"tok/s ({100 * r['decode_weight_bw_fraction_torchscript']:3.0f}%); prefill {r['prefill_tok_s']:7.1f} tok/s"
+              + (f"; quantize_ {r['quantize_s']:4.1f} s" if "quantize_s" in r else ""), flush=True)
     fp32 = results["fp32"]
     for r in results.values():
         r["decode_vs_fp32"] = r["decode_tok_s"] / fp32["decode_tok_s"]
@@ -256,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         r["prefill_vs_fp32"] = r["prefill_tok_s"] / fp32["prefill_tok_s"]
     out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
            "torch": torch.__version__, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
-           "read_bandwidth_GB_s": bw / 1e9, "results": results}
+           "read_bandwidth_GB_s": bw / 1e9, "rounds": args.rounds, "results": results}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
