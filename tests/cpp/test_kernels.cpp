@@ -401,8 +401,8 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
     int64_t K, group;
   };
   // N spans 1..7 column blocks: full and partial tiles of 2 (grouped) and 3 (per channel) blocks.
-  // From 16 rows K runs in chunks (128 quads per channel, whole groups of about 192
-  // quads otherwise): K = 1030, 1536 and 2048 give several chunks, the last one partial.
+  // From 16 rows per-channel K runs in chunks of 128 quads: K = 1030 gives three, the last
+  // one partial; grouped weights (K = 1536, 2048) run in one.
   for (int64_t M : {1, 3, 4, 5, 17, 33})
     for (int64_t N : {1, 15, 16, 17, 33, 40, 50, 97})
       for (Case kc : {Case{1, 1}, Case{3, 3}, Case{7, 7}, Case{64, 64}, Case{130, 130}, Case{64, 32}, Case{96, 4},
