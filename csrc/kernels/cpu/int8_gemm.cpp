@@ -170,6 +170,7 @@ __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int6
                          group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
     }
   } else {
+    // One chunk holds all of K here (chunk_quads), so ch and part go unused.
     __m512 accf[R][NB];
 
 #pragma GCC unroll 8
