@@ -161,6 +161,25 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   st.counters["vnni"] = int8_gemm_has_vnni();
 }
 
+// The same GEMM with int4 codes and one scale per 32 weights
+// (Int8DynamicActivationInt4WeightConfig, group 32), as 8da4w prefill runs it.
+void BM_Int8DynamicInt4G32Packed(benchmark::State& st) {
+  constexpr int64_t kGroup = 32;
+  Problem p(st.range(0), st.range(1), st.range(2), kGroup);
+  std::vector<int8_t> a(p.s.M * p.s.K, 3);
+  std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 1.0f);
+  std::vector<int8_t> codes(p.w8(0), p.w8(0) + p.s.N * p.s.K);
+  for (auto& c : codes) c = int8_t(c >> 4);  // [-8, 7]
+  std::vector<PackedInt8Weights> packed;
+  for (int64_t c = 0; c < p.copies; ++c)
+    packed.push_back(pack_int8_weights(codes.data(), p.s.N, p.s.K, kGroup, p.scale.data()));
+  for (auto _ : st) {
+    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+}
+
 // The 2:4 sparse GEMM (SemiSparseLayout) on the same codes with 2 of each 4 zeroed
 // (random kept columns), read compressed: 5 bits per weight.
 void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
@@ -203,6 +222,7 @@ BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
 BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
+BENCHMARK(BM_Int8DynamicInt4G32Packed)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Sparse24)->Apply(Shapes);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

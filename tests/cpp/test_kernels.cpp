@@ -401,12 +401,13 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
     int64_t K, group;
   };
   // N spans 1..7 column blocks: full and partial tiles of 2 (grouped) and 3 (per channel) blocks.
-  // From 16 rows per-channel K runs in chunks of 128 quads: K = 1030 gives three, the last
-  // one partial; grouped weights (K = 1536, 2048) run in one.
+  // From 16 rows K runs in chunks of 128 quads, whole groups for grouped weights:
+  // K = 1030 per channel gives three, the last one partial; K = 1536 (g32) three,
+  // K = 2048 (g256) two, K = 1040 (g80: 120-quad chunks) 120 + 120 + 20 quads.
   for (int64_t M : {1, 3, 4, 5, 17, 33})
     for (int64_t N : {1, 15, 16, 17, 33, 40, 50, 97})
       for (Case kc : {Case{1, 1}, Case{3, 3}, Case{7, 7}, Case{64, 64}, Case{130, 130}, Case{64, 32}, Case{96, 4},
-                      Case{128, 64}, Case{1030, 1030}, Case{1536, 32}, Case{2048, 256}}) {
+                      Case{128, 64}, Case{1030, 1030}, Case{1536, 32}, Case{2048, 256}, Case{1040, 80}}) {
         const int64_t K = kc.K, G = K / kc.group;
         std::vector<int8_t> a(M * K), w(N * K);
         std::vector<float> sa(M), za(M), sw(N * G), bias(N);

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "cpu_features.h"
@@ -29,8 +30,10 @@ PackedInt8Weights pack_int8_weights(const int8_t* w, int64_t N, int64_t K, int64
   p.data.assign(static_cast<size_t>(p.blocks * Kq * kTileN * 4), 0);
   p.rowsum.assign(static_cast<size_t>(p.blocks * p.groups * kTileN), 0.0f);
   p.scale.assign(static_cast<size_t>(p.blocks * p.groups * kTileN), 0.0f);
+  if (p.groups > 1) p.zsum.assign(static_cast<size_t>(p.blocks * kTileN), 0.0f);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t b = n / kTileN, r = n % kTileN;
+    double zsum = 0.0;
     for (int64_t g = 0; g < p.groups; ++g) {
       int32_t s = 0;
       for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) {
@@ -39,7 +42,9 @@ PackedInt8Weights pack_int8_weights(const int8_t* w, int64_t N, int64_t K, int64
       }
       p.rowsum[static_cast<size_t>((b * p.groups + g) * kTileN + r)] = float(s);
       p.scale[static_cast<size_t>((b * p.groups + g) * kTileN + r)] = scale[n * p.groups + g];
+      zsum += double(scale[n * p.groups + g]) * s;
     }
+    if (p.groups > 1) p.zsum[static_cast<size_t>(b * kTileN + r)] = float(zsum);
   }
   return p;
 }
@@ -62,9 +67,14 @@ std::vector<uint8_t> shift_activations(const int8_t* a, int64_t M, int64_t K, in
 // k-quads of one group (all of them for per-channel weights, whose K may not be a multiple of 4).
 inline int64_t quads_per_group(const PackedInt8Weights& w) { return w.groups == 1 ? w.Kp / 4 : w.group_size / 4; }
 
-// The exact arithmetic both paths share, per output element: with
-// C = sum_k (a+128) W over a group, D = C - (128 + a_zp) * rowsum, and the
-// output a_scale * sum_g scale * D + bias. No FMA contraction (see CMake).
+// The exact arithmetic both paths share, per output element, with
+// C_g = sum_{k in g} (a+128) W (exact in int32) and s = 128 + a_zp:
+//  per channel: a_scale * (scale * (C - s * rowsum)) + bias, where
+//    C - s * rowsum is exact in float (|.| < 2^24);
+//  per group:   a_scale * (sum_g fma(C_g, scale_g, .) - s * zsum) + bias,
+//    the shift taken out of the group loop (zsum = sum_g scale_g * rowsum_g)
+//    so that each group costs one conversion and one FMA.
+// No FMA contraction elsewhere (see CMake).
 void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const float* a_scale, const float* a_zp,
                    const float* bias, float* out, int nthreads) {
   const int64_t Kq = w.Kp / 4, qpg = quads_per_group(w);
@@ -72,6 +82,7 @@ void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, cons
   for (int64_t b = 0; b < w.blocks; ++b)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t r = 0; r < kTileN && b * kTileN + r < w.N; ++r) {
+        const float shift = 128.0f + a_zp[m];
         float acc = 0.0f;
         for (int64_t g = 0; g < w.groups; ++g) {
           int32_t c = 0;
@@ -79,9 +90,12 @@ void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, cons
             for (int t = 0; t < 4; ++t)
               c += int32_t(u[m * w.Kp + 4 * q + t]) * w.data[static_cast<size_t>(((b * Kq + q) * kTileN + r) * 4 + t)];
           const size_t gi = static_cast<size_t>((b * w.groups + g) * kTileN + r);
-          const float d = float(c) - (128.0f + a_zp[m]) * w.rowsum[gi];
-          acc = acc + d * w.scale[gi];
+          if (w.groups == 1)
+            acc = (float(c) - shift * w.rowsum[gi]) * w.scale[gi];
+          else
+            acc = std::fma(float(c), w.scale[gi], acc);
         }
+        if (w.groups > 1) acc = acc - shift * w.zsum[static_cast<size_t>(b * kTileN + r)];
         const int64_t n = b * kTileN + r;
         out[m * w.N + n] = a_scale[m] * acc + (bias ? bias[n] : 0.0f);
       }
@@ -116,19 +130,18 @@ VNNI inline void dot_quads(const uint8_t* u, int64_t m0, int64_t Kp, const int8_
   }
 }
 
-// scale * (C - (128 + a_zp) * rowsum) of one group, for row i of the tile.
-VNNI inline __m512 group_term(__m512i acc, float a_zp, const float* rowsum, const float* scale) {
+// scale * (C - (128 + a_zp) * rowsum) of a per-channel sum, for row i of the tile.
+VNNI inline __m512 channel_term(__m512i acc, float a_zp, const float* rowsum, const float* scale) {
   const __m512 shift = _mm512_set1_ps(128.0f + a_zp);
   return _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(shift, _mm512_loadu_ps(rowsum))),
                        _mm512_loadu_ps(scale));
 }
 
-// Per-channel tiles run over one chunk of K at a time (quads [q0, q1)) so
-// that the chunk of the task's weights stays in L1 while every activation row
-// passes over it; between chunks a tile's exact int32 sums wait in `part`
-// (rows of stride TB * 16). Grouped tiles take all of K in one chunk: their
-// time goes into converting every group's sums, and chunks did not speed them
-// up (M = 256, g32: 343-531 against 357-569 GOP/s).
+// Tiles run over one chunk of K at a time (quads [q0, q1)) so that the
+// chunk of the task's weights stays in L1 while every activation row passes
+// over it. Between chunks a tile's sums wait in `part` (rows of stride
+// TB * 16): exact int32 sums per channel, float sums per group (grouped
+// chunks hold whole groups).
 struct Chunk {
   int64_t q0, q1;
   bool first, last;
@@ -167,17 +180,19 @@ __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int6
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i)
         _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN,
-                         group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
+                         channel_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
     }
   } else {
-    // One chunk holds all of K here (chunk_quads), so ch and part go unused.
+    // Chunks hold whole groups; between chunks the float sums wait in part.
+    float* fpart = reinterpret_cast<float*>(part);
     __m512 accf[R][NB];
 
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) accf[i][j] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < w.groups; ++g) {
+      for (int j = 0; j < NB; ++j)
+        accf[i][j] = ch.first ? _mm512_setzero_ps() : _mm512_loadu_ps(fpart + i * part_ld + j * kTileN);
+    for (int64_t g = ch.q0 / qpg; g < ch.q1 / qpg; ++g) {
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
@@ -186,28 +201,38 @@ __attribute__((noinline)) VNNI void tile_vnni(const uint8_t* u, int64_t m0, int6
 
 #pragma GCC unroll 8
       for (int j = 0; j < NB; ++j) {
-        const size_t gi = static_cast<size_t>(((b0 + j) * w.groups + g) * kTileN);
+        const __m512 scale = _mm512_loadu_ps(w.scale.data() + ((b0 + j) * w.groups + g) * kTileN);
 
 #pragma GCC unroll 8
-        for (int i = 0; i < R; ++i)
-          accf[i][j] =
-              _mm512_add_ps(accf[i][j], group_term(acc[i][j], a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi));
+        for (int i = 0; i < R; ++i) accf[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), scale, accf[i][j]);
       }
     }
+    if (!ch.last) {
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i)
+      for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN, accf[i][j]);
+        for (int j = 0; j < NB; ++j) _mm512_storeu_ps(fpart + i * part_ld + j * kTileN, accf[i][j]);
+      return;
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) {
+      const __m512 zsum = _mm512_loadu_ps(w.zsum.data() + (b0 + j) * kTileN);
+
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+        _mm512_storeu_ps(c + i * NB * kTileN + j * kTileN,
+                         _mm512_sub_ps(accf[i][j], _mm512_mul_ps(_mm512_set1_ps(128.0f + a_zp[m0 + i]), zsum)));
+    }
   }
 }
 
-// Tile shapes: per-channel weights (one group) keep only int32 accumulators
-// live, so they get 4 x 3 (7 loads per 12 vpdpbusd); grouped weights also
-// keep float accumulators and stay at 4 x 2.
+// Tile shapes: per-channel weights keep only int32 accumulators live and get
+// 4 rows x 3 16-column blocks (7 loads per 12 vpdpbusd); grouped weights also
+// keep a float sum per accumulator and stay at 4 x 2 (at 4 x 3 GCC spilled
+// the weights inside the vpdpbusd loop).
 template <bool kPerChannel>
-struct TileShape {
-  static constexpr int kRows = 4, kBlocks = kPerChannel ? 3 : 2;
-};
+constexpr int kTileBlocks = kPerChannel ? 3 : 2;
+constexpr int kTileRows = 4;
 
 // From this many activation rows K is split into chunks; below, the weights
 // are read about once per call anyway (decode) and run in one pass.
@@ -215,12 +240,13 @@ constexpr int64_t kChunkMinRows = 16;
 // Weight bytes of one chunk of a task (TB blocks): half of a 48 KB L1.
 constexpr int64_t kChunkBytes = 24 << 10;
 
-// Quads per chunk (all of K for grouped weights).
+// Quads per chunk: whole groups for grouped weights.
 template <bool kPerChannel>
 int64_t chunk_quads(const PackedInt8Weights& w, int64_t M) {
-  const int64_t Kq = w.Kp / 4;
-  if (!kPerChannel || M < kChunkMinRows) return Kq;
-  return std::min(kChunkBytes / (TileShape<kPerChannel>::kBlocks * kTileN * 4), Kq);
+  const int64_t Kq = w.Kp / 4, qpg = quads_per_group(w);
+  if (M < kChunkMinRows) return Kq;
+  const int64_t kc = std::min(kChunkBytes / (kTileBlocks<kPerChannel> * kTileN * 4), Kq);
+  return kPerChannel ? kc : std::max(qpg, kc / qpg * qpg);
 }
 
 // Calls tile_vnni<rows, nb> for run-time rows <= MaxR and nb <= MaxNB.
@@ -239,7 +265,7 @@ VNNI void dispatch_tile(int rows, int nb, const uint8_t* u, int64_t m0, int64_t 
 template <bool kPerChannel>
 VNNI void gemm_vnni_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const float* a_scale,
                           const float* a_zp, const float* bias, float* out, int nthreads) {
-  constexpr int TR = TileShape<kPerChannel>::kRows, TB = TileShape<kPerChannel>::kBlocks;
+  constexpr int TR = kTileRows, TB = kTileBlocks<kPerChannel>;
   const int64_t tasks = (w.blocks + TB - 1) / TB;  // TB 16-column blocks per task; each streams all rows
   const int64_t Kq = w.Kp / 4, kc = chunk_quads<kPerChannel>(w, M), part_ld = TB * kTileN;
 #pragma omp parallel num_threads(nthreads)

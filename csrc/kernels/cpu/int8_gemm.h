@@ -25,6 +25,7 @@ struct PackedInt8Weights {
   std::vector<int8_t> data;      // [blocks][Kp/4][16][4], zero padded
   std::vector<float> rowsum;     // [blocks][groups][16]: sum over the group of W[n, k]
   std::vector<float> scale;      // [blocks][groups][16]: weight scales
+  std::vector<float> zsum;       // grouped only, [blocks][16]: sum_g scale * rowsum (double sum, rounded once)
 };
 
 // Packs a row-major int8 weight (N x K) with its scales (N x K/group_size).
