@@ -368,9 +368,10 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
         marlin ? quant_min - kMarlinZeroPoint : quant_min, marlin ? quant_max - kMarlinZeroPoint : quant_max,
         marlin ? "NONE" : zero_point_domain, bias);
   }
-  // The CUDA kernels read 4-bit packed or plain int8 codes: bit-packed signed 8-bit codes
-  // (GemlitePackedLayout's int8) are unpacked once.
-  if (data.is_cuda() && code_format() == "packed" && cd.bits == 8 && cd.is_signed)
+  // The CUDA kernels read 4-bit packed or plain int8 codes: other bit-packed
+  // codes (UIntXWeightOnlyConfig's 1..7 bits, packed intx, GemlitePackedLayout's
+  // int8) are unpacked once to int8 on the device.
+  if (data.is_cuda() && code_format() == "packed" && cd.bits != 4)
     return ops::call_weight_only_linear(input, int8_codes_for_cuda(), "plain", 8, shape[0], shape[1], block_size[1],
                                         scale, zero_point_for_cuda(), quant_min, quant_max, zero_point_domain, bias);
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
@@ -684,13 +685,19 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     const auto kind = parse_layout(w.layout);
     const bool int4_per_channel = per_channel && ((act_quant == kInt4Symm && kind == LayoutKind::CutlassInt4) ||
                                                   (act_quant != kInt4Symm && kind == LayoutKind::MarlinQQQ));
-    // Group-wise QQQ codes (no Marlin kernel here): the seed's fallback, the int8 activations
-    // quantized and dequantized on the device, then the int4 weight-only kernel.
-    if (kind == LayoutKind::MarlinQQQ && !per_channel) return w.linear(quantize_dequantize_input(input), bias);
-    TORCH_CHECK_NOT_IMPLEMENTED(int8_per_channel || int4_per_channel, "LinearActivationQuantizedTensor.linear: on CUDA, "
-                                "dynamic activation quantization (", act_quant, ") takes per-channel symmetric int8 "
-                                "weights (int4 with int4_symm_per_token); this weight is ", w.repr(),
-                                " (run it on the CPU)");
+    // Other integer weights (group-wise QQQ codes, 8da4w, Int8DynamicActivationIntxWeightConfig:
+    // per group or with zero points): the seed's own path, the activations quantized and
+    // dequantized on the device, then the weight-only kernel on the codes.
+    if (!int8_per_channel && !int4_per_channel) {
+      TORCH_CHECK_NOT_IMPLEMENTED(!cd.is_float8 && !cd.is_floatx && act_quant != kInt4Symm,
+                                  "LinearActivationQuantizedTensor.linear: on CUDA, dynamic activation quantization (",
+                                  act_quant, ") takes integer weights (int4 activations: per-channel int4 weights); "
+                                  "this weight is ", w.repr(), " (run it on the CPU)");
+      TORCH_CHECK_NOT_IMPLEMENTED(input.scalar_type() == at::kBFloat16 || input.scalar_type() == at::kHalf,
+                                  "LinearActivationQuantizedTensor.linear: the CUDA kernels take bfloat16 or float16 "
+                                  "activations, got ", input.scalar_type());
+      return w.linear(quantize_dequantize_input(input), bias);
+    }
     TORCH_CHECK_TYPE(input.scalar_type() == float_dtype_from_name(w.dtype), "linear: input dtype ", input.scalar_type(),
                      " does not match the weight's dtype ", w.dtype);
     TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),

@@ -14,14 +14,31 @@ import torch.nn as nn
 
 from cuda_graphs import capture, replays_in_graph
 import torchao_cpp  # noqa: F401
-from torchao_cpp.dtypes import MarlinQQQLayout, MarlinSparseLayout, SemiSparseLayout
+from torchao_cpp.dtypes import (
+    MarlinQQQLayout,
+    MarlinSparseLayout,
+    PackedLinearInt8DynamicActivationIntxWeightLayout,
+    SemiSparseLayout,
+    int2,
+    int3,
+    int5,
+    uint1,
+    uint3,
+    uint4,
+    uint7,
+)
 from torchao_cpp.quantization import (
     GemliteUIntXWeightOnlyConfig,
     Int4DynamicActivationInt4WeightConfig,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt4WeightConfig,
     Int8DynamicActivationInt8WeightConfig,
+    Int8DynamicActivationIntxWeightConfig,
+    IntxWeightOnlyConfig,
     MappingType,
+    PerAxis,
+    PerGroup,
+    UIntXWeightOnlyConfig,
     quantize_,
 )
 
@@ -261,6 +278,52 @@ def test_marlin_qqq_runs_on_cuda(group, act, M):
     _exact_and_graph(xd, lin.weight.original_weight_tensor.dequantize().double(), lin, x, got, cpu, gpu)
 
 
+N_BIT_WEIGHT_ONLY = {
+    "uint1_g64": lambda: UIntXWeightOnlyConfig(uint1, group_size=64),
+    "uint3_g64": lambda: UIntXWeightOnlyConfig(uint3, group_size=64),
+    "uint4_g32": lambda: UIntXWeightOnlyConfig(uint4, group_size=32),
+    "uint7_g128": lambda: UIntXWeightOnlyConfig(uint7, group_size=128),
+    "int2_per_axis": lambda: IntxWeightOnlyConfig(weight_dtype=int2, granularity=PerAxis(0)),
+    "int5_g32_asym": lambda: IntxWeightOnlyConfig(weight_dtype=int5, granularity=PerGroup(32),
+                                                  mapping_type=MappingType.ASYMMETRIC),
+}
+
+
+@pytest.mark.parametrize("cfg", sorted(N_BIT_WEIGHT_ONLY))
+@pytest.mark.parametrize("M", [1, 33])
+def test_n_bit_weight_only_runs_on_cuda(cfg, M):
+    # UIntX (bit-packed, INT zero points: unpacked once to int8 on the device; uint4 stays packed and runs the
+    # int4 kernel) and Intx (plain int8 codes): the weight-only kernels, against the dequantized weight, the
+    # CPU and in a CUDA graph.
+    lin, x, got, cpu, gpu = _cpu_and_cuda(N_BIT_WEIGHT_ONLY[cfg](), torch.float16, M, 256, with_module=True)
+    assert got.dtype == torch.float16 and got.shape == (M, 136)
+    _exact_and_graph(x.double(), lin.weight.dequantize().double(), lin, x, got, cpu, gpu)
+
+
+INT8_DYNAMIC_GROUPED = {
+    "8da4w_g32": lambda: Int8DynamicActivationInt4WeightConfig(group_size=32),
+    "8da4w_g128": lambda: Int8DynamicActivationInt4WeightConfig(group_size=128),
+    "8daint3_g32_qdq": lambda: Int8DynamicActivationIntxWeightConfig(weight_dtype=int3),
+    "8daint3_g32_packed": lambda: Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=int3, layout=PackedLinearInt8DynamicActivationIntxWeightLayout(target="aten")),
+    "8daint5_per_axis_asym": lambda: Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=int5, weight_granularity=PerAxis(0), weight_mapping_type=MappingType.ASYMMETRIC),
+}
+
+
+@pytest.mark.parametrize("cfg", sorted(INT8_DYNAMIC_GROUPED))
+@pytest.mark.parametrize("M", [1, 33])
+def test_grouped_int8_dynamic_weights_run_on_cuda(cfg, M):
+    # Weights the int8 tensor-core path does not take (per group, zero points, packed N-bit codes): the
+    # seed's path, int8 activations (asymmetric, per token) quantized and dequantized on the device, then the
+    # weight-only kernel. Against the exact math on the dequantized input, the CPU's integer GEMM and a graph.
+    lin, x, got, cpu, gpu = _cpu_and_cuda(INT8_DYNAMIC_GROUPED[cfg](), torch.float16, M, 256, with_module=True)
+    assert got.dtype == torch.float16 and got.shape == (M, 136)
+    a, a_s, a_z = ops.int8_asymm_per_token_quant(x)
+    xd = (a.double() - a_z.double().reshape(-1, 1)) * a_s.double().reshape(-1, 1)
+    _exact_and_graph(xd, lin.weight.original_weight_tensor.dequantize().double(), lin, x, got, cpu, gpu)
+
+
 def test_int8_dynamic_linear_3d_noncontiguous_and_graph():
     torch.manual_seed(0)
     lin = nn.Linear(256, 96, bias=False).to(torch.bfloat16)
@@ -301,13 +364,13 @@ def test_int4_dynamic_int4_weight_linear_is_exact(dtype, M, K):
     replays_in_graph(gpu, x, got)
 
 
-def test_int8_dynamic_unsupported_weights_raise_on_cuda():
-    lin = nn.Linear(256, 64).to(torch.bfloat16)
+def test_int8_dynamic_unsupported_inputs_raise_on_cuda():
+    lin = nn.Linear(256, 64)
     quantize_(lin, Int8DynamicActivationInt4WeightConfig(group_size=32))
     lin.weight = nn.Parameter(lin.weight.to("cuda"), requires_grad=False)
     lin.bias = nn.Parameter(lin.bias.cuda(), requires_grad=False)
-    with pytest.raises(NotImplementedError, match="per-channel symmetric int8"):
-        lin(torch.randn(2, 256, dtype=torch.bfloat16, device="cuda"))
+    with pytest.raises(NotImplementedError, match="bfloat16 or float16 activations"):
+        lin(torch.randn(2, 256, device="cuda"))
     w8 = nn.Linear(256, 64)
     quantize_(w8, Int8DynamicActivationInt8WeightConfig(), device="cuda")
     with pytest.raises(NotImplementedError, match="bfloat16 or float16 activations"):
