@@ -10,7 +10,6 @@
 #include <sstream>
 
 #include "../classes/layout.h"
-#include "../kernels/cpu/hqq.h"
 #include "../kernels/cpu/floatx.h"
 #include "../ops/floatx.h"
 #include "../ops/quant_primitives.h"
@@ -931,31 +930,22 @@ c10::intrusive_ptr<classes::AffineQuantizedTensor> hqq_quantize(const at::Tensor
                                                                 const std::string& layout) {
   if (tls_dry_run) throw DryRunReachedQuantization{};
   TORCH_CHECK_NOT_IMPLEMENTED(!weight.is_meta(), "hqq_quantize: weight is on meta: quantizing needs its values");
-  // The solver runs on the CPU in float32 (the seed's CPU path; on CUDA the seed solves in float16).
-  if (!weight.device().is_cpu())
-    return hqq_quantize(weight.cpu(), nbits, group_size, compute_dtype, layout)->to(weight.device().str());
+  // The solver runs where the weight is (CPU or CUDA, float32; the seed solves in float16 on CUDA);
+  // the codes are then laid out on the CPU and moved back, as every config does.
+  const auto& dev = weight.device();
+  if (!dev.is_cpu() && !dev.is_cuda())
+    return hqq_quantize(weight.cpu(), nbits, group_size, compute_dtype, layout)->to(dev.str());
   const auto dtype = weight.scalar_type();
   const char* dtype_name = dtype == at::kFloat ? "float32" : dtype == at::kBFloat16 ? "bfloat16" : "float16";
-  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
-                   "hqq_quantize: weight must be float32, bfloat16 or float16, got ", dtype);
-  TORCH_CHECK_VALUE(weight.dim() == 2 && group_size >= 1 && weight.size(1) % group_size == 0,
-                    "hqq_quantize: takes a 2-d weight whose in_features the group size divides, got shape ",
-                    weight.sizes(), " and group_size ", group_size);
-  const auto w = weight.to(at::kFloat).contiguous();
-  const int64_t N = w.size(0), K = w.size(1), G = K / group_size;
-  auto codes = at::empty({N, K}, w.options().dtype(at::kByte));
-  auto scale = at::empty({N, G}, w.options());
-  auto zero = at::empty({N, G}, w.options());
-  if (w.numel() > 0)
-    kernels::hqq_quantize(w.data_ptr<float>(), N * G, group_size, nbits, kernels::HqqOptions{},
-                          codes.data_ptr<uint8_t>(), scale.data_ptr<float>(), zero.data_ptr<float>(),
-                          ops::num_threads());
+  auto solved = ops::call_choose_qparams_and_quantize_affine_hqq(weight, nbits, group_size);
+  const auto codes = std::get<0>(solved).cpu(), scale = std::get<1>(solved).cpu(), zero = std::get<2>(solved).cpu();
   const auto sc = scale.to(compute_dtype), zp = zero.to(compute_dtype);
   c10::optional<at::Tensor> zp_opt = zp;
   check_grid_finite(weight, sc, zp_opt, at::kByte, 0, (int64_t(1) << nbits) - 1, "FLOAT");
-  return c10::make_intrusive<classes::AffineQuantizedTensor>(codes, sc, zp_opt, std::vector<int64_t>{1, group_size}, 0,
-                                                             (int64_t(1) << nbits) - 1, "FLOAT", layout,
-                                                             "uint" + std::to_string(nbits), dtype_name);
+  auto aqt = c10::make_intrusive<classes::AffineQuantizedTensor>(codes, sc, zp_opt, std::vector<int64_t>{1, group_size},
+                                                                  0, (int64_t(1) << nbits) - 1, "FLOAT", layout,
+                                                                  "uint" + std::to_string(nbits), dtype_name);
+  return dev.is_cpu() ? aqt : aqt->to(dev.str());
 }
 
 c10::intrusive_ptr<classes::AffineQuantizedTensor> qqq_quantize(const at::Tensor& weight, int64_t group_size) {

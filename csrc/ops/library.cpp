@@ -42,6 +42,13 @@ TORCH_LIBRARY(torchao_cpp, m) {
   m.def("int8_asymm_per_token_quant(Tensor input) -> (Tensor, Tensor, Tensor)");
   m.def("int8_symm_per_token_reduced_range_quant(Tensor input) -> (Tensor, Tensor, Tensor)");
 
+  // HQQ (torchao's choose_qparams_and_quantize_affine_hqq with its default solver) of a 2-d weight in
+  // groups of group_size along the last dim: uint8 codes in [0, 2^nbits - 1] and the FLOAT-domain
+  // float32 scale and zero point per group (each (N, K / group_size)).
+  m.def(
+      "choose_qparams_and_quantize_affine_hqq(Tensor weight, int nbits, int group_size) -> (Tensor codes, "
+      "Tensor scale, Tensor zero_point)");
+
   // Bit packing of N-bit codes along the last dim (UintxLayout).
   m.def("pack_bits(Tensor codes, int bits, int quant_min) -> Tensor");
   m.def("unpack_bits(Tensor packed, int bits, int quant_min, int cols, ScalarType output_dtype) -> Tensor");
@@ -94,7 +101,8 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
        {"choose_qparams_affine", "quantize_affine", "dequantize_affine", "choose_qparams_affine_float8",
         "quantize_affine_float8", "dequantize_affine_float8", "choose_qparams_affine_floatx",
         "quantize_affine_floatx", "dequantize_affine_floatx", "int8_asymm_per_token_quant",
-        "int8_symm_per_token_reduced_range_quant", "pack_bits", "unpack_bits", "prune_2to4", "weight_only_linear",
+        "int8_symm_per_token_reduced_range_quant", "choose_qparams_and_quantize_affine_hqq", "pack_bits",
+        "unpack_bits", "prune_2to4", "weight_only_linear",
         "int8_dynamic_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
         "quantize_weight", "check_weight", "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());

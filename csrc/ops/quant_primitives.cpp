@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "../kernels/cpu/bitpack.h"
+#include "../kernels/cpu/hqq.h"
 #include "../kernels/cpu/sparse24.h"
 
 namespace torchao_cpp {
@@ -452,6 +453,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> call_int8_per_token_quant(const a
   return asymmetric ? asymm.call(input) : symm.call(input);
 }
 
+void check_hqq(const char* op, const at::Tensor& weight, int64_t nbits, int64_t group_size) {
+  const auto t = weight.scalar_type();
+  TORCH_CHECK_TYPE(t == at::kFloat || t == at::kBFloat16 || t == at::kHalf, op,
+                   ": weight must be float32, bfloat16 or float16, got ", t);
+  TORCH_CHECK_VALUE(nbits >= 1 && nbits <= 8, op, ": nbits must be in 1..8 (uint8 codes), got ", nbits);
+  TORCH_CHECK_VALUE(weight.dim() == 2 && group_size >= 1 && weight.size(1) % group_size == 0, op,
+                    ": takes a 2-d weight whose in_features the group size divides, got shape ", weight.sizes(),
+                    " and group_size ", group_size);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> choose_qparams_and_quantize_affine_hqq(const at::Tensor& weight,
+                                                                                      int64_t nbits,
+                                                                                      int64_t group_size) {
+  check_hqq("choose_qparams_and_quantize_affine_hqq", weight, nbits, group_size);
+  const auto w = weight.to(at::kFloat).contiguous();
+  const int64_t N = w.size(0), K = w.size(1), G = K / group_size;
+  auto codes = at::empty({N, K}, w.options().dtype(at::kByte));
+  auto scale = at::empty({N, G}, w.options());
+  auto zero = at::empty({N, G}, w.options());
+  if (w.numel() > 0)
+    k::hqq_quantize(w.data_ptr<float>(), N * G, group_size, int(nbits), k::HqqOptions{}, codes.data_ptr<uint8_t>(),
+                    scale.data_ptr<float>(), zero.data_ptr<float>(), num_threads());
+  return {codes, scale, zero};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_choose_qparams_and_quantize_affine_hqq(const at::Tensor& weight,
+                                                                                           int64_t nbits,
+                                                                                           int64_t group_size) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("torchao_cpp::choose_qparams_and_quantize_affine_hqq", "")
+                             .typed<decltype(choose_qparams_and_quantize_affine_hqq)>();
+  return op.call(weight, nbits, group_size);
+}
+
 at::Tensor call_dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                                   const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
                                   const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype) {
@@ -631,6 +666,16 @@ at::Tensor prune_2to4_meta(const at::Tensor& weight) {
   return at::empty_like(weight, at::MemoryFormat::Contiguous);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> choose_qparams_and_quantize_affine_hqq_meta(const at::Tensor& weight,
+                                                                                           int64_t nbits,
+                                                                                           int64_t group_size) {
+  check_hqq("choose_qparams_and_quantize_affine_hqq", weight, nbits, group_size);
+  const auto o = weight.options().dtype(at::kFloat);
+  return {at::empty(weight.sizes(), weight.options().dtype(at::kByte)),
+          at::empty({weight.size(0), weight.size(1) / group_size}, o),
+          at::empty({weight.size(0), weight.size(1) / group_size}, o)};
+}
+
 at::Tensor pack_bits_meta(const at::Tensor& codes, int64_t bits, int64_t) {
   return at::empty(plan_pack_bits("pack_bits", codes, bits).out_shape, codes.options().dtype(at::kByte));
 }
@@ -655,6 +700,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
   m.impl("dequantize_affine_float8", &dequantize_affine_float8);
   m.impl("int8_asymm_per_token_quant", &int8_asymm_per_token_quant);
   m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant);
+  m.impl("choose_qparams_and_quantize_affine_hqq", &choose_qparams_and_quantize_affine_hqq);
   m.impl("pack_bits", &pack_bits);
   m.impl("unpack_bits", &unpack_bits);
   m.impl("prune_2to4", &prune_2to4);
@@ -670,6 +716,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, Meta, m) {
   m.impl("dequantize_affine_float8", &dequantize_affine_float8_meta);
   m.impl("int8_asymm_per_token_quant", &int8_asymm_per_token_quant_meta);
   m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant_meta);
+  m.impl("choose_qparams_and_quantize_affine_hqq", &choose_qparams_and_quantize_affine_hqq_meta);
   m.impl("pack_bits", &pack_bits_meta);
   m.impl("unpack_bits", &unpack_bits_meta);
   m.impl("prune_2to4", &prune_2to4_meta);

@@ -121,6 +121,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> call_int8_per_token_quant(const a
 at::Tensor call_dequantize_affine(const at::Tensor& input, at::IntArrayRef block_size, const at::Tensor& scale,
                                   const c10::optional<at::Tensor>& zero_point, int64_t quant_min, int64_t quant_max,
                                   const std::string& zero_point_domain, c10::optional<at::ScalarType> output_dtype);
+// HQQ: the checks both backends share, the CPU op, and the op through the dispatcher (CPU or CUDA solver).
+void check_hqq(const char* op, const at::Tensor& weight, int64_t nbits, int64_t group_size);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> choose_qparams_and_quantize_affine_hqq(const at::Tensor& weight,
+                                                                                      int64_t nbits,
+                                                                                      int64_t group_size);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_choose_qparams_and_quantize_affine_hqq(const at::Tensor& weight,
+                                                                                           int64_t nbits,
+                                                                                           int64_t group_size);
+
 at::Tensor pack_bits(const at::Tensor& codes, int64_t bits, int64_t quant_min);
 // Zeroes the 2 smallest |w| of every group of 4 along the last dim (CPU).
 at::Tensor prune_2to4(const at::Tensor& weight);

@@ -206,6 +206,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_symm_per_token_reduced_range
                         t == at::kHalf ? at::kFloat : t, t);
 }
 
+// HQQ on the device: the CPU solver's per-group steps, one thread per group;
+// the early stop reads the summed error back once per round, as the seed's
+// solver does (quantize_ is not captured in graphs).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> choose_qparams_and_quantize_affine_hqq_cuda(const at::Tensor& weight,
+                                                                                      int64_t nbits,
+                                                                                      int64_t group_size) {
+  const char* op = "choose_qparams_and_quantize_affine_hqq";
+  check_hqq(op, weight, nbits, group_size);
+  const c10::cuda::CUDAGuard guard(weight.device());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto w = weight.to(at::kFloat).contiguous();
+  const int64_t N = w.size(0), K = w.size(1), G = K / group_size, groups = N * G;
+  auto codes = at::empty({N, K}, w.options().dtype(at::kByte));
+  auto scale = at::empty({N, G}, w.options());
+  auto zero = at::empty({N, G}, w.options());
+  if (w.numel() == 0) return {codes, scale, zero};
+  auto s = at::empty({groups}, w.options()), z = at::empty({groups}, w.options());
+  auto err = at::empty({groups}, w.options().dtype(at::kDouble));
+  const float* wp = w.data_ptr<float>();
+  const int bits = int(nbits);
+  check_launch(op, kc::hqq_init(wp, groups, group_size, bits, s.data_ptr<float>(), z.data_ptr<float>(), stream));
+  const k::HqqOptions opt;
+  double beta = opt.beta, best = 1e4;
+  for (int it = 0; it < opt.iters; ++it) {
+    check_launch(op, kc::hqq_round(wp, groups, group_size, bits, float(1.0 / beta), opt.lp_norm, s.data_ptr<float>(),
+                                   z.data_ptr<float>(), err.data_ptr<double>(), stream));
+    if (!k::hqq_continue(err.sum().item<double>(), w.numel(), opt, &best, &beta)) break;
+  }
+  check_launch(op, kc::hqq_finish(wp, groups, group_size, bits, s.data_ptr<float>(), z.data_ptr<float>(),
+                                  codes.data_ptr<uint8_t>(), scale.data_ptr<float>(), zero.data_ptr<float>(), stream));
+  return {codes, scale, zero};
+}
+
 }  // namespace
 }  // namespace ops
 }  // namespace torchao_cpp
@@ -220,4 +253,5 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
   m.impl("dequantize_affine_float8", &dequantize_affine_float8_cuda);
   m.impl("int8_asymm_per_token_quant", &int8_asymm_per_token_quant_cuda);
   m.impl("int8_symm_per_token_reduced_range_quant", &int8_symm_per_token_reduced_range_quant_cuda);
+  m.impl("choose_qparams_and_quantize_affine_hqq", &choose_qparams_and_quantize_affine_hqq_cuda);
 }

@@ -375,3 +375,26 @@ def test_int8_dynamic_unsupported_inputs_raise_on_cuda():
     quantize_(w8, Int8DynamicActivationInt8WeightConfig(), device="cuda")
     with pytest.raises(NotImplementedError, match="bfloat16 or float16 activations"):
         w8(torch.randn(2, 256, device="cuda"))
+
+
+@pytest.mark.parametrize("nbits,group", [(4, 64), (4, 128), (3, 32), (8, 256)])
+def test_hqq_solver_runs_on_cuda(nbits, group):
+    # The CPU solver's per-group steps, one thread per group, in the same order: the same codes and
+    # parameters but where the device's powf differs from glibc's in the last bit.
+    torch.manual_seed(nbits + group)
+    w = torch.randn(96, 512) * 0.02
+    cq, cs, cz = ops.choose_qparams_and_quantize_affine_hqq(w, nbits, group)
+    gq, gs, gz = ops.choose_qparams_and_quantize_affine_hqq(w.cuda(), nbits, group)
+    assert gq.is_cuda and gq.dtype == torch.uint8 and gs.shape == gz.shape == (96, 512 // group)
+    assert (gq.cpu().int() - cq.int()).abs().max() <= 1 and (gq.cpu() != cq).float().mean() < 1e-3
+    assert torch.equal(gs.cpu(), cs)  # the min/max scale, never moved by the solver
+    assert torch.allclose(gz.cpu(), cz, rtol=1e-4, atol=1e-4 * cz.abs().max().item())
+    # use_hqq=True on a CUDA weight solves there and matches the CPU-quantized weight.
+    lin = nn.Linear(512, 96, bias=False).to(torch.bfloat16)
+    gpu = copy.deepcopy(lin).cuda()
+    quantize_(lin, Int4WeightOnlyConfig(group_size=64, use_hqq=True))
+    quantize_(gpu, Int4WeightOnlyConfig(group_size=64, use_hqq=True))
+    assert gpu.weight.device.type == "cuda"
+    dq_cpu, dq_gpu = lin.weight.dequantize().float(), gpu.weight.dequantize().float().cpu()
+    assert (dq_cpu != dq_gpu).float().mean() < 1e-2
+    assert (dq_cpu - dq_gpu).abs().max() <= 1e-2 * dq_cpu.abs().max()

@@ -106,3 +106,22 @@ def test_hqq_weights_run_and_round_trip():
     wc = torch.ones(8, 64)
     mc = _quantized(wc, Int4WeightOnlyConfig(group_size=64, use_hqq=True))
     assert torch.allclose(mc[0].weight.dequantize(), wc, atol=1e-3)
+
+
+def test_hqq_op_is_what_quantize_stores():
+    # The solver as an op (CPU, Meta; CUDA on GPU machines): the codes, scale and zero point quantize_ stores.
+    ops = torch.ops.torchao_cpp
+    w = _weights(n=32, k=256)
+    codes, scale, zero = ops.choose_qparams_and_quantize_affine_hqq(w, 4, 64)
+    assert codes.dtype == torch.uint8 and codes.shape == (32, 256) and scale.shape == zero.shape == (32, 4)
+    c, s, z = _quantized(w, Int4WeightOnlyConfig(group_size=64, use_hqq=True))[0].weight.impl.get_plain()
+    # (stored in the config's compute dtype, bfloat16 for int4)
+    assert torch.equal(c.to(torch.uint8), codes) and torch.equal(s, scale.to(s.dtype)) and torch.equal(z, zero.to(z.dtype))
+    mc, ms, mz = ops.choose_qparams_and_quantize_affine_hqq(w.to("meta"), 3, 32)
+    assert mc.shape == (32, 256) and ms.shape == mz.shape == (32, 8) and mc.device.type == "meta"
+    with pytest.raises(ValueError, match="nbits must be in 1..8"):
+        ops.choose_qparams_and_quantize_affine_hqq(w, 9, 64)
+    with pytest.raises(ValueError, match="group size divides"):
+        ops.choose_qparams_and_quantize_affine_hqq(w, 4, 48)
+    with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
+        ops.choose_qparams_and_quantize_affine_hqq(w.double(), 4, 64)

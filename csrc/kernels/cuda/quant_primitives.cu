@@ -335,6 +335,49 @@ cudaError_t quantize_per_token_int8(const void* x, DType in_t, int64_t ldx, int6
   });
 }
 
+namespace {
+
+__global__ void hqq_init_kernel(const float* w, int64_t groups, int64_t len, int nbits, float* s, float* z) {
+  TAO_GRID_STRIDE(g, groups) hqq_group_init(w + g * len, len, nbits, s + g, z + g);
+}
+
+__global__ void hqq_round_kernel(const float* w, int64_t groups, int64_t len, float qmax, float inv_beta,
+                                 float lp_norm, const float* s, float* z, double* err) {
+  TAO_GRID_STRIDE(g, groups) err[g] = hqq_group_round(w + g * len, len, s[g], z + g, inv_beta, lp_norm, qmax);
+}
+
+__global__ void hqq_finish_kernel(const float* w, int64_t groups, int64_t len, float qmax, const float* s,
+                                  const float* z, uint8_t* codes, float* scale, float* zero) {
+  TAO_GRID_STRIDE(g, groups)
+  hqq_group_finish(w + g * len, len, s[g], z[g], qmax, codes + g * len, scale + g, zero + g);
+}
+
+float hqq_qmax(int nbits) { return float((1 << nbits) - 1); }
+
+}  // namespace
+
+cudaError_t hqq_init(const float* w, int64_t groups, int64_t len, int nbits, float* s, float* z, cudaStream_t stream) {
+  if (groups == 0) return cudaSuccess;
+  hqq_init_kernel<<<elementwise_grid(groups), kThreads, 0, stream>>>(w, groups, len, nbits, s, z);
+  return cudaGetLastError();
+}
+
+cudaError_t hqq_round(const float* w, int64_t groups, int64_t len, int nbits, float inv_beta, float lp_norm,
+                      const float* s, float* z, double* err, cudaStream_t stream) {
+  if (groups == 0) return cudaSuccess;
+  hqq_round_kernel<<<elementwise_grid(groups), kThreads, 0, stream>>>(w, groups, len, hqq_qmax(nbits), inv_beta,
+                                                                       lp_norm, s, z, err);
+  return cudaGetLastError();
+}
+
+cudaError_t hqq_finish(const float* w, int64_t groups, int64_t len, int nbits, const float* s, const float* z,
+                       uint8_t* codes, float* scale, float* zero, cudaStream_t stream) {
+  if (groups == 0) return cudaSuccess;
+  hqq_finish_kernel<<<elementwise_grid(groups), kThreads, 0, stream>>>(w, groups, len, hqq_qmax(nbits), s, z, codes,
+                                                                        scale, zero);
+  return cudaGetLastError();
+}
+
 }  // namespace cuda
 }  // namespace kernels
 }  // namespace torchao_cpp

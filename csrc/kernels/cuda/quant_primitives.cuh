@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../cpu/hqq.h"
 #include "../cpu/quant_primitives.h"
 
 namespace torchao_cpp {
@@ -86,6 +87,18 @@ cudaError_t dequantize_affine_float8(const uint8_t* in, Blocks b, const void* sc
 enum class ActQuant : int { Asymmetric, SymmetricReducedRange, Int4Symmetric };
 cudaError_t quantize_per_token_int8(const void* x, DType in_t, int64_t ldx, int64_t M, int64_t K, ActQuant mode,
                                     int8_t* q, float* scale, float* zero_point, cudaStream_t stream);
+
+// HQQ (kernels/cpu/hqq.h), one thread per group of `len` consecutive float32
+// values, each running the CPU solver's per-group steps in the same order:
+// hqq_init sets the min/max start (s, z); hqq_round runs one solver round,
+// moving z and writing each group's sum |w - r| to err (double, groups), which
+// the caller sums for the early stop; hqq_finish writes the codes (groups x
+// len) and the stored FLOAT-domain scale and zero.
+cudaError_t hqq_init(const float* w, int64_t groups, int64_t len, int nbits, float* s, float* z, cudaStream_t stream);
+cudaError_t hqq_round(const float* w, int64_t groups, int64_t len, int nbits, float inv_beta, float lp_norm,
+                      const float* s, float* z, double* err, cudaStream_t stream);
+cudaError_t hqq_finish(const float* w, int64_t groups, int64_t len, int nbits, const float* s, const float* z,
+                       uint8_t* codes, float* scale, float* zero, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace kernels
