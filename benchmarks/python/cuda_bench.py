@@ -3,7 +3,7 @@ x (K, N) in {(4096, 4096), (4096, 14336), (14336, 4096)}.
 
 For each shape it times, with CUDA events after warm-up, eager and replayed
 from a captured CUDA graph: bf16 `F.linear` (cuBLAS), this project's int4
-(group 128), int8 and float8 e4m3 (per channel) weight-only linears and its int8 dynamic
+(group 128), int8, float8 e4m3 (per channel) and fp6 e3m2 (6-bit packed rows) weight-only linears and its int8 dynamic
 activation x int8 weight linear, torch's own `aten._weight_int4pack_mm`
 (tinygemm), and `torch._int_mm` with the per-token activation quantization
 and the scaling done separately in torch ops (M > 16 only, as `_int_mm`);
@@ -30,6 +30,7 @@ from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
+    FPXWeightOnlyConfig,
     PerRow,
     Int4WeightOnlyConfig,
     Int8DynamicActivationInt8WeightConfig,
@@ -136,6 +137,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="benchmarks/results/cuda_layers.json")
     p.add_argument("--rows", default="1,16,2048")
+    p.add_argument("--only", default="", help="comma-separated substrings: time only the methods whose label "
+                   "holds one (bf16 F.linear, the baseline, always runs)")
     args = p.parse_args()
     torch.manual_seed(0)
     bw = copy_bandwidth()
@@ -167,6 +170,9 @@ def main() -> None:
         lf = copy.deepcopy(lin)
         quantize_(lf, Float8WeightOnlyConfig())
         qf = [AffineQuantizedTensor(lf.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies // 2))]
+        l6 = copy.deepcopy(lin)
+        quantize_(l6, FPXWeightOnlyConfig(3, 2))
+        q6 = [AffineQuantizedTensor(l6.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies * 2 // 3))]
         ld = copy.deepcopy(lin)
         quantize_(ld, Int8DynamicActivationInt8WeightConfig())
         qd = [ld.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies // 2))]
@@ -203,6 +209,7 @@ def main() -> None:
             print(f"  torch tinygemm unavailable: {type(e).__name__}: {e}")
         wbytes4 = q4[0].nbytes_quantized()
         wbytes8 = q8[0].nbytes_quantized()
+        wbytes6 = q6[0].nbytes_quantized()
         wbytes16 = N * K * 2
         for M in [int(m) for m in args.rows.split(",")]:
             x = torch.randn(M, K, dtype=torch.bfloat16, device="cuda")
@@ -214,6 +221,8 @@ def main() -> None:
                     [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in q8], wbytes8),
                 "float8 weight-only (ours)": (
                     [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in qf], wbytes8),
+                "fp6 e3m2 weight-only (ours)": (
+                    [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in q6], wbytes6),
             }
             methods["int8 dyn x int8 (ours)"] = (
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
@@ -229,6 +238,10 @@ def main() -> None:
             if tiny:
                 methods["torch _weight_int4pack_mm"] = (
                     [lambda t=t: torch.ops.aten._weight_int4pack_mm(x, t[0], 128, t[1]) for t in tiny], wbytes4)
+            if args.only:
+                keep = [o for o in args.only.split(",") if o]
+                methods = {k: v for k, v in methods.items()
+                           if k.startswith("bf16 F.linear") or any(o in k for o in keep)}
             res = {}
             for label, (calls, wb) in methods.items():
                 for graph in (False, True):
@@ -246,7 +259,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, qf, qd, int_mm, tiny, f8, scaled_mm
+        del bf16, q4, q8, qf, q6, qd, int_mm, tiny, f8, scaled_mm
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -339,15 +339,6 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   TORCH_CHECK_VALUE(input.device() == data.device(), "linear: input is on ", input.device(),
                     " but the quantized weight is on ", data.device(), "; move one of them");
   const auto cd = parse_code_dtype(code_dtype);
-  if (cd.is_floatx && data.is_cuda()) {
-    // The float8 weight-only kernel on the codes' exact e4m3fn bytes (expanded once on the device).
-    TORCH_CHECK_NOT_IMPLEMENTED(int8_codes_for_cuda().defined(), "AffineQuantizedTensor.linear: ", layout, " (",
-                                code_dtype, ") has no CUDA kernel: its values are not all float8 e4m3fn values; the "
-                                "weight is on ", data.device(), ": move the model to the CPU (.to(\"cpu\")) to run "
-                                "this project's float-x kernel");
-    return ops::call_weight_only_linear(input, int8_codes_for_cuda(), "float8_e4m3fn", 8, shape[0], shape[1],
-                                        block_size[1], scale, c10::nullopt, 0, 0, "NONE", bias);
-  }
   // Through the dispatcher: the input's device picks the CPU or CUDA kernel.
   // The CPU kernels read float zero points; the CUDA kernels the stored ones.
   // 2:4 codes in a weight-only linear (noop_decode, float fallbacks): on the
@@ -368,10 +359,11 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
         marlin ? quant_min - kMarlinZeroPoint : quant_min, marlin ? quant_max - kMarlinZeroPoint : quant_max,
         marlin ? "NONE" : zero_point_domain, bias);
   }
-  // The CUDA kernels read 4-bit packed or plain int8 codes: other bit-packed
-  // codes (UIntXWeightOnlyConfig's 1..7 bits, packed intx, GemlitePackedLayout's
+  // The CUDA kernels read N-bit packed rows as stored where in_features and
+  // the group are multiples of 32; other shapes of bit-packed codes
+  // (UIntXWeightOnlyConfig's 1..7 bits, packed intx, GemlitePackedLayout's
   // int8) are unpacked once to int8 on the device.
-  if (data.is_cuda() && code_format() == "packed" && cd.bits != 4)
+  if (data.is_cuda() && code_format() == "packed" && cd.bits != 4 && (shape[1] % 32 != 0 || block_size[1] % 32 != 0))
     return ops::call_weight_only_linear(input, int8_codes_for_cuda(), "plain", 8, shape[0], shape[1], block_size[1],
                                         scale, zero_point_for_cuda(), quant_min, quant_max, zero_point_domain, bias);
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
@@ -424,15 +416,6 @@ const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
       return;
     }
     const auto cd = parse_code_dtype(code_dtype);
-    if (cd.is_floatx) {
-      // Float-x codes as the e4m3fn bytes of their values, where all are e4m3fn values (else undefined).
-      uint8_t table[256];
-      if (!kernels::floatx_as_e4m3fn(cd.ebits, cd.mbits, table)) return;
-      const auto codes = ops::unpack_bits(data.cpu(), cd.bits, 0, shape.back(), at::kByte).to(at::kLong);
-      const auto lut = at::from_blob(table, {int64_t(1) << cd.bits}, at::kByte).clone();
-      int8_codes_cuda_ = lut.index({codes}).to(data.device());
-      return;
-    }
     if (code_format() != "packed") {
       int8_codes_cuda_ = data;
       return;

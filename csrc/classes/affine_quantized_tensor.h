@@ -76,11 +76,10 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // dtype (exact), converted once instead of on every call.
   const c10::optional<at::Tensor>& zero_point_for_cuda() const;
 
-  // The codes one per byte on the codes' device (bit-packed signed codes
-  // unpacked to int8, 2:4 compressed rows expanded, float-x codes as the
-  // e4m3fn bytes of their values, once): what the CUDA int8 tensor-core GEMM
-  // and the float8 kernels read. Undefined for float-x formats whose values
-  // are not all e4m3fn values.
+  // The codes one per byte on the codes' device (bit-packed integer codes
+  // unpacked to int8, 2:4 compressed rows expanded, once): what the CUDA int8
+  // tensor-core GEMM and the float8 kernels read, and the weight-only kernels
+  // where a packed shape is not theirs. Not for float-x codes.
   const at::Tensor& int8_codes_for_cuda() const;
 
   // Empty shell for setstate, which fills and validates it.

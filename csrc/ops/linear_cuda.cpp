@@ -10,6 +10,8 @@
 #include "../kernels/cuda/float8_linear.cuh"
 #include "../kernels/cuda/int8_linear.cuh"
 #include "../kernels/cuda/quant_primitives.cuh"
+#include "../kernels/cpu/bitpack.h"
+#include "../kernels/cpu/floatx.h"
 #include "../kernels/cuda/weight_only_linear.cuh"
 #include "common.h"
 #include "common_cuda.h"
@@ -82,21 +84,31 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
   const bool int4 = code_format == "packed" && bits == 4 && codes.scalar_type() == at::kByte;
   const bool int8 = code_format == "plain" && codes.scalar_type() == at::kChar;
   const bool e4m3 = code_format == "float8_e4m3fn", e5m2 = code_format == "float8_e5m2";
-  TORCH_CHECK_NOT_IMPLEMENTED(int4 || int8 || e4m3 || e5m2, op, ": the CUDA kernels read 4-bit packed, int8 plain or ",
-                              "float8 codes, got ", code_format, " codes of ", bits, " bits in ", codes.scalar_type());
+  // Other N-bit packed rows (UIntX, packed intx, float-x formats such as fp6)
+  // are read as they are stored, each code through a table of its values.
+  int fx_e = 0, fx_m = 0;
+  const bool floatx = kernels::floatx_parse_name(code_format, &fx_e, &fx_m);
+  const bool table = (floatx || (code_format == "packed" && !int4)) && codes.scalar_type() == at::kByte;
+  TORCH_CHECK_NOT_IMPLEMENTED(int4 || int8 || e4m3 || e5m2 || table, op, ": the CUDA kernels read N-bit packed ",
+                              "(uint8), int8 plain, float8 or float-x codes, got ", code_format, " codes of ", bits,
+                              " bits in ", codes.scalar_type());
+  TORCH_CHECK_VALUE(!table || (bits >= 1 && bits <= 8 && (!floatx || bits == 1 + fx_e + fx_m)), op, ": ",
+                    code_format, " codes of ", bits, " bits: bits must be in 1..8",
+                    floatx ? " and equal 1 + ebits + mbits" : "");
   const at::Tensor code_bytes = e4m3 || e5m2 ? float8_codes_as_uint8(op, codes) : codes;
   TORCH_CHECK_VALUE(group_size >= 1 && K % group_size == 0, op, ": group_size=", group_size,
                     " must be >= 1 and divide in_features=", K);
-  const int64_t per_load = int4 ? 32 : 16;  // codes in the 16 bytes a lane loads
+  const int64_t per_load = int4 || table ? 32 : 16;  // codes a lane decodes per step
   TORCH_CHECK_NOT_IMPLEMENTED(K % per_load == 0 && group_size % per_load == 0, op, ": the CUDA kernel needs ",
                               "in_features and group_size that are multiples of ", per_load, " for ",
-                              int4 ? "4-bit" : "8-bit", " codes, got in_features=", K, ", group_size=", group_size);
-  const int64_t row_bytes = int4 ? K / 2 : K;
+                              table ? std::to_string(bits) + "-bit packed" : int4 ? "4-bit" : "8-bit",
+                              " codes, got in_features=", K, ", group_size=", group_size);
+  const int64_t row_bytes = int4 || table ? kernels::packed_row_bytes(K, int(bits)) : K;
   TORCH_CHECK_VALUE(code_bytes.dim() == 2 && code_bytes.size(0) == N && code_bytes.size(1) == row_bytes, op,
                     ": codes must have shape (", N, ", ", row_bytes, "), got ", codes.sizes());
   const auto domain = parse_zero_point_domain(zero_point_domain);
-  TORCH_CHECK_VALUE(!(e4m3 || e5m2) || domain == kernels::ZeroPointDomain::None, op,
-                    ": float8 codes take no zero point, got zero_point_domain ", zero_point_domain);
+  TORCH_CHECK_VALUE(!(e4m3 || e5m2 || floatx) || domain == kernels::ZeroPointDomain::None, op, ": ", code_format,
+                    " codes take no zero point, got zero_point_domain ", zero_point_domain);
   const int64_t G = K / group_size;
   TORCH_CHECK_VALUE(scale.numel() == N * G, op, ": scale has ", scale.numel(), " elements, expected ", N * G);
   check_on(op, codes, "codes", input.device());
@@ -120,17 +132,25 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
   auto c = code_bytes.contiguous();
   if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
   auto out = at::empty({x2d.size(0), N}, input.options());
+  kc::CodeTable values{};
+  if (table)
+    for (int c = 0; c < (1 << bits); ++c)
+      values.value[c] = floatx ? kernels::floatx_table(fx_e, fx_m)[c] : float(c);
   auto run = [&](auto t) {
     using T = decltype(t);
     kc::WeightOnlyArgs<T> a;
     a.x = reinterpret_cast<const T*>(x2d.data_ptr());
     a.ldx = x2d.stride(0);
     a.codes = c.data_ptr();
-    a.format = int4 ? kc::CodeFormat::Uint4
+    a.format = table  ? kc::CodeFormat::PackedTable
+               : int4 ? kc::CodeFormat::Uint4
                : int8 ? kc::CodeFormat::Int8
                : e4m3 ? kc::CodeFormat::Float8E4M3
                       : kc::CodeFormat::Float8E5M2;
-    a.code_offset = int4 ? float(quant_min) : 0.0f;  // packed codes store code - quant_min
+    a.bits = int(bits);
+    a.table = &values;
+    // Packed integer codes store code - quant_min.
+    a.code_offset = (int4 || table) && !floatx ? float(quant_min) : 0.0f;
     a.scale = reinterpret_cast<const T*>(sc.data_ptr());
     a.zero = has_zp ? reinterpret_cast<const T*>(zp.data_ptr()) : nullptr;
     a.domain = domain == kernels::ZeroPointDomain::Int     ? kc::ZeroDomain::Int
@@ -144,7 +164,7 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
     a.group_size = group_size;
     a.out = reinterpret_cast<T*>(out.data_ptr());
     const auto stream = at::cuda::getCurrentCUDAStream();
-    if (a.M < kDequantizeGemmRows) {
+    if (table ? a.M <= kc::kTableGemvRows : a.M < kDequantizeGemmRows) {
       check_launch(op, kc::weight_only_linear(a, stream));
       return;
     }

@@ -182,6 +182,18 @@ def test_unsupported_cases_raise_clear_errors():
     quantize_(ux, UIntXWeightOnlyConfig(uint3, group_size=8), device="cuda")
     with pytest.raises(NotImplementedError, match="group_size that are multiples of 16"):
         ux(torch.randn(1, 512, dtype=torch.bfloat16, device="cuda"))
+    # The op itself: N-bit packed rows need in_features and groups in multiples of 32 (a code chunk per lane).
+    op = torch.ops.torchao_cpp.weight_only_linear
+    xb = torch.randn(2, 48, dtype=torch.bfloat16, device="cuda")
+    sc = torch.ones(8, 1, dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(NotImplementedError, match="multiples of 32 for 3-bit packed codes, got in_features=48"):
+        op(xb, torch.zeros(8, 18, dtype=torch.uint8, device="cuda"), "packed", 3, 8, 48, 48, sc, None, 0, 7, "NONE")
+    with pytest.raises(ValueError, match="fp6_e3m2 codes take no zero point"):
+        op(xb[:, :32], torch.zeros(8, 24, dtype=torch.uint8, device="cuda"), "fp6_e3m2", 6, 8, 32, 32, sc, sc, 0, 0,
+           "FLOAT")
+    with pytest.raises(ValueError, match="codes must have shape \\(8, 24\\)"):
+        op(xb[:, :32], torch.zeros(8, 32, dtype=torch.uint8, device="cuda"), "fp6_e3m2", 6, 8, 32, 32, sc, None, 0, 0,
+           "NONE")
     moved = nn.Sequential(nn.Linear(64, 32)).to(torch.bfloat16)
     quantize_(moved, Int8WeightOnlyConfig())
     x = torch.randn(2, 64, dtype=torch.bfloat16)
@@ -210,19 +222,24 @@ def test_large_batch_goes_through_dequantize_and_cublas(cfg):
     assert got.shape == (300, 384) and sqnr(ref, got) > 40
 
 
+FLOATX_FORMATS = [(3, 2), (2, 3), (1, 4), (2, 1), (4, 3), (5, 2)]  # fp6 e3m2 / e2m3 / e1m4, fp4, fp8 e4m3 / e5m2
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("M", [1, 33, 300])
-def test_floatx_weights_run_the_float8_kernel_on_cuda(dtype, M):
-    """FPXWeightOnlyConfig on CUDA: a CUDA weight quantizes (on the CPU kernels, then moves) and dequantizes
-    as on the CPU; fp6 e3m2 values are all e4m3fn values, so the codes are expanded once to float8 bytes and
-    run the float8 weight-only kernel. Against the exact dequantized weight and the CPU, and in a graph."""
+@pytest.mark.parametrize("M", [1, 5, 8, 9, 300])
+@pytest.mark.parametrize("fmt", FLOATX_FORMATS, ids=lambda f: f"e{f[0]}m{f[1]}")
+def test_floatx_weights_run_their_packed_codes_on_cuda(dtype, M, fmt):
+    """FPXWeightOnlyConfig on CUDA: a CUDA weight quantizes (on the CPU kernels, then moves) and dequantizes as
+    on the CPU, and its linear reads the N-bit packed codes as stored (each through the format's table of
+    values): up to 8 rows the GEMV, above them a dequantize pass and cuBLAS. Against the exact dequantized
+    weight and the CPU, and in a graph."""
     from torchao_cpp.quantization import FPXWeightOnlyConfig
 
     torch.manual_seed(M)
     m = nn.Sequential(nn.Linear(128, 256)).to(dtype)
     ref = copy.deepcopy(m)
-    quantize_(ref, FPXWeightOnlyConfig(3, 2))
-    quantize_(m, FPXWeightOnlyConfig(3, 2), device="cuda")
+    quantize_(ref, FPXWeightOnlyConfig(*fmt))
+    quantize_(m, FPXWeightOnlyConfig(*fmt), device="cuda")
     w = m[0].weight
     assert isinstance(w, AffineQuantizedTensor) and w.device.type == "cuda" and w.layout == "FloatxTensorCoreLayout"
     assert torch.equal(w.dequantize().cpu(), ref[0].weight.dequantize())
@@ -240,13 +257,30 @@ def test_floatx_weights_run_the_float8_kernel_on_cuda(dtype, M):
     assert torch.equal(F.linear(x, back, ref[0].bias), ref(x))
 
 
-def test_floatx_formats_beyond_e4m3fn_refuse_the_cuda_linear_clearly():
-    """fp6 e1m4 has 4 mantissa bits: no float8 kernel runs it exactly, so its CUDA linear says so."""
+@pytest.mark.parametrize("cfg", ["fp6_e3m2", "uint3_g64", "uint6_per_row"])
+def test_packed_codes_stay_packed_on_cuda(cfg):
+    """fp6 costs 6 bits a weight on the device too: the weight holds K * bits / 8 bytes a row and a linear
+    call keeps nothing beyond its output (no expanded copy of the codes is cached)."""
+    from torchao_cpp.dtypes import uint6
     from torchao_cpp.quantization import FPXWeightOnlyConfig
 
-    m = nn.Sequential(nn.Linear(128, 256)).to(torch.bfloat16)
-    quantize_(m, FPXWeightOnlyConfig(1, 4), device="cuda")
-    with pytest.raises(NotImplementedError,
-                       match=r"FloatxTensorCoreLayout \(fp6_e1m4\) has no CUDA kernel: its values are not all float8 "
-                             r"e4m3fn values; the weight is on cuda:0"):
-        m(torch.randn(1, 128, dtype=torch.bfloat16, device="cuda"))
+    config, bits = {
+        "fp6_e3m2": (lambda: FPXWeightOnlyConfig(3, 2), 6),
+        "uint3_g64": (lambda: UIntXWeightOnlyConfig(uint3, group_size=64), 3),
+        "uint6_per_row": (lambda: UIntXWeightOnlyConfig(uint6, group_size=1024), 6),
+    }[cfg]
+    m = nn.Sequential(nn.Linear(1024, 512)).to(torch.bfloat16)
+    quantize_(m, config(), device="cuda")
+    w = m[0].weight
+    assert w.device.type == "cuda"
+    # Codes plus a scale and a zero point (at most 8 bytes) per row or per group of 64.
+    assert 512 * 1024 * bits // 8 < w.nbytes_quantized() <= 512 * 1024 * bits // 8 + 8 * 512 * 1024 // 64
+    x = torch.randn(4, 1024, dtype=torch.bfloat16, device="cuda")
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    with torch.no_grad():
+        out = m(x)  # the first call: an expanded copy would be made (and kept) now
+    torch.cuda.synchronize()
+    # Beyond the output, at most the integer zero points converted once to bfloat16 (one per group).
+    zero_points = 0 if cfg == "fp6_e3m2" else 512 * (1024 // (64 if cfg == "uint3_g64" else 1024)) * 2
+    assert torch.cuda.memory_allocated() - before <= out.numel() * out.element_size() + zero_points

@@ -116,20 +116,6 @@ inline const float* floatx_table(int ebits, int mbits) {
   return tables[ebits * 8 + mbits].data();
 }
 
-// The float8 e4m3fn byte of each of a format's 2^N codes, when every code's value is exactly an e4m3fn
-// value (1 + ebits + mbits formats with ebits <= 3 and mbits <= 3, or ebits 4 and mbits <= 2: fp6 e3m2 and
-// e2m3, fp5, fp4, ...), so that float8 kernels run float-x weights unchanged; false otherwise.
-inline bool floatx_as_e4m3fn(int ebits, int mbits, uint8_t* out) {
-  const float* table = floatx_table(ebits, mbits);
-  const size_t n = size_t(1) << (1 + ebits + mbits);
-  for (size_t c = 0; c < n; ++c) {
-    const uint8_t b = float_to_float8<Float8Format::E4M3FN>(table[c]);
-    if (float8_to_float<Float8Format::E4M3FN>(b) != table[c] || std::signbit(table[c]) != bool(b & 0x80u)) return false;
-    out[c] = b;
-  }
-  return true;
-}
-
 // choose_qparams_affine_floatx per row of an N x K weight: max|w| over the row in float32, clamped to
 // 1e-12, divided by the largest normal (float32), then rounded to TS. Returns the first row that holds a
 // NaN or Inf (its scale is not written), or -1.

@@ -539,6 +539,206 @@ __global__ void dequantize_kernel(const WeightOnlyArgs<T> a, T* __restrict__ w) 
   for (int j = 0; j < D::kCodes / 8; ++j) dst[j] = reinterpret_cast<const uint4*>(v)[j];
 }
 
+// PackedTable codes: 32 codes (bits 32-bit words, so any width stays word
+// aligned) per lane and step, decoded with constant shifts and looked up in
+// shared memory. W = (q + c) * s + z in float32, rounded once to T as the
+// other formats; products accumulate in float32.
+constexpr int kTableCodes = 32;
+
+struct TableQ {
+  float c, s, z;  // W = (q + c) * s + z
+};
+template <class T>
+__device__ __forceinline__ TableQ table_q(const WeightOnlyArgs<T>& a, int64_t qi) {
+  const float s = to_f32(a.scale[qi]);
+  const float z = a.domain != ZeroDomain::None ? to_f32(a.zero[qi]) : 0.0f;
+  const float c = a.code_offset - (a.domain == ZeroDomain::Int ? z : a.domain == ZeroDomain::Float ? a.mid : 0.0f);
+  return {c, s, a.domain == ZeroDomain::Float ? z : 0.0f};
+}
+template <class T>
+__device__ __forceinline__ float table_w(float q, const TableQ& t) {
+  return to_f32(from_f32<T>(fmaf(q + t.c, t.s, t.z)));
+}
+
+// The words of chunk `ch` of row n (one word more, zero, for the last funnel shift).
+template <int Bits>
+__device__ __forceinline__ void table_load(const void* codes, int64_t chunks, int64_t n, int64_t ch,
+                                           uint32_t (&w)[Bits + 1]) {
+  const uint32_t* src = static_cast<const uint32_t*>(codes) + (n * chunks + ch) * Bits;
+#pragma unroll
+  for (int i = 0; i < Bits; ++i) w[i] = __ldg(src + i);
+  w[Bits] = 0u;
+}
+template <int Bits, int W = Bits>
+__device__ __forceinline__ uint32_t table_code(const uint32_t (&w)[W + 1], int j) {
+  const int bit = j * Bits, i = bit >> 5, off = bit & 31;
+  return (off + Bits <= 32 ? w[i] >> off : __funnelshift_r(w[i], w[i + 1], off)) & ((1u << Bits) - 1u);
+}
+
+template <int Bits>
+__device__ __forceinline__ void table_to_shared(const CodeTable& tab, float* lut) {
+  for (int i = threadIdx.x; i < (1 << Bits); i += blockDim.x) lut[i] = tab.value[i];
+  __syncthreads();
+}
+
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+
+// Up to MR activation rows (the decode case): a warp per weight row. A run
+// of 1024 codes is kTableSubs pieces of 256; lane l decodes codes 8 l ..
+// 8 l + 7 of each piece, so that the lanes' activation loads are contiguous
+// 512-byte requests (with lanes 64 bytes apart each load touched 16 cache
+// lines: 2 rows took 1.4x the time of one on the H200). A run's codes reach
+// shared memory through coalesced cp.async copies, kTableStages - 1 runs
+// ahead. kRowTable (one group a row: float-x formats, per-row integer codes):
+// the warp first turns the table into the row's weights, so a code costs a
+// lookup, not a conversion.
+constexpr int kTableWarps = 8, kTableStages = 4, kTableSubs = 4, kTableRunCodes = 256 * kTableSubs;
+template <class T, int Bits, int MR, bool kVec, bool kRowTable>
+__global__ void __launch_bounds__(kTableWarps * 32)
+    table_gemv_kernel(const WeightOnlyArgs<T> a, const CodeTable tab, const GroupDiv div) {
+  constexpr int kRunWords = kTableRunCodes * Bits / 32;
+  __shared__ float lut[1 << Bits];
+  __shared__ float row_w[kTableWarps][kRowTable ? 1 << Bits : 1];
+  __shared__ uint32_t stage[kTableWarps][kTableStages][kRunWords + 1];  // + 1: the last lane's funnel shift
+  table_to_shared<Bits>(tab, lut);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n = int64_t(blockIdx.x) * kTableWarps + warp;
+  if (n >= a.N) return;
+  const int64_t groups = a.K / a.group_size, runs = (a.K + kTableRunCodes - 1) / kTableRunCodes;
+  if constexpr (kRowTable) {
+    const TableQ q = table_q(a, n);
+    for (int c = lane; c < (1 << Bits); c += 32) row_w[warp][c] = table_w<T>(lut[c], q);
+  }
+  const int64_t row_words = a.K / 32 * Bits;
+  const uint32_t* row = static_cast<const uint32_t*>(a.codes) + n * row_words;
+  if (lane < kTableStages) stage[warp][lane][kRunWords] = 0u;
+  auto issue = [&](int64_t r) {
+    if (r < runs) {
+      const uint32_t dst = uint32_t(__cvta_generic_to_shared(&stage[warp][r % kTableStages][0]));
+#pragma unroll
+      for (int i = lane; i < kRunWords; i += 32) {
+        const int64_t wi = r * kRunWords + i;
+        cp_async4(dst + 4 * i, row + (wi < row_words ? wi : 0), wi < row_words ? 4 : 0);
+      }
+    }
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int r = 0; r < kTableStages - 1; ++r) issue(r);
+  float acc[MR];
+#pragma unroll
+  for (int m = 0; m < MR; ++m) acc[m] = 0.0f;
+  for (int64_t r = 0; r < runs; ++r) {
+    issue(r + kTableStages - 1);
+    cp_async_wait<kTableStages - 1>();
+    __syncwarp();  // every lane's copies of run r have landed (and the row's weights are written)
+#pragma unroll
+    for (int p = 0; p < kTableSubs; ++p) {
+      const int64_t k0 = r * kTableRunCodes + 256 * p + 8 * lane;
+      if (k0 >= a.K) break;
+      // The lane's 8 codes: 8 * Bits bits from bit 8 * Bits * (32 p + lane) of the run.
+      const uint32_t* sw = &stage[warp][r % kTableStages][0];
+      const int bit = 8 * Bits * (32 * p + lane), i = bit >> 5, off = bit & 31;
+      uint32_t w[3] = {__funnelshift_r(sw[i], sw[i + 1], off), 0u, 0u};
+      if (Bits > 4) w[1] = __funnelshift_r(sw[i + 1], sw[i + 2 <= kRunWords ? i + 2 : kRunWords], off);
+      float wv[8];
+      if constexpr (kRowTable) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) wv[j] = row_w[warp][table_code<Bits, 2>(w, j)];
+      } else {
+        const TableQ q = table_q(a, n * groups + div(uint32_t(k0)));
+#pragma unroll
+        for (int j = 0; j < 8; ++j) wv[j] = table_w<T>(lut[table_code<Bits, 2>(w, j)], q);
+      }
+#pragma unroll
+      for (int m = 0; m < MR; ++m) {
+        if (m >= a.M) break;
+        const uint4 x8 = load_x8<T, kVec>(a.x + m * a.ldx + k0);
+        const T* xs = reinterpret_cast<const T*>(&x8);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[m] = fmaf(wv[e], to_f32(xs[e]), acc[m]);
+      }
+    }
+    __syncwarp();  // run r's slot is refilled next
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int m = 0; m < MR; ++m)
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) acc[m] += __shfl_xor_sync(0xFFFFFFFFu, acc[m], d);
+  if (lane != 0) return;
+  const float b = a.bias ? to_f32(a.bias[n]) : 0.0f;
+#pragma unroll
+  for (int m = 0; m < MR; ++m)
+    if (m < a.M) a.out[m * a.N + n] = from_f32<T>(acc[m] + b);
+}
+
+// One thread per chunk: the same weights as table_gemv_kernel, stored.
+template <class T, int Bits>
+__global__ void table_dequantize_kernel(const WeightOnlyArgs<T> a, const CodeTable tab, const GroupDiv div, T* w) {
+  __shared__ float lut[1 << Bits];
+  table_to_shared<Bits>(tab, lut);
+  const int64_t chunks = a.K / kTableCodes, i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.N * chunks) return;
+  const int64_t n = i / chunks, ch = i % chunks;
+  uint32_t c[Bits + 1];
+  table_load<Bits>(a.codes, chunks, n, ch, c);
+  const TableQ q = table_q(a, n * (a.K / a.group_size) + div(uint32_t(ch * kTableCodes)));
+  T v[kTableCodes];
+#pragma unroll
+  for (int j = 0; j < kTableCodes; ++j) v[j] = from_f32<T>(table_w<T>(lut[table_code<Bits>(c, j)], q));
+  uint4* dst = reinterpret_cast<uint4*>(w + i * kTableCodes);
+#pragma unroll
+  for (int j = 0; j < kTableCodes / 8; ++j) dst[j] = reinterpret_cast<const uint4*>(v)[j];
+}
+
+template <class T, int Bits>
+cudaError_t launch_table(const WeightOnlyArgs<T>& a, T* w, cudaStream_t stream) {
+  const GroupDiv div(a.group_size);
+  if (w != nullptr) {
+    const int64_t chunks = a.N * (a.K / kTableCodes);
+    table_dequantize_kernel<T, Bits><<<unsigned((chunks + 255) / 256), 256, 0, stream>>>(a, *a.table, div, w);
+    return cudaGetLastError();
+  }
+  const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
+  const unsigned blocks = unsigned((a.N + kTableWarps - 1) / kTableWarps);
+  const bool row_table = a.group_size == a.K;
+  auto go = [&](auto mr) {
+    constexpr int MR = decltype(mr)::value;
+    const auto kernel = vec ? (row_table ? table_gemv_kernel<T, Bits, MR, true, true> : table_gemv_kernel<T, Bits, MR, true, false>)
+                            : (row_table ? table_gemv_kernel<T, Bits, MR, false, true> : table_gemv_kernel<T, Bits, MR, false, false>);
+    kernel<<<blocks, kTableWarps * 32, 0, stream>>>(a, *a.table, div);
+  };
+  if (a.M <= 1)
+    go(std::integral_constant<int, 1>{});
+  else if (a.M <= 2)
+    go(std::integral_constant<int, 2>{});
+  else if (a.M <= 4)
+    go(std::integral_constant<int, 4>{});
+  else
+    go(std::integral_constant<int, kTableGemvRows>{});
+  return cudaGetLastError();
+}
+
+// PackedTable: the GEMV kernel up to kTableGemvRows rows, else (w != nullptr)
+// the dequantize kernel for the GEMM path.
+template <class T>
+cudaError_t run_table(const WeightOnlyArgs<T>& a, T* w, cudaStream_t stream) {
+  switch (a.bits) {
+    case 1: return launch_table<T, 1>(a, w, stream);
+    case 2: return launch_table<T, 2>(a, w, stream);
+    case 3: return launch_table<T, 3>(a, w, stream);
+    case 4: return launch_table<T, 4>(a, w, stream);
+    case 5: return launch_table<T, 5>(a, w, stream);
+    case 6: return launch_table<T, 6>(a, w, stream);
+    case 7: return launch_table<T, 7>(a, w, stream);
+    case 8: return launch_table<T, 8>(a, w, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
 // NT tiles of 16 rows per block, MT groups of 8 activation rows per pass, U
 // K blocks in flight per warp: more of one leaves registers for less of another.
 template <class T, CodeFormat F, int NT, int MT, int U>
@@ -612,12 +812,21 @@ int format_bits(CodeFormat f) {
     case CodeFormat::Float8E4M3:
     case CodeFormat::Float8E5M2:
       return 8;
+    case CodeFormat::PackedTable:
+      return 0;  // checked apart
   }
   return 0;
 }
 
 template <class T>
 cudaError_t check_args(const WeightOnlyArgs<T>& a) {
+  if (a.format == CodeFormat::PackedTable) {
+    if (a.bits < 1 || a.bits > 8 || a.table == nullptr || a.K <= 0 || a.K >= (int64_t(1) << 31) ||
+        a.K % kTableCodes != 0 || a.group_size <= 0 || a.group_size % kTableCodes != 0 ||
+        a.K % a.group_size != 0 || a.M < 0 || a.N < 0 || (a.domain != ZeroDomain::None && a.zero == nullptr))
+      return cudaErrorInvalidValue;
+    return reinterpret_cast<uintptr_t>(a.codes) % 4 != 0 ? cudaErrorMisalignedAddress : cudaSuccess;
+  }
   const int bits = format_bits(a.format);
   if (bits == 0) return cudaErrorInvalidValue;
   const bool float8 = a.format == CodeFormat::Float8E4M3 || a.format == CodeFormat::Float8E5M2;
@@ -643,6 +852,8 @@ cudaError_t by_format(const WeightOnlyArgs<T>& a, cudaStream_t stream, T* w = nu
       return Fn<T, CodeFormat::Float8E4M3>::run(a, stream, w);
     case CodeFormat::Float8E5M2:
       return Fn<T, CodeFormat::Float8E5M2>::run(a, stream, w);
+    case CodeFormat::PackedTable:
+      break;  // run_table
   }
   return cudaErrorInvalidValue;
 }
@@ -666,6 +877,10 @@ template <class T>
 cudaError_t weight_only_linear(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   if (const cudaError_t e = check_args(a)) return e;
   if (a.M == 0 || a.N == 0) return cudaSuccess;
+  if (a.format == CodeFormat::PackedTable) {
+    if (a.M > kTableGemvRows) return cudaErrorInvalidValue;  // the caller dequantizes and runs a GEMM
+    return run_table<T>(a, nullptr, stream);
+  }
   return by_format<T, LinearFn>(a, stream);
 }
 
@@ -674,6 +889,7 @@ cudaError_t weight_only_dequantize(const WeightOnlyArgs<T>& a, T* w, cudaStream_
   if (const cudaError_t e = check_args(a)) return e;
   if (reinterpret_cast<uintptr_t>(w) % 16 != 0) return cudaErrorMisalignedAddress;
   if (a.N == 0) return cudaSuccess;
+  if (a.format == CodeFormat::PackedTable) return run_table<T>(a, w, stream);
   return by_format<T, DequantizeFn>(a, stream, w);
 }
 

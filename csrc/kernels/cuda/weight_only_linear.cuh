@@ -22,6 +22,19 @@ enum class CodeFormat : int {
   Int8 = 1,      // K bytes a row
   Float8E4M3 = 2,  // K bytes a row, OCP e4m3fn (domain None, code_offset 0)
   Float8E5M2 = 3,
+  // `bits` (1..8) a code, bitpack.h's rows: code j at bit j * bits of its row,
+  // least significant bit first; q = table->value[code] (a float-x format's
+  // values, or the integer codes 0 .. 2^bits - 1). K and groups: multiples of 32.
+  PackedTable = 4,
+};
+
+// PackedTable: weight_only_linear takes up to this many activation rows (a
+// GEMV reading the packed codes); for more, weight_only_dequantize and a GEMM.
+constexpr int64_t kTableGemvRows = 4;
+
+// The value of each code of a PackedTable weight (2^bits used).
+struct CodeTable {
+  float value[256];
 };
 
 // out[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]) with W dequantized in
@@ -46,6 +59,8 @@ struct WeightOnlyArgs {
   const T* bias = nullptr;  // N, or nullptr
   int64_t M = 0, N = 0, K = 0, group_size = 0;
   T* out = nullptr;  // M x N, contiguous
+  int bits = 0;                      // PackedTable only
+  const CodeTable* table = nullptr;  // PackedTable only: host memory, passed to the kernel by value
   int warps = 0;     // warps per block splitting K (launch tuning; 0 = the default)
   // Below 9 rows (launch tuning; 0 = the default): K blocks each warp keeps in
   // flight (2 or 3; -1: the kernel used from 9 rows), 16-row tiles per warp (1 or 2).
@@ -53,7 +68,8 @@ struct WeightOnlyArgs {
 };
 
 // Returns cudaErrorInvalidValue for an unsupported shape (K codes not a
-// multiple of 16 bytes, a group not a multiple of 16 bytes' worth of codes,
+// multiple of 16 bytes, a group not a multiple of 16 bytes' worth of codes;
+// PackedTable: K or a group not a multiple of 32, bits outside 1..8, no table),
 // an unknown format, float8 codes with a zero domain, a zero domain without
 // zero points),
 // cudaErrorMisalignedAddress for codes not 16-byte aligned, else the launch
