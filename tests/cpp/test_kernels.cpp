@@ -312,7 +312,12 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
     float o8, ou, o4;
     dot_f32_i8_grouped(a.data(), c8.data(), n, 1, n, 1, &one, &o8);
     dot_f32_u8_grouped(a.data(), cu.data(), n, 1, n, 1, &one, &ou);
-    dot_f32_u4_grouped(a.data(), b.data(), cu.data(), n, 1, n, 1, &one, &o4);
+    {  // a, b: the even and odd activations of the 2n codes in cu
+      std::vector<float> x(2 * n + 2), xl(n + 1), xb(n + 1);
+      for (int64_t j = 0; j < n; ++j) x[2 * j] = a[j], x[2 * j + 1] = b[j];
+      u4_dot_operands(x.data(), n, xl.data(), xb.data());
+      dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), n, 1, n, 1, &one, &o4);
+    }
     EXPECT_NEAR(o8, r8, 100 * tol) << n;
     EXPECT_NEAR(ou, ru, 100 * tol) << n;
     EXPECT_NEAR(o4, r4, 10 * tol) << n;
@@ -332,7 +337,10 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
       float o8[kMaxDotRows], ou[kMaxDotRows], o4[kMaxDotRows];
       dot_f32_i8_grouped(x.data(), c8.data(), ld, rows, len, groups, gs.data(), o8);
       dot_f32_u8_grouped(x.data(), cu.data(), ld, rows, len, groups, gs.data(), ou);
-      dot_f32_u4_grouped(x.data(), xo.data(), cu.data(), ld, rows, len, groups, gs.data(), o4);
+      std::vector<float> xi(2 * n), xl(n), xb(n);  // x, xo: the even and odd activations
+      for (int64_t i = 0; i < n; ++i) xi[2 * i] = x[i], xi[2 * i + 1] = xo[i];
+      u4_dot_operands(xi.data(), n, xl.data(), xb.data());
+      dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), ld, rows, len, groups, gs.data(), o4);
       for (int r = 0; r < rows; ++r) {
         double r8 = 0, ru = 0, r4 = 0;
         for (int64_t i = 0; i < n; ++i) {

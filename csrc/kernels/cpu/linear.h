@@ -160,8 +160,8 @@ struct LinearShape {
 // weight row is then read once and reused from cache for every activation row).
 constexpr int64_t kDirectDotMaxRows = 8;
 
-// Formats with a direct SIMD dot on their codes; `xe`/`xo` are x split by
-// parity (4-bit codes hold two per byte).
+// Formats with a direct SIMD dot on their codes; `xl`/`xb` are x as
+// dot_f32_u4_grouped takes it (4-bit codes hold two per byte).
 template <class Codes>
 constexpr bool kIsPacked = false;
 template <int Bits>
@@ -188,12 +188,12 @@ constexpr bool has_direct_dot() {
 // 4-bit codes are dotted in place; other packed widths and float-x codes were
 // unpacked to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
 template <class Codes>
-inline void direct_dot_rows(const Codes& c, const float* x, const float* xe, const float* xo, int64_t n, int64_t step,
+inline void direct_dot_rows(const Codes& c, const float* x, const float* xl, const float* xb, int64_t n, int64_t step,
                             int rows, int64_t group_size, int64_t groups, const float* gs, uint8_t* scratch,
                             float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, 4);
-    dot_f32_u4_grouped(xe, xo, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
+    dot_f32_u4_grouped(xl, xb, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
     dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
   } else if constexpr (kIsFloatx<Codes>) {
@@ -322,13 +322,12 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
     if (s.M <= kDirectDotMaxRows && s.group_size % 2 == 0) {
       // Decode path: y = sum_g scale*D_g + (scale*(offset - zc) + zf)*X_g, with
       // D_g the dot of x with the raw codes and X_g the sum of x over the group.
-      std::vector<float> xe(size_t(s.M * s.K / 2 + 1)), xo(size_t(s.M * s.K / 2 + 1)), xsum(size_t(s.M * G));
+      const size_t half = std::is_same_v<Codes, PackedCodes<4>> ? size_t(s.M * s.K / 2) : 0;
+      std::vector<float> xl(half + 1), xb(half + 1), xsum(size_t(s.M * G));
       for (int64_t m = 0; m < s.M; ++m) {
         const float* xr = xf.data() + m * s.K;
-        for (int64_t j = 0; j < s.K / 2; ++j) {
-          xe[m * (s.K / 2) + j] = xr[2 * j];
-          xo[m * (s.K / 2) + j] = xr[2 * j + 1];
-        }
+        if constexpr (std::is_same_v<Codes, PackedCodes<4>>)
+          u4_dot_operands(xr, s.K / 2, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2));
         for (int64_t g = 0; g < G; ++g) {
           float t = 0.0f;
           for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) t += xr[k];
@@ -376,7 +375,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
           unpack_rows(codes, n0, Q, rows, scratch.data());
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
-            direct_dot_rows(codes, xf.data() + m * s.K, xe.data() + m * (s.K / 2), xo.data() + m * (s.K / 2), n0, Q,
+            direct_dot_rows(codes, xf.data() + m * s.K, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2), n0, Q,
                             rows, s.group_size, G, gs.data(), scratch.data(), d);
             for (int r = 0; r < rows; ++r) {
               const int64_t n = n0 + r * Q;
