@@ -4,7 +4,7 @@ x (K, N) in {(4096, 4096), (4096, 14336), (14336, 4096)}.
 For each shape it times, with CUDA events after warm-up, eager and replayed
 from a captured CUDA graph: bf16 `F.linear` (cuBLAS), this project's int4
 (group 128), int8, float8 e4m3 (per channel) and fp6 e3m2 (6-bit packed rows) weight-only linears and its int8 dynamic
-activation x int8 weight linear, torch's own `aten._weight_int4pack_mm`
+activation x int8 weight linear (dense, and 2:4 sparse through cuSPARSELt), torch's own `aten._weight_int4pack_mm`
 (tinygemm), and `torch._int_mm` with the per-token activation quantization
 and the scaling done separately in torch ops (M > 16 only, as `_int_mm`);
 float8 dynamic activation x float8 weight (per tensor and per row, ours) against
@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import torchao_cpp  # noqa: F401  (registers the ops)
-from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout
+from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, SemiSparseLayout
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
@@ -176,6 +176,9 @@ def main() -> None:
         ld = copy.deepcopy(lin)
         quantize_(ld, Int8DynamicActivationInt8WeightConfig())
         qd = [ld.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies // 2))]
+        ls = copy.deepcopy(lin)
+        quantize_(ls, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()))
+        qs24 = [ls.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies))]
         f8 = {}
         for label, gran in (("tensor", None), ("row", PerRow())):
             lq = copy.deepcopy(lin)
@@ -226,6 +229,10 @@ def main() -> None:
             }
             methods["int8 dyn x int8 (ours)"] = (
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
+            # kept codes and their 2-bit indices: 5 bits per weight
+            methods["int8 dyn x int8 2:4 (ours)"] = (
+                [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qs24],
+                N * K * 5 // 8)
             if M > 16 and int_mm:
                 methods["torch _int_mm + act quant"] = ([lambda t=t: int_mm_linear(x, *t) for t in int_mm], wbytes8)
             for label, qs in f8.items():
@@ -259,7 +266,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, qf, q6, qd, int_mm, tiny, f8, scaled_mm
+        del bf16, q4, q8, qf, q6, qd, qs24, int_mm, tiny, f8, scaled_mm
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -385,6 +385,8 @@ c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::to(const std::s
   out->zero_point_domain = zero_point_domain;
   out->layout = layout;
   out->code_dtype = code_dtype;
+  // Compressed for the sparse tensor cores now, not at the first call, which may be under CUDA-graph capture.
+  if (d.is_cuda()) out->cusparselt_codes_for_cuda();
   return out;  // the same validated contents, so no re-validation
 }
 
@@ -423,6 +425,18 @@ const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
     int8_codes_cuda_ = ops::unpack_bits(data.cpu(), cd.bits, quant_min, shape.back(), at::kChar).to(data.device());
   });
   return int8_codes_cuda_;
+}
+
+const at::Tensor& AffineQuantizedTensor::cusparselt_codes_for_cuda() const {
+  std::call_once(cusparselt_once_, [&] {
+    if (!data.is_cuda() || parse_layout(layout) != LayoutKind::SemiSparse) return;
+    const auto cd = parse_code_dtype(code_dtype);
+    if (cd.is_float8 || storage_dtype(cd) != at::kChar) return;
+    // The dense codes only pass through: the device keeps the compressed form alone.
+    auto c = ops::call_sparse24_cusparselt_compress(sparse_dense_codes(data, shape, at::kChar).to(data.device()));
+    if (c.numel() > 0) cusparselt_codes_ = c;
+  });
+  return cusparselt_codes_;
 }
 
 const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {
@@ -660,7 +674,8 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     // CUDA: per-channel int8 weights without zero points (Int8DynamicActivationInt8WeightConfig).
     const bool per_channel = w.shape.size() == 2 && w.block_size[0] == 1 && w.block_size[1] == w.shape[1] &&
                              (w.zero_point_domain == "NONE" || !w.zero_point.has_value());
-    // 2:4 codes run dense here (int8_codes_for_cuda expands them once).
+    // 2:4 int8 codes: on the sparse tensor cores (cuSPARSELt) where the build has it, else dense
+    // (int8_codes_for_cuda expands them once).
     const bool int8_per_channel = per_channel && !cd.is_float8 && cd.bits == 8 &&
                                   ((w.code_format() == "plain" && w.data.scalar_type() == at::kChar) ||
                                    parse_layout(w.layout) == LayoutKind::SemiSparse);
@@ -685,6 +700,10 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
                      " does not match the weight's dtype ", w.dtype);
     TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),
                       " but the weight is on ", w.data.device());
+    const auto& sparse = w.cusparselt_codes_for_cuda();
+    if (sparse.defined())
+      return ops::call_int8_dynamic_linear(input, mode, sparse, "cusparselt", 8, w.shape[0], w.shape[1], w.shape[1],
+                                           w.scale, c10::nullopt, w.quant_min, bias);
     return ops::call_int8_dynamic_linear(input, mode, w.int8_codes_for_cuda(), "plain", 8, w.shape[0], w.shape[1],
                                          w.shape[1], w.scale, c10::nullopt, w.quant_min, bias);
   }

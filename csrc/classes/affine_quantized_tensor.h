@@ -81,6 +81,11 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // tensor-core GEMM and the float8 kernels read, and the weight-only kernels
   // where a packed shape is not theirs. Not for float-x codes.
   const at::Tensor& int8_codes_for_cuda() const;
+  // SemiSparseLayout int8 weights on CUDA: cuSPARSELt's compressed form
+  // (op sparse24_cusparselt_compress) for the sparse tensor cores, built once
+  // (when the weight moves to the device); undefined where the build has no
+  // cuSPARSELt or it refuses the shape, and the codes then run dense.
+  const at::Tensor& cusparselt_codes_for_cuda() const;
 
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;
@@ -98,6 +103,8 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   mutable c10::optional<at::Tensor> zero_point_cuda_;
   mutable std::once_flag int8_codes_cuda_once_;
   mutable at::Tensor int8_codes_cuda_;
+  mutable std::once_flag cusparselt_once_;
+  mutable at::Tensor cusparselt_codes_;
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {

@@ -455,6 +455,13 @@ at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& 
                      weight_zero_point, quant_min, bias);
 }
 
+at::Tensor call_sparse24_cusparselt_compress(const at::Tensor& codes) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::sparse24_cusparselt_compress", "")
+                                 .typed<at::Tensor(const at::Tensor&)>();
+  return handle.call(codes);
+}
+
 at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
                               const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
                               const std::string& weight_dtype, const at::Tensor& weight_scale,
@@ -547,6 +554,10 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
   using namespace torchao_cpp::ops;
   m.impl("weight_only_linear", &weight_only_linear);
   m.impl("int8_dynamic_linear", &int8_dynamic_linear);
+  m.impl("sparse24_cusparselt_compress", [](const at::Tensor& codes) -> at::Tensor {
+    TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_cusparselt_compress: cuSPARSELt's form exists on CUDA only; got ",
+                                "codes on ", codes.device(), " (move them to a CUDA device)");
+  });
   m.impl("float8_linear", &float8_linear);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

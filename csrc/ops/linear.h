@@ -43,6 +43,10 @@ at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& 
                                     const c10::optional<at::Tensor>& weight_zero_point, int64_t quant_min,
                                     const c10::optional<at::Tensor>& bias);
 
+// sparse24_cusparselt_compress through the dispatcher: cuSPARSELt's form of 2:4 int8 codes on CUDA, or an
+// empty tensor where there is none.
+at::Tensor call_sparse24_cusparselt_compress(const at::Tensor& codes);
+
 at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
                               const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
                               const std::string& weight_dtype, const at::Tensor& weight_scale,

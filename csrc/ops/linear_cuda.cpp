@@ -13,6 +13,9 @@
 #include "../kernels/cpu/bitpack.h"
 #include "../kernels/cpu/floatx.h"
 #include "../kernels/cuda/weight_only_linear.cuh"
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+#include "../kernels/cuda/sparse24_gemm.h"
+#endif
 #include "common.h"
 #include "common_cuda.h"
 #include "linear.h"
@@ -191,6 +194,54 @@ constexpr size_t kCublasLtWorkspace = size_t(4) << 20;
 // epilogue after an unscaled GEMM instead of by cuBLASLt.
 constexpr int64_t kFloat8RowwiseEpilogueRows = 16;
 
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The "cusparselt" code format: cuSPARSELt's compressed weight, then (at a
+// 16-byte aligned offset) the N int32 row sums of the weight, which
+// asymmetric activations need. Offset of the sums, or -1 where cuSPARSELt
+// refuses the shape.
+int64_t sparselt_sums_offset(int64_t N, int64_t K) {
+  size_t bytes = 0, scratch = 0;
+  if (kc::sparselt_int8_compressed_size(N, K, &bytes, &scratch) != 0) return -1;
+  return round_up(int64_t(bytes), 16);
+}
+#endif
+
+// sparse24_cusparselt_compress: a 2:4 int8 weight in the "cusparselt" code format
+// int8_dynamic_linear reads, or an empty tensor where this build has no
+// cuSPARSELt or it refuses the shape (the caller keeps the dense codes).
+at::Tensor sparse24_cusparselt_compress_cuda(const at::Tensor& codes) {
+  const char* op = "sparse24_cusparselt_compress";
+  TORCH_CHECK_VALUE(codes.is_cuda(), op, ": codes must be a CUDA tensor, got device ", codes.device());
+  TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar, op, ": codes must be int8, got ", codes.scalar_type());
+  TORCH_CHECK_VALUE(codes.dim() == 2, op, ": codes must be 2-d (out_features, in_features), got shape ",
+                    codes.sizes());
+  const c10::cuda::CUDAGuard guard(codes.device());
+  auto none = at::empty({0}, codes.options().dtype(at::kByte));
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+  const int64_t N = codes.size(0), K = codes.size(1);
+  if (N == 0 || K == 0) return none;
+  const int64_t offset = sparselt_sums_offset(N, K);
+  size_t workspace = 0;
+  // A shape whose compression cuSPARSELt takes but whose GEMM it refuses stays dense.
+  if (offset < 0 || kc::sparselt_int8_gemm_workspace(kc::kSparseLtRowMultiple, N, K, &workspace) != 0) return none;
+  size_t bytes = 0, scratch_bytes = 0;
+  kc::sparselt_int8_compressed_size(N, K, &bytes, &scratch_bytes);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  auto c = codes.contiguous();
+  auto out = at::empty({offset + 4 * N}, codes.options().dtype(at::kByte));
+  auto scratch = at::empty({std::max<int64_t>(int64_t(scratch_bytes), 1)}, codes.options().dtype(at::kByte));
+  const int st = kc::sparselt_int8_compress(c.data_ptr<int8_t>(), N, K, out.data_ptr(), scratch.data_ptr(), stream);
+  TORCH_CHECK(st == 0, op, ": cuSPARSELt compression failed: ", kc::sparselt_error_string(st));
+  check_launch(op, kc::int8_row_sums(c.data_ptr<int8_t>(), N, K,
+                                     reinterpret_cast<int32_t*>(out.data_ptr<uint8_t>() + offset), stream));
+  return out;
+#else
+  return none;
+#endif
+}
+
 at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& act_quant, const at::Tensor& codes,
                                     const std::string& code_format, int64_t bits, int64_t out_features,
                                     int64_t in_features, int64_t group_size, const at::Tensor& weight_scale,
@@ -209,14 +260,31 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     mode = kc::ActQuant::Int4Symmetric;
   else
     parse_act_quant(op, act_quant);  // names the valid choices
-  TORCH_CHECK_NOT_IMPLEMENTED(code_format == "plain" && codes.scalar_type() == at::kChar && group_size == K, op,
-                              ": the CUDA kernels take per-channel int8 weights (plain int8 codes, group_size = ",
-                              "in_features), got ", code_format, " codes of ", bits, " bits in ", codes.scalar_type(),
-                              " with group_size=", group_size);
+  // "cusparselt": a 2:4 weight compressed by sparse24_cusparselt_compress, on sparse tensor cores.
+  const bool sparse = code_format == "cusparselt";
+  TORCH_CHECK_NOT_IMPLEMENTED((code_format == "plain" || sparse) && group_size == K, op,
+                              ": the CUDA kernels take per-channel int8 weights (plain int8 codes or cusparselt, ",
+                              "group_size = in_features), got ", code_format, " codes of ", bits, " bits in ",
+                              codes.scalar_type(), " with group_size=", group_size);
   TORCH_CHECK_NOT_IMPLEMENTED(!(weight_zero_point.has_value() && weight_zero_point->defined()), op,
                               ": the CUDA kernels take symmetric weights (no weight_zero_point)");
-  TORCH_CHECK_VALUE(codes.dim() == 2 && codes.size(0) == N && codes.size(1) == K, op, ": codes must have shape (", N,
-                    ", ", K, "), got ", codes.sizes());
+  int64_t sums_offset = -1;
+  if (sparse) {
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+    sums_offset = sparselt_sums_offset(N, K);
+#endif
+    TORCH_CHECK_NOT_IMPLEMENTED(sums_offset >= 0, op, ": cusparselt codes need a build with cuSPARSELt that takes "
+                                "the shape (", N, ", ", K, "); this one has none or refuses it");
+    TORCH_CHECK_VALUE(codes.dim() == 1 && codes.scalar_type() == at::kByte && codes.numel() == sums_offset + 4 * N,
+                      op, ": cusparselt codes must be the 1-d uint8 tensor sparse24_cusparselt_compress returns for ",
+                      "a (", N, ", ", K, ") weight (", sums_offset + 4 * N, " bytes), got ", codes.scalar_type(),
+                      " of shape ", codes.sizes());
+  } else {
+    TORCH_CHECK_NOT_IMPLEMENTED(codes.scalar_type() == at::kChar, op, ": plain codes must be int8, got ",
+                                codes.scalar_type());
+    TORCH_CHECK_VALUE(codes.dim() == 2 && codes.size(0) == N && codes.size(1) == K, op, ": codes must have shape (",
+                      N, ", ", K, "), got ", codes.sizes());
+  }
   TORCH_CHECK_VALUE(weight_scale.numel() == N, op, ": weight_scale has ", weight_scale.numel(), " elements, expected ",
                     N);
   check_on(op, codes, "codes", input.device());
@@ -231,7 +299,13 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
   if (M == 0 || N == 0) return out.view(shape);
   auto c = codes.contiguous();
   auto ws = weight_scale.to(at::kFloat).contiguous();
-  auto a = at::empty({M, K}, input.options().dtype(at::kChar));
+  // cuSPARSELt takes whole blocks of activation rows: the padding rows are zeros.
+  int64_t rows = M;
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+  if (sparse) rows = round_up(M, kc::kSparseLtRowMultiple);
+#endif
+  auto a = at::empty({rows, K}, input.options().dtype(at::kChar));
+  if (rows > M) a.narrow(0, M, rows - M).zero_();
   auto a_scale = at::empty({M}, input.options().dtype(at::kFloat));
   auto a_zp = at::empty({M}, input.options().dtype(at::kFloat));
   check_launch(op, kc::quantize_per_token_int8(x2d.data_ptr(), kernel_dtype(dtype), x2d.stride(0), M, K, mode, a.data_ptr<int8_t>(),
@@ -242,13 +316,40 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     p.a = a.data_ptr<int8_t>();
     p.a_scale = a_scale.data_ptr<float>();
     p.a_zp = mode == kc::ActQuant::Asymmetric ? a_zp.data_ptr<float>() : nullptr;
-    p.w = c.data_ptr<int8_t>();
+    p.w = sparse ? nullptr : c.data_ptr<int8_t>();
     p.w_scale = ws.data_ptr<float>();
     p.bias = b.defined() ? reinterpret_cast<const T*>(b.data_ptr()) : nullptr;
     p.M = M;
     p.N = N;
     p.K = K;
     p.out = reinterpret_cast<T*>(out.data_ptr());
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+    if (sparse) {
+      const auto* bytes = c.data_ptr<uint8_t>();
+      if (p.a_zp) p.w_sum = reinterpret_cast<const int32_t*>(bytes + sums_offset);
+      size_t ws_bytes = 0;
+      int st = kc::sparselt_int8_gemm_workspace(rows, N, K, &ws_bytes);
+      TORCH_CHECK(st == 0, op, ": cuSPARSELt has no plan for ", rows, " x ", N, " x ", K, ": ",
+                  kc::sparselt_error_string(st));
+      auto acc = at::empty({rows, N}, input.options().dtype(at::kInt));
+      // The first call of a shape outside graph capture picks cuSPARSELt's fastest algorithm for it
+      // (its default one ran 2:4 no faster than the dense int8 GEMM on an H200).
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      if (!kc::sparselt_int8_gemm_tuned(rows, N, K) && cudaStreamIsCapturing(stream, &capture) == cudaSuccess &&
+          capture == cudaStreamCaptureStatusNone) {
+        auto tune_ws = at::empty({int64_t(kc::kSparseLtTuneWorkspace)}, input.options().dtype(at::kByte));
+        st = kc::sparselt_int8_gemm_tune(bytes, p.a, acc.data_ptr<int32_t>(), rows, N, K, tune_ws.data_ptr(), stream);
+        TORCH_CHECK(st == 0, op, ": cuSPARSELt algorithm search failed: ", kc::sparselt_error_string(st));
+        st = kc::sparselt_int8_gemm_workspace(rows, N, K, &ws_bytes);
+        TORCH_CHECK(st == 0, op, ": cuSPARSELt workspace query failed: ", kc::sparselt_error_string(st));
+      }
+      auto workspace = at::empty({std::max<int64_t>(int64_t(ws_bytes), 1)}, input.options().dtype(at::kByte));
+      st = kc::sparselt_int8_gemm(bytes, p.a, acc.data_ptr<int32_t>(), rows, N, K, workspace.data_ptr(), stream);
+      TORCH_CHECK(st == 0, op, ": cuSPARSELt GEMM failed: ", kc::sparselt_error_string(st));
+      check_launch(op, kc::int8_linear_epilogue(p, acc.data_ptr<int32_t>(), 0, N, stream));
+      return;
+    }
+#endif
     if (M >= kInt8GemmRows) {
       auto acc = at::empty({M, N}, input.options().dtype(at::kInt));
       auto workspace = at::empty({int64_t(kCublasLtWorkspace)}, input.options().dtype(at::kByte));
@@ -381,6 +482,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
   using namespace torchao_cpp::ops;
   m.impl("weight_only_linear", &weight_only_linear_cuda);
   m.impl("int8_dynamic_linear", &int8_dynamic_linear_cuda);
+  m.impl("sparse24_cusparselt_compress", &sparse24_cusparselt_compress_cuda);
   m.impl("float8_linear", &float8_linear_cuda);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

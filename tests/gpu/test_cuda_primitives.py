@@ -213,16 +213,81 @@ def test_int8_dynamic_linear_is_exact(dtype, asymmetric, M, K):
     assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("asymmetric", [False, True])
-@pytest.mark.parametrize("M", [1, 33])
-@pytest.mark.parametrize("K", [512, 100])
-def test_int8_dynamic_linear_semi_sparse_runs_dense_on_cuda(asymmetric, M, K):
+@pytest.mark.parametrize("M", [1, 33, 300])
+@pytest.mark.parametrize("K,N", [(512, 256), (1024, 384), (512, 136), (100, 136)])
+def test_int8_dynamic_linear_semi_sparse_on_cuda(dtype, asymmetric, M, K, N):
+    # 2:4 int8 weights: on the sparse tensor cores (cuSPARSELt) where it takes the shape, else dense; exact either way.
     mapping = MappingType.ASYMMETRIC if asymmetric else MappingType.SYMMETRIC
     cfg = Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping, layout=SemiSparseLayout())
-    lin, x, got, cpu = _cpu_and_cuda(cfg, torch.bfloat16, M, K)
+    lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, dtype, M, K, with_module=True, N=N)
     assert lin.weight.original_weight_tensor.impl.layout() == "SemiSparseLayout"
+    assert got.dtype == dtype and got.shape == (M, N)
     assert torch.equal(got, _int8_dyn_reference(x, lin, asymmetric))
     assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
+    replays_in_graph(gpu, x, got)
+
+
+def _sparse_int8_weight(N, K):
+    """A 2:4 int8 weight (N, K) on CUDA and its per-channel scales."""
+    torch.manual_seed(N + K)
+    codes = ops.prune_2to4(torch.randint(-127, 128, (N, K)).float()).to(torch.int8)
+    return codes.cuda(), (torch.rand(N) / 100 + 1e-3).cuda()
+
+
+@pytest.mark.parametrize("M", [1, 31, 32, 33, 2048])
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_cusparselt_codes_are_exact_and_smaller(M, asymmetric):
+    N, K = 512, 1024
+    codes, scale = _sparse_int8_weight(N, K)
+    packed = ops.sparse24_cusparselt_compress(codes)
+    assert packed.dtype == torch.uint8 and packed.dim() == 1
+    # kept values (half the codes) and their 2-bit indices, plus N int32 row sums: under 5/8 of the dense bytes + 4N
+    assert 0 < packed.numel() <= N * K * 5 // 8 + 4 * N + 1024
+    mode = "asymmetric" if asymmetric else "symmetric_reduced_range"
+    x = torch.randn(M, K, dtype=torch.bfloat16, device="cuda")
+    bias = torch.randn(N, dtype=torch.bfloat16, device="cuda")
+    sparse = ops.int8_dynamic_linear(x, mode, packed, "cusparselt", 8, N, K, K, scale, None, -127, bias)
+    dense = ops.int8_dynamic_linear(x, mode, codes, "plain", 8, N, K, K, scale, None, -127, bias)
+    assert torch.equal(sparse, dense)
+    g, out = capture(lambda: ops.int8_dynamic_linear(x, mode, packed, "cusparselt", 8, N, K, K, scale, None, -127,
+                                                     bias))
+    g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, dense)
+
+
+def test_semi_sparse_weight_keeps_no_dense_copy_on_cuda():
+    # The device holds the CPU's compressed rows and cuSPARSELt's form, never the dense int8 codes.
+    N, K = 1024, 2048
+    lin = nn.Linear(K, N, bias=False).to(torch.bfloat16)
+    quantize_(lin, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()))
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    w = lin.weight.to("cuda")
+    with torch.no_grad():
+        F_out = torch.nn.functional.linear(torch.randn(4, K, dtype=torch.bfloat16, device="cuda"), w)
+    torch.cuda.synchronize()
+    held = torch.cuda.memory_allocated() - before - F_out.numel() * F_out.element_size()
+    assert held < N * K * 3 // 2, held  # 5/8 + 5/8 of N * K (+ scales); a dense copy would add N * K
+
+
+def test_cusparselt_format_errors():
+    N, K = 256, 512
+    codes, scale = _sparse_int8_weight(N, K)
+    packed = ops.sparse24_cusparselt_compress(codes)
+    x = torch.randn(4, K, dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(ValueError, match="cusparselt codes must be the 1-d uint8 tensor"):
+        ops.int8_dynamic_linear(x, "symmetric_reduced_range", packed[:-1], "cusparselt", 8, N, K, K, scale, None,
+                                -127, None)
+    with pytest.raises(ValueError, match="cusparselt codes must be the 1-d uint8 tensor"):
+        ops.int8_dynamic_linear(x, "symmetric_reduced_range", codes, "cusparselt", 8, N, K, K, scale, None, -127,
+                                None)
+    with pytest.raises(TypeError, match="codes must be int8"):
+        ops.sparse24_cusparselt_compress(codes.float())
+    with pytest.raises(NotImplementedError, match="CUDA only"):
+        ops.sparse24_cusparselt_compress(codes.cpu())
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -38,6 +38,13 @@ def test_prune_rejects_bad_input():
     assert torch.ops.torchao_cpp.prune_2to4(torch.randn(2, 8, device="meta")).shape == (2, 8)
 
 
+def test_cusparselt_form_is_cuda_only():
+    # The sparse tensor cores' form (cuSPARSELt) exists on CUDA only; the CPU reads its own compressed rows.
+    codes = torch.zeros(8, 16, dtype=torch.int8)
+    with pytest.raises(NotImplementedError, match="CUDA only.*move them to a CUDA device"):
+        torch.ops.torchao_cpp.sparse24_cusparselt_compress(codes)
+
+
 def _pair(N, K, act, bias=True, dtype=torch.float32, seed=0):
     torch.manual_seed(seed)
     base = nn.Linear(K, N, bias=bias).to(dtype)

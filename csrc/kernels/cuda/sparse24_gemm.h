@@ -1,0 +1,58 @@
+// 2:4 sparse int8 GEMM on the sparse tensor cores, through cuSPARSELt
+// (built only where its header and library are found: TORCHAO_CPP_HAVE_CUSPARSELT).
+// Torch-free: the caller allocates every buffer (torch's caching allocator)
+// and passes the stream; nothing here synchronises or allocates device memory.
+//
+// The weight W (N x K int8, row-major, at most 2 nonzeros in each group of 4
+// along K) is compressed once into cuSPARSELt's opaque form; then
+//   acc (M x N int32, row-major) = a (M x K int8, row-major) * W^T
+// in exact int32 sums, like int8_gemm_s32. Plans are built once per
+// (device, M, N, K) and cached for the process (their setup costs more than
+// the GEMM).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace torchao_cpp {
+namespace kernels {
+namespace cuda {
+
+// Activation rows are padded to a multiple of this (cuSPARSELt refuses other
+// dense operands); the caller zeroes the padding rows.
+constexpr int64_t kSparseLtRowMultiple = 32;
+
+// Status codes of the functions below: 0 on success, else cuSPARSELt's
+// cusparseStatus_t value (sparselt_error_string names it).
+const char* sparselt_error_string(int status);
+
+// Bytes of W's compressed form and of the scratch buffer compressing needs, on
+// the current device. Nonzero where cuSPARSELt refuses the shape.
+int sparselt_int8_compressed_size(int64_t N, int64_t K, size_t* bytes, size_t* scratch_bytes);
+
+// Compresses W (device pointer) into `out` (bytes from sparselt_int8_compressed_size).
+int sparselt_int8_compress(const int8_t* w, int64_t N, int64_t K, void* out, void* scratch, cudaStream_t stream);
+
+// Workspace bytes of the GEMM for M rows (a multiple of kSparseLtRowMultiple);
+// builds and caches its plan. Nonzero where cuSPARSELt refuses the shape.
+int sparselt_int8_gemm_workspace(int64_t M, int64_t N, int64_t K, size_t* bytes);
+
+// Whether the plan of this shape has been tuned (below).
+bool sparselt_int8_gemm_tuned(int64_t M, int64_t N, int64_t K);
+// Times cuSPARSELt's algorithms for the plan on these buffers and keeps the
+// fastest (cusparseLtMatmulSearch: it synchronises, so never under CUDA-graph
+// capture); once per plan. `workspace` must hold kSparseLtTuneWorkspace bytes;
+// query the workspace again afterwards.
+constexpr size_t kSparseLtTuneWorkspace = size_t(64) << 20;
+int sparselt_int8_gemm_tune(const void* w_compressed, const int8_t* a, int32_t* acc, int64_t M, int64_t N, int64_t K,
+                            void* workspace, cudaStream_t stream);
+
+// acc = a * W^T for M rows (a multiple of kSparseLtRowMultiple), W compressed.
+int sparselt_int8_gemm(const void* w_compressed, const int8_t* a, int32_t* acc, int64_t M, int64_t N, int64_t K,
+                       void* workspace, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace kernels
+}  // namespace torchao_cpp
