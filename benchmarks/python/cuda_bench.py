@@ -4,7 +4,8 @@ x (K, N) in {(4096, 4096), (4096, 14336), (14336, 4096)}.
 For each shape it times, with CUDA events after warm-up, eager and replayed
 from a captured CUDA graph: bf16 `F.linear` (cuBLAS), this project's int4
 (group 128), int8, float8 e4m3 (per channel) and fp6 e3m2 (6-bit packed rows) weight-only linears and its int8 dynamic
-activation x int8 weight linear (dense, and 2:4 sparse through cuSPARSELt), torch's own `aten._weight_int4pack_mm`
+activation x int8 weight linear (dense, and 2:4 sparse through cuSPARSELt), 2:4 int4 (MarlinSparseLayout) and
+the same weight as 2:4 bfloat16 on the sparse tensor cores (op sparse24_linear), torch's own `aten._weight_int4pack_mm`
 (tinygemm), and `torch._int_mm` with the per-token activation quantization
 and the scaling done separately in torch ops (M > 16 only, as `_int_mm`);
 float8 dynamic activation x float8 weight (per tensor and per row, ours) against
@@ -26,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import torchao_cpp  # noqa: F401  (registers the ops)
-from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, SemiSparseLayout
+from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, MarlinSparseLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
@@ -179,6 +180,12 @@ def main() -> None:
         ls = copy.deepcopy(lin)
         quantize_(ls, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()))
         qs24 = [ls.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies))]
+        lm = copy.deepcopy(lin)
+        quantize_(lm, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
+        qm24 = [AffineQuantizedTensor(lm.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies // 2))]
+        # The same 2:4 weight dequantized to bfloat16 on the sparse tensor cores (op sparse24_linear).
+        bf24 = torch.ops.torchao_cpp.sparse24_cusparselt_compress(lm.weight.dequantize().cuda())
+        bf24 = [bf24.clone() for _ in range(max(2, copies // 2))] if bf24.numel() else []
         f8 = {}
         for label, gran in (("tensor", None), ("row", PerRow())):
             lq = copy.deepcopy(lin)
@@ -229,6 +236,12 @@ def main() -> None:
             }
             methods["int8 dyn x int8 (ours)"] = (
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
+            # MarlinSparseLayout on CUDA: the codes - 8 expanded to int8 (8 bits per weight)
+            methods["int4 2:4 Marlin weight-only (ours)"] = (
+                [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in qm24], N * K)
+            if bf24:  # the kept bfloat16 values and cuSPARSELt's metadata: about 9 bits per weight
+                methods["bf16 2:4 sparse24_linear (ours)"] = (
+                    [lambda p=p: torch.ops.torchao_cpp.sparse24_linear(x, p, N, K) for p in bf24], N * K * 9 // 8)
             # kept codes and their 2-bit indices: 5 bits per weight
             methods["int8 dyn x int8 2:4 (ours)"] = (
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qs24],
@@ -266,7 +279,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, qf, q6, qd, qs24, int_mm, tiny, f8, scaled_mm
+        del bf16, q4, q8, qf, q6, qd, qs24, qm24, bf24, int_mm, tiny, f8, scaled_mm
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

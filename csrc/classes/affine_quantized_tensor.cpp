@@ -429,11 +429,19 @@ const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
 
 const at::Tensor& AffineQuantizedTensor::cusparselt_codes_for_cuda() const {
   std::call_once(cusparselt_once_, [&] {
-    if (!data.is_cuda() || parse_layout(layout) != LayoutKind::SemiSparse) return;
+    if (!data.is_cuda()) return;
+    const auto kind = parse_layout(layout);
     const auto cd = parse_code_dtype(code_dtype);
-    if (cd.is_float8 || storage_dtype(cd) != at::kChar) return;
-    // The dense codes only pass through: the device keeps the compressed form alone.
-    auto c = ops::call_sparse24_cusparselt_compress(sparse_dense_codes(data, shape, at::kChar).to(data.device()));
+    // The dense weight only passes through: the device keeps the compressed form alone.
+    at::Tensor dense;
+    // Not MarlinSparseLayout: its dequantized values through sparse24_linear (bfloat16, about 9 bits per weight)
+    // ran prefill (M = 2048) 1.9x faster than its dense path on the H200 but decode 2-3x slower
+    // (benchmarks/results/cuda_layers_sparse24_h200.txt); it stays on the int8 weight-only kernel.
+    if (kind == LayoutKind::SemiSparse && !cd.is_float8 && storage_dtype(cd) == at::kChar)
+      dense = sparse_dense_codes(data, shape, at::kChar).to(data.device());
+    else
+      return;
+    auto c = ops::call_sparse24_cusparselt_compress(dense);
     if (c.numel() > 0) cusparselt_codes_ = c;
   });
   return cusparselt_codes_;

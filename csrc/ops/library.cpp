@@ -65,10 +65,12 @@ TORCH_LIBRARY(torchao_cpp, m) {
       "int8_dynamic_linear(Tensor input, str act_quant, Tensor codes, str code_format, int bits, int out_features, "
       "int in_features, int group_size, Tensor weight_scale, Tensor? weight_zero_point, int quant_min, "
       "Tensor? bias=None) -> Tensor");
-  // A 2:4 int8 weight (N, K; at most 2 nonzeros in each group of 4 along K) in cuSPARSELt's compressed
-  // form for int8_dynamic_linear's "cusparselt" code format (sparse tensor cores); CUDA only. Empty where
-  // the build has no cuSPARSELt or it refuses the shape.
+  // A 2:4 weight (N, K; at most 2 nonzeros in each group of 4 along K) in cuSPARSELt's compressed form, for
+  // the sparse tensor cores (CUDA only): int8 codes for int8_dynamic_linear's "cusparselt" code format,
+  // bfloat16 values for sparse24_linear. Empty where the build has no cuSPARSELt or it refuses the shape, and
+  // for float16 values (they run dense).
   m.def("sparse24_cusparselt_compress(Tensor codes) -> Tensor");
+  m.def("sparse24_linear(Tensor input, Tensor weight, int out_features, int in_features, Tensor? bias=None) -> Tensor");
   // float8 activations (quantized per tensor or per row, or with a static act_scale) x float8 weights,
   // as torch._scaled_mm: codes (N, K), weight_scale 1 or N elements.
   m.def(
@@ -107,7 +109,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
         "quantize_affine_floatx", "dequantize_affine_floatx", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "choose_qparams_and_quantize_affine_hqq", "pack_bits",
         "unpack_bits", "prune_2to4", "weight_only_linear",
-        "int8_dynamic_linear", "sparse24_cusparselt_compress", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
+        "int8_dynamic_linear", "sparse24_cusparselt_compress", "sparse24_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
         "quantize_weight", "check_weight", "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());
 }

@@ -558,6 +558,11 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
     TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_cusparselt_compress: cuSPARSELt's form exists on CUDA only; got ",
                                 "codes on ", codes.device(), " (move them to a CUDA device)");
   });
+  m.impl("sparse24_linear", [](const at::Tensor& input, const at::Tensor&, int64_t, int64_t,
+                               const c10::optional<at::Tensor>&) -> at::Tensor {
+    TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_linear: runs on CUDA only (cuSPARSELt); got input on ",
+                                input.device());
+  });
   m.impl("float8_linear", &float8_linear);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

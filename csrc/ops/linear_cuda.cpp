@@ -197,48 +197,125 @@ constexpr int64_t kFloat8RowwiseEpilogueRows = 16;
 #ifdef TORCHAO_CPP_HAVE_CUSPARSELT
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// The "cusparselt" code format: cuSPARSELt's compressed weight, then (at a
-// 16-byte aligned offset) the N int32 row sums of the weight, which
-// asymmetric activations need. Offset of the sums, or -1 where cuSPARSELt
-// refuses the shape.
-int64_t sparselt_sums_offset(int64_t N, int64_t K) {
+// Bytes of a "cusparselt" weight: cuSPARSELt's compressed form, then for int8
+// (at a 16-byte aligned offset) the N int32 row sums of the weight, which
+// asymmetric activations need; *sums_offset is where they start. -1 where
+// cuSPARSELt refuses the shape.
+int64_t sparselt_weight_bytes(kc::SparseLtType t, int64_t N, int64_t K, int64_t* sums_offset = nullptr) {
   size_t bytes = 0, scratch = 0;
-  if (kc::sparselt_int8_compressed_size(N, K, &bytes, &scratch) != 0) return -1;
-  return round_up(int64_t(bytes), 16);
+  if (kc::sparselt_compressed_size(t, N, K, &bytes, &scratch) != 0) return -1;
+  if (t != kc::SparseLtType::Int8) return int64_t(bytes);
+  const int64_t offset = round_up(int64_t(bytes), 16);
+  if (sums_offset) *sums_offset = offset;
+  return offset + 4 * N;
+}
+
+// out = a * W^T on the sparse tensor cores for `rows` rows (a multiple of kSparseLtRowMultiple). The
+// first call of a shape outside graph capture picks cuSPARSELt's fastest algorithm for it (its default one
+// ran 2:4 int8 no faster than the dense int8 GEMM on an H200).
+void sparselt_run(const char* op, kc::SparseLtType t, const void* w, const void* a, void* out, int64_t rows, int64_t N,
+                  int64_t K, const at::TensorOptions& opts, cudaStream_t stream) {
+  size_t ws_bytes = 0;
+  int st = kc::sparselt_gemm_workspace(t, rows, N, K, &ws_bytes);
+  TORCH_CHECK(st == 0, op, ": cuSPARSELt has no plan for ", rows, " x ", N, " x ", K, ": ",
+              kc::sparselt_error_string(st));
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (!kc::sparselt_gemm_tuned(t, rows, N, K) &&
+      cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusNone) {
+    auto tune_ws = at::empty({int64_t(kc::kSparseLtTuneWorkspace)}, opts.dtype(at::kByte));
+    st = kc::sparselt_gemm_tune(t, w, a, out, rows, N, K, tune_ws.data_ptr(), stream);
+    TORCH_CHECK(st == 0, op, ": cuSPARSELt algorithm search failed: ", kc::sparselt_error_string(st));
+    st = kc::sparselt_gemm_workspace(t, rows, N, K, &ws_bytes);
+    TORCH_CHECK(st == 0, op, ": cuSPARSELt workspace query failed: ", kc::sparselt_error_string(st));
+  }
+  auto workspace = at::empty({std::max<int64_t>(int64_t(ws_bytes), 1)}, opts.dtype(at::kByte));
+  st = kc::sparselt_gemm(t, w, a, out, rows, N, K, workspace.data_ptr(), stream);
+  TORCH_CHECK(st == 0, op, ": cuSPARSELt GEMM failed: ", kc::sparselt_error_string(st));
 }
 #endif
 
-// sparse24_cusparselt_compress: a 2:4 int8 weight in the "cusparselt" code format
-// int8_dynamic_linear reads, or an empty tensor where this build has no
-// cuSPARSELt or it refuses the shape (the caller keeps the dense codes).
+// sparse24_cusparselt_compress: a 2:4 weight (int8 codes, or bfloat16 values) in the "cusparselt" form
+// int8_dynamic_linear and sparse24_linear read, or an empty tensor where this build has no cuSPARSELt or it
+// refuses the shape or the dtype (float16) (the caller keeps the dense weight).
 at::Tensor sparse24_cusparselt_compress_cuda(const at::Tensor& codes) {
   const char* op = "sparse24_cusparselt_compress";
   TORCH_CHECK_VALUE(codes.is_cuda(), op, ": codes must be a CUDA tensor, got device ", codes.device());
-  TORCH_CHECK_TYPE(codes.scalar_type() == at::kChar, op, ": codes must be int8, got ", codes.scalar_type());
+  const auto dtype = codes.scalar_type();
+  TORCH_CHECK_TYPE(dtype == at::kChar || dtype == at::kBFloat16 || dtype == at::kHalf, op,
+                   ": codes must be int8, bfloat16 or float16, got ", dtype);
   TORCH_CHECK_VALUE(codes.dim() == 2, op, ": codes must be 2-d (out_features, in_features), got shape ",
                     codes.sizes());
   const c10::cuda::CUDAGuard guard(codes.device());
   auto none = at::empty({0}, codes.options().dtype(at::kByte));
 #ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+  // float16 stays dense: on the H200 (cuSPARSELt 0.8) the algorithm search of a float16 GEMM failed with an
+  // internal error and left an illegal-instruction fault behind, where int8 and bfloat16 ran.
+  if (dtype == at::kHalf) return none;
+  const auto t = dtype == at::kChar ? kc::SparseLtType::Int8 : kc::SparseLtType::BFloat16;
   const int64_t N = codes.size(0), K = codes.size(1);
   if (N == 0 || K == 0) return none;
-  const int64_t offset = sparselt_sums_offset(N, K);
+  int64_t sums_offset = 0;
+  const int64_t total = sparselt_weight_bytes(t, N, K, &sums_offset);
   size_t workspace = 0;
   // A shape whose compression cuSPARSELt takes but whose GEMM it refuses stays dense.
-  if (offset < 0 || kc::sparselt_int8_gemm_workspace(kc::kSparseLtRowMultiple, N, K, &workspace) != 0) return none;
+  if (total < 0 || kc::sparselt_gemm_workspace(t, kc::kSparseLtRowMultiple, N, K, &workspace) != 0)
+    return none;
   size_t bytes = 0, scratch_bytes = 0;
-  kc::sparselt_int8_compressed_size(N, K, &bytes, &scratch_bytes);
+  kc::sparselt_compressed_size(t, N, K, &bytes, &scratch_bytes);
   const auto stream = at::cuda::getCurrentCUDAStream();
   auto c = codes.contiguous();
-  auto out = at::empty({offset + 4 * N}, codes.options().dtype(at::kByte));
+  auto out = at::empty({total}, codes.options().dtype(at::kByte));
   auto scratch = at::empty({std::max<int64_t>(int64_t(scratch_bytes), 1)}, codes.options().dtype(at::kByte));
-  const int st = kc::sparselt_int8_compress(c.data_ptr<int8_t>(), N, K, out.data_ptr(), scratch.data_ptr(), stream);
+  const int st = kc::sparselt_compress(t, c.data_ptr(), N, K, out.data_ptr(), scratch.data_ptr(), stream);
   TORCH_CHECK(st == 0, op, ": cuSPARSELt compression failed: ", kc::sparselt_error_string(st));
-  check_launch(op, kc::int8_row_sums(c.data_ptr<int8_t>(), N, K,
-                                     reinterpret_cast<int32_t*>(out.data_ptr<uint8_t>() + offset), stream));
+  if (t == kc::SparseLtType::Int8)
+    check_launch(op, kc::int8_row_sums(c.data_ptr<int8_t>(), N, K,
+                                       reinterpret_cast<int32_t*>(out.data_ptr<uint8_t>() + sums_offset), stream));
   return out;
 #else
   return none;
+#endif
+}
+
+// sparse24_linear: x @ W^T + bias with W a 2:4 bfloat16 weight in the form sparse24_cusparselt_compress
+// returns, on the sparse tensor cores (the bias added after the GEMM, in bfloat16).
+at::Tensor sparse24_linear_cuda(const at::Tensor& input, const at::Tensor& weight, int64_t out_features,
+                                int64_t in_features, const c10::optional<at::Tensor>& bias) {
+  const char* op = "sparse24_linear";
+  const int64_t N = out_features, K = in_features;
+  const auto in = cuda_linear_input(op, input, K, N);
+  check_on(op, weight, "weight", input.device());
+  const at::Tensor b = cuda_bias(op, bias, input, N);
+  const c10::cuda::CUDAGuard guard(input.device());
+#ifdef TORCHAO_CPP_HAVE_CUSPARSELT
+  TORCH_CHECK_NOT_IMPLEMENTED(input.scalar_type() == at::kBFloat16, op, ": takes bfloat16 inputs (float16 2:4 weights ",
+                              "run dense), got ", input.scalar_type());
+  const auto t = kc::SparseLtType::BFloat16;
+  const int64_t total = sparselt_weight_bytes(t, N, K);
+  TORCH_CHECK_NOT_IMPLEMENTED(total >= 0, op, ": cuSPARSELt refuses a (", N, ", ", K, ") ", input.scalar_type(),
+                              " weight");
+  TORCH_CHECK_VALUE(weight.dim() == 1 && weight.scalar_type() == at::kByte && weight.numel() == total, op,
+                    ": weight must be the 1-d uint8 tensor sparse24_cusparselt_compress returns for a (", N, ", ", K,
+                    ") ", input.scalar_type(), " weight (", total, " bytes), got ", weight.scalar_type(),
+                    " of shape ", weight.sizes());
+  const int64_t M = in.x2d.size(0);
+  const int64_t rows = round_up(std::max<int64_t>(M, 1), kc::kSparseLtRowMultiple);
+  // cuSPARSELt takes whole blocks of contiguous rows: padding rows are zeros.
+  at::Tensor x = in.x2d;
+  if (rows != M || x.stride(0) != K) {
+    x = at::zeros({rows, K}, input.options());
+    x.narrow(0, 0, M).copy_(in.x2d);
+  }
+  auto out = at::empty({rows, N}, input.options());
+  if (M > 0 && N > 0)
+    sparselt_run(op, t, weight.data_ptr(), x.data_ptr(), out.data_ptr(), rows, N, K, input.options(),
+                 at::cuda::getCurrentCUDAStream());
+  auto y = out.narrow(0, 0, M);
+  if (b.defined()) y.add_(b);
+  return y.view(in.out_shape);
+#else
+  TORCH_CHECK_NOT_IMPLEMENTED(false, op, ": this build has no cuSPARSELt");
+  return at::Tensor();
 #endif
 }
 
@@ -268,17 +345,17 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
                               codes.scalar_type(), " with group_size=", group_size);
   TORCH_CHECK_NOT_IMPLEMENTED(!(weight_zero_point.has_value() && weight_zero_point->defined()), op,
                               ": the CUDA kernels take symmetric weights (no weight_zero_point)");
-  int64_t sums_offset = -1;
+  int64_t sums_offset = -1, total = -1;
   if (sparse) {
 #ifdef TORCHAO_CPP_HAVE_CUSPARSELT
-    sums_offset = sparselt_sums_offset(N, K);
+    total = sparselt_weight_bytes(kc::SparseLtType::Int8, N, K, &sums_offset);
 #endif
-    TORCH_CHECK_NOT_IMPLEMENTED(sums_offset >= 0, op, ": cusparselt codes need a build with cuSPARSELt that takes "
+    TORCH_CHECK_NOT_IMPLEMENTED(total >= 0, op, ": cusparselt codes need a build with cuSPARSELt that takes "
                                 "the shape (", N, ", ", K, "); this one has none or refuses it");
-    TORCH_CHECK_VALUE(codes.dim() == 1 && codes.scalar_type() == at::kByte && codes.numel() == sums_offset + 4 * N,
-                      op, ": cusparselt codes must be the 1-d uint8 tensor sparse24_cusparselt_compress returns for ",
-                      "a (", N, ", ", K, ") weight (", sums_offset + 4 * N, " bytes), got ", codes.scalar_type(),
-                      " of shape ", codes.sizes());
+    TORCH_CHECK_VALUE(codes.dim() == 1 && codes.scalar_type() == at::kByte && codes.numel() == total, op,
+                      ": cusparselt codes must be the 1-d uint8 tensor sparse24_cusparselt_compress returns for ",
+                      "a (", N, ", ", K, ") weight (", total, " bytes), got ", codes.scalar_type(), " of shape ",
+                      codes.sizes());
   } else {
     TORCH_CHECK_NOT_IMPLEMENTED(codes.scalar_type() == at::kChar, op, ": plain codes must be int8, got ",
                                 codes.scalar_type());
@@ -327,25 +404,9 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     if (sparse) {
       const auto* bytes = c.data_ptr<uint8_t>();
       if (p.a_zp) p.w_sum = reinterpret_cast<const int32_t*>(bytes + sums_offset);
-      size_t ws_bytes = 0;
-      int st = kc::sparselt_int8_gemm_workspace(rows, N, K, &ws_bytes);
-      TORCH_CHECK(st == 0, op, ": cuSPARSELt has no plan for ", rows, " x ", N, " x ", K, ": ",
-                  kc::sparselt_error_string(st));
       auto acc = at::empty({rows, N}, input.options().dtype(at::kInt));
-      // The first call of a shape outside graph capture picks cuSPARSELt's fastest algorithm for it
-      // (its default one ran 2:4 no faster than the dense int8 GEMM on an H200).
-      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-      if (!kc::sparselt_int8_gemm_tuned(rows, N, K) && cudaStreamIsCapturing(stream, &capture) == cudaSuccess &&
-          capture == cudaStreamCaptureStatusNone) {
-        auto tune_ws = at::empty({int64_t(kc::kSparseLtTuneWorkspace)}, input.options().dtype(at::kByte));
-        st = kc::sparselt_int8_gemm_tune(bytes, p.a, acc.data_ptr<int32_t>(), rows, N, K, tune_ws.data_ptr(), stream);
-        TORCH_CHECK(st == 0, op, ": cuSPARSELt algorithm search failed: ", kc::sparselt_error_string(st));
-        st = kc::sparselt_int8_gemm_workspace(rows, N, K, &ws_bytes);
-        TORCH_CHECK(st == 0, op, ": cuSPARSELt workspace query failed: ", kc::sparselt_error_string(st));
-      }
-      auto workspace = at::empty({std::max<int64_t>(int64_t(ws_bytes), 1)}, input.options().dtype(at::kByte));
-      st = kc::sparselt_int8_gemm(bytes, p.a, acc.data_ptr<int32_t>(), rows, N, K, workspace.data_ptr(), stream);
-      TORCH_CHECK(st == 0, op, ": cuSPARSELt GEMM failed: ", kc::sparselt_error_string(st));
+      sparselt_run(op, kc::SparseLtType::Int8, bytes, p.a, acc.data_ptr<int32_t>(), rows, N, K, input.options(),
+                   stream);
       check_launch(op, kc::int8_linear_epilogue(p, acc.data_ptr<int32_t>(), 0, N, stream));
       return;
     }
@@ -483,6 +544,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
   m.impl("weight_only_linear", &weight_only_linear_cuda);
   m.impl("int8_dynamic_linear", &int8_dynamic_linear_cuda);
   m.impl("sparse24_cusparselt_compress", &sparse24_cusparselt_compress_cuda);
+  m.impl("sparse24_linear", &sparse24_linear_cuda);
   m.impl("float8_linear", &float8_linear_cuda);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

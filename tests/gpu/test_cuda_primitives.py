@@ -258,6 +258,31 @@ def test_cusparselt_codes_are_exact_and_smaller(M, asymmetric):
     assert torch.equal(out, dense)
 
 
+@pytest.mark.parametrize("M", [1, 40, 2048])
+def test_sparse24_linear_matches_dense(M):
+    dtype = torch.bfloat16
+    N, K = 384, 1024
+    torch.manual_seed(M)
+    w = ops.prune_2to4(torch.randn(N, K)).to(dtype).cuda()
+    packed = ops.sparse24_cusparselt_compress(w)
+    assert packed.dtype == torch.uint8 and 0 < packed.numel() < N * K * 2  # half the values + metadata
+    x = torch.randn(M, K, dtype=dtype, device="cuda")
+    b = torch.randn(N, dtype=dtype, device="cuda")
+    got = ops.sparse24_linear(x, packed, N, K, b)
+    exact = x.double() @ w.double().t() + b.double()
+    tol = 2 * 2.0 ** -8 * exact.abs() + 1e-3 * (x.double().abs() @ w.double().abs().t())
+    assert got.dtype == dtype and got.shape == (M, N) and ((got.double() - exact).abs() <= tol).all()
+    x3 = torch.randn(2, 3, K, dtype=dtype, device="cuda")[:, ::2]  # 3-d, non-contiguous rows
+    assert torch.allclose(ops.sparse24_linear(x3, packed, N, K).double(), x3.double() @ w.double().t(),
+                          rtol=2e-2, atol=2e-1)
+    with pytest.raises(ValueError, match="weight must be the 1-d uint8 tensor"):
+        ops.sparse24_linear(x, packed[1:], N, K, b)
+    # float16 2:4 weights stay dense (see sparse24_cusparselt_compress)
+    assert ops.sparse24_cusparselt_compress(w.half()).numel() == 0
+    with pytest.raises(NotImplementedError, match="takes bfloat16 inputs"):
+        ops.sparse24_linear(x.half(), packed, N, K)
+
+
 def test_semi_sparse_weight_keeps_no_dense_copy_on_cuda():
     # The device holds the CPU's compressed rows and cuSPARSELt's form, never the dense int8 codes.
     N, K = 1024, 2048
@@ -284,22 +309,24 @@ def test_cusparselt_format_errors():
     with pytest.raises(ValueError, match="cusparselt codes must be the 1-d uint8 tensor"):
         ops.int8_dynamic_linear(x, "symmetric_reduced_range", codes, "cusparselt", 8, N, K, K, scale, None, -127,
                                 None)
-    with pytest.raises(TypeError, match="codes must be int8"):
+    with pytest.raises(TypeError, match="codes must be int8, bfloat16 or float16"):
         ops.sparse24_cusparselt_compress(codes.float())
     with pytest.raises(NotImplementedError, match="CUDA only"):
         ops.sparse24_cusparselt_compress(codes.cpu())
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("M", [1, 33])
-def test_int4_marlin_sparse_runs_dense_on_cuda(dtype, M):
-    # 2:4 int4 (MarlinSparseLayout): on CUDA the codes - 8 are expanded once to int8 and run the int8 weight-only
+@pytest.mark.parametrize("M", [1, 33, 300])
+@pytest.mark.parametrize("N", [136, 256])
+def test_int4_marlin_sparse_on_cuda(dtype, M, N):
+    # 2:4 int4 (MarlinSparseLayout): on CUDA the codes - 8 expanded once to int8 through the int8 weight-only
     # kernel with the group-128 scales; the CPU runs its 2:4 kernel (M <= 8) or float panels.
     cfg = Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout())
-    lin, x, got, cpu = _cpu_and_cuda(cfg, dtype, M, 256)
-    assert lin.weight.impl.layout() == "MarlinSparseLayout" and got.dtype == dtype and got.shape == (M, 136)
+    lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, dtype, M, 256, with_module=True, N=N)
+    assert lin.weight.impl.layout() == "MarlinSparseLayout" and got.dtype == dtype and got.shape == (M, N)
+    replays_in_graph(gpu, x, got)
     codes, scale, _ = lin.weight.impl.get_plain()
-    w = ((codes.double() - 8).view(136, 2, 128) * scale.double().view(136, 2, 1)).view(136, 256)
+    w = ((codes.double() - 8).view(N, 2, 128) * scale.double().view(N, 2, 1)).view(N, 256)
     exact = x.double() @ w.t() + lin.bias.double()
     tol = 2 * 2.0 ** -8 * exact.abs() + 1e-3 * (x.double().abs() @ w.abs().t())
     assert ((got.double() - exact).abs() <= tol).all()

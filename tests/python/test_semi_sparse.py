@@ -43,6 +43,8 @@ def test_cusparselt_form_is_cuda_only():
     codes = torch.zeros(8, 16, dtype=torch.int8)
     with pytest.raises(NotImplementedError, match="CUDA only.*move them to a CUDA device"):
         torch.ops.torchao_cpp.sparse24_cusparselt_compress(codes)
+    with pytest.raises(NotImplementedError, match="sparse24_linear: runs on CUDA only"):
+        torch.ops.torchao_cpp.sparse24_linear(torch.randn(2, 16), torch.zeros(8, dtype=torch.uint8), 8, 16)
 
 
 def _pair(N, K, act, bias=True, dtype=torch.float32, seed=0):

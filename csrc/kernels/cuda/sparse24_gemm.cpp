@@ -12,10 +12,20 @@ namespace kernels {
 namespace cuda {
 namespace {
 
+struct TypeInfo {
+  cudaDataType_t in, out;
+  cusparseComputeType compute;
+};
+
+TypeInfo type_info(SparseLtType t) {
+  if (t == SparseLtType::Int8) return {CUDA_R_8I, CUDA_R_32I, CUSPARSE_COMPUTE_32I};
+  return {CUDA_R_16BF, CUDA_R_16BF, CUSPARSE_COMPUTE_32F};
+}
+
 // The objects a plan points into must keep their addresses: they live in one
 // heap block per cached plan.
 struct Plan {
-  cusparseLtMatDescriptor_t w, a, acc;
+  cusparseLtMatDescriptor_t w, a, out;
   cusparseLtMatmulDescriptor_t matmul;
   cusparseLtMatmulAlgSelection_t alg;
   cusparseLtMatmulPlan_t plan;
@@ -23,12 +33,14 @@ struct Plan {
   bool tuned = false;
 };
 
+using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t>;  // type, device, M, N, K
+
 struct State {
   std::mutex mu;
-  std::map<int, std::unique_ptr<cusparseLtHandle_t>> handles;                          // per device
-  std::map<std::tuple<int, int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans;  // (device, M, N, K)
-  // (device, N, K) -> compressed and scratch bytes: each query costs a descriptor's setup.
-  std::map<std::tuple<int, int64_t, int64_t>, std::pair<size_t, size_t>> sizes;
+  std::map<int, std::unique_ptr<cusparseLtHandle_t>> handles;  // per device
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  // (type, device, N, K) -> compressed and scratch bytes: each query costs a descriptor's setup.
+  std::map<std::tuple<int, int, int64_t, int64_t>, std::pair<size_t, size_t>> sizes;
 };
 
 State& state() {
@@ -36,15 +48,14 @@ State& state() {
   return *s;
 }
 
-#define SPARSELT_TRY(expr)                               \
-  do {                                                   \
-    const cusparseStatus_t status_ = (expr);             \
+#define SPARSELT_TRY(expr)                                       \
+  do {                                                           \
+    const cusparseStatus_t status_ = (expr);                     \
     if (status_ != CUSPARSE_STATUS_SUCCESS) return int(status_); \
   } while (0)
 
 int current_device(int* device) {
-  const cudaError_t e = cudaGetDevice(device);
-  return e == cudaSuccess ? 0 : int(CUSPARSE_STATUS_EXECUTION_FAILED);
+  return cudaGetDevice(device) == cudaSuccess ? 0 : int(CUSPARSE_STATUS_EXECUTION_FAILED);
 }
 
 // The current device's handle (state().mu held).
@@ -62,32 +73,35 @@ int handle_locked(cusparseLtHandle_t** out) {
 }
 
 // W as cuSPARSELt sees it: N x K, row-major, 2:4 along K.
-cusparseStatus_t weight_descriptor(cusparseLtHandle_t* h, cusparseLtMatDescriptor_t* d, int64_t N, int64_t K) {
-  return cusparseLtStructuredDescriptorInit(h, d, N, K, K, 16, CUDA_R_8I, CUSPARSE_ORDER_ROW,
+cusparseStatus_t weight_descriptor(cusparseLtHandle_t* h, cusparseLtMatDescriptor_t* d, SparseLtType t, int64_t N,
+                                   int64_t K) {
+  return cusparseLtStructuredDescriptorInit(h, d, N, K, K, 16, type_info(t).in, CUSPARSE_ORDER_ROW,
                                             CUSPARSELT_SPARSITY_50_PERCENT);
 }
 
 // The cached plan of an M x N x K GEMM (state().mu held). D = W * a^T is N x M
-// in column-major order with leading dimension N: acc, M x N row-major.
-int plan_locked(int64_t M, int64_t N, int64_t K, Plan** out) {
+// in column-major order with leading dimension N: out, M x N row-major.
+int plan_locked(SparseLtType t, int64_t M, int64_t N, int64_t K, cusparseLtHandle_t** handle, Plan** out) {
   cusparseLtHandle_t* h = nullptr;
   if (int e = handle_locked(&h)) return e;
   int device = 0;
   if (int e = current_device(&device)) return e;
-  auto& slot = state().plans[{device, M, N, K}];
+  auto& slot = state().plans[{int(t), device, M, N, K}];
   if (!slot) {
+    const TypeInfo ti = type_info(t);
     auto p = std::make_unique<Plan>();
-    SPARSELT_TRY(weight_descriptor(h, &p->w, N, K));
-    SPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->a, M, K, K, 16, CUDA_R_8I, CUSPARSE_ORDER_ROW));
-    SPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->acc, N, M, N, 16, CUDA_R_32I, CUSPARSE_ORDER_COL));
+    SPARSELT_TRY(weight_descriptor(h, &p->w, t, N, K));
+    SPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->a, M, K, K, 16, ti.in, CUSPARSE_ORDER_ROW));
+    SPARSELT_TRY(cusparseLtDenseDescriptorInit(h, &p->out, N, M, N, 16, ti.out, CUSPARSE_ORDER_COL));
     SPARSELT_TRY(cusparseLtMatmulDescriptorInit(h, &p->matmul, CUSPARSE_OPERATION_NON_TRANSPOSE,
-                                                CUSPARSE_OPERATION_TRANSPOSE, &p->w, &p->a, &p->acc, &p->acc,
-                                                CUSPARSE_COMPUTE_32I));
+                                                CUSPARSE_OPERATION_TRANSPOSE, &p->w, &p->a, &p->out, &p->out,
+                                                ti.compute));
     SPARSELT_TRY(cusparseLtMatmulAlgSelectionInit(h, &p->alg, &p->matmul, CUSPARSELT_MATMUL_ALG_DEFAULT));
     SPARSELT_TRY(cusparseLtMatmulPlanInit(h, &p->plan, &p->matmul, &p->alg));
     SPARSELT_TRY(cusparseLtMatmulGetWorkspace(h, &p->plan, &p->workspace));
     slot = std::move(p);
   }
+  *handle = h;
   *out = slot.get();
   return 0;
 }
@@ -96,17 +110,17 @@ int plan_locked(int64_t M, int64_t N, int64_t K, Plan** out) {
 
 const char* sparselt_error_string(int status) { return cusparseLtGetErrorString(cusparseStatus_t(status)); }
 
-int sparselt_int8_compressed_size(int64_t N, int64_t K, size_t* bytes, size_t* scratch_bytes) {
+int sparselt_compressed_size(SparseLtType t, int64_t N, int64_t K, size_t* bytes, size_t* scratch_bytes) {
   std::lock_guard<std::mutex> lock(state().mu);
   int device = 0;
   if (int e = current_device(&device)) return e;
-  const auto key = std::make_tuple(device, N, K);
+  const auto key = std::make_tuple(int(t), device, N, K);
   auto it = state().sizes.find(key);
   if (it == state().sizes.end()) {
     cusparseLtHandle_t* h = nullptr;
     if (int e = handle_locked(&h)) return e;
     cusparseLtMatDescriptor_t w;
-    SPARSELT_TRY(weight_descriptor(h, &w, N, K));
+    SPARSELT_TRY(weight_descriptor(h, &w, t, N, K));
     std::pair<size_t, size_t> sz;
     const cusparseStatus_t st = cusparseLtSpMMACompressedSize2(h, &w, &sz.first, &sz.second);
     cusparseLtMatDescriptorDestroy(&w);
@@ -118,63 +132,58 @@ int sparselt_int8_compressed_size(int64_t N, int64_t K, size_t* bytes, size_t* s
   return 0;
 }
 
-int sparselt_int8_compress(const int8_t* w, int64_t N, int64_t K, void* out, void* scratch, cudaStream_t stream) {
+int sparselt_compress(SparseLtType t, const void* w, int64_t N, int64_t K, void* out, void* scratch,
+                      cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(state().mu);
   cusparseLtHandle_t* h = nullptr;
   if (int e = handle_locked(&h)) return e;
   cusparseLtMatDescriptor_t d;
-  SPARSELT_TRY(weight_descriptor(h, &d, N, K));
+  SPARSELT_TRY(weight_descriptor(h, &d, t, N, K));
   const cusparseStatus_t st =
       cusparseLtSpMMACompress2(h, &d, 1, CUSPARSE_OPERATION_NON_TRANSPOSE, w, out, scratch, stream);
   cusparseLtMatDescriptorDestroy(&d);
   return int(st);
 }
 
-int sparselt_int8_gemm_workspace(int64_t M, int64_t N, int64_t K, size_t* bytes) {
+int sparselt_gemm_workspace(SparseLtType t, int64_t M, int64_t N, int64_t K, size_t* bytes) {
   std::lock_guard<std::mutex> lock(state().mu);
+  cusparseLtHandle_t* h = nullptr;
   Plan* p = nullptr;
-  if (int e = plan_locked(M, N, K, &p)) return e;
+  if (int e = plan_locked(t, M, N, K, &h, &p)) return e;
   *bytes = p->workspace;
   return 0;
 }
 
-int sparselt_int8_gemm_tune(const void* w_compressed, const int8_t* a, int32_t* acc, int64_t M, int64_t N, int64_t K,
-                            void* workspace, cudaStream_t stream) {
+bool sparselt_gemm_tuned(SparseLtType t, int64_t M, int64_t N, int64_t K) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  int device = 0;
+  if (current_device(&device) != 0) return true;
+  auto it = state().plans.find({int(t), device, M, N, K});
+  return it != state().plans.end() && it->second && it->second->tuned;
+}
+
+int sparselt_gemm_tune(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N,
+                       int64_t K, void* workspace, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(state().mu);
   cusparseLtHandle_t* h = nullptr;
   Plan* p = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(state().mu);
-    if (int e = handle_locked(&h)) return e;
-    if (int e = plan_locked(M, N, K, &p)) return e;
-    if (p->tuned) return 0;
-    p->tuned = true;  // one search per plan, even if it fails
-  }
+  if (int e = plan_locked(t, M, N, K, &h, &p)) return e;
+  if (p->tuned) return 0;
+  p->tuned = true;  // one search per plan, even if it fails
   const float alpha = 1.0f, beta = 0.0f;
-  SPARSELT_TRY(cusparseLtMatmulSearch(h, &p->plan, &alpha, w_compressed, a, &beta, acc, acc, workspace, &stream, 1));
-  std::lock_guard<std::mutex> lock(state().mu);
+  SPARSELT_TRY(cusparseLtMatmulSearch(h, &p->plan, &alpha, w_compressed, a, &beta, out, out, workspace, &stream, 1));
   SPARSELT_TRY(cusparseLtMatmulGetWorkspace(h, &p->plan, &p->workspace));
   return 0;
 }
 
-bool sparselt_int8_gemm_tuned(int64_t M, int64_t N, int64_t K) {
+int sparselt_gemm(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N, int64_t K,
+                  void* workspace, cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(state().mu);
-  int device = 0;
-  if (current_device(&device) != 0) return true;
-  auto it = state().plans.find({device, M, N, K});
-  return it != state().plans.end() && it->second && it->second->tuned;
-}
-
-int sparselt_int8_gemm(const void* w_compressed, const int8_t* a, int32_t* acc, int64_t M, int64_t N, int64_t K,
-                       void* workspace, cudaStream_t stream) {
   cusparseLtHandle_t* h = nullptr;
   Plan* p = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(state().mu);
-    if (int e = handle_locked(&h)) return e;
-    if (int e = plan_locked(M, N, K, &p)) return e;
-  }
+  if (int e = plan_locked(t, M, N, K, &h, &p)) return e;
   const float alpha = 1.0f, beta = 0.0f;
-  SPARSELT_TRY(cusparseLtMatmul(h, &p->plan, &alpha, w_compressed, a, &beta, acc, acc, workspace, &stream, 1));
+  SPARSELT_TRY(cusparseLtMatmul(h, &p->plan, &alpha, w_compressed, a, &beta, out, out, workspace, &stream, 1));
   return 0;
 }
 

@@ -1,14 +1,16 @@
-// 2:4 sparse int8 GEMM on the sparse tensor cores, through cuSPARSELt
-// (built only where its header and library are found: TORCHAO_CPP_HAVE_CUSPARSELT).
+// 2:4 sparse GEMMs on the sparse tensor cores, through cuSPARSELt (built
+// only where its header and library are found: TORCHAO_CPP_HAVE_CUSPARSELT).
 // Torch-free: the caller allocates every buffer (torch's caching allocator)
-// and passes the stream; nothing here synchronises or allocates device memory.
+// and passes the stream; only sparselt_gemm_tune synchronises.
 //
-// The weight W (N x K int8, row-major, at most 2 nonzeros in each group of 4
-// along K) is compressed once into cuSPARSELt's opaque form; then
-//   acc (M x N int32, row-major) = a (M x K int8, row-major) * W^T
-// in exact int32 sums, like int8_gemm_s32. Plans are built once per
-// (device, M, N, K) and cached for the process (their setup costs more than
-// the GEMM).
+// The weight W (N x K, row-major, at most 2 nonzeros in each group of 4 along
+// K) is compressed once into cuSPARSELt's opaque form; then
+//   out (M x N, row-major) = a (M x K, row-major) * W^T
+// with a and W of one type:
+//   Int8: out int32, exact sums (as int8_gemm_s32);
+//   BFloat16: out bfloat16, float32 accumulation.
+// Plans are built once per (type, device, M, N, K) and cached for the
+// process (their setup costs more than the GEMM).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -20,6 +22,8 @@ namespace torchao_cpp {
 namespace kernels {
 namespace cuda {
 
+enum class SparseLtType { Int8, BFloat16 };
+
 // Activation rows are padded to a multiple of this (cuSPARSELt refuses other
 // dense operands); the caller zeroes the padding rows.
 constexpr int64_t kSparseLtRowMultiple = 32;
@@ -30,28 +34,30 @@ const char* sparselt_error_string(int status);
 
 // Bytes of W's compressed form and of the scratch buffer compressing needs, on
 // the current device. Nonzero where cuSPARSELt refuses the shape.
-int sparselt_int8_compressed_size(int64_t N, int64_t K, size_t* bytes, size_t* scratch_bytes);
+int sparselt_compressed_size(SparseLtType t, int64_t N, int64_t K, size_t* bytes, size_t* scratch_bytes);
 
-// Compresses W (device pointer) into `out` (bytes from sparselt_int8_compressed_size).
-int sparselt_int8_compress(const int8_t* w, int64_t N, int64_t K, void* out, void* scratch, cudaStream_t stream);
+// Compresses W (device pointer) into `out` (bytes from sparselt_compressed_size).
+int sparselt_compress(SparseLtType t, const void* w, int64_t N, int64_t K, void* out, void* scratch,
+                      cudaStream_t stream);
 
 // Workspace bytes of the GEMM for M rows (a multiple of kSparseLtRowMultiple);
 // builds and caches its plan. Nonzero where cuSPARSELt refuses the shape.
-int sparselt_int8_gemm_workspace(int64_t M, int64_t N, int64_t K, size_t* bytes);
+int sparselt_gemm_workspace(SparseLtType t, int64_t M, int64_t N, int64_t K, size_t* bytes);
 
 // Whether the plan of this shape has been tuned (below).
-bool sparselt_int8_gemm_tuned(int64_t M, int64_t N, int64_t K);
+bool sparselt_gemm_tuned(SparseLtType t, int64_t M, int64_t N, int64_t K);
+
 // Times cuSPARSELt's algorithms for the plan on these buffers and keeps the
 // fastest (cusparseLtMatmulSearch: it synchronises, so never under CUDA-graph
 // capture); once per plan. `workspace` must hold kSparseLtTuneWorkspace bytes;
 // query the workspace again afterwards.
 constexpr size_t kSparseLtTuneWorkspace = size_t(64) << 20;
-int sparselt_int8_gemm_tune(const void* w_compressed, const int8_t* a, int32_t* acc, int64_t M, int64_t N, int64_t K,
-                            void* workspace, cudaStream_t stream);
+int sparselt_gemm_tune(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N,
+                       int64_t K, void* workspace, cudaStream_t stream);
 
-// acc = a * W^T for M rows (a multiple of kSparseLtRowMultiple), W compressed.
-int sparselt_int8_gemm(const void* w_compressed, const int8_t* a, int32_t* acc, int64_t M, int64_t N, int64_t K,
-                       void* workspace, cudaStream_t stream);
+// out = a * W^T for M rows (a multiple of kSparseLtRowMultiple), W compressed.
+int sparselt_gemm(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N, int64_t K,
+                  void* workspace, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace kernels
