@@ -437,7 +437,10 @@ const at::Tensor& AffineQuantizedTensor::cusparselt_codes_for_cuda() const {
     // Not MarlinSparseLayout: its dequantized values through sparse24_linear (bfloat16, about 9 bits per weight)
     // ran prefill (M = 2048) 1.9x faster than its dense path on the H200 but decode 2-3x slower
     // (benchmarks/results/cuda_layers_sparse24_h200.txt); it stays on the int8 weight-only kernel.
-    if (kind == LayoutKind::SemiSparse && !cd.is_float8 && storage_dtype(cd) == at::kChar)
+    // Only weights the int8 x int8 CUDA path takes: per channel, without zero points.
+    const bool per_channel = shape.size() == 2 && block_size[0] == 1 && block_size[1] == shape[1] &&
+                             (zero_point_domain == "NONE" || !zero_point.has_value());
+    if (kind == LayoutKind::SemiSparse && per_channel && !cd.is_float8 && storage_dtype(cd) == at::kChar)
       dense = sparse_dense_codes(data, shape, at::kChar).to(data.device());
     else
       return;

@@ -68,7 +68,8 @@ TORCH_LIBRARY(torchao_cpp, m) {
   // A 2:4 weight (N, K; at most 2 nonzeros in each group of 4 along K) in cuSPARSELt's compressed form, for
   // the sparse tensor cores (CUDA only): int8 codes for int8_dynamic_linear's "cusparselt" code format,
   // bfloat16 values for sparse24_linear. Empty where the build has no cuSPARSELt or it refuses the shape, and
-  // for float16 values (they run dense).
+  // for float16 values (they run dense). The 2:4 pattern is not checked (a sync): cuSPARSELt keeps two values
+  // per group of 4, so other weights give wrong products; the quantized-tensor classes only pass 2:4 weights.
   m.def("sparse24_cusparselt_compress(Tensor codes) -> Tensor");
   m.def("sparse24_linear(Tensor input, Tensor weight, int out_features, int in_features, Tensor? bias=None) -> Tensor");
   // float8 activations (quantized per tensor or per row, or with a static act_scale) x float8 weights,

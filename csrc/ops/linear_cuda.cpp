@@ -222,14 +222,21 @@ void sparselt_run(const char* op, kc::SparseLtType t, const void* w, const void*
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   if (!kc::sparselt_gemm_tuned(t, rows, N, K) &&
       cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusNone) {
-    auto tune_ws = at::empty({int64_t(kc::kSparseLtTuneWorkspace)}, opts.dtype(at::kByte));
+    const int64_t tune_bytes = std::max<int64_t>(int64_t(kc::kSparseLtTuneWorkspace), int64_t(ws_bytes));
+    auto tune_ws = at::empty({tune_bytes}, opts.dtype(at::kByte));
     st = kc::sparselt_gemm_tune(t, w, a, out, rows, N, K, tune_ws.data_ptr(), stream);
     TORCH_CHECK(st == 0, op, ": cuSPARSELt algorithm search failed: ", kc::sparselt_error_string(st));
     st = kc::sparselt_gemm_workspace(t, rows, N, K, &ws_bytes);
     TORCH_CHECK(st == 0, op, ": cuSPARSELt workspace query failed: ", kc::sparselt_error_string(st));
   }
-  auto workspace = at::empty({std::max<int64_t>(int64_t(ws_bytes), 1)}, opts.dtype(at::kByte));
-  st = kc::sparselt_gemm(t, w, a, out, rows, N, K, workspace.data_ptr(), stream);
+  for (int attempt = 0;; ++attempt) {
+    auto workspace = at::empty({std::max<int64_t>(int64_t(ws_bytes), 1)}, opts.dtype(at::kByte));
+    st = kc::sparselt_gemm(t, w, a, out, rows, N, K, workspace.data_ptr(), ws_bytes, stream);
+    if (st != kc::kSparseLtWorkspaceTooSmall || attempt > 0) break;
+    // Another thread's tuning of this shape grew its workspace since the query above.
+    st = kc::sparselt_gemm_workspace(t, rows, N, K, &ws_bytes);
+    TORCH_CHECK(st == 0, op, ": cuSPARSELt workspace query failed: ", kc::sparselt_error_string(st));
+  }
   TORCH_CHECK(st == 0, op, ": cuSPARSELt GEMM failed: ", kc::sparselt_error_string(st));
 }
 #endif
@@ -302,7 +309,7 @@ at::Tensor sparse24_linear_cuda(const at::Tensor& input, const at::Tensor& weigh
   const int64_t rows = round_up(std::max<int64_t>(M, 1), kc::kSparseLtRowMultiple);
   // cuSPARSELt takes whole blocks of contiguous rows: padding rows are zeros.
   at::Tensor x = in.x2d;
-  if (rows != M || x.stride(0) != K) {
+  if (rows != M || x.stride(0) != K || reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 != 0) {
     x = at::zeros({rows, K}, input.options());
     x.narrow(0, 0, M).copy_(in.x2d);
   }
@@ -327,6 +334,8 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
   const char* op = "int8_dynamic_linear";
   const int64_t N = out_features, K = in_features;
   const auto in = cuda_linear_input(op, input, K, N);
+  // Before the cusparselt size lookup, which runs on the current device.
+  const c10::cuda::CUDAGuard guard(input.device());
   const auto dtype = input.scalar_type();
   kc::ActQuant mode;
   if (act_quant == "asymmetric")
@@ -345,7 +354,7 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
                               codes.scalar_type(), " with group_size=", group_size);
   TORCH_CHECK_NOT_IMPLEMENTED(!(weight_zero_point.has_value() && weight_zero_point->defined()), op,
                               ": the CUDA kernels take symmetric weights (no weight_zero_point)");
-  int64_t sums_offset = -1, total = -1;
+  [[maybe_unused]] int64_t sums_offset = -1, total = -1;
   if (sparse) {
 #ifdef TORCHAO_CPP_HAVE_CUSPARSELT
     total = sparselt_weight_bytes(kc::SparseLtType::Int8, N, K, &sums_offset);
@@ -367,7 +376,6 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
   check_on(op, codes, "codes", input.device());
   check_on(op, weight_scale, "weight_scale", input.device());
   const at::Tensor b = cuda_bias(op, bias, input, N);
-  const c10::cuda::CUDAGuard guard(input.device());
   const auto stream = at::cuda::getCurrentCUDAStream();
   const auto& shape = in.out_shape;
   const auto& x2d = in.x2d;

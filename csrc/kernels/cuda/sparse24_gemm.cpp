@@ -108,7 +108,10 @@ int plan_locked(SparseLtType t, int64_t M, int64_t N, int64_t K, cusparseLtHandl
 
 }  // namespace
 
-const char* sparselt_error_string(int status) { return cusparseLtGetErrorString(cusparseStatus_t(status)); }
+const char* sparselt_error_string(int status) {
+  if (status == kSparseLtWorkspaceTooSmall) return "the plan needs a larger workspace than was passed";
+  return cusparseLtGetErrorString(cusparseStatus_t(status));
+}
 
 int sparselt_compressed_size(SparseLtType t, int64_t N, int64_t K, size_t* bytes, size_t* scratch_bytes) {
   std::lock_guard<std::mutex> lock(state().mu);
@@ -177,11 +180,12 @@ int sparselt_gemm_tune(SparseLtType t, const void* w_compressed, const void* a, 
 }
 
 int sparselt_gemm(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N, int64_t K,
-                  void* workspace, cudaStream_t stream) {
+                  void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(state().mu);
   cusparseLtHandle_t* h = nullptr;
   Plan* p = nullptr;
   if (int e = plan_locked(t, M, N, K, &h, &p)) return e;
+  if (p->workspace > workspace_bytes) return kSparseLtWorkspaceTooSmall;
   const float alpha = 1.0f, beta = 0.0f;
   SPARSELT_TRY(cusparseLtMatmul(h, &p->plan, &alpha, w_compressed, a, &beta, out, out, workspace, &stream, 1));
   return 0;

@@ -49,15 +49,20 @@ bool sparselt_gemm_tuned(SparseLtType t, int64_t M, int64_t N, int64_t K);
 
 // Times cuSPARSELt's algorithms for the plan on these buffers and keeps the
 // fastest (cusparseLtMatmulSearch: it synchronises, so never under CUDA-graph
-// capture); once per plan. `workspace` must hold kSparseLtTuneWorkspace bytes;
-// query the workspace again afterwards.
+// capture); once per plan, even if the search fails. `workspace` must hold
+// kSparseLtTuneWorkspace bytes, or the plan's workspace if larger; query the
+// workspace again afterwards.
 constexpr size_t kSparseLtTuneWorkspace = size_t(64) << 20;
 int sparselt_gemm_tune(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N,
                        int64_t K, void* workspace, cudaStream_t stream);
 
 // out = a * W^T for M rows (a multiple of kSparseLtRowMultiple), W compressed.
+// Returns kSparseLtWorkspaceTooSmall, launching nothing, where the plan needs
+// more than workspace_bytes (another thread's tuning may have grown it since
+// the caller's query): query again and retry.
+constexpr int kSparseLtWorkspaceTooSmall = -1;
 int sparselt_gemm(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N, int64_t K,
-                  void* workspace, cudaStream_t stream);
+                  void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace kernels
