@@ -370,6 +370,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
 }
+// The same through L1, for data every warp reads (the activations): through
+// L2 only, every SM requested the same few L2 lines and the gemv ran 3-10x
+// slower (H200).
+__device__ __forceinline__ void cp_async16_l1(uint32_t dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
@@ -402,8 +408,10 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
   constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
   // One slot more than in flight: a refill goes to the slot read a step
-  // earlier, never the one being read.
-  constexpr int kSlots = kDepth + 1, kSlotBytes = kRows * 32 * 16;
+  // earlier, never the one being read. A slot holds each lane's 16 bytes of
+  // codes of its kRows rows, then (aligned rows) its activations: loaded as
+  // used, their latency cost 15-20 % of the time (H200, kernel without them).
+  constexpr int kSlotLoads = kRows + (kVec ? kX : 0), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
   extern __shared__ uint4 ring[];
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
@@ -430,7 +438,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   const int kfirst = int(kb0 < kblocks ? kb0 : 0) * kBlockK;  // the first K block's first k (any when steps = 0)
   const float sub = q_sub<T, F>(a, 0.0f);  // the constant part of the qparams (all but integer zero points)
   const RowQ kq{sub, 0.0f, 0.0f, Pair<T>::of(sub, sub), 0u, 0u};
-  uint4* const mine = ring + warp * kSlots * kSlotBytes / 16 + lane;  // slot s, row r: mine[(s * kRows + r) * 32]
+  uint4* const mine = ring + warp * kSlots * kSlotBytes / 16 + lane;  // slot s, load r: mine[(s * kSlotLoads + r) * 32]
   const uint32_t mine_s = uint32_t(__cvta_generic_to_shared(mine));
   uint32_t sq[kSlots], zq[kSlots];  // each slot's scale and zero point bits of row tig
   // Requests this warp's K block i into slot `slot` as one cp.async group
@@ -440,7 +448,11 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
       const int kb_k = kfirst + i * kBlockK, bytes = kb_k + kCodes * tig < a.K ? 16 : 0;
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
-        cp_async16(mine_s + (slot * kRows + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
+        cp_async16(mine_s + (slot * kSlotLoads + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
+      if constexpr (kVec)
+#pragma unroll
+        for (int v = 0; v < kX; ++v)
+          cp_async16_l1(mine_s + (slot * kSlotLoads + kRows + v) * 512, xp + int64_t(i) * kBlockK + 8 * v, bytes);
       const uint32_t group = p.div(uint32_t(kb_k));
       sq[slot] = __ldg(sown + group);
       zq[slot] = has_z ? __ldg(zown + group) : 0u;
@@ -456,12 +468,16 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   auto consume = [&](int u, int i) {
     const int k0 = kfirst + i * kBlockK + kCodes * tig;
     uint4 xv[kX];
+    if constexpr (!kVec)
 #pragma unroll
-    for (int v = 0; v < kX; ++v) xv[v] = k0 < a.K ? load_x8<T, kVec>(xp + int64_t(i) * kBlockK + 8 * v) : make_uint4(0u, 0u, 0u, 0u);
+      for (int v = 0; v < kX; ++v) xv[v] = k0 < a.K ? load_x8<T, kVec>(xp + int64_t(i) * kBlockK + 8 * v) : make_uint4(0u, 0u, 0u, 0u);
     cp_async_wait<kDepth>();  // K block i has landed
     uint4 c[kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) c[r] = mine[(u * kRows + r) * 32];
+    for (int r = 0; r < kRows; ++r) c[r] = mine[(u * kSlotLoads + r) * 32];
+    if constexpr (kVec)
+#pragma unroll
+      for (int v = 0; v < kX; ++v) xv[v] = mine[(u * kSlotLoads + kRows + v) * 32];
     const uint32_t sz = __byte_perm(sq[u], zq[u], 0x5410);
     RowQ q[kRows];
 #pragma unroll
@@ -777,7 +793,7 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   p.chunk = int((kblocks + warps - 1) / warps);
   const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
   const auto kernel = vec ? wo_gemv_kernel<T, F, NT, kDepth, true> : wo_gemv_kernel<T, F, NT, kDepth, false>;
-  const int smem = int(warps) * (kDepth + 1) * 2 * NT * 512;
+  const int smem = int(warps) * (kDepth + 1) * (2 * NT + (vec ? Decode<T, F>::kCodes / 8 : 0)) * 512;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)
     if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
