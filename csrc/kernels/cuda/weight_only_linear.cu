@@ -367,14 +367,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
 // 16 bytes global -> shared without registers (zeros when bytes = 0), L2 only.
 // The memory clobbers keep shared-memory reads and writes on their side.
+// kL1: through L1 instead, for data every warp reads (the activations):
+// through L2 only, every SM requested the same few L2 lines and the gemv ran
+// 3-10x slower (H200).
+template <bool kL1 = false>
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-// The same through L1, for data every warp reads (the activations): through
-// L2 only, every SM requested the same few L2 lines and the gemv ran 3-10x
-// slower (H200).
-__device__ __forceinline__ void cp_async16_l1(uint32_t dst, const void* src, int bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+  if constexpr (kL1)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int kPending>
@@ -402,6 +403,13 @@ struct GemvParams {
   int chunk = 0;  // K blocks per warp
 };
 
+// 16-byte loads per lane in one ring slot of the gemv: codes of its 2 NT rows,
+// then (aligned activation rows) its activations.
+template <class T, CodeFormat F, int NT>
+constexpr int gemv_slot_loads(bool vec) {
+  return 2 * NT + (vec ? Decode<T, F>::kCodes / 8 : 0);
+}
+
 template <class T, CodeFormat F, int NT, int kDepth, bool kVec>
 __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
@@ -411,7 +419,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   // earlier, never the one being read. A slot holds each lane's 16 bytes of
   // codes of its kRows rows, then (aligned rows) its activations: loaded as
   // used, their latency cost 15-20 % of the time (H200, kernel without them).
-  constexpr int kSlotLoads = kRows + (kVec ? kX : 0), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
+  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT>(kVec), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
   extern __shared__ uint4 ring[];
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
@@ -452,7 +460,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
       if constexpr (kVec)
 #pragma unroll
         for (int v = 0; v < kX; ++v)
-          cp_async16_l1(mine_s + (slot * kSlotLoads + kRows + v) * 512, xp + int64_t(i) * kBlockK + 8 * v, bytes);
+          cp_async16<true>(mine_s + (slot * kSlotLoads + kRows + v) * 512, xp + int64_t(i) * kBlockK + 8 * v, bytes);
       const uint32_t group = p.div(uint32_t(kb_k));
       sq[slot] = __ldg(sown + group);
       zq[slot] = has_z ? __ldg(zown + group) : 0u;
@@ -793,7 +801,7 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   p.chunk = int((kblocks + warps - 1) / warps);
   const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
   const auto kernel = vec ? wo_gemv_kernel<T, F, NT, kDepth, true> : wo_gemv_kernel<T, F, NT, kDepth, false>;
-  const int smem = int(warps) * (kDepth + 1) * (2 * NT + (vec ? Decode<T, F>::kCodes / 8 : 0)) * 512;
+  const int smem = int(warps) * (kDepth + 1) * gemv_slot_loads<T, F, NT>(vec) * 512;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)
     if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
