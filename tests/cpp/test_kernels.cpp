@@ -310,13 +310,13 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
     EXPECT_EQ(dot_i16(s1.data(), s2.data(), n), ri) << n;
     const float one = 1.0f;  // one row, one group of n codes
     float o8, ou, o4;
-    dot_f32_i8_grouped(a.data(), c8.data(), n, 1, n, 1, &one, &o8);
-    dot_f32_u8_grouped(a.data(), cu.data(), n, 1, n, 1, &one, &ou);
+    dot_f32_i8_grouped(a.data(), c8.data(), n, 1, n, 1, GroupScales{&one, 1}, &o8);
+    dot_f32_u8_grouped(a.data(), cu.data(), n, 1, n, 1, GroupScales{&one, 1}, &ou);
     {  // a, b: the even and odd activations of the 2n codes in cu
       std::vector<float> x(2 * n + 2), xl(n + 1), xb(n + 1);
       for (int64_t j = 0; j < n; ++j) x[2 * j] = a[j], x[2 * j + 1] = b[j];
       u4_dot_operands(x.data(), n, xl.data(), xb.data());
-      dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), n, 1, n, 1, &one, &o4);
+      dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), n, 1, n, 1, GroupScales{&one, 1}, &o4);
     }
     EXPECT_NEAR(o8, r8, 100 * tol) << n;
     EXPECT_NEAR(ou, ru, 100 * tol) << n;
@@ -335,12 +335,12 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
       for (auto& v : gs) v = nd(rng);
       for (int64_t i = 0; i < rows * ld; ++i) c8[i] = int8_t(i8(rng)), cu[i] = uint8_t(u8(rng));
       float o8[kMaxDotRows], ou[kMaxDotRows], o4[kMaxDotRows];
-      dot_f32_i8_grouped(x.data(), c8.data(), ld, rows, len, groups, gs.data(), o8);
-      dot_f32_u8_grouped(x.data(), cu.data(), ld, rows, len, groups, gs.data(), ou);
+      dot_f32_i8_grouped(x.data(), c8.data(), ld, rows, len, groups, GroupScales{gs.data(), groups}, o8);
+      dot_f32_u8_grouped(x.data(), cu.data(), ld, rows, len, groups, GroupScales{gs.data(), groups}, ou);
       std::vector<float> xi(2 * n), xl(n), xb(n);  // x, xo: the even and odd activations
       for (int64_t i = 0; i < n; ++i) xi[2 * i] = x[i], xi[2 * i + 1] = xo[i];
       u4_dot_operands(xi.data(), n, xl.data(), xb.data());
-      dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), ld, rows, len, groups, gs.data(), o4);
+      dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), ld, rows, len, groups, GroupScales{gs.data(), groups}, o4);
       for (int r = 0; r < rows; ++r) {
         double r8 = 0, ru = 0, r4 = 0;
         for (int64_t i = 0; i < n; ++i) {
@@ -355,6 +355,72 @@ TEST_P(SimdTest, PrimitivesMatchReference) {
         EXPECT_NEAR(o4[r], r4, 0.05) << len << " row " << r << "/" << rows;
       }
     }
+}
+
+// Scales read in place from a row-major [N, G] tensor (row stride longer than
+// G), with the zero-point terms in every form the linears use: none, an
+// integer zero point, a float one, both, and group counts that do and do not
+// fill the vectors (and their masked or scalar tails).
+TEST_P(SimdTest, GroupedDotsAddZeroPointTerms) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> u8(0, 255);
+  for (int64_t groups : {1, 3, 8, 16, 21, 40})
+    for (int64_t len : {32, 12})
+      for (int form = 0; form < 4; ++form) {
+        const bool with_zi = form & 1, with_zf = form & 2;
+        const int rows = kMaxDotRows;
+        const int64_t n = len * groups, ld = n + 5, sld = groups + 7, zld = groups + 2;
+        std::vector<float> x(2 * n), xl(n), xb(n), xsum(groups), sc(rows * sld), zi(rows * zld), zf(rows * zld);
+        std::vector<uint8_t> cu(rows * ld);
+        for (auto& v : x) v = nd(rng);
+        for (auto& v : sc) v = nd(rng);
+        for (auto& v : zi) v = float(u8(rng) % 16);
+        for (auto& v : zf) v = nd(rng);
+        for (auto& v : cu) v = uint8_t(u8(rng) & 0x7E);  // float8: no NaN codes
+        for (int64_t g = 0; g < groups; ++g) {
+          double t = 0;
+          for (int64_t k = g * len; k < (g + 1) * len; ++k) t += x[k];
+          xsum[g] = float(t);
+        }
+        GroupScales gs{sc.data(), sld, xsum.data(), with_zi ? zi.data() : nullptr, with_zf ? zf.data() : nullptr, zld,
+                       -7.5f};
+        // The 4-bit kernel sees 2 * n activations: its groups hold 2 * len codes.
+        std::vector<float> xsum4(groups);
+        for (int64_t g = 0; g < groups; ++g) {
+          double t = 0;
+          for (int64_t k = 2 * g * len; k < 2 * (g + 1) * len; ++k) t += x[k];
+          xsum4[g] = float(t);
+        }
+        GroupScales gs4 = gs;
+        gs4.xsum = xsum4.data();
+        u4_dot_operands(x.data(), n, xl.data(), xb.data());
+        std::vector<float> f8(rows * ld);
+        float8_to_f32(cu.data(), rows * ld, true, f8.data());
+        float ou[kMaxDotRows], o4[kMaxDotRows], of8[kMaxDotRows];
+        dot_f32_u8_grouped(x.data(), cu.data(), ld, rows, len, groups, gs, ou);
+        dot_f32_u4_grouped(xl.data(), xb.data(), cu.data(), ld, rows, len, groups, gs4, o4);
+        dot_f32_f8_grouped(x.data(), cu.data(), ld, rows, len, groups, gs, of8, true);
+        for (int r = 0; r < rows; ++r) {
+          double wu = 0, w4 = 0, w8 = 0, mag = 0;
+          for (int64_t g = 0; g < groups; ++g) {
+            const double s = sc[r * sld + g], a = double(gs.offset) - (with_zi ? zi[r * zld + g] : 0.0),
+                         b = with_zf ? zf[r * zld + g] : 0.0;
+            for (int64_t k = g * len; k < (g + 1) * len; ++k) {
+              const uint8_t c = cu[r * ld + k];
+              wu += ((c + a) * s + b) * x[k];
+              w8 += ((f8[r * ld + k] + a) * s + b) * x[k];
+              w4 += ((c % 16 + a) * s + b) * x[2 * k] + ((c / 16 + a) * s + b) * x[2 * k + 1];
+              const double w = (std::max<double>(c, std::fabs(f8[r * ld + k])) + std::fabs(a)) * std::fabs(s) + std::fabs(b);
+              mag += w * (std::fabs(x[2 * k]) + std::fabs(x[2 * k + 1]) + std::fabs(x[k]));
+            }
+          }
+          const double tol = 1e-5 * (1 + mag);
+          ASSERT_NEAR(ou[r], wu, tol) << "u8 groups " << groups << " len " << len << " form " << form << " row " << r;
+          ASSERT_NEAR(o4[r], w4, tol) << "u4 groups " << groups << " len " << len << " form " << form << " row " << r;
+          ASSERT_NEAR(of8[r], w8, tol) << "f8 groups " << groups << " len " << len << " form " << form << " row " << r;
+        }
+      }
 }
 
 std::vector<Isa> supported_isas() {
@@ -1154,7 +1220,8 @@ TEST(Floatx, LookupDotMatchesScalarOnEveryIsa) {
           for (auto& v : x) v = nd(rng);
           for (auto& v : gs) v = nd(rng);
           for (auto& v : c) v = uint8_t(rng() % table.size());
-          dot_f32_lut_grouped(x.data(), c.data(), K, rows, len, groups, gs.data(), out.data(), table.data(), bits);
+          dot_f32_lut_grouped(x.data(), c.data(), K, rows, len, groups, GroupScales{gs.data(), groups}, out.data(),
+                              table.data(), bits);
           for (int r = 0; r < rows; ++r) {
             double want = 0, mag = 0;
             for (int64_t g = 0; g < groups; ++g)

@@ -183,13 +183,13 @@ constexpr bool has_direct_dot() {
          kIsPacked<Codes> || kIsFloat8<Codes> || kIsFloatx<Codes>;
 }
 
-// out[r] = sum_g gs[r * groups + g] * sum_{k in group g} x[k] * raw_code(n + r * step, k)
+// out[r] = sum_g gs.at(r, g) * sum_{k in group g} x[k] * raw_code(n + r * step, k) + gs.zero_term(r, groups)
 // for `rows` weight rows `step` rows apart.
 // 4-bit codes are dotted in place; other packed widths and float-x codes were
 // unpacked to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
 template <class Codes>
 inline void direct_dot_rows(const Codes& c, const float* x, const float* xl, const float* xb, int64_t n, int64_t step,
-                            int rows, int64_t group_size, int64_t groups, const float* gs, uint8_t* scratch,
+                            int rows, int64_t group_size, int64_t groups, const GroupScales& gs, uint8_t* scratch,
                             float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, 4);
@@ -244,22 +244,6 @@ inline void decode_weight_row(const Codes& codes, const TS* scale, const float* 
     } else {
       for (int64_t k = std::max(k0, g * group_size); k < e; ++k) w[k - k0] = codes(n, k) * sc + off;
     }
-  }
-}
-
-// c[g] = sc[g] * (offset - zc[g]) + zf[g]: the weight's value per unit of
-// x in group g besides sc * raw code, with zc = mid, zf = zp in the FLOAT
-// domain, zc = zp, zf = 0 in the INT domain, zc = zf = 0 without zero points.
-inline void zero_point_terms(const float* sc, const float* zp, ZeroPointDomain domain, float offset, float mid,
-                             int64_t G, float* c) {
-  if (domain == ZeroPointDomain::Float && zp) {
-    for (int64_t g = 0; g < G; ++g) c[g] = sc[g] * (offset - mid) + zp[g];
-  } else if (domain == ZeroPointDomain::Float) {
-    for (int64_t g = 0; g < G; ++g) c[g] = sc[g] * (offset - mid);
-  } else if (zp) {
-    for (int64_t g = 0; g < G; ++g) c[g] = sc[g] * (offset - zp[g]);
-  } else {
-    for (int64_t g = 0; g < G; ++g) c[g] = sc[g] * offset;
   }
 }
 
@@ -320,8 +304,10 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
 
   if constexpr (has_direct_dot<Codes>()) {
     if (s.M <= kDirectDotMaxRows && s.group_size % 2 == 0) {
-      // Decode path: y = sum_g scale*D_g + (scale*(offset - zc) + zf)*X_g, with
-      // D_g the dot of x with the raw codes and X_g the sum of x over the group.
+      // Decode path: y = sum_g scale*D_g + (scale*(offset - zi) + zf)*X_g, with
+      // D_g the dot of x with the raw codes and X_g the sum of x over the group
+      // (GroupScales: zi = zp in the INT domain, zf = zp and offset - mid in the
+      // FLOAT one).
       const size_t half = std::is_same_v<Codes, PackedCodes<4>> ? size_t(s.M * s.K / 2) : 0;
       std::vector<float> xl(half + 1), xb(half + 1), xsum(size_t(s.M * G));
       for (int64_t m = 0; m < s.M; ++m) {
@@ -335,10 +321,14 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         }
       }
       const float offset = raw_code_offset(codes);
+      const bool float_zp = domain == ZeroPointDomain::Float;
+      // No zero-point terms: codes are the weights' values up to their scale.
+      const bool zero_terms = zp || offset != 0.0f || float_zp;
       constexpr int R = kMaxDotRows;
 #pragma omp parallel num_threads(nthreads)
       {
-        std::vector<float> gs(static_cast<size_t>(R * G)), zterm(static_cast<size_t>(G));
+        // Float scales are read in place; others are converted per row.
+        std::vector<float> gs(static_cast<size_t>(std::is_same_v<TS, float> ? 0 : R * G));
         std::vector<uint8_t> scratch(static_cast<size_t>(kIsPacked<Codes> || kIsFloatx<Codes> ? R * s.K : 0));
         // Each thread takes a contiguous range of rows and walks its R quarters
         // side by side (rows i, i + Q, i + 2Q, ...): R long sequential streams
@@ -354,33 +344,27 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
           const int64_t n0 = lo + i;
           int rows = 0;
           while (rows < R && n0 + rows * Q < hi) ++rows;
-          // The zero-point terms need only the per-group sums of x. Flat
-          // loops over the row's groups (SIMD), where a scalar loop per
-          // (row, group) cost as much as the dots of 128-code groups.
-          float acc[kDirectDotMaxRows][R] = {};
-          for (int r = 0; r < rows; ++r) {
-            const int64_t j = (n0 + r * Q) * G;
-            float* gsr = gs.data() + r * G;
-            for (int64_t g = 0; g < G; ++g) gsr[g] = to_float(scale[j + g]);
-            zero_point_terms(gsr, zp ? zp + j : nullptr, domain, offset, mid, G, zterm.data());
-            for (int64_t m = 0; m < s.M; ++m) {
-              const float* xs = xsum.data() + m * G;
-              float a = 0.0f;
-              // Inline (G is 8..176): a dispatched dot_f32 call per row cost 9 % of an int4 decode.
-#pragma omp simd reduction(+ : a)
-              for (int64_t g = 0; g < G; ++g) a += zterm[g] * xs[g];
-              acc[m][r] = a;
-            }
+          GroupScales f;
+          if constexpr (std::is_same_v<TS, float>) {
+            f.scale = scale + n0 * G, f.ld = Q * G;
+          } else {
+            for (int r = 0; r < rows; ++r)
+              for (int64_t g = 0; g < G; ++g) gs[r * G + g] = to_float(scale[(n0 + r * Q) * G + g]);
+            f.scale = gs.data(), f.ld = G;
           }
+          if (zp) (float_zp ? f.zf : f.zi) = zp + n0 * G;
+          f.zld = Q * G;
+          f.offset = float_zp ? offset - mid : offset;
           unpack_rows(codes, n0, Q, rows, scratch.data());
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
+            f.xsum = zero_terms ? xsum.data() + m * G : nullptr;
             direct_dot_rows(codes, xf.data() + m * s.K, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2), n0, Q,
-                            rows, s.group_size, G, gs.data(), scratch.data(), d);
+                            rows, s.group_size, G, f, scratch.data(), d);
             for (int r = 0; r < rows; ++r) {
               const int64_t n = n0 + r * Q;
               const float b = bias ? to_float(bias[n]) : 0.0f;
-              out[m * s.N + n] = from_float<TA>(acc[m][r] + d[r] + b);
+              out[m * s.N + n] = from_float<TA>(d[r] + b);
             }
           }
         }

@@ -49,28 +49,28 @@ float dot_f32_u4_ref(const float* xl, const float* xb, const uint8_t* p, int64_t
 
 template <class T>
 void dot_f32_int_grouped_ref(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                             const float* gs, float* out) {
+                             const GroupScales& gs, float* out) {
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g)
-      acc += gs[r * groups + g] * dot_f32_int_ref(x + g * len, c + r * ld + g * len, len);
-    out[r] = acc;
+      acc += gs.at(r, g) * dot_f32_int_ref(x + g * len, c + r * ld + g * len, len);
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 void dot_f32_u4_grouped_ref(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows, int64_t len,
-                            int64_t groups, const float* gs, float* out) {
+                            int64_t groups, const GroupScales& gs, float* out) {
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g)
-      acc += gs[r * groups + g] * dot_f32_u4_ref(xl + g * len, xb + g * len, p + r * ld + g * len, len);
-    out[r] = acc;
+      acc += gs.at(r, g) * dot_f32_u4_ref(xl + g * len, xb + g * len, p + r * ld + g * len, len);
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 
 // Grouped dots of codes decoded to floats in chunks (decode(src, n, dst)), then a float dot.
 template <float (*Dot)(const float*, const float*, int64_t), class DecodeFn>
 void grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                     const float* gs, float* out, DecodeFn decode) {
+                     const GroupScales& gs, float* out, DecodeFn decode) {
   constexpr int64_t kChunk = 256;
   float w[kChunk];
   for (int r = 0; r < rows; ++r) {
@@ -82,9 +82,9 @@ void grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int
         decode(c + r * ld + k, n, w);
         d += Dot(x + k, w, n);
       }
-      acc += gs[r * groups + g] * d;
+      acc += gs.at(r, g) * d;
     }
-    out[r] = acc;
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 
@@ -92,7 +92,7 @@ void grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int
 // AVX2 paths, and the AVX-512 one for groups that are not a multiple of 32.
 template <void (*Decode)(const uint8_t*, int64_t, bool, float*), float (*Dot)(const float*, const float*, int64_t)>
 void dot_f32_f8_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                                const float* gs, float* out, bool e4m3) {
+                                const GroupScales& gs, float* out, bool e4m3) {
   grouped_decoded<Dot>(x, c, ld, rows, len, groups, gs, out,
                        [e4m3](const uint8_t* src, int64_t n, float* dst) { Decode(src, n, e4m3, dst); });
 }
@@ -131,7 +131,7 @@ void lut_u8_f32_ref(const uint8_t* c, int64_t n, const float* table, int, float*
 // dot_f32_lut_grouped by looking codes up in chunks, then a float dot.
 template <void (*Lut)(const uint8_t*, int64_t, const float*, int, float*), float (*Dot)(const float*, const float*, int64_t)>
 void dot_f32_lut_grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                                 const float* gs, float* out, const float* table, int bits) {
+                                 const GroupScales& gs, float* out, const float* table, int bits) {
   grouped_decoded<Dot>(x, c, ld, rows, len, groups, gs, out,
                        [table, bits](const uint8_t* src, int64_t n, float* dst) { Lut(src, n, table, bits, dst); });
 }
@@ -313,8 +313,23 @@ struct U4Stream512 {
   }
 };
 
+// acc plus row r's zero-point terms (GroupScales), 16 groups per step.
+AVX512 __m512 zero_terms_avx512(const GroupScales& gs, int r, int64_t groups, __m512 acc) {
+  if (!gs.xsum) return acc;
+  const __m512 off = _mm512_set1_ps(gs.offset);
+  for (int64_t g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+    __m512 f = off;
+    if (gs.zi) f = _mm512_sub_ps(f, _mm512_maskz_loadu_ps(m, gs.zi + r * gs.zld + g));
+    f = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + g), f);
+    if (gs.zf) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(m, gs.zf + r * gs.zld + g));
+    acc = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, gs.xsum + g), acc);
+  }
+  return acc;
+}
+
 template <int R, class Stream>
-AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, const float* gs, float* out) {
+AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   constexpr int64_t S = Stream::kStep;
   constexpr int U = R == 1 ? 2 : 1;
   __m512 acc[R];
@@ -337,14 +352,14 @@ AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, c
     for (int r = 0; r < R; ++r) {
       __m512 t = _mm512_add_ps(s[0][r][0], s[0][r][1]);
       for (int u = 1; u < U; ++u) t = _mm512_add_ps(t, _mm512_add_ps(s[u][r][0], s[u][r][1]));
-      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(gs[r * groups + g]), t, acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(gs.at(r, g)), t, acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
 }
 
 template <class Stream>
-AVX512 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t groups, const float* gs, float* out) {
+AVX512 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   switch (rows) {
     case 4:
       return grouped_rows_avx512<4>(st, len, groups, gs, out);
@@ -360,24 +375,24 @@ AVX512 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t grou
 // Groups whose length is not a multiple of the stream step use per-group dots with a scalar tail.
 template <class T>
 AVX512 void dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                                       const float* gs, float* out) {
+                                       const GroupScales& gs, float* out) {
   if (len % IntStream512<T>::kStep == 0) return grouped_avx512(IntStream512<T>{x, c, ld}, rows, len, groups, gs, out);
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g)
-      acc += gs[r * groups + g] * dot_f32_int_avx512(x + g * len, c + r * ld + g * len, len);
-    out[r] = acc;
+      acc += gs.at(r, g) * dot_f32_int_avx512(x + g * len, c + r * ld + g * len, len);
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 
 AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows,
-                                      int64_t len, int64_t groups, const float* gs, float* out) {
+                                      int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   if (len % U4Stream512::kStep == 0) return grouped_avx512(U4Stream512{xl, xb, p, ld}, rows, len, groups, gs, out);
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g)
-      acc += gs[r * groups + g] * dot_f32_u4_avx512(xl + g * len, xb + g * len, p + r * ld + g * len, len);
-    out[r] = acc;
+      acc += gs.at(r, g) * dot_f32_u4_avx512(xl + g * len, xb + g * len, p + r * ld + g * len, len);
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 
@@ -493,7 +508,7 @@ struct LutStream512 {
 };
 
 AVX512 void dot_f32_lut_grouped_avx512(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len,
-                                       int64_t groups, const float* gs, float* out, const float* table, int bits) {
+                                       int64_t groups, const GroupScales& gs, float* out, const float* table, int bits) {
   if (len % LutStream512::kStep != 0 || bits > 6)
     return dot_f32_lut_grouped_decoded<lut_u8_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out, table,
                                                                          bits);
@@ -535,13 +550,15 @@ struct Float8Stream512 {
 };
 
 AVX512 void dot_f32_f8_grouped_avx512(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len,
-                                      int64_t groups, const float* gs, float* out, bool e4m3) {
+                                      int64_t groups, const GroupScales& gs, float* out, bool e4m3) {
   if (len % 32 != 0)
     return dot_f32_f8_grouped_decoded<float8_to_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out,
                                                                               e4m3);
   if (!e4m3) return grouped_avx512(Float8Stream512<false>{x, c, ld}, rows, len, groups, gs, out);
-  grouped_avx512(Float8Stream512<true>{x, c, ld}, rows, len, groups, gs, out);
-  for (int r = 0; r < rows; ++r) out[r] *= 256.0f;  // exact: a power of two
+  GroupScales dots = gs;  // the zero-point terms are added after the 2^8 below
+  dots.xsum = nullptr;
+  grouped_avx512(Float8Stream512<true>{x, c, ld}, rows, len, groups, dots, out);
+  for (int r = 0; r < rows; ++r) out[r] = out[r] * 256.0f + gs.zero_term(r, groups);  // exact: a power of two
 }
 
 // R rows x 32 columns: 2R accumulators, one broadcast of a per row and k.
@@ -680,8 +697,28 @@ struct U4Stream256 {
   }
 };
 
+// acc plus row r's zero-point terms (GroupScales), 8 groups per step.
+AVX2 __m256 zero_terms_avx2(const GroupScales& gs, int r, int64_t groups, __m256 acc) {
+  if (!gs.xsum) return acc;
+  const __m256 off = _mm256_set1_ps(gs.offset);
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8) {
+    __m256 f = off;
+    if (gs.zi) f = _mm256_sub_ps(f, _mm256_loadu_ps(gs.zi + r * gs.zld + g));
+    f = _mm256_mul_ps(_mm256_loadu_ps(gs.scale + r * gs.ld + g), f);
+    if (gs.zf) f = _mm256_add_ps(f, _mm256_loadu_ps(gs.zf + r * gs.zld + g));
+    acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(gs.xsum + g), acc);
+  }
+  if (g == groups) return acc;
+  GroupScales tail = gs;  // the last groups, in plain arithmetic
+  tail.scale += g, tail.xsum += g;
+  if (tail.zi) tail.zi += g;
+  if (tail.zf) tail.zf += g;
+  return _mm256_add_ps(acc, _mm256_setr_ps(tail.zero_term(r, groups - g), 0, 0, 0, 0, 0, 0, 0));
+}
+
 template <int R, class Stream>
-AVX2 void grouped_rows_avx2(const Stream& st, int64_t len, int64_t groups, const float* gs, float* out) {
+AVX2 void grouped_rows_avx2(const Stream& st, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   constexpr int64_t S = Stream::kStep;
   constexpr int U = R == 1 ? 2 : 1;
   __m256 acc[R];
@@ -704,14 +741,14 @@ AVX2 void grouped_rows_avx2(const Stream& st, int64_t len, int64_t groups, const
     for (int r = 0; r < R; ++r) {
       __m256 t = _mm256_add_ps(s[0][r][0], s[0][r][1]);
       for (int u = 1; u < U; ++u) t = _mm256_add_ps(t, _mm256_add_ps(s[u][r][0], s[u][r][1]));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(gs[r * groups + g]), t, acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(gs.at(r, g)), t, acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum256(acc[r]);
+  for (int r = 0; r < R; ++r) out[r] = hsum256(zero_terms_avx2(gs, r, groups, acc[r]));
 }
 
 template <class Stream>
-AVX2 void grouped_avx2(const Stream& st, int rows, int64_t len, int64_t groups, const float* gs, float* out) {
+AVX2 void grouped_avx2(const Stream& st, int rows, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   switch (rows) {
     case 4:
       return grouped_rows_avx2<4>(st, len, groups, gs, out);
@@ -726,24 +763,24 @@ AVX2 void grouped_avx2(const Stream& st, int rows, int64_t len, int64_t groups, 
 
 template <class T>
 AVX2 void dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                                   const float* gs, float* out) {
+                                   const GroupScales& gs, float* out) {
   if (len % IntStream256<T>::kStep == 0) return grouped_avx2(IntStream256<T>{x, c, ld}, rows, len, groups, gs, out);
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g)
-      acc += gs[r * groups + g] * dot_f32_int_avx2(x + g * len, c + r * ld + g * len, len);
-    out[r] = acc;
+      acc += gs.at(r, g) * dot_f32_int_avx2(x + g * len, c + r * ld + g * len, len);
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 
 AVX2 void dot_f32_u4_grouped_avx2(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows,
-                                  int64_t len, int64_t groups, const float* gs, float* out) {
+                                  int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   if (len % U4Stream256::kStep == 0) return grouped_avx2(U4Stream256{xl, xb, p, ld}, rows, len, groups, gs, out);
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g)
-      acc += gs[r * groups + g] * dot_f32_u4_avx2(xl + g * len, xb + g * len, p + r * ld + g * len, len);
-    out[r] = acc;
+      acc += gs.at(r, g) * dot_f32_u4_avx2(xl + g * len, xb + g * len, p + r * ld + g * len, len);
+    out[r] = acc + gs.zero_term(r, groups);
   }
 }
 
@@ -787,19 +824,20 @@ struct Impl {
   float (*sum_f32)(const float*, int64_t);
   float (*dot_f32)(const float*, const float*, int64_t);
   int32_t (*dot_i16)(const int16_t*, const int16_t*, int64_t);
-  void (*dot_f32_i8_grouped)(const float*, const int8_t*, int64_t, int, int64_t, int64_t, const float*, float*);
-  void (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*);
-  void (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*,
-                             float*);
-  void (*dot_f32_f8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*, bool);
+  void (*dot_f32_i8_grouped)(const float*, const int8_t*, int64_t, int, int64_t, int64_t, const GroupScales&, float*);
+  void (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&, float*);
+  void (*dot_f32_u4_grouped)(const float*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t,
+                             const GroupScales&, float*);
+  void (*dot_f32_f8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&, float*,
+                             bool);
   void (*gemm_f32_tile)(const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool);
   bool (*minmax_f32)(const float*, int64_t, float*, float*);
   void (*quantize_u8_shifted)(const float*, int64_t, float, float, float, float, uint8_t*);
   void (*float8_to_f32)(const uint8_t*, int64_t, bool, float*);
   void (*unpack_bits_u8)(const uint8_t*, int64_t, int, uint8_t*);
   void (*lut_u8_f32)(const uint8_t*, int64_t, const float*, int, float*);
-  void (*dot_f32_lut_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const float*, float*,
-                              const float*, int);
+  void (*dot_f32_lut_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
+                              float*, const float*, int);
 };
 
 Impl table(Isa isa) {
@@ -894,15 +932,15 @@ float sum_f32(const float* a, int64_t n) { return impl().sum_f32(a, n); }
 float dot_f32(const float* a, const float* b, int64_t n) { return impl().dot_f32(a, b, n); }
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n) { return impl().dot_i16(a, b, n); }
 void dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                        const float* gs, float* out) {
+                        const GroupScales& gs, float* out) {
   impl().dot_f32_i8_grouped(x, c, ld, rows, len, groups, gs, out);
 }
 void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                        const float* gs, float* out) {
+                        const GroupScales& gs, float* out) {
   impl().dot_f32_u8_grouped(x, c, ld, rows, len, groups, gs, out);
 }
 void dot_f32_u4_grouped(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows, int64_t group_bytes,
-                        int64_t groups, const float* gs, float* out) {
+                        int64_t groups, const GroupScales& gs, float* out) {
   impl().dot_f32_u4_grouped(xl, xb, p, ld, rows, group_bytes, groups, gs, out);
 }
 
@@ -914,7 +952,7 @@ void u4_dot_operands(const float* x, int64_t nbytes, float* x_low, float* x_byte
 }
 
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                        const float* gs, float* out, bool e4m3) {
+                        const GroupScales& gs, float* out, bool e4m3) {
   impl().dot_f32_f8_grouped(x, c, ld, rows, group_len, groups, gs, out, e4m3);
 }
 
@@ -939,8 +977,8 @@ void lut_u8_f32(const uint8_t* c, int64_t n, const float* table, int bits, float
 }
 
 void dot_f32_lut_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                         const float* gscale, float* out, const float* table, int bits) {
-  impl().dot_f32_lut_grouped(x, c, ld, rows, group_len, groups, gscale, out, table, bits);
+                         const GroupScales& gs, float* out, const float* table, int bits) {
+  impl().dot_f32_lut_grouped(x, c, ld, rows, group_len, groups, gs, out, table, bits);
 }
 
 }  // namespace kernels

@@ -20,20 +20,51 @@ float sum_f32(const float* a, int64_t n);
 float dot_f32(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] in int32 (|a|,|b| < 2^15 and n * 2^30 must not overflow)
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n);
+// The per-group factors of the grouped dots below, for `rows` weight rows.
+// Row r's scale of group g is scale[r * ld + g] (scales of consecutive rows
+// may lie anywhere: a row-major [N, G] tensor read in place).
+// With xsum set, row r also gets its zero-point term
+//   sum_g (scale[r, g] * (offset - zi[r, g]) + zf[r, g]) * xsum[g],
+// zi / zf at [r * zld + g] (nullptr: zero), xsum[g] the sum of x over group
+// g: the weight (raw code + offset - zi) * scale + zf, summed in the kernel
+// in SIMD where a per-row pass outside it cost 15 % of an int4 decode.
+struct GroupScales {
+  const float* scale;
+  int64_t ld;
+  const float* xsum = nullptr;
+  const float* zi = nullptr;
+  const float* zf = nullptr;
+  int64_t zld = 0;
+  float offset = 0.0f;
+
+  float at(int r, int64_t g) const { return scale[r * ld + g]; }
+  // The zero-point term of row r over `groups` groups, in plain arithmetic
+  // (the portable kernels'; the SIMD ones sum the same terms in lanes).
+  float zero_term(int r, int64_t groups) const {
+    if (!xsum) return 0.0f;
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      const float zint = zi ? zi[r * zld + g] : 0.0f, zflt = zf ? zf[r * zld + g] : 0.0f;
+      acc += (at(r, g) * (offset - zint) + zflt) * xsum[g];
+    }
+    return acc;
+  }
+};
+
 // Dots of float activations with `rows` (1..kMaxDotRows) consecutive rows of
 // quantized codes (row r starts at c + r * ld), group by group:
-// out[r] = sum_g gscale[r * groups + g] * sum_{i in group g} x[i] * c_r[i],
+// out[r] = sum_g gs.at(r, g) * sum_{i in group g} x[i] * c_r[i] + gs.zero_term(r, groups),
 // over `groups` consecutive groups of `group_len` codes, with one horizontal
 // reduction per row; x is loaded once for all rows. For 4-bit codes packed two
 // per byte (code 2j in the low nibble of byte j), x comes as the two operands
 // u4_dot_operands makes of it, and group_bytes and ld count bytes.
 constexpr int kMaxDotRows = 4;
 void dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                        const float* gscale, float* out);
+                        const GroupScales& gs, float* out);
 void dot_f32_u8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                        const float* gscale, float* out);
+                        const GroupScales& gs, float* out);
 void dot_f32_u4_grouped(const float* x_low, const float* x_byte, const uint8_t* p, int64_t ld, int rows,
-                        int64_t group_bytes, int64_t groups, const float* gscale, float* out);
+                        int64_t group_bytes, int64_t groups, const GroupScales& gs, float* out);
 // The operands of dot_f32_u4_grouped for x[0..2 * nbytes):
 // x_low[j] = x[2j] - x[2j+1] / 16 and x_byte[j] = x[2j+1] / 16, so that
 // x[2j] * lo + x[2j+1] * hi = x_low[j] * lo + x_byte[j] * (16 hi + lo): the
@@ -43,7 +74,7 @@ void dot_f32_u4_grouped(const float* x_low, const float* x_byte, const uint8_t* 
 void u4_dot_operands(const float* x, int64_t nbytes, float* x_low, float* x_byte);
 // The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                        const float* gscale, float* out, bool e4m3);
+                        const GroupScales& gs, float* out, bool e4m3);
 
 // Min and max of x[0..n); false (and undefined min/max) if any is NaN or Inf.
 bool minmax_f32(const float* x, int64_t n, float* mn, float* mx);
@@ -61,7 +92,7 @@ void unpack_bits_u8(const uint8_t* packed, int64_t n, int bits, uint8_t* out);
 void lut_u8_f32(const uint8_t* c, int64_t n, const float* table, int bits, float* out);
 // dot_f32_u8_grouped for codes (one per byte) that stand for table[code] (2^bits floats).
 void dot_f32_lut_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                         const float* gscale, float* out, const float* table, int bits);
+                         const GroupScales& gs, float* out, const float* table, int bits);
 
 // Float values of n float8 codes (e4m3fn when e4m3, else e5m2), through the
 // float16 converter: e5m2 is the high byte of a float16, e4m3fn a float16
