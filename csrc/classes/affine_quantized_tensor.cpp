@@ -134,6 +134,7 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
     data = c.contiguous();
   }
   validate("AffineQuantizedTensor");
+  prepare_device_forms();
 }
 
 namespace {
@@ -385,8 +386,7 @@ c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::to(const std::s
   out->zero_point_domain = zero_point_domain;
   out->layout = layout;
   out->code_dtype = code_dtype;
-  // Compressed for the sparse tensor cores now, not at the first call, which may be under CUDA-graph capture.
-  if (d.is_cuda()) out->cusparselt_codes_for_cuda();
+  out->prepare_device_forms();
   return out;  // the same validated contents, so no re-validation
 }
 
@@ -397,6 +397,24 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_f32() const {
     if (zero_point.has_value() && zero_point->defined()) zero_point_f32_ = zero_point->to(at::kFloat).contiguous();
   });
   return zero_point_f32_;
+}
+
+void AffineQuantizedTensor::prepare_device_forms() const {
+  if (!data.is_cuda()) return;
+  zero_point_for_cuda();
+  const auto kind = parse_layout(layout);
+  const auto cd = parse_code_dtype(code_dtype);
+  // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), else the dense codes every CUDA
+  // path reads. A cuSPARSELt weight called as a weight-only linear still expands them at that first call.
+  if (layout_is_sparse24(kind)) {
+    if (!cusparselt_codes_for_cuda().defined()) int8_codes_for_cuda();
+    return;
+  }
+  // Bit-packed codes in shapes the N-bit CUDA kernel does not read (AffineQuantizedTensor::linear), and the
+  // int4 codes the int8 tensor cores read (LinearActivationQuantizedTensor::linear).
+  if (code_format() == "packed" && cd.bits != 4 && (shape.back() % 32 != 0 || block_size.back() % 32 != 0))
+    int8_codes_for_cuda();
+  if (kind == LayoutKind::CutlassInt4 || kind == LayoutKind::MarlinQQQ) int8_codes_for_cuda();
 }
 
 const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() const {
@@ -529,6 +547,7 @@ c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::setstate(State 
   t->layout = std::get<10>(s);
   t->code_dtype = std::get<11>(s);
   t->validate("AffineQuantizedTensor.__setstate__");
+  t->prepare_device_forms();
   return t;
 }
 
@@ -855,6 +874,12 @@ void register_classes(torch::Library& m) {
         .def("zero_point_domain", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->zero_point_domain; })
         .def("layout", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->layout; })
         .def("code_dtype", [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->code_dtype; })
+        // cuSPARSELt's form of a CUDA 2:4 int8 weight: None where the weight runs dense (and on the CPU).
+        .def("cusparselt_codes",
+             [](const c10::intrusive_ptr<AffineQuantizedTensor>& s) {
+               const auto& c = s->cusparselt_codes_for_cuda();
+               return c.defined() ? c10::optional<at::Tensor>(c) : c10::nullopt;
+             })
         .def_pickle([](const c10::intrusive_ptr<AffineQuantizedTensor>& s) { return s->getstate(); },
                     [](c10::IValue st) { return AffineQuantizedTensor::setstate(affine_state(st)); });
 

@@ -87,6 +87,13 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // cuSPARSELt or it refuses the shape, and the codes then run dense.
   const at::Tensor& cusparselt_codes_for_cuda() const;
 
+  // Builds now, on a CUDA weight, the device forms its linears read
+  // (cuSPARSELt's compressed codes, int8 codes expanded from packed or 2:4
+  // ones, zero points in the float dtype), so that none is built at a first
+  // call under CUDA-graph capture; nothing on the CPU. Run by every path that
+  // makes a CUDA weight: the constructor, to() and __setstate__.
+  void prepare_device_forms() const;
+
   // Empty shell for setstate, which fills and validates it.
   AffineQuantizedTensor() = default;
   // Checks every field for consistency; `what` prefixes messages.

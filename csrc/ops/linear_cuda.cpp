@@ -225,7 +225,12 @@ void sparselt_run(const char* op, kc::SparseLtType t, const void* w, const void*
     const int64_t tune_bytes = std::max<int64_t>(int64_t(kc::kSparseLtTuneWorkspace), int64_t(ws_bytes));
     auto tune_ws = at::empty({tune_bytes}, opts.dtype(at::kByte));
     st = kc::sparselt_gemm_tune(t, w, a, out, rows, N, K, tune_ws.data_ptr(), stream);
-    TORCH_CHECK(st == 0, op, ": cuSPARSELt algorithm search failed: ", kc::sparselt_error_string(st));
+    if (st <= kc::kSparseLtSearchFailed) {
+      TORCH_WARN(op, ": cuSPARSELt's algorithm search failed for ", rows, " x ", N, " x ", K, " (",
+                 kc::sparselt_error_string(st), "); this shape keeps its default algorithm");
+    } else {
+      TORCH_CHECK(st == 0, op, ": cuSPARSELt plan failed: ", kc::sparselt_error_string(st));
+    }
     st = kc::sparselt_gemm_workspace(t, rows, N, K, &ws_bytes);
     TORCH_CHECK(st == 0, op, ": cuSPARSELt workspace query failed: ", kc::sparselt_error_string(st));
   }

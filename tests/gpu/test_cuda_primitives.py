@@ -223,10 +223,36 @@ def test_int8_dynamic_linear_semi_sparse_on_cuda(dtype, asymmetric, M, K, N):
     cfg = Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping, layout=SemiSparseLayout())
     lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, dtype, M, K, with_module=True, N=N)
     assert lin.weight.original_weight_tensor.impl.layout() == "SemiSparseLayout"
+    # The path taken: cuSPARSELt takes these shapes (K, N multiples of 64), so the weight holds its form.
+    if K % 64 == 0 and N % 64 == 0:
+        assert gpu.weight.original_weight_tensor.impl.cusparselt_codes() is not None
     assert got.dtype == dtype and got.shape == (M, N)
     assert torch.equal(got, _int8_dyn_reference(x, lin, asymmetric))
     assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)
     replays_in_graph(gpu, x, got)
+
+
+@pytest.mark.parametrize("layout", ["semi_sparse", "marlin_sparse"])
+def test_sparse_weight_quantized_on_cuda_is_captured_at_its_first_call(layout):
+    # A weight quantized on the device holds its device forms from the start (cuSPARSELt's, or the dense
+    # codes), so its very first call may be under CUDA-graph capture.
+    N, K = 256, 512
+    torch.manual_seed(0)
+    lin = nn.Linear(K, N).to(torch.bfloat16).cuda()
+    if layout == "semi_sparse":
+        quantize_(lin, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()))
+        assert lin.weight.original_weight_tensor.impl.cusparselt_codes() is not None
+    else:
+        quantize_(lin, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
+    x = torch.randn(3, K, dtype=torch.bfloat16, device="cuda")
+    g = torch.cuda.CUDAGraph()
+    with torch.no_grad():
+        with torch.cuda.graph(g):
+            out = lin(x)
+        g.replay()
+        torch.cuda.synchronize()
+        eager = lin(x)
+    assert torch.equal(out, eager)
 
 
 def _sparse_int8_weight(N, K):

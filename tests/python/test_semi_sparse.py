@@ -45,6 +45,9 @@ def test_cusparselt_form_is_cuda_only():
         torch.ops.torchao_cpp.sparse24_cusparselt_compress(codes)
     with pytest.raises(NotImplementedError, match="sparse24_linear: runs on CUDA only"):
         torch.ops.torchao_cpp.sparse24_linear(torch.randn(2, 16), torch.zeros(8, dtype=torch.uint8), 8, 16)
+    lin = nn.Linear(64, 32)
+    quantize_(lin, Int8DynamicActivationInt8WeightConfig(layout=SemiSparseLayout()))
+    assert lin.weight.original_weight_tensor.impl.cusparselt_codes() is None
 
 
 def _pair(N, K, act, bias=True, dtype=torch.float32, seed=0):

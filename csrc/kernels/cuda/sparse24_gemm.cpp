@@ -79,6 +79,14 @@ cusparseStatus_t weight_descriptor(cusparseLtHandle_t* h, cusparseLtMatDescripto
                                             CUSPARSELT_SPARSITY_50_PERCENT);
 }
 
+// The default-algorithm plan of p's matmul and its workspace.
+int init_plan(cusparseLtHandle_t* h, Plan* p) {
+  SPARSELT_TRY(cusparseLtMatmulAlgSelectionInit(h, &p->alg, &p->matmul, CUSPARSELT_MATMUL_ALG_DEFAULT));
+  SPARSELT_TRY(cusparseLtMatmulPlanInit(h, &p->plan, &p->matmul, &p->alg));
+  SPARSELT_TRY(cusparseLtMatmulGetWorkspace(h, &p->plan, &p->workspace));
+  return 0;
+}
+
 // The cached plan of an M x N x K GEMM (state().mu held). D = W * a^T is N x M
 // in column-major order with leading dimension N: out, M x N row-major.
 int plan_locked(SparseLtType t, int64_t M, int64_t N, int64_t K, cusparseLtHandle_t** handle, Plan** out) {
@@ -96,9 +104,7 @@ int plan_locked(SparseLtType t, int64_t M, int64_t N, int64_t K, cusparseLtHandl
     SPARSELT_TRY(cusparseLtMatmulDescriptorInit(h, &p->matmul, CUSPARSE_OPERATION_NON_TRANSPOSE,
                                                 CUSPARSE_OPERATION_TRANSPOSE, &p->w, &p->a, &p->out, &p->out,
                                                 ti.compute));
-    SPARSELT_TRY(cusparseLtMatmulAlgSelectionInit(h, &p->alg, &p->matmul, CUSPARSELT_MATMUL_ALG_DEFAULT));
-    SPARSELT_TRY(cusparseLtMatmulPlanInit(h, &p->plan, &p->matmul, &p->alg));
-    SPARSELT_TRY(cusparseLtMatmulGetWorkspace(h, &p->plan, &p->workspace));
+    if (int e = init_plan(h, p.get())) return e;
     slot = std::move(p);
   }
   *handle = h;
@@ -110,6 +116,7 @@ int plan_locked(SparseLtType t, int64_t M, int64_t N, int64_t K, cusparseLtHandl
 
 const char* sparselt_error_string(int status) {
   if (status == kSparseLtWorkspaceTooSmall) return "the plan needs a larger workspace than was passed";
+  if (status <= kSparseLtSearchFailed) return cusparseLtGetErrorString(cusparseStatus_t(kSparseLtSearchFailed - status));
   return cusparseLtGetErrorString(cusparseStatus_t(status));
 }
 
@@ -172,11 +179,26 @@ int sparselt_gemm_tune(SparseLtType t, const void* w_compressed, const void* a, 
   Plan* p = nullptr;
   if (int e = plan_locked(t, M, N, K, &h, &p)) return e;
   if (p->tuned) return 0;
-  p->tuned = true;  // one search per plan, even if it fails
+  p->tuned = true;  // one search per plan: a failed one is not retried on every call
   const float alpha = 1.0f, beta = 0.0f;
-  SPARSELT_TRY(cusparseLtMatmulSearch(h, &p->plan, &alpha, w_compressed, a, &beta, out, out, workspace, &stream, 1));
-  SPARSELT_TRY(cusparseLtMatmulGetWorkspace(h, &p->plan, &p->workspace));
-  return 0;
+  const cusparseStatus_t st =
+      cusparseLtMatmulSearch(h, &p->plan, &alpha, w_compressed, a, &beta, out, out, workspace, &stream, 1);
+  if (st == CUSPARSE_STATUS_SUCCESS) {
+    SPARSELT_TRY(cusparseLtMatmulGetWorkspace(h, &p->plan, &p->workspace));
+    return 0;
+  }
+  // A failed search may leave the plan half-configured: back to a fresh default one.
+  cusparseLtMatmulPlanDestroy(&p->plan);
+#if defined(CUSPARSELT_VERSION) && CUSPARSELT_VERSION >= 800  // earlier releases have no destructor for it
+  cusparseLtMatmulAlgSelectionDestroy(&p->alg);
+#endif
+  if (int e = init_plan(h, p)) {
+    int device = 0;
+    current_device(&device);  // it worked in plan_locked
+    state().plans.erase({int(t), device, M, N, K});  // never used half-built: the next call builds it afresh
+    return e;
+  }
+  return kSparseLtSearchFailed - int(st);
 }
 
 int sparselt_gemm(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N, int64_t K,

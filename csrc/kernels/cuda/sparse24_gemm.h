@@ -49,10 +49,14 @@ bool sparselt_gemm_tuned(SparseLtType t, int64_t M, int64_t N, int64_t K);
 
 // Times cuSPARSELt's algorithms for the plan on these buffers and keeps the
 // fastest (cusparseLtMatmulSearch: it synchronises, so never under CUDA-graph
-// capture); once per plan, even if the search fails. `workspace` must hold
-// kSparseLtTuneWorkspace bytes, or the plan's workspace if larger; query the
-// workspace again afterwards.
+// capture); once per plan. `workspace` must hold kSparseLtTuneWorkspace bytes,
+// or the plan's workspace if larger; query the workspace again afterwards.
+// Where the search itself fails, the plan is rebuilt with the default
+// algorithm, still usable, and the result is kSparseLtSearchFailed - status
+// (<= kSparseLtSearchFailed; sparselt_error_string names the status): the
+// caller may warn and go on. Other nonzero results: the plan is unusable.
 constexpr size_t kSparseLtTuneWorkspace = size_t(64) << 20;
+constexpr int kSparseLtSearchFailed = -1000;
 int sparselt_gemm_tune(SparseLtType t, const void* w_compressed, const void* a, void* out, int64_t M, int64_t N,
                        int64_t K, void* workspace, cudaStream_t stream);
 
