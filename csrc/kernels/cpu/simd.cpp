@@ -47,24 +47,29 @@ float dot_f32_u4_ref(const float* xl, const float* xb, const uint8_t* p, int64_t
   return acc;
 }
 
-template <class T>
-void dot_f32_int_grouped_ref(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
-                             const GroupScales& gs, float* out) {
+// out[r] = sum_g gs.at(r, g) * dot(r, g) + row r's zero-point terms, with
+// dot(r, g) the plain dot of group g of row r: every grouped dot's scalar
+// form (portable, and the SIMD ones for groups that are not whole steps).
+template <class GroupDot>
+void grouped_by_dots(int rows, int64_t groups, const GroupScales& gs, float* out, GroupDot dot) {
   for (int r = 0; r < rows; ++r) {
     float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g)
-      acc += gs.at(r, g) * dot_f32_int_ref(x + g * len, c + r * ld + g * len, len);
+    for (int64_t g = 0; g < groups; ++g) acc += gs.at(r, g) * dot(r, g);
     out[r] = acc + gs.zero_term(r, groups);
   }
 }
+
+template <class T>
+void dot_f32_int_grouped_ref(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
+                             const GroupScales& gs, float* out) {
+  grouped_by_dots(rows, groups, gs, out,
+                  [&](int r, int64_t g) { return dot_f32_int_ref(x + g * len, c + r * ld + g * len, len); });
+}
 void dot_f32_u4_grouped_ref(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows, int64_t len,
                             int64_t groups, const GroupScales& gs, float* out) {
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g)
-      acc += gs.at(r, g) * dot_f32_u4_ref(xl + g * len, xb + g * len, p + r * ld + g * len, len);
-    out[r] = acc + gs.zero_term(r, groups);
-  }
+  grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
+    return dot_f32_u4_ref(xl + g * len, xb + g * len, p + r * ld + g * len, len);
+  });
 }
 
 // Grouped dots of codes decoded to floats in chunks (decode(src, n, dst)), then a float dot.
@@ -73,19 +78,15 @@ void grouped_decoded(const float* x, const uint8_t* c, int64_t ld, int rows, int
                      const GroupScales& gs, float* out, DecodeFn decode) {
   constexpr int64_t kChunk = 256;
   float w[kChunk];
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) {
-      float d = 0.0f;
-      for (int64_t k = g * len; k < (g + 1) * len; k += kChunk) {
-        const int64_t n = std::min(kChunk, (g + 1) * len - k);
-        decode(c + r * ld + k, n, w);
-        d += Dot(x + k, w, n);
-      }
-      acc += gs.at(r, g) * d;
+  grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
+    float d = 0.0f;
+    for (int64_t k = g * len; k < (g + 1) * len; k += kChunk) {
+      const int64_t n = std::min(kChunk, (g + 1) * len - k);
+      decode(c + r * ld + k, n, w);
+      d += Dot(x + k, w, n);
     }
-    out[r] = acc + gs.zero_term(r, groups);
-  }
+    return d;
+  });
 }
 
 // Float8 codes decoded in chunks on the stack, then dotted: the portable and
@@ -377,23 +378,16 @@ template <class T>
 AVX512 void dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
                                        const GroupScales& gs, float* out) {
   if (len % IntStream512<T>::kStep == 0) return grouped_avx512(IntStream512<T>{x, c, ld}, rows, len, groups, gs, out);
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g)
-      acc += gs.at(r, g) * dot_f32_int_avx512(x + g * len, c + r * ld + g * len, len);
-    out[r] = acc + gs.zero_term(r, groups);
-  }
+  grouped_by_dots(rows, groups, gs, out,
+                  [&](int r, int64_t g) { return dot_f32_int_avx512(x + g * len, c + r * ld + g * len, len); });
 }
 
 AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows,
                                       int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   if (len % U4Stream512::kStep == 0) return grouped_avx512(U4Stream512{xl, xb, p, ld}, rows, len, groups, gs, out);
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g)
-      acc += gs.at(r, g) * dot_f32_u4_avx512(xl + g * len, xb + g * len, p + r * ld + g * len, len);
-    out[r] = acc + gs.zero_term(r, groups);
-  }
+  grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
+    return dot_f32_u4_avx512(xl + g * len, xb + g * len, p + r * ld + g * len, len);
+  });
 }
 
 AVX512 bool minmax_f32_avx512(const float* x, int64_t n, float* mn, float* mx) {
@@ -765,23 +759,16 @@ template <class T>
 AVX2 void dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
                                    const GroupScales& gs, float* out) {
   if (len % IntStream256<T>::kStep == 0) return grouped_avx2(IntStream256<T>{x, c, ld}, rows, len, groups, gs, out);
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g)
-      acc += gs.at(r, g) * dot_f32_int_avx2(x + g * len, c + r * ld + g * len, len);
-    out[r] = acc + gs.zero_term(r, groups);
-  }
+  grouped_by_dots(rows, groups, gs, out,
+                  [&](int r, int64_t g) { return dot_f32_int_avx2(x + g * len, c + r * ld + g * len, len); });
 }
 
 AVX2 void dot_f32_u4_grouped_avx2(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows,
                                   int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   if (len % U4Stream256::kStep == 0) return grouped_avx2(U4Stream256{xl, xb, p, ld}, rows, len, groups, gs, out);
-  for (int r = 0; r < rows; ++r) {
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g)
-      acc += gs.at(r, g) * dot_f32_u4_avx2(xl + g * len, xb + g * len, p + r * ld + g * len, len);
-    out[r] = acc + gs.zero_term(r, groups);
-  }
+  grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
+    return dot_f32_u4_avx2(xl + g * len, xb + g * len, p + r * ld + g * len, len);
+  });
 }
 
 // R rows x 32 columns in 4R ymm accumulators (16 registers: R <= 3).
