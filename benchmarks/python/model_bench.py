@@ -3,7 +3,8 @@
 hidden 2048, intermediate 5632, 22 layers, 32 heads (4 KV heads), vocabulary
 32000: about 1.1 B parameters, so the weights do not fit in any cache. For
 fp32 (OpenBLAS), torch's own `quantize_dynamic` int8 model (fbgemm/oneDNN) and
-each config of this project it measures, in one run and with one thread count:
+each config of this project (int4 weight-only also on the model in bfloat16,
+the activation dtype torchao's CPU int4 layout takes) it measures, in one run and with one thread count:
 decode tokens/s at batch 1 (KV cache) in eager mode and as TorchScript
 (torchao_cpp.scripting.script), prefill tokens/s for a 256-token prompt, and
 the time quantize_ takes. A streaming read of a buffer larger than the
@@ -53,8 +54,9 @@ class RMSNorm(nn.Module):
 
 def rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding of (B, T, H, D) as a complex product; freqs is (T, 1, D/2) complex."""
-    xc = torch.view_as_complex(x.reshape(x.shape[0], x.shape[1], x.shape[2], -1, 2))
-    return torch.view_as_real(xc * freqs).flatten(3)
+    # (in float32: there is no bfloat16 complex type)
+    xc = torch.view_as_complex(x.float().reshape(x.shape[0], x.shape[1], x.shape[2], -1, 2))
+    return torch.view_as_real(xc * freqs).flatten(3).to(x.dtype)
 
 
 class Block(nn.Module):
@@ -113,7 +115,8 @@ class Decoder(nn.Module):
     def new_cache(self, length: int, batch: int = 1) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """An empty KV cache for `length` positions, one (keys, values) pair per block."""
         shape = [batch, length, self.kv_heads, self.hd]
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in range(self.layers)]
+        dt = self.emb.weight.dtype  # the model's dtype (the embedding is never quantized)
+        return [(torch.zeros(shape, dtype=dt), torch.zeros(shape, dtype=dt)) for _ in range(self.layers)]
 
     def forward(self, tokens: torch.Tensor, start: int = 0,
                 caches: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None
@@ -126,7 +129,7 @@ class Decoder(nn.Module):
         freqs = self.freqs[start:start + T]
         mask: Optional[torch.Tensor] = None
         if T > 1:  # causal mask over the cached and new positions, built once per call
-            mask = torch.full((T, start + T), float("-inf")).triu(start + 1)
+            mask = torch.full((T, start + T), float("-inf"), dtype=x.dtype).triu(start + 1)
         # (enumerate, not zip: the model is also run as TorchScript)
         for i, b in enumerate(self.blocks):
             x = b(x, start, freqs, mask, caches[i])
@@ -213,14 +216,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     models: Dict[str, nn.Module] = {"fp32": base}
     models["torch quantize_dynamic int8"] = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(base), {nn.Linear}, dtype=torch.qint8)
+    # (name, config, model dtype). The bfloat16 row is the model with its
+    # parameters in bfloat16, as torchao runs int4 on CPU (its Int4CPULayout
+    # takes bfloat16 activations): the kernels then use the CPU's BF16 dot.
     configs = [
-        ("Int8WeightOnly", Int8WeightOnlyConfig()),
-        ("Int4WeightOnly g128", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout())),
-        ("Int8DynAct-Int8Weight", Int8DynamicActivationInt8WeightConfig()),
-        ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32)),
+        ("Int8WeightOnly", Int8WeightOnlyConfig(), torch.float32),
+        ("Int4WeightOnly g128", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout()), torch.float32),
+        ("Int4WeightOnly g128 bf16", Int4WeightOnlyConfig(group_size=128, layout=Int4CPULayout()), torch.bfloat16),
+        ("Int8DynAct-Int8Weight", Int8DynamicActivationInt8WeightConfig(), torch.float32),
+        ("Int8DynAct-Int4Weight g32", Int8DynamicActivationInt4WeightConfig(group_size=32), torch.float32),
     ]
-    for name, cfg in configs:
+    for name, cfg, dtype in configs:
         m = copy.deepcopy(base)
+        for prm in m.parameters():  # parameters only: the rotary buffer stays complex
+            prm.data = prm.data.to(dtype)
         t = time.perf_counter()
         quantize_(m, cfg)
         results[name] = {"quantize_s": time.perf_counter() - t}

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "kernels/cpu/bitpack.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/hqq.h"
 #include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/linear.h"
@@ -419,6 +420,49 @@ TEST_P(SimdTest, GroupedDotsAddZeroPointTerms) {
           ASSERT_NEAR(ou[r], wu, tol) << "u8 groups " << groups << " len " << len << " form " << form << " row " << r;
           ASSERT_NEAR(o4[r], w4, tol) << "u4 groups " << groups << " len " << len << " form " << form << " row " << r;
           ASSERT_NEAR(of8[r], w8, tol) << "f8 groups " << groups << " len " << len << " form " << form << " row " << r;
+        }
+      }
+}
+
+// The bfloat16 dot of 4-bit codes (AVX512-BF16 only): offered exactly where
+// the AVX-512 table is active on a CPU with BF16, and then equal to the double
+// reference over the codes' nibble order (four per 16-bit word), 1..4 rows,
+// groups of 128 and 256 codes, scales read with a row stride and the
+// zero-point terms; bfloat16 subnormals in x count as zero.
+TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
+  const bool want = GetParam() == Isa::Avx512 && cpu_features().avx512bf16;
+  ASSERT_EQ(has_dot_bf16_u4(), want);
+  if (!want) return;  // the linears take the float kernels (WeightOnlySweep covers them)
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> u8(0, 255);
+  for (int rows = 1; rows <= kMaxDotRows; ++rows)
+    for (int64_t len : {64, 128})  // bytes per group
+      for (int64_t groups : {1, 3, 17}) {
+        const int64_t n = len * groups, ld = n + 64, sld = groups + 3;
+        std::vector<uint16_t> x(2 * n), xp(2 * n);
+        for (auto& v : x) v = float_to_bf16_bits(nd(rng));
+        x[5] = 0x0001;  // a subnormal: read as zero
+        std::vector<float> sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f);
+        for (auto& v : sc) v = nd(rng);
+        for (auto& v : zf) v = nd(rng);
+        for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += k == 5 ? 0.0f : bf16_bits_to_float(x[k]);
+        std::vector<uint8_t> p(rows * ld);
+        for (auto& v : p) v = uint8_t(u8(rng));
+        GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -7.5f};
+        u4_bf16_operands(x.data(), n, xp.data());
+        float out[kMaxDotRows];
+        dot_bf16_u4_grouped(xp.data(), p.data(), ld, rows, len, groups, gs, out);
+        for (int r = 0; r < rows; ++r) {
+          double want_r = 0, mag = 0;
+          for (int64_t k = 0; k < 2 * n; ++k) {
+            const int64_t g = k / (2 * len);
+            const uint8_t b = p[r * ld + k / 2];
+            const double c = k % 2 ? b >> 4 : b & 15, xv = k == 5 ? 0.0 : bf16_bits_to_float(x[k]);
+            const double w = (c + gs.offset) * sc[r * sld + g] + zf[r * sld + g];
+            want_r += w * xv, mag += std::fabs(w * xv);
+          }
+          ASSERT_NEAR(out[r], want_r, 1e-5 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
         }
       }
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "aligned.h"
 #include "quant_primitives.h"
 #include "simd.h"
 
@@ -22,10 +23,13 @@ struct PackedInt8Weights {
   int64_t group_size = 0;        // K for per-channel scales
   int64_t groups = 0;            // K / group_size
   int64_t blocks = 0;            // ceil(N / 16)
-  std::vector<int8_t> data;      // [blocks][Kp/4][16][4], zero padded
-  std::vector<float> rowsum;     // [blocks][groups][16]: sum over the group of W[n, k]
-  std::vector<float> scale;      // [blocks][groups][16]: weight scales
-  std::vector<float> zsum;       // grouped only, [blocks][16]: sum_g scale * rowsum (double sum, rounded once)
+  // Cache-line aligned: the kernel reads them 64 bytes at a time, and from
+  // malloc's 16-byte alignment every load split across two lines (Zen 4,
+  // one thread, 512 x 2048 in L2: 12.3 us per decode call against 13.0).
+  AlignedVector<int8_t> data;    // [blocks][Kp/4][16][4], zero padded
+  AlignedVector<float> rowsum;   // [blocks][groups][16]: sum over the group of W[n, k]
+  AlignedVector<float> scale;    // [blocks][groups][16]: weight scales
+  AlignedVector<float> zsum;     // grouped only, [blocks][16]: sum_g scale * rowsum (double sum, rounded once)
 };
 
 // Packs a row-major int8 weight (N x K) with its scales (N x K/group_size).

@@ -187,12 +187,14 @@ constexpr bool has_direct_dot() {
 // for `rows` weight rows `step` rows apart.
 // 4-bit codes are dotted in place; other packed widths and float-x codes were
 // unpacked to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
+// xp: bfloat16 x as u4_bf16_operands makes it, for 4-bit codes (instead of xl/xb) where the CPU has the BF16 dot.
 template <class Codes>
-inline void direct_dot_rows(const Codes& c, const float* x, const float* xl, const float* xb, int64_t n, int64_t step,
-                            int rows, int64_t group_size, int64_t groups, const GroupScales& gs, uint8_t* scratch,
-                            float* out) {
+inline void direct_dot_rows(const Codes& c, const float* x, const float* xl, const float* xb, const uint16_t* xp,
+                            int64_t n, int64_t step, int rows, int64_t group_size, int64_t groups,
+                            const GroupScales& gs, uint8_t* scratch, float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, 4);
+    if (xp) return dot_bf16_u4_grouped(xp, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
     dot_f32_u4_grouped(xl, xb, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
     dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
@@ -308,12 +310,19 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       // D_g the dot of x with the raw codes and X_g the sum of x over the group
       // (GroupScales: zi = zp in the INT domain, zf = zp and offset - mid in the
       // FLOAT one).
-      const size_t half = std::is_same_v<Codes, PackedCodes<4>> ? size_t(s.M * s.K / 2) : 0;
+      // Bfloat16 x with 4-bit codes in groups of 128 or 256: the BF16 dot
+      // (exact products of the same values, float32 sums) where the CPU has it.
+      constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
+      const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && s.group_size % 128 == 0 && has_dot_bf16_u4();
+      const size_t half = kU4 && !bf16_dot ? size_t(s.M * s.K / 2) : 0;
       std::vector<float> xl(half + 1), xb(half + 1), xsum(size_t(s.M * G));
+      std::vector<uint16_t> xp(bf16_dot ? size_t(s.M * s.K) : 0);
       for (int64_t m = 0; m < s.M; ++m) {
         const float* xr = xf.data() + m * s.K;
-        if constexpr (std::is_same_v<Codes, PackedCodes<4>>)
-          u4_dot_operands(xr, s.K / 2, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2));
+        if constexpr (std::is_same_v<TA, bf16>) {
+          if (bf16_dot) u4_bf16_operands(reinterpret_cast<const uint16_t*>(x + m * s.K), s.K / 2, xp.data() + m * s.K);
+        }
+        if (half) u4_dot_operands(xr, s.K / 2, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2));
         for (int64_t g = 0; g < G; ++g) {
           float t = 0.0f;
           for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) t += xr[k];
@@ -359,8 +368,9 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
             f.xsum = zero_terms ? xsum.data() + m * G : nullptr;
-            direct_dot_rows(codes, xf.data() + m * s.K, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2), n0, Q,
-                            rows, s.group_size, G, f, scratch.data(), d);
+            direct_dot_rows(codes, xf.data() + m * s.K, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2),
+                            bf16_dot ? xp.data() + m * s.K : nullptr, n0, Q, rows, s.group_size, G, f,
+                            scratch.data(), d);
             for (int r = 0; r < rows; ++r) {
               const int64_t n = n0 + r * Q;
               const float b = bias ? to_float(bias[n]) : 0.0f;

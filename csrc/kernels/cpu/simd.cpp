@@ -156,6 +156,11 @@ void unpack_bits_u8_ref(const uint8_t* packed, int64_t n, int bits, uint8_t* out
 #define TORCHAO_CPP_X86 1
 #define AVX512 __attribute__((target("avx512f,avx512bw,fma")))
 #define AVX2 __attribute__((target("avx2,fma")))
+// The grouped-dot drivers also allow AVX512-BF16 so that the bfloat16 code
+// stream inlines into them; the other streams use no BF16 instruction, so
+// those instantiations run on any AVX-512 CPU (the ISA table picks the BF16
+// stream only where CPUID reports it).
+#define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16,fma")))
 
 // --- BMI2 (every AVX2 CPU has it) ---------------------------------------------------
 __attribute__((target("bmi2"))) void unpack_bits_u8_bmi2(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
@@ -314,8 +319,42 @@ struct U4Stream512 {
   }
 };
 
+// Bfloat16 activations: 128 codes (64 bytes, four per 16-bit word) per
+// step, each turned into its bfloat16 value by a word permute of a 32-entry
+// table (vpermw reads an index's low 5 bits: bf16(i & 15), so no mask), then
+// dotted with vdpbf16ps: 32 exact products per instruction, summed in
+// float32, against 16 with float FMAs, and no int-to-float conversion
+// (Zen 4, one core, int4 2048 x 5632 in L2: 54 G codes/s against 32).
+// x comes as u4_bf16_operands' four planes per step.
+struct U4Bf16Stream512 {
+  static constexpr int64_t kStep = 64;
+  const uint16_t* xp;
+  const uint8_t* p;
+  int64_t ld;
+  __m512i table;
+  struct X {
+    __m512bh q0, q1, q2, q3;
+  };
+  AVX512_BF16 X load_x(int64_t j) const {
+    const uint16_t* x = xp + 2 * j;
+    return {(__m512bh)_mm512_loadu_si512(x), (__m512bh)_mm512_loadu_si512(x + 32),
+            (__m512bh)_mm512_loadu_si512(x + 64), (__m512bh)_mm512_loadu_si512(x + 96)};
+  }
+  AVX512_BF16 void fma(int r, int64_t j, const X& v, __m512& s0, __m512& s1) const {
+    // 4 KB ahead into L2: this stream takes less time per byte than the
+    // float one, and 2 KB into L1 left it at 16.5-17.8 GB/s from DRAM (Zen 4,
+    // one core; 18.0-18.3 with this, 24 for a plain read of the same rows).
+    _mm_prefetch(reinterpret_cast<const char*>(p + r * ld + j + 4096), _MM_HINT_T1);
+    const __m512i w = _mm512_loadu_si512(p + r * ld + j);
+    s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_permutexvar_epi16(w, table), v.q0);
+    s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(w, 4), table), v.q1);
+    s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(w, 8), table), v.q2);
+    s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(w, 12), table), v.q3);
+  }
+};
+
 // acc plus row r's zero-point terms (GroupScales), 16 groups per step.
-AVX512 __m512 zero_terms_avx512(const GroupScales& gs, int r, int64_t groups, __m512 acc) {
+AVX512_BF16 __m512 zero_terms_avx512(const GroupScales& gs, int r, int64_t groups, __m512 acc) {
   if (!gs.xsum) return acc;
   const __m512 off = _mm512_set1_ps(gs.offset);
   for (int64_t g = 0; g < groups; g += 16) {
@@ -330,7 +369,7 @@ AVX512 __m512 zero_terms_avx512(const GroupScales& gs, int r, int64_t groups, __
 }
 
 template <int R, class Stream>
-AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
+AVX512_BF16 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   constexpr int64_t S = Stream::kStep;
   constexpr int U = R == 1 ? 2 : 1;
   __m512 acc[R];
@@ -360,7 +399,7 @@ AVX512 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, c
 }
 
 template <class Stream>
-AVX512 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
+AVX512_BF16 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   switch (rows) {
     case 4:
       return grouped_rows_avx512<4>(st, len, groups, gs, out);
@@ -388,6 +427,13 @@ AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const ui
   grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
     return dot_f32_u4_avx512(xl + g * len, xb + g * len, p + r * ld + g * len, len);
   });
+}
+
+AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t len,
+                                            int64_t groups, const GroupScales& gs, float* out) {
+  alignas(64) uint16_t t[32];
+  for (int i = 0; i < 32; ++i) t[i] = float_to_bf16_bits(float(i & 15));
+  grouped_avx512(U4Bf16Stream512{xp, p, ld, _mm512_load_si512(t)}, rows, len, groups, gs, out);
 }
 
 AVX512 bool minmax_f32_avx512(const float* x, int64_t n, float* mn, float* mx) {
@@ -825,6 +871,9 @@ struct Impl {
   void (*lut_u8_f32)(const uint8_t*, int64_t, const float*, int, float*);
   void (*dot_f32_lut_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
                               float*, const float*, int);
+  // nullptr where the CPU has no AVX512-BF16 (callers then take the float path).
+  void (*dot_bf16_u4_grouped)(const uint16_t*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
+                              float*);
 };
 
 Impl table(Isa isa) {
@@ -843,7 +892,8 @@ Impl table(Isa isa) {
             float8_to_f32_avx512,
             cpu_features().avx512vbmi ? unpack_bits_u8_vbmi : unpack_bits_u8_bmi2,
             lut_u8_f32_avx512,
-            dot_f32_lut_grouped_avx512};
+            dot_f32_lut_grouped_avx512,
+            cpu_features().avx512bf16 ? dot_bf16_u4_grouped_avx512 : nullptr};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -858,7 +908,8 @@ Impl table(Isa isa) {
             float8_to_f32_ref,
             unpack_bits_u8_bmi2,
             lut_u8_f32_avx2,
-            dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>};
+            dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>,
+            nullptr};
 #endif
   return {sum_f32_ref,
           dot_f32_ref,
@@ -873,7 +924,8 @@ Impl table(Isa isa) {
           float8_to_f32_ref,
           unpack_bits_u8_ref,
           lut_u8_f32_ref,
-          dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>};
+          dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>,
+          nullptr};
 }
 
 bool supported(Isa isa) {
@@ -936,6 +988,19 @@ void u4_dot_operands(const float* x, int64_t nbytes, float* x_low, float* x_byte
     x_byte[j] = x[2 * j + 1] * 0.0625f;
     x_low[j] = x[2 * j] - x_byte[j];
   }
+}
+
+bool has_dot_bf16_u4() { return impl().dot_bf16_u4_grouped != nullptr; }
+
+void u4_bf16_operands(const uint16_t* x, int64_t nbytes, uint16_t* xp) {
+  for (int64_t b = 0; b < nbytes / 64; ++b)
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 32; ++i) xp[128 * b + 32 * k + i] = x[128 * b + 4 * i + k];
+}
+
+void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t group_bytes,
+                         int64_t groups, const GroupScales& gs, float* out) {
+  impl().dot_bf16_u4_grouped(xp, p, ld, rows, group_bytes, groups, gs, out);
 }
 
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,

@@ -72,6 +72,19 @@ void dot_f32_u4_grouped(const float* x_low, const float* x_byte, const uint8_t* 
 // vector instructions per 32 codes instead of 6; decode is compute-bound).
 // The division by 16 is exact; x_low costs one rounding, as a product does.
 void u4_dot_operands(const float* x, int64_t nbytes, float* x_low, float* x_byte);
+// dot_f32_u4_grouped for bfloat16 activations, on CPUs with AVX512-BF16
+// (has_dot_bf16_u4(); nothing else may call it): vdpbf16ps multiplies the
+// bfloat16 x with the codes' exact bfloat16 values and sums in float32, as
+// the float kernel does, except that it reads bfloat16 subnormals as zero.
+// group_bytes (and so ld's unit, bytes) must be a multiple of 64 (groups of
+// 128 or 256 codes); x (bfloat16 bits) comes as u4_bf16_operands makes it.
+bool has_dot_bf16_u4();
+void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t group_bytes,
+                         int64_t groups, const GroupScales& gs, float* out);
+// The operand of dot_bf16_u4_grouped for x[0..2 * nbytes), nbytes a multiple
+// of 64: each 128 values as four planes, plane k holding x[4i + k] (i < 32),
+// the codes one 16-bit word of packed codes holds at its k-th nibble.
+void u4_bf16_operands(const uint16_t* x, int64_t nbytes, uint16_t* xp);
 // The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
                         const GroupScales& gs, float* out, bool e4m3);
