@@ -427,8 +427,9 @@ TEST_P(SimdTest, GroupedDotsAddZeroPointTerms) {
 // The bfloat16 dot of 4-bit codes (AVX512-BF16 only): offered exactly where
 // the AVX-512 table is active on a CPU with BF16, and then equal to the double
 // reference over the codes' nibble order (four per 16-bit word), 1..4 rows,
-// groups of 128 and 256 codes, scales read with a row stride and the
-// zero-point terms; bfloat16 subnormals in x count as zero.
+// groups of 32, 64, 128 and 256 codes (a 64-byte step holding 4, 2 or 1
+// groups, or half of one), scales read with a row stride and the zero-point
+// terms; bfloat16 subnormals in x count as zero.
 TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
   const bool want = GetParam() == Isa::Avx512 && cpu_features().avx512bf16;
   ASSERT_EQ(has_dot_bf16_u4(), want);
@@ -437,8 +438,9 @@ TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
   std::normal_distribution<float> nd;
   std::uniform_int_distribution<int> u8(0, 255);
   for (int rows = 1; rows <= kMaxDotRows; ++rows)
-    for (int64_t len : {64, 128})  // bytes per group
-      for (int64_t groups : {1, 3, 17}) {
+    for (int64_t len : {16, 32, 64, 128})  // bytes per group
+      for (int64_t steps : {1, 3, 17}) {
+        const int64_t groups = std::max<int64_t>(1, 64 / len) * steps;
         const int64_t n = len * groups, ld = n + 64, sld = groups + 3;
         std::vector<uint16_t> x(2 * n), xp(2 * n);
         for (auto& v : x) v = float_to_bf16_bits(nd(rng));
@@ -463,6 +465,7 @@ TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
             want_r += w * xv, mag += std::fabs(w * xv);
           }
           ASSERT_NEAR(out[r], want_r, 1e-5 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
+          ASSERT_TRUE(bf16_u4_dot_fits(len, n));
         }
       }
 }

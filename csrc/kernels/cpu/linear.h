@@ -310,10 +310,11 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       // D_g the dot of x with the raw codes and X_g the sum of x over the group
       // (GroupScales: zi = zp in the INT domain, zf = zp and offset - mid in the
       // FLOAT one).
-      // Bfloat16 x with 4-bit codes in groups of 128 or 256: the BF16 dot
-      // (exact products of the same values, float32 sums) where the CPU has it.
+      // Bfloat16 x with 4-bit codes: the BF16 dot (exact products of the same
+      // values, float32 sums) where the CPU has it and the shape fits.
       constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
-      const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && s.group_size % 128 == 0 && has_dot_bf16_u4();
+      const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
+                            bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
       const size_t half = kU4 && !bf16_dot ? size_t(s.M * s.K / 2) : 0;
       std::vector<float> xl(half + 1), xb(half + 1), xsum(size_t(s.M * G));
       std::vector<uint16_t> xp(bf16_dot ? size_t(s.M * s.K) : 0);

@@ -429,11 +429,48 @@ AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const ui
   });
 }
 
+// Groups of 32 or 64 codes (len 16 or 32 bytes): a 64-byte step spans 4 or 2
+// groups. Lane l of vdpbf16ps sums the codes of bytes 4l..4l+3, so each
+// group owns consecutive lanes: a step's sums are scaled lane by lane (the
+// step's scales spread over their lanes by one permute), with no per-group
+// reduction.
+template <int R>
+AVX512_BF16 void u4_bf16_lanes_rows(const U4Bf16Stream512& st, int64_t len, int64_t groups, const GroupScales& gs,
+                                    float* out) {
+  const int per = int(64 / len);  // groups per step
+  const __mmask16 m = __mmask16((1u << per) - 1);
+  const __m512i spread = len == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                   : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < groups * len; j += 64) {
+    const auto v = st.load_x(j);
+    for (int r = 0; r < R; ++r) {
+      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+      st.fma(r, j, v, s0, s1);
+      const __m512 sc = _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + j / len));
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), sc, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
+}
+
 AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t len,
                                             int64_t groups, const GroupScales& gs, float* out) {
   alignas(64) uint16_t t[32];
   for (int i = 0; i < 32; ++i) t[i] = float_to_bf16_bits(float(i & 15));
-  grouped_avx512(U4Bf16Stream512{xp, p, ld, _mm512_load_si512(t)}, rows, len, groups, gs, out);
+  const U4Bf16Stream512 st{xp, p, ld, _mm512_load_si512(t)};
+  if (len % 64 == 0) return grouped_avx512(st, rows, len, groups, gs, out);
+  switch (rows) {
+    case 4:
+      return u4_bf16_lanes_rows<4>(st, len, groups, gs, out);
+    case 3:
+      return u4_bf16_lanes_rows<3>(st, len, groups, gs, out);
+    case 2:
+      return u4_bf16_lanes_rows<2>(st, len, groups, gs, out);
+    default:
+      return u4_bf16_lanes_rows<1>(st, len, groups, gs, out);
+  }
 }
 
 AVX512 bool minmax_f32_avx512(const float* x, int64_t n, float* mn, float* mx) {
