@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -467,9 +468,13 @@ AVX512_BF16 void u4_bf16_lanes_rows(const U4Bf16Stream512& st, int64_t len, int6
 
 AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t len,
                                             int64_t groups, const GroupScales& gs, float* out) {
-  alignas(64) uint16_t t[32];
-  for (int i = 0; i < 32; ++i) t[i] = float_to_bf16_bits(float(i & 15));
-  const U4Bf16Stream512 st{xp, p, ld, _mm512_load_si512(t)};
+  // bf16(i & 15) for the 32 indices vpermw reads, built once (not per call).
+  alignas(64) static const std::array<uint16_t, 32> kTable = [] {
+    std::array<uint16_t, 32> t{};
+    for (int i = 0; i < 32; ++i) t[size_t(i)] = float_to_bf16_bits(float(i & 15));
+    return t;
+  }();
+  const U4Bf16Stream512 st{xp, p, ld, _mm512_load_si512(kTable.data())};
   if (len % 64 == 0) return grouped_avx512(st, rows, len, groups, gs, out);
   with_rows(rows, [&](auto r) { u4_bf16_lanes_rows<decltype(r)::value>(st, len, groups, gs, out); });
 }

@@ -73,9 +73,10 @@ void dot_f32_u4_grouped(const float* x_low, const float* x_byte, const uint8_t* 
 // The division by 16 is exact; x_low costs one rounding, as a product does.
 void u4_dot_operands(const float* x, int64_t nbytes, float* x_low, float* x_byte);
 // dot_f32_u4_grouped for bfloat16 activations, on CPUs with AVX512-BF16
-// (has_dot_bf16_u4(); nothing else may call it; bf16_u4_dot_fits says which shapes it takes): vdpbf16ps multiplies the
-// bfloat16 x with the codes' exact bfloat16 values and sums in float32, as
-// the float kernel does, except that it reads bfloat16 subnormals as zero.
+// only (has_dot_bf16_u4(); bf16_u4_dot_fits says which shapes it takes):
+// vdpbf16ps multiplies the bfloat16 x with the codes' exact bfloat16 values
+// and sums in float32, as the float kernel does, except that it reads
+// bfloat16 subnormals as zero.
 // group_bytes must be a multiple of 64 (groups of 128, 256, ... codes), or 16
 // or 32 (groups of 32 or 64 codes) with groups * group_bytes a multiple of
 // 64; x (bfloat16 bits) comes as u4_bf16_operands makes it.
