@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <immintrin.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 
 #include "kernels/cpu/bitpack.h"
@@ -989,6 +991,32 @@ TEST(Hqq, ImprovesOnMinMaxAndKeepsItsFormat) {
     }
     EXPECT_LT(err, err0) << nbits;
     EXPECT_NEAR((float(q[5 * len]) - mid) * s[5] + z[5], 0.25f, 1e-3f);
+  }
+}
+
+// Every bfloat16 and float16 bit pattern (and a tail shorter than a vector)
+// against the formats' definitions.
+TEST_P(SimdTest, HalfToF32MatchesDefinition) {
+  const int64_t n = 65536 + 5;
+  std::vector<uint16_t> h(n);
+  for (int64_t i = 0; i < n; ++i) h[i] = uint16_t(i * 40503 % 65536);  // odd multiplier: every pattern once
+  std::vector<float> f(n);
+  for (bool bf16 : {true, false}) {
+    half_to_f32(h.data(), n, bf16, f.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t b = h[i];
+      const int e = bf16 ? (b >> 7) & 0xff : (b >> 10) & 0x1f, emax = bf16 ? 0xff : 0x1f;
+      const int mbits = bf16 ? 7 : 10, bias = bf16 ? 127 : 15, m = b & ((1 << mbits) - 1);
+      const double sign = (b & 0x8000) ? -1.0 : 1.0;
+      if (e == emax && m != 0) {
+        EXPECT_TRUE(std::isnan(f[i])) << (bf16 ? "bf16 " : "fp16 ") << b;
+        continue;
+      }
+      const double ref = e == emax ? sign * std::numeric_limits<double>::infinity()
+                         : e == 0  ? sign * std::ldexp(double(m), 1 - bias - mbits)
+                                   : sign * std::ldexp(1.0 + std::ldexp(double(m), -mbits), e - bias);
+      EXPECT_EQ(double(f[i]), ref) << (bf16 ? "bf16 " : "fp16 ") << b;
+    }
   }
 }
 

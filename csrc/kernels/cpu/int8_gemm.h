@@ -85,7 +85,7 @@ int64_t quantize_activations_u8(const T* x, int64_t M, int64_t K, int64_t Kp, Ac
       if constexpr (std::is_same_v<T, float>) {
         row = x + m * K;
       } else {
-        for (int64_t k = 0; k < K; ++k) xf[k] = to_float(x[m * K + k]);
+        to_f32(x + m * K, K, xf.data());
         row = xf.data();
       }
       uint8_t* ur = u + m * Kp;

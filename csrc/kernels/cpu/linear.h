@@ -302,7 +302,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
   const int64_t G = s.K / s.group_size;
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
   std::vector<float> xf(size_t(s.M * s.K));
-  for (int64_t i = 0; i < s.M * s.K; ++i) xf[i] = to_float(x[i]);
+  to_f32(x, s.M * s.K, xf.data());
 
   if constexpr (has_direct_dot<Codes>()) {
     if (s.M <= kDirectDotMaxRows && s.group_size % 2 == 0) {
@@ -355,8 +355,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
           if constexpr (std::is_same_v<TS, float>) {
             f.scale = scale + n0 * G, f.ld = Q * G;
           } else {
-            for (int r = 0; r < rows; ++r)
-              for (int64_t g = 0; g < G; ++g) gs[r * G + g] = to_float(scale[(n0 + r * Q) * G + g]);
+            for (int r = 0; r < rows; ++r) to_f32(scale + (n0 + r * Q) * G, G, gs.data() + r * G);
             f.scale = gs.data(), f.ld = G;
           }
           if (zp) (float_zp ? f.zf : f.zi) = zp + n0 * G;

@@ -49,6 +49,10 @@ float dot_f32_u4_ref(const float* xl, const float* xb, const uint8_t* p, int64_t
   return acc;
 }
 
+void half_to_f32_ref(const uint16_t* h, int64_t n, bool bf16, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16 ? bf16_bits_to_float(h[i]) : fp16_bits_to_float(h[i]);
+}
+
 // out[r] = sum_g gs.at(r, g) * dot(r, g) + row r's zero-point terms, with
 // dot(r, g) the plain dot of group g of row r: every grouped dot's scalar
 // form (portable, and the SIMD ones for groups that are not whole steps).
@@ -216,6 +220,16 @@ AVX512 float sum_f32_avx512(const float* a, int64_t n) {
   }
   for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(s0, _mm512_loadu_ps(a + i));
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3))) + sum_f32_ref(a + i, n - i);
+}
+
+AVX512 void half_to_f32_avx512(const uint16_t* h, int64_t n, bool bf16, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i));
+    _mm512_storeu_ps(out + i, bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16))
+                                   : _mm512_cvtph_ps(v));
+  }
+  half_to_f32_ref(h + i, n - i, bf16, out + i);
 }
 
 AVX512 float dot_f32_avx512(const float* a, const float* b, int64_t n) {
@@ -698,6 +712,16 @@ AVX2 float sum_f32_avx2(const float* a, int64_t n) {
   return hsum256(_mm256_add_ps(s0, s1)) + sum_f32_ref(a + i, n - i);
 }
 
+__attribute__((target("avx2,f16c"))) void half_to_f32_avx2(const uint16_t* h, int64_t n, bool bf16, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i));
+    _mm256_storeu_ps(out + i, bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16))
+                                   : _mm256_cvtph_ps(v));
+  }
+  half_to_f32_ref(h + i, n - i, bf16, out + i);
+}
+
 AVX2 float dot_f32_avx2(const float* a, const float* b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -899,6 +923,7 @@ AVX2 void gemm_f32_tile_avx2(const float* a, int64_t lda, const float* b, int64_
 struct Impl {
   float (*sum_f32)(const float*, int64_t);
   float (*dot_f32)(const float*, const float*, int64_t);
+  void (*half_to_f32)(const uint16_t*, int64_t, bool, float*);
   int32_t (*dot_i16)(const int16_t*, const int16_t*, int64_t);
   void (*dot_f32_i8_grouped)(const float*, const int8_t*, int64_t, int, int64_t, int64_t, const GroupScales&, float*);
   void (*dot_f32_u8_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&, float*);
@@ -924,6 +949,7 @@ Impl table(Isa isa) {
   if (isa == Isa::Avx512)
     return {sum_f32_avx512,
             dot_f32_avx512,
+            half_to_f32_avx512,
             dot_i16_avx512,
             dot_f32_int_grouped_avx512<int8_t>,
             dot_f32_int_grouped_avx512<uint8_t>,
@@ -940,6 +966,7 @@ Impl table(Isa isa) {
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
+            half_to_f32_avx2,
             dot_i16_avx2,
             dot_f32_int_grouped_avx2<int8_t>,
             dot_f32_int_grouped_avx2<uint8_t>,
@@ -956,6 +983,7 @@ Impl table(Isa isa) {
 #endif
   return {sum_f32_ref,
           dot_f32_ref,
+          half_to_f32_ref,
           dot_i16_ref,
           dot_f32_int_grouped_ref<int8_t>,
           dot_f32_int_grouped_ref<uint8_t>,
@@ -1013,6 +1041,7 @@ bool set_isa(Isa isa) {
 float sum_f32(const float* a, int64_t n) { return impl().sum_f32(a, n); }
 float dot_f32(const float* a, const float* b, int64_t n) { return impl().dot_f32(a, b, n); }
 int32_t dot_i16(const int16_t* a, const int16_t* b, int64_t n) { return impl().dot_i16(a, b, n); }
+void half_to_f32(const uint16_t* h, int64_t n, bool bf16, float* out) { impl().half_to_f32(h, n, bf16, out); }
 void dot_f32_i8_grouped(const float* x, const int8_t* c, int64_t ld, int rows, int64_t len, int64_t groups,
                         const GroupScales& gs, float* out) {
   impl().dot_f32_i8_grouped(x, c, ld, rows, len, groups, gs, out);
