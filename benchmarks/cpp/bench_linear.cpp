@@ -5,8 +5,10 @@
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <random>
 #include <type_traits>
 #include <vector>
@@ -25,17 +27,25 @@ namespace {
 
 const int kThreads = omp_get_max_threads();
 
-// Weights are replicated until the copies exceed twice the last-level cache
-// and each iteration takes the next copy, so decode reads weights from DRAM as
-// in a model (a single 12 MB weight would stay in the 32 MB L3).
-constexpr double kColdBytes = 96e6;
+// Weights and their scales are replicated until the copies of the smaller
+// format here (int4, half a byte per weight) exceed three times the last-level
+// cache (at least 96 MB), and each iteration takes the next copy, so decode
+// reads them from DRAM as in a model. Sized by int8 bytes as before, the int4
+// copies spanned 46 MB, part of which Zen 4's 32 MB L3 held, and all shared one
+// scale array: the BF16 int4 dot read 35-44 GB/s there against 28-33 now
+// (alternating runs, 2 threads), which is what the model's linears get.
+double cold_bytes() {
+  const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return std::max(96e6, 3.0 * double(std::max(llc, 0L)));
+}
 
 // Weights 64-byte aligned (AlignedVector), as torch aligns tensors: from
 // malloc's 16-byte alignment the BF16 int4 dot, which loads 64 bytes at a
 // time, split every load and streamed 27 GB/s instead of 38 (Zen 4, 2 threads).
 struct Problem {
   LinearShape s;
-  std::vector<float> x, scale, zp;
+  int64_t G;
+  std::vector<float> x, scale, zp;  // scale and zero point: copies x [N, G]
   AlignedVector<int8_t> codes8;
   AlignedVector<uint8_t> packed4;
   std::vector<float> out;
@@ -45,16 +55,22 @@ struct Problem {
   int64_t take() { return next = (next + 1) % copies; }
   const int8_t* w8(int64_t c) const { return codes8.data() + c * s.N * s.K; }
   const uint8_t* w4(int64_t c) const { return packed4.data() + c * s.N * packed_row_bytes(s.K, 4); }
+  const float* sc(int64_t c) const { return scale.data() + c * s.N * G; }
+  const float* zpc(int64_t c) const { return zp.data() + c * s.N * G; }
 
-  Problem(int64_t M, int64_t K, int64_t N, int64_t group) : s{M, N, K, group} {
-    copies = std::max<int64_t>(1, int64_t(kColdBytes / double(N * K)));
+  Problem(int64_t M, int64_t K, int64_t N, int64_t group) : s{M, N, K, group}, G(K / group) {
+    // (Prefill reads each weight once per many activation rows: no copies.)
+    if (M <= kDirectDotMaxRows)
+      copies = std::max<int64_t>(1, int64_t(cold_bytes() / double(N * packed_row_bytes(K, 4))));
     std::mt19937 rng(0);
     std::normal_distribution<float> nd;
     std::uniform_int_distribution<int> c8(-128, 127), c4(0, 15);
     x.resize(M * K);
     for (auto& v : x) v = nd(rng);
-    scale.assign(N * (K / group), 0.01f);
-    zp.assign(N * (K / group), 0.0f);
+    scale.resize(copies * N * G);
+    for (auto& v : scale) v = 0.01f * (1.0f + 0.1f * nd(rng));
+    zp.resize(copies * N * G);
+    for (auto& v : zp) v = 0.001f * nd(rng);
     codes8.resize(copies * N * K);
     for (int64_t i = 0; i < N * K; ++i) codes8[i] = int8_t(c8(rng));
     std::vector<uint8_t> c(N * K);
@@ -69,6 +85,17 @@ struct Problem {
   }
 };
 
+// Google Benchmark calls each benchmark function several times while it sizes
+// the run: the copies (hundreds of MB) are built once per problem.
+Problem& problem(int64_t M, int64_t K, int64_t N, int64_t group) {
+  static std::unique_ptr<Problem> p;
+  if (!p || p->s.M != M || p->s.K != K || p->s.N != N || p->s.group_size != group) {
+    p.reset();
+    p = std::make_unique<Problem>(M, K, N, group);
+  }
+  return *p;
+}
+
 void report(benchmark::State& st, const LinearShape& s, double weight_bytes) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.M * s.N * s.K * st.iterations(), benchmark::Counter::kIsRate,
                                               benchmark::Counter::kIs1000);
@@ -78,104 +105,115 @@ void report(benchmark::State& st, const LinearShape& s, double weight_bytes) {
 }
 
 void BM_Int8WeightOnly(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PlainCodes<int8_t>{p.w8(p.take()), p.s.K}, p.scale.data(), nullptr,
+    const int64_t c = p.take();
+    weight_only_linear<float, float>(p.x.data(), PlainCodes<int8_t>{p.w8(c), p.s.K}, p.sc(c), nullptr,
                                      ZeroPointDomain::None, -128, 127, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
 void BM_Int4WeightOnlyG128(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), 128);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 128);
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.w4(p.take()), p.s.K, 0}, p.scale.data(), p.zp.data(),
+    const int64_t c = p.take();
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.w4(c), p.s.K, 0}, p.sc(c), p.zpc(c),
                                      ZeroPointDomain::Float, 0, 15, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.s.N * p.G);
 }
 
-// The same with bfloat16 activations (the CPU int4 path torchao itself runs: Int4CPULayout
-// takes bfloat16): the AVX512-BF16 dot where the CPU has it.
+// The same with bfloat16 activations and scales, as a bfloat16 model holds
+// them (the CPU int4 path torchao itself runs: Int4CPULayout takes bfloat16;
+// zero points are read as float32): the AVX512-BF16 dot where the CPU has it.
 void BM_Int4WeightOnlyG128Bf16(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), 128);
-  std::vector<bf16> x(p.x.size()), out(p.out.size());
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 128);
+  std::vector<bf16> x(p.x.size()), out(p.out.size()), scale(p.scale.size());
   for (size_t i = 0; i < x.size(); ++i) x[i] = from_float<bf16>(p.x[i]);
+  for (size_t i = 0; i < scale.size(); ++i) scale[i] = from_float<bf16>(p.scale[i]);
   for (auto _ : st) {
-    weight_only_linear<bf16, float>(x.data(), PackedCodes<4>{p.w4(p.take()), p.s.K, 0}, p.scale.data(), p.zp.data(),
-                                    ZeroPointDomain::Float, 0, 15, nullptr, p.s, out.data(), kThreads);
+    const int64_t c = p.take();
+    weight_only_linear<bf16, bf16>(x.data(), PackedCodes<4>{p.w4(c), p.s.K, 0}, scale.data() + c * p.s.N * p.G,
+                                   p.zpc(c), ZeroPointDomain::Float, 0, 15, nullptr, p.s, out.data(), kThreads);
     benchmark::DoNotOptimize(out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K / 2 + 6.0 * p.s.N * p.G);
 }
 
 // Float8 e4m3fn weights, per-channel scales (Float8WeightOnlyConfig).
 void BM_Float8WeightOnly(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
   for (auto _ : st) {
+    const int64_t c = p.take();
     // The int8 codes reinterpreted as e4m3fn bytes (the few NaN codes do not change the speed).
     weight_only_linear<float, float>(
-        p.x.data(), Float8Codes<Float8Format::E4M3FN>{reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K},
-        p.scale.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr, p.s, p.out.data(), kThreads);
+        p.x.data(), Float8Codes<Float8Format::E4M3FN>{reinterpret_cast<const uint8_t*>(p.w8(c)), p.s.K},
+        p.sc(c), nullptr, ZeroPointDomain::None, 0, 0, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
 // 3-bit codes packed 8 per 3 bytes, groups of 64 (UIntXWeightOnlyConfig(uint3) / IntxWeightOnlyConfig(int3)).
 void BM_Uint3WeightOnlyG64(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), 64);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 64);
   // The int4 buffer holds enough bytes for 3-bit rows of the same length.
   for (auto _ : st) {
-    weight_only_linear<float, float>(p.x.data(), PackedCodes<3>{p.w4(p.take()), p.s.K, 0}, p.scale.data(), p.zp.data(),
+    const int64_t c = p.take();
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<3>{p.w4(c), p.s.K, 0}, p.sc(c), p.zpc(c),
                                      ZeroPointDomain::Int, 0, 7, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 3) + 8.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 3) + 8.0 * p.s.N * p.G);
 }
 
 // fp6 e3m2 codes packed 8 per 6 bytes, one scale per row (FPXWeightOnlyConfig(3, 2)): unpacked, then looked up
 // in the format's 64-value table and dotted in registers.
 void BM_Fp6E3M2WeightOnly(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
   const float* table = floatx_table(3, 2);
   // The int8 buffer holds enough bytes for 6-bit rows of the same length (random bytes: random codes).
   for (auto _ : st) {
+    const int64_t c = p.take();
     weight_only_linear<float, float>(
-        p.x.data(), FloatxCodes<6>{reinterpret_cast<const uint8_t*>(p.w8(p.take())), p.s.K, table}, p.scale.data(),
+        p.x.data(), FloatxCodes<6>{reinterpret_cast<const uint8_t*>(p.w8(c)), p.s.K, table}, p.sc(c),
         nullptr, ZeroPointDomain::None, 0, 63, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 6) + 4.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 6) + 4.0 * p.s.N * p.G);
 }
 
 void BM_Int8DynamicInt8(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
   for (auto _ : st) {
-    int8_dynamic_linear<float>(a.data(), a_scale.data(), a_zp.data(), PlainCodes<int8_t>{p.w8(p.take()), p.s.K},
-                               p.scale.data(), nullptr, nullptr, p.s, p.out.data(), kThreads);
+    const int64_t c = p.take();
+    int8_dynamic_linear<float>(a.data(), a_scale.data(), a_zp.data(), PlainCodes<int8_t>{p.w8(c), p.s.K},
+                               p.sc(c), nullptr, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
 // The pre-packed VNNI GEMM that prefill-sized inputs (>= 16 rows) take.
 void BM_Int8DynamicInt8Packed(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
   std::vector<PackedInt8Weights> packed;
-  for (int64_t c = 0; c < p.copies; ++c)
-    packed.push_back(pack_int8_weights(p.w8(c), p.s.N, p.s.K, p.s.K, p.scale.data()));
+  // Copy 0 packed, the others copied from it (packing each took most of the benchmark's time).
+  packed.reserve(p.copies);
+  packed.push_back(pack_int8_weights(p.w8(0), p.s.N, p.s.K, p.s.K, p.sc(0)));
+  for (int64_t c = 1; c < p.copies; ++c) packed.push_back(packed[0]);
   for (auto _ : st) {
     int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
   st.counters["vnni"] = int8_gemm_has_vnni();
 }
 
@@ -183,25 +221,26 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
 // (Int8DynamicActivationInt4WeightConfig, group 32), as 8da4w prefill runs it.
 void BM_Int8DynamicInt4G32Packed(benchmark::State& st) {
   constexpr int64_t kGroup = 32;
-  Problem p(st.range(0), st.range(1), st.range(2), kGroup);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), kGroup);
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 1.0f);
   std::vector<int8_t> codes(p.w8(0), p.w8(0) + p.s.N * p.s.K);
   for (auto& c : codes) c = int8_t(c >> 4);  // [-8, 7]
   std::vector<PackedInt8Weights> packed;
-  for (int64_t c = 0; c < p.copies; ++c)
-    packed.push_back(pack_int8_weights(codes.data(), p.s.N, p.s.K, kGroup, p.scale.data()));
+  packed.reserve(p.copies);
+  packed.push_back(pack_int8_weights(codes.data(), p.s.N, p.s.K, kGroup, p.sc(0)));
+  for (int64_t c = 1; c < p.copies; ++c) packed.push_back(packed[0]);
   for (auto _ : st) {
     int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.scale.size());
+  report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
 // The 2:4 sparse GEMM (SemiSparseLayout) on the same codes with 2 of each 4 zeroed
 // (random kept columns), read compressed: 5 bits per weight.
 void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
-  Problem p(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
   const int64_t rb = sparse24_row_bytes(p.s.K);
   std::vector<uint8_t> u(p.s.M * p.s.K, 131);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
@@ -217,7 +256,7 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
   std::vector<Sparse24Weights> w;
   for (int64_t c = 0; c < p.copies; ++c) {
     std::copy_n(rows.data(), p.s.N * rb, rows.data() + c * p.s.N * rb);
-    w.push_back(make_sparse24_weights(rows.data() + c * p.s.N * rb, p.s.N, p.s.K, p.scale.data()));
+    w.push_back(make_sparse24_weights(rows.data() + c * p.s.N * rb, p.s.N, p.s.K, p.sc(c)));
   }
   for (auto _ : st) {
     int8_sparse24_gemm_u8(u.data(), a_scale.data(), a_zp.data(), p.s.M, w[p.take()], nullptr, p.out.data(), kThreads);
