@@ -10,7 +10,8 @@ decode tokens/s at batch 1 (KV cache) in eager mode and as TorchScript
 the time quantize_ takes. A streaming read of a buffer larger than the
 last-level cache gives the machine's read bandwidth, the decode roofline; it is
 measured at the start and again just before and after each decode, which is
-compared with the larger of those two. All models are built first and measured
+compared with the larger of those two, and (paired shares) after every decode
+step, which is compared with the read that follows it. All models are built first and measured
 in rounds (--rounds), each keeping its best: the machines this runs on are
 shared, and their speed drifts over minutes.
 
@@ -171,6 +172,46 @@ def decode_tps(model, prompt: int = 8, steps: int = 8) -> float:
         return steps / (time.perf_counter() - t)
 
 
+def last_level_cache_bytes() -> int:
+    """Size of CPU 0's level-3 cache from sysfs (0 where Linux does not say)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
+            text = f.read().strip()
+    except OSError:
+        return 0
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * units[text[-1]] if text[-1:] in units else int(text or 0)
+
+
+def decode_paired_share(model, weight_bytes: int, probe: torch.Tensor, prompt: int = 8,
+                        steps: int = 16) -> Tuple[float, float]:
+    """Median over decode steps of the weight bytes streamed per second in a step over the read bandwidth
+    of a plain sum of `probe` (larger than the last-level cache) run right after that step, and the
+    median of those bandwidths. This VM's read bandwidth moves by up to 2x within seconds; pairing each
+    step with a read made milliseconds later compares the two at the same moment.
+    """
+    with torch.no_grad():
+        tok = torch.randint(0, 32000, (1, prompt))
+        caches = model.new_cache(prompt + steps + 1)
+        logits, _ = model(tok, 0, caches)
+        nxt = logits[:, -1:].argmax(-1)
+        model(nxt, prompt, caches)  # warm-up step
+        probe.sum()
+        shares, bws = [], []
+        for i in range(steps):
+            t0 = time.perf_counter()
+            logits, _ = model(nxt, prompt + 1 + i, caches)
+            nxt = logits[:, -1:].argmax(-1)
+            t1 = time.perf_counter()
+            probe.sum()
+            bw = probe.numel() * probe.element_size() / (time.perf_counter() - t1)
+            shares.append(weight_bytes / (t1 - t0) / bw)
+            bws.append(bw)
+        shares.sort()
+        bws.sort()
+        return shares[len(shares) // 2], bws[len(bws) // 2]
+
+
 def prefill_tps(model, length: int = 256, runs: int = 1) -> float:
     """Tokens/s of the better of `runs` prefills (this shared machine's noise only ever slows a run)."""
     with torch.no_grad():
@@ -240,6 +281,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         results[name].update({"weight_bytes": linear_weight_bytes(models[name]), "decode_tok_s": 0.0,
                                              "decode_tok_s_torchscript": 0.0, "prefill_tok_s": 0.0})
 
+    # The paired reads' buffer: 256 MiB, or three times the last-level cache where that is larger.
+    probe = torch.ones(max(64 << 20, 3 * last_level_cache_bytes() // 4))
+
     def measure(name: str, model: nn.Module) -> None:
         r = results[name]
         wb = r["weight_bytes"]
@@ -252,13 +296,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         # deployed to C++: no Python between the ops.
         scripted = script(model)
         d_ts = decode_tps(scripted, steps=args.decode_steps)
+        # Each decode step paired with a read right after it (decode_paired_share): the share at the same moment.
+        paired, paired_bw = decode_paired_share(model, wb, probe, steps=args.decode_steps)
+        paired_ts, paired_bw_ts = decode_paired_share(scripted, wb, probe, steps=args.decode_steps)
+        r["paired_share"] = max(r.get("paired_share", 0.0), paired)
+        r["paired_share_torchscript"] = max(r.get("paired_share_torchscript", 0.0), paired_ts)
+        r.setdefault("paired_rounds", []).append({"share": paired, "share_torchscript": paired_ts,
+                                                  "read_GB_s": paired_bw / 1e9, "read_GB_s_torchscript": paired_bw_ts / 1e9})
         del scripted
         gc.collect()
         bw_around = max(bw_before, read_bandwidth())
         pf = prefill_tps(model, runs=1)
         print(f"  {name:28s} read BW {bw_around / 1e9:4.1f} GB/s; decode {d:6.2f} tok/s ({wb * d / 1e9:5.1f} GB/s, "
               f"{100 * wb * d / bw_around:3.0f}%), TorchScript {d_ts:6.2f} tok/s ({100 * wb * d_ts / bw_around:3.0f}%); "
-              f"prefill {pf:7.1f} tok/s", flush=True)
+              f"paired shares {100 * paired:3.0f}% / {100 * paired_ts:3.0f}% (reads {paired_bw / 1e9:4.1f} / "
+              f"{paired_bw_ts / 1e9:4.1f} GB/s); prefill {pf:7.1f} tok/s", flush=True)
         if d > r["decode_tok_s"]:
             r.update({"decode_tok_s": d, "decode_weight_GB_s": wb * d / 1e9,
                       "read_bandwidth_around_decode_GB_s": bw_around / 1e9, "decode_weight_bw_fraction": wb * d / bw_around})
@@ -275,7 +327,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name, r in results.items():
         print(f"{name:28s} decode {r['decode_tok_s']:6.2f} tok/s ({r['decode_weight_GB_s']:5.1f} GB/s, "
               f"{100 * r['decode_weight_bw_fraction']:3.0f}% of read BW), TorchScript {r['decode_tok_s_torchscript']:6.2f} "
-              f"tok/s ({100 * r['decode_weight_bw_fraction_torchscript']:3.0f}%); prefill {r['prefill_tok_s']:7.1f} tok/s"
+              f"tok/s ({100 * r['decode_weight_bw_fraction_torchscript']:3.0f}%); paired shares "
+              f"{100 * r['paired_share']:3.0f}% / {100 * r['paired_share_torchscript']:3.0f}%; prefill {r['prefill_tok_s']:7.1f} tok/s"
               + (f"; quantize_ {r['quantize_s']:4.1f} s" if "quantize_s" in r else ""), flush=True)
     fp32 = results["fp32"]
     for r in results.values():
