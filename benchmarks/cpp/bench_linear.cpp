@@ -27,17 +27,21 @@ namespace {
 
 const int kThreads = omp_get_max_threads();
 
-// Weights and their scales are replicated until the copies of the smaller
-// format here (int4, half a byte per weight) exceed three times the last-level
-// cache (at least 96 MB), and each iteration takes the next copy, so decode
-// reads them from DRAM as in a model. Sized by int8 bytes as before, the int4
-// copies spanned 46 MB, part of which Zen 4's 32 MB L3 held, and all shared one
-// scale array: the BF16 int4 dot read 35-44 GB/s there against 28-33 now
-// (alternating runs, 2 threads), which is what the model's linears get.
+// Weights and their scales are replicated until the copies exceed three times
+// the last-level cache (and 96 MB), and each iteration takes the next copy, so
+// decode reads them from DRAM as in a model. Before, 96 MB of int8 copies were
+// made for every format, so the int4 ones spanned 48 MB, part of which Zen 4's
+// 32 MB L3 held, and all shared one scale array: the BF16 int4 dot read
+// 35-44 GB/s there against 28-33 now (alternating runs, 2 threads), which is
+// what the model's linears get.
 double cold_bytes() {
   const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
   return std::max(96e6, 3.0 * double(std::max(llc, 0L)));
 }
+
+// The code buffer a benchmark reads: int8 (one byte per weight; float8, fp6
+// and the int8 GEMMs reuse it) or packed int4 rows (uint3 rows fit in them).
+enum class Codes8Or4 { Int8, Int4 };
 
 // Weights 64-byte aligned (AlignedVector), as torch aligns tensors: from
 // malloc's 16-byte alignment the BF16 int4 dot, which loads 64 bytes at a
@@ -45,9 +49,10 @@ double cold_bytes() {
 struct Problem {
   LinearShape s;
   int64_t G;
+  Codes8Or4 kind;
   std::vector<float> x, scale, zp;  // scale and zero point: copies x [N, G]
-  AlignedVector<int8_t> codes8;
-  AlignedVector<uint8_t> packed4;
+  AlignedVector<int8_t> codes8;     // copies x [N, K], kind Int8
+  AlignedVector<uint8_t> packed4;   // copies x N packed int4 rows, kind Int4
   std::vector<float> out;
   int64_t copies = 1, next = 0;
 
@@ -58,28 +63,30 @@ struct Problem {
   const float* sc(int64_t c) const { return scale.data() + c * s.N * G; }
   const float* zpc(int64_t c) const { return zp.data() + c * s.N * G; }
 
-  Problem(int64_t M, int64_t K, int64_t N, int64_t group) : s{M, N, K, group}, G(K / group) {
+  Problem(int64_t M, int64_t K, int64_t N, int64_t group, Codes8Or4 kind) : s{M, N, K, group}, G(K / group), kind(kind) {
+    const int64_t row_bytes = kind == Codes8Or4::Int8 ? K : packed_row_bytes(K, 4);
     // (Prefill reads each weight once per many activation rows: no copies.)
-    if (M <= kDirectDotMaxRows)
-      copies = std::max<int64_t>(1, int64_t(cold_bytes() / double(N * packed_row_bytes(K, 4))));
+    if (M <= kDirectDotMaxRows) copies = std::max<int64_t>(1, int64_t(cold_bytes() / double(N * row_bytes)));
     std::mt19937 rng(0);
     std::normal_distribution<float> nd;
-    std::uniform_int_distribution<int> c8(-128, 127), c4(0, 15);
     x.resize(M * K);
     for (auto& v : x) v = nd(rng);
     scale.resize(copies * N * G);
     for (auto& v : scale) v = 0.01f * (1.0f + 0.1f * nd(rng));
     zp.resize(copies * N * G);
     for (auto& v : zp) v = 0.001f * nd(rng);
-    codes8.resize(copies * N * K);
-    for (int64_t i = 0; i < N * K; ++i) codes8[i] = int8_t(c8(rng));
-    std::vector<uint8_t> c(N * K);
-    for (auto& v : c) v = uint8_t(c4(rng));
-    packed4.resize(copies * N * packed_row_bytes(K, 4));
-    pack_bits_rows<4>(c.data(), N, K, 0, packed4.data());
-    for (int64_t r = 1; r < copies; ++r) {
-      std::copy_n(codes8.data(), N * K, codes8.data() + r * N * K);
-      std::copy_n(packed4.data(), N * packed_row_bytes(K, 4), packed4.data() + r * N * packed_row_bytes(K, 4));
+    if (kind == Codes8Or4::Int8) {
+      std::uniform_int_distribution<int> c8(-128, 127);
+      codes8.resize(copies * N * K);
+      for (int64_t i = 0; i < N * K; ++i) codes8[i] = int8_t(c8(rng));
+      for (int64_t r = 1; r < copies; ++r) std::copy_n(codes8.data(), N * K, codes8.data() + r * N * K);
+    } else {
+      std::uniform_int_distribution<int> c4(0, 15);
+      std::vector<uint8_t> c(N * K);
+      for (auto& v : c) v = uint8_t(c4(rng));
+      packed4.resize(copies * N * row_bytes);
+      pack_bits_rows<4>(c.data(), N, K, 0, packed4.data());
+      for (int64_t r = 1; r < copies; ++r) std::copy_n(packed4.data(), N * row_bytes, packed4.data() + r * N * row_bytes);
     }
     out.resize(M * N);
   }
@@ -87,11 +94,11 @@ struct Problem {
 
 // Google Benchmark calls each benchmark function several times while it sizes
 // the run: the copies (hundreds of MB) are built once per problem.
-Problem& problem(int64_t M, int64_t K, int64_t N, int64_t group) {
+Problem& problem(int64_t M, int64_t K, int64_t N, int64_t group, Codes8Or4 kind) {
   static std::unique_ptr<Problem> p;
-  if (!p || p->s.M != M || p->s.K != K || p->s.N != N || p->s.group_size != group) {
+  if (!p || p->s.M != M || p->s.K != K || p->s.N != N || p->s.group_size != group || p->kind != kind) {
     p.reset();
-    p = std::make_unique<Problem>(M, K, N, group);
+    p = std::make_unique<Problem>(M, K, N, group, kind);
   }
   return *p;
 }
@@ -105,7 +112,7 @@ void report(benchmark::State& st, const LinearShape& s, double weight_bytes) {
 }
 
 void BM_Int8WeightOnly(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
   for (auto _ : st) {
     const int64_t c = p.take();
     weight_only_linear<float, float>(p.x.data(), PlainCodes<int8_t>{p.w8(c), p.s.K}, p.sc(c), nullptr,
@@ -116,7 +123,7 @@ void BM_Int8WeightOnly(benchmark::State& st) {
 }
 
 void BM_Int4WeightOnlyG128(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), 128);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 128, Codes8Or4::Int4);
   for (auto _ : st) {
     const int64_t c = p.take();
     weight_only_linear<float, float>(p.x.data(), PackedCodes<4>{p.w4(c), p.s.K, 0}, p.sc(c), p.zpc(c),
@@ -130,7 +137,7 @@ void BM_Int4WeightOnlyG128(benchmark::State& st) {
 // them (the CPU int4 path torchao itself runs: Int4CPULayout takes bfloat16;
 // zero points are read as float32): the AVX512-BF16 dot where the CPU has it.
 void BM_Int4WeightOnlyG128Bf16(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), 128);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 128, Codes8Or4::Int4);
   std::vector<bf16> x(p.x.size()), out(p.out.size()), scale(p.scale.size());
   for (size_t i = 0; i < x.size(); ++i) x[i] = from_float<bf16>(p.x[i]);
   for (size_t i = 0; i < scale.size(); ++i) scale[i] = from_float<bf16>(p.scale[i]);
@@ -145,7 +152,7 @@ void BM_Int4WeightOnlyG128Bf16(benchmark::State& st) {
 
 // Float8 e4m3fn weights, per-channel scales (Float8WeightOnlyConfig).
 void BM_Float8WeightOnly(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
   for (auto _ : st) {
     const int64_t c = p.take();
     // The int8 codes reinterpreted as e4m3fn bytes (the few NaN codes do not change the speed).
@@ -159,7 +166,7 @@ void BM_Float8WeightOnly(benchmark::State& st) {
 
 // 3-bit codes packed 8 per 3 bytes, groups of 64 (UIntXWeightOnlyConfig(uint3) / IntxWeightOnlyConfig(int3)).
 void BM_Uint3WeightOnlyG64(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), 64);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 64, Codes8Or4::Int4);
   // The int4 buffer holds enough bytes for 3-bit rows of the same length.
   for (auto _ : st) {
     const int64_t c = p.take();
@@ -173,7 +180,7 @@ void BM_Uint3WeightOnlyG64(benchmark::State& st) {
 // fp6 e3m2 codes packed 8 per 6 bytes, one scale per row (FPXWeightOnlyConfig(3, 2)): unpacked, then looked up
 // in the format's 64-value table and dotted in registers.
 void BM_Fp6E3M2WeightOnly(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
   const float* table = floatx_table(3, 2);
   // The int8 buffer holds enough bytes for 6-bit rows of the same length (random bytes: random codes).
   for (auto _ : st) {
@@ -187,7 +194,7 @@ void BM_Fp6E3M2WeightOnly(benchmark::State& st) {
 }
 
 void BM_Int8DynamicInt8(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
   for (auto _ : st) {
@@ -201,7 +208,7 @@ void BM_Int8DynamicInt8(benchmark::State& st) {
 
 // The pre-packed VNNI GEMM that prefill-sized inputs (>= 16 rows) take.
 void BM_Int8DynamicInt8Packed(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
   std::vector<PackedInt8Weights> packed;
@@ -221,7 +228,7 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
 // (Int8DynamicActivationInt4WeightConfig, group 32), as 8da4w prefill runs it.
 void BM_Int8DynamicInt4G32Packed(benchmark::State& st) {
   constexpr int64_t kGroup = 32;
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), kGroup);
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), kGroup, Codes8Or4::Int8);
   std::vector<int8_t> a(p.s.M * p.s.K, 3);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 1.0f);
   std::vector<int8_t> codes(p.w8(0), p.w8(0) + p.s.N * p.s.K);
@@ -240,7 +247,7 @@ void BM_Int8DynamicInt4G32Packed(benchmark::State& st) {
 // The 2:4 sparse GEMM (SemiSparseLayout) on the same codes with 2 of each 4 zeroed
 // (random kept columns), read compressed: 5 bits per weight.
 void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1));
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
   const int64_t rb = sparse24_row_bytes(p.s.K);
   std::vector<uint8_t> u(p.s.M * p.s.K, 131);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
