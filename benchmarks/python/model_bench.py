@@ -156,13 +156,20 @@ def read_bandwidth(gib: float = 2.0) -> float:
     return buf.numel() * 4 * 3 / (time.perf_counter() - t)
 
 
+def start_decode(model, prompt: int, steps: int) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
+    """Prefill of `prompt` random tokens and one warm-up step (call under no_grad): the next token and a KV
+    cache with room for `steps` more."""
+    tok = torch.randint(0, 32000, (1, prompt))
+    caches = model.new_cache(prompt + steps + 1)
+    logits, _ = model(tok, 0, caches)
+    nxt = logits[:, -1:].argmax(-1)
+    model(nxt, prompt, caches)  # warm-up step
+    return nxt, caches
+
+
 def decode_tps(model, prompt: int = 8, steps: int = 8) -> float:
     with torch.no_grad():
-        tok = torch.randint(0, 32000, (1, prompt))
-        caches = model.new_cache(prompt + steps + 1)
-        logits, _ = model(tok, 0, caches)
-        nxt = logits[:, -1:].argmax(-1)
-        model(nxt, prompt, caches)  # warm-up step
+        nxt, caches = start_decode(model, prompt, steps)
         t = time.perf_counter()
         pos = prompt + 1
         for _ in range(steps):
@@ -191,11 +198,7 @@ def decode_paired_share(model, weight_bytes: int, probe: torch.Tensor, prompt: i
     step with a read made milliseconds later compares the two at the same moment.
     """
     with torch.no_grad():
-        tok = torch.randint(0, 32000, (1, prompt))
-        caches = model.new_cache(prompt + steps + 1)
-        logits, _ = model(tok, 0, caches)
-        nxt = logits[:, -1:].argmax(-1)
-        model(nxt, prompt, caches)  # warm-up step
+        nxt, caches = start_decode(model, prompt, steps)
         probe.sum()
         shares, bws = [], []
         for i in range(steps):
