@@ -117,10 +117,10 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   a.K = c.K;
   a.group_size = c.group;
   a.out = dout.p;
-  // Below 9 rows, launch tunings besides the default: an uneven K split over 3 warps with
-  // 3 K blocks in flight; one warp with one tile; the 16-row kernel.
+  // Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with
+  // 3 K blocks in flight and two tiles; one warp with one tile; the kernel used from 17 rows.
   std::vector<std::vector<int>> tunings = {{0, 0, 0}};
-  if (c.M <= 8) tunings.insert(tunings.end(), {{3, 3, 2}, {1, 2, 1}, {0, -1, 0}});
+  if (c.M <= 16) tunings.insert(tunings.end(), {{3, 3, 2}, {1, 2, 1}, {0, -1, 0}});
   std::vector<std::vector<T>> outs;
   for (const auto& t : tunings) {
     a.warps = t[0];
@@ -202,7 +202,7 @@ int bench(int only_format, int64_t only_rows) {
   const k::CodeFormat formats[3] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3};
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
   // Launch tuning, 0 = the kernel's defaults; the others show what the defaults give up
-  // (below 9 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 9 rows).
+  // (up to 16 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 17 rows).
   struct Tune {
     int warps, depth, tiles;
   };
@@ -210,11 +210,11 @@ int bench(int only_format, int64_t only_rows) {
   for (int warps : {4, 8, 16})
     for (int tiles : {1, 2})
       for (int depth : {2, 3}) few.push_back({warps, depth, tiles});
-  const std::vector<Tune> some = {{0, 0, 0}, {4, 0, 0}, {8, 0, 0}}, many = {{0, 0, 0}};
+  const std::vector<Tune> many = {{0, 0, 0}};
   for (int f = 0; f < 3; ++f)
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
-        for (const Tune& tune : M <= 8 ? few : M <= 16 ? some : many) {
+        for (const Tune& tune : M <= 16 ? few : many) {
           if ((only_format >= 0 && f != only_format) || (only_rows >= 0 && M != only_rows)) continue;
           // int4: group 128 with float zero points (tinygemm); 8-bit: per channel, symmetric.
           const int bits = bits_of(formats[f]);

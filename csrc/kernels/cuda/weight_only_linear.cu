@@ -381,9 +381,10 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
-// Few activation rows (the decode case, M <= 8) when a group spans whole K
+// Few activation rows (the decode case, M <= 16) when a group spans whole K
 // blocks: the same tensor-core tile (out^T = W x^T, W as the 16-row A
-// operand), NT tiles per warp sharing the activation fragments, the block's
+// operand, MT groups of 8 activation rows as B: a decoded weight fragment
+// feeds MT products), NT tiles per warp sharing the activation fragments, the block's
 // warps splitting K in contiguous chunks. Each lane streams its codes through
 // its own slots of a shared-memory ring (cp.async): kDepth K blocks in flight
 // per warp while it decodes, at no register cost. Issued instructions are the
@@ -404,13 +405,13 @@ struct GemvParams {
 };
 
 // 16-byte loads per lane in one ring slot of the gemv: codes of its 2 NT rows,
-// then (aligned activation rows) its activations.
-template <class T, CodeFormat F, int NT>
+// then (aligned activation rows) its activations of its MT activation rows.
+template <class T, CodeFormat F, int NT, int MT>
 constexpr int gemv_slot_loads(bool vec) {
-  return 2 * NT + (vec ? Decode<T, F>::kCodes / 8 : 0);
+  return 2 * NT + (vec ? MT * Decode<T, F>::kCodes / 8 : 0);
 }
 
-template <class T, CodeFormat F, int NT, int kDepth, bool kVec>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, bool kVec>
 __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
@@ -419,7 +420,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   // earlier, never the one being read. A slot holds each lane's 16 bytes of
   // codes of its kRows rows, then (aligned rows) its activations: loaded as
   // used, their latency cost 15-20 % of the time (H200, kernel without them).
-  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT>(kVec), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
+  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT, MT>(kVec), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
   extern __shared__ uint4 ring[];
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
@@ -440,9 +441,17 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   const unsigned short* sown = reinterpret_cast<const unsigned short*>(a.scale) + own;
   const unsigned short* zown = a.zero ? reinterpret_cast<const unsigned short*>(a.zero) + own : sown;
   const bool has_z = a.domain != ZeroDomain::None;
-  // Lane (g, t) multiplies activation row g; rows past M read row 0 into
-  // output columns that are never stored.
-  const T* xp = a.x + (g < a.M ? g : 0) * a.ldx + kb0 * kBlockK + kCodes * tig;
+  // Lane (g, t) multiplies activation rows g + 8 mt. Lanes whose row is past
+  // M load nothing and multiply zeros into output columns that are never
+  // stored: at M = 1, 7 of 8 lanes would otherwise fetch and stage row 0's
+  // activations again (L1 and shared memory bandwidth the codes need).
+  const T* xp[MT];
+  bool xin[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    xin[mt] = g + 8 * mt < a.M;
+    xp[mt] = a.x + (xin[mt] ? g + 8 * mt : 0) * a.ldx + kb0 * kBlockK + kCodes * tig;
+  }
   const int kfirst = int(kb0 < kblocks ? kb0 : 0) * kBlockK;  // the first K block's first k (any when steps = 0)
   const float sub = q_sub<T, F>(a, 0.0f);  // the constant part of the qparams (all but integer zero points)
   const RowQ kq{sub, 0.0f, 0.0f, Pair<T>::of(sub, sub), 0u, 0u};
@@ -459,33 +468,50 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
         cp_async16(mine_s + (slot * kSlotLoads + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
       if constexpr (kVec)
 #pragma unroll
-        for (int v = 0; v < kX; ++v)
-          cp_async16<true>(mine_s + (slot * kSlotLoads + kRows + v) * 512, xp + int64_t(i) * kBlockK + 8 * v, bytes);
+        for (int mt = 0; mt < MT; ++mt)
+          if (xin[mt])
+#pragma unroll
+            for (int v = 0; v < kX; ++v)
+              cp_async16<true>(mine_s + (slot * kSlotLoads + kRows + mt * kX + v) * 512,
+                               xp[mt] + int64_t(i) * kBlockK + 8 * v, bytes);
       const uint32_t group = p.div(uint32_t(kb_k));
       sq[slot] = __ldg(sown + group);
       zq[slot] = has_z ? __ldg(zown + group) : 0u;
     }
     cp_async_commit();
   };
-  float acc[NT][2][4];
+  // Two accumulators per product alternate along K: shorter mma chains.
+  float acc[NT][MT][2][4];
 #pragma unroll
   for (int i = 0; i < NT; ++i)
 #pragma unroll
-    for (int c = 0; c < 2; ++c) acc[i][c][0] = acc[i][c][1] = acc[i][c][2] = acc[i][c][3] = 0.0f;
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) acc[i][mt][c][0] = acc[i][mt][c][1] = acc[i][mt][c][2] = acc[i][mt][c][3] = 0.0f;
   // Decodes and multiplies the K block i held in slot u.
   auto consume = [&](int u, int i) {
     const int k0 = kfirst + i * kBlockK + kCodes * tig;
-    uint4 xv[kX];
+    uint4 xv[MT][kX];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int v = 0; v < kX; ++v) xv[mt][v] = make_uint4(0u, 0u, 0u, 0u);
     if constexpr (!kVec)
 #pragma unroll
-      for (int v = 0; v < kX; ++v) xv[v] = k0 < a.K ? load_x8<T, kVec>(xp + int64_t(i) * kBlockK + 8 * v) : make_uint4(0u, 0u, 0u, 0u);
+      for (int mt = 0; mt < MT; ++mt)
+        if (xin[mt] && k0 < a.K)
+#pragma unroll
+          for (int v = 0; v < kX; ++v) xv[mt][v] = load_x8<T, kVec>(xp[mt] + int64_t(i) * kBlockK + 8 * v);
     cp_async_wait<kDepth>();  // K block i has landed
     uint4 c[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) c[r] = mine[(u * kSlotLoads + r) * 32];
     if constexpr (kVec)
 #pragma unroll
-      for (int v = 0; v < kX; ++v) xv[v] = mine[(u * kSlotLoads + kRows + v) * 32];
+      for (int mt = 0; mt < MT; ++mt)
+        if (xin[mt])
+#pragma unroll
+          for (int v = 0; v < kX; ++v) xv[mt][v] = mine[(u * kSlotLoads + kRows + mt * kX + v) * 32];
     const uint32_t sz = __byte_perm(sq[u], zq[u], 0x5410);
     RowQ q[kRows];
 #pragma unroll
@@ -499,12 +525,14 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
 #pragma unroll
       for (int h = 0; h < D::kPerWord / 2; ++h) {
         const int j = u4 * (D::kPerWord / 2) + h;
-        uint32_t b0, b1;
-        b_pairs<F>(xv[j / 2], j % 2, b0, b1);
+        uint32_t b0[MT], b1[MT];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) b_pairs<F>(xv[mt][j / 2], j % 2, b0[mt], b1[mt]);
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
           const uint32_t w[4] = {pw[2 * t][2 * h], pw[2 * t + 1][2 * h], pw[2 * t][2 * h + 1], pw[2 * t + 1][2 * h + 1]};
-          Pair<T>::mma(acc[t][j & 1], w, b0, b1);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) Pair<T>::mma(acc[t][mt][j & 1], w, b0[mt], b1[mt]);
         }
       }
     }
@@ -522,19 +550,23 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
   }
   cp_async_wait<0>();
   __syncthreads();  // the ring becomes the reduction buffer
-  float* red = reinterpret_cast<float*>(ring);  // [warp][tile * 4 + e][lane]
+  float* red = reinterpret_cast<float*>(ring);  // [warp][(tile * MT + mt) * 4 + e][lane]
+  constexpr int kAcc = NT * MT * 4;
 #pragma unroll
   for (int t = 0; t < NT; ++t)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) red[((warp * NT + t) * 4 + e) * 32 + lane] = acc[t][0][e] + acc[t][1][e];
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) red[(warp * kAcc + (t * MT + mt) * 4 + e) * 32 + lane] = acc[t][mt][0][e] + acc[t][mt][1][e];
   __syncthreads();
-  // Accumulator e of lane l, tile t: row n0 + 16 t + l / 4 (+ 8 for e >= 2), activation row 2 (l % 4) + e % 2.
-  for (int j = threadIdx.x; j < NT * 4 * 32; j += blockDim.x) {
-    const int idx = j >> 5, l = j & 31, t = idx >> 2, e = idx & 3;
-    const int64_t n = n0 + 16 * t + (l >> 2) + (e >= 2 ? 8 : 0), m = 2 * (l & 3) + (e & 1);
+  // Accumulator e of lane l, tile t, activation group mt: row n0 + 16 t + l / 4
+  // (+ 8 for e >= 2), activation row 8 mt + 2 (l % 4) + e % 2.
+  for (int j = threadIdx.x; j < kAcc * 32; j += blockDim.x) {
+    const int idx = j >> 5, l = j & 31, t = idx / (4 * MT), mt = (idx / 4) % MT, e = idx & 3;
+    const int64_t n = n0 + 16 * t + (l >> 2) + (e >= 2 ? 8 : 0), m = 8 * mt + 2 * (l & 3) + (e & 1);
     if (n >= a.N || m >= a.M) continue;
     float v = 0.0f;
-    for (int w = 0; w < warps; ++w) v += red[((w * NT + t) * 4 + e) * 32 + l];
+    for (int w = 0; w < warps; ++w) v += red[(w * kAcc + idx) * 32 + l];
     a.out[m * a.N + n] = from_f32<T>(v + (a.bias ? to_f32(a.bias[n]) : 0.0f));
   }
 }
@@ -788,7 +820,7 @@ cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
 
 // NT tiles per warp; warps per block: 4, or as many more (split K when N is
 // small) as one wave holds, each with at least two K blocks.
-template <class T, CodeFormat F, int NT, int kDepth>
+template <class T, CodeFormat F, int NT, int MT, int kDepth>
 cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
   const int64_t kblocks = (a.K + kBlockK - 1) / kBlockK, blocks = (a.N + 16 * NT - 1) / (16 * NT);
@@ -796,12 +828,19 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   if (a.warps <= 0)
     while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
   if (warps > kblocks) warps = kblocks;
+  const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
+  // Each warp's ring must fit the block's shared memory (227 KB on Hopper,
+  // 163 KB on A100, 99 KB on other sm_8x): fewer warps where it does not.
+  const int per_warp = (kDepth + 1) * gemv_slot_loads<T, F, NT, MT>(vec) * 512;
+  int device = 0, optin = 48 * 1024;
+  if (const cudaError_t e = cudaGetDevice(&device)) return e;
+  if (const cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) return e;
+  if (warps * per_warp > optin) warps = optin / per_warp > 0 ? optin / per_warp : 1;
   GemvParams p;
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
-  const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
-  const auto kernel = vec ? wo_gemv_kernel<T, F, NT, kDepth, true> : wo_gemv_kernel<T, F, NT, kDepth, false>;
-  const int smem = int(warps) * (kDepth + 1) * gemv_slot_loads<T, F, NT>(vec) * 512;
+  const auto kernel = vec ? wo_gemv_kernel<T, F, NT, MT, kDepth, true> : wo_gemv_kernel<T, F, NT, MT, kDepth, false>;
+  const int smem = int(warps) * per_warp;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)
     if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
@@ -809,22 +848,28 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <class T, CodeFormat F, int kDepth>
+// Default tiles per warp: 2 for one activation group; 1 for two, where two
+// tiles' accumulators and activations exceed the 128 registers a 512-thread
+// block allows (4-bit codes spill).
+template <class T, CodeFormat F, int MT, int kDepth>
 cudaError_t launch_gemv_tiles(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
-  return a.tiles == 1 ? launch_gemv<T, F, 1, kDepth>(a, stream) : launch_gemv<T, F, 2, kDepth>(a, stream);
+  const int tiles = a.tiles > 0 ? a.tiles : MT == 1 ? 2 : 1;
+  return tiles == 1 ? launch_gemv<T, F, 1, MT, kDepth>(a, stream) : launch_gemv<T, F, 2, MT, kDepth>(a, stream);
+}
+
+template <class T, CodeFormat F, int MT>
+cudaError_t launch_gemv_depth(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
+  return a.depth == 3 ? launch_gemv_tiles<T, F, MT, 3>(a, stream) : launch_gemv_tiles<T, F, MT, 2>(a, stream);
 }
 
 template <class T, CodeFormat F>
 cudaError_t launch_rows(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   // Few rows: the streaming kernel where groups span whole K blocks.
   // More rows: activation loads grow, so two tiles share each.
-  if (a.M <= 8) {
-    constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
-    if (a.group_size % kBlockK != 0 || a.depth < 0) return launch<T, F, 1, 1, 4>(a, stream);
-    if (a.depth == 3) return launch_gemv_tiles<T, F, 3>(a, stream);
-    return launch_gemv_tiles<T, F, 2>(a, stream);
-  }
-  if (a.M <= 16) return launch<T, F, 2, 2, 2>(a, stream);
+  constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
+  const bool gemv = a.group_size % kBlockK == 0 && a.depth >= 0;
+  if (a.M <= 8) return gemv ? launch_gemv_depth<T, F, 1>(a, stream) : launch<T, F, 1, 1, 4>(a, stream);
+  if (a.M <= 16) return gemv ? launch_gemv_depth<T, F, 2>(a, stream) : launch<T, F, 2, 2, 2>(a, stream);
   return launch<T, F, 2, 4, 1>(a, stream);
 }
 

@@ -62,8 +62,8 @@ struct WeightOnlyArgs {
   int bits = 0;                      // PackedTable only
   const CodeTable* table = nullptr;  // PackedTable only: host memory, passed to the kernel by value
   int warps = 0;     // warps per block splitting K (launch tuning; 0 = the default)
-  // Below 9 rows (launch tuning; 0 = the default): K blocks each warp keeps in
-  // flight (2 or 3; -1: the kernel used from 9 rows), 16-row tiles per warp (1 or 2).
+  // Up to 16 rows (launch tuning; 0 = the default): K blocks each warp keeps in
+  // flight (2 or 3; -1: the kernel used from 17 rows), 16-row tiles per warp (1 or 2).
   int depth = 0, tiles = 0;
 };
 
