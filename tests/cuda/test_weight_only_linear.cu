@@ -117,15 +117,17 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   a.K = c.K;
   a.group_size = c.group;
   a.out = dout.p;
-  // Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with
-  // 3 K blocks in flight and two tiles; one warp with one tile; the kernel used from 17 rows.
-  std::vector<std::vector<int>> tunings = {{0, 0, 0}};
-  if (c.M <= 16) tunings.insert(tunings.end(), {{3, 3, 2}, {1, 2, 1}, {0, -1, 0}});
+  // Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with 3 K blocks in
+  // flight, two tiles and staged activations; one warp with one tile loading activations as used; the kernel
+  // used from 17 rows.
+  std::vector<std::vector<int>> tunings = {{0, 0, 0, 0}};
+  if (c.M <= 16) tunings.insert(tunings.end(), {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}});
   std::vector<std::vector<T>> outs;
   for (const auto& t : tunings) {
     a.warps = t[0];
     a.depth = t[1];
     a.tiles = t[2];
+    a.stage = t[3];
     CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));  // NaN: an output left unwritten fails
     CHECK_CUDA(k::weight_only_linear<T>(a, 0));
     CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
@@ -203,14 +205,16 @@ int bench(int only_format, int64_t only_rows) {
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
   // Launch tuning, 0 = the kernel's defaults; the others show what the defaults give up
   // (up to 16 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 17 rows).
+  // Up to 16 rows, activations staged through shared memory (stage 1) or loaded as used (-1).
   struct Tune {
-    int warps, depth, tiles;
+    int warps, depth, tiles, stage;
   };
-  std::vector<Tune> few = {{0, 0, 0}, {0, -1, 0}};
+  std::vector<Tune> few = {{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, -1}, {0, -1, 0, 0}};
   for (int warps : {4, 8, 16})
     for (int tiles : {1, 2})
-      for (int depth : {2, 3}) few.push_back({warps, depth, tiles});
-  const std::vector<Tune> many = {{0, 0, 0}};
+      for (int depth : {2, 3})
+        for (int stage : {1, -1}) few.push_back({warps, depth, tiles, stage});
+  const std::vector<Tune> many = {{0, 0, 0, 0}};
   for (int f = 0; f < 3; ++f)
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
@@ -245,6 +249,7 @@ int bench(int only_format, int64_t only_rows) {
           a.warps = tune.warps;
           a.depth = tune.depth;
           a.tiles = tune.tiles;
+          a.stage = tune.stage;
           auto run = [&](int64_t i) {
             const int64_t c = i % copies;
             a.codes = codes + c * cbytes;
@@ -260,8 +265,9 @@ int bench(int only_format, int64_t only_rows) {
           CHECK_CUDA(cudaEventSynchronize(e1));
           CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
           const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
-          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
-                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, us, gbs / 1e9, 100.0 * gbs / copy_bw);
+          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d stage=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, tune.stage, us, gbs / 1e9,
+                      100.0 * gbs / copy_bw);
           cudaFree(x);
           cudaFree(out);
           cudaFree(codes);

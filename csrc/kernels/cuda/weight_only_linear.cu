@@ -405,22 +405,28 @@ struct GemvParams {
 };
 
 // 16-byte loads per lane in one ring slot of the gemv: codes of its 2 NT rows,
-// then (aligned activation rows) its activations of its MT activation rows.
+// then (activations staged through the ring) those of its MT activation rows.
 template <class T, CodeFormat F, int NT, int MT>
-constexpr int gemv_slot_loads(bool vec) {
-  return 2 * NT + (vec ? MT * Decode<T, F>::kCodes / 8 : 0);
+constexpr int gemv_slot_loads(bool stage) {
+  return 2 * NT + (stage ? MT * Decode<T, F>::kCodes / 8 : 0);
 }
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, bool kVec>
+// How the gemv reads activations: element by element (rows not 16-byte
+// aligned), 16-byte loads as used, or staged through the ring with the codes.
+enum class XLoad { Scalar, Vector, Staged };
+
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8>
 __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
   constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
   // One slot more than in flight: a refill goes to the slot read a step
   // earlier, never the one being read. A slot holds each lane's 16 bytes of
-  // codes of its kRows rows, then (aligned rows) its activations: loaded as
-  // used, their latency cost 15-20 % of the time (H200, kernel without them).
-  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT, MT>(kVec), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
+  // codes of its kRows rows, then (XLoad::Staged) its activations: loaded as
+  // used, their latency cost 15-20 % of the 1-row time (H200, kernel without
+  // them).
+  constexpr bool kVec = kX8 != XLoad::Scalar, kStage = kX8 == XLoad::Staged;
+  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT, MT>(kStage), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
   extern __shared__ uint4 ring[];
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
@@ -466,7 +472,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
         cp_async16(mine_s + (slot * kSlotLoads + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
-      if constexpr (kVec)
+      if constexpr (kStage)
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
           if (xin[mt])
@@ -496,7 +502,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int v = 0; v < kX; ++v) xv[mt][v] = make_uint4(0u, 0u, 0u, 0u);
-    if constexpr (!kVec)
+    if constexpr (!kStage)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
         if (xin[mt] && k0 < a.K)
@@ -506,7 +512,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
     uint4 c[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) c[r] = mine[(u * kSlotLoads + r) * 32];
-    if constexpr (kVec)
+    if constexpr (kStage)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
         if (xin[mt])
@@ -818,6 +824,14 @@ cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// Whether 9-16 activation rows are staged through the ring by default. Not
+// for 4-bit codes: staging moves about 12 bytes of activations through L1 and
+// shared memory per byte of codes, and loading them as used ran 10-13 % faster
+// at 16 rows (H200, benchmarks/results/cuda_kernels_h200.txt); 8-bit codes,
+// with half that ratio, ran 12-30 % faster staged.
+template <CodeFormat F>
+constexpr bool kStageTwoGroups = F != CodeFormat::Uint4;
+
 // NT tiles per warp; warps per block: 4, or as many more (split K when N is
 // small) as one wave holds, each with at least two K blocks.
 template <class T, CodeFormat F, int NT, int MT, int kDepth>
@@ -829,9 +843,10 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
     while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
   if (warps > kblocks) warps = kblocks;
   const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
+  const bool stage = vec && (a.stage > 0 || (a.stage == 0 && (MT == 1 || kStageTwoGroups<F>)));
   // Each warp's ring must fit the block's shared memory (227 KB on Hopper,
   // 163 KB on A100, 99 KB on other sm_8x): fewer warps where it does not.
-  const int per_warp = (kDepth + 1) * gemv_slot_loads<T, F, NT, MT>(vec) * 512;
+  const int per_warp = (kDepth + 1) * gemv_slot_loads<T, F, NT, MT>(stage) * 512;
   int device = 0, optin = 48 * 1024;
   if (const cudaError_t e = cudaGetDevice(&device)) return e;
   if (const cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) return e;
@@ -839,7 +854,9 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   GemvParams p;
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
-  const auto kernel = vec ? wo_gemv_kernel<T, F, NT, MT, kDepth, true> : wo_gemv_kernel<T, F, NT, MT, kDepth, false>;
+  const auto kernel = stage ? wo_gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged>
+                     : vec  ? wo_gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector>
+                            : wo_gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar>;
   const int smem = int(warps) * per_warp;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)
