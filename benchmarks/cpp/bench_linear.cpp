@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <type_traits>
@@ -131,6 +132,16 @@ void BM_Int4WeightOnlyG128(benchmark::State& st) {
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.s.N * p.G);
+}
+
+// The same on the float kernel (dot_f32_u4_grouped) where the CPU has the
+// VNNI dot of 4-bit codes, which BM_Int4WeightOnlyG128 then runs: the two
+// decodes compared in one run (activation rows up to kDirectDotMaxRows).
+void BM_Int4WeightOnlyG128FloatKernel(benchmark::State& st) {
+  if (!has_dot_vnni_u4()) return st.SkipWithError("no VNNI dot on this CPU: BM_Int4WeightOnlyG128 is this");
+  set_dot_vnni_u4(false);
+  BM_Int4WeightOnlyG128(st);
+  set_dot_vnni_u4(true);
 }
 
 // The same with bfloat16 activations and scales, as a bfloat16 model holds
@@ -272,15 +283,19 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * rb + 4.0 * p.s.N);
 }
 
-void Shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t M : {1, 8, 32, 256})
+void ShapesFor(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> rows) {
+  for (int64_t M : rows)
     for (auto kn : {std::pair<int64_t, int64_t>{2048, 5632}, {5632, 2048}, {4096, 4096}})
       b->Args({M, kn.first, kn.second});
   b->ArgNames({"M", "K", "N"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
+void Shapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32, 256}); }
+// The decode rows (M <= kDirectDotMaxRows).
+void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
+BENCHMARK(BM_Int4WeightOnlyG128FloatKernel)->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);

@@ -472,6 +472,126 @@ TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
       }
 }
 
+// The VNNI dot of 4-bit codes (AVX512-VNNI only): offered exactly where the
+// AVX-512 table is active on a CPU with VNNI. Its operand holds, per chunk of
+// 128 activations, Q = nearbyint(x / unit) (|Q| < 2^23, unit a power of two
+// with the chunk's largest |x| in [2^22, 2^23) units) as three bytes; the dot
+// then equals the double reference on x rounded to those units, up to
+// float32 sums, over 1..4 rows and groups of 32..256 codes, with scales read
+// with a row stride and the zero-point terms. NaN, Inf and tiny chunks are
+// refused (the linear then runs the float kernel).
+TEST_P(SimdTest, VnniDotOfFourBitCodes) {
+  const bool want = GetParam() == Isa::Avx512 && cpu_features().avx512vnni;
+  ASSERT_EQ(has_dot_vnni_u4(), want);
+  if (!want) return;  // the linears take the float kernels (WeightOnlySweep covers them)
+  std::mt19937 rng(6);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> u8(0, 255);
+  for (int rows = 1; rows <= kMaxDotRows; ++rows)
+    for (int64_t len : {16, 32, 64, 128})  // bytes per group
+      for (int64_t steps : {1, 3, 17}) {
+        const int64_t groups = std::max<int64_t>(1, 64 / len) * steps;
+        const int64_t n = len * groups, chunks = n / 64, ld = n + 64, sld = groups + 3;
+        ASSERT_TRUE(u4_lanes_fit(len, n));
+        std::vector<float> x(2 * n);
+        for (auto& v : x) v = nd(rng);
+        for (int64_t k = 0; k < 2 * n; k += 97) x[k] *= 300.0f;  // outliers, as in LLM activations
+        if (chunks > 1) std::fill(x.begin() + 128, x.begin() + 256, 0.0f);  // an all-zero chunk
+        x[3] = -std::ldexp(1.0f, 20);  // a chunk whose largest |x| is a power of two
+        std::vector<float> sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f), unit(chunks);
+        for (auto& v : sc) v = nd(rng);
+        for (auto& v : zf) v = nd(rng);
+        for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += x[k];
+        std::vector<uint8_t> p(rows * ld);
+        for (auto& v : p) v = uint8_t(u8(rng));
+        std::vector<int8_t> q(chunks * kVnniU4ChunkBytes);
+        ASSERT_TRUE(u4_vnni_operands(x.data(), n, q.data(), unit.data()));
+        // The operand: Q's bytes, rebuilt, against x rounded to its chunk's unit.
+        std::vector<double> xq(2 * n);
+        for (int64_t c = 0; c < chunks; ++c) {
+          float mx = 0.0f;
+          for (int64_t i = 0; i < 128; ++i) mx = std::max(mx, std::fabs(x[128 * c + i]));
+          if (mx == 0.0f) {
+            ASSERT_EQ(unit[c], 0.0f);
+          } else {
+            ASSERT_GE(mx / unit[c], std::ldexp(1.0f, 22)) << "chunk " << c;
+            ASSERT_LT(mx / unit[c], std::ldexp(1.0f, 23)) << "chunk " << c;
+            ASSERT_EQ(unit[c], std::ldexp(1.0f, std::ilogb(unit[c])));  // a power of two
+          }
+          for (int64_t i = 0; i < 128; ++i) {
+            const int8_t* qc = q.data() + c * kVnniU4ChunkBytes + 64 * (i % 2) + i / 2;
+            const int64_t Q = int64_t(qc[0]) * 65536 + int64_t(uint8_t(qc[128])) * 256 + int64_t(uint8_t(qc[256]));
+            const float want_q = mx == 0.0f ? 0.0f : std::nearbyint(x[128 * c + i] / unit[c]);
+            ASSERT_EQ(double(Q), double(want_q)) << "chunk " << c << " value " << i;
+            xq[128 * c + i] = double(Q) * unit[c];
+          }
+        }
+        GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -7.5f};
+        float out[kMaxDotRows];
+        dot_vnni_u4_grouped(q.data(), unit.data(), p.data(), ld, rows, len, groups, gs, out);
+        for (int r = 0; r < rows; ++r) {
+          double want_r = 0, exact = 0, mag = 0;
+          for (int64_t k = 0; k < 2 * n; ++k) {
+            const int64_t g = k / (2 * len);
+            const uint8_t b = p[r * ld + k / 2];
+            const double c = k % 2 ? b >> 4 : b & 15, s = sc[r * sld + g];
+            const double zt = (gs.offset * s + zf[r * sld + g]) * x[k];  // the zero-point term (exact x)
+            want_r += c * s * xq[k] + zt, exact += c * s * x[k] + zt, mag += std::fabs(c * s * x[k]) + std::fabs(zt);
+          }
+          // Float32 sums of exact integer dots: a few float32 roundings of the magnitude.
+          ASSERT_NEAR(out[r], want_r, 1e-6 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
+          // Against the unrounded x: within half a unit per value.
+          double bound = 0;
+          for (int64_t k = 0; k < 2 * n; ++k)
+            bound += 15 * std::fabs(sc[r * sld + k / (2 * len)]) * unit[k / 128] / 2;
+          ASSERT_NEAR(out[r], exact, bound + 1e-6 * (1 + mag));
+        }
+        // Refused: NaN, Inf, a chunk of tiny values.
+        for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 1e-35f}) {
+          std::vector<float> xb = x;
+          if (bad == 1e-35f) std::fill(xb.end() - 128, xb.end(), 0.0f);
+          xb[2 * n - 1] = bad;
+          EXPECT_FALSE(u4_vnni_operands(xb.data(), n, q.data(), unit.data())) << bad;
+        }
+      }
+}
+
+// A row of activations the VNNI dot refuses (NaN, Inf) runs the float kernel:
+// its outputs are NaN, and the other rows' match the reference.
+TEST(SimdLinear, Int4NonFiniteActivationRowStaysOnItsRow) {
+  const LinearShape s{3, 5, 256, 128};
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> c4(0, 15);
+  std::vector<float> scale(s.N * 2), zp(s.N * 2);
+  std::vector<uint8_t> codes(s.N * s.K), packed(s.N * packed_row_bytes(s.K, 4));
+  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+  for (auto& v : zp) v = nd(rng) * 0.1f;
+  for (auto& v : codes) v = uint8_t(c4(rng));
+  pack_bits_rows<4>(codes.data(), s.N, s.K, 0, packed.data());
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> x(s.M * s.K), out(s.M * s.N);
+    for (auto& v : x) v = nd(rng);
+    x[s.K + 77] = bad;
+    weight_only_linear<float, float>(x.data(), PackedCodes<4>{packed.data(), s.K, 0}, scale.data(), zp.data(),
+                                     ZeroPointDomain::Float, 0, 15, nullptr, s, out.data(), 2);
+    for (int64_t m = 0; m < s.M; ++m)
+      for (int64_t n = 0; n < s.N; ++n) {
+        if (m == 1) {
+          EXPECT_TRUE(std::isnan(out[m * s.N + n]) || std::isinf(out[m * s.N + n])) << n;
+          continue;
+        }
+        double ref = 0, mag = 0;
+        for (int64_t k = 0; k < s.K; ++k) {
+          const int64_t g = n * 2 + k / 128;
+          const double w = (codes[n * s.K + k] - 8.0) * scale[g] + zp[g];
+          ref += w * x[m * s.K + k], mag += std::fabs(w * x[m * s.K + k]);
+        }
+        EXPECT_NEAR(out[m * s.N + n], ref, 1e-6 * (1 + mag)) << m << " " << n;
+      }
+  }
+}
+
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
   const Isa saved = active_isa();

@@ -183,30 +183,42 @@ constexpr bool has_direct_dot() {
          kIsPacked<Codes> || kIsFloat8<Codes> || kIsFloatx<Codes>;
 }
 
+// One activation row as the direct dots read it: x, and for 4-bit codes the
+// form their kernel takes: x_low / x_byte (dot_f32_u4_grouped), bfloat16
+// planes (dot_bf16_u4_grouped) or integer units (dot_vnni_u4_grouped).
+struct DotOperands {
+  const float* x = nullptr;
+  const float* xl = nullptr;
+  const float* xb = nullptr;
+  const uint16_t* xp = nullptr;
+  const int8_t* xq = nullptr;
+  const float* unit = nullptr;
+};
+
 // out[r] = sum_g gs.at(r, g) * sum_{k in group g} x[k] * raw_code(n + r * step, k) + gs.zero_term(r, groups)
 // for `rows` weight rows `step` rows apart.
 // 4-bit codes are dotted in place; other packed widths and float-x codes were
 // unpacked to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
-// xp: bfloat16 x as u4_bf16_operands makes it, for 4-bit codes (instead of xl/xb) where the CPU has the BF16 dot.
 template <class Codes>
-inline void direct_dot_rows(const Codes& c, const float* x, const float* xl, const float* xb, const uint16_t* xp,
-                            int64_t n, int64_t step, int rows, int64_t group_size, int64_t groups,
-                            const GroupScales& gs, uint8_t* scratch, float* out) {
+inline void direct_dot_rows(const Codes& c, const DotOperands& a, int64_t n, int64_t step, int rows,
+                            int64_t group_size, int64_t groups, const GroupScales& gs, uint8_t* scratch, float* out) {
   if constexpr (std::is_same_v<Codes, PackedCodes<4>>) {
     const int64_t rb = packed_row_bytes(c.K, 4);
-    if (xp) return dot_bf16_u4_grouped(xp, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
-    dot_f32_u4_grouped(xl, xb, c.data + n * rb, step * rb, rows, group_size / 2, groups, gs, out);
+    const uint8_t* p = c.data + n * rb;
+    if (a.xp) return dot_bf16_u4_grouped(a.xp, p, step * rb, rows, group_size / 2, groups, gs, out);
+    if (a.xq) return dot_vnni_u4_grouped(a.xq, a.unit, p, step * rb, rows, group_size / 2, groups, gs, out);
+    dot_f32_u4_grouped(a.xl, a.xb, p, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
-    dot_f32_u8_grouped(x, scratch, c.K, rows, group_size, groups, gs, out);
+    dot_f32_u8_grouped(a.x, scratch, c.K, rows, group_size, groups, gs, out);
   } else if constexpr (kIsFloatx<Codes>) {
-    dot_f32_lut_grouped(x, scratch, c.K, rows, group_size, groups, gs, out, c.table, Codes::kBits);
+    dot_f32_lut_grouped(a.x, scratch, c.K, rows, group_size, groups, gs, out, c.table, Codes::kBits);
   } else if constexpr (kIsFloat8<Codes>) {
-    dot_f32_f8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out,
+    dot_f32_f8_grouped(a.x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out,
                        std::is_same_v<Codes, Float8Codes<Float8Format::E4M3FN>>);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
-    dot_f32_i8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
+    dot_f32_i8_grouped(a.x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
   } else {
-    dot_f32_u8_grouped(x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
+    dot_f32_u8_grouped(a.x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
   }
 }
 
@@ -310,20 +322,43 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       // D_g the dot of x with the raw codes and X_g the sum of x over the group
       // (GroupScales: zi = zp in the INT domain, zf = zp and offset - mid in the
       // FLOAT one).
-      // Bfloat16 x with 4-bit codes: the BF16 dot (exact products of the same
-      // values, float32 sums) where the CPU has it and the shape fits.
+      // 4-bit codes: bfloat16 x through the BF16 dot (exact products of the
+      // same values, float32 sums) where the CPU has it and the shape fits;
+      // other x through the VNNI dot on integer units where the CPU has
+      // that, except rows it cannot take (NaN, Inf, tiny values), which
+      // stay on the float kernel.
       constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
       const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
                             bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
-      const size_t half = kU4 && !bf16_dot ? size_t(s.M * s.K / 2) : 0;
-      std::vector<float> xl(half + 1), xb(half + 1), xsum(size_t(s.M * G));
-      std::vector<uint16_t> xp(bf16_dot ? size_t(s.M * s.K) : 0);
+      const bool vnni_dot = kU4 && !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
+      const int64_t chunks = vnni_dot ? s.K / 128 : 0;
+      std::vector<int8_t> xq(size_t(s.M * chunks * kVnniU4ChunkBytes));
+      std::vector<float> unit(size_t(s.M * chunks)), xsum(size_t(s.M * G));
+      std::vector<DotOperands> ops(size_t(s.M));
+      int64_t float_u4_rows = 0;
       for (int64_t m = 0; m < s.M; ++m) {
-        const float* xr = xf.data() + m * s.K;
-        if constexpr (std::is_same_v<TA, bf16>) {
-          if (bf16_dot) u4_bf16_operands(reinterpret_cast<const uint16_t*>(x + m * s.K), s.K / 2, xp.data() + m * s.K);
+        ops[m].x = xf.data() + m * s.K;
+        if (vnni_dot && u4_vnni_operands(ops[m].x, s.K / 2, xq.data() + m * chunks * kVnniU4ChunkBytes,
+                                         unit.data() + m * chunks)) {
+          ops[m].xq = xq.data() + m * chunks * kVnniU4ChunkBytes, ops[m].unit = unit.data() + m * chunks;
+        } else if (kU4 && !bf16_dot) {
+          ++float_u4_rows;
         }
-        if (half) u4_dot_operands(xr, s.K / 2, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2));
+      }
+      std::vector<float> xl(size_t(float_u4_rows * s.K / 2)), xb(xl.size());
+      std::vector<uint16_t> xp(bf16_dot ? size_t(s.M * s.K) : 0);
+      for (int64_t m = 0, f = 0; m < s.M; ++m) {
+        const float* xr = ops[m].x;
+        if constexpr (std::is_same_v<TA, bf16>) {
+          if (bf16_dot) {
+            u4_bf16_operands(reinterpret_cast<const uint16_t*>(x + m * s.K), s.K / 2, xp.data() + m * s.K);
+            ops[m].xp = xp.data() + m * s.K;
+          }
+        }
+        if (kU4 && !bf16_dot && !ops[m].xq) {
+          u4_dot_operands(xr, s.K / 2, xl.data() + f * (s.K / 2), xb.data() + f * (s.K / 2));
+          ops[m].xl = xl.data() + f * (s.K / 2), ops[m].xb = xb.data() + f * (s.K / 2), ++f;
+        }
         // (SIMD: the scalar loop's add latency cost 0.8-2.3 us more per call)
         for (int64_t g = 0; g < G; ++g) xsum[m * G + g] = sum_f32(xr + g * s.group_size, s.group_size);
       }
@@ -365,9 +400,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
             f.xsum = zero_terms ? xsum.data() + m * G : nullptr;
-            direct_dot_rows(codes, xf.data() + m * s.K, xl.data() + m * (s.K / 2), xb.data() + m * (s.K / 2),
-                            bf16_dot ? xp.data() + m * s.K : nullptr, n0, Q, rows, s.group_size, G, f,
-                            scratch.data(), d);
+            direct_dot_rows(codes, ops[m], n0, Q, rows, s.group_size, G, f, scratch.data(), d);
             for (int r = 0; r < rows; ++r) {
               const int64_t n = n0 + r * Q;
               const float b = bias ? to_float(bias[n]) : 0.0f;

@@ -454,27 +454,43 @@ AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const ui
   });
 }
 
-// Groups of 32 or 64 codes (len 16 or 32 bytes): a 64-byte step spans 4 or 2
-// groups. Lane l of vdpbf16ps sums the codes of bytes 4l..4l+3, so each
-// group owns consecutive lanes: a step's sums are scaled lane by lane (the
-// step's scales spread over their lanes by one permute), with no per-group
-// reduction.
+// The scales of a 64-byte step of 4-bit codes (bytes j..j+63), lane by lane:
+// lane l of vdpbf16ps and vpdpbusd sums the codes of bytes 4l..4l+3, so with
+// groups of 32 or 64 codes (len 16 or 32 bytes) each of the step's 4 or 2
+// groups owns consecutive lanes, and its scale is spread over them by one
+// permute (no per-group reduction); longer groups span whole steps.
+struct StepScales {
+  int64_t len;
+  __mmask16 m;
+  __m512i spread;
+  AVX512 explicit StepScales(int64_t group_bytes)
+      : len(group_bytes),
+        m(__mmask16(group_bytes >= 64 ? 1u : (1u << (64 / group_bytes)) - 1u)),
+        spread(group_bytes == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                 : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)) {}
+  // Groups advanced per step (0 while a longer group goes on), kept by the
+  // caller instead of a division per step.
+  int64_t groups_per_step() const { return len >= 64 ? 0 : 64 / len; }
+  // Row r's scales for the step starting in group g.
+  AVX512 __m512 at(const GroupScales& gs, int r, int64_t g) const {
+    if (len >= 64) return _mm512_set1_ps(gs.at(r, g));
+    return _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + g));
+  }
+};
+
+// Groups of 32 or 64 codes: the step's sums scaled lane by lane.
 template <int R>
 AVX512_BF16 void u4_bf16_lanes_rows(const U4Bf16Stream512& st, int64_t len, int64_t groups, const GroupScales& gs,
                                     float* out) {
-  const int per = int(64 / len);  // groups per step
-  const __mmask16 m = __mmask16((1u << per) - 1);
-  const __m512i spread = len == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                                   : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const StepScales scales(len);
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t j = 0; j < groups * len; j += 64) {
+  for (int64_t j = 0, g = 0; j < groups * len; j += 64, g += scales.groups_per_step()) {
     const auto v = st.load_x(j);
     for (int r = 0; r < R; ++r) {
       __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
       st.fma(r, j, v, s0, s1);
-      const __m512 sc = _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + j / len));
-      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), sc, acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), scales.at(gs, r, g), acc[r]);
     }
   }
   for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
@@ -491,6 +507,101 @@ AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p
   const U4Bf16Stream512 st{xp, p, ld, _mm512_load_si512(kTable.data())};
   if (len % 64 == 0) return grouped_avx512(st, rows, len, groups, gs, out);
   with_rows(rows, [&](auto r) { u4_bf16_lanes_rows<decltype(r)::value>(st, len, groups, gs, out); });
+}
+
+// --- AVX512-VNNI: 4-bit codes times float activations as integers ---------------
+#define AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx512bf16,fma")))
+
+// The activations of one chunk (128 values) as 24-bit integers Q, split into
+// their high byte (signed: |Q| < 2^23), middle and low bytes (unsigned), each
+// in an even and an odd plane. The unit is 2^(E - 23) with max|x| < 2^E.
+AVX512 bool u4_vnni_operands_avx512(const float* x, int64_t nbytes, int8_t* q, float* unit) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i qmax = _mm512_set1_epi32((1 << 23) - 1), qmin = _mm512_set1_epi32(-((1 << 23) - 1));
+  for (int64_t c = 0; c < nbytes / 64; ++c) {
+    const float* xc = x + 128 * c;
+    int8_t* qc = q + kVnniU4ChunkBytes * c;
+    __m512 mx = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int i = 0; i < 8; ++i) {
+      const __m512 v = _mm512_loadu_ps(xc + 16 * i);
+      bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), v, _CMP_UNORD_Q);  // NaN or Inf
+      mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+    }
+    const float m = _mm512_reduce_max_ps(mx);
+    if (bad || (m > 0.0f && m < 0x1p-100f)) return false;
+    const int e = m > 0.0f ? std::ilogb(m) + 1 : 0;  // m < 2^e
+    unit[c] = m > 0.0f ? std::ldexp(1.0f, e - 23) : 0.0f;
+    const __m512 to_q = _mm512_set1_ps(std::ldexp(1.0f, 23 - e));
+    for (int i = 0; i < 4; ++i) {
+      // Exact scaling, one rounding to the nearest integer (ties to even);
+      // the clamp only catches a value rounded up to 2^23.
+      __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xc + 32 * i), to_q));
+      __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xc + 32 * i + 16), to_q));
+      a = _mm512_max_epi32(_mm512_min_epi32(a, qmax), qmin);
+      b = _mm512_max_epi32(_mm512_min_epi32(b, qmax), qmin);
+      const __m512i planes[2] = {_mm512_permutex2var_epi32(a, even, b), _mm512_permutex2var_epi32(a, odd, b)};
+      for (int h = 0; h < 2; ++h)
+        for (int d = 0; d < 3; ++d)  // byte d from the top: Q >> 16, >> 8, >> 0, truncated
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(qc + 128 * d + 64 * h + 16 * i),
+                           _mm512_cvtepi32_epi8(_mm512_srai_epi32(planes[h], 16 - 8 * d)));
+    }
+  }
+  return true;
+}
+
+// R rows (ld bytes apart) of 4-bit codes dotted with the chunks' integers:
+// per step of 64 code bytes, the low and high nibbles (64 codes each) times
+// Q's high byte (codes as vpdpbusd's unsigned operand), then shifted by 8
+// and the middle byte added, then the low byte (Q's bytes as the unsigned
+// operand and the codes, below 16, as the signed one): sum code * Q exactly
+// (|sum| <= 8 * 15 * 2^23 per lane), converted once and scaled by the
+// group's scale times the chunk's unit.
+template <int R>
+AVX512_VNNI void dot_vnni_u4_rows(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int64_t len,
+                                  int64_t groups, const GroupScales& gs, float* out) {
+  const StepScales scales(len);
+  const __m512i low4 = _mm512_set1_epi8(15);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const int64_t steps_per_group = len >= 64 ? len / 64 : 1;
+  for (int64_t j = 0, g = 0, in_group = 0; j < groups * len; j += 64) {
+    const int8_t* qc = q + kVnniU4ChunkBytes * (j / 64);
+    __m512i lo[R], hi[R], t[R];
+    for (int r = 0; r < R; ++r) {
+      // 2 KB ahead, as the float kernel (4 KB measured no better).
+      _mm_prefetch(reinterpret_cast<const char*>(p + r * ld + j + 2048), _MM_HINT_T0);
+      const __m512i w = _mm512_loadu_si512(p + r * ld + j);
+      lo[r] = _mm512_and_si512(w, low4);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
+    }
+    for (int d = 0; d < 3; ++d) {
+      const __m512i e = _mm512_loadu_si512(qc + 128 * d), o = _mm512_loadu_si512(qc + 128 * d + 64);
+      for (int r = 0; r < R; ++r) {
+        if (d == 0) {
+          t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], e), hi[r], o);
+        } else {
+          t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(t[r], 8), e, lo[r]), o, hi[r]);
+        }
+      }
+    }
+    const __m512 u = _mm512_set1_ps(unit[j / 64]);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r]), _mm512_mul_ps(scales.at(gs, r, g), u), acc[r]);
+    // The next step's first group.
+    if (len < 64) {
+      g += 64 / len;
+    } else if (++in_group == steps_per_group) {
+      in_group = 0, ++g;
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
+}
+
+AVX512_VNNI void dot_vnni_u4_grouped_avx512(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
+                                           int64_t len, int64_t groups, const GroupScales& gs, float* out) {
+  with_rows(rows, [&](auto r) { dot_vnni_u4_rows<decltype(r)::value>(q, unit, p, ld, len, groups, gs, out); });
 }
 
 AVX512 bool minmax_f32_avx512(const float* x, int64_t n, float* mn, float* mx) {
@@ -942,6 +1053,10 @@ struct Impl {
   // nullptr where the CPU has no AVX512-BF16 (callers then take the float path).
   void (*dot_bf16_u4_grouped)(const uint16_t*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
                               float*);
+  // nullptr where the CPU has no AVX512-VNNI (callers then take the float path).
+  bool (*u4_vnni_operands)(const float*, int64_t, int8_t*, float*);
+  void (*dot_vnni_u4_grouped)(const int8_t*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t,
+                              const GroupScales&, float*);
 };
 
 Impl table(Isa isa) {
@@ -962,7 +1077,9 @@ Impl table(Isa isa) {
             cpu_features().avx512vbmi ? unpack_bits_u8_vbmi : unpack_bits_u8_bmi2,
             lut_u8_f32_avx512,
             dot_f32_lut_grouped_avx512,
-            cpu_features().avx512bf16 ? dot_bf16_u4_grouped_avx512 : nullptr};
+            cpu_features().avx512bf16 ? dot_bf16_u4_grouped_avx512 : nullptr,
+            cpu_features().avx512vnni ? u4_vnni_operands_avx512 : nullptr,
+            cpu_features().avx512vnni ? dot_vnni_u4_grouped_avx512 : nullptr};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -979,6 +1096,8 @@ Impl table(Isa isa) {
             unpack_bits_u8_bmi2,
             lut_u8_f32_avx2,
             dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>,
+            nullptr,
+            nullptr,
             nullptr};
 #endif
   return {sum_f32_ref,
@@ -996,6 +1115,8 @@ Impl table(Isa isa) {
           unpack_bits_u8_ref,
           lut_u8_f32_ref,
           dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>,
+          nullptr,
+          nullptr,
           nullptr};
 }
 
@@ -1073,6 +1194,25 @@ void u4_bf16_operands(const uint16_t* x, int64_t nbytes, uint16_t* xp) {
 void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t group_bytes,
                          int64_t groups, const GroupScales& gs, float* out) {
   impl().dot_bf16_u4_grouped(xp, p, ld, rows, group_bytes, groups, gs, out);
+}
+
+bool has_dot_vnni_u4() { return impl().dot_vnni_u4_grouped != nullptr; }
+
+bool set_dot_vnni_u4(bool enabled) {
+  const Impl full = table(active().isa);
+  if (enabled && !full.dot_vnni_u4_grouped) return false;
+  active().impl.u4_vnni_operands = enabled ? full.u4_vnni_operands : nullptr;
+  active().impl.dot_vnni_u4_grouped = enabled ? full.dot_vnni_u4_grouped : nullptr;
+  return true;
+}
+
+bool u4_vnni_operands(const float* x, int64_t nbytes, int8_t* q, float* unit) {
+  return impl().u4_vnni_operands(x, nbytes, q, unit);
+}
+
+void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
+                         int64_t group_bytes, int64_t groups, const GroupScales& gs, float* out) {
+  impl().dot_vnni_u4_grouped(q, unit, p, ld, rows, group_bytes, groups, gs, out);
 }
 
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,

@@ -93,6 +93,34 @@ void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int r
 // of 64: each 128 values as four planes, plane k holding x[4i + k] (i < 32),
 // the codes one 16-bit word of packed codes holds at its k-th nibble.
 void u4_bf16_operands(const uint16_t* x, int64_t nbytes, uint16_t* xp);
+// dot_f32_u4_grouped on integer units, on CPUs with AVX512-VNNI only
+// (has_dot_vnni_u4(); u4_lanes_fit says which shapes it takes, as for the
+// BF16 dot): each 128 activations (a chunk: 64 code bytes) become integers
+// Q = nearbyint(x / unit), unit a power of two per chunk with every |Q| < 2^23
+// (so x is kept to 2^-23 of the chunk's largest |x|, float32's own precision
+// at that value), and sum_k code * Q in int32 is exact: Q's three bytes are
+// multiplied with the codes by vpdpbusd (64 products each) and recombined by
+// shifts. 6 vpdpbusd per 128 codes where the float kernel needs 8 FMAs, 8
+// conversions and 4 permutes; it decodes faster than the float kernel from
+// DRAM, which cannot keep up with it (see the README's CPU section).
+bool has_dot_vnni_u4();
+// Turns the VNNI dot off (linears then run the float kernel) or back on, for
+// benchmarks that compare the two in one process; set_isa turns it back on.
+// False when asked to turn it on on a CPU without it.
+bool set_dot_vnni_u4(bool enabled);
+inline bool u4_lanes_fit(int64_t group_bytes, int64_t row_bytes) { return bf16_u4_dot_fits(group_bytes, row_bytes); }
+// Bytes of dot_vnni_u4_grouped's operand for x[0..2 * nbytes): per chunk,
+// Q's high byte (signed), middle and low bytes (unsigned), each as two
+// 64-byte planes (the values at even positions, then at odd ones: the codes
+// in the low and the high nibbles of the chunk's 64 bytes).
+constexpr int64_t kVnniU4ChunkBytes = 6 * 64;
+// Makes the operand (q: nbytes / 64 chunks of kVnniU4ChunkBytes, unit: one
+// per chunk) of x[0..2 * nbytes), nbytes a multiple of 64. False when x holds
+// NaN or Inf, or a chunk's largest |x| is below 2^-100 but not zero (its unit
+// would not be a normal float): the caller then takes the float kernel.
+bool u4_vnni_operands(const float* x, int64_t nbytes, int8_t* q, float* unit);
+void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
+                         int64_t group_bytes, int64_t groups, const GroupScales& gs, float* out);
 // The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
                         const GroupScales& gs, float* out, bool e4m3);
