@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <sstream>
 
 #include "kernels/cpu/bitpack.h"
 #include "kernels/cpu/cpu_features.h"
@@ -589,6 +590,51 @@ TEST(SimdLinear, Int4NonFiniteActivationRowStaysOnItsRow) {
         }
         EXPECT_NEAR(out[m * s.N + n], ref, 1e-6 * (1 + mag)) << m << " " << n;
       }
+  }
+}
+
+// The VNNI dot's rounding of x to 2^-23 of each chunk's largest value keeps
+// an int4 linear's error against a double reference within a small factor of
+// the float kernel's (float32 products and sums), with and without the
+// outliers of LLM activations (every 97th value 100x).
+TEST(SimdLinear, Int4VnniDotErrorNearFloatKernel) {
+  if (!has_dot_vnni_u4()) {  // the linears run the float kernel only, and it cannot be turned on
+    EXPECT_FALSE(set_dot_vnni_u4(true));
+    return;
+  }
+  const LinearShape s{1, 256, 2048, 128};
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> c4(0, 15);
+  std::vector<float> scale(s.N * 16), zp(s.N * 16), x(s.K), out(s.N);
+  std::vector<uint8_t> codes(s.N * s.K), packed(s.N * packed_row_bytes(s.K, 4));
+  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+  for (auto& v : zp) v = nd(rng) * 0.1f;
+  for (auto& v : codes) v = uint8_t(c4(rng));
+  pack_bits_rows<4>(codes.data(), s.N, s.K, 0, packed.data());
+  for (bool outliers : {false, true}) {
+    for (int64_t k = 0; k < s.K; ++k) x[k] = nd(rng) * (outliers && k % 97 == 0 ? 100.0f : 1.0f);
+    double err[2] = {0, 0}, ref2 = 0;
+    for (int vnni = 0; vnni < 2; ++vnni) {
+      ASSERT_TRUE(set_dot_vnni_u4(vnni == 1));
+      weight_only_linear<float, float>(x.data(), PackedCodes<4>{packed.data(), s.K, 0}, scale.data(), zp.data(),
+                                       ZeroPointDomain::Float, 0, 15, nullptr, s, out.data(), 2);
+      for (int64_t n = 0; n < s.N; ++n) {
+        double ref = 0;
+        for (int64_t k = 0; k < s.K; ++k) {
+          const int64_t g = n * 16 + k / 128;
+          ref += ((codes[n * s.K + k] - 8.0) * scale[g] + zp[g]) * x[k];
+        }
+        err[vnni] += (out[n] - ref) * (out[n] - ref);
+        if (vnni) ref2 += ref * ref;
+      }
+    }
+    const double rel_float = std::sqrt(err[0] / ref2), rel_vnni = std::sqrt(err[1] / ref2);
+    std::ostringstream note;
+    note << rel_float << " float kernel, " << rel_vnni << " VNNI dot";
+    RecordProperty(outliers ? "rms_rel_error_outliers" : "rms_rel_error", note.str());
+    EXPECT_LT(rel_float, 1e-6);
+    EXPECT_LT(rel_vnni, 4 * rel_float) << "float kernel " << rel_float;
   }
 }
 
