@@ -427,6 +427,19 @@ TEST_P(SimdTest, GroupedDotsAddZeroPointTerms) {
       }
 }
 
+// f(rows, group bytes, groups, row bytes) over the shapes of the 4-bit lane
+// dots: 1..4 rows, groups of 32, 64, 128 and 256 codes (a 64-byte step
+// holding 4, 2 or 1 groups, or half of one), 1, 3 and 17 steps.
+template <class F>
+void for_u4_lane_shapes(F&& f) {
+  for (int rows = 1; rows <= kMaxDotRows; ++rows)
+    for (int64_t len : {16, 32, 64, 128})
+      for (int64_t steps : {1, 3, 17}) {
+        const int64_t groups = std::max<int64_t>(1, 64 / len) * steps;
+        f(rows, len, groups, len * groups);
+      }
+}
+
 // The bfloat16 dot of 4-bit codes (AVX512-BF16 only): offered exactly where
 // the AVX-512 table is active on a CPU with BF16, and then equal to the double
 // reference over the codes' nibble order (four per 16-bit word), 1..4 rows,
@@ -440,37 +453,34 @@ TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
   std::uniform_int_distribution<int> u8(0, 255);
-  for (int rows = 1; rows <= kMaxDotRows; ++rows)
-    for (int64_t len : {16, 32, 64, 128})  // bytes per group
-      for (int64_t steps : {1, 3, 17}) {
-        const int64_t groups = std::max<int64_t>(1, 64 / len) * steps;
-        const int64_t n = len * groups, ld = n + 64, sld = groups + 3;
-        std::vector<uint16_t> x(2 * n), xp(2 * n);
-        for (auto& v : x) v = float_to_bf16_bits(nd(rng));
-        x[5] = 0x0001;  // a subnormal: read as zero
-        std::vector<float> sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f);
-        for (auto& v : sc) v = nd(rng);
-        for (auto& v : zf) v = nd(rng);
-        for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += k == 5 ? 0.0f : bf16_bits_to_float(x[k]);
-        std::vector<uint8_t> p(rows * ld);
-        for (auto& v : p) v = uint8_t(u8(rng));
-        GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -7.5f};
-        u4_bf16_operands(x.data(), n, xp.data());
-        float out[kMaxDotRows];
-        dot_bf16_u4_grouped(xp.data(), p.data(), ld, rows, len, groups, gs, out);
-        for (int r = 0; r < rows; ++r) {
-          double want_r = 0, mag = 0;
-          for (int64_t k = 0; k < 2 * n; ++k) {
-            const int64_t g = k / (2 * len);
-            const uint8_t b = p[r * ld + k / 2];
-            const double c = k % 2 ? b >> 4 : b & 15, xv = k == 5 ? 0.0 : bf16_bits_to_float(x[k]);
-            const double w = (c + gs.offset) * sc[r * sld + g] + zf[r * sld + g];
-            want_r += w * xv, mag += std::fabs(w * xv);
-          }
-          ASSERT_NEAR(out[r], want_r, 1e-5 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
-          ASSERT_TRUE(bf16_u4_dot_fits(len, n));
-        }
+  for_u4_lane_shapes([&](int rows, int64_t len, int64_t groups, int64_t n) {
+    const int64_t ld = n + 64, sld = groups + 3;
+    std::vector<uint16_t> x(2 * n), xp(2 * n);
+    for (auto& v : x) v = float_to_bf16_bits(nd(rng));
+    x[5] = 0x0001;  // a subnormal: read as zero
+    std::vector<float> sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f);
+    for (auto& v : sc) v = nd(rng);
+    for (auto& v : zf) v = nd(rng);
+    for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += k == 5 ? 0.0f : bf16_bits_to_float(x[k]);
+    std::vector<uint8_t> p(rows * ld);
+    for (auto& v : p) v = uint8_t(u8(rng));
+    GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -7.5f};
+    u4_bf16_operands(x.data(), n, xp.data());
+    float out[kMaxDotRows];
+    dot_bf16_u4_grouped(xp.data(), p.data(), ld, rows, len, groups, gs, out);
+    for (int r = 0; r < rows; ++r) {
+      double want_r = 0, mag = 0;
+      for (int64_t k = 0; k < 2 * n; ++k) {
+        const int64_t g = k / (2 * len);
+        const uint8_t b = p[r * ld + k / 2];
+        const double c = k % 2 ? b >> 4 : b & 15, xv = k == 5 ? 0.0 : bf16_bits_to_float(x[k]);
+        const double w = (c + gs.offset) * sc[r * sld + g] + zf[r * sld + g];
+        want_r += w * xv, mag += std::fabs(w * xv);
       }
+      ASSERT_NEAR(out[r], want_r, 1e-5 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
+      ASSERT_TRUE(bf16_u4_dot_fits(len, n));
+    }
+  });
 }
 
 // The VNNI dot of 4-bit codes (AVX512-VNNI only): offered exactly where the
@@ -488,73 +498,70 @@ TEST_P(SimdTest, VnniDotOfFourBitCodes) {
   std::mt19937 rng(6);
   std::normal_distribution<float> nd;
   std::uniform_int_distribution<int> u8(0, 255);
-  for (int rows = 1; rows <= kMaxDotRows; ++rows)
-    for (int64_t len : {16, 32, 64, 128})  // bytes per group
-      for (int64_t steps : {1, 3, 17}) {
-        const int64_t groups = std::max<int64_t>(1, 64 / len) * steps;
-        const int64_t n = len * groups, chunks = n / 64, ld = n + 64, sld = groups + 3;
-        ASSERT_TRUE(u4_lanes_fit(len, n));
-        std::vector<float> x(2 * n);
-        for (auto& v : x) v = nd(rng);
-        for (int64_t k = 0; k < 2 * n; k += 97) x[k] *= 300.0f;  // outliers, as in LLM activations
-        if (chunks > 1) std::fill(x.begin() + 128, x.begin() + 256, 0.0f);  // an all-zero chunk
-        x[3] = -std::ldexp(1.0f, 20);  // a chunk whose largest |x| is a power of two
-        std::vector<float> sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f), unit(chunks);
-        for (auto& v : sc) v = nd(rng);
-        for (auto& v : zf) v = nd(rng);
-        for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += x[k];
-        std::vector<uint8_t> p(rows * ld);
-        for (auto& v : p) v = uint8_t(u8(rng));
-        std::vector<int8_t> q(chunks * kVnniU4ChunkBytes);
-        ASSERT_TRUE(u4_vnni_operands(x.data(), n, q.data(), unit.data()));
-        // The operand: Q's bytes, rebuilt, against x rounded to its chunk's unit.
-        std::vector<double> xq(2 * n);
-        for (int64_t c = 0; c < chunks; ++c) {
-          float mx = 0.0f;
-          for (int64_t i = 0; i < 128; ++i) mx = std::max(mx, std::fabs(x[128 * c + i]));
-          if (mx == 0.0f) {
-            ASSERT_EQ(unit[c], 0.0f);
-          } else {
-            ASSERT_GE(mx / unit[c], std::ldexp(1.0f, 22)) << "chunk " << c;
-            ASSERT_LT(mx / unit[c], std::ldexp(1.0f, 23)) << "chunk " << c;
-            ASSERT_EQ(unit[c], std::ldexp(1.0f, std::ilogb(unit[c])));  // a power of two
-          }
-          for (int64_t i = 0; i < 128; ++i) {
-            const int8_t* qc = q.data() + c * kVnniU4ChunkBytes + 64 * (i % 2) + i / 2;
-            const int64_t Q = int64_t(qc[0]) * 65536 + int64_t(uint8_t(qc[128])) * 256 + int64_t(uint8_t(qc[256]));
-            const float want_q = mx == 0.0f ? 0.0f : std::nearbyint(x[128 * c + i] / unit[c]);
-            ASSERT_EQ(double(Q), double(want_q)) << "chunk " << c << " value " << i;
-            xq[128 * c + i] = double(Q) * unit[c];
-          }
-        }
-        GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -7.5f};
-        float out[kMaxDotRows];
-        dot_vnni_u4_grouped(q.data(), unit.data(), p.data(), ld, rows, len, groups, gs, out);
-        for (int r = 0; r < rows; ++r) {
-          double want_r = 0, exact = 0, mag = 0;
-          for (int64_t k = 0; k < 2 * n; ++k) {
-            const int64_t g = k / (2 * len);
-            const uint8_t b = p[r * ld + k / 2];
-            const double c = k % 2 ? b >> 4 : b & 15, s = sc[r * sld + g];
-            const double zt = (gs.offset * s + zf[r * sld + g]) * x[k];  // the zero-point term (exact x)
-            want_r += c * s * xq[k] + zt, exact += c * s * x[k] + zt, mag += std::fabs(c * s * x[k]) + std::fabs(zt);
-          }
-          // Float32 sums of exact integer dots: a few float32 roundings of the magnitude.
-          ASSERT_NEAR(out[r], want_r, 1e-6 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
-          // Against the unrounded x: within half a unit per value.
-          double bound = 0;
-          for (int64_t k = 0; k < 2 * n; ++k)
-            bound += 15 * std::fabs(sc[r * sld + k / (2 * len)]) * unit[k / 128] / 2;
-          ASSERT_NEAR(out[r], exact, bound + 1e-6 * (1 + mag));
-        }
-        // Refused: NaN, Inf, a chunk of tiny values.
-        for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 1e-35f}) {
-          std::vector<float> xb = x;
-          if (bad == 1e-35f) std::fill(xb.end() - 128, xb.end(), 0.0f);
-          xb[2 * n - 1] = bad;
-          EXPECT_FALSE(u4_vnni_operands(xb.data(), n, q.data(), unit.data())) << bad;
-        }
+  for_u4_lane_shapes([&](int rows, int64_t len, int64_t groups, int64_t n) {
+    const int64_t chunks = n / 64, ld = n + 64, sld = groups + 3;
+    ASSERT_TRUE(u4_lanes_fit(len, n));
+    std::vector<float> x(2 * n);
+    for (auto& v : x) v = nd(rng);
+    for (int64_t k = 0; k < 2 * n; k += 97) x[k] *= 300.0f;  // outliers, as in LLM activations
+    if (chunks > 1) std::fill(x.begin() + 128, x.begin() + 256, 0.0f);  // an all-zero chunk
+    x[3] = -std::ldexp(1.0f, 20);  // a chunk whose largest |x| is a power of two
+    std::vector<float> sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f), unit(chunks);
+    for (auto& v : sc) v = nd(rng);
+    for (auto& v : zf) v = nd(rng);
+    for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += x[k];
+    std::vector<uint8_t> p(rows * ld);
+    for (auto& v : p) v = uint8_t(u8(rng));
+    std::vector<int8_t> q(chunks * kVnniU4ChunkBytes);
+    ASSERT_TRUE(u4_vnni_operands(x.data(), n, q.data(), unit.data()));
+    // The operand: Q's bytes, rebuilt, against x rounded to its chunk's unit.
+    std::vector<double> xq(2 * n);
+    for (int64_t c = 0; c < chunks; ++c) {
+      float mx = 0.0f;
+      for (int64_t i = 0; i < 128; ++i) mx = std::max(mx, std::fabs(x[128 * c + i]));
+      if (mx == 0.0f) {
+        ASSERT_EQ(unit[c], 0.0f);
+      } else {
+        ASSERT_GE(mx / unit[c], std::ldexp(1.0f, 22)) << "chunk " << c;
+        ASSERT_LT(mx / unit[c], std::ldexp(1.0f, 23)) << "chunk " << c;
+        ASSERT_EQ(unit[c], std::ldexp(1.0f, std::ilogb(unit[c])));  // a power of two
       }
+      for (int64_t i = 0; i < 128; ++i) {
+        const int8_t* qc = q.data() + c * kVnniU4ChunkBytes + 64 * (i % 2) + i / 2;
+        const int64_t Q = int64_t(qc[0]) * 65536 + int64_t(uint8_t(qc[128])) * 256 + int64_t(uint8_t(qc[256]));
+        const float want_q = mx == 0.0f ? 0.0f : std::nearbyint(x[128 * c + i] / unit[c]);
+        ASSERT_EQ(double(Q), double(want_q)) << "chunk " << c << " value " << i;
+        xq[128 * c + i] = double(Q) * unit[c];
+      }
+    }
+    GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -7.5f};
+    float out[kMaxDotRows];
+    dot_vnni_u4_grouped(q.data(), unit.data(), p.data(), ld, rows, len, groups, gs, out);
+    for (int r = 0; r < rows; ++r) {
+      double want_r = 0, exact = 0, mag = 0;
+      for (int64_t k = 0; k < 2 * n; ++k) {
+        const int64_t g = k / (2 * len);
+        const uint8_t b = p[r * ld + k / 2];
+        const double c = k % 2 ? b >> 4 : b & 15, s = sc[r * sld + g];
+        const double zt = (gs.offset * s + zf[r * sld + g]) * x[k];  // the zero-point term (exact x)
+        want_r += c * s * xq[k] + zt, exact += c * s * x[k] + zt, mag += std::fabs(c * s * x[k]) + std::fabs(zt);
+      }
+      // Float32 sums of exact integer dots: a few float32 roundings of the magnitude.
+      ASSERT_NEAR(out[r], want_r, 1e-6 * (1 + mag)) << "rows " << rows << " len " << len << " groups " << groups;
+      // Against the unrounded x: within half a unit per value.
+      double bound = 0;
+      for (int64_t k = 0; k < 2 * n; ++k)
+        bound += 15 * std::fabs(sc[r * sld + k / (2 * len)]) * unit[k / 128] / 2;
+      ASSERT_NEAR(out[r], exact, bound + 1e-6 * (1 + mag));
+    }
+    // Refused: NaN, Inf, a chunk of tiny values.
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 1e-35f}) {
+      std::vector<float> xb = x;
+      if (bad == 1e-35f) std::fill(xb.end() - 128, xb.end(), 0.0f);
+      xb[2 * n - 1] = bad;
+      EXPECT_FALSE(u4_vnni_operands(xb.data(), n, q.data(), unit.data())) << bad;
+    }
+  });
 }
 
 // A row of activations the VNNI dot refuses (NaN, Inf) runs the float kernel:
