@@ -134,16 +134,6 @@ void BM_Int4WeightOnlyG128(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * p.s.K / 2 + 8.0 * p.s.N * p.G);
 }
 
-// The same on the float kernel (dot_f32_u4_grouped) where the CPU has the
-// VNNI dot of 4-bit codes, which BM_Int4WeightOnlyG128 then runs: the two
-// decodes compared in one run (activation rows up to kDirectDotMaxRows).
-void BM_Int4WeightOnlyG128FloatKernel(benchmark::State& st) {
-  if (!has_dot_vnni_u4()) return st.SkipWithError("no VNNI dot on this CPU: BM_Int4WeightOnlyG128 is this");
-  set_dot_vnni_u4(false);
-  BM_Int4WeightOnlyG128(st);
-  set_dot_vnni_u4(true);
-}
-
 // The same with bfloat16 activations and scales, as a bfloat16 model holds
 // them (the CPU int4 path torchao itself runs: Int4CPULayout takes bfloat16;
 // zero points are read as float32): the AVX512-BF16 dot where the CPU has it.
@@ -283,6 +273,17 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * rb + 4.0 * p.s.N);
 }
 
+// A decode benchmark on the float kernels where the CPU has the VNNI dots
+// (4-bit and N-bit codes), which the benchmark itself then runs: the two
+// compared in one run.
+template <void (*Bm)(benchmark::State&)>
+void OnFloatKernels(benchmark::State& st) {
+  if (!has_dot_vnni_u4()) return st.SkipWithError("no VNNI dots on this CPU: the benchmark without this suffix is this");
+  set_dot_vnni(false);
+  Bm(st);
+  set_dot_vnni(true);
+}
+
 void ShapesFor(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> rows) {
   for (int64_t M : rows)
     for (auto kn : {std::pair<int64_t, int64_t>{2048, 5632}, {5632, 2048}, {4096, 4096}})
@@ -295,10 +296,11 @@ void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
-BENCHMARK(BM_Int4WeightOnlyG128FloatKernel)->Apply(DecodeShapes);
+BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
+BENCHMARK(OnFloatKernels<BM_Uint3WeightOnlyG64>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);

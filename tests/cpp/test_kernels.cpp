@@ -512,8 +512,8 @@ TEST_P(SimdTest, VnniDotOfFourBitCodes) {
     for (int64_t k = 0; k < 2 * n; ++k) xsum[k / (2 * len)] += x[k];
     std::vector<uint8_t> p(rows * ld);
     for (auto& v : p) v = uint8_t(u8(rng));
-    std::vector<int8_t> q(chunks * kVnniU4ChunkBytes);
-    ASSERT_TRUE(u4_vnni_operands(x.data(), n, q.data(), unit.data()));
+    std::vector<int8_t> q(chunks * kVnniChunkBytes);
+    ASSERT_TRUE(vnni_operands(x.data(), 2 * n, VnniOrder::Pairs, q.data(), unit.data()));
     // The operand: Q's bytes, rebuilt, against x rounded to its chunk's unit.
     std::vector<double> xq(2 * n);
     for (int64_t c = 0; c < chunks; ++c) {
@@ -527,7 +527,7 @@ TEST_P(SimdTest, VnniDotOfFourBitCodes) {
         ASSERT_EQ(unit[c], std::ldexp(1.0f, std::ilogb(unit[c])));  // a power of two
       }
       for (int64_t i = 0; i < 128; ++i) {
-        const int8_t* qc = q.data() + c * kVnniU4ChunkBytes + 64 * (i % 2) + i / 2;
+        const int8_t* qc = q.data() + c * kVnniChunkBytes + 64 * (i % 2) + i / 2;
         const int64_t Q = int64_t(qc[0]) * 65536 + int64_t(uint8_t(qc[128])) * 256 + int64_t(uint8_t(qc[256]));
         const float want_q = mx == 0.0f ? 0.0f : std::nearbyint(x[128 * c + i] / unit[c]);
         ASSERT_EQ(double(Q), double(want_q)) << "chunk " << c << " value " << i;
@@ -559,44 +559,114 @@ TEST_P(SimdTest, VnniDotOfFourBitCodes) {
       std::vector<float> xb = x;
       if (bad == 1e-35f) std::fill(xb.end() - 128, xb.end(), 0.0f);
       xb[2 * n - 1] = bad;
-      EXPECT_FALSE(u4_vnni_operands(xb.data(), n, q.data(), unit.data())) << bad;
+      EXPECT_FALSE(vnni_operands(xb.data(), 2 * n, VnniOrder::Pairs, q.data(), unit.data())) << bad;
     }
   });
 }
 
-// A row of activations the VNNI dot refuses (NaN, Inf) runs the float kernel:
-// its outputs are NaN, and the other rows' match the reference.
-TEST(SimdLinear, Int4NonFiniteActivationRowStaysOnItsRow) {
+// The VNNI dot of N-bit codes (AVX512-VNNI and VBMI): offered exactly where
+// the AVX-512 table is active on such a CPU; the Natural operand holds Q in
+// value order, and the dot of packed 1..7-bit rows read in place equals the
+// double reference on x rounded to the chunks' units, up to float32 sums, over
+// 1..4 rows, groups of 16, 32, 64, 128 and 256 codes and rows of 128 to 2304
+// codes, with scales read with a row stride and the zero-point terms; the
+// codes unpacked to bytes (bits = 8) give the same results.
+TEST_P(SimdTest, VnniDotOfNBitCodes) {
+  const auto& f = cpu_features();
+  const bool want = GetParam() == Isa::Avx512 && f.avx512vnni && f.avx512vbmi;
+  ASSERT_EQ(has_dot_vnni_bits(), want);
+  if (!want) return;  // the linears take the float kernels (WeightOnlySweep covers them)
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd;
+  for (int bits = 1; bits <= 7; ++bits)
+    for (int rows = 1; rows <= kMaxDotRows; ++rows)
+      for (int64_t len : {16, 32, 64, 128, 256})
+        for (int64_t n : {128, 384, 2304}) {
+          if (n % len) continue;
+          const int64_t groups = n / len, chunks = n / kVnniChunkValues, rb = packed_row_bytes(n, bits);
+          const int64_t ld = rb + 3, sld = groups + 3;  // rows at odd byte offsets
+          ASSERT_TRUE(vnni_bits_fit(len, n));
+          std::vector<float> x(n), sc(rows * sld), zf(rows * sld), xsum(groups, 0.0f), unit(chunks);
+          for (auto& v : x) v = nd(rng);
+          for (int64_t k = 0; k < n; k += 97) x[k] *= 300.0f;
+          for (auto& v : sc) v = nd(rng);
+          for (auto& v : zf) v = nd(rng);
+          for (int64_t k = 0; k < n; ++k) xsum[k / len] += x[k];
+          std::uniform_int_distribution<int> cd(0, (1 << bits) - 1);
+          std::vector<uint8_t> codes(rows * n), p(rows * ld);
+          for (auto& v : codes) v = uint8_t(cd(rng));
+          dispatch_bits(bits, [&](auto b) {
+            for (int r = 0; r < rows; ++r)
+              pack_bits_rows<decltype(b)::value>(codes.data() + r * n, 1, n, 0, p.data() + r * ld);
+          });
+          std::vector<int8_t> q(chunks * kVnniChunkBytes);
+          ASSERT_TRUE(vnni_operands(x.data(), n, VnniOrder::Natural, q.data(), unit.data()));
+          std::vector<double> xq(n);
+          for (int64_t k = 0; k < n; ++k) {
+            const int8_t* qk = q.data() + (k / 128) * kVnniChunkBytes + k % 128;
+            const int64_t Q = int64_t(qk[0]) * 65536 + int64_t(uint8_t(qk[128])) * 256 + int64_t(uint8_t(qk[256]));
+            ASSERT_EQ(double(Q), double(std::nearbyint(x[k] / unit[k / 128]))) << "value " << k;
+            xq[k] = double(Q) * unit[k / 128];
+          }
+          GroupScales gs{sc.data(), sld, xsum.data(), nullptr, zf.data(), sld, -3.0f};
+          float out[kMaxDotRows];
+          dot_vnni_bits_grouped(q.data(), unit.data(), p.data(), ld, rows, bits, len, groups, gs, out);
+          // The same codes unpacked, one per byte (bits = 8): the same sums.
+          float unpacked[kMaxDotRows];
+          dot_vnni_bits_grouped(q.data(), unit.data(), codes.data(), n, rows, 8, len, groups, gs, unpacked);
+          for (int r = 0; r < rows; ++r) {
+            ASSERT_EQ(unpacked[r], out[r]) << "bits " << bits << " rows " << rows << " len " << len << " n " << n;
+            double want_r = 0, mag = 0;
+            for (int64_t k = 0; k < n; ++k) {
+              const double s = sc[r * sld + k / len], zt = (gs.offset * s + zf[r * sld + k / len]) * x[k];
+              want_r += codes[r * n + k] * s * xq[k] + zt, mag += std::fabs(codes[r * n + k] * s * x[k]) + std::fabs(zt);
+            }
+            ASSERT_NEAR(out[r], want_r, 1e-6 * (1 + mag))
+                << "bits " << bits << " rows " << rows << " len " << len << " n " << n;
+          }
+        }
+}
+
+// A row of activations the VNNI dots refuse (NaN, Inf) runs the float
+// kernels: its outputs are NaN, and the other rows' match the reference
+// (4-bit codes, and 3-bit ones, read in place by the N-bit dot).
+TEST(SimdLinear, NonFiniteActivationRowStaysOnItsRow) {
   const LinearShape s{3, 5, 256, 128};
   std::mt19937 rng(4);
   std::normal_distribution<float> nd;
-  std::uniform_int_distribution<int> c4(0, 15);
-  std::vector<float> scale(s.N * 2), zp(s.N * 2);
-  std::vector<uint8_t> codes(s.N * s.K), packed(s.N * packed_row_bytes(s.K, 4));
-  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
-  for (auto& v : zp) v = nd(rng) * 0.1f;
-  for (auto& v : codes) v = uint8_t(c4(rng));
-  pack_bits_rows<4>(codes.data(), s.N, s.K, 0, packed.data());
-  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
-    std::vector<float> x(s.M * s.K), out(s.M * s.N);
-    for (auto& v : x) v = nd(rng);
-    x[s.K + 77] = bad;
-    weight_only_linear<float, float>(x.data(), PackedCodes<4>{packed.data(), s.K, 0}, scale.data(), zp.data(),
-                                     ZeroPointDomain::Float, 0, 15, nullptr, s, out.data(), 2);
-    for (int64_t m = 0; m < s.M; ++m)
-      for (int64_t n = 0; n < s.N; ++n) {
-        if (m == 1) {
-          EXPECT_TRUE(std::isnan(out[m * s.N + n]) || std::isinf(out[m * s.N + n])) << n;
-          continue;
+  for (int bits : {3, 4}) {
+    std::uniform_int_distribution<int> cd(0, (1 << bits) - 1);
+    const double mid = (1 << bits) / 2.0;
+    std::vector<float> scale(s.N * 2), zp(s.N * 2);
+    std::vector<uint8_t> codes(s.N * s.K), packed(s.N * packed_row_bytes(s.K, bits));
+    for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+    for (auto& v : zp) v = nd(rng) * 0.1f;
+    for (auto& v : codes) v = uint8_t(cd(rng));
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      std::vector<float> x(s.M * s.K), out(s.M * s.N);
+      for (auto& v : x) v = nd(rng);
+      x[s.K + 77] = bad;
+      dispatch_bits(bits, [&](auto b) {
+        constexpr int B = decltype(b)::value;
+        pack_bits_rows<B>(codes.data(), s.N, s.K, 0, packed.data());
+        weight_only_linear<float, float>(x.data(), PackedCodes<B>{packed.data(), s.K, 0}, scale.data(), zp.data(),
+                                         ZeroPointDomain::Float, 0, (1 << B) - 1, nullptr, s, out.data(), 2);
+      });
+      for (int64_t m = 0; m < s.M; ++m)
+        for (int64_t n = 0; n < s.N; ++n) {
+          if (m == 1) {
+            EXPECT_TRUE(std::isnan(out[m * s.N + n]) || std::isinf(out[m * s.N + n])) << bits << " " << n;
+            continue;
+          }
+          double ref = 0, mag = 0;
+          for (int64_t k = 0; k < s.K; ++k) {
+            const int64_t g = n * 2 + k / 128;
+            const double w = (codes[n * s.K + k] - mid) * scale[g] + zp[g];
+            ref += w * x[m * s.K + k], mag += std::fabs(w * x[m * s.K + k]);
+          }
+          EXPECT_NEAR(out[m * s.N + n], ref, 1e-6 * (1 + mag)) << bits << " " << m << " " << n;
         }
-        double ref = 0, mag = 0;
-        for (int64_t k = 0; k < s.K; ++k) {
-          const int64_t g = n * 2 + k / 128;
-          const double w = (codes[n * s.K + k] - 8.0) * scale[g] + zp[g];
-          ref += w * x[m * s.K + k], mag += std::fabs(w * x[m * s.K + k]);
-        }
-        EXPECT_NEAR(out[m * s.N + n], ref, 1e-6 * (1 + mag)) << m << " " << n;
-      }
+    }
   }
 }
 
@@ -606,7 +676,7 @@ TEST(SimdLinear, Int4NonFiniteActivationRowStaysOnItsRow) {
 // outliers of LLM activations (every 97th value 100x).
 TEST(SimdLinear, Int4VnniDotErrorNearFloatKernel) {
   if (!has_dot_vnni_u4()) {  // the linears run the float kernel only, and it cannot be turned on
-    EXPECT_FALSE(set_dot_vnni_u4(true));
+    EXPECT_FALSE(set_dot_vnni(true));
     return;
   }
   const LinearShape s{1, 256, 2048, 128};
@@ -623,7 +693,7 @@ TEST(SimdLinear, Int4VnniDotErrorNearFloatKernel) {
     for (int64_t k = 0; k < s.K; ++k) x[k] = nd(rng) * (outliers && k % 97 == 0 ? 100.0f : 1.0f);
     double err[2] = {0, 0}, ref2 = 0;
     for (int vnni = 0; vnni < 2; ++vnni) {
-      ASSERT_TRUE(set_dot_vnni_u4(vnni == 1));
+      ASSERT_TRUE(set_dot_vnni(vnni == 1));
       weight_only_linear<float, float>(x.data(), PackedCodes<4>{packed.data(), s.K, 0}, scale.data(), zp.data(),
                                        ZeroPointDomain::Float, 0, 15, nullptr, s, out.data(), 2);
       for (int64_t n = 0; n < s.N; ++n) {

@@ -193,6 +193,7 @@ struct DotOperands {
   const uint16_t* xp = nullptr;
   const int8_t* xq = nullptr;
   const float* unit = nullptr;
+  bool unpacked = false;  // N-bit codes: read unpacked from scratch, not in place
 };
 
 // out[r] = sum_g gs.at(r, g) * sum_{k in group g} x[k] * raw_code(n + r * step, k) + gs.zero_term(r, groups)
@@ -209,6 +210,13 @@ inline void direct_dot_rows(const Codes& c, const DotOperands& a, int64_t n, int
     if (a.xq) return dot_vnni_u4_grouped(a.xq, a.unit, p, step * rb, rows, group_size / 2, groups, gs, out);
     dot_f32_u4_grouped(a.xl, a.xb, p, step * rb, rows, group_size / 2, groups, gs, out);
   } else if constexpr (kIsPacked<Codes>) {
+    const int64_t rb = packed_row_bytes(c.K, Codes::kBits);
+    // One activation row: the packed rows read in place; more: the rows
+    // unpacked once into scratch (unpack_rows) serve them all.
+    if (a.xq && !a.unpacked)
+      return dot_vnni_bits_grouped(a.xq, a.unit, c.data + n * rb, step * rb, rows, Codes::kBits, group_size, groups,
+                                   gs, out);
+    if (a.xq) return dot_vnni_bits_grouped(a.xq, a.unit, scratch, c.K, rows, 8, group_size, groups, gs, out);
     dot_f32_u8_grouped(a.x, scratch, c.K, rows, group_size, groups, gs, out);
   } else if constexpr (kIsFloatx<Codes>) {
     dot_f32_lut_grouped(a.x, scratch, c.K, rows, group_size, groups, gs, out, c.table, Codes::kBits);
@@ -324,27 +332,36 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       // FLOAT one).
       // 4-bit codes: bfloat16 x through the BF16 dot (exact products of the
       // same values, float32 sums) where the CPU has it and the shape fits;
-      // other x through the VNNI dot on integer units where the CPU has
-      // that, except rows it cannot take (NaN, Inf, tiny values), which
-      // stay on the float kernel.
+      // other x, and N-bit codes below 8 bits, through the VNNI dots on
+      // integer units where the CPU has them, except rows they cannot take
+      // (NaN, Inf, tiny values), which stay on the float kernels.
       constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
       const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
                             bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
-      const bool vnni_dot = kU4 && !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
-      const int64_t chunks = vnni_dot ? s.K / 128 : 0;
-      std::vector<int8_t> xq(size_t(s.M * chunks * kVnniU4ChunkBytes));
+      bool vnni_dot = false;
+      if constexpr (kU4) {
+        vnni_dot = !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
+      } else if constexpr (kIsPacked<Codes>) {
+        vnni_dot = Codes::kBits < 8 && has_dot_vnni_bits() && vnni_bits_fit(s.group_size, s.K);
+      }
+      const int64_t chunks = vnni_dot ? s.K / kVnniChunkValues : 0;
+      std::vector<int8_t> xq(size_t(s.M * chunks * kVnniChunkBytes));
       std::vector<float> unit(size_t(s.M * chunks)), xsum(size_t(s.M * G));
       std::vector<DotOperands> ops(size_t(s.M));
-      int64_t float_u4_rows = 0;
+      int64_t float_rows = 0;  // rows on the float kernels
       for (int64_t m = 0; m < s.M; ++m) {
         ops[m].x = xf.data() + m * s.K;
-        if (vnni_dot && u4_vnni_operands(ops[m].x, s.K / 2, xq.data() + m * chunks * kVnniU4ChunkBytes,
-                                         unit.data() + m * chunks)) {
-          ops[m].xq = xq.data() + m * chunks * kVnniU4ChunkBytes, ops[m].unit = unit.data() + m * chunks;
-        } else if (kU4 && !bf16_dot) {
-          ++float_u4_rows;
+        if (vnni_dot && vnni_operands(ops[m].x, s.K, kU4 ? VnniOrder::Pairs : VnniOrder::Natural,
+                                      xq.data() + m * chunks * kVnniChunkBytes, unit.data() + m * chunks)) {
+          ops[m].xq = xq.data() + m * chunks * kVnniChunkBytes, ops[m].unit = unit.data() + m * chunks;
+        } else {
+          ++float_rows;
         }
       }
+      const int64_t float_u4_rows = kU4 && !bf16_dot ? float_rows : 0;
+      // N-bit codes for several activation rows are unpacked once per row block.
+      const bool unpack = kIsPacked<Codes> && !kU4 && (float_rows || s.M > 1);
+      for (auto& o : ops) o.unpacked = unpack;
       std::vector<float> xl(size_t(float_u4_rows * s.K / 2)), xb(xl.size());
       std::vector<uint16_t> xp(bf16_dot ? size_t(s.M * s.K) : 0);
       for (int64_t m = 0, f = 0; m < s.M; ++m) {
@@ -371,7 +388,8 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       {
         // Float scales are read in place; others are converted per row.
         std::vector<float> gs(static_cast<size_t>(std::is_same_v<TS, float> ? 0 : R * G));
-        std::vector<uint8_t> scratch(static_cast<size_t>(kIsPacked<Codes> || kIsFloatx<Codes> ? R * s.K : 0));
+        const bool unpacks = kIsFloatx<Codes> || unpack;
+        std::vector<uint8_t> scratch(static_cast<size_t>(unpacks ? R * s.K : 0));
         // Each thread takes a contiguous range of rows and walks its R quarters
         // side by side (rows i, i + Q, i + 2Q, ...): R long sequential streams
         // that the hardware prefetcher follows, where R adjacent rows would be
@@ -396,7 +414,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
           if (zp) (float_zp ? f.zf : f.zi) = zp + n0 * G;
           f.zld = Q * G;
           f.offset = float_zp ? offset - mid : offset;
-          unpack_rows(codes, n0, Q, rows, scratch.data());
+          if (unpacks) unpack_rows(codes, n0, Q, rows, scratch.data());
           for (int64_t m = 0; m < s.M; ++m) {
             float d[R];
             f.xsum = zero_terms ? xsum.data() + m * G : nullptr;

@@ -461,20 +461,30 @@ AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const ui
 // permute (no per-group reduction); longer groups span whole steps.
 struct StepScales {
   int64_t len;
+  int64_t per_step;   // groups per step (groups of 32 or 64 codes), else 0
+  int64_t step_span;  // steps per group (longer groups), else 0
   __mmask16 m;
   __m512i spread;
   AVX512 explicit StepScales(int64_t group_bytes)
       : len(group_bytes),
+        per_step(group_bytes < 64 ? 64 / group_bytes : 0),
+        step_span(group_bytes < 64 ? 0 : group_bytes / 64),
         m(__mmask16(group_bytes >= 64 ? 1u : (1u << (64 / group_bytes)) - 1u)),
         spread(group_bytes == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
                                  : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)) {}
-  // Groups advanced per step (0 while a longer group goes on), kept by the
-  // caller instead of a division per step.
-  int64_t groups_per_step() const { return len >= 64 ? 0 : 64 / len; }
   // Row r's scales for the step starting in group g.
   AVX512 __m512 at(const GroupScales& gs, int r, int64_t g) const {
     if (len >= 64) return _mm512_set1_ps(gs.at(r, g));
     return _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + g));
+  }
+  // Moves g (and the count of steps taken in it) to the next step's first
+  // group: no division per step.
+  void advance(int64_t& g, int64_t& taken) const {
+    if (per_step) {
+      g += per_step;
+    } else if (++taken == step_span) {
+      taken = 0, ++g;
+    }
   }
 };
 
@@ -485,7 +495,7 @@ AVX512_BF16 void u4_bf16_lanes_rows(const U4Bf16Stream512& st, int64_t len, int6
   const StepScales scales(len);
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t j = 0, g = 0; j < groups * len; j += 64, g += scales.groups_per_step()) {
+  for (int64_t j = 0, g = 0, taken = 0; j < groups * len; j += 64, scales.advance(g, taken)) {
     const auto v = st.load_x(j);
     for (int r = 0; r < R; ++r) {
       __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -509,19 +519,21 @@ AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p
   with_rows(rows, [&](auto r) { u4_bf16_lanes_rows<decltype(r)::value>(st, len, groups, gs, out); });
 }
 
-// --- AVX512-VNNI: 4-bit codes times float activations as integers ---------------
+// --- AVX512-VNNI: integer codes times float activations as integers ------------
 #define AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx512bf16,fma")))
+#define AVX512_VNNI_VBMI __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi,avx512bf16,fma")))
 
-// The activations of one chunk (128 values) as 24-bit integers Q, split into
+// The activations of each chunk (128 values) as 24-bit integers Q, split into
 // their high byte (signed: |Q| < 2^23), middle and low bytes (unsigned), each
-// in an even and an odd plane. The unit is 2^(E - 23) with max|x| < 2^E.
-AVX512 bool u4_vnni_operands_avx512(const float* x, int64_t nbytes, int8_t* q, float* unit) {
+// a 128-byte plane in natural order or as even then odd positions (Pairs).
+// The unit is 2^(E - 23) with max|x| < 2^E.
+AVX512 bool vnni_operands_avx512(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i qmax = _mm512_set1_epi32((1 << 23) - 1), qmin = _mm512_set1_epi32(-((1 << 23) - 1));
-  for (int64_t c = 0; c < nbytes / 64; ++c) {
-    const float* xc = x + 128 * c;
-    int8_t* qc = q + kVnniU4ChunkBytes * c;
+  for (int64_t c = 0; c < n / kVnniChunkValues; ++c) {
+    const float* xc = x + kVnniChunkValues * c;
+    int8_t* qc = q + kVnniChunkBytes * c;
     __m512 mx = _mm512_setzero_ps();
     __mmask16 bad = 0;
     for (int i = 0; i < 8; ++i) {
@@ -541,67 +553,137 @@ AVX512 bool u4_vnni_operands_avx512(const float* x, int64_t nbytes, int8_t* q, f
       __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xc + 32 * i + 16), to_q));
       a = _mm512_max_epi32(_mm512_min_epi32(a, qmax), qmin);
       b = _mm512_max_epi32(_mm512_min_epi32(b, qmax), qmin);
-      const __m512i planes[2] = {_mm512_permutex2var_epi32(a, even, b), _mm512_permutex2var_epi32(a, odd, b)};
+      // Natural: values 32i.. and 32i+16.. at those offsets; Pairs: the even ones at 16i, the odd at 64 + 16i.
+      const bool pairs = order == VnniOrder::Pairs;
+      const __m512i halves[2] = {pairs ? _mm512_permutex2var_epi32(a, even, b) : a,
+                                 pairs ? _mm512_permutex2var_epi32(a, odd, b) : b};
       for (int h = 0; h < 2; ++h)
         for (int d = 0; d < 3; ++d)  // byte d from the top: Q >> 16, >> 8, >> 0, truncated
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(qc + 128 * d + 64 * h + 16 * i),
-                           _mm512_cvtepi32_epi8(_mm512_srai_epi32(planes[h], 16 - 8 * d)));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(qc + 128 * d + (pairs ? 64 * h + 16 * i : 32 * i + 16 * h)),
+                           _mm512_cvtepi32_epi8(_mm512_srai_epi32(halves[h], 16 - 8 * d)));
     }
   }
   return true;
 }
 
-// R rows (ld bytes apart) of 4-bit codes dotted with the chunks' integers:
-// per step of 64 code bytes, the low and high nibbles (64 codes each) times
-// Q's high byte (codes as vpdpbusd's unsigned operand), then shifted by 8
-// and the middle byte added, then the low byte (Q's bytes as the unsigned
-// operand and the codes, below 16, as the signed one): sum code * Q exactly
-// (|sum| <= 8 * 15 * 2^23 per lane), converted once and scaled by the
-// group's scale times the chunk's unit.
-template <int R>
-AVX512_VNNI void dot_vnni_u4_rows(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int64_t len,
-                                  int64_t groups, const GroupScales& gs, float* out) {
+// Code streams of the VNNI dots, 64 code bytes (4-bit) or 64 codes (N-bit)
+// per step. first / next add one byte plane of Q to the step's int32 sums:
+// the high byte (signed) with the codes as vpdpbusd's unsigned operand, then
+// (after a shift by 8) the middle and low bytes as the unsigned operand with
+// the codes, all below 128, as the signed one.
+struct VnniU4Stream {
+  static constexpr int64_t kValuesPerStep = 128;
+  const uint8_t* p;
+  int64_t ld;
+  struct Codes {
+    __m512i lo, hi;  // codes 2j and 2j + 1 of the step's bytes j
+  };
+  AVX512 Codes load(int r, int64_t step) const {
+    const uint8_t* w = p + r * ld + 64 * step;
+    // 2 KB ahead, as the float kernel (4 KB measured no better).
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2048), _MM_HINT_T0);
+    const __m512i v = _mm512_loadu_si512(w), low4 = _mm512_set1_epi8(15);
+    return {_mm512_and_si512(v, low4), _mm512_and_si512(_mm512_srli_epi16(v, 4), low4)};
+  }
+  static const int8_t* plane(const int8_t* q, int64_t step, int d) { return q + kVnniChunkBytes * step + 128 * d; }
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c.lo, _mm512_loadu_si512(pl)), c.hi,
+                               _mm512_loadu_si512(pl + 64));
+  }
+  AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), _mm512_loadu_si512(pl), c.lo),
+                               _mm512_loadu_si512(pl + 64), c.hi);
+  }
+};
+
+// N-bit codes (1..7 bits, packed LSB first as pack_bits_rows writes them),
+// unpacked in registers as unpack_bits_u8_vbmi does: a masked load of the
+// step's 8 * bits bytes, a byte permute and a multishift.
+struct VnniBitsStream {
+  static constexpr int64_t kValuesPerStep = 64;
+  const uint8_t* p;
+  int64_t ld;
+  int bits;
+  __m512i idx, shift, mask;
+  __mmask64 bytes;
+  AVX512_VNNI_VBMI VnniBitsStream(const uint8_t* p_, int64_t ld_, int bits_) : p(p_), ld(ld_), bits(bits_) {
+    alignas(64) uint8_t ti[64], ts[64];
+    for (int k = 0; k < 8; ++k)
+      for (int i = 0; i < 8; ++i) ti[k * 8 + i] = uint8_t(k * bits + i), ts[k * 8 + i] = uint8_t(i * bits);
+    idx = _mm512_load_si512(ti), shift = _mm512_load_si512(ts);
+    mask = _mm512_set1_epi8(char((1u << bits) - 1u));
+    bytes = (__mmask64(1) << (8 * bits)) - 1;
+  }
+  using Codes = __m512i;
+  AVX512_VNNI_VBMI Codes load(int r, int64_t step) const {
+    const uint8_t* w = p + r * ld + 8 * bits * step;
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2048), _MM_HINT_T0);
+    const __m512i v = _mm512_maskz_loadu_epi8(bytes, w);
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(idx, v)), mask);
+  }
+  static const int8_t* plane(const int8_t* q, int64_t step, int d) {
+    return q + kVnniChunkBytes * (step / 2) + 128 * d + 64 * (step % 2);
+  }
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl) {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(pl));
+  }
+  AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) {
+    return _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), _mm512_loadu_si512(pl), c);
+  }
+};
+
+// Codes below 128 already one per byte (N-bit rows unpacked once for several
+// activation rows).
+struct VnniU8Stream {
+  static constexpr int64_t kValuesPerStep = 64;
+  const uint8_t* p;
+  int64_t ld;
+  using Codes = __m512i;
+  AVX512 Codes load(int r, int64_t step) const { return _mm512_loadu_si512(p + r * ld + 64 * step); }
+  static const int8_t* plane(const int8_t* q, int64_t step, int d) { return VnniBitsStream::plane(q, step, d); }
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl) { return VnniBitsStream::first(c, pl); }
+  AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) { return VnniBitsStream::next(t, c, pl); }
+};
+
+// R rows (ld bytes apart) of codes dotted with the chunks' integers: per step,
+// sum code * Q exactly in int32 (|sum| <= 4 codes * 127 * 2^23 per lane and
+// byte plane, or 8 * 15 * 2^23 for 4-bit codes), converted once and scaled by
+// the group's scale times the chunk's unit. len counts a group's bytes (4-bit)
+// or codes (N-bit): 64 per step either way, 4 per lane.
+template <int R, class Stream>
+AVX512_VNNI_VBMI void vnni_rows(const Stream& st, const int8_t* q, const float* unit, int64_t len, int64_t groups,
+                                const GroupScales& gs, float* out) {
   const StepScales scales(len);
-  const __m512i low4 = _mm512_set1_epi8(15);
+  const int64_t steps = groups * len / 64;
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const int64_t steps_per_group = len >= 64 ? len / 64 : 1;
-  for (int64_t j = 0, g = 0, in_group = 0; j < groups * len; j += 64) {
-    const int8_t* qc = q + kVnniU4ChunkBytes * (j / 64);
-    __m512i lo[R], hi[R], t[R];
-    for (int r = 0; r < R; ++r) {
-      // 2 KB ahead, as the float kernel (4 KB measured no better).
-      _mm_prefetch(reinterpret_cast<const char*>(p + r * ld + j + 2048), _MM_HINT_T0);
-      const __m512i w = _mm512_loadu_si512(p + r * ld + j);
-      lo[r] = _mm512_and_si512(w, low4);
-      hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
-    }
-    for (int d = 0; d < 3; ++d) {
-      const __m512i e = _mm512_loadu_si512(qc + 128 * d), o = _mm512_loadu_si512(qc + 128 * d + 64);
-      for (int r = 0; r < R; ++r) {
-        if (d == 0) {
-          t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], e), hi[r], o);
-        } else {
-          t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(t[r], 8), e, lo[r]), o, hi[r]);
-        }
-      }
-    }
-    const __m512 u = _mm512_set1_ps(unit[j / 64]);
+  for (int64_t step = 0, g = 0, taken = 0; step < steps; ++step, scales.advance(g, taken)) {
+    typename Stream::Codes c[R];
+    __m512i t[R];
+    for (int r = 0; r < R; ++r) c[r] = st.load(r, step);
+    for (int r = 0; r < R; ++r) t[r] = Stream::first(c[r], Stream::plane(q, step, 0));
+    for (int d = 1; d < 3; ++d)
+      for (int r = 0; r < R; ++r) t[r] = Stream::next(t[r], c[r], Stream::plane(q, step, d));
+    const __m512 u = _mm512_set1_ps(unit[step * Stream::kValuesPerStep / kVnniChunkValues]);
     for (int r = 0; r < R; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r]), _mm512_mul_ps(scales.at(gs, r, g), u), acc[r]);
-    // The next step's first group.
-    if (len < 64) {
-      g += 64 / len;
-    } else if (++in_group == steps_per_group) {
-      in_group = 0, ++g;
-    }
   }
   for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
 }
 
 AVX512_VNNI void dot_vnni_u4_grouped_avx512(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
                                            int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  with_rows(rows, [&](auto r) { dot_vnni_u4_rows<decltype(r)::value>(q, unit, p, ld, len, groups, gs, out); });
+  with_rows(rows, [&](auto r) { vnni_rows<decltype(r)::value>(VnniU4Stream{p, ld}, q, unit, len, groups, gs, out); });
+}
+
+AVX512_VNNI_VBMI void dot_vnni_bits_grouped_avx512(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld,
+                                                  int rows, int bits, int64_t len, int64_t groups,
+                                                  const GroupScales& gs, float* out) {
+  if (bits == 8) {  // unpacked: one code (below 128) per byte
+    return with_rows(rows, [&](auto r) { vnni_rows<decltype(r)::value>(VnniU8Stream{p, ld}, q, unit, len, groups, gs, out); });
+  }
+  const VnniBitsStream st(p, ld, bits);
+  with_rows(rows, [&](auto r) { vnni_rows<decltype(r)::value>(st, q, unit, len, groups, gs, out); });
 }
 
 AVX512 bool minmax_f32_avx512(const float* x, int64_t n, float* mn, float* mx) {
@@ -1053,10 +1135,12 @@ struct Impl {
   // nullptr where the CPU has no AVX512-BF16 (callers then take the float path).
   void (*dot_bf16_u4_grouped)(const uint16_t*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
                               float*);
-  // nullptr where the CPU has no AVX512-VNNI (callers then take the float path).
-  bool (*u4_vnni_operands)(const float*, int64_t, int8_t*, float*);
+  // nullptr where the CPU has no AVX512-VNNI (the N-bit dot: and VBMI); callers then take the float path.
+  bool (*vnni_operands)(const float*, int64_t, VnniOrder, int8_t*, float*);
   void (*dot_vnni_u4_grouped)(const int8_t*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t,
                               const GroupScales&, float*);
+  void (*dot_vnni_bits_grouped)(const int8_t*, const float*, const uint8_t*, int64_t, int, int, int64_t, int64_t,
+                                const GroupScales&, float*);
 };
 
 Impl table(Isa isa) {
@@ -1078,8 +1162,9 @@ Impl table(Isa isa) {
             lut_u8_f32_avx512,
             dot_f32_lut_grouped_avx512,
             cpu_features().avx512bf16 ? dot_bf16_u4_grouped_avx512 : nullptr,
-            cpu_features().avx512vnni ? u4_vnni_operands_avx512 : nullptr,
-            cpu_features().avx512vnni ? dot_vnni_u4_grouped_avx512 : nullptr};
+            cpu_features().avx512vnni ? vnni_operands_avx512 : nullptr,
+            cpu_features().avx512vnni ? dot_vnni_u4_grouped_avx512 : nullptr,
+            cpu_features().avx512vnni && cpu_features().avx512vbmi ? dot_vnni_bits_grouped_avx512 : nullptr};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -1096,6 +1181,7 @@ Impl table(Isa isa) {
             unpack_bits_u8_bmi2,
             lut_u8_f32_avx2,
             dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>,
+            nullptr,
             nullptr,
             nullptr,
             nullptr};
@@ -1115,6 +1201,7 @@ Impl table(Isa isa) {
           unpack_bits_u8_ref,
           lut_u8_f32_ref,
           dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>,
+          nullptr,
           nullptr,
           nullptr,
           nullptr};
@@ -1198,21 +1285,30 @@ void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int r
 
 bool has_dot_vnni_u4() { return impl().dot_vnni_u4_grouped != nullptr; }
 
-bool set_dot_vnni_u4(bool enabled) {
+bool has_dot_vnni_bits() { return impl().dot_vnni_bits_grouped != nullptr; }
+
+bool set_dot_vnni(bool enabled) {
   const Impl full = table(active().isa);
   if (enabled && !full.dot_vnni_u4_grouped) return false;
-  active().impl.u4_vnni_operands = enabled ? full.u4_vnni_operands : nullptr;
-  active().impl.dot_vnni_u4_grouped = enabled ? full.dot_vnni_u4_grouped : nullptr;
+  Impl& now = active().impl;
+  now.vnni_operands = enabled ? full.vnni_operands : nullptr;
+  now.dot_vnni_u4_grouped = enabled ? full.dot_vnni_u4_grouped : nullptr;
+  now.dot_vnni_bits_grouped = enabled ? full.dot_vnni_bits_grouped : nullptr;
   return true;
 }
 
-bool u4_vnni_operands(const float* x, int64_t nbytes, int8_t* q, float* unit) {
-  return impl().u4_vnni_operands(x, nbytes, q, unit);
+bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit) {
+  return impl().vnni_operands(x, n, order, q, unit);
 }
 
 void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
                          int64_t group_bytes, int64_t groups, const GroupScales& gs, float* out) {
   impl().dot_vnni_u4_grouped(q, unit, p, ld, rows, group_bytes, groups, gs, out);
+}
+
+void dot_vnni_bits_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows, int bits,
+                           int64_t group_len, int64_t groups, const GroupScales& gs, float* out) {
+  impl().dot_vnni_bits_grouped(q, unit, p, ld, rows, bits, group_len, groups, gs, out);
 }
 
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,

@@ -93,34 +93,47 @@ void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int r
 // of 64: each 128 values as four planes, plane k holding x[4i + k] (i < 32),
 // the codes one 16-bit word of packed codes holds at its k-th nibble.
 void u4_bf16_operands(const uint16_t* x, int64_t nbytes, uint16_t* xp);
-// dot_f32_u4_grouped on integer units, on CPUs with AVX512-VNNI only
-// (has_dot_vnni_u4(); u4_lanes_fit says which shapes it takes, as for the
-// BF16 dot): each 128 activations (a chunk: 64 code bytes) become integers
-// Q = nearbyint(x / unit), unit a power of two per chunk with every |Q| < 2^23
-// (so x is kept to 2^-23 of the chunk's largest |x|, float32's own precision
-// at that value), and sum_k code * Q in int32 is exact: Q's three bytes are
-// multiplied with the codes by vpdpbusd (64 products each) and recombined by
-// shifts. 6 vpdpbusd per 128 codes where the float kernel needs 8 FMAs, 8
-// conversions and 4 permutes; it decodes faster than the float kernel from
-// DRAM, which cannot keep up with it (see the README's CPU section).
+// Dots of integer codes with float activations on CPUs with AVX512-VNNI
+// (has_dot_vnni_u4, has_dot_vnni_bits): each 128 activations (a chunk) become
+// integers Q = nearbyint(x / unit), unit a power of two per chunk with every
+// |Q| < 2^23 (so x is kept to 2^-23 of the chunk's largest |x|, float32's own
+// precision at that value), and sum_k code * Q in int32 is exact: Q's three
+// bytes are multiplied with the codes by vpdpbusd (64 products each) and
+// recombined by shifts, where the float kernels convert every code and make 16
+// products per FMA (see the README's CPU section for what that gains).
+constexpr int64_t kVnniChunkValues = 128;
+// Operand bytes per chunk: Q's high byte (signed), middle and low bytes
+// (unsigned), a plane of 128 bytes each, the values in natural order, or as
+// the 64 at even positions then the 64 at odd ones (Pairs: the codes in the
+// low and the high nibbles of 64 code bytes).
+constexpr int64_t kVnniChunkBytes = 3 * kVnniChunkValues;
+enum class VnniOrder { Natural, Pairs };
+// Makes the operand (q: n / 128 chunks of kVnniChunkBytes, unit: one per
+// chunk) of x[0..n), n a multiple of 128. False when x holds NaN or Inf, or a
+// chunk's largest |x| is below 2^-100 but not zero (its unit would not be a
+// normal float): the caller then takes the float kernel.
+bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit);
+// dot_f32_u4_grouped on the Pairs operand of x[0..2 * nbytes), for the shapes
+// the BF16 dot takes (u4_lanes_fit).
 bool has_dot_vnni_u4();
-// Turns the VNNI dot off (linears then run the float kernel) or back on, for
-// benchmarks that compare the two in one process; set_isa turns it back on.
-// False when asked to turn it on on a CPU without it.
-bool set_dot_vnni_u4(bool enabled);
 inline bool u4_lanes_fit(int64_t group_bytes, int64_t row_bytes) { return bf16_u4_dot_fits(group_bytes, row_bytes); }
-// Bytes of dot_vnni_u4_grouped's operand for x[0..2 * nbytes): per chunk,
-// Q's high byte (signed), middle and low bytes (unsigned), each as two
-// 64-byte planes (the values at even positions, then at odd ones: the codes
-// in the low and the high nibbles of the chunk's 64 bytes).
-constexpr int64_t kVnniU4ChunkBytes = 6 * 64;
-// Makes the operand (q: nbytes / 64 chunks of kVnniU4ChunkBytes, unit: one
-// per chunk) of x[0..2 * nbytes), nbytes a multiple of 64. False when x holds
-// NaN or Inf, or a chunk's largest |x| is below 2^-100 but not zero (its unit
-// would not be a normal float): the caller then takes the float kernel.
-bool u4_vnni_operands(const float* x, int64_t nbytes, int8_t* q, float* unit);
 void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
                          int64_t group_bytes, int64_t groups, const GroupScales& gs, float* out);
+// The same for N-bit codes (1..7 bits) packed LSB first (pack_bits_rows; row
+// r at p + r * ld bytes), read in place and unpacked in registers (AVX512-VBMI
+// too), on the Natural operand: groups of 16 or 32 codes, or of a multiple of
+// 64, rows of a multiple of 128 codes (vnni_bits_fit). bits = 8: such codes
+// already unpacked, one per byte (all below 128).
+bool has_dot_vnni_bits();
+inline bool vnni_bits_fit(int64_t group_len, int64_t row_len) {
+  return row_len % kVnniChunkValues == 0 && (group_len % 64 == 0 || group_len == 16 || group_len == 32);
+}
+void dot_vnni_bits_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows, int bits,
+                           int64_t group_len, int64_t groups, const GroupScales& gs, float* out);
+// Turns the VNNI dots off (linears then run the float kernels) or back on,
+// for benchmarks that compare the two in one process; set_isa turns them back
+// on. False when asked to turn them on on a CPU without them.
+bool set_dot_vnni(bool enabled);
 // The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
                         const GroupScales& gs, float* out, bool e4m3);
