@@ -566,7 +566,7 @@ TEST_P(SimdTest, VnniDotOfFourBitCodes) {
 
 // The VNNI dot of N-bit codes (AVX512-VNNI and VBMI): offered exactly where
 // the AVX-512 table is active on such a CPU; the Natural operand holds Q in
-// value order, and the dot of packed 1..7-bit rows read in place equals the
+// value order, and the dot of packed 1..6-bit rows read in place equals the
 // double reference on x rounded to the chunks' units, up to float32 sums, over
 // 1..4 rows, groups of 16, 32, 64, 128 and 256 codes and rows of 128 to 2304
 // codes, with scales read with a row stride and the zero-point terms; the
@@ -578,7 +578,7 @@ TEST_P(SimdTest, VnniDotOfNBitCodes) {
   if (!want) return;  // the linears take the float kernels (WeightOnlySweep covers them)
   std::mt19937 rng(9);
   std::normal_distribution<float> nd;
-  for (int bits = 1; bits <= 7; ++bits)
+  for (int bits = 1; bits <= kVnniMaxBits; ++bits)
     for (int rows = 1; rows <= kMaxDotRows; ++rows)
       for (int64_t len : {16, 32, 64, 128, 256})
         for (int64_t n : {128, 384, 2304}) {
@@ -625,6 +625,30 @@ TEST_P(SimdTest, VnniDotOfNBitCodes) {
                 << "bits " << bits << " rows " << rows << " len " << len << " n " << n;
           }
         }
+}
+
+// The VNNI dots' int32 lane sums at their largest (every code at its maximum,
+// every activation at Q = 2^23 - 1 units): exact for 4-bit codes (8 * 15 *
+// Q per lane) and N-bit ones up to 6 bits (4 * 63 * Q), while 7-bit codes,
+// whose sums would pass 2^31, stay on the float kernel; every width matches
+// the double reference through the linear.
+TEST(SimdLinear, VnniDotsAtTheirIntegerBound) {
+  const LinearShape s{1, 8, 512, 64};
+  const float xv = 1.0f - std::ldexp(1.0f, -23);  // Q = 2^23 - 1 with the unit 2^-23
+  std::vector<float> x(s.K, xv), scale(s.N * (s.K / s.group_size), 1.0f), out(s.N);
+  for (int bits = 1; bits <= 7; ++bits) {
+    const int64_t cmax = (int64_t(1) << bits) - 1;
+    std::vector<int64_t> codes(s.N * s.K, cmax);
+    std::vector<uint8_t> packed(s.N * packed_row_bytes(s.K, bits));
+    dispatch_bits(bits, [&](auto b) {
+      constexpr int B = decltype(b)::value;
+      pack_bits_rows<B>(codes.data(), s.N, s.K, 0, packed.data());
+      weight_only_linear<float, float>(x.data(), PackedCodes<B>{packed.data(), s.K, 0}, scale.data(), nullptr,
+                                       ZeroPointDomain::None, 0, cmax, nullptr, s, out.data(), 2);
+    });
+    const double want = double(cmax) * double(xv) * double(s.K);
+    for (int64_t n = 0; n < s.N; ++n) EXPECT_NEAR(out[n], want, 1e-6 * want) << "bits " << bits << " row " << n;
+  }
 }
 
 // A row of activations the VNNI dots refuse (NaN, Inf) runs the float

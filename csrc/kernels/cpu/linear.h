@@ -332,7 +332,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       // FLOAT one).
       // 4-bit codes: bfloat16 x through the BF16 dot (exact products of the
       // same values, float32 sums) where the CPU has it and the shape fits;
-      // other x, and N-bit codes below 8 bits, through the VNNI dots on
+      // other x, and N-bit codes up to 6 bits, through the VNNI dots on
       // integer units where the CPU has them, except rows they cannot take
       // (NaN, Inf, tiny values), which stay on the float kernels.
       constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
@@ -342,7 +342,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       if constexpr (kU4) {
         vnni_dot = !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
       } else if constexpr (kIsPacked<Codes>) {
-        vnni_dot = Codes::kBits < 8 && has_dot_vnni_bits() && vnni_bits_fit(s.group_size, s.K);
+        vnni_dot = Codes::kBits <= kVnniMaxBits && has_dot_vnni_bits() && vnni_bits_fit(s.group_size, s.K);
       }
       const int64_t chunks = vnni_dot ? s.K / kVnniChunkValues : 0;
       std::vector<int8_t> xq(size_t(s.M * chunks * kVnniChunkBytes));

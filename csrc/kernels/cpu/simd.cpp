@@ -596,7 +596,7 @@ struct VnniU4Stream {
   }
 };
 
-// N-bit codes (1..7 bits, packed LSB first as pack_bits_rows writes them),
+// N-bit codes (1..6 bits, packed LSB first as pack_bits_rows writes them),
 // unpacked in registers as unpack_bits_u8_vbmi does: a masked load of the
 // step's 8 * bits bytes, a byte permute and a multishift.
 struct VnniBitsStream {
@@ -646,8 +646,8 @@ struct VnniU8Stream {
 };
 
 // R rows (ld bytes apart) of codes dotted with the chunks' integers: per step,
-// sum code * Q exactly in int32 (|sum| <= 4 codes * 127 * 2^23 per lane and
-// byte plane, or 8 * 15 * 2^23 for 4-bit codes), converted once and scaled by
+// sum code * Q exactly in int32 (|sum| <= 4 codes * 63 * (2^23 - 1) per lane,
+// or 8 * 15 * (2^23 - 1) for 4-bit codes: below 2^31), converted once and scaled by
 // the group's scale times the chunk's unit. len counts a group's bytes (4-bit)
 // or codes (N-bit): 64 per step either way, 4 per lane.
 template <int R, class Stream>

@@ -119,11 +119,14 @@ bool has_dot_vnni_u4();
 inline bool u4_lanes_fit(int64_t group_bytes, int64_t row_bytes) { return bf16_u4_dot_fits(group_bytes, row_bytes); }
 void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
                          int64_t group_bytes, int64_t groups, const GroupScales& gs, float* out);
-// The same for N-bit codes (1..7 bits) packed LSB first (pack_bits_rows; row
-// r at p + r * ld bytes), read in place and unpacked in registers (AVX512-VBMI
-// too), on the Natural operand: groups of 16 or 32 codes, or of a multiple of
-// 64, rows of a multiple of 128 codes (vnni_bits_fit). bits = 8: such codes
-// already unpacked, one per byte (all below 128).
+// The same for N-bit codes (1..kVnniMaxBits bits) packed LSB first
+// (pack_bits_rows; row r at p + r * ld bytes), read in place and unpacked in
+// registers (AVX512-VBMI too), on the Natural operand: groups of 16 or 32
+// codes, or of a multiple of 64, rows of a multiple of 128 codes
+// (vnni_bits_fit). bits = 8: such codes already unpacked, one per byte.
+// Each int32 lane sums 4 codes times Q: 4 * 63 * (2^23 - 1) < 2^31 holds up
+// to 6 bits, not for 7-bit codes (4 * 127), which stay on the float kernel.
+constexpr int kVnniMaxBits = 6;
 bool has_dot_vnni_bits();
 inline bool vnni_bits_fit(int64_t group_len, int64_t row_len) {
   return row_len % kVnniChunkValues == 0 && (group_len % 64 == 0 || group_len == 16 || group_len == 32);
