@@ -183,9 +183,10 @@ constexpr bool has_direct_dot() {
          kIsPacked<Codes> || kIsFloat8<Codes> || kIsFloatx<Codes>;
 }
 
-// One activation row as the direct dots read it: x, and for 4-bit codes the
-// form their kernel takes: x_low / x_byte (dot_f32_u4_grouped), bfloat16
-// planes (dot_bf16_u4_grouped) or integer units (dot_vnni_u4_grouped).
+// One activation row as the direct dots read it: x, and the form their
+// kernel takes: for 4-bit codes x_low / x_byte (dot_f32_u4_grouped), bfloat16
+// planes (dot_bf16_u4_grouped) or integer units (dot_vnni_u4_grouped); for
+// N-bit codes integer units (dot_vnni_bits_grouped) or x itself.
 struct DotOperands {
   const float* x = nullptr;
   const float* xl = nullptr;
@@ -198,8 +199,9 @@ struct DotOperands {
 
 // out[r] = sum_g gs.at(r, g) * sum_{k in group g} x[k] * raw_code(n + r * step, k) + gs.zero_term(r, groups)
 // for `rows` weight rows `step` rows apart.
-// 4-bit codes are dotted in place; other packed widths and float-x codes were
-// unpacked to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
+// 4-bit codes are dotted in place, and so are other packed widths on the VNNI
+// dot at one activation row; otherwise those and float-x codes were unpacked
+// to one byte per code in `scratch` (rows x K bytes) by unpack_rows.
 template <class Codes>
 inline void direct_dot_rows(const Codes& c, const DotOperands& a, int64_t n, int64_t step, int rows,
                             int64_t group_size, int64_t groups, const GroupScales& gs, uint8_t* scratch, float* out) {
