@@ -520,6 +520,10 @@ AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p
 }
 
 // --- AVX512-VNNI: integer codes times float activations as integers ------------
+// As with AVX512_BF16: the driver (vnni_rows) also allows VBMI so that the
+// N-bit stream's unpack inlines into it; the 4-bit stream uses no VBMI
+// instruction (none in its instantiations' objdump), so those run on VNNI
+// CPUs without VBMI (Cascade Lake), where the table offers the 4-bit dot only.
 #define AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx512bf16,fma")))
 #define AVX512_VNNI_VBMI __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi,avx512bf16,fma")))
 
