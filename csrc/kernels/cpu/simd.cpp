@@ -188,23 +188,36 @@ __attribute__((target("bmi2"))) void unpack_bits_u8_bmi2(const uint8_t* packed, 
 // of its eight codes, a multishift pulls code i from bit i * bits of its lane
 // into byte i, and one and drops the neighbours' bits (the scalar pdep loop
 // spent 2.7 cycles per eight codes: 73 % of a uint3 decode).
-__attribute__((target("avx512f,avx512bw,avx512vbmi,bmi2"))) void unpack_bits_u8_vbmi(const uint8_t* packed, int64_t n,
-                                                                                    int bits, uint8_t* out) {
-  alignas(64) uint8_t idx[64], shift[64];
-  for (int q = 0; q < 8; ++q)
-    for (int i = 0; i < 8; ++i) {
-      idx[q * 8 + i] = uint8_t(q * bits + i);  // bytes past the lane's `bits` only feed masked-off bits
-      shift[q * 8 + i] = uint8_t(i * bits);
-    }
-  const __m512i vidx = _mm512_load_si512(idx), vshift = _mm512_load_si512(shift);
-  const __m512i mask = _mm512_set1_epi8(char((1u << bits) - 1u));
-  const __mmask64 chunk = bits == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * bits)) - 1;  // 8 * bits bytes
-  int64_t j = 0;
-  for (; j + 64 <= n; j += 64) {
-    const __m512i v = _mm512_maskz_loadu_epi8(chunk, packed + j / 8 * bits);
-    const __m512i c = _mm512_multishift_epi64_epi8(vshift, _mm512_permutexvar_epi8(vidx, v));
-    _mm512_storeu_si512(out + j, _mm512_and_si512(c, mask));
+#define VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+
+// 64 codes of `bits` (1..8) bits, packed LSB first, to one byte each in a
+// register: a masked load of their 8 * bits bytes, a byte permute that gives
+// each code's 8-byte lane the bytes it spans, a multishift that brings each
+// code to its byte, a mask.
+struct VbmiUnpack {
+  __m512i idx, shift, mask;
+  __mmask64 bytes;
+  VBMI explicit VbmiUnpack(int bits) {
+    alignas(64) uint8_t ti[64], ts[64];
+    for (int q = 0; q < 8; ++q)
+      for (int i = 0; i < 8; ++i) {
+        ti[q * 8 + i] = uint8_t(q * bits + i);  // bytes past the lane's `bits` only feed masked-off bits
+        ts[q * 8 + i] = uint8_t(i * bits);
+      }
+    idx = _mm512_load_si512(ti), shift = _mm512_load_si512(ts);
+    mask = _mm512_set1_epi8(char((1u << bits) - 1u));
+    bytes = bits == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * bits)) - 1;
   }
+  VBMI __m512i operator()(const uint8_t* src) const {
+    const __m512i v = _mm512_maskz_loadu_epi8(bytes, src);
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(idx, v)), mask);
+  }
+};
+
+VBMI void unpack_bits_u8_vbmi(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
+  const VbmiUnpack unpack(bits);
+  int64_t j = 0;
+  for (; j + 64 <= n; j += 64) _mm512_storeu_si512(out + j, unpack(packed + j / 8 * bits));
   if (j < n) unpack_bits_u8_bmi2(packed + j / 8 * bits, n - j, bits, out + j);
 }
 
@@ -601,29 +614,20 @@ struct VnniU4Stream {
 };
 
 // N-bit codes (1..6 bits, packed LSB first as pack_bits_rows writes them),
-// unpacked in registers as unpack_bits_u8_vbmi does: a masked load of the
-// step's 8 * bits bytes, a byte permute and a multishift.
+// unpacked in registers (VbmiUnpack), with no pass through memory.
 struct VnniBitsStream {
   static constexpr int64_t kValuesPerStep = 64;
   const uint8_t* p;
   int64_t ld;
   int bits;
-  __m512i idx, shift, mask;
-  __mmask64 bytes;
-  AVX512_VNNI_VBMI VnniBitsStream(const uint8_t* p_, int64_t ld_, int bits_) : p(p_), ld(ld_), bits(bits_) {
-    alignas(64) uint8_t ti[64], ts[64];
-    for (int k = 0; k < 8; ++k)
-      for (int i = 0; i < 8; ++i) ti[k * 8 + i] = uint8_t(k * bits + i), ts[k * 8 + i] = uint8_t(i * bits);
-    idx = _mm512_load_si512(ti), shift = _mm512_load_si512(ts);
-    mask = _mm512_set1_epi8(char((1u << bits) - 1u));
-    bytes = (__mmask64(1) << (8 * bits)) - 1;
-  }
+  VbmiUnpack unpack;
+  AVX512_VNNI_VBMI VnniBitsStream(const uint8_t* p_, int64_t ld_, int bits_)
+      : p(p_), ld(ld_), bits(bits_), unpack(bits_) {}
   using Codes = __m512i;
   AVX512_VNNI_VBMI Codes load(int r, int64_t step) const {
     const uint8_t* w = p + r * ld + 8 * bits * step;
     _mm_prefetch(reinterpret_cast<const char*>(w + 2048), _MM_HINT_T0);
-    const __m512i v = _mm512_maskz_loadu_epi8(bytes, w);
-    return _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(idx, v)), mask);
+    return unpack(w);
   }
   static const int8_t* plane(const int8_t* q, int64_t step, int d) {
     return q + kVnniChunkBytes * (step / 2) + 128 * d + 64 * (step % 2);
