@@ -93,6 +93,10 @@ void dot_bf16_u4_grouped(const uint16_t* xp, const uint8_t* p, int64_t ld, int r
 // of 64: each 128 values as four planes, plane k holding x[4i + k] (i < 32),
 // the codes one 16-bit word of packed codes holds at its k-th nibble.
 void u4_bf16_operands(const uint16_t* x, int64_t nbytes, uint16_t* xp);
+// The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
+void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
+                        const GroupScales& gs, float* out, bool e4m3);
+
 // Dots of integer codes with float activations on CPUs with AVX512-VNNI
 // (has_dot_vnni_u4, has_dot_vnni_bits): each 128 activations (a chunk) become
 // integers Q = nearbyint(x / unit), unit a power of two per chunk with every
@@ -137,9 +141,6 @@ void dot_vnni_bits_grouped(const int8_t* q, const float* unit, const uint8_t* p,
 // for benchmarks that compare the two in one process; set_isa turns them back
 // on. False when asked to turn them on on a CPU without them.
 bool set_dot_vnni(bool enabled);
-// The same for float8 codes (e4m3fn when e4m3, else e5m2) as their float values.
-void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,
-                        const GroupScales& gs, float* out, bool e4m3);
 
 // out[i] = the float value of the 16-bit float bits h[i]: bfloat16 when bf16,
 // else float16 (F16C on x86). The scales and activations of bfloat16 and
