@@ -40,6 +40,10 @@ double cold_bytes() {
   return std::max(96e6, 3.0 * double(std::max(llc, 0L)));
 }
 
+// Activation rows of the decode benchmarks (weights from DRAM, as above); the
+// prefill ones (32, 256) read each weight once per many rows: no copies.
+constexpr int64_t kDecodeRows = 8;
+
 // The code buffer a benchmark reads: int8 (one byte per weight; float8, fp6
 // and the int8 GEMMs reuse it) or packed int4 rows (uint3 rows fit in them).
 enum class Codes8Or4 { Int8, Int4 };
@@ -66,8 +70,7 @@ struct Problem {
 
   Problem(int64_t M, int64_t K, int64_t N, int64_t group, Codes8Or4 kind) : s{M, N, K, group}, G(K / group), kind(kind) {
     const int64_t row_bytes = kind == Codes8Or4::Int8 ? K : packed_row_bytes(K, 4);
-    // (Prefill reads each weight once per many activation rows: no copies.)
-    if (M <= kDirectDotMaxRows) copies = std::max<int64_t>(1, int64_t(cold_bytes() / double(N * row_bytes)));
+    if (M <= kDecodeRows) copies = std::max<int64_t>(1, int64_t(cold_bytes() / double(N * row_bytes)));
     std::mt19937 rng(0);
     std::normal_distribution<float> nd;
     x.resize(M * K);
@@ -291,8 +294,9 @@ void ShapesFor(benchmark::internal::Benchmark* b, std::initializer_list<int64_t>
   b->ArgNames({"M", "K", "N"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 void Shapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32, 256}); }
-// The decode rows (M <= kDirectDotMaxRows).
-void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8}); }
+// Rows where 4-bit and N-bit codes take the direct dots (the float-kernel
+// twins compare their two kernels there).
+void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);

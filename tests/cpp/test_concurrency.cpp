@@ -87,10 +87,11 @@ TEST_P(ConcurrencyTest, SharedWeightsGiveSingleThreadOutputs) {
   const Weights w;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
-  // Decode (direct dot), a few rows, and the GEMM path (M > kDirectDotMaxRows).
+  // Direct dots (one row, a few, 40: the int8 and float8 panel GEMM) and the
+  // panel GEMM for every format.
   std::vector<std::vector<float>> inputs;
   std::vector<Call> all;
-  for (int64_t M : {int64_t(1), int64_t(3), kDirectDotMaxRows + 5}) {
+  for (int64_t M : {int64_t(1), int64_t(3), int64_t(40), direct_dot_max_rows<PackedCodes<4>>(true) + 1}) {
     inputs.emplace_back(M * Weights::K);
     for (auto& v : inputs.back()) v = nd(rng);
   }

@@ -694,6 +694,54 @@ TEST(SimdLinear, NonFiniteActivationRowStaysOnItsRow) {
   }
 }
 
+// Many activation rows take the direct dots in blocks that stay in cache
+// (kDotBlockBytes: at K = 8192, 21 rows of VNNI operands, 32 of BF16 ones,
+// 16 of float ones): every row of a 50-row call (int8: 32, its most) equals
+// the same row's 1-row call bit for bit, on the VNNI or BF16 dots and on the
+// float kernels.
+TEST(SimdLinear, DotRowBlocksGiveEachRowItsOneRowOutput) {
+  const int64_t M = 50, N = 6, K = 8192, group = 128, G = K / group;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<float> x(M * K), scale(N * G), zp(N * G), bias(N);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : scale) v = 0.01f + std::fabs(nd(rng)) * 0.01f;
+  for (auto& v : zp) v = nd(rng) * 0.1f;
+  for (auto& v : bias) v = nd(rng);
+  std::vector<uint8_t> c4(N * K), c3(N * K), p4(N * packed_row_bytes(K, 4)), p3(N * packed_row_bytes(K, 3));
+  std::vector<int8_t> c8(N * K);
+  for (int64_t i = 0; i < N * K; ++i) c4[i] = uint8_t(byte(rng) % 16), c3[i] = uint8_t(byte(rng) % 8), c8[i] = int8_t(byte(rng) - 128);
+  pack_bits_rows<4>(c4.data(), N, K, 0, p4.data());
+  pack_bits_rows<3>(c3.data(), N, K, 0, p3.data());
+  auto same_rows = [&](const char* what, auto codes, ZeroPointDomain dom, int64_t qmax, auto one, int64_t M) {
+    using TA = decltype(one);
+    std::vector<TA> xa(M * K), all(M * N), row(N);
+    for (int64_t i = 0; i < M * K; ++i) xa[i] = from_float<TA>(x[i]);
+    const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
+    std::vector<TA> b(N);
+    for (int64_t n = 0; n < N; ++n) b[n] = from_float<TA>(bias[n]);
+    weight_only_linear<TA, float>(xa.data(), codes, scale.data(), z, dom, 0, qmax, b.data(), LinearShape{M, N, K, group},
+                                  all.data(), 2);
+    for (int64_t m = 0; m < M; ++m) {
+      weight_only_linear<TA, float>(xa.data() + m * K, codes, scale.data(), z, dom, 0, qmax, b.data(),
+                                    LinearShape{1, N, K, group}, row.data(), 2);
+      for (int64_t n = 0; n < N; ++n)
+        ASSERT_EQ(to_float(all[m * N + n]), to_float(row[n])) << what << " m=" << m << " n=" << n;
+    }
+  };
+  for (bool vnni : {true, false}) {
+    set_dot_vnni(vnni);
+    SCOPED_TRACE(vnni ? "VNNI dots where the CPU has them" : "float kernels");
+    same_rows("int4 float32", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 15, 0.0f, M);
+    same_rows("int4 bfloat16", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 15, bf16{}, M);
+    same_rows("uint3", PackedCodes<3>{p3.data(), K, 0}, ZeroPointDomain::Int, 7, 0.0f, M);
+    same_rows("int8", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, 0, 0.0f,
+              direct_dot_max_rows<PlainCodes<int8_t>>(false));
+  }
+  set_dot_vnni(true);
+}
+
 // The VNNI dot's rounding of x to 2^-23 of each chunk's largest value keeps
 // an int4 linear's error against a double reference within a small factor of
 // the float kernel's (float32 products and sums), with and without the
@@ -1014,8 +1062,8 @@ TEST(Sparse24, PruneKeepsTwoLargestMagnitudes) {
   for (int i = 12; i < 16; ++i) EXPECT_EQ(out[i], 0.0f);
 }
 
-// Every weight-only kernel path (direct dots for M <= 8, row decode, the
-// panel GEMM for M > 8) under every instruction set, for every code format,
+// Every weight-only kernel path (direct dots, row decode, the panel GEMM
+// above direct_dot_max_rows) under every instruction set, for every code format,
 // over shapes that are not multiples of any tile, every group size dividing K
 // and the three activation dtypes, against a double reference.
 struct SweepWeights {
@@ -1054,7 +1102,10 @@ class WeightOnlySweep : public SimdTest {
   template <class Codes>
   void check_all(const char* what, const Codes& codes, const SweepWeights& sw, ZeroPointDomain dom, int64_t qmin,
                  int64_t qmax) {
-    for (int64_t M : {1, 5, 8, 9, 33}) {
+    // Up to 33 rows, and the panel GEMM just above the format's direct dots.
+    std::vector<int64_t> rows{1, 5, 8, 9, 33};
+    if (direct_dot_max_rows<Codes>(true) >= 33) rows.push_back(direct_dot_max_rows<Codes>(true) + 1);
+    for (int64_t M : rows) {
       check<float>(what, codes, sw, dom, qmin, qmax, M);
       check<bf16>(what, codes, sw, dom, qmin, qmax, M);
       check<fp16>(what, codes, sw, dom, qmin, qmax, M);

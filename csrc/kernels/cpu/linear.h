@@ -156,9 +156,6 @@ struct LinearShape {
 
 // Weight-only: W[n,k] = dequant(code(n,k)) with per-(n, group) scale and zero
 // point in `domain`. zp is float (nullptr for domain None).
-// Rows of activations for which the decode path reads codes directly (each
-// weight row is then read once and reused from cache for every activation row).
-constexpr int64_t kDirectDotMaxRows = 8;
 
 // Formats with a direct SIMD dot on their codes; `xl`/`xb` are x as
 // dot_f32_u4_grouped takes it (4-bit codes hold two per byte).
@@ -196,6 +193,31 @@ struct DotOperands {
   const float* unit = nullptr;
   bool unpacked = false;  // N-bit codes: read unpacked from scratch, not in place
 };
+
+// Activation rows up to which weight_only_linear takes the direct dots (each
+// weight row read once and dotted with a block of activation rows held in
+// cache); above, it decodes weight panels once for the float GEMM. `fast`:
+// the dots run on integer or BF16 units (dot_vnni_*, dot_bf16_u4_grouped).
+// Crossovers measured with bench_linear (AMD Zen 4, 2 threads, 4096 x 4096
+// and the 2048/5632 shapes, 2026-12-05), dots against the panel GEMM:
+// int4 g128 on VNNI 6.1 against 14.9 ms at 32 rows, 24 against 30 at 128,
+// even at 256; on the float kernel ahead up to 64 rows; uint3 on VNNI ahead
+// up to 128, on the float kernel up to 64; int8 5.0 against 10.7 ms at 16,
+// 10.0 against 12.3 at 32, behind at 64; float8 and float-x behind from 16.
+template <class Codes>
+constexpr int64_t direct_dot_max_rows(bool fast) {
+  if constexpr (kIsPacked<Codes>) return fast ? 128 : 64;
+  if constexpr (kIsFloat8<Codes> || kIsFloatx<Codes>) return 8;
+  return 32;
+}
+
+// Formats without direct dots decode each weight row once for up to this many
+// activation rows, and take the panel GEMM above.
+constexpr int64_t kRowDecodeMaxRows = 8;
+
+// Bytes of activation operands (DotOperands) a block of activation rows may
+// hold, so that the block stays in L2 while weight rows stream past it.
+constexpr int64_t kDotBlockBytes = int64_t(512) << 10;
 
 // out[r] = sum_g gs.at(r, g) * sum_{k in group g} x[k] * raw_code(n + r * step, k) + gs.zero_term(r, groups)
 // for `rows` weight rows `step` rows apart.
@@ -327,25 +349,25 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
   to_f32(x, s.M * s.K, xf.data());
 
   if constexpr (has_direct_dot<Codes>()) {
-    if (s.M <= kDirectDotMaxRows && s.group_size % 2 == 0) {
-      // Decode path: y = sum_g scale*D_g + (scale*(offset - zi) + zf)*X_g, with
-      // D_g the dot of x with the raw codes and X_g the sum of x over the group
-      // (GroupScales: zi = zp in the INT domain, zf = zp and offset - mid in the
-      // FLOAT one).
-      // 4-bit codes: bfloat16 x through the BF16 dot (exact products of the
-      // same values, float32 sums) where the CPU has it and the shape fits;
-      // other x, and N-bit codes up to 6 bits, through the VNNI dots on
-      // integer units where the CPU has them, except rows they cannot take
-      // (NaN, Inf, tiny values), which stay on the float kernels.
-      constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
-      const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
-                            bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
-      bool vnni_dot = false;
-      if constexpr (kU4) {
-        vnni_dot = !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
-      } else if constexpr (kIsPacked<Codes>) {
-        vnni_dot = Codes::kBits <= kVnniMaxBits && has_dot_vnni_bits() && vnni_bits_fit(s.group_size, s.K);
-      }
+    // Direct dots: y = sum_g scale*D_g + (scale*(offset - zi) + zf)*X_g, with
+    // D_g the dot of x with the raw codes and X_g the sum of x over the group
+    // (GroupScales: zi = zp in the INT domain, zf = zp and offset - mid in the
+    // FLOAT one).
+    // 4-bit codes: bfloat16 x through the BF16 dot (exact products of the
+    // same values, float32 sums) where the CPU has it and the shape fits;
+    // other x, and N-bit codes up to 6 bits, through the VNNI dots on
+    // integer units where the CPU has them, except rows they cannot take
+    // (NaN, Inf, tiny values), which stay on the float kernels.
+    constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
+    const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
+                          bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
+    bool vnni_dot = false;
+    if constexpr (kU4) {
+      vnni_dot = !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
+    } else if constexpr (kIsPacked<Codes>) {
+      vnni_dot = Codes::kBits <= kVnniMaxBits && has_dot_vnni_bits() && vnni_bits_fit(s.group_size, s.K);
+    }
+    if (s.M <= direct_dot_max_rows<Codes>(bf16_dot || vnni_dot) && s.group_size % 2 == 0) {
       const int64_t chunks = vnni_dot ? s.K / kVnniChunkValues : 0;
       std::vector<int8_t> xq(size_t(s.M * chunks * kVnniChunkBytes));
       std::vector<float> unit(size_t(s.M * chunks)), xsum(size_t(s.M * G));
@@ -386,6 +408,10 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       // No zero-point terms: codes are the weights' values up to their scale.
       const bool zero_terms = zp || offset != 0.0f || float_zp;
       constexpr int R = kMaxDotRows;
+      // Activation rows in blocks whose operands stay in L2 while every
+      // weight row streams past them once per block.
+      const int64_t operand_bytes = vnni_dot ? kVnniChunkBytes / kVnniChunkValues : bf16_dot ? 2 : 4;
+      const int64_t block = std::max<int64_t>(1, kDotBlockBytes / (s.K * operand_bytes));
 #pragma omp parallel num_threads(nthreads)
       {
         // Float scales are read in place; others are converted per row.
@@ -402,29 +428,31 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         const int nt = 1, t = 0;
 #endif
         const int64_t lo = s.N * t / nt, hi = s.N * (t + 1) / nt, Q = (hi - lo + R - 1) / R;
-        for (int64_t i = 0; i < Q; ++i) {
-          const int64_t n0 = lo + i;
-          int rows = 0;
-          while (rows < R && n0 + rows * Q < hi) ++rows;
-          GroupScales f;
-          if constexpr (std::is_same_v<TS, float>) {
-            f.scale = scale + n0 * G, f.ld = Q * G;
-          } else {
-            for (int r = 0; r < rows; ++r) to_f32(scale + (n0 + r * Q) * G, G, gs.data() + r * G);
-            f.scale = gs.data(), f.ld = G;
-          }
-          if (zp) (float_zp ? f.zf : f.zi) = zp + n0 * G;
-          f.zld = Q * G;
-          f.offset = float_zp ? offset - mid : offset;
-          if (unpacks) unpack_rows(codes, n0, Q, rows, scratch.data());
-          for (int64_t m = 0; m < s.M; ++m) {
-            float d[R];
-            f.xsum = zero_terms ? xsum.data() + m * G : nullptr;
-            direct_dot_rows(codes, ops[m], n0, Q, rows, s.group_size, G, f, scratch.data(), d);
-            for (int r = 0; r < rows; ++r) {
-              const int64_t n = n0 + r * Q;
-              const float b = bias ? to_float(bias[n]) : 0.0f;
-              out[m * s.N + n] = from_float<TA>(d[r] + b);
+        for (int64_t m0 = 0; m0 < s.M; m0 += block) {
+          for (int64_t i = 0; i < Q; ++i) {
+            const int64_t n0 = lo + i;
+            int rows = 0;
+            while (rows < R && n0 + rows * Q < hi) ++rows;
+            GroupScales f;
+            if constexpr (std::is_same_v<TS, float>) {
+              f.scale = scale + n0 * G, f.ld = Q * G;
+            } else {
+              for (int r = 0; r < rows; ++r) to_f32(scale + (n0 + r * Q) * G, G, gs.data() + r * G);
+              f.scale = gs.data(), f.ld = G;
+            }
+            if (zp) (float_zp ? f.zf : f.zi) = zp + n0 * G;
+            f.zld = Q * G;
+            f.offset = float_zp ? offset - mid : offset;
+            if (unpacks) unpack_rows(codes, n0, Q, rows, scratch.data());
+            for (int64_t m = m0; m < std::min(s.M, m0 + block); ++m) {
+              float d[R];
+              f.xsum = zero_terms ? xsum.data() + m * G : nullptr;
+              direct_dot_rows(codes, ops[m], n0, Q, rows, s.group_size, G, f, scratch.data(), d);
+              for (int r = 0; r < rows; ++r) {
+                const int64_t n = n0 + r * Q;
+                const float b = bias ? to_float(bias[n]) : 0.0f;
+                out[m * s.N + n] = from_float<TA>(d[r] + b);
+              }
             }
           }
         }
@@ -432,7 +460,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       return;
     }
   }
-  if (s.M > kDirectDotMaxRows)
+  if (s.M > kRowDecodeMaxRows)
     return weight_only_gemm(xf.data(), codes, scale, zp, domain, quant_min, quant_max, bias, s, out, nthreads);
 #pragma omp parallel num_threads(nthreads)
   {
