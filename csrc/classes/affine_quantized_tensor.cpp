@@ -217,6 +217,10 @@ void AffineQuantizedTensor::validate(const char* what) const {
   int64_t nb = 1, numel = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     TORCH_CHECK_VALUE(shape[i] >= 0, what, ": negative size in shape ", join(shape));
+    // Each size too: after a zero-size dim the product stays 0 whatever follows (a fuzzed
+    // [0, 2^62] overflowed the packed row size below).
+    TORCH_CHECK_VALUE(shape[i] <= kMaxElements, what, ": size ", shape[i], " in shape ", join(shape), " exceeds ",
+                      kMaxElements);
     // Bounded so that sizes in bits (packed layouts) cannot overflow either.
     TORCH_CHECK_VALUE(!__builtin_mul_overflow(numel, shape[i], &numel) && numel <= kMaxElements, what, ": shape ",
                       join(shape), " has more than ", kMaxElements, " elements");

@@ -1373,6 +1373,9 @@ ROWS += _section("AffineQuantizedTensor.__setstate__", [
     ("shape.negative", ValueError, _V + "negative size in shape [8, -64]", lambda: tampered("int8_g32", 5, [8, -64])),
     ("shape.huge", ValueError, "4611686018427387904",
      lambda: tampered("int8_g32", 5, [2 ** 62, 64])),
+    # (found by fuzz_affine_setstate: the element count was 0, and the packed row size overflowed)
+    ("shape.huge_after_zero_size", ValueError, "size 4611686018427387904 in shape [0, 4611686018427387904] exceeds",
+     lambda: tampered("uint3_packed", 5, [0, 2 ** 62])),
     # A pickled state reaches __setstate__ (typed Any, so that other versions get a clear error) through
     # torch's Python-to-IValue conversion, which cannot type an empty list: it refuses before our checks
     # (torch.jit.load's unpickler keeps list types, and then the shape check below names the problem).
