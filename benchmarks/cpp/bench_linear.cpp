@@ -277,8 +277,8 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
 }
 
 // A decode benchmark on the float kernels where the CPU has the VNNI dots
-// (4-bit and N-bit codes), which the benchmark itself then runs: the two
-// compared in one run.
+// (4-bit, N-bit and int8 codes), which the benchmark itself then runs: the
+// two compared in one run.
 template <void (*Bm)(benchmark::State&)>
 void OnFloatKernels(benchmark::State& st) {
   if (!has_dot_vnni_u4()) return st.SkipWithError("no VNNI dots on this CPU: the benchmark without this suffix is this");
@@ -299,6 +299,7 @@ void Shapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32, 256}); 
 void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
+BENCHMARK(OnFloatKernels<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyFloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);

@@ -183,7 +183,8 @@ constexpr bool has_direct_dot() {
 // One activation row as the direct dots read it: x, and the form their
 // kernel takes: for 4-bit codes x_low / x_byte (dot_f32_u4_grouped), bfloat16
 // planes (dot_bf16_u4_grouped) or integer units (dot_vnni_u4_grouped); for
-// N-bit codes integer units (dot_vnni_bits_grouped) or x itself.
+// N-bit codes integer units (dot_vnni_bits_grouped) or x itself; for int8
+// codes integer units with one bit less (dot_vnni_i8_grouped) or x itself.
 struct DotOperands {
   const float* x = nullptr;
   const float* xl = nullptr;
@@ -248,6 +249,7 @@ inline void direct_dot_rows(const Codes& c, const DotOperands& a, int64_t n, int
     dot_f32_f8_grouped(a.x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out,
                        std::is_same_v<Codes, Float8Codes<Float8Format::E4M3FN>>);
   } else if constexpr (std::is_same_v<Codes, PlainCodes<int8_t>>) {
+    if (a.xq) return dot_vnni_i8_grouped(a.xq, a.unit, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
     dot_f32_i8_grouped(a.x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
   } else {
     dot_f32_u8_grouped(a.x, c.data + n * c.K, step * c.K, rows, group_size, groups, gs, out);
@@ -355,10 +357,10 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
     // FLOAT one).
     // 4-bit codes: bfloat16 x through the BF16 dot (exact products of the
     // same values, float32 sums) where the CPU has it and the shape fits;
-    // other x, and N-bit codes up to 6 bits, through the VNNI dots on
+    // other x, N-bit codes up to 6 bits and int8 codes, through the VNNI dots on
     // integer units where the CPU has them, except rows they cannot take
     // (NaN, Inf, tiny values), which stay on the float kernels.
-    constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>;
+    constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>, kI8 = std::is_same_v<Codes, PlainCodes<int8_t>>;
     const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
                           bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
     bool vnni_dot = false;
@@ -366,6 +368,8 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       vnni_dot = !bf16_dot && has_dot_vnni_u4() && u4_lanes_fit(s.group_size / 2, s.K / 2);
     } else if constexpr (kIsPacked<Codes>) {
       vnni_dot = Codes::kBits <= kVnniMaxBits && has_dot_vnni_bits() && vnni_bits_fit(s.group_size, s.K);
+    } else if constexpr (kI8) {
+      vnni_dot = has_dot_vnni_i8() && vnni_bits_fit(s.group_size, s.K);
     }
     if (s.M <= direct_dot_max_rows<Codes>(bf16_dot || vnni_dot) && s.group_size % 2 == 0) {
       const int64_t chunks = vnni_dot ? s.K / kVnniChunkValues : 0;
@@ -376,7 +380,8 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
       for (int64_t m = 0; m < s.M; ++m) {
         ops[m].x = xf.data() + m * s.K;
         if (vnni_dot && vnni_operands(ops[m].x, s.K, kU4 ? VnniOrder::Pairs : VnniOrder::Natural,
-                                      xq.data() + m * chunks * kVnniChunkBytes, unit.data() + m * chunks)) {
+                                      xq.data() + m * chunks * kVnniChunkBytes, unit.data() + m * chunks,
+                                      kI8 ? kVnniQBitsI8 : kVnniQBits)) {
           ops[m].xq = xq.data() + m * chunks * kVnniChunkBytes, ops[m].unit = unit.data() + m * chunks;
         } else {
           ++float_rows;

@@ -546,10 +546,10 @@ AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p
 // their high byte (signed: |Q| < 2^23), middle and low bytes (unsigned), each
 // a 128-byte plane in natural order or as even then odd positions (Pairs).
 // The unit is 2^(E - 23) with max|x| < 2^E.
-AVX512 bool vnni_operands_avx512(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit) {
+AVX512 bool vnni_operands_avx512(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit, int qbits) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i qmax = _mm512_set1_epi32((1 << 23) - 1), qmin = _mm512_set1_epi32(-((1 << 23) - 1));
+  const __m512i qmax = _mm512_set1_epi32((1 << qbits) - 1), qmin = _mm512_set1_epi32(-((1 << qbits) - 1));
   for (int64_t c = 0; c < n / kVnniChunkValues; ++c) {
     const float* xc = x + kVnniChunkValues * c;
     int8_t* qc = q + kVnniChunkBytes * c;
@@ -563,11 +563,11 @@ AVX512 bool vnni_operands_avx512(const float* x, int64_t n, VnniOrder order, int
     const float m = _mm512_reduce_max_ps(mx);
     if (bad || (m > 0.0f && m < 0x1p-100f)) return false;
     const int e = m > 0.0f ? std::ilogb(m) + 1 : 0;  // m < 2^e
-    unit[c] = m > 0.0f ? std::ldexp(1.0f, e - 23) : 0.0f;
-    const __m512 to_q = _mm512_set1_ps(std::ldexp(1.0f, 23 - e));
+    unit[c] = m > 0.0f ? std::ldexp(1.0f, e - qbits) : 0.0f;
+    const __m512 to_q = _mm512_set1_ps(std::ldexp(1.0f, qbits - e));
     for (int i = 0; i < 4; ++i) {
       // Exact scaling, one rounding to the nearest integer (ties to even);
-      // the clamp only catches a value rounded up to 2^23.
+      // the clamp only catches a value rounded up to 2^qbits.
       __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xc + 32 * i), to_q));
       __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xc + 32 * i + 16), to_q));
       a = _mm512_max_epi32(_mm512_min_epi32(a, qmax), qmin);
@@ -585,13 +585,18 @@ AVX512 bool vnni_operands_avx512(const float* x, int64_t n, VnniOrder order, int
   return true;
 }
 
-// Code streams of the VNNI dots, 64 code bytes (4-bit) or 64 codes (N-bit)
-// per step. first / next add one byte plane of Q to the step's int32 sums:
-// the high byte (signed) with the codes as vpdpbusd's unsigned operand, then
-// (after a shift by 8) the middle and low bytes as the unsigned operand with
-// the codes, all below 128, as the signed one.
+// Code streams of the VNNI dots, 64 code bytes (4-bit) or 64 codes (N-bit,
+// int8) per step. first / next add one byte plane of Q to the step's int32
+// sums, which start at init (the step's, shared by its rows): the high byte
+// (signed) with the codes as vpdpbusd's unsigned operand, then (after a shift
+// by 8) the middle and low bytes as the unsigned operand with the codes, all
+// below 128, as the signed one.
+// The streams of unsigned codes start their sums at zero.
+AVX512 __m512i vnni_zero_init(const int8_t*) { return _mm512_setzero_si512(); }
+
 struct VnniU4Stream {
   static constexpr int64_t kValuesPerStep = 128;
+  static constexpr auto init = vnni_zero_init;
   const uint8_t* p;
   int64_t ld;
   struct Codes {
@@ -606,8 +611,8 @@ struct VnniU4Stream {
     return {_mm512_and_si512(v, low4), _mm512_and_si512(_mm512_srli_epi16(v, 4), low4)};
   }
   static const int8_t* plane(const int8_t* q, int64_t step, int d) { return q + kVnniChunkBytes * step + 128 * d; }
-  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl) {
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c.lo, _mm512_loadu_si512(pl)), c.hi,
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl, __m512i init) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, c.lo, _mm512_loadu_si512(pl)), c.hi,
                                _mm512_loadu_si512(pl + 64));
   }
   AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) {
@@ -620,6 +625,7 @@ struct VnniU4Stream {
 // unpacked in registers (VbmiUnpack), with no pass through memory.
 struct VnniBitsStream {
   static constexpr int64_t kValuesPerStep = 64;
+  static constexpr auto init = vnni_zero_init;
   const uint8_t* p;
   int64_t ld;
   int bits;
@@ -635,8 +641,8 @@ struct VnniBitsStream {
   static const int8_t* plane(const int8_t* q, int64_t step, int d) {
     return q + kVnniChunkBytes * (step / 2) + 128 * d + 64 * (step % 2);
   }
-  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl) {
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(pl));
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl, __m512i init) {
+    return _mm512_dpbusd_epi32(init, c, _mm512_loadu_si512(pl));
   }
   AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) {
     return _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), _mm512_loadu_si512(pl), c);
@@ -647,20 +653,56 @@ struct VnniBitsStream {
 // activation rows).
 struct VnniU8Stream {
   static constexpr int64_t kValuesPerStep = 64;
+  static constexpr auto init = vnni_zero_init;
   const uint8_t* p;
   int64_t ld;
   using Codes = __m512i;
   AVX512 Codes load(int r, int64_t step) const { return _mm512_loadu_si512(p + r * ld + 64 * step); }
   static const int8_t* plane(const int8_t* q, int64_t step, int d) { return VnniBitsStream::plane(q, step, d); }
-  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl) { return VnniBitsStream::first(c, pl); }
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl, __m512i init) {
+    return VnniBitsStream::first(c, pl, init);
+  }
   AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) { return VnniBitsStream::next(t, c, pl); }
+};
+
+// Signed int8 codes, one per byte. vpdpbusd multiplies unsigned by signed
+// bytes, so the high plane (signed) meets the codes moved to unsigned
+// (c + 128, a flipped sign bit) and the step's sums start at -128 times the
+// lanes' high bytes, which takes the 128s back out; the middle and low planes
+// (unsigned) meet the codes as they are. Q is bounded by 2^22 (kVnniQBitsI8):
+// 4 * 128 * (2^22 - 1) < 2^31 in a lane.
+struct VnniI8Stream {
+  static constexpr int64_t kValuesPerStep = 64;
+  const int8_t* p;
+  int64_t ld;
+  struct Codes {
+    __m512i s, u;  // as stored, and + 128 as unsigned bytes
+  };
+  AVX512 Codes load(int r, int64_t step) const {
+    const int8_t* w = p + r * ld + 64 * step;
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2048), _MM_HINT_T1);  // as the float int8 stream
+    const __m512i v = _mm512_loadu_si512(w);
+    return {v, _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)))};
+  }
+  static const int8_t* plane(const int8_t* q, int64_t step, int d) { return VnniBitsStream::plane(q, step, d); }
+  AVX512_VNNI static __m512i init(const int8_t* high) {
+    const __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(0x80)), _mm512_loadu_si512(high));
+    return _mm512_sub_epi32(_mm512_setzero_si512(), t);
+  }
+  AVX512_VNNI static __m512i first(const Codes& c, const int8_t* pl, __m512i init) {
+    return _mm512_dpbusd_epi32(init, c.u, _mm512_loadu_si512(pl));
+  }
+  AVX512_VNNI static __m512i next(__m512i t, const Codes& c, const int8_t* pl) {
+    return _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), _mm512_loadu_si512(pl), c.s);
+  }
 };
 
 // R rows (ld bytes apart) of codes dotted with the chunks' integers: per step,
 // sum code * Q exactly in int32 (|sum| <= 4 codes * 63 * (2^23 - 1) per lane,
-// or 8 * 15 * (2^23 - 1) for 4-bit codes: below 2^31), converted once and scaled by
-// the group's scale times the chunk's unit. len counts a group's bytes (4-bit)
-// or codes (N-bit): 64 per step either way, 4 per lane.
+// 8 * 15 * (2^23 - 1) for 4-bit codes, 4 * 128 * (2^22 - 1) for int8: below
+// 2^31), converted once and scaled by the group's scale times the chunk's
+// unit. len counts a group's bytes (4-bit) or codes (N-bit, int8): 64 per
+// step either way, 4 per lane.
 template <int R, class Stream>
 AVX512_VNNI_VBMI void vnni_rows(const Stream& st, const int8_t* q, const float* unit, int64_t len, int64_t groups,
                                 const GroupScales& gs, float* out) {
@@ -672,7 +714,8 @@ AVX512_VNNI_VBMI void vnni_rows(const Stream& st, const int8_t* q, const float* 
     typename Stream::Codes c[R];
     __m512i t[R];
     for (int r = 0; r < R; ++r) c[r] = st.load(r, step);
-    for (int r = 0; r < R; ++r) t[r] = Stream::first(c[r], Stream::plane(q, step, 0));
+    const __m512i init = Stream::init(Stream::plane(q, step, 0));
+    for (int r = 0; r < R; ++r) t[r] = Stream::first(c[r], Stream::plane(q, step, 0), init);
     for (int d = 1; d < 3; ++d)
       for (int r = 0; r < R; ++r) t[r] = Stream::next(t[r], c[r], Stream::plane(q, step, d));
     const __m512 u = _mm512_set1_ps(unit[step * Stream::kValuesPerStep / kVnniChunkValues]);
@@ -685,6 +728,11 @@ AVX512_VNNI_VBMI void vnni_rows(const Stream& st, const int8_t* q, const float* 
 AVX512_VNNI void dot_vnni_u4_grouped_avx512(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
                                            int64_t len, int64_t groups, const GroupScales& gs, float* out) {
   with_rows(rows, [&](auto r) { vnni_rows<decltype(r)::value>(VnniU4Stream{p, ld}, q, unit, len, groups, gs, out); });
+}
+
+AVX512_VNNI void dot_vnni_i8_grouped_avx512(const int8_t* q, const float* unit, const int8_t* c, int64_t ld, int rows,
+                                           int64_t len, int64_t groups, const GroupScales& gs, float* out) {
+  with_rows(rows, [&](auto r) { vnni_rows<decltype(r)::value>(VnniI8Stream{c, ld}, q, unit, len, groups, gs, out); });
 }
 
 AVX512_VNNI_VBMI void dot_vnni_bits_grouped_avx512(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld,
@@ -1147,11 +1195,13 @@ struct Impl {
   void (*dot_bf16_u4_grouped)(const uint16_t*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
                               float*);
   // nullptr where the CPU has no AVX512-VNNI (the N-bit dot: and VBMI); callers then take the float path.
-  bool (*vnni_operands)(const float*, int64_t, VnniOrder, int8_t*, float*);
+  bool (*vnni_operands)(const float*, int64_t, VnniOrder, int8_t*, float*, int);
   void (*dot_vnni_u4_grouped)(const int8_t*, const float*, const uint8_t*, int64_t, int, int64_t, int64_t,
                               const GroupScales&, float*);
   void (*dot_vnni_bits_grouped)(const int8_t*, const float*, const uint8_t*, int64_t, int, int, int64_t, int64_t,
                                 const GroupScales&, float*);
+  void (*dot_vnni_i8_grouped)(const int8_t*, const float*, const int8_t*, int64_t, int, int64_t, int64_t,
+                              const GroupScales&, float*);
 };
 
 Impl table(Isa isa) {
@@ -1175,7 +1225,8 @@ Impl table(Isa isa) {
             cpu_features().avx512bf16 ? dot_bf16_u4_grouped_avx512 : nullptr,
             cpu_features().avx512vnni ? vnni_operands_avx512 : nullptr,
             cpu_features().avx512vnni ? dot_vnni_u4_grouped_avx512 : nullptr,
-            cpu_features().avx512vnni && cpu_features().avx512vbmi ? dot_vnni_bits_grouped_avx512 : nullptr};
+            cpu_features().avx512vnni && cpu_features().avx512vbmi ? dot_vnni_bits_grouped_avx512 : nullptr,
+            cpu_features().avx512vnni ? dot_vnni_i8_grouped_avx512 : nullptr};
   if (isa == Isa::Avx2)
     return {sum_f32_avx2,
             dot_f32_avx2,
@@ -1192,6 +1243,7 @@ Impl table(Isa isa) {
             unpack_bits_u8_bmi2,
             lut_u8_f32_avx2,
             dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>,
+            nullptr,
             nullptr,
             nullptr,
             nullptr,
@@ -1212,6 +1264,7 @@ Impl table(Isa isa) {
           unpack_bits_u8_ref,
           lut_u8_f32_ref,
           dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>,
+          nullptr,
           nullptr,
           nullptr,
           nullptr,
@@ -1298,6 +1351,8 @@ bool has_dot_vnni_u4() { return impl().dot_vnni_u4_grouped != nullptr; }
 
 bool has_dot_vnni_bits() { return impl().dot_vnni_bits_grouped != nullptr; }
 
+bool has_dot_vnni_i8() { return impl().dot_vnni_i8_grouped != nullptr; }
+
 bool set_dot_vnni(bool enabled) {
   const Impl full = table(active().isa);
   if (enabled && !full.dot_vnni_u4_grouped) return false;
@@ -1305,11 +1360,12 @@ bool set_dot_vnni(bool enabled) {
   now.vnni_operands = enabled ? full.vnni_operands : nullptr;
   now.dot_vnni_u4_grouped = enabled ? full.dot_vnni_u4_grouped : nullptr;
   now.dot_vnni_bits_grouped = enabled ? full.dot_vnni_bits_grouped : nullptr;
+  now.dot_vnni_i8_grouped = enabled ? full.dot_vnni_i8_grouped : nullptr;
   return true;
 }
 
-bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit) {
-  return impl().vnni_operands(x, n, order, q, unit);
+bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit, int qbits) {
+  return impl().vnni_operands(x, n, order, q, unit, qbits);
 }
 
 void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
@@ -1320,6 +1376,11 @@ void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, i
 void dot_vnni_bits_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows, int bits,
                            int64_t group_len, int64_t groups, const GroupScales& gs, float* out) {
   impl().dot_vnni_bits_grouped(q, unit, p, ld, rows, bits, group_len, groups, gs, out);
+}
+
+void dot_vnni_i8_grouped(const int8_t* q, const float* unit, const int8_t* c, int64_t ld, int rows, int64_t group_len,
+                         int64_t groups, const GroupScales& gs, float* out) {
+  impl().dot_vnni_i8_grouped(q, unit, c, ld, rows, group_len, groups, gs, out);
 }
 
 void dot_f32_f8_grouped(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t group_len, int64_t groups,

@@ -116,7 +116,9 @@ enum class VnniOrder { Natural, Pairs };
 // chunk) of x[0..n), n a multiple of 128. False when x holds NaN or Inf, or a
 // chunk's largest |x| is below 2^-100 but not zero (its unit would not be a
 // normal float): the caller then takes the float kernel.
-bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit);
+// qbits bounds Q: |Q| < 2^qbits (23; kVnniQBitsI8 for dot_vnni_i8_grouped).
+constexpr int kVnniQBits = 23;
+bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit, int qbits = kVnniQBits);
 // dot_f32_u4_grouped on the Pairs operand of x[0..2 * nbytes), for the shapes
 // the BF16 dot takes (u4_lanes_fit).
 bool has_dot_vnni_u4();
@@ -137,6 +139,14 @@ inline bool vnni_bits_fit(int64_t group_len, int64_t row_len) {
 }
 void dot_vnni_bits_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows, int bits,
                            int64_t group_len, int64_t groups, const GroupScales& gs, float* out);
+// The same for signed int8 codes (row r at c + r * ld) on the Natural operand
+// made with qbits = kVnniQBitsI8: a lane sums 4 products of up to 128 * |Q|,
+// below 2^31 only for |Q| < 2^22, so x keeps 2^-22 of its chunk's largest
+// value (float32 keeps 2^-24 of each value). AVX512-VNNI; vnni_bits_fit shapes.
+constexpr int kVnniQBitsI8 = 22;
+bool has_dot_vnni_i8();
+void dot_vnni_i8_grouped(const int8_t* q, const float* unit, const int8_t* c, int64_t ld, int rows, int64_t group_len,
+                         int64_t groups, const GroupScales& gs, float* out);
 // Turns the VNNI dots off (linears then run the float kernels) or back on,
 // for benchmarks that compare the two in one process; set_isa turns them back
 // on. False when asked to turn them on on a CPU without them.
