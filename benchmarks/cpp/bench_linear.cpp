@@ -168,17 +168,21 @@ void BM_Float8WeightOnly(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
-// 3-bit codes packed 8 per 3 bytes, groups of 64 (UIntXWeightOnlyConfig(uint3) / IntxWeightOnlyConfig(int3)).
-void BM_Uint3WeightOnlyG64(benchmark::State& st) {
-  Problem& p = problem(st.range(0), st.range(1), st.range(2), 64, Codes8Or4::Int4);
-  // The int4 buffer holds enough bytes for 3-bit rows of the same length.
+// N-bit codes packed LSB first, groups of 64 (UIntXWeightOnlyConfig(uintN) / IntxWeightOnlyConfig(intN)):
+// uint3 (8 codes per 3 bytes) and uint7, the widest the VNNI N-bit dot takes.
+template <int Bits>
+void BM_UintWeightOnlyG64(benchmark::State& st) {
+  // Up to 4 bits the int4 buffer holds enough bytes for rows of the same length; above, the int8 one.
+  constexpr bool kNarrow = Bits <= 4;
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), 64, kNarrow ? Codes8Or4::Int4 : Codes8Or4::Int8);
   for (auto _ : st) {
     const int64_t c = p.take();
-    weight_only_linear<float, float>(p.x.data(), PackedCodes<3>{p.w4(c), p.s.K, 0}, p.sc(c), p.zpc(c),
-                                     ZeroPointDomain::Int, 0, 7, nullptr, p.s, p.out.data(), kThreads);
+    const uint8_t* w = kNarrow ? p.w4(c) : reinterpret_cast<const uint8_t*>(p.w8(c));
+    weight_only_linear<float, float>(p.x.data(), PackedCodes<Bits>{w, p.s.K, 0}, p.sc(c), p.zpc(c),
+                                     ZeroPointDomain::Int, 0, (1 << Bits) - 1, nullptr, p.s, p.out.data(), kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
-  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, 3) + 8.0 * p.s.N * p.G);
+  report(st, p.s, double(p.s.N) * packed_row_bytes(p.s.K, Bits) + 8.0 * p.s.N * p.G);
 }
 
 // fp6 e3m2 codes packed 8 per 6 bytes, one scale per row (FPXWeightOnlyConfig(3, 2)): unpacked, then looked up
@@ -304,8 +308,10 @@ BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
-BENCHMARK(BM_Uint3WeightOnlyG64)->Apply(Shapes);
-BENCHMARK(OnFloatKernels<BM_Uint3WeightOnlyG64>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
+BENCHMARK(BM_UintWeightOnlyG64<3>)->Name("BM_Uint3WeightOnlyG64")->Apply(Shapes);
+BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<3>>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
+BENCHMARK(BM_UintWeightOnlyG64<7>)->Name("BM_Uint7WeightOnlyG64")->Apply(DecodeShapes);
+BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<7>>)->Name("BM_Uint7WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);

@@ -566,7 +566,8 @@ TEST_P(SimdTest, VnniDotOfFourBitCodes) {
 
 // The VNNI dot of N-bit codes (AVX512-VNNI and VBMI): offered exactly where
 // the AVX-512 table is active on such a CPU; the Natural operand holds Q in
-// value order, and the dot of packed 1..6-bit rows read in place equals the
+// value order (Q below 2^23, 2^22 for 7-bit codes), and the dot of packed
+// 1..7-bit rows read in place equals the
 // double reference on x rounded to the chunks' units, up to float32 sums, over
 // 1..4 rows, groups of 16, 32, 64, 128 and 256 codes and rows of 128 to 2304
 // codes, with scales read with a row stride and the zero-point terms; the
@@ -600,7 +601,7 @@ TEST_P(SimdTest, VnniDotOfNBitCodes) {
               pack_bits_rows<decltype(b)::value>(codes.data() + r * n, 1, n, 0, p.data() + r * ld);
           });
           std::vector<int8_t> q(chunks * kVnniChunkBytes);
-          ASSERT_TRUE(vnni_operands(x.data(), n, VnniOrder::Natural, q.data(), unit.data()));
+          ASSERT_TRUE(vnni_operands(x.data(), n, VnniOrder::Natural, q.data(), unit.data(), vnni_q_bits(bits)));
           std::vector<double> xq(n);
           for (int64_t k = 0; k < n; ++k) {
             const int8_t* qk = q.data() + (k / 128) * kVnniChunkBytes + k % 128;
@@ -628,10 +629,10 @@ TEST_P(SimdTest, VnniDotOfNBitCodes) {
 }
 
 // The VNNI dots' int32 lane sums at their largest (every code at its maximum,
-// every activation at Q = 2^23 - 1 units): exact for 4-bit codes (8 * 15 *
-// Q per lane) and N-bit ones up to 6 bits (4 * 63 * Q), while 7-bit codes,
-// whose sums would pass 2^31, stay on the float kernel; every width matches
-// the double reference through the linear.
+// every activation at the largest Q: 2^23 - 1 units, 2^22 - 1 for 7-bit codes
+// and int8): exact for 4-bit codes (8 * 15 * Q per lane), N-bit ones (4 * 127
+// * Q at 7 bits) and int8 (4 * 128 * Q); every width matches the double
+// reference through the linear.
 TEST(SimdLinear, VnniDotsAtTheirIntegerBound) {
   const LinearShape s{1, 8, 512, 64};
   const float xv = 1.0f - std::ldexp(1.0f, -23);  // Q = 2^23 - 1 with the unit 2^-23
@@ -689,12 +690,12 @@ TEST_P(SimdTest, VnniDotOfInt8Codes) {
         for (auto& v : c) v = int8_t(cd(rng));
         c[0] = -128, c[ld - 1] = 127;
         std::vector<int8_t> q(chunks * kVnniChunkBytes);
-        ASSERT_TRUE(vnni_operands(x.data(), n, VnniOrder::Natural, q.data(), unit.data(), kVnniQBitsI8));
+        ASSERT_TRUE(vnni_operands(x.data(), n, VnniOrder::Natural, q.data(), unit.data(), vnni_q_bits(8)));
         std::vector<double> xq(n);
         for (int64_t k = 0; k < n; ++k) {
           const int8_t* qk = q.data() + (k / 128) * kVnniChunkBytes + k % 128;
           const int64_t Q = int64_t(qk[0]) * 65536 + int64_t(uint8_t(qk[128])) * 256 + int64_t(uint8_t(qk[256]));
-          ASSERT_LT(std::llabs(Q), int64_t(1) << kVnniQBitsI8) << "value " << k;
+          ASSERT_LT(std::llabs(Q), int64_t(1) << vnni_q_bits(8)) << "value " << k;
           ASSERT_EQ(double(Q), double(std::nearbyint(x[k] / unit[k / 128]))) << "value " << k;
           xq[k] = double(Q) * unit[k / 128];
         }

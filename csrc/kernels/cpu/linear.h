@@ -361,6 +361,10 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
     // integer units where the CPU has them, except rows they cannot take
     // (NaN, Inf, tiny values), which stay on the float kernels.
     constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>, kI8 = std::is_same_v<Codes, PlainCodes<int8_t>>;
+    constexpr int kCodeBits = [] {
+      if constexpr (kIsPacked<Codes>) return Codes::kBits;
+      return 8;
+    }();
     const bool bf16_dot = kU4 && std::is_same_v<TA, bf16> && has_dot_bf16_u4() &&
                           bf16_u4_dot_fits(s.group_size / 2, s.K / 2);
     bool vnni_dot = false;
@@ -381,7 +385,7 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
         ops[m].x = xf.data() + m * s.K;
         if (vnni_dot && vnni_operands(ops[m].x, s.K, kU4 ? VnniOrder::Pairs : VnniOrder::Natural,
                                       xq.data() + m * chunks * kVnniChunkBytes, unit.data() + m * chunks,
-                                      kI8 ? kVnniQBitsI8 : kVnniQBits)) {
+                                      vnni_q_bits(kCodeBits))) {
           ops[m].xq = xq.data() + m * chunks * kVnniChunkBytes, ops[m].unit = unit.data() + m * chunks;
         } else {
           ++float_rows;

@@ -669,7 +669,7 @@ struct VnniU8Stream {
 // bytes, so the high plane (signed) meets the codes moved to unsigned
 // (c + 128, a flipped sign bit) and the step's sums start at -128 times the
 // lanes' high bytes, which takes the 128s back out; the middle and low planes
-// (unsigned) meet the codes as they are. Q is bounded by 2^22 (kVnniQBitsI8):
+// (unsigned) meet the codes as they are. Q is bounded by 2^22 (vnni_q_bits(8)):
 // 4 * 128 * (2^22 - 1) < 2^31 in a lane.
 struct VnniI8Stream {
   static constexpr int64_t kValuesPerStep = 64;
@@ -699,8 +699,8 @@ struct VnniI8Stream {
 
 // R rows (ld bytes apart) of codes dotted with the chunks' integers: per step,
 // sum code * Q exactly in int32 (|sum| <= 4 codes * 63 * (2^23 - 1) per lane,
-// 8 * 15 * (2^23 - 1) for 4-bit codes, 4 * 128 * (2^22 - 1) for int8: below
-// 2^31), converted once and scaled by the group's scale times the chunk's
+// 8 * 15 * (2^23 - 1) for 4-bit codes, 4 * 128 * (2^22 - 1) for 7-bit and
+// int8 ones: below 2^31; vnni_q_bits), converted once and scaled by the group's scale times the chunk's
 // unit. len counts a group's bytes (4-bit) or codes (N-bit, int8): 64 per
 // step either way, 4 per lane.
 template <int R, class Stream>

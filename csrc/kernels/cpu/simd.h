@@ -116,8 +116,13 @@ enum class VnniOrder { Natural, Pairs };
 // chunk) of x[0..n), n a multiple of 128. False when x holds NaN or Inf, or a
 // chunk's largest |x| is below 2^-100 but not zero (its unit would not be a
 // normal float): the caller then takes the float kernel.
-// qbits bounds Q: |Q| < 2^qbits (23; kVnniQBitsI8 for dot_vnni_i8_grouped).
+// qbits bounds Q: |Q| < 2^qbits, vnni_q_bits of the codes' width: a lane of
+// the dots sums 4 products code * Q in int32 (8 for 4-bit codes), which stay
+// below 2^31 with 23 bits up to 6-bit codes (4 * 63 * (2^23 - 1)) but need 22
+// for 7-bit (4 * 127) and int8 codes (4 * 128): those keep 2^-22 of a chunk's
+// largest value.
 constexpr int kVnniQBits = 23;
+constexpr int vnni_q_bits(int code_bits) { return code_bits <= 6 ? kVnniQBits : kVnniQBits - 1; }
 bool vnni_operands(const float* x, int64_t n, VnniOrder order, int8_t* q, float* unit, int qbits = kVnniQBits);
 // dot_f32_u4_grouped on the Pairs operand of x[0..2 * nbytes), for the shapes
 // the BF16 dot takes (u4_lanes_fit).
@@ -129,10 +134,9 @@ void dot_vnni_u4_grouped(const int8_t* q, const float* unit, const uint8_t* p, i
 // (pack_bits_rows; row r at p + r * ld bytes), read in place and unpacked in
 // registers (AVX512-VBMI too), on the Natural operand: groups of 16 or 32
 // codes, or of a multiple of 64, rows of a multiple of 128 codes
-// (vnni_bits_fit). bits = 8: such codes already unpacked, one per byte.
-// Each int32 lane sums 4 codes times Q: 4 * 63 * (2^23 - 1) < 2^31 holds up
-// to 6 bits, not for 7-bit codes (4 * 127), which stay on the float kernel.
-constexpr int kVnniMaxBits = 6;
+// (vnni_bits_fit). bits = 8: such codes (below 128) already unpacked, one per
+// byte. The operand's Q: vnni_q_bits(bits) of the packed width.
+constexpr int kVnniMaxBits = 7;
 bool has_dot_vnni_bits();
 inline bool vnni_bits_fit(int64_t group_len, int64_t row_len) {
   return row_len % kVnniChunkValues == 0 && (group_len % 64 == 0 || group_len == 16 || group_len == 32);
@@ -140,10 +144,8 @@ inline bool vnni_bits_fit(int64_t group_len, int64_t row_len) {
 void dot_vnni_bits_grouped(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows, int bits,
                            int64_t group_len, int64_t groups, const GroupScales& gs, float* out);
 // The same for signed int8 codes (row r at c + r * ld) on the Natural operand
-// made with qbits = kVnniQBitsI8: a lane sums 4 products of up to 128 * |Q|,
-// below 2^31 only for |Q| < 2^22, so x keeps 2^-22 of its chunk's largest
-// value (float32 keeps 2^-24 of each value). AVX512-VNNI; vnni_bits_fit shapes.
-constexpr int kVnniQBitsI8 = 22;
+// made with qbits = vnni_q_bits(8) (x keeps 2^-22 of its chunk's largest
+// value; float32 keeps 2^-24 of each value). AVX512-VNNI; vnni_bits_fit shapes.
 bool has_dot_vnni_i8();
 void dot_vnni_i8_grouped(const int8_t* q, const float* unit, const int8_t* c, int64_t ld, int rows, int64_t group_len,
                          int64_t groups, const GroupScales& gs, float* out);
