@@ -204,7 +204,8 @@ struct DotOperands {
 // int4 g128 on VNNI 6.1 against 14.9 ms at 32 rows, 24 against 30 at 128,
 // even at 256; on the float kernel ahead up to 64 rows; uint3 on VNNI ahead
 // up to 128, on the float kernel up to 64; int8 5.0 against 10.7 ms at 16,
-// 10.0 against 12.3 at 32, behind at 64; float8 and float-x behind from 16.
+// 10.0 against 12.3 at 32, behind at 64 (on the VNNI int8 dot: even at 48
+// rows, 10.9-16.3 against 10.2-15.1 ms at 64); float8 and float-x behind from 16.
 template <class Codes>
 constexpr int64_t direct_dot_max_rows(bool fast) {
   if constexpr (kIsPacked<Codes>) return fast ? 128 : 64;
