@@ -67,6 +67,16 @@ struct Pair<__nv_bfloat16> {
   __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2bfloat162_rn(lo, hi)); }
 };
 
+// (a & mask) | magic in one LOP3. Written as C++, with both constants
+// immediates, it compiled to two (a LOP3 takes one immediate): a quarter of
+// the int4 decode's instructions (SASS of the gemv, H100).
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t magic) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "n"(kMask), "r"(magic));
+  return d;
+}
+
 template <class T>
 __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
   using T2 = typename Pair<T>::T2;
@@ -134,24 +144,27 @@ __device__ __forceinline__ float bits_to_f32<__half>(uint32_t b) { return __half
 
 // row_q from the raw bits of a scale and a zero point packed as s | z << 16
 // (the same values with fewer instructions: a T value's pair is its bits
-// twice, and sub is the launch's constant k.sub unless the zero point is an
-// integer one).
-template <class T, CodeFormat F>
-__device__ __forceinline__ RowQ row_q_bits(const WeightOnlyArgs<T>& a, uint32_t sz, const RowQ& k) {
+// twice). k holds the launch's constant part, q_sub(a, 0). The domain is a
+// template argument: tested at run time, the Int and Float paths were both
+// issued under predicates for every row and K block (H100 SASS).
+// kIntZero: sub = k.sub + z (exact in float32, as q_sub computes it).
+// Otherwise sub is k.sub and z the stored zero point, which the caller
+// leaves 0 for ZeroDomain::None.
+template <class T, CodeFormat F, bool kIntZero>
+__device__ __forceinline__ RowQ row_q_bits(uint32_t sz, const RowQ& k) {
   RowQ q;
   q.s = bits_to_f32<T>(sz & 0xFFFFu);
   q.s2 = __byte_perm(sz, 0u, 0x1010);
-  if (a.domain == ZeroDomain::Int) {
-    q.sub = q_sub<T, F>(a, bits_to_f32<T>(sz >> 16));
+  if constexpr (kIntZero) {
+    q.sub = k.sub + bits_to_f32<T>(sz >> 16);
     q.sub2 = Pair<T>::of(q.sub, q.sub);
     q.z = 0.0f;
     q.z2 = 0u;
   } else {
     q.sub = k.sub;
     q.sub2 = k.sub2;
-    const bool f = a.domain == ZeroDomain::Float;
-    q.z = f ? bits_to_f32<T>(sz >> 16) : 0.0f;
-    q.z2 = f ? __byte_perm(sz, 0u, 0x3232) : 0u;
+    q.z = bits_to_f32<T>(sz >> 16);
+    q.z2 = __byte_perm(sz, 0u, 0x3232);
   }
   return q;
 }
@@ -186,7 +199,7 @@ struct Decode<T, CodeFormat::Uint4> : DecodeLoad<Decode<T, CodeFormat::Uint4>> {
   __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
 #pragma unroll
     for (int s = 0; s < 4; ++s)
-      p[s] = fma2<T>(sub2<T>(((w >> (4 * s)) & 0x000F000Fu) | Pair<T>::kMagic4, q.sub2), q.s2, q.z2);
+      p[s] = fma2<T>(sub2<T>(and_or<0x000F000Fu>(w >> (4 * s), Pair<T>::kMagic4), q.sub2), q.s2, q.z2);
   }
 };
 
@@ -415,7 +428,7 @@ constexpr int gemv_slot_loads(bool stage) {
 // aligned), 16-byte loads as used, or staged through the ring with the codes.
 enum class XLoad { Scalar, Vector, Staged };
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero>
 __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
@@ -459,7 +472,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
     xp[mt] = a.x + (xin[mt] ? g + 8 * mt : 0) * a.ldx + kb0 * kBlockK + kCodes * tig;
   }
   const int kfirst = int(kb0 < kblocks ? kb0 : 0) * kBlockK;  // the first K block's first k (any when steps = 0)
-  const float sub = q_sub<T, F>(a, 0.0f);  // the constant part of the qparams (all but integer zero points)
+  const float sub = q_sub<T, F>(a, 0.0f);  // the qparams' constant part (an integer zero point adds z)
   const RowQ kq{sub, 0.0f, 0.0f, Pair<T>::of(sub, sub), 0u, 0u};
   uint4* const mine = ring + warp * kSlots * kSlotBytes / 16 + lane;  // slot s, load r: mine[(s * kSlotLoads + r) * 32]
   const uint32_t mine_s = uint32_t(__cvta_generic_to_shared(mine));
@@ -521,7 +534,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const Weigh
     const uint32_t sz = __byte_perm(sq[u], zq[u], 0x5410);
     RowQ q[kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) q[r] = row_q_bits<T, F>(a, __shfl_sync(0xFFFFFFFFu, sz, (lane & ~3) | (r & 3)), kq);
+    for (int r = 0; r < kRows; ++r) q[r] = row_q_bits<T, F, kIntZero>(__shfl_sync(0xFFFFFFFFu, sz, (lane & ~3) | (r & 3)), kq);
     // Word by word: a word's pairs feed kPerWord / 2 products per tile.
 #pragma unroll
     for (int u4 = 0; u4 < 4; ++u4) {
@@ -832,6 +845,19 @@ cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
 template <CodeFormat F>
 constexpr bool kStageTwoGroups = F != CodeFormat::Uint4;
 
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8>
+auto gemv_kernel(bool int_zero) {
+  // Float8 codes take no zero point: one instantiation fewer.
+  constexpr bool kMayInt = F == CodeFormat::Uint4 || F == CodeFormat::Int8;
+  return kMayInt && int_zero ? wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, kMayInt> : wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, false>;
+}
+template <class T, CodeFormat F, int NT, int MT, int kDepth>
+auto gemv_kernel(XLoad x8, bool int_zero) {
+  return x8 == XLoad::Staged   ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged>(int_zero)
+         : x8 == XLoad::Vector ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector>(int_zero)
+                               : gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar>(int_zero);
+}
+
 // NT tiles per warp; warps per block: 4, or as many more (split K when N is
 // small) as one wave holds, each with at least two K blocks.
 template <class T, CodeFormat F, int NT, int MT, int kDepth>
@@ -854,9 +880,8 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   GemvParams p;
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
-  const auto kernel = stage ? wo_gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged>
-                     : vec  ? wo_gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector>
-                            : wo_gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar>;
+  const auto kernel = gemv_kernel<T, F, NT, MT, kDepth>(stage ? XLoad::Staged : vec ? XLoad::Vector : XLoad::Scalar,
+                                                       a.domain == ZeroDomain::Int);
   const int smem = int(warps) * per_warp;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)
