@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/aligned.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/bitpack.h"
 #include "kernels/cpu/floatx.h"
 #include "kernels/cpu/int8_gemm.h"
@@ -230,6 +231,7 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
   st.counters["vnni"] = int8_gemm_has_vnni();
+  st.counters["amx"] = int8_gemm_has_amx() && p.s.M >= kAmxMinRows;
 }
 
 // The same GEMM with int4 codes and one scale per 32 weights
@@ -280,6 +282,16 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * rb + 4.0 * p.s.N);
 }
 
+// A prefill benchmark of the int8 GEMM on its VNNI kernel where the CPU has
+// AMX (which the benchmark without this suffix then runs): the two in one run.
+template <void (*Bm)(benchmark::State&)>
+void OnVnniGemm(benchmark::State& st) {
+  if (!int8_gemm_has_amx()) return st.SkipWithError("no AMX on this CPU: the benchmark without this suffix is this");
+  set_int8_gemm_amx(false);
+  Bm(st);
+  set_int8_gemm_amx(true);
+}
+
 // A decode benchmark on the float kernels where the CPU has the VNNI dots
 // (4-bit, N-bit and int8 codes), which the benchmark itself then runs: the
 // two compared in one run.
@@ -301,6 +313,8 @@ void Shapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32, 256}); 
 // Rows where 4-bit and N-bit codes take the direct dots (the float-kernel
 // twins compare their two kernels there).
 void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32}); }
+// Rows where the int8 GEMM takes AMX tiles (from kAmxMinRows).
+void PrefillShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {32, 256}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyFloatKernel")->Apply(DecodeShapes);
@@ -315,7 +329,9 @@ BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<7>>)->Name("BM_Uint7WeightOnlyG64F
 BENCHMARK(BM_Fp6E3M2WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8)->Apply(Shapes);
 BENCHMARK(BM_Int8DynamicInt8Packed)->Apply(Shapes);
+BENCHMARK(OnVnniGemm<BM_Int8DynamicInt8Packed>)->Name("BM_Int8DynamicInt8PackedVnni")->Apply(PrefillShapes);
 BENCHMARK(BM_Int8DynamicInt4G32Packed)->Apply(Shapes);
+BENCHMARK(OnVnniGemm<BM_Int8DynamicInt4G32Packed>)->Name("BM_Int8DynamicInt4G32PackedVnni")->Apply(PrefillShapes);
 BENCHMARK(BM_Int8DynamicInt8Sparse24)->Apply(Shapes);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -372,6 +388,42 @@ void BM_PeakMultiplyAdds(benchmark::State& st) {
       benchmark::Counter(2.0 * macs * st.iterations(), benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   st.counters["threads"] = kThreads;
 }
+// The same for AMX's tdpbusd: 16 x 16 x 64 multiply-adds per instruction, four
+// independent accumulator tiles (the GEMM's 2 x 2), operands left in tiles.
+__attribute__((target("amx-tile,amx-int8"), noinline)) void peak_amx(int64_t n) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+  load_tile_config(cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_zero(4);
+  _tile_zero(5);
+  _tile_zero(6);
+  _tile_zero(7);
+  for (int64_t i = 0; i < n; ++i) {
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+  _tile_release();
+}
+
+void BM_PeakInt8Amx(benchmark::State& st) {
+  if (!int8_gemm_has_amx()) return st.SkipWithError("needs AMX int8");
+  const int64_t n = 1 << 16;
+  for (auto _ : st) {
+#pragma omp parallel num_threads(kThreads)
+    peak_amx(n);
+  }
+  const double macs = double(n) * 4 * 16 * 16 * 64 * kThreads;
+  st.counters["GOP/s"] =
+      benchmark::Counter(2.0 * macs * st.iterations(), benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  st.counters["threads"] = kThreads;
+}
+BENCHMARK(BM_PeakInt8Amx)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_PeakMultiplyAdds, true)->Name("BM_PeakInt8Vnni")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_PeakMultiplyAdds, false)->Name("BM_PeakFp32Fma")->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif

@@ -903,8 +903,8 @@ TEST(SimdLinear, AllIsasAgree) {
     for (size_t j = 0; j < outs[0].size(); ++j) EXPECT_NEAR(outs[i][j], outs[0][j], 1e-4 * (1 + std::fabs(outs[0][j])));
 }
 
-// The VNNI int8 GEMM and its portable twin give identical results, both
-// matching a double reference, over odd shapes, per channel and per group.
+// The AMX and VNNI int8 GEMMs and their portable twin give identical results,
+// all matching a double reference, over odd shapes, per channel and per group.
 TEST(Int8Gemm, VnniAndPortableMatchReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> i8(-128, 127);
@@ -916,7 +916,10 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
   // From 16 rows K runs in chunks of 128 quads, whole groups for grouped weights:
   // K = 1030 per channel gives three, the last one partial; K = 1536 (g32) three,
   // K = 2048 (g256) two, K = 1040 (g80: 120-quad chunks) 120 + 120 + 20 quads.
-  for (int64_t M : {1, 3, 4, 5, 17, 33})
+  // From kAmxMinRows (16) rows the AMX kernel runs where the CPU has it, in
+  // pairs of 16-row tiles: 17 and 50 end on a partial tile (50: a pair and a
+  // lone tile), 32 on a full pair.
+  for (int64_t M : {1, 3, 4, 5, 16, 17, 32, 33, 50})
     for (int64_t N : {1, 15, 16, 17, 33, 40, 50, 97})
       for (Case kc : {Case{1, 1}, Case{3, 3}, Case{7, 7}, Case{64, 64}, Case{130, 130}, Case{64, 32}, Case{96, 4},
                       Case{128, 64}, Case{1030, 1030}, Case{1536, 32}, Case{2048, 256}, Case{1040, 80}}) {
@@ -933,12 +936,18 @@ TEST(Int8Gemm, VnniAndPortableMatchReference) {
         const Isa saved = active_isa();
         for (Isa isa : supported_isas()) {
           ASSERT_TRUE(set_isa(isa));
-          std::vector<float> out(M * N);
-          int8_gemm_dequant(a.data(), sa.data(), za.data(), M, packed, bias.data(), out.data(), 2);
-          outs.push_back(out);
+          // Under AVX-512: the VNNI kernel, then the AMX one where the CPU has it.
+          for (bool amx : {false, true}) {
+            if (amx && (isa != Isa::Avx512 || !int8_gemm_has_amx())) continue;
+            ASSERT_TRUE(set_int8_gemm_amx(amx));
+            std::vector<float> out(M * N);
+            int8_gemm_dequant(a.data(), sa.data(), za.data(), M, packed, bias.data(), out.data(), 2);
+            outs.push_back(out);
+          }
         }
         set_isa(saved);
-        for (size_t i = 1; i < outs.size(); ++i) ASSERT_EQ(outs[i], outs[0]) << M << "x" << N << "x" << K;
+        set_int8_gemm_amx(int8_gemm_has_amx());
+        for (size_t i = 1; i < outs.size(); ++i) ASSERT_EQ(outs[i], outs[0]) << M << "x" << N << "x" << K << " run " << i;
         for (int64_t m = 0; m < M; ++m)
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0;

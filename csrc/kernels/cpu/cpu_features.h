@@ -4,6 +4,14 @@
 
 #include <string>
 
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 namespace torchao_cpp {
 namespace kernels {
 
@@ -11,7 +19,37 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false, bmi2 = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false,
        avx512vbmi = false;
+  // AMX int8 tiles, usable: the CPU has them, the OS saves their state and
+  // granted this process the permission Linux requires before the first use.
+  bool amx_int8 = false;
 };
+
+// Asks Linux for the AMX tile-data state (arch_prctl ARCH_REQ_XCOMP_PERM,
+// XFEATURE_XTILEDATA); without it the first tile instruction raises SIGILL.
+// The permission holds for every thread of the process.
+inline bool request_amx_permission() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+inline bool detect_amx_int8() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv available
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;  // EDX: AMX-TILE, AMX-INT8
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if (((lo >> 17) & 3) != 3) return false;  // XCR0: XTILECFG and XTILEDATA enabled by the OS
+  return request_amx_permission();
+#else
+  return false;
+#endif
+}
 
 inline CpuFeatures detect_cpu_features() {
   CpuFeatures f;
@@ -27,6 +65,7 @@ inline CpuFeatures detect_cpu_features() {
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
   f.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
   f.f16c = f.avx2;  // every AVX2 CPU has F16C
+  f.amx_int8 = f.avx512f && f.avx512bw && f.avx512vnni && detect_amx_int8();
 #endif
   return f;
 }

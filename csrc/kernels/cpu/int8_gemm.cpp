@@ -3,9 +3,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <numeric>
 #include <stdexcept>
 
+#include "amx.h"
 #include "cpu_features.h"
 #include "simd.h"
 
@@ -52,6 +55,18 @@ PackedInt8Weights pack_int8_weights(const int8_t* w, int64_t N, int64_t K, int64
 bool int8_gemm_has_vnni() {
   const auto& f = cpu_features();
   return f.avx512f && f.avx512bw && f.avx512vnni;
+}
+
+bool int8_gemm_has_amx() { return cpu_features().amx_int8; }
+
+namespace {
+std::atomic<bool> amx_on{true};
+}  // namespace
+
+bool set_int8_gemm_amx(bool enabled) {
+  if (enabled && !int8_gemm_has_amx()) return false;
+  amx_on = enabled;
+  return true;
 }
 
 namespace {
@@ -295,6 +310,181 @@ VNNI void gemm_vnni_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& 
   }
 }
 
+
+// ---- AMX: the same sums on tile registers ----------------------------------
+// The packed weights are already in the layout tdpbusd reads its second
+// operand in (a block of 16 columns: one 64-byte row of 16 x 4 codes per k
+// quad), and the shifted activations are row-major uint8, the first operand's
+// layout: tiles load both in place. A tile step of kq quads multiplies 16
+// activation rows by 16 columns over 4 kq values of k.
+#define AMX __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
+
+// Tiles: tmm0..3 the int32 sums of row tile i and column block j (2i + j),
+// tmm4..5 the activations of row tiles 0 and 1 (16 rows x kq quads), tmm6..7
+// the weights of blocks 0 and 1 (kq quads x 16 columns).
+AMX void amx_configure(int kq) {
+  TileConfig c;
+  for (int t = 0; t < 4; ++t) c.rows[t] = 16, c.colsb[t] = 64;
+  for (int t = 4; t < 6; ++t) c.rows[t] = 16, c.colsb[t] = uint16_t(4 * kq);
+  for (int t = 6; t < 8; ++t) c.rows[t] = uint8_t(kq), c.colsb[t] = 64;
+  load_tile_config(c);
+}
+
+// MB row tiles (a0, a1; rows lda bytes apart) x NB column blocks (b0, b1)
+// over quads [q0, q1), into tmm0..3.
+template <int MB, int NB>
+AMX inline void amx_dot(const uint8_t* a0, const uint8_t* a1, int64_t lda, const int8_t* b0, const int8_t* b1,
+                        int64_t q0, int64_t q1, int kq) {
+  _tile_zero(0);
+  if constexpr (NB == 2) _tile_zero(1);
+  if constexpr (MB == 2) _tile_zero(2);
+  if constexpr (MB == 2 && NB == 2) _tile_zero(3);
+  for (int64_t q = q0; q < q1; q += kq) {
+    _tile_loadd(6, b0 + q * kTileN * 4, kTileN * 4);
+    if constexpr (NB == 2) _tile_loadd(7, b1 + q * kTileN * 4, kTileN * 4);
+    _tile_loadd(4, a0 + 4 * q, lda);
+    _tile_dpbusd(0, 4, 6);
+    if constexpr (NB == 2) _tile_dpbusd(1, 4, 7);
+    if constexpr (MB == 2) {
+      _tile_loadd(5, a1 + 4 * q, lda);
+      _tile_dpbusd(2, 5, 6);
+      if constexpr (NB == 2) _tile_dpbusd(3, 5, 7);
+    }
+  }
+}
+
+// The sums to c: 32 x 32 int32, row tile i at row 16 i, block j at column 16 j.
+constexpr int64_t kAmxLd = 2 * kTileN;
+template <int MB, int NB>
+AMX inline void amx_store(int32_t* c) {
+  constexpr int64_t stride = kAmxLd * 4;
+  _tile_stored(0, c, stride);
+  if constexpr (NB == 2) _tile_stored(1, c + kTileN, stride);
+  if constexpr (MB == 2) _tile_stored(2, c + kTileN * kAmxLd, stride);
+  if constexpr (MB == 2 && NB == 2) _tile_stored(3, c + kTileN * kAmxLd + kTileN, stride);
+  tiles_stored_to(c);
+}
+
+// out[m, n0 + 0..15] = a_scale * c + bias for the columns below N, rounded
+// as the VNNI kernel's scalar epilogue rounds them (product, then sum).
+AMX inline void amx_write(__m512 c, float a_scale, const float* bias, int64_t n0, int64_t N, float* out_row) {
+  const __mmask16 live = N - n0 >= kTileN ? __mmask16(0xFFFF) : __mmask16((1u << (N - n0)) - 1);
+  const __m512 b = bias ? _mm512_maskz_loadu_ps(live, bias + n0) : _mm512_setzero_ps();
+  _mm512_mask_storeu_ps(out_row + n0, live, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a_scale), c), b));
+}
+
+struct AmxArgs {
+  const PackedInt8Weights* w;
+  const float *a_scale, *a_zp, *bias;
+  float* out;
+  int kq;          // quads per tile step
+  int64_t q_amx;   // quads summed on tiles; per channel, the rest (K mod 64) on vpdpbusd
+};
+
+// One tile of rows [m0, m0 + rows) (row tiles a0, a1) x blocks b0, b0 + 1:
+// sums as tile_vnni's, epilogue as its (channel_term; per group, one
+// conversion and one FMA per group, in group order, the shift taken out once).
+// GCC 12 flags _mm512_cvtepi32_ps's own undefined pass-through operand here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int MB, int NB, bool kPerChannel>
+__attribute__((noinline)) AMX void tile_amx(const uint8_t* a0, const uint8_t* a1, int rows, int64_t m0, int64_t b0,
+                                            const AmxArgs& g, int32_t* cbuf, float* fbuf) {
+  const PackedInt8Weights& w = *g.w;
+  const int64_t Kq = w.Kp / 4;
+  const int8_t* wb[2] = {w.data.data() + b0 * Kq * kTileN * 4, w.data.data() + (b0 + NB - 1) * Kq * kTileN * 4};
+  auto row_ptr = [&](int i) { return i < kTileN ? a0 + i * w.Kp : a1 + (i - kTileN) * w.Kp; };
+  if constexpr (kPerChannel) {
+    amx_dot<MB, NB>(a0, a1, w.Kp, wb[0], wb[1], 0, g.q_amx, g.kq);
+    amx_store<MB, NB>(cbuf);
+    for (int i = 0; i < rows; ++i) {
+      const uint8_t* ur = row_ptr(i);
+      for (int j = 0; j < NB; ++j) {
+        __m512i acc = _mm512_load_si512(cbuf + i * kAmxLd + j * kTileN);
+        for (int64_t q = g.q_amx; q < Kq; ++q) {
+          int32_t quad;
+          __builtin_memcpy(&quad, ur + 4 * q, 4);
+          acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad), _mm512_load_si512(wb[j] + q * kTileN * 4));
+        }
+        const size_t gi = static_cast<size_t>((b0 + j) * kTileN);
+        amx_write(channel_term(acc, g.a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi), g.a_scale[m0 + i],
+                  g.bias, (b0 + j) * kTileN, w.N, g.out + (m0 + i) * w.N);
+      }
+    }
+  } else {
+    const int64_t qpg = quads_per_group(w);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < NB; ++j) _mm512_store_ps(fbuf + i * kAmxLd + j * kTileN, _mm512_setzero_ps());
+    for (int64_t grp = 0; grp < w.groups; ++grp) {
+      amx_dot<MB, NB>(a0, a1, w.Kp, wb[0], wb[1], grp * qpg, (grp + 1) * qpg, g.kq);
+      amx_store<MB, NB>(cbuf);
+      for (int j = 0; j < NB; ++j) {
+        const __m512 scale = _mm512_loadu_ps(w.scale.data() + ((b0 + j) * w.groups + grp) * kTileN);
+        for (int i = 0; i < rows; ++i) {
+          float* f = fbuf + i * kAmxLd + j * kTileN;
+          _mm512_store_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cbuf + i * kAmxLd + j * kTileN)),
+                                             scale, _mm512_load_ps(f)));
+        }
+      }
+    }
+    for (int j = 0; j < NB; ++j) {
+      const __m512 zsum = _mm512_loadu_ps(w.zsum.data() + (b0 + j) * kTileN);
+      for (int i = 0; i < rows; ++i) {
+        const __m512 c = _mm512_sub_ps(_mm512_load_ps(fbuf + i * kAmxLd + j * kTileN),
+                                       _mm512_mul_ps(_mm512_set1_ps(128.0f + g.a_zp[m0 + i]), zsum));
+        amx_write(c, g.a_scale[m0 + i], g.bias, (b0 + j) * kTileN, w.N, g.out + (m0 + i) * w.N);
+      }
+    }
+  }
+}
+
+#pragma GCC diagnostic pop
+
+template <bool kPerChannel>
+AMX void gemm_amx_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const AmxArgs& g, int nthreads) {
+  // A partial last row tile reads a copy padded to 16 rows (tiles load 16).
+  const int64_t full = M / kTileN, rem = M % kTileN, tiles_m = (M + kTileN - 1) / kTileN;
+  std::vector<uint8_t> pad(static_cast<size_t>(rem ? kTileN * w.Kp : 0), 128);
+  std::copy_n(u + full * kTileN * w.Kp, rem * w.Kp, pad.data());
+  auto tile_rows = [&](int64_t t) { return t < full ? u + t * kTileN * w.Kp : pad.data(); };
+  const int64_t pairs = (w.blocks + 1) / 2;
+#pragma omp parallel num_threads(nthreads)
+  {
+    amx_configure(g.kq);
+    alignas(64) int32_t cbuf[kAmxLd * kAmxLd];
+    alignas(64) float fbuf[kAmxLd * kAmxLd];
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int64_t b0 = 2 * p;
+      const bool two_blocks = b0 + 1 < w.blocks;
+      for (int64_t t = 0; t < tiles_m; t += 2) {
+        const bool two_tiles = t + 1 < tiles_m;
+        const int rows = int(std::min<int64_t>(2 * kTileN, M - t * kTileN));
+        const uint8_t *a0 = tile_rows(t), *a1 = two_tiles ? tile_rows(t + 1) : a0;
+        if (two_tiles && two_blocks)
+          tile_amx<2, 2, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
+        else if (two_tiles)
+          tile_amx<2, 1, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
+        else if (two_blocks)
+          tile_amx<1, 2, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
+        else
+          tile_amx<1, 1, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
+      }
+    }
+    _tile_release();
+  }
+}
+
+AMX void gemm_amx(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const float* a_scale, const float* a_zp,
+                  const float* bias, float* out, int nthreads) {
+  const int64_t Kq = w.Kp / 4;
+  AmxArgs g{&w, a_scale, a_zp, bias, out, 16, Kq / 16 * 16};
+  if (w.groups == 1) return gemm_amx_tiles<true>(u, M, w, g, nthreads);
+  // Steps that tile every group exactly: 64 values for groups of 64, 128, ...; 32 for 8da4w's 32.
+  g.kq = int(std::gcd<int64_t>(quads_per_group(w), 16)), g.q_amx = Kq;
+  gemm_amx_tiles<false>(u, M, w, g, nthreads);
+}
+
 VNNI void gemm_vnni(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const float* a_scale, const float* a_zp,
                     const float* bias, float* out, int nthreads) {
   if (w.groups == 1) return gemm_vnni_tiles<true>(u, M, w, a_scale, a_zp, bias, out, nthreads);
@@ -308,8 +498,10 @@ void int8_gemm_dequant_u8(const uint8_t* u, const float* a_scale, const float* a
                           const PackedInt8Weights& w, const float* bias, float* out, int nthreads) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   // set_isa() below AVX-512 (tests) selects the portable path too.
-  if (int8_gemm_has_vnni() && active_isa() == Isa::Avx512)
+  if (int8_gemm_has_vnni() && active_isa() == Isa::Avx512) {
+    if (M >= kAmxMinRows && amx_on && int8_gemm_has_amx()) return gemm_amx(u, M, w, a_scale, a_zp, bias, out, nthreads);
     return gemm_vnni(u, M, w, a_scale, a_zp, bias, out, nthreads);
+  }
 #endif
   gemm_portable(u, M, w, a_scale, a_zp, bias, out, nthreads);
 }

@@ -38,6 +38,16 @@ PackedInt8Weights pack_int8_weights(const int8_t* w, int64_t N, int64_t K, int64
 
 // True when the CPU has AVX-512 VNNI (the packed path's fast kernel).
 bool int8_gemm_has_vnni();
+// True when the CPU has AMX int8 tiles the OS lets this process use: from
+// kAmxMinRows activation rows the GEMM then runs on tdpbusd (16 x 16 x 64
+// multiply-adds per instruction), with the same integer sums and the same
+// float epilogue as the VNNI kernel, so results are bit-identical.
+bool int8_gemm_has_amx();
+constexpr int64_t kAmxMinRows = 16;
+// Turns the AMX kernel off (the VNNI kernel runs instead) or back on, for
+// tests and benchmarks that compare the two in one process; false when asked
+// to turn it on on a CPU without it.
+bool set_int8_gemm_amx(bool enabled);
 
 // out[m, n] = a_scale[m] * sum_g scale[n, g] * sum_{k in g} (a[m, k] - a_zp[m]) * W[n, k] + bias[n]
 // for int8 activations a (M x K, row-major); bias may be null.
