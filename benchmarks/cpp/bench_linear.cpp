@@ -390,25 +390,25 @@ void BM_PeakMultiplyAdds(benchmark::State& st) {
 }
 // The same for AMX's tdpbusd: 16 x 16 x 64 multiply-adds per instruction, four
 // independent accumulator tiles (the GEMM's 2 x 2), operands left in tiles.
-__attribute__((target("amx-tile,amx-int8"), noinline)) void peak_amx(int64_t n) {
+__attribute__((noinline)) void peak_amx(int64_t n) {
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   load_tile_config(cfg);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  _tile_zero(4);
-  _tile_zero(5);
-  _tile_zero(6);
-  _tile_zero(7);
+  tile_zero<0>();
+  tile_zero<1>();
+  tile_zero<2>();
+  tile_zero<3>();
+  tile_zero<4>();
+  tile_zero<5>();
+  tile_zero<6>();
+  tile_zero<7>();
   for (int64_t i = 0; i < n; ++i) {
-    _tile_dpbusd(0, 4, 6);
-    _tile_dpbusd(1, 4, 7);
-    _tile_dpbusd(2, 5, 6);
-    _tile_dpbusd(3, 5, 7);
+    tile_dpbusd<0, 4, 6>();
+    tile_dpbusd<1, 4, 7>();
+    tile_dpbusd<2, 5, 6>();
+    tile_dpbusd<3, 5, 7>();
   }
-  _tile_release();
+  release_tiles();
 }
 
 void BM_PeakInt8Amx(benchmark::State& st) {

@@ -6,6 +6,7 @@ import weakref
 import pytest
 import torch
 import torch.nn as nn
+import torchao_cpp
 
 from conftest import sqnr
 from torchao_cpp.dtypes import (
@@ -591,3 +592,15 @@ def test_fpx_linear_checks_its_input():
     x = torch.randn(2, 3, 64, dtype=torch.bfloat16)
     assert torch.equal(m(x)[1], m(x[1]))
     assert m(torch.randn(0, 64, dtype=torch.bfloat16)).shape == (0, 256)
+
+
+def test_cpu_features_report_amx_as_the_kernel_does():
+    """amx_int8 (the int8 GEMM's AMX kernel) is on exactly where Linux lists the CPU flag."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    feats = torchao_cpp._C.cpu_features()
+    assert feats["amx_int8"] == ("amx_int8" in flags and "amx_tile" in flags and "avx512_vnni" in flags)

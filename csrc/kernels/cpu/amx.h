@@ -1,8 +1,9 @@
-// AMX tile configuration and the compiler fences GCC 12's tile intrinsics
-// need. Its _tile_loadconfig does not tell the compiler that it reads the
-// configuration (the stores that fill it were dropped as dead: every tile
-// then had 0 rows and the first tile instruction raised SIGILL), and
-// _tile_stored does not tell it that it writes memory.
+// AMX tile configuration and tile instructions as inline assembly. GCC 12's
+// intrinsics do not serve: its _tile_loadconfig does not tell the compiler
+// that it reads the configuration (the stores that fill it were dropped as
+// dead: every tile then had 0 rows and the first tile instruction raised
+// SIGILL), _tile_stored does not tell it that it writes memory, and the tile
+// macros take only literal tile numbers.
 #pragma once
 
 #include <cstdint>
@@ -20,11 +21,30 @@ struct alignas(64) TileConfig {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // ldtilecfg with the configuration as a memory operand the compiler sees.
-__attribute__((target("amx-tile"))) inline void load_tile_config(const TileConfig& c) {
-  __asm__ volatile("ldtilecfg %0" : : "m"(c));
+inline void load_tile_config(const TileConfig& c) { __asm__ volatile("ldtilecfg %0" : : "m"(c)); }
+inline void release_tiles() { __asm__ volatile("tilerelease"); }
+
+// Tile instructions on tiles named by template arguments (GCC's macros take
+// only literal numbers); stores tell the compiler that they write memory.
+template <int kT>
+inline void tile_zero() {
+  __asm__ volatile("tilezero %%tmm%c0" : : "i"(kT));
 }
-// After tile stores into buf: its later loads must read memory.
-inline void tiles_stored_to(void* buf) { __asm__ volatile("" : : "r"(buf) : "memory"); }
+// No memory clobber on loads: the kernels' tiles read memory written before
+// their parallel region or by tile stores, which volatile asm keeps in order.
+template <int kT>
+inline void tile_load(const void* p, int64_t stride) {
+  __asm__ volatile("tileloadd (%1,%2,1), %%tmm%c0" : : "i"(kT), "r"(p), "r"(stride));
+}
+template <int kT>
+inline void tile_store(void* p, int64_t stride) {
+  __asm__ volatile("tilestored %%tmm%c0, (%1,%2,1)" : : "i"(kT), "r"(p), "r"(stride) : "memory");
+}
+// C += A B: uint8 rows of A times int8 quads of B, int32 sums.
+template <int kC, int kA, int kB>
+inline void tile_dpbusd() {
+  __asm__ volatile("tdpbusd %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(kC), "i"(kA), "i"(kB));
+}
 #endif
 
 }  // namespace kernels

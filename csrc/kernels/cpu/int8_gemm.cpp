@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 #include <stdexcept>
 
 #include "amx.h"
@@ -118,6 +119,10 @@ void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, cons
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+// GCC 12 flags _mm512_cvtepi32_ps's own undefined pass-through operand
+// (_mm512_undefined_ps) as maybe uninitialized where these kernels inline it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 // Adds to acc the integer sums of R activation rows x NB 16-column blocks over quads [q0, q1).
 // GCC 12 keeps about 14 zmm accumulators in registers in this loop; past
@@ -319,50 +324,70 @@ VNNI void gemm_vnni_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& 
 // activation rows by 16 columns over 4 kq values of k.
 #define AMX __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
 
-// Tiles: tmm0..3 the int32 sums of row tile i and column block j (2i + j),
-// tmm4..5 the activations of row tiles 0 and 1 (16 rows x kq quads), tmm6..7
-// the weights of blocks 0 and 1 (kq quads x 16 columns).
-AMX void amx_configure(int kq) {
+// Tiles, per channel: tmm0..3 the int32 sums of row tile i and column block
+// j (2i + j), tmm4..5 the activations of row tiles 0 and 1 (16 rows x kq
+// quads), tmm6..7 the weights of blocks 0 and 1 (kq quads x 16 columns).
+// Per group: tmm0..5 rotating sum tiles, tmm6 activations, tmm7 weights.
+constexpr int kAmxGroupSums = 6;
+AMX void amx_configure(int kq, bool per_channel) {
   TileConfig c;
-  for (int t = 0; t < 4; ++t) c.rows[t] = 16, c.colsb[t] = 64;
-  for (int t = 4; t < 6; ++t) c.rows[t] = 16, c.colsb[t] = uint16_t(4 * kq);
-  for (int t = 6; t < 8; ++t) c.rows[t] = uint8_t(kq), c.colsb[t] = 64;
+  const int sums = per_channel ? 4 : kAmxGroupSums;
+  for (int t = 0; t < sums; ++t) c.rows[t] = 16, c.colsb[t] = 64;
+  for (int t = sums; t < 8; ++t) {
+    const bool act = per_channel ? t < 6 : t == 6;
+    c.rows[t] = uint8_t(act ? 16 : kq), c.colsb[t] = uint16_t(act ? 4 * kq : 64);
+  }
   load_tile_config(c);
 }
 
-// MB row tiles (a0, a1; rows lda bytes apart) x NB column blocks (b0, b1)
-// over quads [q0, q1), into tmm0..3.
+// Row tile i, column block j of a C-tile array with rows kAmxLd int32 apart.
+constexpr int64_t kAmxLd = 2 * kTileN;
+constexpr int64_t kAmxStride = kAmxLd * 4;  // bytes
+
+// Per channel: MB row tiles (a0, a1; rows lda bytes apart) x NB column
+// blocks (b0, b1) over quads [0, q1), stored to c (row tile i at row 16 i,
+// block j at column 16 j).
 template <int MB, int NB>
-AMX inline void amx_dot(const uint8_t* a0, const uint8_t* a1, int64_t lda, const int8_t* b0, const int8_t* b1,
-                        int64_t q0, int64_t q1, int kq) {
-  _tile_zero(0);
-  if constexpr (NB == 2) _tile_zero(1);
-  if constexpr (MB == 2) _tile_zero(2);
-  if constexpr (MB == 2 && NB == 2) _tile_zero(3);
-  for (int64_t q = q0; q < q1; q += kq) {
-    _tile_loadd(6, b0 + q * kTileN * 4, kTileN * 4);
-    if constexpr (NB == 2) _tile_loadd(7, b1 + q * kTileN * 4, kTileN * 4);
-    _tile_loadd(4, a0 + 4 * q, lda);
-    _tile_dpbusd(0, 4, 6);
-    if constexpr (NB == 2) _tile_dpbusd(1, 4, 7);
+AMX inline void amx_channel_dot(const uint8_t* a0, const uint8_t* a1, int64_t lda, const int8_t* b0, const int8_t* b1,
+                                int64_t q1, int kq, int32_t* c) {
+  int32_t* c1 = c + kTileN * kAmxLd;
+  tile_zero<0>();
+  if constexpr (NB == 2) tile_zero<1>();
+  if constexpr (MB == 2) tile_zero<2>();
+  if constexpr (MB == 2 && NB == 2) tile_zero<3>();
+  for (int64_t q = 0; q < q1; q += kq) {
+    tile_load<6>(b0 + q * kTileN * 4, kTileN * 4);
+    if constexpr (NB == 2) tile_load<7>(b1 + q * kTileN * 4, kTileN * 4);
+    tile_load<4>(a0 + 4 * q, lda);
+    tile_dpbusd<0, 4, 6>();
+    if constexpr (NB == 2) tile_dpbusd<1, 4, 7>();
     if constexpr (MB == 2) {
-      _tile_loadd(5, a1 + 4 * q, lda);
-      _tile_dpbusd(2, 5, 6);
-      if constexpr (NB == 2) _tile_dpbusd(3, 5, 7);
+      tile_load<5>(a1 + 4 * q, lda);
+      tile_dpbusd<2, 5, 6>();
+      if constexpr (NB == 2) tile_dpbusd<3, 5, 7>();
     }
   }
+  tile_store<0>(c, kAmxStride);
+  if constexpr (NB == 2) tile_store<1>(c + kTileN, kAmxStride);
+  if constexpr (MB == 2) tile_store<2>(c1, kAmxStride);
+  if constexpr (MB == 2 && NB == 2) tile_store<3>(c1 + kTileN, kAmxStride);
 }
 
-// The sums to c: 32 x 32 int32, row tile i at row 16 i, block j at column 16 j.
-constexpr int64_t kAmxLd = 2 * kTileN;
-template <int MB, int NB>
-AMX inline void amx_store(int32_t* c) {
-  constexpr int64_t stride = kAmxLd * 4;
-  _tile_stored(0, c, stride);
-  if constexpr (NB == 2) _tile_stored(1, c + kTileN, stride);
-  if constexpr (MB == 2) _tile_stored(2, c + kTileN * kAmxLd, stride);
-  if constexpr (MB == 2 && NB == 2) _tile_stored(3, c + kTileN * kAmxLd + kTileN, stride);
-  tiles_stored_to(c);
+// Per group: one row tile x one block over the quads of one group, from
+// zero, into sum tile kT (0..3), stored to c (GCC's tile macros take literal
+// tile numbers).
+template <int kT>
+AMX inline void amx_group_dot(const uint8_t* a, int64_t lda, const int8_t* b, int64_t q0, int64_t q1, int kq) {
+  tile_zero<kT>();
+  for (int64_t q = q0; q < q1; q += kq) {
+    tile_load<7>(b + q * kTileN * 4, kTileN * 4);
+    tile_load<6>(a + 4 * q, lda);
+    tile_dpbusd<kT, 6, 7>();
+  }
+}
+template <int kT>
+AMX inline void amx_group_store(int32_t* c) {
+  tile_store<kT>(c, kTileN * 4);
 }
 
 // out[m, n0 + 0..15] = a_scale * c + bias for the columns below N, rounded
@@ -377,69 +402,96 @@ struct AmxArgs {
   const PackedInt8Weights* w;
   const float *a_scale, *a_zp, *bias;
   float* out;
-  int kq;          // quads per tile step
-  int64_t q_amx;   // quads summed on tiles; per channel, the rest (K mod 64) on vpdpbusd
+  int kq;         // quads per tile step
+  int64_t q_amx;  // quads summed on tiles; per channel, the rest (K mod 64) on vpdpbusd
 };
 
-// One tile of rows [m0, m0 + rows) (row tiles a0, a1) x blocks b0, b0 + 1:
-// sums as tile_vnni's, epilogue as its (channel_term; per group, one
-// conversion and one FMA per group, in group order, the shift taken out once).
-// GCC 12 flags _mm512_cvtepi32_ps's own undefined pass-through operand here.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-template <int MB, int NB, bool kPerChannel>
-__attribute__((noinline)) AMX void tile_amx(const uint8_t* a0, const uint8_t* a1, int rows, int64_t m0, int64_t b0,
-                                            const AmxArgs& g, int32_t* cbuf, float* fbuf) {
+
+// Per channel: rows [m0, m0 + rows) (row tiles a0, a1) x blocks b0, b0 + 1:
+// the sums on tiles, the tail quads (K mod 64) on vpdpbusd, then
+// tile_vnni's epilogue (channel_term).
+template <int MB, int NB>
+__attribute__((noinline)) AMX void channel_tile_amx(const uint8_t* a0, const uint8_t* a1, int rows, int64_t m0,
+                                                    int64_t b0, const AmxArgs& g, int32_t* c) {
   const PackedInt8Weights& w = *g.w;
   const int64_t Kq = w.Kp / 4;
   const int8_t* wb[2] = {w.data.data() + b0 * Kq * kTileN * 4, w.data.data() + (b0 + NB - 1) * Kq * kTileN * 4};
-  auto row_ptr = [&](int i) { return i < kTileN ? a0 + i * w.Kp : a1 + (i - kTileN) * w.Kp; };
-  if constexpr (kPerChannel) {
-    amx_dot<MB, NB>(a0, a1, w.Kp, wb[0], wb[1], 0, g.q_amx, g.kq);
-    amx_store<MB, NB>(cbuf);
-    for (int i = 0; i < rows; ++i) {
-      const uint8_t* ur = row_ptr(i);
-      for (int j = 0; j < NB; ++j) {
-        __m512i acc = _mm512_load_si512(cbuf + i * kAmxLd + j * kTileN);
-        for (int64_t q = g.q_amx; q < Kq; ++q) {
-          int32_t quad;
-          __builtin_memcpy(&quad, ur + 4 * q, 4);
-          acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad), _mm512_load_si512(wb[j] + q * kTileN * 4));
-        }
-        const size_t gi = static_cast<size_t>((b0 + j) * kTileN);
-        amx_write(channel_term(acc, g.a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi), g.a_scale[m0 + i],
-                  g.bias, (b0 + j) * kTileN, w.N, g.out + (m0 + i) * w.N);
-      }
-    }
-  } else {
-    const int64_t qpg = quads_per_group(w);
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < NB; ++j) _mm512_store_ps(fbuf + i * kAmxLd + j * kTileN, _mm512_setzero_ps());
-    for (int64_t grp = 0; grp < w.groups; ++grp) {
-      amx_dot<MB, NB>(a0, a1, w.Kp, wb[0], wb[1], grp * qpg, (grp + 1) * qpg, g.kq);
-      amx_store<MB, NB>(cbuf);
-      for (int j = 0; j < NB; ++j) {
-        const __m512 scale = _mm512_loadu_ps(w.scale.data() + ((b0 + j) * w.groups + grp) * kTileN);
-        for (int i = 0; i < rows; ++i) {
-          float* f = fbuf + i * kAmxLd + j * kTileN;
-          _mm512_store_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cbuf + i * kAmxLd + j * kTileN)),
-                                             scale, _mm512_load_ps(f)));
-        }
-      }
-    }
+  amx_channel_dot<MB, NB>(a0, a1, w.Kp, wb[0], wb[1], g.q_amx, g.kq, c);
+  for (int i = 0; i < rows; ++i) {
+    const uint8_t* ur = i < kTileN ? a0 + i * w.Kp : a1 + (i - kTileN) * w.Kp;
     for (int j = 0; j < NB; ++j) {
-      const __m512 zsum = _mm512_loadu_ps(w.zsum.data() + (b0 + j) * kTileN);
-      for (int i = 0; i < rows; ++i) {
-        const __m512 c = _mm512_sub_ps(_mm512_load_ps(fbuf + i * kAmxLd + j * kTileN),
-                                       _mm512_mul_ps(_mm512_set1_ps(128.0f + g.a_zp[m0 + i]), zsum));
-        amx_write(c, g.a_scale[m0 + i], g.bias, (b0 + j) * kTileN, w.N, g.out + (m0 + i) * w.N);
+      __m512i acc = _mm512_load_si512(c + i * kAmxLd + j * kTileN);
+      for (int64_t q = g.q_amx; q < Kq; ++q) {
+        int32_t quad;
+        __builtin_memcpy(&quad, ur + 4 * q, 4);
+        acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad), _mm512_load_si512(wb[j] + q * kTileN * 4));
       }
+      const size_t gi = static_cast<size_t>((b0 + j) * kTileN);
+      amx_write(channel_term(acc, g.a_zp[m0 + i], w.rowsum.data() + gi, w.scale.data() + gi), g.a_scale[m0 + i],
+                g.bias, (b0 + j) * kTileN, w.N, g.out + (m0 + i) * w.N);
     }
   }
 }
 
-#pragma GCC diagnostic pop
+// Per group: one row tile (rows [m0, m0 + rows)) x block b, the float sums
+// in registers. Each group's int32 sums leave the tile through memory to be
+// converted and scaled (one conversion and one FMA per group, in group
+// order, as tile_vnni). A tile store costs about as much as the tdpbusd
+// before it and vector loads right behind it wait for it, so six sum tiles
+// rotate and a group's sums are read four groups after their store (2 x
+// 5632 x 2048 x 256 g32: 4.1-4.3 ms at lags 3-5 against 4.7 at 2 with four
+// tiles; 1.3x the VNNI kernel).
+constexpr int kAmxGroupLag = 4;
+// f(std::integral_constant<int, t>) for run-time t < kAmxGroupSums.
+template <class F>
+AMX inline void on_sum_tile(int t, F&& f) {
+  switch (t) {
+    case 0: return f(std::integral_constant<int, 0>());
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 4: return f(std::integral_constant<int, 4>());
+    default: return f(std::integral_constant<int, 5>());
+  }
+}
+__attribute__((noinline)) AMX void group_tile_amx(const uint8_t* a, int rows, int64_t m0, int64_t b,
+                                                  const AmxArgs& g, int32_t* cbuf) {
+  const PackedInt8Weights& w = *g.w;
+  const int64_t Kq = w.Kp / 4, qpg = quads_per_group(w);
+  const int8_t* wb = w.data.data() + b * Kq * kTileN * 4;
+  __m512 acc[kTileN];
+#pragma GCC unroll 16
+  for (int i = 0; i < kTileN; ++i) acc[i] = _mm512_setzero_ps();
+  const float* scales = w.scale.data() + b * w.groups * kTileN;
+  const int64_t g0 = 0, g1 = w.groups;
+  for (int64_t grp = g0; grp < g1 + kAmxGroupLag; ++grp) {
+    const int t = int((grp - g0) % kAmxGroupSums);
+    int32_t* c = cbuf + t * kTileN * kTileN;
+    const int64_t q0 = grp * qpg, q1 = q0 + qpg;
+    if (grp < g1) on_sum_tile(t, [&](auto tile) { amx_group_dot<decltype(tile)::value>(a, w.Kp, wb, q0, q1, g.kq); });
+    if (const int64_t prev = grp - kAmxGroupLag; prev >= g0) {
+      const int32_t* cp = cbuf + ((prev - g0) % kAmxGroupSums) * kTileN * kTileN;
+      const __m512 scale = _mm512_loadu_ps(scales + prev * kTileN);
+#pragma GCC unroll 16
+      for (int i = 0; i < kTileN; ++i)
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cp + i * kTileN)), scale, acc[i]);
+    }
+    if (grp < g1) on_sum_tile(t, [&](auto tile) { amx_group_store<decltype(tile)::value>(c); });
+  }
+  const __m512 zsum = _mm512_loadu_ps(w.zsum.data() + b * kTileN);
+  // Unrolled with constant indices so that acc stays in registers.
+#pragma GCC unroll 16
+  for (int i = 0; i < kTileN; ++i) {
+    if (i >= rows) break;
+    const __m512 c = _mm512_sub_ps(acc[i], _mm512_mul_ps(_mm512_set1_ps(128.0f + g.a_zp[m0 + i]), zsum));
+    amx_write(c, g.a_scale[m0 + i], g.bias, b * kTileN, w.N, g.out + (m0 + i) * w.N);
+  }
+}
 
+// Tasks are pairs of 16-column blocks, each passing every row tile over all
+// of K. Running K in L1-sized chunks (sums kept between them) was slower:
+// 1.83-1.91 / 1.91-2.08 / 2.79-3.17 ms against 1.77-1.84 / 1.70-1.79 /
+// 2.72-2.84 for the three shapes at 256 rows (2 threads, alternating runs).
 template <bool kPerChannel>
 AMX void gemm_amx_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const AmxArgs& g, int nthreads) {
   // A partial last row tile reads a copy padded to 16 rows (tiles load 16).
@@ -450,28 +502,35 @@ AMX void gemm_amx_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& w,
   const int64_t pairs = (w.blocks + 1) / 2;
 #pragma omp parallel num_threads(nthreads)
   {
-    amx_configure(g.kq);
-    alignas(64) int32_t cbuf[kAmxLd * kAmxLd];
-    alignas(64) float fbuf[kAmxLd * kAmxLd];
+    amx_configure(g.kq, kPerChannel);
+    // Sums out of the tiles: a 32 x 32 tile per channel, the rotating sum tiles per group.
+    alignas(64) int32_t cbuf[kAmxGroupSums * kTileN * kTileN];
+    static_assert(kAmxGroupSums * kTileN * kTileN >= kAmxLd * kAmxLd, "cbuf holds a per-channel tile");
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < pairs; ++p) {
       const int64_t b0 = 2 * p;
       const bool two_blocks = b0 + 1 < w.blocks;
-      for (int64_t t = 0; t < tiles_m; t += 2) {
-        const bool two_tiles = t + 1 < tiles_m;
-        const int rows = int(std::min<int64_t>(2 * kTileN, M - t * kTileN));
-        const uint8_t *a0 = tile_rows(t), *a1 = two_tiles ? tile_rows(t + 1) : a0;
-        if (two_tiles && two_blocks)
-          tile_amx<2, 2, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
-        else if (two_tiles)
-          tile_amx<2, 1, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
-        else if (two_blocks)
-          tile_amx<1, 2, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
-        else
-          tile_amx<1, 1, kPerChannel>(a0, a1, rows, t * kTileN, b0, g, cbuf, fbuf);
+      if constexpr (kPerChannel) {
+        for (int64_t t = 0; t < tiles_m; t += 2) {
+          const bool two_tiles = t + 1 < tiles_m;
+          const int rows = int(std::min<int64_t>(2 * kTileN, M - t * kTileN));
+          const uint8_t *a0 = tile_rows(t), *a1 = two_tiles ? tile_rows(t + 1) : a0;
+          if (two_tiles && two_blocks)
+            channel_tile_amx<2, 2>(a0, a1, rows, t * kTileN, b0, g, cbuf);
+          else if (two_tiles)
+            channel_tile_amx<2, 1>(a0, a1, rows, t * kTileN, b0, g, cbuf);
+          else if (two_blocks)
+            channel_tile_amx<1, 2>(a0, a1, rows, t * kTileN, b0, g, cbuf);
+          else
+            channel_tile_amx<1, 1>(a0, a1, rows, t * kTileN, b0, g, cbuf);
+        }
+      } else {
+        for (int64_t b = b0; b < b0 + (two_blocks ? 2 : 1); ++b)
+          for (int64_t t = 0; t < tiles_m; ++t)
+            group_tile_amx(tile_rows(t), int(std::min<int64_t>(kTileN, M - t * kTileN)), t * kTileN, b, g, cbuf);
       }
     }
-    _tile_release();
+    release_tiles();
   }
 }
 
@@ -490,6 +549,7 @@ VNNI void gemm_vnni(const uint8_t* u, int64_t M, const PackedInt8Weights& w, con
   if (w.groups == 1) return gemm_vnni_tiles<true>(u, M, w, a_scale, a_zp, bias, out, nthreads);
   gemm_vnni_tiles<false>(u, M, w, a_scale, a_zp, bias, out, nthreads);
 }
+#pragma GCC diagnostic pop
 #endif
 
 }  // namespace
