@@ -121,8 +121,10 @@ void gemm_portable(const uint8_t* u, int64_t M, const PackedInt8Weights& w, cons
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 // GCC 12 flags _mm512_cvtepi32_ps's own undefined pass-through operand
 // (_mm512_undefined_ps) as maybe uninitialized where these kernels inline it.
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // Adds to acc the integer sums of R activation rows x NB 16-column blocks over quads [q0, q1).
 // GCC 12 keeps about 14 zmm accumulators in registers in this loop; past
@@ -549,7 +551,9 @@ VNNI void gemm_vnni(const uint8_t* u, int64_t M, const PackedInt8Weights& w, con
   if (w.groups == 1) return gemm_vnni_tiles<true>(u, M, w, a_scale, a_zp, bias, out, nthreads);
   gemm_vnni_tiles<false>(u, M, w, a_scale, a_zp, bias, out, nthreads);
 }
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 }  // namespace
