@@ -215,10 +215,17 @@ void BM_Int8DynamicInt8(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
-// The pre-packed VNNI GEMM that prefill-sized inputs (>= 16 rows) take.
+// Activation codes as the op hands them to the packed GEMM: shifted to
+// uint8 by the fused quantizer (int8_gemm_dequant's own shift, a scalar
+// loop, is for callers holding int8 codes; it cost the M = 256 benchmarks
+// up to a tenth of their time).
+std::vector<uint8_t> shifted_codes(const LinearShape& s) { return std::vector<uint8_t>(s.M * ((s.K + 3) / 4 * 4), 131); }
+
+// The pre-packed int8 GEMM that dynamic-activation linears take (VNNI, and
+// AMX from kAmxMinRows rows where the CPU has it).
 void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
-  std::vector<int8_t> a(p.s.M * p.s.K, 3);
+  const auto u = shifted_codes(p.s);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 0.0f);
   std::vector<PackedInt8Weights> packed;
   // Copy 0 packed, the others copied from it (packing each took most of the benchmark's time).
@@ -226,7 +233,8 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
   packed.push_back(pack_int8_weights(p.w8(0), p.s.N, p.s.K, p.s.K, p.sc(0)));
   for (int64_t c = 1; c < p.copies; ++c) packed.push_back(packed[0]);
   for (auto _ : st) {
-    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(), kThreads);
+    int8_gemm_dequant_u8(u.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(),
+                         kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
@@ -239,7 +247,7 @@ void BM_Int8DynamicInt8Packed(benchmark::State& st) {
 void BM_Int8DynamicInt4G32Packed(benchmark::State& st) {
   constexpr int64_t kGroup = 32;
   Problem& p = problem(st.range(0), st.range(1), st.range(2), kGroup, Codes8Or4::Int8);
-  std::vector<int8_t> a(p.s.M * p.s.K, 3);
+  const auto u = shifted_codes(p.s);
   std::vector<float> a_scale(p.s.M, 0.02f), a_zp(p.s.M, 1.0f);
   std::vector<int8_t> codes(p.w8(0), p.w8(0) + p.s.N * p.s.K);
   for (auto& c : codes) c = int8_t(c >> 4);  // [-8, 7]
@@ -248,10 +256,12 @@ void BM_Int8DynamicInt4G32Packed(benchmark::State& st) {
   packed.push_back(pack_int8_weights(codes.data(), p.s.N, p.s.K, kGroup, p.sc(0)));
   for (int64_t c = 1; c < p.copies; ++c) packed.push_back(packed[0]);
   for (auto _ : st) {
-    int8_gemm_dequant(a.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(), kThreads);
+    int8_gemm_dequant_u8(u.data(), a_scale.data(), a_zp.data(), p.s.M, packed[p.take()], nullptr, p.out.data(),
+                         kThreads);
     benchmark::DoNotOptimize(p.out.data());
   }
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
+  st.counters["amx"] = int8_gemm_has_amx() && p.s.M >= kAmxMinRows;
 }
 
 // The 2:4 sparse GEMM (SemiSparseLayout) on the same codes with 2 of each 4 zeroed

@@ -444,41 +444,52 @@ __attribute__((noinline)) AMX void channel_tile_amx(const uint8_t* a0, const uin
 // 5632 x 2048 x 256 g32: 4.1-4.3 ms at lags 3-5 against 4.7 at 2 with four
 // tiles; 1.3x the VNNI kernel).
 constexpr int kAmxGroupLag = 4;
-// f(std::integral_constant<int, t>) for run-time t < kAmxGroupSums.
-template <class F>
-AMX inline void on_sum_tile(int t, F&& f) {
-  switch (t) {
-    case 0: return f(std::integral_constant<int, 0>());
-    case 1: return f(std::integral_constant<int, 1>());
-    case 2: return f(std::integral_constant<int, 2>());
-    case 3: return f(std::integral_constant<int, 3>());
-    case 4: return f(std::integral_constant<int, 4>());
-    default: return f(std::integral_constant<int, 5>());
+
+// What group_step needs of one row tile x block over groups [0, g1).
+struct GroupPass {
+  const uint8_t* a;
+  int64_t lda;
+  const int8_t* wb;
+  int64_t qpg, g1;
+  int kq;
+  const float* scales;  // the block's, group after group
+  int32_t* cbuf;        // kAmxGroupSums tiles of 16 x 16 int32
+};
+
+// Group base + I on sum tile I (I < kAmxGroupSums, a constant: the pass is
+// unrolled so that every tile number is one), then the FMAs of the group
+// kAmxGroupLag before it, then the store of this group's sums.
+template <int I>
+AMX inline void group_step(const GroupPass& p, int64_t base, __m512 (&acc)[kTileN]) {
+  const int64_t grp = base + I;
+  if (grp < p.g1) amx_group_dot<I>(p.a, p.lda, p.wb, grp * p.qpg, (grp + 1) * p.qpg, p.kq);
+  if (const int64_t prev = grp - kAmxGroupLag; prev >= 0 && prev < p.g1) {
+    const int32_t* cp = p.cbuf + ((I - kAmxGroupLag + kAmxGroupSums) % kAmxGroupSums) * kTileN * kTileN;
+    const __m512 scale = _mm512_loadu_ps(p.scales + prev * kTileN);
+#pragma GCC unroll 16
+    for (int i = 0; i < kTileN; ++i)
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cp + i * kTileN)), scale, acc[i]);
   }
+  if (grp < p.g1) amx_group_store<I>(p.cbuf + I * kTileN * kTileN);
 }
+
 __attribute__((noinline)) AMX void group_tile_amx(const uint8_t* a, int rows, int64_t m0, int64_t b,
                                                   const AmxArgs& g, int32_t* cbuf) {
   const PackedInt8Weights& w = *g.w;
-  const int64_t Kq = w.Kp / 4, qpg = quads_per_group(w);
-  const int8_t* wb = w.data.data() + b * Kq * kTileN * 4;
+  const int64_t Kq = w.Kp / 4;
+  const GroupPass p{a,     w.Kp, w.data.data() + b * Kq * kTileN * 4, quads_per_group(w), w.groups, g.kq,
+                    w.scale.data() + b * w.groups * kTileN, cbuf};
   __m512 acc[kTileN];
 #pragma GCC unroll 16
   for (int i = 0; i < kTileN; ++i) acc[i] = _mm512_setzero_ps();
-  const float* scales = w.scale.data() + b * w.groups * kTileN;
-  const int64_t g0 = 0, g1 = w.groups;
-  for (int64_t grp = g0; grp < g1 + kAmxGroupLag; ++grp) {
-    const int t = int((grp - g0) % kAmxGroupSums);
-    int32_t* c = cbuf + t * kTileN * kTileN;
-    const int64_t q0 = grp * qpg, q1 = q0 + qpg;
-    if (grp < g1) on_sum_tile(t, [&](auto tile) { amx_group_dot<decltype(tile)::value>(a, w.Kp, wb, q0, q1, g.kq); });
-    if (const int64_t prev = grp - kAmxGroupLag; prev >= g0) {
-      const int32_t* cp = cbuf + ((prev - g0) % kAmxGroupSums) * kTileN * kTileN;
-      const __m512 scale = _mm512_loadu_ps(scales + prev * kTileN);
-#pragma GCC unroll 16
-      for (int i = 0; i < kTileN; ++i)
-        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cp + i * kTileN)), scale, acc[i]);
-    }
-    if (grp < g1) on_sum_tile(t, [&](auto tile) { amx_group_store<decltype(tile)::value>(c); });
+  static_assert(kAmxGroupSums == 6, "group_step is unrolled over six sum tiles");
+  for (int64_t base = 0; base < p.g1 + kAmxGroupLag; base += kAmxGroupSums) {
+    group_step<0>(p, base, acc);
+    group_step<1>(p, base, acc);
+    group_step<2>(p, base, acc);
+    group_step<3>(p, base, acc);
+    group_step<4>(p, base, acc);
+    group_step<5>(p, base, acc);
   }
   const __m512 zsum = _mm512_loadu_ps(w.zsum.data() + b * kTileN);
   // Unrolled with constant indices so that acc stays in registers.
