@@ -304,7 +304,8 @@ void OnVnniGemm(benchmark::State& st) {
 
 // A decode benchmark on the float kernels where the CPU has the VNNI dots
 // (4-bit, N-bit and int8 codes), which the benchmark itself then runs: the
-// two compared in one run.
+// two compared in one run. With the VNNI dots off, bfloat16 activations with
+// 4-bit codes take the BF16 dot (the Bf16Dot twin).
 template <void (*Bm)(benchmark::State&)>
 void OnFloatKernels(benchmark::State& st) {
   if (!has_dot_vnni_u4()) return st.SkipWithError("no VNNI dots on this CPU: the benchmark without this suffix is this");
@@ -331,6 +332,7 @@ BENCHMARK(OnFloatKernels<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyFloatKernel
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
+BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16Dot")->Apply(DecodeShapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_UintWeightOnlyG64<3>)->Name("BM_Uint3WeightOnlyG64")->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<3>>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
