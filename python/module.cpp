@@ -47,7 +47,7 @@ PYBIND11_MODULE(_C, m) {
                                            {"f16c", f.f16c},          {"avx512f", f.avx512f},
                                            {"avx512bw", f.avx512bw},  {"avx512vl", f.avx512vl},
                                            {"avx512vnni", f.avx512vnni}, {"avx512bf16", f.avx512bf16},
-                                           {"amx_int8", f.amx_int8}};
+                                           {"amx_int8", f.amx_int8}, {"amx_bf16", f.amx_bf16}};
       },
       "CPU features detected at run time (CPUID).\n\nExample:\n  >>> torchao_cpp._C.cpu_features()['avx2']");
 }

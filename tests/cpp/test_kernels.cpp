@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bitpack.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/hqq.h"
@@ -756,6 +757,108 @@ TEST(SimdLinear, NonFiniteActivationRowStaysOnItsRow) {
   }
 }
 
+// The bfloat16 parts of a weight (the AMX bfloat16 GEMM's operand): hi is
+// the weight rounded to bfloat16, hi + lo within 2^-17 of it; for integer
+// codes, the weight is decode_weight_row's float value (product, then sum).
+TEST(AmxBf16, SplitKeepsSixteenBits) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const int64_t n = 1000;  // 31 blocks of 32 and a tail
+  std::vector<float> w(n);
+  for (auto& v : w) v = nd(rng) * std::exp(4.0f * nd(rng));
+  w[7] = 0.0f, w[8] = -0.0f, w[9] = 1e-30f;
+  std::vector<uint16_t> hi(n), lo(n);
+  split_bf16(w.data(), n, hi.data(), lo.data());
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(hi[i], float_to_bf16_bits(w[i])) << i;
+    const double sum = double(bf16_bits_to_float(hi[i])) + double(bf16_bits_to_float(lo[i]));
+    ASSERT_LE(std::fabs(sum - double(w[i])), std::ldexp(std::fabs(double(w[i])), -17)) << i;
+  }
+  std::vector<uint8_t> c(n);
+  for (auto& v : c) v = uint8_t(rng());
+  for (bool is_signed : {false, true})
+    for (int offset : {0, -8}) {
+      const float sc = 0.0123f, off = -0.5f;
+      split_bf16_affine(c.data(), n, is_signed, offset, sc, off, hi.data(), lo.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = float(int(is_signed ? int8_t(c[i]) : c[i]) + offset) * sc + off;
+        ASSERT_EQ(hi[i], float_to_bf16_bits(v)) << i;
+        ASSERT_EQ(lo[i], float_to_bf16_bits(v - bf16_bits_to_float(hi[i]))) << i;
+      }
+    }
+}
+
+// Weight-only linears with bfloat16 activations from kAmxBf16MinRows rows run
+// on AMX bfloat16 tiles where the CPU has them: within one bfloat16 rounding
+// of the float kernels' outputs (which the test gets with the tiles turned
+// off) and near a double reference, over odd M / N (partial tiles of rows and
+// of columns), K within one panel and across panels (544 = 512 + 32), group
+// sizes 32 to K, both zero-point domains and int4 / uint3 / int8 / float8 codes.
+TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
+  struct Case {
+    int64_t M, N, K, group;
+  };
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (Case cs : {Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128}, Case{64, 130, 1056, 96},
+                  Case{100, 3, 256, 256}}) {
+    const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
+    std::vector<bf16> x(M * K), bias(N), scale(N * G);
+    std::vector<float> zp(N * G);
+    for (auto& v : x) v = from_float<bf16>(nd(rng));
+    for (auto& v : bias) v = from_float<bf16>(nd(rng));
+    for (auto& v : scale) v = from_float<bf16>(0.01f + 0.01f * std::fabs(nd(rng)));
+    for (auto& v : zp) v = nd(rng) * 0.1f;
+    std::vector<uint8_t> raw(N * K), p4(N * packed_row_bytes(K, 4)), p3(N * packed_row_bytes(K, 3));
+    for (auto& v : raw) v = uint8_t(byte(rng));
+    std::vector<uint8_t> c4(raw), c3(raw);
+    for (auto& v : c4) v &= 15;
+    for (auto& v : c3) v &= 7;
+    pack_bits_rows<4>(c4.data(), N, K, 0, p4.data());
+    pack_bits_rows<3>(c3.data(), N, K, 0, p3.data());
+    const std::vector<int8_t> c8(raw.begin(), raw.end());
+    for (uint8_t& v : raw)
+      if ((v & 0x7f) == 0x7f) v = 0;  // no float8 NaN codes
+    auto check = [&](const char* what, auto codes, ZeroPointDomain dom, int64_t qmin, int64_t qmax) {
+      SCOPED_TRACE(::testing::Message() << what << " " << M << "x" << N << "x" << K << " g" << cs.group);
+      const LinearShape s{M, N, K, cs.group};
+      const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
+      std::vector<bf16> tiles(M * N), flt(M * N);
+      weight_only_linear<bf16, bf16>(x.data(), codes, scale.data(), z, dom, qmin, qmax, bias.data(), s, tiles.data(), 2);
+      const bool amx = has_amx_bf16();
+      set_amx_bf16(false);
+      weight_only_linear<bf16, bf16>(x.data(), codes, scale.data(), z, dom, qmin, qmax, bias.data(), s, flt.data(), 2);
+      set_amx_bf16(amx);
+      std::vector<float> w(K);
+      int64_t rounded_ref = 0;  // outputs equal to the double reference rounded to bfloat16
+      for (int64_t n = 0; n < N; ++n) {
+        decode_weight_row(codes, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
+        for (int64_t m = 0; m < M; ++m) {
+          double ref = to_float(bias[n]), mag = std::fabs(ref);
+          for (int64_t k = 0; k < K; ++k) {
+            const double t = double(to_float(x[m * K + k])) * w[k];
+            ref += t, mag += std::fabs(t);
+          }
+          const double a = to_float(tiles[m * N + n]), f = to_float(flt[m * N + n]);
+          ASSERT_LE(std::fabs(a - f), std::ldexp(std::fabs(f), -7) + 1e-6 * mag) << m << "," << n;
+          ASSERT_LE(std::fabs(a - ref), std::ldexp(std::fabs(ref), -8) + 1e-6 * mag) << m << "," << n;
+          rounded_ref += a == to_float(from_float<bf16>(float(ref)));
+        }
+      }
+      // Float32 sums of (nearly) exact products round to the reference's
+      // bfloat16 value but where the two straddle a rounding boundary.
+      // (Weights rounded to bfloat16 alone, without their low parts, fail
+      // the reference bound above.)
+      EXPECT_GE(rounded_ref, M * N * 97 / 100);
+    };
+    check("int4 float zero point", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 0, 15);
+    check("uint3 int zero point", PackedCodes<3>{p3.data(), K, 0}, ZeroPointDomain::Int, 0, 7);
+    check("int8 symmetric", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, -128, 127);
+    check("float8 e4m3fn", Float8Codes<Float8Format::E4M3FN>{raw.data(), K}, ZeroPointDomain::None, 0, 0);
+  }
+}
+
 // Many activation rows take the direct dots in blocks that stay in cache
 // (kDotBlockBytes: at K = 8192, 21 rows of VNNI operands, 32 of BF16 ones,
 // 16 of float ones): every row of a 50-row call (int8: 32, its most) equals
@@ -792,6 +895,9 @@ TEST(SimdLinear, DotRowBlocksGiveEachRowItsOneRowOutput) {
         ASSERT_EQ(to_float(all[m * N + n]), to_float(row[n])) << what << " m=" << m << " n=" << n;
     }
   };
+  // Direct dots only: 50 bfloat16 rows would go to the AMX tiles.
+  const bool amx_bf16 = has_amx_bf16();
+  set_amx_bf16(false);
   for (bool vnni : {true, false}) {
     set_dot_vnni(vnni);
     SCOPED_TRACE(vnni ? "VNNI dots where the CPU has them" : "float kernels");
@@ -802,6 +908,7 @@ TEST(SimdLinear, DotRowBlocksGiveEachRowItsOneRowOutput) {
               direct_dot_max_rows<PlainCodes<int8_t>>(false));
   }
   set_dot_vnni(true);
+  set_amx_bf16(amx_bf16);
 }
 
 // The VNNI dots' rounding of x to 2^-23 (int4) or 2^-22 (int8) of each

@@ -595,7 +595,7 @@ def test_fpx_linear_checks_its_input():
 
 
 def test_cpu_features_report_amx_as_the_kernel_does():
-    """amx_int8 (the int8 GEMM's AMX kernel) is on exactly where Linux lists the CPU flag."""
+    """amx_int8 / amx_bf16 (the AMX GEMMs) are on exactly where Linux lists the CPU flags."""
     flags = set()
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -604,3 +604,4 @@ def test_cpu_features_report_amx_as_the_kernel_does():
                 break
     feats = torchao_cpp._C.cpu_features()
     assert feats["amx_int8"] == ("amx_int8" in flags and "amx_tile" in flags and "avx512_vnni" in flags)
+    assert feats["amx_bf16"] == ("amx_bf16" in flags and "amx_tile" in flags and "avx512_bf16" in flags)

@@ -45,6 +45,11 @@ template <int kC, int kA, int kB>
 inline void tile_dpbusd() {
   __asm__ volatile("tdpbusd %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(kC), "i"(kA), "i"(kB));
 }
+// C += A B: bfloat16 pairs of A times pairs of B, float32 sums.
+template <int kC, int kA, int kB>
+inline void tile_dpbf16ps() {
+  __asm__ volatile("tdpbf16ps %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(kC), "i"(kA), "i"(kB));
+}
 #endif
 
 }  // namespace kernels

@@ -19,9 +19,10 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false, bmi2 = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false,
        avx512vbmi = false;
-  // AMX int8 tiles, usable: the CPU has them, the OS saves their state and
-  // granted this process the permission Linux requires before the first use.
-  bool amx_int8 = false;
+  // AMX tiles with int8 / bfloat16 products, usable: the CPU has them, the
+  // OS saves their state and granted this process the permission Linux
+  // requires before the first use.
+  bool amx_int8 = false, amx_bf16 = false;
 };
 
 // Asks Linux for the AMX tile-data state (arch_prctl ARCH_REQ_XCOMP_PERM,
@@ -36,18 +37,20 @@ inline bool request_amx_permission() {
 #endif
 }
 
-inline bool detect_amx_int8() {
+// CPUID leaf 7 EDX bits of the AMX units the OS lets this process use (0
+// when tiles are unusable): bit 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8.
+inline unsigned detect_amx() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv available
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;  // EDX: AMX-TILE, AMX-INT8
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0;  // OSXSAVE: xgetbv available
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!((d >> 24) & 1)) return 0;  // AMX-TILE
   unsigned lo, hi;
   __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if (((lo >> 17) & 3) != 3) return false;  // XCR0: XTILECFG and XTILEDATA enabled by the OS
-  return request_amx_permission();
+  if (((lo >> 17) & 3) != 3) return 0;  // XCR0: XTILECFG and XTILEDATA enabled by the OS
+  return request_amx_permission() ? d : 0;
 #else
-  return false;
+  return 0;
 #endif
 }
 
@@ -65,7 +68,10 @@ inline CpuFeatures detect_cpu_features() {
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
   f.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
   f.f16c = f.avx2;  // every AVX2 CPU has F16C
-  f.amx_int8 = f.avx512f && f.avx512bw && f.avx512vnni && detect_amx_int8();
+  // The kernels' epilogues and operand conversions use AVX-512 (VNNI, BF16).
+  const unsigned amx = f.avx512f && f.avx512bw ? detect_amx() : 0;
+  f.amx_int8 = f.avx512vnni && ((amx >> 25) & 1);
+  f.amx_bf16 = f.avx512bf16 && ((amx >> 22) & 1);
 #endif
   return f;
 }
