@@ -16,6 +16,7 @@
 
 #include "kernels/cpu/aligned.h"
 #include "kernels/cpu/amx.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bitpack.h"
 #include "kernels/cpu/floatx.h"
 #include "kernels/cpu/int8_gemm.h"
@@ -140,7 +141,8 @@ void BM_Int4WeightOnlyG128(benchmark::State& st) {
 
 // The same with bfloat16 activations and scales, as a bfloat16 model holds
 // them (the CPU int4 path torchao itself runs: Int4CPULayout takes bfloat16;
-// zero points are read as float32): the AVX512-BF16 dot where the CPU has it.
+// zero points are read as float32): the VNNI (or else BF16) dot for few rows,
+// AMX bfloat16 tiles from kAmxBf16MinRows where the CPU has them.
 void BM_Int4WeightOnlyG128Bf16(benchmark::State& st) {
   Problem& p = problem(st.range(0), st.range(1), st.range(2), 128, Codes8Or4::Int4);
   std::vector<bf16> x(p.x.size()), out(p.out.size()), scale(p.scale.size());
@@ -302,6 +304,17 @@ void OnVnniGemm(benchmark::State& st) {
   set_int8_gemm_amx(true);
 }
 
+// A prefill benchmark of a bfloat16 weight-only linear on the float kernels
+// where the CPU has AMX bfloat16 tiles (which the benchmark without this
+// suffix then runs from kAmxBf16MinRows rows).
+template <void (*Bm)(benchmark::State&)>
+void OnFloatGemm(benchmark::State& st) {
+  if (!has_amx_bf16()) return st.SkipWithError("no AMX-BF16 on this CPU: the benchmark without this suffix is this");
+  set_amx_bf16(false);
+  Bm(st);
+  set_amx_bf16(true);
+}
+
 // A decode benchmark on the float kernels where the CPU has the VNNI dots
 // (4-bit, N-bit and int8 codes), which the benchmark itself then runs: the
 // two compared in one run. With the VNNI dots off, bfloat16 activations with
@@ -333,6 +346,7 @@ BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16Dot")->Apply(DecodeShapes);
+BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16NoAmx")->Apply(PrefillShapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
 BENCHMARK(BM_UintWeightOnlyG64<3>)->Name("BM_Uint3WeightOnlyG64")->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<3>>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
