@@ -294,38 +294,24 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * rb + 4.0 * p.s.N);
 }
 
-// A prefill benchmark of the int8 GEMM on its VNNI kernel where the CPU has
-// AMX (which the benchmark without this suffix then runs): the two in one run.
-template <void (*Bm)(benchmark::State&)>
-void OnVnniGemm(benchmark::State& st) {
-  if (!int8_gemm_has_amx()) return st.SkipWithError("no AMX on this CPU: the benchmark without this suffix is this");
-  set_int8_gemm_amx(false);
+// A benchmark with one fast path turned off where the CPU has it, which the
+// benchmark without the suffix then runs: the two compared in one run.
+// Suffixes: Vnni (the int8 GEMM without AMX tiles), NoAmx (bfloat16
+// weight-only prefill without AMX tiles), FloatKernel (decode without the
+// VNNI dots), Bf16Dot (bfloat16 int4 decode on the BF16 dot, the VNNI dots off).
+template <void (*Bm)(benchmark::State&), bool (*Has)(), bool (*Set)(bool)>
+void WithoutFastPath(benchmark::State& st) {
+  if (!Has()) return st.SkipWithError("this CPU lacks that path: the benchmark without the suffix is this one");
+  Set(false);
   Bm(st);
-  set_int8_gemm_amx(true);
+  Set(true);
 }
-
-// A prefill benchmark of a bfloat16 weight-only linear on the float kernels
-// where the CPU has AMX bfloat16 tiles (which the benchmark without this
-// suffix then runs from kAmxBf16MinRows rows).
 template <void (*Bm)(benchmark::State&)>
-void OnFloatGemm(benchmark::State& st) {
-  if (!has_amx_bf16()) return st.SkipWithError("no AMX-BF16 on this CPU: the benchmark without this suffix is this");
-  set_amx_bf16(false);
-  Bm(st);
-  set_amx_bf16(true);
-}
-
-// A decode benchmark on the float kernels where the CPU has the VNNI dots
-// (4-bit, N-bit and int8 codes), which the benchmark itself then runs: the
-// two compared in one run. With the VNNI dots off, bfloat16 activations with
-// 4-bit codes take the BF16 dot (the Bf16Dot twin).
+void OnVnniGemm(benchmark::State& st) { WithoutFastPath<Bm, int8_gemm_has_amx, set_int8_gemm_amx>(st); }
 template <void (*Bm)(benchmark::State&)>
-void OnFloatKernels(benchmark::State& st) {
-  if (!has_dot_vnni_u4()) return st.SkipWithError("no VNNI dots on this CPU: the benchmark without this suffix is this");
-  set_dot_vnni(false);
-  Bm(st);
-  set_dot_vnni(true);
-}
+void OnFloatGemm(benchmark::State& st) { WithoutFastPath<Bm, has_amx_bf16, set_amx_bf16>(st); }
+template <void (*Bm)(benchmark::State&)>
+void OnFloatKernels(benchmark::State& st) { WithoutFastPath<Bm, has_dot_vnni_u4, set_dot_vnni>(st); }
 
 void ShapesFor(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> rows) {
   for (int64_t M : rows)

@@ -45,6 +45,33 @@ template <int kC, int kA, int kB>
 inline void tile_dpbusd() {
   __asm__ volatile("tdpbusd %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(kC), "i"(kA), "i"(kB));
 }
+// The sum tiles of a 2 x 2 block of R x C tiles (R, C in 1..2): tmm(2 i + j)
+// at row i's base r[i] + 64 j bytes (16 32-bit sums further), rows `stride`
+// bytes apart: zeroed, loaded, stored.
+template <int R, int C>
+inline void zero_sum_tiles() {
+  tile_zero<0>();
+  if constexpr (C == 2) tile_zero<1>();
+  if constexpr (R == 2) tile_zero<2>();
+  if constexpr (R == 2 && C == 2) tile_zero<3>();
+}
+template <int R, int C>
+inline void load_sum_tiles(const void* r0, const void* r1, int64_t stride) {
+  const char *a = static_cast<const char*>(r0), *b = static_cast<const char*>(r1);
+  tile_load<0>(a, stride);
+  if constexpr (C == 2) tile_load<1>(a + 64, stride);
+  if constexpr (R == 2) tile_load<2>(b, stride);
+  if constexpr (R == 2 && C == 2) tile_load<3>(b + 64, stride);
+}
+template <int R, int C>
+inline void store_sum_tiles(void* r0, void* r1, int64_t stride) {
+  char *a = static_cast<char*>(r0), *b = static_cast<char*>(r1);
+  tile_store<0>(a, stride);
+  if constexpr (C == 2) tile_store<1>(a + 64, stride);
+  if constexpr (R == 2) tile_store<2>(b, stride);
+  if constexpr (R == 2 && C == 2) tile_store<3>(b + 64, stride);
+}
+
 // C += A B: bfloat16 pairs of A times pairs of B, float32 sums.
 template <int kC, int kA, int kB>
 inline void tile_dpbf16ps() {

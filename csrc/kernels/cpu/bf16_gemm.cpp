@@ -99,17 +99,10 @@ template <int WT, int MT>
 AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int64_t lo_off, int64_t lda, const uint16_t* b0,
                          const uint16_t* b1, int64_t steps, float* c0, float* c1, int64_t ldc, bool accumulate) {
   const int64_t cstride = ldc * 4;
-  if (accumulate) {
-    tile_load<0>(c0, cstride);
-    if constexpr (MT == 2) tile_load<1>(c0 + kBf16TileRows, cstride);
-    if constexpr (WT == 2) tile_load<2>(c1, cstride);
-    if constexpr (WT == 2 && MT == 2) tile_load<3>(c1 + kBf16TileRows, cstride);
-  } else {
-    tile_zero<0>();
-    if constexpr (MT == 2) tile_zero<1>();
-    if constexpr (WT == 2) tile_zero<2>();
-    if constexpr (WT == 2 && MT == 2) tile_zero<3>();
-  }
+  if (accumulate)
+    load_sum_tiles<WT, MT>(c0, c1, cstride);
+  else
+    zero_sum_tiles<WT, MT>();
   constexpr int64_t kStepB = kBf16TileRows * kBf16TileK;  // values per activation tile
   for (int64_t s = 0; s < steps; ++s) {
     tile_load<6>(b0 + s * kStepB, 64);
@@ -126,10 +119,7 @@ AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int64_t lo_off,
       }
     }
   }
-  tile_store<0>(c0, cstride);
-  if constexpr (MT == 2) tile_store<1>(c0 + kBf16TileRows, cstride);
-  if constexpr (WT == 2) tile_store<2>(c1, cstride);
-  if constexpr (WT == 2 && MT == 2) tile_store<3>(c1 + kBf16TileRows, cstride);
+  store_sum_tiles<WT, MT>(c0, c1, cstride);
 }
 #endif
 }  // namespace

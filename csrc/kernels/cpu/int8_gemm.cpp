@@ -352,11 +352,7 @@ constexpr int64_t kAmxStride = kAmxLd * 4;  // bytes
 template <int MB, int NB>
 AMX inline void amx_channel_dot(const uint8_t* a0, const uint8_t* a1, int64_t lda, const int8_t* b0, const int8_t* b1,
                                 int64_t q1, int kq, int32_t* c) {
-  int32_t* c1 = c + kTileN * kAmxLd;
-  tile_zero<0>();
-  if constexpr (NB == 2) tile_zero<1>();
-  if constexpr (MB == 2) tile_zero<2>();
-  if constexpr (MB == 2 && NB == 2) tile_zero<3>();
+  zero_sum_tiles<MB, NB>();
   for (int64_t q = 0; q < q1; q += kq) {
     tile_load<6>(b0 + q * kTileN * 4, kTileN * 4);
     if constexpr (NB == 2) tile_load<7>(b1 + q * kTileN * 4, kTileN * 4);
@@ -369,10 +365,7 @@ AMX inline void amx_channel_dot(const uint8_t* a0, const uint8_t* a1, int64_t ld
       if constexpr (NB == 2) tile_dpbusd<3, 5, 7>();
     }
   }
-  tile_store<0>(c, kAmxStride);
-  if constexpr (NB == 2) tile_store<1>(c + kTileN, kAmxStride);
-  if constexpr (MB == 2) tile_store<2>(c1, kAmxStride);
-  if constexpr (MB == 2 && NB == 2) tile_store<3>(c1 + kTileN, kAmxStride);
+  store_sum_tiles<MB, NB>(c, c + kTileN * kAmxLd, kAmxStride);
 }
 
 // Per group: one row tile x one block over the quads of one group, from
