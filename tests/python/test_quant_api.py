@@ -1,6 +1,7 @@
 """quantize_ and the configs that run so far."""
 import copy
 import logging
+import os
 import weakref
 
 import pytest
@@ -605,3 +606,33 @@ def test_cpu_features_report_amx_as_the_kernel_does():
     feats = torchao_cpp._C.cpu_features()
     assert feats["amx_int8"] == ("amx_int8" in flags and "amx_tile" in flags and "avx512_vnni" in flags)
     assert feats["amx_bf16"] == ("amx_bf16" in flags and "amx_tile" in flags and "avx512_bf16" in flags)
+
+
+def test_amx_off_by_environment_gives_the_same_int8_outputs():
+    """TORCHAO_CPP_AMX=0 turns the tiles off; the int8 GEMM's outputs are bit-identical either way."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, torch.nn as nn, torchao_cpp\n"
+        "from torchao_cpp.quantization import quantize_, Int8DynamicActivationInt8WeightConfig\n"
+        "torch.manual_seed(0)\n"
+        "m = nn.Sequential(nn.Linear(256, 96)).eval()\n"
+        "quantize_(m, Int8DynamicActivationInt8WeightConfig())\n"
+        "x = torch.randn(64, 256)\n"
+        "with torch.no_grad():\n"
+        "    y = m(x)\n"
+        "f = torchao_cpp._C.cpu_features()\n"
+        "print(int(f['amx_int8']), int(f['amx_bf16']))\n"
+        "print(' '.join(v.hex() for v in y.flatten().tolist()))\n"
+    )
+    runs = {}
+    for amx in ("1", "0"):
+        env = dict(os.environ, TORCHAO_CPP_AMX=amx)
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        flags, values = out.stdout.splitlines()[-2:]
+        runs[amx] = (flags, values)
+    assert runs["0"][0] == "0 0"
+    feats = torchao_cpp._C.cpu_features()
+    assert runs["1"][0] == f"{int(feats['amx_int8'])} {int(feats['amx_bf16'])}"
+    assert runs["1"][1] == runs["0"][1]

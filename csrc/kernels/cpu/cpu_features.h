@@ -2,6 +2,7 @@
 // the machine it runs on.
 #pragma once
 
+#include <cstdlib>
 #include <string>
 
 #if defined(__linux__) && defined(__x86_64__)
@@ -69,7 +70,11 @@ inline CpuFeatures detect_cpu_features() {
   f.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
   f.f16c = f.avx2;  // every AVX2 CPU has F16C
   // The kernels' epilogues and operand conversions use AVX-512 (VNNI, BF16).
-  const unsigned amx = f.avx512f && f.avx512bw ? detect_amx() : 0;
+  // TORCHAO_CPP_AMX=0 keeps the tiles off (the int8 GEMM is bit-identical
+  // either way; bfloat16 weight-only prefill then runs the float kernels).
+  const char* amx_env = std::getenv("TORCHAO_CPP_AMX");
+  const bool amx_allowed = !(amx_env && std::string(amx_env) == "0");
+  const unsigned amx = amx_allowed && f.avx512f && f.avx512bw ? detect_amx() : 0;
   f.amx_int8 = f.avx512vnni && ((amx >> 25) & 1);
   f.amx_bf16 = f.avx512bf16 && ((amx >> 22) & 1);
 #endif
