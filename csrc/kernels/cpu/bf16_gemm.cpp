@@ -14,6 +14,14 @@ namespace kernels {
 
 namespace {
 std::atomic<bool> amx_bf16_on{true};
+
+// The bfloat16 parts of one weight (the SIMD paths' tails and the portable path).
+inline void split_one(float w, uint16_t* hi, uint16_t* lo) {
+  *hi = float_to_bf16_bits(w), *lo = float_to_bf16_bits(w - bf16_bits_to_float(*hi));
+}
+inline float affine_code(uint8_t c, bool is_signed, int c_offset, float sc, float off) {
+  return float(int(is_signed ? int8_t(c) : c) + c_offset) * sc + off;
+}
 }  // namespace
 
 bool has_amx_bf16() { return cpu_features().amx_bf16 && amx_bf16_on; }
@@ -59,7 +67,7 @@ BF16 inline void store_split(__m512 v0, __m512 v1, uint16_t* hi, uint16_t* lo) {
 BF16 void split_bf16_avx512(const float* w, int64_t n, uint16_t* hi, uint16_t* lo) {
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) store_split(_mm512_loadu_ps(w + i), _mm512_loadu_ps(w + i + 16), hi + i, lo + i);
-  for (; i < n; ++i) hi[i] = float_to_bf16_bits(w[i]), lo[i] = float_to_bf16_bits(w[i] - bf16_bits_to_float(hi[i]));
+  for (; i < n; ++i) split_one(w[i], hi + i, lo + i);
 }
 
 // float(c + co) * s + o for 16 codes.
@@ -77,10 +85,7 @@ BF16 void split_bf16_affine_avx512(const uint8_t* c, int64_t n, bool is_signed, 
   for (; i + 32 <= n; i += 32)
     store_split(affine_values(c + i, is_signed, co, s, o), affine_values(c + i + 16, is_signed, co, s, o), hi + i,
                 lo + i);
-  for (; i < n; ++i) {
-    const float w = float(int(is_signed ? int8_t(c[i]) : c[i]) + c_offset) * sc + off;
-    hi[i] = float_to_bf16_bits(w), lo[i] = float_to_bf16_bits(w - bf16_bits_to_float(hi[i]));
-  }
+  for (; i < n; ++i) split_one(affine_code(c[i], is_signed, c_offset, sc, off), hi + i, lo + i);
 }
 
 #define AMX_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
@@ -128,7 +133,7 @@ void split_bf16(const float* w, int64_t n, uint16_t* hi, uint16_t* lo) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (cpu_features().avx512bf16) return split_bf16_avx512(w, n, hi, lo);
 #endif
-  for (int64_t i = 0; i < n; ++i) hi[i] = float_to_bf16_bits(w[i]), lo[i] = float_to_bf16_bits(w[i] - bf16_bits_to_float(hi[i]));
+  for (int64_t i = 0; i < n; ++i) split_one(w[i], hi + i, lo + i);
 }
 
 void split_bf16_affine(const uint8_t* c, int64_t n, bool is_signed, int c_offset, float sc, float off, uint16_t* hi,
@@ -136,10 +141,7 @@ void split_bf16_affine(const uint8_t* c, int64_t n, bool is_signed, int c_offset
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (cpu_features().avx512bf16) return split_bf16_affine_avx512(c, n, is_signed, c_offset, sc, off, hi, lo);
 #endif
-  for (int64_t i = 0; i < n; ++i) {
-    const float w = float(int(is_signed ? int8_t(c[i]) : c[i]) + c_offset) * sc + off;
-    hi[i] = float_to_bf16_bits(w), lo[i] = float_to_bf16_bits(w - bf16_bits_to_float(hi[i]));
-  }
+  for (int64_t i = 0; i < n; ++i) split_one(affine_code(c[i], is_signed, c_offset, sc, off), hi + i, lo + i);
 }
 
 void amx_bf16_gemm_panel(const uint16_t* hi, const uint16_t* lo, int64_t kc, int wtiles, const uint16_t* xb,

@@ -274,20 +274,32 @@ inline float raw_code_offset(const Codes& c) {
   return 0.0f;
 }
 
+// The affine map of group g of weight row n (G groups per row): code value c
+// stands for c * sc + off, (c - zp) * scale in the INT domain, (c - mid) *
+// scale + zp in the FLOAT (tinygemm) one.
+struct GroupAffine {
+  float sc, off;
+  template <class TS>
+  GroupAffine(const TS* scale, const float* zp, ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, int64_t G,
+              int64_t n, int64_t g) {
+    const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
+    const float z = zp ? zp[n * G + g] : 0.0f;
+    sc = to_float(scale[n * G + g]);
+    off = domain == ZeroPointDomain::Float ? z - mid * sc : -z * sc;
+  }
+};
+
 // Columns [k0, k1) of row n of the float weight: (code - zp) * scale, or
 // (code - mid) * scale + zp in the FLOAT (tinygemm) domain; w[k - k0].
 template <class TS, class Codes>
 inline void decode_weight_row(const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
                               int64_t quant_min, int64_t quant_max, int64_t K, int64_t group_size, int64_t n,
                               int64_t k0, int64_t k1, float* w) {
-  const int64_t G = K / group_size;
-  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
   if constexpr (kDecodesCodes<Codes>) codes.decode(n, k0, k1, w);  // raw code values, scaled below
   for (int64_t g = k0 / group_size; g * group_size < k1; ++g) {
     // One affine map per group, w = c * sc + off, so the loop vectorizes.
-    const float sc = to_float(scale[n * G + g]);
-    const float z = zp ? zp[n * G + g] : 0.0f;
-    const float off = domain == ZeroPointDomain::Float ? z - mid * sc : -z * sc;
+    const GroupAffine ga(scale, zp, domain, quant_min, quant_max, K / group_size, n, g);
+    const float sc = ga.sc, off = ga.off;
     const int64_t e = std::min(k1, (g + 1) * group_size);
     if constexpr (kDecodesCodes<Codes>) {
       for (int64_t k = std::max(k0, g * group_size); k < e; ++k) w[k - k0] = w[k - k0] * sc + off;
@@ -365,7 +377,6 @@ void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scal
   constexpr bool kByteCodes =
       kIsPacked<Codes> || std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>>;
   const int64_t G = s.K / s.group_size;
-  const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
   const int64_t mtiles = (s.M + kBf16TileRows - 1) / kBf16TileRows, Mp = mtiles * kBf16TileRows;
   const int64_t ksteps = s.K / kBf16TileK, tasks = (s.N + NC - 1) / NC;
   std::vector<uint16_t> xb(size_t(Mp * s.K));
@@ -396,11 +407,10 @@ void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scal
               b = reinterpret_cast<const uint8_t*>(codes.data + n * s.K + k0);
             }
             for (int64_t g = k0 / s.group_size; g * s.group_size < k0 + kc; ++g) {
-              const float sc = to_float(scale[n * G + g]), z = zp ? zp[n * G + g] : 0.0f;
-              const float off = domain == ZeroPointDomain::Float ? z - mid * sc : -z * sc;
+              const GroupAffine ga(scale, zp, domain, quant_min, quant_max, G, n, g);
               const int64_t a = std::max(k0, g * s.group_size) - k0, e = std::min(k0 + kc, (g + 1) * s.group_size) - k0;
               split_bf16_affine(b + a, e - a, std::is_same_v<Codes, PlainCodes<int8_t>>, int(raw_code_offset(codes)),
-                                sc, off, hi.data() + j * kc + a, lo.data() + j * kc + a);
+                                ga.sc, ga.off, hi.data() + j * kc + a, lo.data() + j * kc + a);
             }
           } else {
             decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, s.K, s.group_size, n0 + j, k0, k0 + kc,
@@ -440,9 +450,9 @@ void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const 
     // rows they cannot take (NaN, Inf, tiny values), which stay on the float
     // kernels; bfloat16 x with 4-bit codes otherwise through the BF16 dot
     // (exact products of the same values, float32 sums). The VNNI dot is
-    // the faster of the two wherever both were measured: 1.4-1.6x on the
-    // Intel Xeon VM with AMX (bfloat16 x, 1 to 32 rows), level with it or
-    // ahead on Zen 4.
+    // the faster of the two wherever both were measured: 1.0-1.2x at one
+    // row and 1.6-1.8x at 8 and 32 on the Intel Xeon VM with AMX (bfloat16
+    // x), level with it on Zen 4.
     constexpr bool kU4 = std::is_same_v<Codes, PackedCodes<4>>, kI8 = std::is_same_v<Codes, PlainCodes<int8_t>>;
     constexpr int kCodeBits = [] {
       if constexpr (kIsPacked<Codes>) return Codes::kBits;
