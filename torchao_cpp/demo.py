@@ -158,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"torchao_cpp {info['version']} on torch {torch.__version__}; threads: {args.threads}; "
           f"CPU: {', '.join(k for k, v in info['cpu_features'].items() if v)}")
     if args.model:
-        model = torch.load(args.model)
+        model = torch.load(args.model, weights_only=False)  # a whole module, which torch >= 2.6's default refuses
         if not isinstance(model, nn.Module):
             raise SystemExit(f"--model {args.model}: expected a torch.save(model) of an nn.Module, got {type(model).__name__}")
         if not args.input_shape:

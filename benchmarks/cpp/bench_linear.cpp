@@ -171,6 +171,29 @@ void BM_Float8WeightOnly(benchmark::State& st) {
   report(st, p.s, double(p.s.N) * p.s.K + 4.0 * p.s.N * p.G);
 }
 
+// The float32 sums of float8 x float8 products behind the float8 dynamic
+// linears (Float8DynamicActivationFloat8WeightConfig: activations quantized
+// to e4m3fn, e4m3fn weights; the scales are applied after): from
+// kAmxBf16MinRows rows on AMX bfloat16 tiles where the CPU has them (float8
+// values are bfloat16 values: one part each), else the float panel GEMM.
+void BM_Float8Float8Sums(benchmark::State& st) {
+  Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
+  std::vector<uint8_t> xc(p.x.size());
+  for (size_t i = 0; i < xc.size(); ++i) {
+    const auto b = uint8_t(p.codes8[i % p.codes8.size()]);
+    xc[i] = (b & 0x7f) == 0x7f ? 0 : b;  // no NaN codes
+  }
+  std::vector<float> x(xc.size());
+  float8_to_f32(xc.data(), int64_t(xc.size()), true, x.data());
+  for (auto _ : st) {
+    const int64_t c = p.take();
+    float8_sums(x.data(), Float8Codes<Float8Format::E4M3FN>{reinterpret_cast<const uint8_t*>(p.w8(c)), p.s.K}, p.s.M,
+                p.s.N, p.s.K, p.out.data(), kThreads);
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  report(st, p.s, double(p.s.N) * p.s.K);
+}
+
 // N-bit codes packed LSB first, groups of 64 (UIntXWeightOnlyConfig(uintN) / IntxWeightOnlyConfig(intN)):
 // uint3 (8 codes per 3 bytes) and uint7, the widest the VNNI N-bit dot takes.
 template <int Bits>
@@ -297,7 +320,7 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
 // A benchmark with one fast path turned off where the CPU has it, which the
 // benchmark without the suffix then runs: the two compared in one run.
 // Suffixes: Vnni (the int8 GEMM without AMX tiles), NoAmx (bfloat16
-// weight-only prefill without AMX tiles), FloatKernel (decode without the
+// weight-only prefill and float8 sums without AMX tiles), FloatKernel (decode without the
 // VNNI dots), Bf16Dot (bfloat16 int4 decode on the BF16 dot, the VNNI dots off).
 template <void (*Bm)(benchmark::State&), bool (*Has)(), bool (*Set)(bool)>
 void WithoutFastPath(benchmark::State& st) {
@@ -334,6 +357,8 @@ BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16Dot")->Apply(DecodeShapes);
 BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16NoAmx")->Apply(PrefillShapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
+BENCHMARK(BM_Float8Float8Sums)->Apply(PrefillShapes);
+BENCHMARK(OnFloatGemm<BM_Float8Float8Sums>)->Name("BM_Float8Float8SumsNoAmx")->Apply(PrefillShapes);
 BENCHMARK(BM_UintWeightOnlyG64<3>)->Name("BM_Uint3WeightOnlyG64")->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<3>>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_UintWeightOnlyG64<7>)->Name("BM_Uint7WeightOnlyG64")->Apply(DecodeShapes);

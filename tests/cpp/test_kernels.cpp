@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <immintrin.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -857,6 +858,60 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
     check("int8 symmetric", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, -128, 127);
     check("float8 e4m3fn", Float8Codes<Float8Format::E4M3FN>{raw.data(), K}, ZeroPointDomain::None, 0, 0);
   }
+}
+
+// Float8 x float8 sums (float8_sums) from kAmxBf16MinRows rows run on AMX
+// bfloat16 tiles with the weights' hi part alone (float8 values are bfloat16
+// values): float32 sums of exact products, as the float kernels' (tiles off),
+// over both formats, dense and 2:4 codes, odd M / N and K across panels. A
+// double reference bounds both, so dropping part of K or a partial tile fails.
+TEST(AmxBf16, Float8SumsMatchFloatKernels) {
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (bool e4m3 : {true, false})
+    for (auto [M, N, K] : {std::array<int64_t, 3>{32, 17, 64}, {47, 65, 544}, {64, 130, 1056}}) {
+      SCOPED_TRACE(::testing::Message() << (e4m3 ? "e4m3fn " : "e5m2 ") << M << "x" << N << "x" << K);
+      auto finite = [&] {
+        for (;;) {
+          const auto c = uint8_t(byte(rng));
+          float f;
+          float8_to_f32(&c, 1, e4m3, &f);
+          if (std::isfinite(f)) return c;
+        }
+      };
+      std::vector<uint8_t> xc(M * K), w(N * K, 0);
+      for (auto& c : xc) c = finite();
+      for (int64_t i = 0; i < N * K; i += 4) w[i + byte(rng) % 2] = finite(), w[i + 2 + byte(rng) % 2] = finite();
+      std::vector<uint8_t> rows(N * sparse24_row_bytes(K));
+      ASSERT_EQ(compress_2to4(reinterpret_cast<const int8_t*>(w.data()), N, K, rows.data()), -1);
+      std::vector<float> x(M * K), wf(N * K);
+      float8_to_f32(xc.data(), M * K, e4m3, x.data());
+      float8_to_f32(w.data(), N * K, e4m3, wf.data());
+      auto sums = [&](bool sparse, std::vector<float>& acc) {
+        if (e4m3 && sparse) float8_sums(x.data(), Float8Sparse24Codes<Float8Format::E4M3FN>{rows.data(), K}, M, N, K, acc.data(), 2);
+        if (e4m3 && !sparse) float8_sums(x.data(), Float8Codes<Float8Format::E4M3FN>{w.data(), K}, M, N, K, acc.data(), 2);
+        if (!e4m3 && sparse) float8_sums(x.data(), Float8Sparse24Codes<Float8Format::E5M2>{rows.data(), K}, M, N, K, acc.data(), 2);
+        if (!e4m3 && !sparse) float8_sums(x.data(), Float8Codes<Float8Format::E5M2>{w.data(), K}, M, N, K, acc.data(), 2);
+      };
+      for (bool sparse : {false, true}) {
+        std::vector<float> tiles(M * N, NAN), flt(M * N, NAN);
+        sums(sparse, tiles);
+        const bool amx = has_amx_bf16();
+        set_amx_bf16(false);
+        sums(sparse, flt);
+        set_amx_bf16(amx);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const double p = double(x[m * K + k]) * wf[n * K + k];
+              ref += p, mag += std::fabs(p);
+            }
+            ASSERT_NEAR(tiles[m * N + n], ref, 1e-6 * mag + 1e-30) << "tiles " << sparse << " " << m << "," << n;
+            ASSERT_NEAR(flt[m * N + n], ref, 1e-6 * mag + 1e-30) << "float " << sparse << " " << m << "," << n;
+          }
+      }
+    }
 }
 
 // Many activation rows take the direct dots in blocks that stay in cache

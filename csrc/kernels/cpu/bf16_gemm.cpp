@@ -17,7 +17,8 @@ std::atomic<bool> amx_bf16_on{true};
 
 // The bfloat16 parts of one weight (the SIMD paths' tails and the portable path).
 inline void split_one(float w, uint16_t* hi, uint16_t* lo) {
-  *hi = float_to_bf16_bits(w), *lo = float_to_bf16_bits(w - bf16_bits_to_float(*hi));
+  *hi = float_to_bf16_bits(w);
+  if (lo) *lo = float_to_bf16_bits(w - bf16_bits_to_float(*hi));
 }
 inline float affine_code(uint8_t c, bool is_signed, int c_offset, float sc, float off) {
   return float(int(is_signed ? int8_t(c) : c) + c_offset) * sc + off;
@@ -57,6 +58,7 @@ BF16 inline __m512 bf16_to_f32(__m256i h) { return _mm512_castsi512_ps(_mm512_sl
 
 BF16 inline void store_split(__m512 v0, __m512 v1, uint16_t* hi, uint16_t* lo) {
   const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(v1, v0));
+  if (!lo) return _mm512_storeu_si512(hi, h);
   // v - hi is exact in float32: it keeps the bits below hi's 8.
   const __m512 r0 = _mm512_sub_ps(v0, bf16_to_f32(_mm512_castsi512_si256(h)));
   const __m512 r1 = _mm512_sub_ps(v1, bf16_to_f32(_mm512_extracti64x4_epi64(h, 1)));
@@ -66,8 +68,9 @@ BF16 inline void store_split(__m512 v0, __m512 v1, uint16_t* hi, uint16_t* lo) {
 
 BF16 void split_bf16_avx512(const float* w, int64_t n, uint16_t* hi, uint16_t* lo) {
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) store_split(_mm512_loadu_ps(w + i), _mm512_loadu_ps(w + i + 16), hi + i, lo + i);
-  for (; i < n; ++i) split_one(w[i], hi + i, lo + i);
+  for (; i + 32 <= n; i += 32)
+    store_split(_mm512_loadu_ps(w + i), _mm512_loadu_ps(w + i + 16), hi + i, lo ? lo + i : nullptr);
+  for (; i < n; ++i) split_one(w[i], hi + i, lo ? lo + i : nullptr);
 }
 
 // float(c + co) * s + o for 16 codes.
@@ -99,10 +102,12 @@ AMX_BF16 void configure_tiles() {
 }
 
 // WT weight tiles (rows from a0 / a1, lda bytes apart, each as hi and lo at
-// a + 0 and a + lo_off) x MT activation tiles (b0 / b1) over ksteps steps.
+// a + 0 and a + lo_off; hi alone for parts = 1) x MT activation tiles (b0 /
+// b1) over ksteps steps.
 template <int WT, int MT>
-AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int64_t lo_off, int64_t lda, const uint16_t* b0,
-                         const uint16_t* b1, int64_t steps, float* c0, float* c1, int64_t ldc, bool accumulate) {
+AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int parts, int64_t lo_off, int64_t lda,
+                         const uint16_t* b0, const uint16_t* b1, int64_t steps, float* c0, float* c1, int64_t ldc,
+                         bool accumulate) {
   const int64_t cstride = ldc * 4;
   if (accumulate)
     load_sum_tiles<WT, MT>(c0, c1, cstride);
@@ -112,7 +117,7 @@ AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int64_t lo_off,
   for (int64_t s = 0; s < steps; ++s) {
     tile_load<6>(b0 + s * kStepB, 64);
     if constexpr (MT == 2) tile_load<7>(b1 + s * kStepB, 64);
-    for (int part = 0; part < 2; ++part) {  // hi, then lo
+    for (int part = 0; part < parts; ++part) {  // hi, then lo
       const int64_t off = s * kBf16TileK + (part ? lo_off : 0);
       tile_load<4>(a0 + off, lda);
       tile_dpbf16ps<0, 4, 6>();
@@ -133,7 +138,7 @@ void split_bf16(const float* w, int64_t n, uint16_t* hi, uint16_t* lo) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (cpu_features().avx512bf16) return split_bf16_avx512(w, n, hi, lo);
 #endif
-  for (int64_t i = 0; i < n; ++i) split_one(w[i], hi + i, lo + i);
+  for (int64_t i = 0; i < n; ++i) split_one(w[i], hi + i, lo ? lo + i : nullptr);
 }
 
 void split_bf16_affine(const uint8_t* c, int64_t n, bool is_signed, int c_offset, float sc, float off, uint16_t* hi,
@@ -149,7 +154,8 @@ void amx_bf16_gemm_panel(const uint16_t* hi, const uint16_t* lo, int64_t kc, int
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (!cpu_features().amx_bf16) return;
   configure_tiles();
-  const int64_t lda = kc * 2, lo_off = lo - hi, steps = kc / kBf16TileK;
+  const int parts = lo ? 2 : 1;
+  const int64_t lda = kc * 2, lo_off = lo ? lo - hi : 0, steps = kc / kBf16TileK;
   auto b_at = [&](int64_t t) { return xb + (t * ksteps + k0 / kBf16TileK) * kBf16TileRows * kBf16TileK; };
   for (int w = 0; w < wtiles; w += 2) {
     const bool two_w = w + 1 < wtiles;
@@ -160,13 +166,13 @@ void amx_bf16_gemm_panel(const uint16_t* hi, const uint16_t* lo, int64_t kc, int
       const uint16_t *b0 = b_at(t), *b1 = two_m ? b_at(t + 1) : b0;
       float *d0 = c0 + t * kBf16TileRows, *d1 = c1 + t * kBf16TileRows;
       if (two_w && two_m)
-        panel_tile<2, 2>(a0, a1, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<2, 2>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
       else if (two_w)
-        panel_tile<2, 1>(a0, a1, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<2, 1>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
       else if (two_m)
-        panel_tile<1, 2>(a0, a1, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<1, 2>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
       else
-        panel_tile<1, 1>(a0, a1, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<1, 1>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
     }
   }
   release_tiles();

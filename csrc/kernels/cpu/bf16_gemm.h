@@ -31,7 +31,8 @@ constexpr int64_t kBf16TileRows = 16;  // rows (weights or activations) per tile
 // xb holds ceil(M / 16) * 16 * K values.
 void pack_bf16_activations(const uint16_t* x, int64_t M, int64_t K, uint16_t* xb, int nthreads);
 
-// hi[i], lo[i]: the bfloat16 parts of w[i] (each rounded to nearest even).
+// hi[i], lo[i]: the bfloat16 parts of w[i] (each rounded to nearest even);
+// lo = nullptr: hi alone (values known to be bfloat16 ones, e.g. float8).
 void split_bf16(const float* w, int64_t n, uint16_t* hi, uint16_t* lo);
 
 // The same for the affine values of n integer codes, w = float(c + c_offset) *
@@ -40,7 +41,8 @@ void split_bf16(const float* w, int64_t n, uint16_t* hi, uint16_t* lo);
 void split_bf16_affine(const uint8_t* c, int64_t n, bool is_signed, int c_offset, float sc, float off, uint16_t* hi,
                        uint16_t* lo);
 
-// c[j * ldc + m] (+)= sum_{k < kc} (hi + lo)[j * kc + k] * x[m][k0 + k] for
+// c[j * ldc + m] (+)= sum_{k < kc} (hi + lo)[j * kc + k] * x[m][k0 + k] (lo =
+// nullptr: hi alone, half the tile steps) for
 // weight rows j < 16 * wtiles (wtiles <= 4) and activation rows m < 16 *
 // mtiles, with x as pack_bf16_activations wrote it into xb (ksteps = K / 32);
 // k0 and kc multiples of 32, ldc a multiple of 16.

@@ -365,14 +365,16 @@ constexpr int64_t kAmxBf16MinRows = 32;
 // (the sums reloaded from memory twice as often) and 9.1-10.2 at 1024-2048.
 constexpr int64_t kAmxBf16KC = 512;
 
-// The panel GEMM on AMX bfloat16 tiles for bfloat16 activations (K a multiple
-// of kBf16TileK): the activations packed once, then per task of 64 weight
-// rows and K chunk, the rows decoded to float, split into bfloat16 hi + lo
-// parts and multiplied on tiles, float32 sums (c: weight row j at j * Mp).
-template <class TS, class Codes>
-void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scale, const float* zp,
-                               ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const bf16* bias,
-                               const LinearShape& s, bf16* out, int nthreads) {
+// The panel GEMM on AMX bfloat16 tiles for activations that are bfloat16
+// values (xbits: M x K bfloat16 bits; K a multiple of kBf16TileK): the
+// activations packed once, then per task of 64 weight rows and K chunk, the
+// rows decoded to float, split into bfloat16 hi + lo parts and multiplied on
+// tiles; store(m, n, sum) takes each float32 sum. kExact: the decoded weights
+// are bfloat16 values themselves (float8 codes at unit scale), so they take no
+// lo parts and half the tile steps.
+template <bool kExact, class TS, class Codes, class Store>
+void amx_bf16_gemm(const uint16_t* xbits, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
+                   int64_t quant_min, int64_t quant_max, const LinearShape& s, const Store& store, int nthreads) {
   constexpr int64_t NC = 4 * kBf16TileRows;
   constexpr bool kByteCodes =
       kIsPacked<Codes> || std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>>;
@@ -380,12 +382,12 @@ void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scal
   const int64_t mtiles = (s.M + kBf16TileRows - 1) / kBf16TileRows, Mp = mtiles * kBf16TileRows;
   const int64_t ksteps = s.K / kBf16TileK, tasks = (s.N + NC - 1) / NC;
   std::vector<uint16_t> xb(size_t(Mp * s.K));
-  pack_bf16_activations(reinterpret_cast<const uint16_t*>(x), s.M, s.K, xb.data(), nthreads);
+  pack_bf16_activations(xbits, s.M, s.K, xb.data(), nthreads);
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<float> w(static_cast<size_t>(kAmxBf16KC)), c(static_cast<size_t>(NC * Mp));
     std::vector<uint8_t> bytes(static_cast<size_t>(kAmxBf16KC));
-    std::vector<uint16_t> hi(size_t(NC * kAmxBf16KC)), lo(size_t(NC * kAmxBf16KC));
+    std::vector<uint16_t> hi(size_t(NC * kAmxBf16KC)), lo(size_t(kExact ? 0 : NC * kAmxBf16KC));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n0 = t * NC, nc = std::min(NC, s.N - n0);
@@ -393,9 +395,11 @@ void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scal
       for (int64_t k0 = 0; k0 < s.K; k0 += kAmxBf16KC) {
         const int64_t kc = std::min(kAmxBf16KC, s.K - k0);
         for (int64_t j = 0; j < wtiles * kBf16TileRows; ++j) {
+          uint16_t* lo_j = kExact ? nullptr : lo.data() + j * kc;
           if (j >= nc) {
-            std::fill_n(hi.data() + j * kc, kc, uint16_t(0)), std::fill_n(lo.data() + j * kc, kc, uint16_t(0));
-          } else if constexpr (kByteCodes) {
+            std::fill_n(hi.data() + j * kc, kc, uint16_t(0));
+            if (lo_j) std::fill_n(lo_j, kc, uint16_t(0));
+          } else if constexpr (kByteCodes && !kExact) {
             // Integer codes: bytes, then each group's affine map and the split in one SIMD pass.
             const int64_t n = n0 + j;
             const uint8_t* b = nullptr;
@@ -410,21 +414,32 @@ void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scal
               const GroupAffine ga(scale, zp, domain, quant_min, quant_max, G, n, g);
               const int64_t a = std::max(k0, g * s.group_size) - k0, e = std::min(k0 + kc, (g + 1) * s.group_size) - k0;
               split_bf16_affine(b + a, e - a, std::is_same_v<Codes, PlainCodes<int8_t>>, int(raw_code_offset(codes)),
-                                ga.sc, ga.off, hi.data() + j * kc + a, lo.data() + j * kc + a);
+                                ga.sc, ga.off, hi.data() + j * kc + a, lo_j + a);
             }
           } else {
             decode_weight_row(codes, scale, zp, domain, quant_min, quant_max, s.K, s.group_size, n0 + j, k0, k0 + kc,
                               w.data());
-            split_bf16(w.data(), kc, hi.data() + j * kc, lo.data() + j * kc);
+            split_bf16(w.data(), kc, hi.data() + j * kc, lo_j);
           }
         }
-        amx_bf16_gemm_panel(hi.data(), lo.data(), kc, wtiles, xb.data(), ksteps, k0, mtiles, c.data(), Mp, k0 > 0);
+        amx_bf16_gemm_panel(hi.data(), kExact ? nullptr : lo.data(), kc, wtiles, xb.data(), ksteps, k0, mtiles,
+                            c.data(), Mp, k0 > 0);
       }
       for (int64_t m = 0; m < s.M; ++m)
-        for (int64_t j = 0; j < nc; ++j)
-          out[m * s.N + n0 + j] = from_float<bf16>(c[j * Mp + m] + (bias ? to_float(bias[n0 + j]) : 0.0f));
+        for (int64_t j = 0; j < nc; ++j) store(m, n0 + j, c[j * Mp + m]);
     }
   }
+}
+
+// Weight-only linears with bfloat16 activations on the tiles (c: the sums).
+template <class TS, class Codes>
+void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scale, const float* zp,
+                               ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const bf16* bias,
+                               const LinearShape& s, bf16* out, int nthreads) {
+  amx_bf16_gemm<false>(
+      reinterpret_cast<const uint16_t*>(x), codes, scale, zp, domain, quant_min, quant_max, s,
+      [&](int64_t m, int64_t n, float c) { out[m * s.N + n] = from_float<bf16>(c + (bias ? to_float(bias[n]) : 0.0f)); },
+      nthreads);
 }
 
 template <class TA, class TS, class Codes>
@@ -588,8 +603,18 @@ template <class Codes>
 void float8_sums(const float* xv, const Codes& codes, int64_t M, int64_t N, int64_t K, float* acc, int nthreads) {
   // The weight-only kernel with unit scales sums the exact products.
   const std::vector<float> ones(size_t(N), 1.0f);
-  weight_only_linear<float, float>(xv, codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr,
-                                   LinearShape{M, N, K, K}, acc, nthreads);
+  const LinearShape s{M, N, K, K};
+  if (M >= kAmxBf16MinRows && K % kBf16TileK == 0 && has_amx_bf16()) {
+    // Float8 values are bfloat16 values: on the tiles, activations and
+    // weights alike take one bfloat16 part, and products stay exact.
+    std::vector<uint16_t> xb(size_t(M * K));
+    split_bf16(xv, M * K, xb.data(), nullptr);
+    return amx_bf16_gemm<true>(
+        xb.data(), codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, s,
+        [acc, N](int64_t m, int64_t n, float c) { acc[m * N + n] = c; }, nthreads);
+  }
+  weight_only_linear<float, float>(xv, codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr, s, acc,
+                                   nthreads);
 }
 
 template <class TA>

@@ -890,12 +890,16 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// Default tiles per warp: 2 for one activation group; 1 for two, where two
-// tiles' accumulators and activations exceed the 128 registers a 512-thread
-// block allows (4-bit codes spill).
+// Default tiles per warp: 2 for one activation group. For two: 2 for 4-bit
+// codes with 2 K blocks in flight and activations loaded as used (their
+// default): 128 registers, no spill, 1.06-1.38x one tile at 16 rows on the
+// H200 (benchmarks/results/cuda_kernels_lop3_h200.txt), 1.04-1.33x on the
+// H100 (cuda_h100.txt); 1 otherwise, where two tiles' accumulators and staged
+// activations exceed the 128 registers a 512-thread block allows.
 template <class T, CodeFormat F, int MT, int kDepth>
 cudaError_t launch_gemv_tiles(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
-  const int tiles = a.tiles > 0 ? a.tiles : MT == 1 ? 2 : 1;
+  constexpr bool kTwoTiles = MT == 1 || (F == CodeFormat::Uint4 && kDepth == 2);
+  const int tiles = a.tiles > 0 ? a.tiles : kTwoTiles && (MT == 1 || a.stage <= 0) ? 2 : 1;
   return tiles == 1 ? launch_gemv<T, F, 1, MT, kDepth>(a, stream) : launch_gemv<T, F, 2, MT, kDepth>(a, stream);
 }
 
