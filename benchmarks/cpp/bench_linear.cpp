@@ -319,8 +319,8 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
 
 // A benchmark with one fast path turned off where the CPU has it, which the
 // benchmark without the suffix then runs: the two compared in one run.
-// Suffixes: Vnni (the int8 GEMM without AMX tiles), NoAmx (bfloat16
-// weight-only prefill and float8 sums without AMX tiles), FloatKernel (decode without the
+// Suffixes: Vnni (the int8 GEMM without AMX tiles), NoAmx (weight-only
+// prefill and float8 sums without AMX bfloat16 tiles), FloatKernel (decode without the
 // VNNI dots), Bf16Dot (bfloat16 int4 decode on the BF16 dot, the VNNI dots off).
 template <void (*Bm)(benchmark::State&), bool (*Has)(), bool (*Set)(bool)>
 void WithoutFastPath(benchmark::State& st) {
@@ -350,13 +350,16 @@ void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32});
 void PrefillShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {32, 256}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
+BENCHMARK(OnFloatGemm<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyNoAmx")->Apply(PrefillShapes);
 BENCHMARK(OnFloatKernels<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyFloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
+BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128NoAmx")->Apply(PrefillShapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16Dot")->Apply(DecodeShapes);
 BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16NoAmx")->Apply(PrefillShapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
+BENCHMARK(OnFloatGemm<BM_Float8WeightOnly>)->Name("BM_Float8WeightOnlyNoAmx")->Apply(PrefillShapes);
 BENCHMARK(BM_Float8Float8Sums)->Apply(PrefillShapes);
 BENCHMARK(OnFloatGemm<BM_Float8Float8Sums>)->Name("BM_Float8Float8SumsNoAmx")->Apply(PrefillShapes);
 BENCHMARK(BM_UintWeightOnlyG64<3>)->Name("BM_Uint3WeightOnlyG64")->Apply(Shapes);

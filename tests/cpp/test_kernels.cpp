@@ -860,6 +860,84 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
   }
 }
 
+// Float32 and float16 activations take the AMX bfloat16 tiles from
+// kAmxTwoPartMinRows rows as two bfloat16 parts each (hi x hi, lo x hi, hi x
+// lo products of weights x activations): every output within 2^-14 of the
+// sum of |products| of a double reference (the parts' worst case), and the
+// outputs' errors together within 2^-19 of it, as the float kernels' (tiles
+// off) are; one part of the activations alone errs about 2^-12 in the same
+// measure. Same shapes and formats as the bfloat16 test.
+TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
+  struct Case {
+    int64_t M, N, K, group;
+  };
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (Case cs : {Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128}, Case{64, 130, 1056, 96}}) {
+    const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
+    std::vector<float> xf(M * K), bias(N), scale(N * G), zp(N * G);
+    std::vector<fp16> xh(M * K), biash(N);
+    for (int64_t i = 0; i < M * K; ++i) xh[i] = from_float<fp16>(nd(rng)), xf[i] = nd(rng);
+    for (int64_t n = 0; n < N; ++n) bias[n] = nd(rng), biash[n] = from_float<fp16>(bias[n]);
+    for (auto& v : scale) v = 0.01f + 0.01f * std::fabs(nd(rng));
+    for (auto& v : zp) v = nd(rng) * 0.1f;
+    std::vector<uint8_t> raw(N * K), p4(N * packed_row_bytes(K, 4)), p3(N * packed_row_bytes(K, 3));
+    for (auto& v : raw) v = uint8_t(byte(rng));
+    std::vector<uint8_t> c4(raw), c3(raw);
+    for (auto& v : c4) v &= 15;
+    for (auto& v : c3) v &= 7;
+    pack_bits_rows<4>(c4.data(), N, K, 0, p4.data());
+    pack_bits_rows<3>(c3.data(), N, K, 0, p3.data());
+    const std::vector<int8_t> c8(raw.begin(), raw.end());
+    for (uint8_t& v : raw)
+      if ((v & 0x7f) == 0x7f) v = 0;  // no float8 NaN codes
+    auto check = [&](const char* what, auto codes, ZeroPointDomain dom, int64_t qmin, int64_t qmax, auto t_a) {
+      using TA = decltype(t_a);
+      constexpr bool kHalf = std::is_same_v<TA, fp16>;
+      SCOPED_TRACE(::testing::Message() << what << (kHalf ? " fp16 " : " fp32 ") << M << "x" << N << "x" << K << " g"
+                                        << cs.group);
+      const LinearShape s{M, N, K, cs.group};
+      const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
+      const TA* x = kHalf ? reinterpret_cast<const TA*>(xh.data()) : reinterpret_cast<const TA*>(xf.data());
+      const TA* b = kHalf ? reinterpret_cast<const TA*>(biash.data()) : reinterpret_cast<const TA*>(bias.data());
+      std::vector<TA> tiles(M * N), flt(M * N);
+      weight_only_linear<TA, float>(x, codes, scale.data(), z, dom, qmin, qmax, b, s, tiles.data(), 2);
+      const bool amx = has_amx_bf16();
+      set_amx_bf16(false);
+      weight_only_linear<TA, float>(x, codes, scale.data(), z, dom, qmin, qmax, b, s, flt.data(), 2);
+      set_amx_bf16(amx);
+      std::vector<float> w(K);
+      double err_tiles = 0, err_flt = 0, mags = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        decode_weight_row(codes, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
+        for (int64_t m = 0; m < M; ++m) {
+          double ref = to_float(b[n]), mag = std::fabs(ref);
+          for (int64_t k = 0; k < K; ++k) {
+            const double t = double(to_float(x[m * K + k])) * w[k];
+            ref += t, mag += std::fabs(t);
+          }
+          const double a = to_float(tiles[m * N + n]), f = to_float(flt[m * N + n]);
+          // float16 outputs add their own rounding.
+          const double out_ulp = kHalf ? std::ldexp(std::fabs(ref), -10) : 0.0;
+          ASSERT_LE(std::fabs(a - ref), std::ldexp(mag, -14) + out_ulp) << m << "," << n;
+          err_tiles += std::fabs(a - ref), err_flt += std::fabs(f - ref), mags += mag + out_ulp * (1 << 20);
+        }
+      }
+      EXPECT_LE(err_tiles, std::ldexp(mags, -19)) << "float kernels: " << err_flt / mags;
+      EXPECT_LE(err_flt, std::ldexp(mags, -19));
+    };
+    auto formats = [&](auto t_a) {
+      check("int4 float zero point", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 0, 15, t_a);
+      check("uint3 int zero point", PackedCodes<3>{p3.data(), K, 0}, ZeroPointDomain::Int, 0, 7, t_a);
+      check("int8 symmetric", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, -128, 127, t_a);
+      check("float8 e4m3fn", Float8Codes<Float8Format::E4M3FN>{raw.data(), K}, ZeroPointDomain::None, 0, 0, t_a);
+    };
+    formats(float());
+    formats(fp16());
+  }
+}
+
 // Float8 x float8 sums (float8_sums) from kAmxBf16MinRows rows run on AMX
 // bfloat16 tiles with the weights' hi part alone (float8 values are bfloat16
 // values): float32 sums of exact products, as the float kernels' (tiles off),

@@ -102,33 +102,37 @@ AMX_BF16 void configure_tiles() {
 }
 
 // WT weight tiles (rows from a0 / a1, lda bytes apart, each as hi and lo at
-// a + 0 and a + lo_off; hi alone for parts = 1) x MT activation tiles (b0 /
-// b1) over ksteps steps.
+// a + 0 and a + lo_off; hi alone for aparts = 1) x MT activation tiles (b0 /
+// b1, with their lo parts b_lo_off values on for bparts = 2) over ksteps
+// steps. Products: every weight part with the activations' hi part, the
+// weights' hi part with their lo part (lo x lo is below float32's rounding).
 template <int WT, int MT>
-AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int parts, int64_t lo_off, int64_t lda,
-                         const uint16_t* b0, const uint16_t* b1, int64_t steps, float* c0, float* c1, int64_t ldc,
-                         bool accumulate) {
+AMX_BF16 void panel_tile(const uint16_t* a0, const uint16_t* a1, int aparts, int64_t lo_off, int64_t lda,
+                         const uint16_t* b0, const uint16_t* b1, int bparts, int64_t b_lo_off, int64_t steps,
+                         float* c0, float* c1, int64_t ldc, bool accumulate) {
   const int64_t cstride = ldc * 4;
   if (accumulate)
     load_sum_tiles<WT, MT>(c0, c1, cstride);
   else
     zero_sum_tiles<WT, MT>();
   constexpr int64_t kStepB = kBf16TileRows * kBf16TileK;  // values per activation tile
-  for (int64_t s = 0; s < steps; ++s) {
-    tile_load<6>(b0 + s * kStepB, 64);
-    if constexpr (MT == 2) tile_load<7>(b1 + s * kStepB, 64);
-    for (int part = 0; part < parts; ++part) {  // hi, then lo
-      const int64_t off = s * kBf16TileK + (part ? lo_off : 0);
-      tile_load<4>(a0 + off, lda);
-      tile_dpbf16ps<0, 4, 6>();
-      if constexpr (MT == 2) tile_dpbf16ps<1, 4, 7>();
-      if constexpr (WT == 2) {
-        tile_load<5>(a1 + off, lda);
-        tile_dpbf16ps<2, 5, 6>();
-        if constexpr (MT == 2) tile_dpbf16ps<3, 5, 7>();
+  for (int64_t s = 0; s < steps; ++s)
+    for (int bp = 0; bp < bparts; ++bp) {  // activations' hi, then lo
+      const int64_t boff = s * kStepB + (bp ? b_lo_off : 0);
+      tile_load<6>(b0 + boff, 64);
+      if constexpr (MT == 2) tile_load<7>(b1 + boff, 64);
+      for (int part = 0; part < (bp ? 1 : aparts); ++part) {  // weights' hi, then lo
+        const int64_t off = s * kBf16TileK + (part ? lo_off : 0);
+        tile_load<4>(a0 + off, lda);
+        tile_dpbf16ps<0, 4, 6>();
+        if constexpr (MT == 2) tile_dpbf16ps<1, 4, 7>();
+        if constexpr (WT == 2) {
+          tile_load<5>(a1 + off, lda);
+          tile_dpbf16ps<2, 5, 6>();
+          if constexpr (MT == 2) tile_dpbf16ps<3, 5, 7>();
+        }
       }
     }
-  }
   store_sum_tiles<WT, MT>(c0, c1, cstride);
 }
 #endif
@@ -150,12 +154,14 @@ void split_bf16_affine(const uint8_t* c, int64_t n, bool is_signed, int c_offset
 }
 
 void amx_bf16_gemm_panel(const uint16_t* hi, const uint16_t* lo, int64_t kc, int wtiles, const uint16_t* xb,
-                         int64_t ksteps, int64_t k0, int64_t mtiles, float* c, int64_t ldc, bool accumulate) {
+                         bool x_lo, int64_t ksteps, int64_t k0, int64_t mtiles, float* c, int64_t ldc,
+                         bool accumulate) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (!cpu_features().amx_bf16) return;
   configure_tiles();
-  const int parts = lo ? 2 : 1;
+  const int aparts = lo ? 2 : 1, bparts = x_lo ? 2 : 1;
   const int64_t lda = kc * 2, lo_off = lo ? lo - hi : 0, steps = kc / kBf16TileK;
+  const int64_t b_lo_off = mtiles * kBf16TileRows * ksteps * kBf16TileK;
   auto b_at = [&](int64_t t) { return xb + (t * ksteps + k0 / kBf16TileK) * kBf16TileRows * kBf16TileK; };
   for (int w = 0; w < wtiles; w += 2) {
     const bool two_w = w + 1 < wtiles;
@@ -166,18 +172,18 @@ void amx_bf16_gemm_panel(const uint16_t* hi, const uint16_t* lo, int64_t kc, int
       const uint16_t *b0 = b_at(t), *b1 = two_m ? b_at(t + 1) : b0;
       float *d0 = c0 + t * kBf16TileRows, *d1 = c1 + t * kBf16TileRows;
       if (two_w && two_m)
-        panel_tile<2, 2>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<2, 2>(a0, a1, aparts, lo_off, lda, b0, b1, bparts, b_lo_off, steps, d0, d1, ldc, accumulate);
       else if (two_w)
-        panel_tile<2, 1>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<2, 1>(a0, a1, aparts, lo_off, lda, b0, b1, bparts, b_lo_off, steps, d0, d1, ldc, accumulate);
       else if (two_m)
-        panel_tile<1, 2>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<1, 2>(a0, a1, aparts, lo_off, lda, b0, b1, bparts, b_lo_off, steps, d0, d1, ldc, accumulate);
       else
-        panel_tile<1, 1>(a0, a1, parts, lo_off, lda, b0, b1, steps, d0, d1, ldc, accumulate);
+        panel_tile<1, 1>(a0, a1, aparts, lo_off, lda, b0, b1, bparts, b_lo_off, steps, d0, d1, ldc, accumulate);
     }
   }
   release_tiles();
 #else
-  (void)hi, (void)lo, (void)kc, (void)wtiles, (void)xb, (void)ksteps, (void)k0, (void)mtiles, (void)c, (void)ldc,
+  (void)hi, (void)lo, (void)kc, (void)wtiles, (void)xb, (void)x_lo, (void)ksteps, (void)k0, (void)mtiles, (void)c, (void)ldc,
       (void)accumulate;
 #endif
 }

@@ -42,12 +42,15 @@ void split_bf16_affine(const uint8_t* c, int64_t n, bool is_signed, int c_offset
                        uint16_t* lo);
 
 // c[j * ldc + m] (+)= sum_{k < kc} (hi + lo)[j * kc + k] * x[m][k0 + k] (lo =
-// nullptr: hi alone, half the tile steps) for
-// weight rows j < 16 * wtiles (wtiles <= 4) and activation rows m < 16 *
-// mtiles, with x as pack_bf16_activations wrote it into xb (ksteps = K / 32);
-// k0 and kc multiples of 32, ldc a multiple of 16.
+// nullptr: hi alone, half the tile steps) for weight rows j < 16 * wtiles
+// (wtiles <= 4) and activation rows m < 16 * mtiles, with x as
+// pack_bf16_activations wrote it into xb (ksteps = K / 32); x_lo: x is itself
+// two bfloat16 parts (float32 or float16 activations), the lo parts packed
+// right after the hi ones (mtiles * 16 * K values on), and lo x lo products
+// are left out. k0 and kc multiples of 32, ldc a multiple of 16.
 void amx_bf16_gemm_panel(const uint16_t* hi, const uint16_t* lo, int64_t kc, int wtiles, const uint16_t* xb,
-                         int64_t ksteps, int64_t k0, int64_t mtiles, float* c, int64_t ldc, bool accumulate);
+                         bool x_lo, int64_t ksteps, int64_t k0, int64_t mtiles, float* c, int64_t ldc,
+                         bool accumulate);
 
 }  // namespace kernels
 }  // namespace torchao_cpp

@@ -360,29 +360,34 @@ void weight_only_gemm(const float* xf, const Codes& codes, const TS* scale, cons
 // 5632, 2 threads: 3.5 ms at 32 rows against 5.2 on the VNNI dots, 3.3
 // against 10.0 at 64 on the float panel GEMM, 8.6 against 31 at 256.
 constexpr int64_t kAmxBf16MinRows = 32;
+// The same for float32 and float16 activations, which take two bfloat16 parts
+// (three tile products per step where bfloat16 activations take two).
+constexpr int64_t kAmxTwoPartMinRows = 32;
 // K per weight panel of the AMX bfloat16 GEMM (hi and lo parts of 64 rows:
 // 128 KB): 8.6 ms for 256 x 2048 x 5632 int4 g128 against 11.3 at 256
 // (the sums reloaded from memory twice as often) and 9.1-10.2 at 1024-2048.
 constexpr int64_t kAmxBf16KC = 512;
 
-// The panel GEMM on AMX bfloat16 tiles for activations that are bfloat16
-// values (xbits: M x K bfloat16 bits; K a multiple of kBf16TileK): the
-// activations packed once, then per task of 64 weight rows and K chunk, the
-// rows decoded to float, split into bfloat16 hi + lo parts and multiplied on
-// tiles; store(m, n, sum) takes each float32 sum. kExact: the decoded weights
-// are bfloat16 values themselves (float8 codes at unit scale), so they take no
-// lo parts and half the tile steps.
+// The panel GEMM on AMX bfloat16 tiles (xbits: M x K bfloat16 bits of the
+// activations, xlo their lo parts, or nullptr where they are bfloat16 values;
+// K a multiple of kBf16TileK): the activations packed once, then per task of
+// 64 weight rows and K chunk, the rows decoded to float, split into bfloat16
+// hi + lo parts and multiplied on tiles; store(m, n, sum) takes each float32
+// sum. kExact: the decoded weights are bfloat16 values themselves (float8
+// codes at unit scale), so they take no lo parts.
 template <bool kExact, class TS, class Codes, class Store>
-void amx_bf16_gemm(const uint16_t* xbits, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
-                   int64_t quant_min, int64_t quant_max, const LinearShape& s, const Store& store, int nthreads) {
+void amx_bf16_gemm(const uint16_t* xbits, const uint16_t* xlo, const Codes& codes, const TS* scale, const float* zp,
+                   ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const LinearShape& s,
+                   const Store& store, int nthreads) {
   constexpr int64_t NC = 4 * kBf16TileRows;
   constexpr bool kByteCodes =
       kIsPacked<Codes> || std::is_same_v<Codes, PlainCodes<int8_t>> || std::is_same_v<Codes, PlainCodes<uint8_t>>;
   const int64_t G = s.K / s.group_size;
   const int64_t mtiles = (s.M + kBf16TileRows - 1) / kBf16TileRows, Mp = mtiles * kBf16TileRows;
   const int64_t ksteps = s.K / kBf16TileK, tasks = (s.N + NC - 1) / NC;
-  std::vector<uint16_t> xb(size_t(Mp * s.K));
+  std::vector<uint16_t> xb(size_t((xlo ? 2 : 1) * Mp * s.K));
   pack_bf16_activations(xbits, s.M, s.K, xb.data(), nthreads);
+  if (xlo) pack_bf16_activations(xlo, s.M, s.K, xb.data() + Mp * s.K, nthreads);
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<float> w(static_cast<size_t>(kAmxBf16KC)), c(static_cast<size_t>(NC * Mp));
@@ -422,8 +427,8 @@ void amx_bf16_gemm(const uint16_t* xbits, const Codes& codes, const TS* scale, c
             split_bf16(w.data(), kc, hi.data() + j * kc, lo_j);
           }
         }
-        amx_bf16_gemm_panel(hi.data(), kExact ? nullptr : lo.data(), kc, wtiles, xb.data(), ksteps, k0, mtiles,
-                            c.data(), Mp, k0 > 0);
+        amx_bf16_gemm_panel(hi.data(), kExact ? nullptr : lo.data(), kc, wtiles, xb.data(), xlo != nullptr, ksteps,
+                            k0, mtiles, c.data(), Mp, k0 > 0);
       }
       for (int64_t m = 0; m < s.M; ++m)
         for (int64_t j = 0; j < nc; ++j) store(m, n0 + j, c[j * Mp + m]);
@@ -431,25 +436,38 @@ void amx_bf16_gemm(const uint16_t* xbits, const Codes& codes, const TS* scale, c
   }
 }
 
-// Weight-only linears with bfloat16 activations on the tiles (c: the sums).
-template <class TS, class Codes>
-void weight_only_gemm_amx_bf16(const bf16* x, const Codes& codes, const TS* scale, const float* zp,
-                               ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const bf16* bias,
-                               const LinearShape& s, bf16* out, int nthreads) {
-  amx_bf16_gemm<false>(
-      reinterpret_cast<const uint16_t*>(x), codes, scale, zp, domain, quant_min, quant_max, s,
-      [&](int64_t m, int64_t n, float c) { out[m * s.N + n] = from_float<bf16>(c + (bias ? to_float(bias[n]) : 0.0f)); },
-      nthreads);
+// Weight-only linears on the tiles: bfloat16 activations as they are, float32
+// and float16 ones as two bfloat16 parts each (a float16 value's two parts are
+// exact; a float32 one's keep 16 of its 24 bits, and the products the tiles
+// leave out, lo x lo, are below 2^-16 of each product).
+template <class TA, class TS, class Codes>
+void weight_only_gemm_amx_bf16(const TA* x, const Codes& codes, const TS* scale, const float* zp,
+                               ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const TA* bias,
+                               const LinearShape& s, TA* out, int nthreads) {
+  const auto store = [&](int64_t m, int64_t n, float c) {
+    out[m * s.N + n] = from_float<TA>(c + (bias ? to_float(bias[n]) : 0.0f));
+  };
+  if constexpr (std::is_same_v<TA, bf16>) {
+    amx_bf16_gemm<false>(reinterpret_cast<const uint16_t*>(x), nullptr, codes, scale, zp, domain, quant_min, quant_max,
+                         s, store, nthreads);
+  } else {
+    const int64_t n = s.M * s.K;
+    std::vector<float> xf(size_t(std::is_same_v<TA, float> ? 0 : n));
+    if constexpr (!std::is_same_v<TA, float>) to_f32(x, n, xf.data());
+    const float* xs = std::is_same_v<TA, float> ? reinterpret_cast<const float*>(x) : xf.data();
+    std::vector<uint16_t> hi(static_cast<size_t>(n)), lo(static_cast<size_t>(n));
+    split_bf16(xs, n, hi.data(), lo.data());
+    amx_bf16_gemm<false>(hi.data(), lo.data(), codes, scale, zp, domain, quant_min, quant_max, s, store, nthreads);
+  }
 }
 
 template <class TA, class TS, class Codes>
 void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
                         int64_t quant_min, int64_t quant_max, const TA* bias, const LinearShape& s, TA* out,
                         int nthreads) {
-  if constexpr (std::is_same_v<TA, bf16>) {
-    if (s.M >= kAmxBf16MinRows && s.K % kBf16TileK == 0 && has_amx_bf16())
-      return weight_only_gemm_amx_bf16(x, codes, scale, zp, domain, quant_min, quant_max, bias, s, out, nthreads);
-  }
+  if (s.M >= (std::is_same_v<TA, bf16> ? kAmxBf16MinRows : kAmxTwoPartMinRows) && s.K % kBf16TileK == 0 &&
+      has_amx_bf16())
+    return weight_only_gemm_amx_bf16(x, codes, scale, zp, domain, quant_min, quant_max, bias, s, out, nthreads);
   const int64_t G = s.K / s.group_size;
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
   std::vector<float> xf(size_t(s.M * s.K));
@@ -610,7 +628,7 @@ void float8_sums(const float* xv, const Codes& codes, int64_t M, int64_t N, int6
     std::vector<uint16_t> xb(size_t(M * K));
     split_bf16(xv, M * K, xb.data(), nullptr);
     return amx_bf16_gemm<true>(
-        xb.data(), codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, s,
+        xb.data(), nullptr, codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, s,
         [acc, N](int64_t m, int64_t n, float c) { acc[m * N + n] = c; }, nthreads);
   }
   weight_only_linear<float, float>(xv, codes, ones.data(), nullptr, ZeroPointDomain::None, 0, 0, nullptr, s, acc,
