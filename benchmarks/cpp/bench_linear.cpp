@@ -320,8 +320,9 @@ void BM_Int8DynamicInt8Sparse24(benchmark::State& st) {
 // A benchmark with one fast path turned off where the CPU has it, which the
 // benchmark without the suffix then runs: the two compared in one run.
 // Suffixes: Vnni (the int8 GEMM without AMX tiles), NoAmx (weight-only
-// prefill and float8 sums without AMX bfloat16 tiles), FloatKernel (decode without the
-// VNNI dots), Bf16Dot (bfloat16 int4 decode on the BF16 dot, the VNNI dots off).
+// prefill and float8 sums without AMX bfloat16 tiles), FloatKernel (without
+// the VNNI dots and the AMX tiles), Bf16Dot (bfloat16 int4 on the BF16 dot,
+// the VNNI dots and the tiles off).
 template <void (*Bm)(benchmark::State&), bool (*Has)(), bool (*Set)(bool)>
 void WithoutFastPath(benchmark::State& st) {
   if (!Has()) return st.SkipWithError("this CPU lacks that path: the benchmark without the suffix is this one");
@@ -333,8 +334,14 @@ template <void (*Bm)(benchmark::State&)>
 void OnVnniGemm(benchmark::State& st) { WithoutFastPath<Bm, int8_gemm_has_amx, set_int8_gemm_amx>(st); }
 template <void (*Bm)(benchmark::State&)>
 void OnFloatGemm(benchmark::State& st) { WithoutFastPath<Bm, has_amx_bf16, set_amx_bf16>(st); }
+// The float kernels: neither the VNNI dots nor (from 32 rows) the AMX tiles.
+bool has_fast_dots() { return has_dot_vnni_u4() || has_amx_bf16(); }
+bool set_fast_dots(bool enabled) {
+  const bool vnni = set_dot_vnni(enabled), amx = set_amx_bf16(enabled);
+  return vnni || amx;
+}
 template <void (*Bm)(benchmark::State&)>
-void OnFloatKernels(benchmark::State& st) { WithoutFastPath<Bm, has_dot_vnni_u4, set_dot_vnni>(st); }
+void OnFloatKernels(benchmark::State& st) { WithoutFastPath<Bm, has_fast_dots, set_fast_dots>(st); }
 
 void ShapesFor(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> rows) {
   for (int64_t M : rows)

@@ -789,6 +789,36 @@ TEST(AmxBf16, SplitKeepsSixteenBits) {
     }
 }
 
+// The code formats the AMX weight-only tests run, from the same random bytes:
+// int4 with float zero points, uint3 with integer ones, symmetric int8 and
+// float8 e4m3fn (no NaN codes).
+struct AmxCaseCodes {
+  int64_t K;
+  std::vector<uint8_t> raw, p4, p3;
+  std::vector<int8_t> c8;
+  AmxCaseCodes(int64_t N, int64_t K, std::mt19937& rng)
+      : K(K), raw(N * K), p4(N * packed_row_bytes(K, 4)), p3(N * packed_row_bytes(K, 3)) {
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& v : raw) v = uint8_t(byte(rng));
+    std::vector<uint8_t> c4(raw), c3(raw);
+    for (auto& v : c4) v &= 15;
+    for (auto& v : c3) v &= 7;
+    pack_bits_rows<4>(c4.data(), N, K, 0, p4.data());
+    pack_bits_rows<3>(c3.data(), N, K, 0, p3.data());
+    c8.assign(raw.begin(), raw.end());
+    for (uint8_t& v : raw)
+      if ((v & 0x7f) == 0x7f) v = 0;
+  }
+  // check(name, codes, domain, quant_min, quant_max) for each format.
+  template <class Check>
+  void each(const Check& check) const {
+    check("int4 float zero point", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 0, 15);
+    check("uint3 int zero point", PackedCodes<3>{p3.data(), K, 0}, ZeroPointDomain::Int, 0, 7);
+    check("int8 symmetric", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, -128, 127);
+    check("float8 e4m3fn", Float8Codes<Float8Format::E4M3FN>{raw.data(), K}, ZeroPointDomain::None, 0, 0);
+  }
+};
+
 // Weight-only linears with bfloat16 activations from kAmxBf16MinRows rows run
 // on AMX bfloat16 tiles where the CPU has them: within one bfloat16 rounding
 // of the float kernels' outputs (which the test gets with the tiles turned
@@ -801,7 +831,6 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
   };
   std::mt19937 rng(12);
   std::normal_distribution<float> nd;
-  std::uniform_int_distribution<int> byte(0, 255);
   for (Case cs : {Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128}, Case{64, 130, 1056, 96},
                   Case{100, 3, 256, 256}}) {
     const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
@@ -811,30 +840,21 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
     for (auto& v : bias) v = from_float<bf16>(nd(rng));
     for (auto& v : scale) v = from_float<bf16>(0.01f + 0.01f * std::fabs(nd(rng)));
     for (auto& v : zp) v = nd(rng) * 0.1f;
-    std::vector<uint8_t> raw(N * K), p4(N * packed_row_bytes(K, 4)), p3(N * packed_row_bytes(K, 3));
-    for (auto& v : raw) v = uint8_t(byte(rng));
-    std::vector<uint8_t> c4(raw), c3(raw);
-    for (auto& v : c4) v &= 15;
-    for (auto& v : c3) v &= 7;
-    pack_bits_rows<4>(c4.data(), N, K, 0, p4.data());
-    pack_bits_rows<3>(c3.data(), N, K, 0, p3.data());
-    const std::vector<int8_t> c8(raw.begin(), raw.end());
-    for (uint8_t& v : raw)
-      if ((v & 0x7f) == 0x7f) v = 0;  // no float8 NaN codes
-    auto check = [&](const char* what, auto codes, ZeroPointDomain dom, int64_t qmin, int64_t qmax) {
+    const AmxCaseCodes codes(N, K, rng);
+    auto check = [&](const char* what, auto c, ZeroPointDomain dom, int64_t qmin, int64_t qmax) {
       SCOPED_TRACE(::testing::Message() << what << " " << M << "x" << N << "x" << K << " g" << cs.group);
       const LinearShape s{M, N, K, cs.group};
       const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
       std::vector<bf16> tiles(M * N), flt(M * N);
-      weight_only_linear<bf16, bf16>(x.data(), codes, scale.data(), z, dom, qmin, qmax, bias.data(), s, tiles.data(), 2);
+      weight_only_linear<bf16, bf16>(x.data(), c, scale.data(), z, dom, qmin, qmax, bias.data(), s, tiles.data(), 2);
       const bool amx = has_amx_bf16();
       set_amx_bf16(false);
-      weight_only_linear<bf16, bf16>(x.data(), codes, scale.data(), z, dom, qmin, qmax, bias.data(), s, flt.data(), 2);
+      weight_only_linear<bf16, bf16>(x.data(), c, scale.data(), z, dom, qmin, qmax, bias.data(), s, flt.data(), 2);
       set_amx_bf16(amx);
       std::vector<float> w(K);
       int64_t rounded_ref = 0;  // outputs equal to the double reference rounded to bfloat16
       for (int64_t n = 0; n < N; ++n) {
-        decode_weight_row(codes, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
+        decode_weight_row(c, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
         for (int64_t m = 0; m < M; ++m) {
           double ref = to_float(bias[n]), mag = std::fabs(ref);
           for (int64_t k = 0; k < K; ++k) {
@@ -853,10 +873,7 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
       // the reference bound above.)
       EXPECT_GE(rounded_ref, M * N * 97 / 100);
     };
-    check("int4 float zero point", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 0, 15);
-    check("uint3 int zero point", PackedCodes<3>{p3.data(), K, 0}, ZeroPointDomain::Int, 0, 7);
-    check("int8 symmetric", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, -128, 127);
-    check("float8 e4m3fn", Float8Codes<Float8Format::E4M3FN>{raw.data(), K}, ZeroPointDomain::None, 0, 0);
+    codes.each(check);
   }
 }
 
@@ -873,7 +890,6 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
   };
   std::mt19937 rng(13);
   std::normal_distribution<float> nd;
-  std::uniform_int_distribution<int> byte(0, 255);
   for (Case cs : {Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128}, Case{64, 130, 1056, 96}}) {
     const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
     std::vector<float> xf(M * K), bias(N), scale(N * G), zp(N * G);
@@ -882,17 +898,8 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
     for (int64_t n = 0; n < N; ++n) bias[n] = nd(rng), biash[n] = from_float<fp16>(bias[n]);
     for (auto& v : scale) v = 0.01f + 0.01f * std::fabs(nd(rng));
     for (auto& v : zp) v = nd(rng) * 0.1f;
-    std::vector<uint8_t> raw(N * K), p4(N * packed_row_bytes(K, 4)), p3(N * packed_row_bytes(K, 3));
-    for (auto& v : raw) v = uint8_t(byte(rng));
-    std::vector<uint8_t> c4(raw), c3(raw);
-    for (auto& v : c4) v &= 15;
-    for (auto& v : c3) v &= 7;
-    pack_bits_rows<4>(c4.data(), N, K, 0, p4.data());
-    pack_bits_rows<3>(c3.data(), N, K, 0, p3.data());
-    const std::vector<int8_t> c8(raw.begin(), raw.end());
-    for (uint8_t& v : raw)
-      if ((v & 0x7f) == 0x7f) v = 0;  // no float8 NaN codes
-    auto check = [&](const char* what, auto codes, ZeroPointDomain dom, int64_t qmin, int64_t qmax, auto t_a) {
+    const AmxCaseCodes codes(N, K, rng);
+    auto check = [&](const char* what, auto c, ZeroPointDomain dom, int64_t qmin, int64_t qmax, auto t_a) {
       using TA = decltype(t_a);
       constexpr bool kHalf = std::is_same_v<TA, fp16>;
       SCOPED_TRACE(::testing::Message() << what << (kHalf ? " fp16 " : " fp32 ") << M << "x" << N << "x" << K << " g"
@@ -902,15 +909,15 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
       const TA* x = kHalf ? reinterpret_cast<const TA*>(xh.data()) : reinterpret_cast<const TA*>(xf.data());
       const TA* b = kHalf ? reinterpret_cast<const TA*>(biash.data()) : reinterpret_cast<const TA*>(bias.data());
       std::vector<TA> tiles(M * N), flt(M * N);
-      weight_only_linear<TA, float>(x, codes, scale.data(), z, dom, qmin, qmax, b, s, tiles.data(), 2);
+      weight_only_linear<TA, float>(x, c, scale.data(), z, dom, qmin, qmax, b, s, tiles.data(), 2);
       const bool amx = has_amx_bf16();
       set_amx_bf16(false);
-      weight_only_linear<TA, float>(x, codes, scale.data(), z, dom, qmin, qmax, b, s, flt.data(), 2);
+      weight_only_linear<TA, float>(x, c, scale.data(), z, dom, qmin, qmax, b, s, flt.data(), 2);
       set_amx_bf16(amx);
       std::vector<float> w(K);
       double err_tiles = 0, err_flt = 0, mags = 0;
       for (int64_t n = 0; n < N; ++n) {
-        decode_weight_row(codes, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
+        decode_weight_row(c, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
         for (int64_t m = 0; m < M; ++m) {
           double ref = to_float(b[n]), mag = std::fabs(ref);
           for (int64_t k = 0; k < K; ++k) {
@@ -927,14 +934,10 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
       EXPECT_LE(err_tiles, std::ldexp(mags, -19)) << "float kernels: " << err_flt / mags;
       EXPECT_LE(err_flt, std::ldexp(mags, -19));
     };
-    auto formats = [&](auto t_a) {
-      check("int4 float zero point", PackedCodes<4>{p4.data(), K, 0}, ZeroPointDomain::Float, 0, 15, t_a);
-      check("uint3 int zero point", PackedCodes<3>{p3.data(), K, 0}, ZeroPointDomain::Int, 0, 7, t_a);
-      check("int8 symmetric", PlainCodes<int8_t>{c8.data(), K}, ZeroPointDomain::None, -128, 127, t_a);
-      check("float8 e4m3fn", Float8Codes<Float8Format::E4M3FN>{raw.data(), K}, ZeroPointDomain::None, 0, 0, t_a);
-    };
-    formats(float());
-    formats(fp16());
+    codes.each([&](const char* what, auto c, ZeroPointDomain dom, int64_t qmin, int64_t qmax) {
+      check(what, c, dom, qmin, qmax, float());
+      check(what, c, dom, qmin, qmax, fp16());
+    });
   }
 }
 
