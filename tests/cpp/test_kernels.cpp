@@ -819,6 +819,33 @@ struct AmxCaseCodes {
   }
 };
 
+// weight_only_linear with the AMX tiles on, then off, and per output
+// visit(m, n, tiles, float_kernels, ref, mag): the two outputs as float, the
+// double reference from decode_weight_row's weights, and its sum of |terms|.
+template <class TA, class TS, class Codes, class Visit>
+void amx_against_reference(const TA* x, const Codes& c, const TS* scale, const float* z, ZeroPointDomain dom,
+                           int64_t qmin, int64_t qmax, const TA* bias, const LinearShape& s, const Visit& visit) {
+  std::vector<TA> tiles(s.M * s.N), flt(s.M * s.N);
+  weight_only_linear<TA, TS>(x, c, scale, z, dom, qmin, qmax, bias, s, tiles.data(), 2);
+  const bool amx = has_amx_bf16();
+  set_amx_bf16(false);
+  weight_only_linear<TA, TS>(x, c, scale, z, dom, qmin, qmax, bias, s, flt.data(), 2);
+  set_amx_bf16(amx);
+  std::vector<float> w(s.K);
+  for (int64_t n = 0; n < s.N; ++n) {
+    decode_weight_row(c, scale, z, dom, qmin, qmax, s.K, s.group_size, n, 0, s.K, w.data());
+    for (int64_t m = 0; m < s.M; ++m) {
+      double ref = to_float(bias[n]), mag = std::fabs(ref);
+      for (int64_t k = 0; k < s.K; ++k) {
+        const double t = double(to_float(x[m * s.K + k])) * w[k];
+        ref += t, mag += std::fabs(t);
+      }
+      visit(m, n, double(to_float(tiles[m * s.N + n])), double(to_float(flt[m * s.N + n])), ref, mag);
+      if (::testing::Test::HasFatalFailure()) return;  // the first failed output is enough
+    }
+  }
+}
+
 // Weight-only linears with bfloat16 activations from kAmxBf16MinRows rows run
 // on AMX bfloat16 tiles where the CPU has them: within one bfloat16 rounding
 // of the float kernels' outputs (which the test gets with the tiles turned
@@ -845,28 +872,13 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
       SCOPED_TRACE(::testing::Message() << what << " " << M << "x" << N << "x" << K << " g" << cs.group);
       const LinearShape s{M, N, K, cs.group};
       const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
-      std::vector<bf16> tiles(M * N), flt(M * N);
-      weight_only_linear<bf16, bf16>(x.data(), c, scale.data(), z, dom, qmin, qmax, bias.data(), s, tiles.data(), 2);
-      const bool amx = has_amx_bf16();
-      set_amx_bf16(false);
-      weight_only_linear<bf16, bf16>(x.data(), c, scale.data(), z, dom, qmin, qmax, bias.data(), s, flt.data(), 2);
-      set_amx_bf16(amx);
-      std::vector<float> w(K);
       int64_t rounded_ref = 0;  // outputs equal to the double reference rounded to bfloat16
-      for (int64_t n = 0; n < N; ++n) {
-        decode_weight_row(c, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
-        for (int64_t m = 0; m < M; ++m) {
-          double ref = to_float(bias[n]), mag = std::fabs(ref);
-          for (int64_t k = 0; k < K; ++k) {
-            const double t = double(to_float(x[m * K + k])) * w[k];
-            ref += t, mag += std::fabs(t);
-          }
-          const double a = to_float(tiles[m * N + n]), f = to_float(flt[m * N + n]);
-          ASSERT_LE(std::fabs(a - f), std::ldexp(std::fabs(f), -7) + 1e-6 * mag) << m << "," << n;
-          ASSERT_LE(std::fabs(a - ref), std::ldexp(std::fabs(ref), -8) + 1e-6 * mag) << m << "," << n;
-          rounded_ref += a == to_float(from_float<bf16>(float(ref)));
-        }
-      }
+      amx_against_reference(x.data(), c, scale.data(), z, dom, qmin, qmax, bias.data(), s,
+                            [&](int64_t m, int64_t n, double a, double f, double ref, double mag) {
+                              ASSERT_LE(std::fabs(a - f), std::ldexp(std::fabs(f), -7) + 1e-6 * mag) << m << "," << n;
+                              ASSERT_LE(std::fabs(a - ref), std::ldexp(std::fabs(ref), -8) + 1e-6 * mag) << m << "," << n;
+                              rounded_ref += a == to_float(from_float<bf16>(float(ref)));
+                            });
       // Float32 sums of (nearly) exact products round to the reference's
       // bfloat16 value but where the two straddle a rounding boundary.
       // (Weights rounded to bfloat16 alone, without their low parts, fail
@@ -908,29 +920,15 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
       const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
       const TA* x = kHalf ? reinterpret_cast<const TA*>(xh.data()) : reinterpret_cast<const TA*>(xf.data());
       const TA* b = kHalf ? reinterpret_cast<const TA*>(biash.data()) : reinterpret_cast<const TA*>(bias.data());
-      std::vector<TA> tiles(M * N), flt(M * N);
-      weight_only_linear<TA, float>(x, c, scale.data(), z, dom, qmin, qmax, b, s, tiles.data(), 2);
-      const bool amx = has_amx_bf16();
-      set_amx_bf16(false);
-      weight_only_linear<TA, float>(x, c, scale.data(), z, dom, qmin, qmax, b, s, flt.data(), 2);
-      set_amx_bf16(amx);
-      std::vector<float> w(K);
       double err_tiles = 0, err_flt = 0, mags = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        decode_weight_row(c, scale.data(), z, dom, qmin, qmax, K, cs.group, n, 0, K, w.data());
-        for (int64_t m = 0; m < M; ++m) {
-          double ref = to_float(b[n]), mag = std::fabs(ref);
-          for (int64_t k = 0; k < K; ++k) {
-            const double t = double(to_float(x[m * K + k])) * w[k];
-            ref += t, mag += std::fabs(t);
-          }
-          const double a = to_float(tiles[m * N + n]), f = to_float(flt[m * N + n]);
-          // float16 outputs add their own rounding.
-          const double out_ulp = kHalf ? std::ldexp(std::fabs(ref), -10) : 0.0;
-          ASSERT_LE(std::fabs(a - ref), std::ldexp(mag, -14) + out_ulp) << m << "," << n;
-          err_tiles += std::fabs(a - ref), err_flt += std::fabs(f - ref), mags += mag + out_ulp * (1 << 20);
-        }
-      }
+      amx_against_reference(x, c, scale.data(), z, dom, qmin, qmax, b, s,
+                            [&](int64_t m, int64_t n, double a, double f, double ref, double mag) {
+                              // float16 outputs add their own rounding.
+                              const double out_ulp = kHalf ? std::ldexp(std::fabs(ref), -10) : 0.0;
+                              ASSERT_LE(std::fabs(a - ref), std::ldexp(mag, -14) + out_ulp) << m << "," << n;
+                              err_tiles += std::fabs(a - ref), err_flt += std::fabs(f - ref);
+                              mags += mag + out_ulp * (1 << 20);
+                            });
       EXPECT_LE(err_tiles, std::ldexp(mags, -19)) << "float kernels: " << err_flt / mags;
       EXPECT_LE(err_flt, std::ldexp(mags, -19));
     };
