@@ -948,7 +948,8 @@ TEST(AmxBf16, Float8SumsMatchFloatKernels) {
   std::mt19937 rng(21);
   std::uniform_int_distribution<int> byte(0, 255);
   for (bool e4m3 : {true, false})
-    for (auto [M, N, K] : {std::array<int64_t, 3>{32, 17, 64}, {47, 65, 544}, {64, 130, 1056}}) {
+    for (const auto& shape : {std::array<int64_t, 3>{32, 17, 64}, {47, 65, 544}, {64, 130, 1056}}) {
+      const int64_t M = shape[0], N = shape[1], K = shape[2];  // lambdas below capture them (not bindings in C++17)
       SCOPED_TRACE(::testing::Message() << (e4m3 ? "e4m3fn " : "e5m2 ") << M << "x" << N << "x" << K);
       auto finite = [&] {
         for (;;) {
