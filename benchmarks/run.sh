@@ -27,5 +27,7 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then
 fi
 OMP_NUM_THREADS="$THREADS" "$TORCHAO_CPP_BUILD_DIR/benchmarks/cpp/bench_linear" --benchmark_min_time=0.2 \
   --benchmark_out="$REPO/benchmarks/results/bench_linear_cpu_${THREADS}threads.json" --benchmark_out_format=json
-"$VENV/bin/python" "$REPO/benchmarks/python/model_bench.py" --threads "$THREADS" \
+# "high": float32 weight-only linears may take bfloat16x3 products on AMX
+# tiles, as bench_linear's float32 rows do (torch 1.13's CPU matmuls ignore it).
+"$VENV/bin/python" "$REPO/benchmarks/python/model_bench.py" --threads "$THREADS" --float32-matmul-precision high \
   --out "$REPO/benchmarks/results/model_bench.json"

@@ -71,6 +71,10 @@ struct Problem {
   const float* zpc(int64_t c) const { return zp.data() + c * s.N * G; }
 
   Problem(int64_t M, int64_t K, int64_t N, int64_t group, Codes8Or4 kind) : s{M, N, K, group}, G(K / group), kind(kind) {
+    // Float32 activations may take bfloat16x3 products on AMX tiles, as
+    // under torch.set_float32_matmul_precision("high"); the NoAmx twins
+    // show the float32 kernels, what torch's default ("highest") runs.
+    s.fp32_reduced = true;
     const int64_t row_bytes = kind == Codes8Or4::Int8 ? K : packed_row_bytes(K, 4);
     if (M <= kDecodeRows) copies = std::max<int64_t>(1, int64_t(cold_bytes() / double(N * row_bytes)));
     std::mt19937 rng(0);
@@ -142,7 +146,7 @@ void BM_Int4WeightOnlyG128(benchmark::State& st) {
 // The same with bfloat16 activations and scales, as a bfloat16 model holds
 // them (the CPU int4 path torchao itself runs: Int4CPULayout takes bfloat16;
 // zero points are read as float32): the VNNI (or else BF16) dot for few rows,
-// AMX bfloat16 tiles from kAmxBf16MinRows where the CPU has them.
+// AMX bfloat16 tiles from amx_min_rows where the CPU has them.
 void BM_Int4WeightOnlyG128Bf16(benchmark::State& st) {
   Problem& p = problem(st.range(0), st.range(1), st.range(2), 128, Codes8Or4::Int4);
   std::vector<bf16> x(p.x.size()), out(p.out.size()), scale(p.scale.size());
@@ -174,7 +178,7 @@ void BM_Float8WeightOnly(benchmark::State& st) {
 // The float32 sums of float8 x float8 products behind the float8 dynamic
 // linears (Float8DynamicActivationFloat8WeightConfig: activations quantized
 // to e4m3fn, e4m3fn weights; the scales are applied after): from
-// kAmxBf16MinRows rows on AMX bfloat16 tiles where the CPU has them (float8
+// amx_min_rows rows on AMX bfloat16 tiles where the CPU has them (float8
 // values are bfloat16 values: one part each), else the float panel GEMM.
 void BM_Float8Float8Sums(benchmark::State& st) {
   Problem& p = problem(st.range(0), st.range(1), st.range(2), st.range(1), Codes8Or4::Int8);
@@ -355,20 +359,28 @@ void Shapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32, 256}); 
 void DecodeShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {1, 8, 32}); }
 // Rows where the int8 GEMM takes AMX tiles (from kAmxMinRows).
 void PrefillShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {32, 256}); }
+// The same and 16, where weight-only byte codes start on AMX bfloat16 tiles
+// (amx_min_rows): the formats that take the tiles run there too.
+void TileShapes(benchmark::internal::Benchmark* b) { ShapesFor(b, {16, 32, 256}); }
+void SixteenRows(benchmark::internal::Benchmark* b) { ShapesFor(b, {16}); }
 
 BENCHMARK(BM_Int8WeightOnly)->Apply(Shapes);
-BENCHMARK(OnFloatGemm<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyNoAmx")->Apply(PrefillShapes);
+BENCHMARK(BM_Int8WeightOnly)->Apply(SixteenRows);
+BENCHMARK(OnFloatGemm<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyNoAmx")->Apply(TileShapes);
 BENCHMARK(OnFloatKernels<BM_Int8WeightOnly>)->Name("BM_Int8WeightOnlyFloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128)->Apply(Shapes);
-BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128NoAmx")->Apply(PrefillShapes);
+BENCHMARK(BM_Int4WeightOnlyG128)->Apply(SixteenRows);
+BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128NoAmx")->Apply(TileShapes);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128>)->Name("BM_Int4WeightOnlyG128FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(Shapes);
+BENCHMARK(BM_Int4WeightOnlyG128Bf16)->Apply(SixteenRows);
 BENCHMARK(OnFloatKernels<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16Dot")->Apply(DecodeShapes);
-BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16NoAmx")->Apply(PrefillShapes);
+BENCHMARK(OnFloatGemm<BM_Int4WeightOnlyG128Bf16>)->Name("BM_Int4WeightOnlyG128Bf16NoAmx")->Apply(TileShapes);
 BENCHMARK(BM_Float8WeightOnly)->Apply(Shapes);
-BENCHMARK(OnFloatGemm<BM_Float8WeightOnly>)->Name("BM_Float8WeightOnlyNoAmx")->Apply(PrefillShapes);
-BENCHMARK(BM_Float8Float8Sums)->Apply(PrefillShapes);
-BENCHMARK(OnFloatGemm<BM_Float8Float8Sums>)->Name("BM_Float8Float8SumsNoAmx")->Apply(PrefillShapes);
+BENCHMARK(BM_Float8WeightOnly)->Apply(SixteenRows);
+BENCHMARK(OnFloatGemm<BM_Float8WeightOnly>)->Name("BM_Float8WeightOnlyNoAmx")->Apply(TileShapes);
+BENCHMARK(BM_Float8Float8Sums)->Apply(TileShapes);
+BENCHMARK(OnFloatGemm<BM_Float8Float8Sums>)->Name("BM_Float8Float8SumsNoAmx")->Apply(TileShapes);
 BENCHMARK(BM_UintWeightOnlyG64<3>)->Name("BM_Uint3WeightOnlyG64")->Apply(Shapes);
 BENCHMARK(OnFloatKernels<BM_UintWeightOnlyG64<3>>)->Name("BM_Uint3WeightOnlyG64FloatKernel")->Apply(DecodeShapes);
 BENCHMARK(BM_UintWeightOnlyG64<7>)->Name("BM_Uint7WeightOnlyG64")->Apply(DecodeShapes);

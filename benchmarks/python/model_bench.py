@@ -246,8 +246,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--out", default="benchmarks/results/model_bench.json")
     p.add_argument("--decode-steps", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3, help="measurements of every model, best kept")
+    p.add_argument("--float32-matmul-precision", default="highest", choices=["highest", "high", "medium"],
+                   help="torch.set_float32_matmul_precision: 'high' lets float32 weight-only linears take "
+                        "bfloat16x3 products on AMX tiles (torch 1.13's own CPU matmuls ignore it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.float32_matmul_precision)
     print(f"threads {args.threads}, torch {torch.__version__}, torchao_cpp {torchao_cpp.__version__}", flush=True)
     bw = read_bandwidth()
     print(f"read bandwidth {bw / 1e9:.1f} GB/s", flush=True)
@@ -339,6 +343,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         r["decode_torchscript_vs_fp32"] = r["decode_tok_s_torchscript"] / fp32["decode_tok_s_torchscript"]
         r["prefill_vs_fp32"] = r["prefill_tok_s"] / fp32["prefill_tok_s"]
     out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+           "float32_matmul_precision": args.float32_matmul_precision,
            "torch": torch.__version__, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
            "read_bandwidth_GB_s": bw / 1e9, "rounds": args.rounds, "results": results}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

@@ -3,6 +3,7 @@
 // directly (kernels/cpu/linear.h); no full float weight is built per call.
 #include "linear.h"
 
+#include <ATen/Context.h>
 #include <c10/util/accumulate.h>
 #include <torch/library.h>
 
@@ -223,7 +224,10 @@ at::Tensor weight_only_linear(const at::Tensor& input, const at::Tensor& codes, 
   if (domain != k::ZeroPointDomain::None) zp = zero_point->to(at::kFloat).contiguous();
   auto c = codes.contiguous();
   auto sc = scale.contiguous();
-  const k::LinearShape s{f.x2d.size(0), out_features, in_features, group_size};
+  k::LinearShape s{f.x2d.size(0), out_features, in_features, group_size};
+  // torch.set_float32_matmul_precision("high" / "medium") lets float32
+  // activations take bfloat16x3 products, as it lets torch's own matmuls.
+  s.fp32_reduced = at::globalContext().float32MatmulPrecision() != at::Float32MatmulPrecision::HIGHEST;
   auto out = at::empty({s.M, s.N}, input.options());
   auto run = [&](const auto& reader) {
     dispatch_float(sc.scalar_type(), [&](auto t_s) {

@@ -846,7 +846,7 @@ void amx_against_reference(const TA* x, const Codes& c, const TS* scale, const f
   }
 }
 
-// Weight-only linears with bfloat16 activations from kAmxBf16MinRows rows run
+// Weight-only linears with bfloat16 activations from amx_min_rows rows run
 // on AMX bfloat16 tiles where the CPU has them: within one bfloat16 rounding
 // of the float kernels' outputs (which the test gets with the tiles turned
 // off) and near a double reference, over odd M / N (partial tiles of rows and
@@ -858,8 +858,8 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
   };
   std::mt19937 rng(12);
   std::normal_distribution<float> nd;
-  for (Case cs : {Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128}, Case{64, 130, 1056, 96},
-                  Case{100, 3, 256, 256}}) {
+  for (Case cs : {Case{17, 40, 128, 64}, Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128},
+                  Case{64, 130, 1056, 96}, Case{100, 3, 256, 256}}) {
     const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
     std::vector<bf16> x(M * K), bias(N), scale(N * G);
     std::vector<float> zp(N * G);
@@ -890,7 +890,7 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
 }
 
 // Float32 and float16 activations take the AMX bfloat16 tiles from
-// kAmxTwoPartMinRows rows as two bfloat16 parts each (hi x hi, lo x hi, hi x
+// amx_min_rows rows as two bfloat16 parts each (hi x hi, lo x hi, hi x
 // lo products of weights x activations): every output within 2^-14 of the
 // sum of |products| of a double reference (the parts' worst case), and the
 // outputs' errors together within 2^-19 of it, as the float kernels' (tiles
@@ -902,7 +902,8 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
   };
   std::mt19937 rng(13);
   std::normal_distribution<float> nd;
-  for (Case cs : {Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128}, Case{64, 130, 1056, 96}}) {
+  for (Case cs : {Case{17, 40, 128, 64}, Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128},
+                  Case{64, 130, 1056, 96}}) {
     const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
     std::vector<float> xf(M * K), bias(N), scale(N * G), zp(N * G);
     std::vector<fp16> xh(M * K), biash(N);
@@ -916,7 +917,8 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
       constexpr bool kHalf = std::is_same_v<TA, fp16>;
       SCOPED_TRACE(::testing::Message() << what << (kHalf ? " fp16 " : " fp32 ") << M << "x" << N << "x" << K << " g"
                                         << cs.group);
-      const LinearShape s{M, N, K, cs.group};
+      LinearShape s{M, N, K, cs.group};
+      s.fp32_reduced = true;  // float32 activations may take the tiles
       const float* z = dom == ZeroPointDomain::None ? nullptr : zp.data();
       const TA* x = kHalf ? reinterpret_cast<const TA*>(xh.data()) : reinterpret_cast<const TA*>(xf.data());
       const TA* b = kHalf ? reinterpret_cast<const TA*>(biash.data()) : reinterpret_cast<const TA*>(bias.data());
@@ -939,7 +941,36 @@ TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
   }
 }
 
-// Float8 x float8 sums (float8_sums) from kAmxBf16MinRows rows run on AMX
+// Float32 activations take the tiles only where LinearShape::fp32_reduced
+// allows it (torch's "high" / "medium" float32 matmul precision): by default
+// their outputs are the float kernels' bit for bit.
+TEST(AmxBf16, Float32ActivationsKeepFloat32ProductsByDefault) {
+  const int64_t M = 64, N = 40, K = 256;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> code(-128, 127);
+  std::vector<float> x(M * K), scale(N, 0.02f);
+  std::vector<int8_t> c(N * K);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : c) v = int8_t(code(rng));
+  auto run = [&](bool reduced, bool amx) {
+    LinearShape s{M, N, K, K};
+    s.fp32_reduced = reduced;
+    const bool was = has_amx_bf16();
+    set_amx_bf16(amx && was);
+    std::vector<float> out(M * N);
+    weight_only_linear<float, float>(x.data(), PlainCodes<int8_t>{c.data(), K}, scale.data(), nullptr,
+                                     ZeroPointDomain::None, -128, 127, nullptr, s, out.data(), 2);
+    set_amx_bf16(was);
+    return out;
+  };
+  const auto off = run(false, false);
+  EXPECT_EQ(run(false, true), off);
+  // Allowed, they take the tiles where the CPU has them: other roundings.
+  EXPECT_EQ(run(true, true) != off, has_amx_bf16());
+}
+
+// Float8 x float8 sums (float8_sums) from amx_min_rows rows run on AMX
 // bfloat16 tiles with the weights' hi part alone (float8 values are bfloat16
 // values): float32 sums of exact products, as the float kernels' (tiles off),
 // over both formats, dense and 2:4 codes, odd M / N and K across panels. A
@@ -948,7 +979,7 @@ TEST(AmxBf16, Float8SumsMatchFloatKernels) {
   std::mt19937 rng(21);
   std::uniform_int_distribution<int> byte(0, 255);
   for (bool e4m3 : {true, false})
-    for (const auto& shape : {std::array<int64_t, 3>{32, 17, 64}, {47, 65, 544}, {64, 130, 1056}}) {
+    for (const auto& shape : {std::array<int64_t, 3>{16, 24, 96}, {32, 17, 64}, {47, 65, 544}, {64, 130, 1056}}) {
       const int64_t M = shape[0], N = shape[1], K = shape[2];  // lambdas below capture them (not bindings in C++17)
       SCOPED_TRACE(::testing::Message() << (e4m3 ? "e4m3fn " : "e5m2 ") << M << "x" << N << "x" << K);
       auto finite = [&] {

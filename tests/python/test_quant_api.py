@@ -636,3 +636,28 @@ def test_amx_off_by_environment_gives_the_same_int8_outputs():
     feats = torchao_cpp._C.cpu_features()
     assert runs["1"][0] == f"{int(feats['amx_int8'])} {int(feats['amx_bf16'])}"
     assert runs["1"][1] == runs["0"][1]
+
+
+def test_float32_matmul_precision_gates_bf16x3_products():
+    """torch.set_float32_matmul_precision("high") lets float32 weight-only linears take bfloat16x3 products
+    on AMX tiles (about 16 bits a product); torch's default ("highest") keeps float32 products."""
+    from torchao_cpp.quantization import Int8WeightOnlyConfig
+
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 64)
+    quantize_(lin, Int8WeightOnlyConfig())
+    x = torch.randn(64, 256)
+    with torch.no_grad():
+        ref = torch.nn.functional.linear(x.double(), lin.weight.dequantize().double(), lin.bias.double())
+        mag = (x.double().abs() @ lin.weight.dequantize().double().abs().t()).max().item()
+        prev = torch.get_float32_matmul_precision()
+        try:
+            y_highest = lin(x)
+            torch.set_float32_matmul_precision("high")
+            y_high = lin(x)
+        finally:
+            torch.set_float32_matmul_precision(prev)
+    assert (y_highest.double() - ref).abs().max().item() < 1e-6 * mag
+    assert (y_high.double() - ref).abs().max().item() < 2.0 ** -14 * mag
+    # Other roundings exactly where the tiles exist.
+    assert (not torch.equal(y_high, y_highest)) == torchao_cpp._C.cpu_features()["amx_bf16"]

@@ -153,6 +153,10 @@ constexpr bool kDecodesCodes<Float8Sparse24Codes<F>> = true;
 struct LinearShape {
   int64_t M, N, K;
   int64_t group_size;  // K for per-channel
+  // Float32 activations may take bfloat16x3 products (AMX tiles, about 16 of
+  // float32's 24 bits per product): torch's "high" and "medium" float32 matmul
+  // precision. Off, float32 activations keep float32 products.
+  bool fp32_reduced = false;
 };
 
 // Weight-only: W[n,k] = dequant(code(n,k)) with per-(n, group) scale and zero
@@ -355,14 +359,18 @@ void weight_only_gemm(const float* xf, const Codes& codes, const TS* scale, cons
   }
 }
 
-// From this many bfloat16 activation rows, weight-only linears run on AMX
-// bfloat16 tiles where the CPU has them (bf16_gemm.h): int4 g128, 2048 x
-// 5632, 2 threads: 3.5 ms at 32 rows against 5.2 on the VNNI dots, 3.3
-// against 10.0 at 64 on the float panel GEMM, 8.6 against 31 at 256.
-constexpr int64_t kAmxBf16MinRows = 32;
-// The same for float32 and float16 activations, which take two bfloat16 parts
-// (three tile products per step where bfloat16 activations take two).
-constexpr int64_t kAmxTwoPartMinRows = 32;
+// From this many activation rows, weight-only linears (and the float8 x
+// float8 sums) run on AMX bfloat16 tiles where the CPU has them
+// (bf16_gemm.h), float32 and float16 activations as two bfloat16 parts.
+// Packed codes keep their VNNI dots below 32 rows: int4 g128, 2048 x 5632,
+// 2 threads, bfloat16: 3.5 ms at 32 rows against 5.2 on the VNNI dots, 3.3
+// against 10.0 at 64 on the float panel GEMM, 8.6 against 31 at 256; at 16
+// rows the dots are ahead. Byte codes (int8, float8) and float-x ones, whose
+// dots end at 8 or 32 rows, take the tiles from 16.
+template <class Codes>
+constexpr int64_t amx_min_rows() {
+  return kIsPacked<Codes> ? 32 : 16;
+}
 // K per weight panel of the AMX bfloat16 GEMM (hi and lo parts of 64 rows:
 // 128 KB): 8.6 ms for 256 x 2048 x 5632 int4 g128 against 11.3 at 256
 // (the sums reloaded from memory twice as often) and 9.1-10.2 at 1024-2048.
@@ -439,7 +447,8 @@ void amx_bf16_gemm(const uint16_t* xbits, const uint16_t* xlo, const Codes& code
 // Weight-only linears on the tiles: bfloat16 activations as they are, float32
 // and float16 ones as two bfloat16 parts each (a float16 value's two parts are
 // exact; a float32 one's keep 16 of its 24 bits, and the products the tiles
-// leave out, lo x lo, are below 2^-16 of each product).
+// leave out, lo x lo, are below 2^-16 of each product: float32 activations
+// only where LinearShape::fp32_reduced allows it).
 template <class TA, class TS, class Codes>
 void weight_only_gemm_amx_bf16(const TA* x, const Codes& codes, const TS* scale, const float* zp,
                                ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const TA* bias,
@@ -465,8 +474,8 @@ template <class TA, class TS, class Codes>
 void weight_only_linear(const TA* x, const Codes& codes, const TS* scale, const float* zp, ZeroPointDomain domain,
                         int64_t quant_min, int64_t quant_max, const TA* bias, const LinearShape& s, TA* out,
                         int nthreads) {
-  if (s.M >= (std::is_same_v<TA, bf16> ? kAmxBf16MinRows : kAmxTwoPartMinRows) && s.K % kBf16TileK == 0 &&
-      has_amx_bf16())
+  if (s.M >= amx_min_rows<Codes>() && s.K % kBf16TileK == 0 && has_amx_bf16() &&
+      (!std::is_same_v<TA, float> || s.fp32_reduced))
     return weight_only_gemm_amx_bf16(x, codes, scale, zp, domain, quant_min, quant_max, bias, s, out, nthreads);
   const int64_t G = s.K / s.group_size;
   const float mid = (float(quant_max) + float(quant_min) + 1.0f) / 2.0f;
@@ -622,7 +631,7 @@ void float8_sums(const float* xv, const Codes& codes, int64_t M, int64_t N, int6
   // The weight-only kernel with unit scales sums the exact products.
   const std::vector<float> ones(size_t(N), 1.0f);
   const LinearShape s{M, N, K, K};
-  if (M >= kAmxBf16MinRows && K % kBf16TileK == 0 && has_amx_bf16()) {
+  if (M >= amx_min_rows<Codes>() && K % kBf16TileK == 0 && has_amx_bf16()) {
     // Float8 values are bfloat16 values: on the tiles, activations and
     // weights alike take one bfloat16 part, and products stay exact.
     std::vector<uint16_t> xb(size_t(M * K));
