@@ -789,6 +789,15 @@ TEST(AmxBf16, SplitKeepsSixteenBits) {
     }
 }
 
+// The shapes the AMX weight-only tests run: odd M / N (partial tiles of rows
+// and columns), 16 rows (byte codes' first), K within one panel and across
+// panels (544 = 512 + 32), group sizes 32 to K.
+struct AmxCase {
+  int64_t M, N, K, group;
+};
+constexpr AmxCase kAmxCases[] = {{17, 40, 128, 64},  {32, 17, 64, 32},    {33, 64, 544, 32},
+                                 {47, 65, 512, 128}, {64, 130, 1056, 96}, {100, 3, 256, 256}};
+
 // The code formats the AMX weight-only tests run, from the same random bytes:
 // int4 with float zero points, uint3 with integer ones, symmetric int8 and
 // float8 e4m3fn (no NaN codes).
@@ -853,13 +862,9 @@ void amx_against_reference(const TA* x, const Codes& c, const TS* scale, const f
 // of columns), K within one panel and across panels (544 = 512 + 32), group
 // sizes 32 to K, both zero-point domains and int4 / uint3 / int8 / float8 codes.
 TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
-  struct Case {
-    int64_t M, N, K, group;
-  };
   std::mt19937 rng(12);
   std::normal_distribution<float> nd;
-  for (Case cs : {Case{17, 40, 128, 64}, Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128},
-                  Case{64, 130, 1056, 96}, Case{100, 3, 256, 256}}) {
+  for (const AmxCase& cs : kAmxCases) {
     const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
     std::vector<bf16> x(M * K), bias(N), scale(N * G);
     std::vector<float> zp(N * G);
@@ -897,13 +902,9 @@ TEST(AmxBf16, WeightOnlyMatchesFloatKernels) {
 // off) are; one part of the activations alone errs about 2^-12 in the same
 // measure. Same shapes and formats as the bfloat16 test.
 TEST(AmxBf16, TwoPartActivationsMatchFloatKernels) {
-  struct Case {
-    int64_t M, N, K, group;
-  };
   std::mt19937 rng(13);
   std::normal_distribution<float> nd;
-  for (Case cs : {Case{17, 40, 128, 64}, Case{32, 17, 64, 32}, Case{33, 64, 544, 32}, Case{47, 65, 512, 128},
-                  Case{64, 130, 1056, 96}}) {
+  for (const AmxCase& cs : kAmxCases) {
     const int64_t M = cs.M, N = cs.N, K = cs.K, G = K / cs.group;
     std::vector<float> xf(M * K), bias(N), scale(N * G), zp(N * G);
     std::vector<fp16> xh(M * K), biash(N);
