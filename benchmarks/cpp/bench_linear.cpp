@@ -483,6 +483,68 @@ void BM_PeakInt8Amx(benchmark::State& st) {
   st.counters["threads"] = kThreads;
 }
 BENCHMARK(BM_PeakInt8Amx)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// What bounds the grouped int8 GEMM on AMX (8da4w, groups of 32): one tile
+// step per group, each with its own sums to store. A step runs one tdpbusd
+// of depth `depth` (32 or 64 k) into one of six rotating sum tiles; with
+// `loads` it first loads its activation and weight tiles (from L1-resident
+// buffers, at the GEMM's 2048-byte activation stride), with `store` it then
+// writes its sums out, as the GEMM does once per group. Reports the time per
+// step and thread: a tdpbusd costs the same at either depth, so groups of 32
+// need twice the tile time of a per-channel GEMM, plus a store per step.
+__attribute__((noinline)) void amx_steps(int64_t n, int depth, bool loads, bool store, const uint8_t* a,
+                                         const int8_t* b, int32_t* c) {
+  TileConfig cfg;
+  for (int t = 0; t < 6; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+  cfg.rows[6] = 16, cfg.colsb[6] = uint16_t(depth);     // activations: 16 rows x depth bytes
+  cfg.rows[7] = uint8_t(depth / 4), cfg.colsb[7] = 64;  // weights: depth / 4 quads x 16 columns
+  load_tile_config(cfg);
+  tile_zero<6>();
+  tile_zero<7>();
+  auto step = [&](auto tile, int64_t i) {
+    constexpr int kT = decltype(tile)::value;
+    if (loads) {
+      tile_load<7>(b + (i % 16) * 1024, 64);
+      tile_load<6>(a + (i % 16) * 32, 2048);
+    }
+    tile_dpbusd<kT, 6, 7>();
+    if (store) tile_store<kT>(c + kT * 256, 64);
+  };
+  for (int64_t i = 0; i < n; i += 6) {
+    step(std::integral_constant<int, 0>{}, i);
+    step(std::integral_constant<int, 1>{}, i + 1);
+    step(std::integral_constant<int, 2>{}, i + 2);
+    step(std::integral_constant<int, 3>{}, i + 3);
+    step(std::integral_constant<int, 4>{}, i + 4);
+    step(std::integral_constant<int, 5>{}, i + 5);
+  }
+  release_tiles();
+}
+
+void BM_AmxTileStep(benchmark::State& st) {
+  if (!int8_gemm_has_amx()) return st.SkipWithError("needs AMX int8");
+  const int depth = int(st.range(0));
+  const bool loads = st.range(1) != 0, store = st.range(2) != 0;
+  const int64_t n = 6 << 16;
+  // Per thread: its operands (written once, outside the timing) and its sums.
+  std::vector<AlignedVector<uint8_t>> a(kThreads, AlignedVector<uint8_t>(16 * 2048, 1));
+  std::vector<AlignedVector<int8_t>> b(kThreads, AlignedVector<int8_t>(16 * 1024, 1));
+  std::vector<AlignedVector<int32_t>> c(kThreads, AlignedVector<int32_t>(6 * 256));
+  for (auto _ : st) {
+#pragma omp parallel num_threads(kThreads)
+    {
+      const int t = omp_get_thread_num();
+      amx_steps(n, depth, loads, store, a[t].data(), b[t].data(), c[t].data());
+    }
+    benchmark::DoNotOptimize(c[0][0]);
+  }
+  // Seconds per step and thread (printed with an SI prefix: 5.2n is 5.2 ns).
+  st.counters["time_per_step"] = benchmark::Counter(double(n) * st.iterations(),
+                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  st.counters["threads"] = kThreads;
+}
+BENCHMARK(BM_AmxTileStep)->ArgNames({"depth", "loads", "store"})->ArgsProduct({{64, 32}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_PeakMultiplyAdds, true)->Name("BM_PeakInt8Vnni")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_PeakMultiplyAdds, false)->Name("BM_PeakFp32Fma")->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif
