@@ -282,6 +282,41 @@ at::Tensor int8_dynamic_linear(const at::Tensor& input, const std::string& act_q
 
 namespace {
 
+// The activations' float8 values, what quantize_affine_float8's codes stand
+// for: with a float32 scale (x * (1 / scale) is then a float32 product for
+// every input dtype) one SIMD pass per row quantizes and decodes
+// (float8_grid_f32, bit for bit the op and float8_to_f32); otherwise the op,
+// then the decoder.
+void float8_activation_values(const char* op, const at::Tensor& x2d, const std::vector<int64_t>& block,
+                              const at::Tensor& xs, const std::string& act_dtype, k::Float8Format act, float* xv) {
+  const int64_t M = x2d.size(0), K = x2d.size(1);
+  const bool e4m3 = act == k::Float8Format::E4M3FN;
+  if (xs.scalar_type() != at::kFloat) {
+    const auto q = quantize_affine_float8_cpu(op, x2d, block, xs, act_dtype).contiguous();
+    return k::float8_to_f32(ptr<uint8_t>(q), M * K, e4m3, xv);
+  }
+  const auto sc = xs.contiguous();
+  const float* scale = ptr<float>(sc);
+  const int64_t stride = sc.numel() == 1 ? 0 : 1;  // one scale per tensor or per row
+  dispatch_float(x2d.scalar_type(), [&](auto t) {
+    using T = decltype(t);
+    const T* x = ptr<T>(x2d);
+#pragma omp parallel num_threads(num_threads())
+    {
+      std::vector<float> row(size_t(std::is_same_v<T, float> ? 0 : K));
+#pragma omp for schedule(static)
+      for (int64_t m = 0; m < M; ++m) {
+        const float* xr = row.data();
+        if constexpr (std::is_same_v<T, float>)
+          xr = x + m * K;
+        else
+          k::to_f32(x + m * K, K, row.data());
+        k::float8_grid_f32(xr, K, 1.0f / scale[m * stride], e4m3, xv + m * K);
+      }
+    }
+  });
+}
+
 // The float8 linear on checked arguments: the seed's activation quantizer
 // (choose_qparams_affine_float8, float32 scale computed in the input's
 // precision, and quantize_affine_float8), the float32 sums of exact products
@@ -301,9 +336,8 @@ at::Tensor float8_linear_checked(const char* op, const at::Tensor& input, const 
   const at::Tensor xs = s.act_scale.defined()
                             ? s.act_scale.reshape(qshape)
                             : choose_qparams_affine_float8_cpu(op, f.x2d, block, act_dtype, at::kFloat);
-  const auto q = quantize_affine_float8_cpu(op, f.x2d, block, xs, act_dtype).contiguous();
   std::vector<float> xv(size_t(M * s.K)), acc(size_t(M * s.N));
-  k::float8_to_f32(ptr<uint8_t>(q), M * s.K, s.act == k::Float8Format::E4M3FN, xv.data());
+  float8_activation_values(op, f.x2d, block, xs, act_dtype, s.act, xv.data());
   const uint8_t* w = ptr<uint8_t>(s.codes);
   auto sums = [&](auto fw) {
     constexpr k::Float8Format FW = decltype(fw)::value;

@@ -448,6 +448,72 @@ void for_u4_lane_shapes(F&& f) {
 // groups of 32, 64, 128 and 256 codes (a 64-byte step holding 4, 2 or 1
 // groups, or half of one), scales read with a row stride and the zero-point
 // terms; bfloat16 subnormals in x count as zero.
+// The float8 activation quantizer fused with the decoder, and the decoder to
+// bfloat16, against the scalar quantizer (float_to_float8, golden-tested) and
+// float8_to_float: random values over many magnitudes, every code's value, the
+// midpoints between neighbouring codes (ties to even) and a float ulp either
+// side of them, and the special values.
+template <Float8Format F>
+void check_float8_grid(const std::vector<float>& x, float r) {
+  std::vector<float> got(x.size()), want(x.size());
+  float8_grid_f32(x.data(), int64_t(x.size()), r, F == Float8Format::E4M3FN, got.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    want[i] = float8_to_float<F>(quantize_float8_value<F, float>(x[i], r));
+    if (std::isnan(want[i]))
+      EXPECT_TRUE(std::isnan(got[i])) << "x " << x[i] << " r " << r;
+    else
+      EXPECT_EQ(float_bits(got[i]), float_bits(want[i])) << "x " << x[i] << " r " << r << " got " << got[i]
+                                                         << " want " << want[i];
+  }
+}
+
+template <Float8Format F>
+void check_float8_format() {
+  std::vector<float> x;
+  std::vector<float> values;
+  for (int c = 0; c < 256; ++c) {
+    const float v = float8_to_float<F>(uint8_t(c));
+    if (std::isfinite(v)) values.push_back(v);
+  }
+  std::sort(values.begin(), values.end());
+  for (size_t i = 0; i + 1 < values.size(); ++i) {
+    const float mid = 0.5f * (values[i] + values[i + 1]);  // exact: neighbours differ in few bits
+    x.insert(x.end(), {values[i], mid, std::nextafter(mid, -INFINITY), std::nextafter(mid, INFINITY)});
+  }
+  const float mx = Float8Traits<F>::kMax;
+  x.insert(x.end(), {0.0f, -0.0f, INFINITY, -INFINITY, std::numeric_limits<float>::quiet_NaN(), 1e-40f, -1e-40f, mx,
+                     -mx, std::nextafter(mx, INFINITY), 1.0625f * mx, -1.07f * mx, 3e38f});
+  check_float8_grid<F>(x, 1.0f);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> ex(-30, 30);
+  std::vector<float> y(4099);
+  for (auto& v : y) v = std::ldexp(nd(rng), ex(rng));
+  for (float r : {1.0f, 0.37f, 3.1e-3f, 455.0f, 1e6f}) check_float8_grid<F>(y, r);
+  for (int64_t n : {0, 1, 15, 16, 17, 33}) check_float8_grid<F>(std::vector<float>(y.begin(), y.begin() + n), 0.5f);
+}
+
+TEST_P(SimdTest, Float8GridAndBfloat16Decoder) {
+  check_float8_format<Float8Format::E4M3FN>();
+  check_float8_format<Float8Format::E5M2>();
+  std::vector<uint8_t> codes(256 * 3 + 5);
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(i * 7);
+  for (bool e4m3 : {true, false})
+    for (int64_t n : {int64_t(0), int64_t(1), int64_t(16), int64_t(17), int64_t(codes.size())}) {
+      std::vector<uint16_t> got(size_t(n) + 1, 0xABCD);
+      float8_to_bf16(codes.data(), n, e4m3, got.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = e4m3 ? float8_to_float<Float8Format::E4M3FN>(codes[i]) : float8_to_float<Float8Format::E5M2>(codes[i]);
+        const float b = bf16_bits_to_float(got[i]);
+        if (std::isnan(v))
+          EXPECT_TRUE(std::isnan(b)) << int(codes[i]);
+        else
+          EXPECT_EQ(float_bits(b), float_bits(v)) << "code " << int(codes[i]) << " e4m3 " << e4m3;
+      }
+      EXPECT_EQ(got[size_t(n)], 0xABCD) << "wrote past n = " << n;
+    }
+}
+
 TEST_P(SimdTest, Bf16DotOfFourBitCodes) {
   const bool want = GetParam() == Isa::Avx512 && cpu_features().avx512bf16;
   ASSERT_EQ(has_dot_bf16_u4(), want);

@@ -73,6 +73,9 @@ struct Float8Codes {
   void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
     float8_to_f32(data + n * K + k0, k1 - k0, F == Float8Format::E4M3FN, out);
   }
+  void decode_bf16(int64_t n, int64_t k0, int64_t k1, uint16_t* out) const {
+    float8_to_bf16(data + n * K + k0, k1 - k0, F == Float8Format::E4M3FN, out);
+  }
 };
 
 // 2:4 compressed float8 rows (sparse24.h) read as dense codes (zeros where
@@ -82,8 +85,10 @@ template <Float8Format F>
 struct Float8Sparse24Codes {
   const uint8_t* rows;
   int64_t K;
-  // Dense bytes of up to 256 columns at a time, then the SIMD float8 decoder.
-  void decode(int64_t n, int64_t k0, int64_t k1, float* out) const {
+  // Dense bytes of up to 256 columns at a time, then a SIMD float8 decoder
+  // (float8_to_f32 or float8_to_bf16).
+  template <class T, class Decoder>
+  void decode_with(int64_t n, int64_t k0, int64_t k1, T* out, Decoder decoder) const {
     const uint8_t* row = rows + n * sparse24_row_bytes(K);
     uint8_t bytes[256];
     for (int64_t b0 = k0; b0 < k1; b0 += 256) {
@@ -98,8 +103,12 @@ struct Float8Sparse24Codes {
           if (k >= b0 && k < b1) bytes[k - b0] = codes[j];
         }
       }
-      float8_to_f32(bytes, b1 - b0, F == Float8Format::E4M3FN, out + (b0 - k0));
+      decoder(bytes, b1 - b0, F == Float8Format::E4M3FN, out + (b0 - k0));
     }
+  }
+  void decode(int64_t n, int64_t k0, int64_t k1, float* out) const { decode_with(n, k0, k1, out, float8_to_f32); }
+  void decode_bf16(int64_t n, int64_t k0, int64_t k1, uint16_t* out) const {
+    decode_with(n, k0, k1, out, float8_to_bf16);
   }
   float operator()(int64_t n, int64_t k) const {
     float v = 0.0f;
@@ -173,6 +182,13 @@ template <class Codes>
 constexpr bool kIsFloat8 = false;
 template <Float8Format F>
 constexpr bool kIsFloat8<Float8Codes<F>> = true;
+// Codes that decode straight to bfloat16 bits (decode_bf16): float8, dense or 2:4.
+template <class Codes>
+constexpr bool kDecodesBf16 = false;
+template <Float8Format F>
+constexpr bool kDecodesBf16<Float8Codes<F>> = true;
+template <Float8Format F>
+constexpr bool kDecodesBf16<Float8Sparse24Codes<F>> = true;
 
 template <class Codes>
 constexpr bool kIsFloatx = false;
@@ -382,7 +398,8 @@ constexpr int64_t kAmxBf16KC = 512;
 // 64 weight rows and K chunk, the rows decoded to float, split into bfloat16
 // hi + lo parts and multiplied on tiles; store(m, n, sum) takes each float32
 // sum. kExact: the decoded weights are bfloat16 values themselves (float8
-// codes at unit scale), so they take no lo parts.
+// codes at unit scale, the only use), so they take no lo parts, and float8
+// codes are decoded to bfloat16 directly.
 template <bool kExact, class TS, class Codes, class Store>
 void amx_bf16_gemm(const uint16_t* xbits, const uint16_t* xlo, const Codes& codes, const TS* scale, const float* zp,
                    ZeroPointDomain domain, int64_t quant_min, int64_t quant_max, const LinearShape& s,
@@ -412,6 +429,8 @@ void amx_bf16_gemm(const uint16_t* xbits, const uint16_t* xlo, const Codes& code
           if (j >= nc) {
             std::fill_n(hi.data() + j * kc, kc, uint16_t(0));
             if (lo_j) std::fill_n(lo_j, kc, uint16_t(0));
+          } else if constexpr (kExact && kDecodesBf16<Codes>) {
+            codes.decode_bf16(n0 + j, k0, k0 + kc, hi.data() + j * kc);
           } else if constexpr (kByteCodes && !kExact) {
             // Integer codes: bytes, then each group's affine map and the split in one SIMD pass.
             const int64_t n = n0 + j;

@@ -148,6 +148,22 @@ void float8_to_f32_ref(const uint8_t* c, int64_t n, bool e4m3, float* out) {
     out[i] = e4m3 ? float8_to_float<Float8Format::E4M3FN>(c[i]) : float8_to_float<Float8Format::E5M2>(c[i]);
 }
 
+void float8_to_bf16_ref(const uint8_t* c, int64_t n, bool e4m3, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = e4m3 ? float8_to_float<Float8Format::E4M3FN>(c[i]) : float8_to_float<Float8Format::E5M2>(c[i]);
+    out[i] = uint16_t(float_bits(v) >> 16);  // exact: every float8 value is a bfloat16 value
+  }
+}
+
+template <Float8Format F>
+void float8_grid_f32_ref(const float* x, int64_t n, float r, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float8_to_float<F>(quantize_float8_value<F, float>(x[i], r));
+}
+void float8_grid_f32_ref(const float* x, int64_t n, float r, bool e4m3, float* out) {
+  if (e4m3) return float8_grid_f32_ref<Float8Format::E4M3FN>(x, n, r, out);
+  float8_grid_f32_ref<Float8Format::E5M2>(x, n, r, out);
+}
+
 void unpack_bits_u8_ref(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
   const uint32_t mask = (1u << bits) - 1u;
   for (int64_t j = 0; j < n; ++j) {
@@ -779,24 +795,72 @@ AVX512 void quantize_u8_shifted_avx512(const float* x, int64_t n, float recip, f
   quantize_u8_shifted_ref(x + i, n - i, recip, offset, qmin, qmax, u + i);
 }
 
+// The float values of 16 float8 codes.
+AVX512 inline __m512 float8x16_to_ps(const uint8_t* c, bool e4m3) {
+  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+  if (!e4m3) return _mm512_cvtph_ps(_mm256_slli_epi16(b, 8));
+  // sign to bit 15, exponent and mantissa to bits 7..14: the float16 of value * 2^-8.
+  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                    _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+  const __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+  const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_cvtepu16_epi32(_mm256_and_si256(b, _mm256_set1_epi16(0x7F))),
+                                                _mm512_set1_epi32(0x7F));
+  return _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+}
+
 AVX512 void float8_to_f32_avx512(const uint8_t* c, int64_t n, bool e4m3, float* out) {
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
-    if (!e4m3) {
-      _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_slli_epi16(b, 8)));
-      continue;
-    }
-    // sign to bit 15, exponent and mantissa to bits 7..14: the float16 of value * 2^-8.
-    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
-                                      _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
-    __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
-    const __mmask16 nan = _mm512_cmpeq_epi32_mask(
-        _mm512_cvtepu16_epi32(_mm256_and_si256(b, _mm256_set1_epi16(0x7F))), _mm512_set1_epi32(0x7F));
-    v = _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
-    _mm512_storeu_ps(out + i, v);
-  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, float8x16_to_ps(c + i, e4m3));
   float8_to_f32_ref(c + i, n - i, e4m3, out + i);
+}
+
+AVX512 void float8_to_bf16_avx512(const uint8_t* c, int64_t n, bool e4m3, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i bits = _mm512_srli_epi32(_mm512_castps_si512(float8x16_to_ps(c + i, e4m3)), 16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(bits));
+  }
+  float8_to_bf16_ref(c + i, n - i, e4m3, out + i);
+}
+
+// quantize_float8_value then float8_to_float without the code: x * r clamped
+// to the format's range and rounded to its grid (ties to even) as float. In
+// the normal range the rounding is on the bits (adding half an ulp of the
+// format, less one, plus the kept lowest bit, carries into the exponent
+// where it must); below it, on the subnormal spacing, scaled by powers of 2.
+template <Float8Format F>
+AVX512 void float8_grid_f32_avx512(const float* x, int64_t n, float r, float* out) {
+  using Tr = Float8Traits<F>;
+  constexpr int kShift = 23 - Tr::kMant, kMinNormal = 1 - Tr::kBias;
+  const __m512 vr = _mm512_set1_ps(r), mx = _mm512_set1_ps(Tr::kMax), mn = _mm512_set1_ps(-Tr::kMax);
+  const __m512 normal_min = _mm512_set1_ps(std::ldexp(1.0f, kMinNormal));
+  const __m512 up = _mm512_set1_ps(std::ldexp(1.0f, Tr::kMant - kMinNormal));
+  const __m512 down = _mm512_set1_ps(std::ldexp(1.0f, kMinNormal - Tr::kMant));
+  const __m512i half_less_one = _mm512_set1_epi32((1 << (kShift - 1)) - 1), one = _mm512_set1_epi32(1);
+  const __m512i keep = _mm512_set1_epi32(~((1 << kShift) - 1)), sign = _mm512_set1_epi32(int(0x80000000u));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), vr);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, mn), mx);
+    const __m512i cb = _mm512_castps_si512(c);
+    const __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(sign, cb));
+    const __m512i ab = _mm512_castps_si512(a);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(ab, kShift), one);
+    const __m512i nb = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(ab, half_less_one), lsb), keep);
+    const __m512 sub = _mm512_mul_ps(
+        _mm512_roundscale_ps(_mm512_mul_ps(a, up), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), down);
+    const __mmask16 small = _mm512_cmp_ps_mask(a, normal_min, _CMP_LT_OQ);
+    const __m512i g = _mm512_mask_mov_epi32(nb, small, _mm512_castps_si512(sub));
+    __m512 res = _mm512_castsi512_ps(_mm512_or_si512(g, _mm512_and_si512(cb, sign)));
+    res = _mm512_mask_mov_ps(res, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    _mm512_storeu_ps(out + i, res);
+  }
+  float8_grid_f32_ref<F>(x + i, n - i, r, out + i);
+}
+AVX512 void float8_grid_f32_avx512(const float* x, int64_t n, float r, bool e4m3, float* out) {
+  if (e4m3) return float8_grid_f32_avx512<Float8Format::E4M3FN>(x, n, r, out);
+  float8_grid_f32_avx512<Float8Format::E5M2>(x, n, r, out);
 }
 
 // Table lookups of 16 codes per step: one permute of a 16-float table (bits <= 4), a two-table permute (5),
@@ -1187,6 +1251,8 @@ struct Impl {
   bool (*minmax_f32)(const float*, int64_t, float*, float*);
   void (*quantize_u8_shifted)(const float*, int64_t, float, float, float, float, uint8_t*);
   void (*float8_to_f32)(const uint8_t*, int64_t, bool, float*);
+  void (*float8_to_bf16)(const uint8_t*, int64_t, bool, uint16_t*);
+  void (*float8_grid_f32)(const float*, int64_t, float, bool, float*);
   void (*unpack_bits_u8)(const uint8_t*, int64_t, int, uint8_t*);
   void (*lut_u8_f32)(const uint8_t*, int64_t, const float*, int, float*);
   void (*dot_f32_lut_grouped)(const float*, const uint8_t*, int64_t, int, int64_t, int64_t, const GroupScales&,
@@ -1219,6 +1285,8 @@ Impl table(Isa isa) {
             minmax_f32_avx512,
             quantize_u8_shifted_avx512,
             float8_to_f32_avx512,
+            float8_to_bf16_avx512,
+            float8_grid_f32_avx512,
             cpu_features().avx512vbmi ? unpack_bits_u8_vbmi : unpack_bits_u8_bmi2,
             lut_u8_f32_avx512,
             dot_f32_lut_grouped_avx512,
@@ -1240,6 +1308,8 @@ Impl table(Isa isa) {
             minmax_f32_ref,
             quantize_u8_shifted_ref,
             float8_to_f32_ref,
+            float8_to_bf16_ref,
+            float8_grid_f32_ref,
             unpack_bits_u8_bmi2,
             lut_u8_f32_avx2,
             dot_f32_lut_grouped_decoded<lut_u8_f32_avx2, dot_f32_avx2>,
@@ -1261,6 +1331,8 @@ Impl table(Isa isa) {
           minmax_f32_ref,
           quantize_u8_shifted_ref,
           float8_to_f32_ref,
+          float8_to_bf16_ref,
+          float8_grid_f32_ref,
           unpack_bits_u8_ref,
           lut_u8_f32_ref,
           dot_f32_lut_grouped_decoded<lut_u8_f32_ref, dot_f32_ref>,
@@ -1399,6 +1471,10 @@ void quantize_u8_shifted(const float* x, int64_t n, float recip, float offset, f
 }
 
 void float8_to_f32(const uint8_t* c, int64_t n, bool e4m3, float* out) { impl().float8_to_f32(c, n, e4m3, out); }
+void float8_to_bf16(const uint8_t* c, int64_t n, bool e4m3, uint16_t* out) { impl().float8_to_bf16(c, n, e4m3, out); }
+void float8_grid_f32(const float* x, int64_t n, float r, bool e4m3, float* out) {
+  impl().float8_grid_f32(x, n, r, e4m3, out);
+}
 
 void unpack_bits_u8(const uint8_t* packed, int64_t n, int bits, uint8_t* out) {
   impl().unpack_bits_u8(packed, n, bits, out);

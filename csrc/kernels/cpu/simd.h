@@ -192,6 +192,13 @@ void dot_f32_lut_grouped(const float* x, const uint8_t* c, int64_t ld, int rows,
 // float16 converter: e5m2 is the high byte of a float16, e4m3fn a float16
 // scaled by 2^-8 (NaN codes stay NaN).
 void float8_to_f32(const uint8_t* c, int64_t n, bool e4m3, float* out);
+// The same values as bfloat16 bits (exact: float8 values are bfloat16 values).
+void float8_to_bf16(const uint8_t* c, int64_t n, bool e4m3, uint16_t* out);
+// The float8 activation quantizer and the code's value in one pass:
+// out[i] = float8_to_float(quantize_float8_value<F, float>(x[i], r)), that is
+// x[i] * r clamped to the format's range and rounded to its grid, as float
+// (NaN stays NaN), for a float32 scale 1 / r.
+void float8_grid_f32(const float* x, int64_t n, float r, bool e4m3, float* out);
 
 // Register-tile step of the float GEMMs (weight-only linears with many
 // activation rows): for r < rows (1..kGemmMR), c[r * ldc + j] (+)= sum_{k < kc}
