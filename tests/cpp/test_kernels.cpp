@@ -493,6 +493,10 @@ void check_float8_format() {
   for (int64_t n : {0, 1, 15, 16, 17, 33}) check_float8_grid<F>(std::vector<float>(y.begin(), y.begin() + n), 0.5f);
 }
 
+// The AMX float8 sums decode these codes straight to bfloat16 (amx_bf16_gemm).
+static_assert(kDecodesBf16<Float8Codes<Float8Format::E4M3FN>> && kDecodesBf16<Float8Sparse24Codes<Float8Format::E5M2>>);
+static_assert(!kDecodesBf16<PackedCodes<4>> && !kDecodesBf16<PlainCodes<int8_t>>);
+
 TEST_P(SimdTest, Float8GridAndBfloat16Decoder) {
   check_float8_format<Float8Format::E4M3FN>();
   check_float8_format<Float8Format::E5M2>();

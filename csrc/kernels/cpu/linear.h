@@ -182,13 +182,11 @@ template <class Codes>
 constexpr bool kIsFloat8 = false;
 template <Float8Format F>
 constexpr bool kIsFloat8<Float8Codes<F>> = true;
-// Codes that decode straight to bfloat16 bits (decode_bf16): float8, dense or 2:4.
-template <class Codes>
+// Codes that decode straight to bfloat16 bits (a decode_bf16 member: float8, dense or 2:4).
+template <class Codes, class = void>
 constexpr bool kDecodesBf16 = false;
-template <Float8Format F>
-constexpr bool kDecodesBf16<Float8Codes<F>> = true;
-template <Float8Format F>
-constexpr bool kDecodesBf16<Float8Sparse24Codes<F>> = true;
+template <class Codes>
+constexpr bool kDecodesBf16<Codes, std::void_t<decltype(&Codes::decode_bf16)>> = true;
 
 template <class Codes>
 constexpr bool kIsFloatx = false;
