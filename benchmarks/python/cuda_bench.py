@@ -182,7 +182,8 @@ def main() -> None:
         qs24 = [ls.weight._moved(torch.device("cpu"))._moved(torch.device("cuda")) for _ in range(max(2, copies))]
         lm = copy.deepcopy(lin)
         quantize_(lm, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
-        qm24 = [AffineQuantizedTensor(lm.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies // 2))]
+        # Its sparse tensor cores' form is what a call reads: 3 bits per weight (and scales), as the stored rows.
+        qm24 = [AffineQuantizedTensor(lm.weight.impl.to("cpu").to("cuda")) for _ in range(max(2, copies * 4 // 3))]
         # The same 2:4 weight dequantized to bfloat16 on the sparse tensor cores (op sparse24_linear).
         bf24 = torch.ops.torchao_cpp.sparse24_cusparselt_compress(lm.weight.dequantize().cuda())
         bf24 = [bf24.clone() for _ in range(max(2, copies // 2))] if bf24.numel() else []
@@ -236,9 +237,10 @@ def main() -> None:
             }
             methods["int8 dyn x int8 (ours)"] = (
                 [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qd], wbytes8)
-            # MarlinSparseLayout on CUDA: the codes - 8 expanded to int8 (8 bits per weight)
+            # MarlinSparseLayout on CUDA: mma.sp over the kept codes (3 bits per weight) and the group scales
             methods["int4 2:4 Marlin weight-only (ours)"] = (
-                [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in qm24], N * K)
+                [lambda w=w: torch.ops.torchao_cpp.affine_quantized_linear(x, w.impl, None) for w in qm24],
+                qm24[0].nbytes_quantized())
             if bf24:  # the kept bfloat16 values and cuSPARSELt's metadata: about 9 bits per weight
                 methods["bf16 2:4 sparse24_linear (ours)"] = (
                     [lambda p=p: torch.ops.torchao_cpp.sparse24_linear(x, p, N, K) for p in bf24], N * K * 9 // 8)

@@ -356,6 +356,11 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                                               bias);
     // MarlinSparseLayout's dense values are int8 codes - 8 without a zero point.
     const bool marlin = kind == LayoutKind::MarlinSparse;
+    if (marlin && data.is_cuda() && mma_sp_form_for_cuda().first.defined()) {
+      const auto& form = mma_sp_form_for_cuda();
+      return ops::call_sparse24_int4_linear(input, form.first, form.second, shape[0], shape[1], block_size[1], scale,
+                                            bias);
+    }
     return ops::call_weight_only_linear(
         input,
         data.is_cuda() ? int8_codes_for_cuda()
@@ -411,7 +416,7 @@ void AffineQuantizedTensor::prepare_device_forms() const {
   // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), else the dense codes every CUDA
   // path reads. A cuSPARSELt weight called as a weight-only linear still expands them at that first call.
   if (layout_is_sparse24(kind)) {
-    if (!cusparselt_codes_for_cuda().defined()) int8_codes_for_cuda();
+    if (!cusparselt_codes_for_cuda().defined() && !mma_sp_form_for_cuda().first.defined()) int8_codes_for_cuda();
     return;
   }
   // Bit-packed codes in shapes the N-bit CUDA kernel does not read (AffineQuantizedTensor::linear), and the
@@ -470,6 +475,18 @@ const at::Tensor& AffineQuantizedTensor::cusparselt_codes_for_cuda() const {
     if (c.numel() > 0) cusparselt_codes_ = c;
   });
   return cusparselt_codes_;
+}
+
+const std::pair<at::Tensor, at::Tensor>& AffineQuantizedTensor::mma_sp_form_for_cuda() const {
+  std::call_once(mma_sp_once_, [&] {
+    const int64_t K = shape.back();
+    if (!data.is_cuda() || parse_layout(layout) != LayoutKind::MarlinSparse || shape.size() != 2 || K % 128 != 0 ||
+        block_size.back() % 128 != 0)
+      return;
+    const auto form = ops::call_sparse24_int4_mma_pack(data.cpu(), shape[0], K);
+    mma_sp_form_ = {std::get<0>(form).to(data.device()), std::get<1>(form).to(data.device())};
+  });
+  return mma_sp_form_;
 }
 
 const kernels::PackedInt8Weights* AffineQuantizedTensor::int8_packed() const {

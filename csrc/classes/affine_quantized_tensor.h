@@ -86,6 +86,12 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // (when the weight moves to the device); undefined where the build has no
   // cuSPARSELt or it refuses the shape, and the codes then run dense.
   const at::Tensor& cusparselt_codes_for_cuda() const;
+  // MarlinSparseLayout weights on CUDA: the kept codes and metadata arranged
+  // as the sparse tensor cores' operands (op sparse24_int4_mma_pack, 3 bits
+  // per weight), which op sparse24_int4_linear reads at every M; built once,
+  // where in_features and the group are multiples of 128 (else undefined:
+  // the dense int8 codes run instead).
+  const std::pair<at::Tensor, at::Tensor>& mma_sp_form_for_cuda() const;
 
   // Builds now, on a CUDA weight, the device forms its linears read
   // (cuSPARSELt's compressed codes, int8 codes expanded from packed or 2:4
@@ -112,6 +118,8 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   mutable at::Tensor int8_codes_cuda_;
   mutable std::once_flag cusparselt_once_;
   mutable at::Tensor cusparselt_codes_;
+  mutable std::once_flag mma_sp_once_;
+  mutable std::pair<at::Tensor, at::Tensor> mma_sp_form_;
 };
 
 struct LinearActivationQuantizedTensor : torch::CustomClassHolder {

@@ -72,6 +72,13 @@ TORCH_LIBRARY(torchao_cpp, m) {
   // per group of 4, so other weights give wrong products; the quantized-tensor classes only pass 2:4 weights.
   m.def("sparse24_cusparselt_compress(Tensor codes) -> Tensor");
   m.def("sparse24_linear(Tensor input, Tensor weight, int out_features, int in_features, Tensor? bias=None) -> Tensor");
+  // MarlinSparseLayout (2:4 signed 4-bit codes) on the sparse tensor cores (mma.sp): its compressed rows
+  // rearranged once, on the CPU, as the instruction's operands (values, metadata; 3 bits per weight), and the
+  // linear that reads them (CUDA): W = code * scale[n, k / group_size] rounded once to the input's dtype.
+  m.def("sparse24_int4_mma_pack(Tensor rows, int out_features, int in_features) -> (Tensor values, Tensor meta)");
+  m.def(
+      "sparse24_int4_linear(Tensor input, Tensor values, Tensor meta, int out_features, int in_features, "
+      "int group_size, Tensor scale, Tensor? bias=None) -> Tensor");
   // float8 activations (quantized per tensor or per row, or with a static act_scale) x float8 weights,
   // as torch._scaled_mm: codes (N, K), weight_scale 1 or N elements.
   m.def(
@@ -110,7 +117,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
         "quantize_affine_floatx", "dequantize_affine_floatx", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "choose_qparams_and_quantize_affine_hqq", "pack_bits",
         "unpack_bits", "prune_2to4", "weight_only_linear",
-        "int8_dynamic_linear", "sparse24_cusparselt_compress", "sparse24_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
+        "int8_dynamic_linear", "sparse24_cusparselt_compress", "sparse24_linear", "sparse24_int4_mma_pack", "sparse24_int4_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
         "quantize_weight", "check_weight", "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());
 }

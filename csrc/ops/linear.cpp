@@ -500,6 +500,25 @@ at::Tensor call_sparse24_cusparselt_compress(const at::Tensor& codes) {
   return handle.call(codes);
 }
 
+std::tuple<at::Tensor, at::Tensor> call_sparse24_int4_mma_pack(const at::Tensor& rows, int64_t out_features,
+                                                               int64_t in_features) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::sparse24_int4_mma_pack", "")
+                                 .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t, int64_t)>();
+  return handle.call(rows, out_features, in_features);
+}
+
+at::Tensor call_sparse24_int4_linear(const at::Tensor& input, const at::Tensor& values, const at::Tensor& meta,
+                                     int64_t out_features, int64_t in_features, int64_t group_size,
+                                     const at::Tensor& scale, const c10::optional<at::Tensor>& bias) {
+  static const auto handle =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("torchao_cpp::sparse24_int4_linear", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t,
+                            const at::Tensor&, const c10::optional<at::Tensor>&)>();
+  return handle.call(input, values, meta, out_features, in_features, group_size, scale, bias);
+}
+
 at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
                               const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
                               const std::string& weight_dtype, const at::Tensor& weight_scale,
@@ -584,6 +603,30 @@ at::Tensor activation_quantized_linear_meta(const at::Tensor& input,
   return at::empty(linear_out_shape(input, w.shape[0]), input.options());
 }
 
+// MarlinSparseLayout's compressed rows (N x sparse24_row_bytes(K, 4), uint8)
+// in the sparse tensor cores' form (kernels/cpu/sparse24.h), as two int32
+// tensors: values (16-row tiles x K words), metadata (tiles x K / 2 words).
+std::tuple<at::Tensor, at::Tensor> sparse24_int4_mma_pack(const at::Tensor& rows, int64_t out_features,
+                                                          int64_t in_features) {
+  const char* op = "sparse24_int4_mma_pack";
+  const int64_t N = out_features, K = in_features;
+  TORCH_CHECK_VALUE(N >= 1 && K >= 128 && K % 128 == 0, op, ": needs out_features >= 1 and in_features a ",
+                    "multiple of 128, got (", N, ", ", K, ")");
+  TORCH_CHECK_VALUE(rows.scalar_type() == at::kByte && rows.dim() == 2 && rows.size(0) == N &&
+                        rows.size(1) == k::sparse24_row_bytes(K, 4),
+                    op, ": rows must be the (", N, ", ", k::sparse24_row_bytes(K, 4), ") uint8 compressed 4-bit ",
+                    "rows of MarlinSparseLayout, got ", rows.scalar_type(), " of shape ", rows.sizes());
+  const auto r = rows.contiguous();
+  TORCH_CHECK_VALUE(k::check_2to4_metadata(ptr<uint8_t>(r), N, K, 4) < 0, op,
+                    ": rows hold a group whose kept columns are not two increasing indices");
+  const int64_t tiles = k::sparse24_mma_tiles(N);
+  auto values = at::empty({tiles * K}, r.options().dtype(at::kInt));
+  auto meta = at::empty({tiles * K / 2}, r.options().dtype(at::kInt));
+  k::sparse24_int4_mma_pack(ptr<uint8_t>(r), N, K, reinterpret_cast<uint32_t*>(values.data_ptr()),
+                            reinterpret_cast<uint32_t*>(meta.data_ptr()));
+  return {values, meta};
+}
+
 }  // namespace
 }  // namespace ops
 }  // namespace torchao_cpp
@@ -600,6 +643,12 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
                                const c10::optional<at::Tensor>&) -> at::Tensor {
     TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_linear: runs on CUDA only (cuSPARSELt); got input on ",
                                 input.device());
+  });
+  m.impl("sparse24_int4_mma_pack", &sparse24_int4_mma_pack);
+  m.impl("sparse24_int4_linear", [](const at::Tensor& input, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                                    int64_t, const at::Tensor&, const c10::optional<at::Tensor>&) -> at::Tensor {
+    TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_int4_linear: runs on CUDA only (sparse tensor cores); got input on ",
+                                input.device(), " (on the CPU, weight_only_linear reads the compressed rows)");
   });
   m.impl("float8_linear", &float8_linear);
   m.impl("affine_quantized_linear", &affine_quantized_linear);

@@ -47,6 +47,15 @@ at::Tensor call_int8_dynamic_linear(const at::Tensor& input, const std::string& 
 // empty tensor where there is none.
 at::Tensor call_sparse24_cusparselt_compress(const at::Tensor& codes);
 
+// sparse24_int4_mma_pack and sparse24_int4_linear through the dispatcher: the
+// sparse tensor cores' form of MarlinSparseLayout's compressed rows (built on
+// the CPU), and the linear that reads it (CUDA).
+std::tuple<at::Tensor, at::Tensor> call_sparse24_int4_mma_pack(const at::Tensor& rows, int64_t out_features,
+                                                               int64_t in_features);
+at::Tensor call_sparse24_int4_linear(const at::Tensor& input, const at::Tensor& values, const at::Tensor& meta,
+                                     int64_t out_features, int64_t in_features, int64_t group_size,
+                                     const at::Tensor& scale, const c10::optional<at::Tensor>& bias);
+
 at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
                               const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
                               const std::string& weight_dtype, const at::Tensor& weight_scale,

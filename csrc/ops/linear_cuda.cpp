@@ -13,6 +13,8 @@
 #include "../kernels/cpu/bitpack.h"
 #include "../kernels/cpu/floatx.h"
 #include "../kernels/cuda/weight_only_linear.cuh"
+#include "../kernels/cuda/sparse24_int4_linear.cuh"
+#include "../kernels/cpu/sparse24.h"
 #ifdef TORCHAO_CPP_HAVE_CUSPARSELT
 #include "../kernels/cuda/sparse24_gemm.h"
 #endif
@@ -183,6 +185,76 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
   else
     run(__half{});
   return out.view(shape);
+}
+
+// sparse24_int4_linear: MarlinSparseLayout's weight in the sparse tensor cores' form
+// (sparse24_int4_mma_pack), W = code * scale rounded once to the input's dtype: up to
+// 16 activation rows the mma.sp GEMV, above, W expanded to the dtype once per call and a
+// dense GEMM (cuBLAS), as weight_only_linear does for many rows.
+at::Tensor sparse24_int4_linear_cuda(const at::Tensor& input, const at::Tensor& values, const at::Tensor& meta,
+                                     int64_t out_features, int64_t in_features, int64_t group_size,
+                                     const at::Tensor& scale, const c10::optional<at::Tensor>& bias) {
+  const char* op = "sparse24_int4_linear";
+  const int64_t N = out_features, K = in_features;
+  const auto in = cuda_linear_input(op, input, K, N);
+  TORCH_CHECK_NOT_IMPLEMENTED(N >= 1 && K % 128 == 0 && group_size >= 128 && group_size % 128 == 0 &&
+                                  K % group_size == 0,
+                              op, ": needs in_features and group_size multiples of 128 (group_size dividing ",
+                              "in_features), got in_features=", K, ", group_size=", group_size);
+  const int64_t words = kernels::sparse24_mma_tiles(N) * K;
+  TORCH_CHECK_VALUE(values.scalar_type() == at::kInt && values.dim() == 1 && values.numel() == words &&
+                        meta.scalar_type() == at::kInt && meta.dim() == 1 && meta.numel() == words / 2,
+                    op, ": values and meta must be the int32 tensors sparse24_int4_mma_pack returns for a (", N, ", ",
+                    K, ") weight (", words, " and ", words / 2, " elements), got ", values.scalar_type(), " ",
+                    values.sizes(), " and ", meta.scalar_type(), " ", meta.sizes());
+  check_on(op, values, "values", input.device());
+  check_on(op, meta, "meta", input.device());
+  check_on(op, scale, "scale", input.device());
+  TORCH_CHECK_VALUE(scale.numel() == N * (K / group_size), op, ": scale has ", scale.numel(), " elements, expected ",
+                    N * (K / group_size));
+  const auto dtype = input.scalar_type();
+  const auto sc = kernel_qparam(op, scale, "scale", dtype);
+  const at::Tensor b = cuda_bias(op, bias, input, N);
+  const c10::cuda::CUDAGuard guard(input.device());
+  // The kernels read both as 16-byte vectors.
+  auto aligned = [](const at::Tensor& t) {
+    auto c = t.contiguous();
+    return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 ? c.clone() : c;
+  };
+  const auto v = aligned(values), m = aligned(meta);
+  at::Tensor x2d = in.x2d;
+  if (x2d.stride(0) % 2 || reinterpret_cast<uintptr_t>(x2d.data_ptr()) % 4) x2d = x2d.contiguous().clone();
+  const int64_t M = x2d.size(0);
+  auto out = at::empty({M, N}, input.options());
+  if (M == 0) return out.view(in.out_shape);
+  auto run = [&](auto t) {
+    using T = decltype(t);
+    kc::Sparse24Int4Args<T> a;
+    a.x = reinterpret_cast<const T*>(x2d.data_ptr());
+    a.ldx = x2d.stride(0);
+    a.values = reinterpret_cast<const uint32_t*>(v.data_ptr());
+    a.meta = reinterpret_cast<const uint32_t*>(m.data_ptr());
+    a.scale = reinterpret_cast<const T*>(sc.data_ptr());
+    a.bias = b.defined() ? reinterpret_cast<const T*>(b.data_ptr()) : nullptr;
+    a.M = M, a.N = N, a.K = K, a.group_size = group_size;
+    a.out = reinterpret_cast<T*>(out.data_ptr());
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    if (M <= kc::kSparse24Int4GemvRows) {
+      check_launch(op, kc::sparse24_int4_linear(a, stream));
+      return;
+    }
+    auto w = at::empty({N, K}, input.options());
+    check_launch(op, kc::sparse24_int4_dequantize(a, reinterpret_cast<T*>(w.data_ptr()), stream));
+    if (b.defined())
+      at::addmm_out(out, b, x2d, w.t());
+    else
+      at::mm_out(out, x2d, w.t());
+  };
+  if (dtype == at::kBFloat16)
+    run(__nv_bfloat16{});
+  else
+    run(__half{});
+  return out.view(in.out_shape);
 }
 
 // From this many activation rows the integer GEMM runs on tensor cores
@@ -558,6 +630,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
   m.impl("int8_dynamic_linear", &int8_dynamic_linear_cuda);
   m.impl("sparse24_cusparselt_compress", &sparse24_cusparselt_compress_cuda);
   m.impl("sparse24_linear", &sparse24_linear_cuda);
+  m.impl("sparse24_int4_linear", &sparse24_int4_linear_cuda);
   m.impl("float8_linear", &float8_linear_cuda);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

@@ -1476,6 +1476,56 @@ void check_float_gemm_on_int_codes(int bits) {
 }
 
 // Pruning keeps the 2 largest magnitudes of each group; ties keep the later column, NaN is kept.
+// The CUDA 2:4 int4 kernel's operand form (sparse24_int4_mma_pack): one kept
+// pair placed by hand where sparse24.h says mma.sp wants it, and random 2:4
+// weights (rows padded to a tile) back to their dense codes.
+TEST(Sparse24, Int4MmaFormPlacesCodesAndMetadata) {
+  const int64_t N = 16, K = 256;  // one tile, 8 blocks (2 steps of 4)
+  std::vector<int8_t> dense(size_t(N * K), 0);
+  // Row 9 (lane group g = 1, rows g + 8), block 5 (step 1, word 1), group 6 of the block
+  // (lane q = 2, registers of groups q + 4): kept columns 1 and 3, codes -3 and 5.
+  const int64_t k0 = 5 * 32 + 6 * 4;
+  dense[size_t(9 * K + k0 + 1)] = -3;
+  dense[size_t(9 * K + k0 + 3)] = 5;
+  std::vector<uint8_t> rows(size_t(N * sparse24_row_bytes(K, 4)));
+  ASSERT_EQ(compress_2to4(dense.data(), N, K, rows.data(), 4), -1);
+  std::vector<uint32_t> values(static_cast<size_t>(K)), meta(static_cast<size_t>(K / 2));  // one tile: K words, K / 2 metadata words
+  sparse24_int4_mma_pack(rows.data(), N, K, values.data(), meta.data());
+  const int lane = 4 * 1 + 2, reg = 1 + 2 * 1;
+  const uint32_t w = values[size_t((1 * 32 + lane) * 4 + 1)];
+  EXPECT_EQ((w >> (4 * reg)) & 15u, uint32_t(-3 + 8));
+  EXPECT_EQ((w >> (4 * (reg + 4))) & 15u, uint32_t(5 + 8));
+  for (int r = 0; r < 8; ++r)
+    if (r != reg && r != reg + 4) EXPECT_EQ((w >> (4 * r)) & 15u, 8u) << "nibble " << r;
+  const int meta_word = 2 * 1 + 1;  // lane q' = 1 holds groups 4..7
+  const uint32_t m = meta[size_t((1 * 16 + meta_word) * 4 + 1)];
+  EXPECT_EQ((m >> (16 + 4 * 2)) & 15u, uint32_t(1 | 3 << 2));
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> code(-8, 7), pos(0, 3);
+  for (int64_t n_rows : {1, 16, 37})
+    for (int64_t kk : {128, 512}) {
+      std::vector<int8_t> c(size_t(n_rows * kk), 0);
+      for (int64_t g = 0; g < n_rows * kk / 4; ++g) {
+        const int i0 = pos(rng), i1 = (i0 + 1 + pos(rng) % 3) % 4;
+        c[size_t(4 * g + i0)] = int8_t(code(rng));
+        c[size_t(4 * g + i1)] = int8_t(code(rng));
+      }
+      std::vector<uint8_t> cr(size_t(n_rows * sparse24_row_bytes(kk, 4)));
+      ASSERT_EQ(compress_2to4(c.data(), n_rows, kk, cr.data(), 4), -1);
+      const int64_t tiles = sparse24_mma_tiles(n_rows);
+      std::vector<uint32_t> v(size_t(tiles * kk)), mt(size_t(tiles * kk / 2));
+      sparse24_int4_mma_pack(cr.data(), n_rows, kk, v.data(), mt.data());
+      std::vector<int8_t> back(c.size(), 99);
+      sparse24_int4_mma_unpack(v.data(), mt.data(), n_rows, kk, back.data());
+      EXPECT_EQ(back, c) << "N " << n_rows << " K " << kk;
+      // Padding rows: zero codes (stored 8) with valid metadata (columns 0 and 1).
+      if (n_rows % 16) {
+        EXPECT_EQ(v.back(), 0x88888888u);
+        EXPECT_EQ(mt.back() >> 28, uint32_t(0 | 1 << 2));
+      }
+    }
+}
+
 TEST(Sparse24, PruneKeepsTwoLargestMagnitudes) {
   const std::vector<float> w = {1, -4, 3, 2, 5, 5, 5, 5, NAN, 0, 1, -1, 0, 0, 0, 0};
   std::vector<float> out(w.size());

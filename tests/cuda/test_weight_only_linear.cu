@@ -276,6 +276,9 @@ int bench(int only_format, int64_t only_rows) {
   return 0;
 }
 
+// tests/cuda/test_sparse24_int4.cu
+int run_sparse24_int4_tests();
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--bench")
     return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1);
@@ -315,5 +318,6 @@ int main(int argc, char** argv) {
   std::printf("weight-only CUDA kernels (int4, int8, float8): %d cases, %d outputs outside tolerance, bad K refused: %s, "
               "bad format refused: %s\n",
               cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO");
-  return bad == 0 && refused && refused_bits ? 0 : 1;
+  const int sparse_bad = run_sparse24_int4_tests();
+  return bad == 0 && refused && refused_bits && sparse_bad == 0 ? 0 : 1;
 }

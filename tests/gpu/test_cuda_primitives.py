@@ -342,11 +342,11 @@ def test_cusparselt_format_errors():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("M", [1, 33, 300])
+@pytest.mark.parametrize("M", [1, 9, 16, 33, 300])
 @pytest.mark.parametrize("N", [136, 256])
 def test_int4_marlin_sparse_on_cuda(dtype, M, N):
-    # 2:4 int4 (MarlinSparseLayout): on CUDA the codes - 8 expanded once to int8 through the int8 weight-only
-    # kernel with the group-128 scales; the CPU runs its 2:4 kernel (M <= 8) or float panels.
+    # 2:4 int4 (MarlinSparseLayout): on CUDA the sparse tensor cores' form (mma.sp GEMV up to 16 rows, the
+    # weight expanded once per call and a dense GEMM above); the CPU runs its 2:4 kernel (M <= 8) or float panels.
     cfg = Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout())
     lin, x, got, cpu, gpu = _cpu_and_cuda(cfg, dtype, M, 256, with_module=True, N=N)
     assert lin.weight.impl.layout() == "MarlinSparseLayout" and got.dtype == dtype and got.shape == (M, N)
@@ -357,6 +357,74 @@ def test_int4_marlin_sparse_on_cuda(dtype, M, N):
     tol = 2 * 2.0 ** -8 * exact.abs() + 1e-3 * (x.double().abs() @ w.abs().t())
     assert ((got.double() - exact).abs() <= tol).all()
     assert ((cpu.double() - exact).abs() <= tol).all()
+
+
+def _marlin_form(N, K, group, dtype):
+    """The sparse tensor cores' form (on CUDA) of a MarlinSparseLayout weight's 2:4 codes, scales for groups of
+    `group` (the form holds no scales: any group size the op takes, beyond the config's 128) and the weight."""
+    torch.manual_seed(N + K)
+    lin = nn.Sequential(nn.Linear(K, N)).to(dtype)
+    quantize_(lin, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
+    impl = lin[0].weight.impl
+    values, meta = ops.sparse24_int4_mma_pack(impl.packed_data(), N, K)
+    codes = impl.get_plain()[0]
+    scale = (0.01 + 0.02 * torch.rand(N, K // group)).to(dtype)
+    w = ((codes.double() - 8).view(N, K // group, group) * scale.double().view(N, -1, 1)).view(N, K)
+    return values.cuda(), meta.cuda(), scale.cuda(), lin[0].bias.detach().cuda(), w
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("M", [1, 2, 8, 9, 16, 17, 64])
+@pytest.mark.parametrize("N,K,group", [(16, 128, 128), (40, 512, 128), (256, 1024, 256), (72, 384, 384)])
+def test_sparse24_int4_linear_op(dtype, M, N, K, group):
+    # The op on its own: rows past N in the last tile, 1..16 activation rows on the GEMV, more through the
+    # dense GEMM, groups of 128 and more, per channel; against the float64 product with W rounded once.
+    values, meta, scale, bias, w = _marlin_form(N, K, group, dtype)
+    x = torch.randn(M, K, dtype=dtype, device="cuda")
+    wr = w.to(dtype).double().cuda()  # W rounded once to the dtype, as the kernels round it
+    got = ops.sparse24_int4_linear(x, values, meta, N, K, group, scale, bias)
+    exact = x.double() @ wr.t() + bias.double()
+    tol = 2.0 ** -7 * exact.abs() + 2e-5 * (x.double().abs() @ wr.abs().t()) + 2.0 ** -7 * bias.double().abs()
+    assert got.dtype == dtype and got.shape == (M, N)
+    assert ((got.double() - exact).abs() <= tol).all(), (got.double() - exact).abs().max()
+    # 3-d input with rows 2K apart (a strided view), no bias.
+    x3 = torch.randn(2, 3, 2 * K, dtype=dtype, device="cuda")[..., :K]
+    y3 = ops.sparse24_int4_linear(x3, values, meta, N, K, group, scale)
+    e3 = x3.double() @ wr.t()
+    assert y3.shape == (2, 3, N) and ((y3.double() - e3).abs() <= 2.0 ** -7 * e3.abs() + 2e-5 *
+                                      (x3.double().abs() @ wr.abs().t())).all()
+    replays_in_graph(lambda t: ops.sparse24_int4_linear(t, values, meta, N, K, group, scale, bias), x, got.cpu())
+
+
+def test_sparse24_int4_linear_errors():
+    N, K = 40, 512
+    values, meta, scale, bias, _ = _marlin_form(N, K, 128, torch.bfloat16)
+    x = torch.randn(2, K, dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(ValueError, match="values and meta must be the int32 tensors"):
+        ops.sparse24_int4_linear(x, values[1:], meta, N, K, 128, scale)
+    with pytest.raises(NotImplementedError, match="multiples of 128"):
+        ops.sparse24_int4_linear(x, values, meta, N, K, 64, scale)
+    with pytest.raises(ValueError, match="scale has"):
+        ops.sparse24_int4_linear(x, values, meta, N, K, 128, scale[1:])
+    with pytest.raises(ValueError, match="features in its last dim"):
+        ops.sparse24_int4_linear(x[:, 1:], values, meta, N, K, 128, scale)
+
+
+def test_marlin_sparse_weight_keeps_no_dense_copy_on_cuda():
+    # On the device: the compressed rows (3 bits a weight), the sparse tensor cores' form (3 bits) and the
+    # scales; the dense int8 codes (8 bits) are never made.
+    N, K = 1024, 2048
+    lin = nn.Linear(K, N, bias=False).to(torch.bfloat16)
+    quantize_(lin, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    w = lin.weight.to("cuda")
+    x = torch.randn(4, K, dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        out = torch.nn.functional.linear(x, w)
+    torch.cuda.synchronize()
+    held = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
+    assert held < N * K, held  # 3/8 + 3/8 of N * K, plus scales; a dense int8 copy would add N * K
 
 
 def _exact_and_graph(xd, w, lin, x, got, cpu, gpu):

@@ -108,3 +108,46 @@ def test_bad_codes_are_refused():
     obj = torch.ScriptObject.__new__(torch.ScriptObject)
     with pytest.raises(ValueError, match="metadata of row 0 is invalid"):
         obj.__setstate__((tuple(st), "__torch__.torch.classes.torchao_cpp.AffineQuantizedTensor"))
+
+
+def test_sparse_tensor_core_form_holds_every_kept_code():
+    # sparse24_int4_mma_pack: the compressed rows as mma.sp's operands (3 bits per weight, 16-row tiles), which
+    # the CUDA kernel reads; on the CPU the op only builds it. Each (row, 4-column group) of the form is found
+    # through the documented layout (csrc/kernels/cpu/sparse24.h) and must hold the weight's kept codes.
+    N, K = 24, 256
+    m = _linear(N, K, torch.bfloat16, 5)
+    quantize_(m, _config(128))
+    impl = m[0].weight.impl
+    values, meta = torch.ops.torchao_cpp.sparse24_int4_mma_pack(impl.packed_data(), N, K)
+    tiles = (N + 15) // 16
+    assert values.dtype == torch.int32 and values.shape == (tiles * K,) and meta.shape == (tiles * K // 2,)
+    codes = impl.get_plain()[0].to(torch.int16) - 8  # (N, K) in [-8, 7], 2:4
+    v = values.view(tiles, K // 128, 32, 4).to(torch.int64) & 0xFFFFFFFF
+    e = meta.view(tiles, K // 128, 16, 4).to(torch.int64) & 0xFFFFFFFF
+    for n in range(N):
+        t, r = divmod(n, 16)
+        g, upper = r % 8, r // 8
+        for grp in range(K // 4):
+            b, j = divmod(grp, 8)
+            word = int(v[t, b // 4, 4 * g + j % 4, b % 4])
+            reg = upper + 2 * (j // 4)
+            nib = int(e[t, b // 4, 2 * g + j // 4, b % 4]) >> (16 * upper + 4 * (j % 4))
+            dense = [0, 0, 0, 0]
+            dense[nib & 3] = ((word >> (4 * reg)) & 15) - 8
+            dense[(nib >> 2) & 3] = ((word >> (4 * (reg + 4))) & 15) - 8
+            assert (nib & 3) < ((nib >> 2) & 3)
+            assert dense == codes[n, 4 * grp:4 * grp + 4].tolist(), (n, grp)
+
+
+def test_sparse_tensor_core_ops_refuse_bad_input():
+    ops = torch.ops.torchao_cpp
+    rows = torch.zeros(16, 96, dtype=torch.uint8)  # K = 256: 4 chunks of 24 bytes
+    with pytest.raises(ValueError, match="multiple of 128"):
+        ops.sparse24_int4_mma_pack(rows, 16, 192)
+    with pytest.raises(ValueError, match=r"rows must be the \(16, 96\) uint8"):
+        ops.sparse24_int4_mma_pack(rows[:, 1:], 16, 256)
+    with pytest.raises(ValueError, match="kept columns are not two increasing indices"):
+        ops.sparse24_int4_mma_pack(rows, 16, 256)  # all-zero metadata: columns 0 and 0
+    with pytest.raises(NotImplementedError, match="sparse24_int4_linear: runs on CUDA only"):
+        ops.sparse24_int4_linear(torch.randn(1, 256), torch.zeros(4096, dtype=torch.int32),
+                                 torch.zeros(2048, dtype=torch.int32), 16, 256, 128, torch.ones(16, 2))

@@ -126,6 +126,54 @@ void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes, i
   }
 }
 
+namespace {
+// Where (row in tile, group in block) of the mma.sp form lives: lane, register, metadata word and shift.
+struct MmaSlot {
+  int lane, reg, meta_word, meta_shift;
+};
+MmaSlot mma_slot(int r, int grp) {
+  const int g = r % 8, upper_rows = r / 8, q = grp % 4, upper_groups = grp / 4;
+  return {4 * g + q, upper_rows + 2 * upper_groups, 2 * g + grp / 4, 16 * upper_rows + 4 * (grp % 4)};
+}
+}  // namespace
+
+void sparse24_int4_mma_pack(const uint8_t* rows, int64_t N, int64_t K, uint32_t* values, uint32_t* meta) {
+  const int64_t tiles = sparse24_mma_tiles(N), blocks = K / 32, rb = sparse24_row_bytes(K, 4);
+  std::fill_n(values, tiles * blocks * 32, 0x88888888u);  // padding rows: zero codes (+ 8)
+  std::fill_n(meta, tiles * blocks * 16, 0x44444444u);    // and columns 0, 1
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t = n / 16;
+    for (int64_t kg = 0; kg < K / 4; ++kg) {
+      int cols[2];
+      uint8_t v[2];
+      sparse24_group(rows + n * rb, K, kg, cols, v, 4);
+      const int64_t b = kg / 8;
+      const MmaSlot s = mma_slot(int(n % 16), int(kg % 8));
+      uint32_t& w = values[((t * (blocks / 4) + b / 4) * 32 + s.lane) * 4 + b % 4];
+      for (int j = 0; j < 2; ++j) {
+        const int shift = 4 * (s.reg + 4 * j);
+        w = (w & ~(0xFu << shift)) | (uint32_t((int8_t(v[j]) + 8) & 15) << shift);
+      }
+      uint32_t& m = meta[((t * (blocks / 4) + b / 4) * 16 + s.meta_word) * 4 + b % 4];
+      m = (m & ~(0xFu << s.meta_shift)) | (uint32_t(cols[0] | cols[1] << 2) << s.meta_shift);
+    }
+  }
+}
+
+void sparse24_int4_mma_unpack(const uint32_t* values, const uint32_t* meta, int64_t N, int64_t K, int8_t* codes) {
+  const int64_t blocks = K / 32;
+  std::fill_n(codes, N * K, int8_t(0));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t kg = 0; kg < K / 4; ++kg) {
+      const int64_t t = n / 16, b = kg / 8;
+      const MmaSlot s = mma_slot(int(n % 16), int(kg % 8));
+      const uint32_t w = values[((t * (blocks / 4) + b / 4) * 32 + s.lane) * 4 + b % 4];
+      const uint32_t m = meta[((t * (blocks / 4) + b / 4) * 16 + s.meta_word) * 4 + b % 4] >> s.meta_shift;
+      for (int j = 0; j < 2; ++j)
+        codes[n * K + 4 * kg + ((m >> (2 * j)) & 3)] = int8_t(int((w >> (4 * (s.reg + 4 * j))) & 15) - 8);
+    }
+}
+
 int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K, int bits) {
   const int64_t rb = sparse24_row_bytes(K, bits);
   for (int64_t n = 0; n < N; ++n)

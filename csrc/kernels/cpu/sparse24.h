@@ -60,6 +60,25 @@ void decompress_2to4(const uint8_t* rows, int64_t N, int64_t K, int8_t* codes, i
 // Returns -1, or the first row whose metadata is not i0 < i1 in every group.
 int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K, int bits = 8);
 
+// Signed 4-bit compressed rows (bits 4) rearranged for the sparse tensor
+// cores' mma.sp m16n8k32 (the CUDA 2:4 int4 kernel), built on the host once
+// when the weight moves to the device. Rows are taken 16 at a time (tile t,
+// rows padded with zero codes to a multiple of 16), K 32 at a time (block b,
+// K a multiple of 128). Lane l = 4 g + q of a warp holds one 32-bit word per
+// block: the kept codes of rows g and g + 8 in groups q and q + 4 of the
+// block, as the A operand's four registers (row g group q, row g + 8 group q,
+// row g group q + 4, row g + 8 group q + 4) want them: register r's lower
+// (first kept) code in nibble r, its upper code in nibble r + 4, each code
+// stored + 8 (0..15). Lanes with q < 2 also hold the block's metadata word:
+// groups 4q .. 4q + 3 of row g in the low 16 bits, of row g + 8 in the high
+// 16, 4 bits a group (i0 | i1 << 2). Four blocks are stored together, so that
+// a lane loads 16 bytes at a time: values[t][b / 4][l][b % 4] (32 lanes),
+// meta[t][b / 4][2 g + q][b % 4] (16 lanes). 3 bits per weight, as stored.
+inline int64_t sparse24_mma_tiles(int64_t N) { return (N + 15) / 16; }
+void sparse24_int4_mma_pack(const uint8_t* rows, int64_t N, int64_t K, uint32_t* values, uint32_t* meta);
+// The dense codes (zeros where pruned) of that form, for tests.
+void sparse24_int4_mma_unpack(const uint32_t* values, const uint32_t* meta, int64_t N, int64_t K, int8_t* codes);
+
 // Compressed per-channel int8 weights with what the GEMM's epilogue needs.
 struct Sparse24Weights {
   const uint8_t* rows = nullptr;  // N x sparse24_row_bytes(K)

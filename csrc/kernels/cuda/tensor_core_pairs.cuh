@@ -1,0 +1,103 @@
+// Two 16-bit floats in one register (low half first), the tensor cores'
+// operand format, and what the weight-only kernels do with them: the packed
+// arithmetic, the dense and sparse (2:4) mma instructions, the magic-number
+// decode of integer codes. Shared by weight_only_linear.cu and
+// sparse24_int4_linear.cu.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace torchao_cpp {
+namespace kernels {
+namespace cuda {
+
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+
+__device__ __forceinline__ uint32_t word(const uint4& c, int i) { return i == 0 ? c.x : i == 1 ? c.y : i == 2 ? c.z : c.w; }
+template <class V>
+__device__ __forceinline__ uint32_t as_u32(V v) { return *reinterpret_cast<uint32_t*>(&v); }
+template <class V>
+__device__ __forceinline__ V from_u32(uint32_t u) { return *reinterpret_cast<V*>(&u); }
+
+// Two T in one register (low half first), the tensor cores' operand format,
+// and the packed arithmetic on them. A code c becomes the exact T value
+// kMagic + c by writing c into the low mantissa bits of kMagic (no
+// int-to-float conversion).
+template <class T>
+struct Pair;
+template <>
+struct Pair<__half> {
+  using T2 = __half2;
+  static constexpr uint32_t kMagic4 = 0x64006400u;  // 1024 + nibble
+  static constexpr float kMagic = 1024.0f;
+  static constexpr bool kBytesExact = true;  // 1024 + byte is exact too
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2half2_rn(lo, hi)); }
+  // 2:4 sparse A (16 x 32 as 16 x 16 kept values, metadata e from lanes 0 and 1 of each quad).
+  __device__ static void mma_sp(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t e) {
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
+  }
+};
+template <>
+struct Pair<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+  static constexpr uint32_t kMagic4 = 0x43004300u;  // 128 + nibble
+  static constexpr float kMagic = 128.0f;
+  static constexpr bool kBytesExact = false;  // 8 significant bits: a byte takes the float32 route
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2bfloat162_rn(lo, hi)); }
+  __device__ static void mma_sp(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t e) {
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
+  }
+};
+
+// (a & mask) | magic in one LOP3. Written as C++, with both constants
+// immediates, it compiled to two (a LOP3 takes one immediate): a quarter of
+// the int4 decode's instructions (SASS of the gemv, H100).
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t magic) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "n"(kMask), "r"(magic));
+  return d;
+}
+
+template <class T>
+__device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
+  using T2 = typename Pair<T>::T2;
+  return as_u32(__hsub2(from_u32<T2>(a), from_u32<T2>(b)));
+}
+template <class T>
+__device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
+  using T2 = typename Pair<T>::T2;
+  return as_u32(__hfma2(from_u32<T2>(a), from_u32<T2>(b), from_u32<T2>(c)));
+}
+
+}  // namespace cuda
+}  // namespace kernels
+}  // namespace torchao_cpp
