@@ -77,6 +77,29 @@ at::Tensor cuda_bias(const char* op, const c10::optional<at::Tensor>& bias, cons
   return bias->to(input.scalar_type()).contiguous();
 }
 
+// f(T{}) for the CUDA linears' activation dtypes (bfloat16, else float16: checked by cuda_linear_input).
+template <class F>
+void dispatch_half(at::ScalarType dtype, F&& f) {
+  if (dtype == at::kBFloat16)
+    f(__nv_bfloat16{});
+  else
+    f(__half{});
+}
+
+// The many-row path of the weight-only linears: W (N x K) expanded to T, the
+// activation dtype, by dequantize(T* w) once per call, then one dense GEMM
+// (cuBLAS) with the bias, into out.
+template <class T, class Dequantize>
+void dequantized_gemm(const char* op, const at::Tensor& x2d, int64_t N, int64_t K, const at::Tensor& bias,
+                      at::Tensor& out, Dequantize&& dequantize) {
+  auto w = at::empty({N, K}, x2d.options());
+  check_launch(op, dequantize(reinterpret_cast<T*>(w.data_ptr())));
+  if (bias.defined())
+    at::addmm_out(out, bias, x2d, w.t());
+  else
+    at::mm_out(out, x2d, w.t());
+}
+
 at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& codes, const std::string& code_format,
                                    int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size,
                                    const at::Tensor& scale, const c10::optional<at::Tensor>& zero_point,
@@ -173,17 +196,9 @@ at::Tensor weight_only_linear_cuda(const at::Tensor& input, const at::Tensor& co
       check_launch(op, kc::weight_only_linear(a, stream));
       return;
     }
-    auto w = at::empty({N, K}, input.options());
-    check_launch(op, kc::weight_only_dequantize(a, reinterpret_cast<T*>(w.data_ptr()), stream));
-    if (b.defined())
-      at::addmm_out(out, b, x2d, w.t());
-    else
-      at::mm_out(out, x2d, w.t());
+    dequantized_gemm<T>(op, x2d, N, K, b, out, [&](T* w) { return kc::weight_only_dequantize(a, w, stream); });
   };
-  if (dtype == at::kBFloat16)
-    run(__nv_bfloat16{});
-  else
-    run(__half{});
+  dispatch_half(dtype, run);
   return out.view(shape);
 }
 
@@ -243,17 +258,9 @@ at::Tensor sparse24_int4_linear_cuda(const at::Tensor& input, const at::Tensor& 
       check_launch(op, kc::sparse24_int4_linear(a, stream));
       return;
     }
-    auto w = at::empty({N, K}, input.options());
-    check_launch(op, kc::sparse24_int4_dequantize(a, reinterpret_cast<T*>(w.data_ptr()), stream));
-    if (b.defined())
-      at::addmm_out(out, b, x2d, w.t());
-    else
-      at::mm_out(out, x2d, w.t());
+    dequantized_gemm<T>(op, x2d, N, K, b, out, [&](T* w) { return kc::sparse24_int4_dequantize(a, w, stream); });
   };
-  if (dtype == at::kBFloat16)
-    run(__nv_bfloat16{});
-  else
-    run(__half{});
+  dispatch_half(dtype, run);
   return out.view(in.out_shape);
 }
 
@@ -520,10 +527,7 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     }
     check_launch(op, kc::int8_linear_dp4a(p, stream));
   };
-  if (dtype == at::kBFloat16)
-    run(__nv_bfloat16{});
-  else
-    run(__half{});
+  dispatch_half(dtype, run);
   return out.view(shape);
 }
 

@@ -16,20 +16,6 @@ constexpr int kWarps = 8;
 // K blocks of 32 per step: a lane's 16-byte load of the packed values.
 constexpr int64_t kStepK = 128;
 
-__device__ __forceinline__ uint4 load_nc(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-template <class T>
-__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
-  using T2 = typename Pair<T>::T2;
-  return as_u32(__hmul2(from_u32<T2>(a), from_u32<T2>(b)));
-}
-
 // The A operand of one K block from the lane's word: register r holds the
 // codes in nibbles r and r + 4, stored + 8. kMagic + (code + 8) - (kMagic + 8)
 // is the code exactly; times the row's scale it is rounded once to T.
@@ -42,65 +28,88 @@ __device__ __forceinline__ void decode_block(uint32_t w, uint32_t s_lo, uint32_t
     a[r] = mul2<T>(sub2<T>(and_or<0x000F000Fu>(w >> (4 * r), kMagic), kMagicPlus8), r % 2 ? s_hi : s_lo);
 }
 
-// One block per 16-row tile; its warps take contiguous runs of 128-wide K
-// steps and are summed through shared memory. Lane (g, q) feeds rows g and
-// g + 8 of the tile (A) and activation row g of each group of 8 (B: k = 2q,
-// 2q + 1 and + 8, + 16, + 24 of the block); rows past N read row N - 1's
-// scales and are dropped, activation rows past M are zeros.
-template <class T, int MT>
+// One block per NT 16-row tiles; its warps take contiguous runs of 128-wide
+// K steps and are summed through shared memory. Lane (g, q) feeds rows g and
+// g + 8 of each tile (A) and activation row g of each group of 8 (B: k = 2q,
+// 2q + 1 and + 8, + 16, + 24 of the block), one activation load serving the
+// NT tiles (with 9-16 rows the activations' 4-byte loads were the limit:
+// each fetches 8 rows' sectors for 4 bytes a lane); rows past N read row
+// N - 1's scales and are dropped, activation rows past M are zeros, tiles past
+// the last repeat it and are dropped.
+template <class T, int MT, int NT>
 __global__ void __launch_bounds__(kWarps * 32) sparse24_int4_gemv(const Sparse24Int4Args<T> a) {
   using P = Pair<T>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  const int64_t tile = blockIdx.x, steps = a.K / kStepK, G = a.K / a.group_size;
+  const int64_t steps = a.K / kStepK, G = a.K / a.group_size, tiles = (a.N + 15) / 16;
   const int64_t s0 = steps * warp / kWarps, s1 = steps * (warp + 1) / kWarps;
-  const int64_t n_lo = min(tile * 16 + g, a.N - 1), n_hi = min(tile * 16 + g + 8, a.N - 1);
-  const T *sc_lo = a.scale + n_lo * G, *sc_hi = a.scale + n_hi * G;
-  const uint4* vals = reinterpret_cast<const uint4*>(a.values) + tile * steps * 32 + lane;
-  const uint4* meta = reinterpret_cast<const uint4*>(a.meta) + tile * steps * 16 + 2 * g + (q & 1);
   const int64_t steps_per_group = a.group_size / kStepK;
-  float acc[MT][4] = {};
+  const uint4 *vals[NT], *meta[NT];
+  const T *sc_lo[NT], *sc_hi[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int64_t tile = min(int64_t(blockIdx.x) * NT + t, tiles - 1);
+    sc_lo[t] = a.scale + min(tile * 16 + g, a.N - 1) * G;
+    sc_hi[t] = a.scale + min(tile * 16 + g + 8, a.N - 1) * G;
+    vals[t] = reinterpret_cast<const uint4*>(a.values) + tile * steps * 32 + lane;
+    meta[t] = reinterpret_cast<const uint4*>(a.meta) + tile * steps * 16 + 2 * g + (q & 1);
+  }
+  float acc[NT][MT][4] = {};
   for (int64_t s = s0; s < s1; ++s) {
-    const uint4 v = load_nc(vals + s * 32);
-    const uint4 e = q < 2 ? load_nc(meta + s * 16) : make_uint4(0, 0, 0, 0);
+    uint4 v[NT], e[NT];
+    uint32_t s_lo[NT], s_hi[NT];
     const int64_t grp = s / steps_per_group;
-    const float f_lo = to_f32(sc_lo[grp]), f_hi = to_f32(sc_hi[grp]);
-    const uint32_t s_lo = P::of(f_lo, f_lo), s_hi = P::of(f_hi, f_hi);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      v[t] = load_stream(vals[t] + s * 32);
+      e[t] = q < 2 ? load_stream(meta[t] + s * 16) : make_uint4(0, 0, 0, 0);
+      const float f_lo = to_f32(sc_lo[t][grp]), f_hi = to_f32(sc_hi[t][grp]);
+      s_lo[t] = P::of(f_lo, f_lo), s_hi[t] = P::of(f_hi, f_hi);
+    }
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-      uint32_t w[4];
-      decode_block<T>(word(v, b), s_lo, s_hi, w);
       const int64_t k0 = s * kStepK + b * 32 + 2 * q;
+      uint32_t x[MT][4];
 #pragma unroll
       for (int j = 0; j < MT; ++j) {
         const int64_t m = 8 * j + g;
-        uint32_t x[4] = {0u, 0u, 0u, 0u};
-        if (m < a.M) {
-          const uint32_t* xr = reinterpret_cast<const uint32_t*>(a.x + m * a.ldx + k0);
+        const uint32_t* xr = reinterpret_cast<const uint32_t*>(a.x + m * a.ldx + k0);
 #pragma unroll
-          for (int i = 0; i < 4; ++i) x[i] = __ldg(xr + 4 * i);  // k + 8 i: 4 pairs apart
-        }
-        P::mma_sp(acc[j], w, x, word(e, b));
+        for (int i = 0; i < 4; ++i) x[j][i] = m < a.M ? __ldg(xr + 4 * i) : 0u;  // k + 8 i: 4 pairs apart
+      }
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        uint32_t w[4];
+        decode_block<T>(word(v[t], b), s_lo[t], s_hi[t], w);
+#pragma unroll
+        for (int j = 0; j < MT; ++j) P::mma_sp(acc[t][j], w, x[j], word(e[t], b));
       }
     }
   }
-  __shared__ float part[kWarps][MT][4][32];
+  __shared__ float part[kWarps][NT][MT][4][32];
 #pragma unroll
-  for (int j = 0; j < MT; ++j)
+  for (int t = 0; t < NT; ++t)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) part[warp][j][i][lane] = acc[j][i];
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[warp][t][j][i][lane] = acc[t][j][i];
   __syncthreads();
   if (warp != 0) return;
 #pragma unroll
-  for (int j = 0; j < MT; ++j)
+  for (int t = 0; t < NT; ++t) {
+    const int64_t tile = int64_t(blockIdx.x) * NT + t;
+    if (tile >= tiles) break;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float sum = 0.0f;
+    for (int j = 0; j < MT; ++j)
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) sum += part[w][j][i][lane];
-      // c0, c1: weight row g, activation rows 2q, 2q + 1 of the group; c2, c3: weight row g + 8.
-      const int64_t n = tile * 16 + g + 8 * (i / 2), m = 8 * j + 2 * q + i % 2;
-      if (n < a.N && m < a.M) a.out[m * a.N + n] = from_f32<T>(sum + (a.bias ? to_f32(a.bias[n]) : 0.0f));
-    }
+      for (int i = 0; i < 4; ++i) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) sum += part[w][t][j][i][lane];
+        // c0, c1: weight row g, activation rows 2q, 2q + 1 of the group; c2, c3: weight row g + 8.
+        const int64_t n = tile * 16 + g + 8 * (i / 2), m = 8 * j + 2 * q + i % 2;
+        if (n < a.N && m < a.M) a.out[m * a.N + n] = from_f32<T>(sum + (a.bias ? to_f32(a.bias[n]) : 0.0f));
+      }
+  }
 }
 
 // One thread per (tile, step, lane): the 4 K blocks of its word, each of its
@@ -159,11 +168,15 @@ cudaError_t sparse24_int4_linear(const Sparse24Int4Args<T>& a, cudaStream_t stre
   if (const cudaError_t err = check_args(a)) return err;
   if (a.M < 1 || a.M > kSparse24Int4GemvRows || a.ldx % 2 || !a.x || !a.out) return cudaErrorInvalidValue;
   if (reinterpret_cast<uintptr_t>(a.x) % 4) return cudaErrorMisalignedAddress;
-  const dim3 grid(unsigned((a.N + 15) / 16)), block(kWarps * 32);
-  if (a.M <= 8)
-    sparse24_int4_gemv<T, 1><<<grid, block, 0, stream>>>(a);
+  const int64_t tiles = (a.N + 15) / 16;
+  const dim3 block(kWarps * 32);
+  // One row: one tile a block (the loads of activations are few, blocks many); more: two, sharing them.
+  if (a.M == 1)
+    sparse24_int4_gemv<T, 1, 1><<<unsigned(tiles), block, 0, stream>>>(a);
+  else if (a.M <= 8)
+    sparse24_int4_gemv<T, 1, 2><<<unsigned((tiles + 1) / 2), block, 0, stream>>>(a);
   else
-    sparse24_int4_gemv<T, 2><<<grid, block, 0, stream>>>(a);
+    sparse24_int4_gemv<T, 2, 2><<<unsigned((tiles + 1) / 2), block, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

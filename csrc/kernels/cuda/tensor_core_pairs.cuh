@@ -97,6 +97,20 @@ __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
   using T2 = typename Pair<T>::T2;
   return as_u32(__hfma2(from_u32<T2>(a), from_u32<T2>(b), from_u32<T2>(c)));
 }
+template <class T>
+__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
+  using T2 = typename Pair<T>::T2;
+  return as_u32(__hmul2(from_u32<T2>(a), from_u32<T2>(b)));
+}
+
+// Weight codes are read once: stream them past L1.
+__device__ __forceinline__ uint4 load_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
 
 }  // namespace cuda
 }  // namespace kernels

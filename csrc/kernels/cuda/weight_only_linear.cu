@@ -185,14 +185,6 @@ __device__ __forceinline__ void b_pairs(const uint4& X, int t, uint32_t& b0, uin
   b1 = __byte_perm(lo, hi, 0x7632);
 }
 
-// Weight codes are read once: stream them past L1.
-__device__ __forceinline__ uint4 load_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // Eight activations (16 bytes): one vector load when the row is aligned.
 template <class T, bool kVec>
