@@ -278,8 +278,10 @@ int bench(int only_format, int64_t only_rows) {
 
 // tests/cuda/test_sparse24_int4.cu
 int run_sparse24_int4_tests();
+int bench_sparse24_int4();
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4();
   if (argc > 1 && std::string(argv[1]) == "--bench")
     return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1);
   std::mt19937 rng(0);
