@@ -356,11 +356,10 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
                                               bias);
     // MarlinSparseLayout's dense values are int8 codes - 8 without a zero point.
     const bool marlin = kind == LayoutKind::MarlinSparse;
-    if (marlin && data.is_cuda() && mma_sp_form_for_cuda().first.defined()) {
-      const auto& form = mma_sp_form_for_cuda();
-      return ops::call_sparse24_int4_linear(input, form.first, form.second, shape[0], shape[1], block_size[1], scale,
-                                            bias);
-    }
+    // On CUDA, where in_features and the group are multiples of 128: the sparse tensor cores' form.
+    if (const auto* form = marlin && data.is_cuda() ? &mma_sp_form_for_cuda() : nullptr; form && form->first.defined())
+      return ops::call_sparse24_int4_linear(input, form->first, form->second, shape[0], shape[1], block_size[1],
+                                            scale, bias);
     return ops::call_weight_only_linear(
         input,
         data.is_cuda() ? int8_codes_for_cuda()
@@ -413,8 +412,9 @@ void AffineQuantizedTensor::prepare_device_forms() const {
   zero_point_for_cuda();
   const auto kind = parse_layout(layout);
   const auto cd = parse_code_dtype(code_dtype);
-  // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), else the dense codes every CUDA
-  // path reads. A cuSPARSELt weight called as a weight-only linear still expands them at that first call.
+  // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), MarlinSparseLayout's mma.sp form
+  // where it takes them, else the dense codes every CUDA path reads. A cuSPARSELt weight called as a
+  // weight-only linear still expands them at that first call.
   if (layout_is_sparse24(kind)) {
     if (!cusparselt_codes_for_cuda().defined() && !mma_sp_form_for_cuda().first.defined()) int8_codes_for_cuda();
     return;
