@@ -8,8 +8,8 @@ activation x int8 weight linear (dense, and 2:4 sparse through cuSPARSELt), 2:4 
 the same weight as 2:4 bfloat16 on the sparse tensor cores (op sparse24_linear), torch's own `aten._weight_int4pack_mm`
 (tinygemm), and `torch._int_mm` with the per-token activation quantization
 and the scaling done separately in torch ops (M > 16 only, as `_int_mm`);
-float8 dynamic activation x float8 weight (per tensor and per row, ours) against
-`torch._scaled_mm` with the float8 activation quantization done in torch ops. Each method cycles through enough
+float8 dynamic activation x float8 weight (per tensor and per row, ours; and 2:4 sparse, CutlassSemiSparseLayout,
+on the sparse tensor cores) against `torch._scaled_mm` with the float8 activation quantization done in torch ops. Each method cycles through enough
 weight copies to exceed the L2 cache, so weights come from HBM as in decode.
 The device-to-device copy bandwidth (read + write) is measured in the same run.
 
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 import torchao_cpp  # noqa: F401  (registers the ops)
 from torchao_cpp.dtypes import AffineQuantizedTensor, Int4CPULayout, MarlinSparseLayout, SemiSparseLayout
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     Float8DynamicActivationFloat8WeightConfig,
     Float8WeightOnlyConfig,
     FPXWeightOnlyConfig,
@@ -193,6 +194,11 @@ def main() -> None:
             quantize_(lq, Float8DynamicActivationFloat8WeightConfig(granularity=gran))
             f8[label] = [lq.weight._moved(torch.device("cpu"))._moved(torch.device("cuda"))
                          for _ in range(max(2, copies // 2))]
+        # 2:4 float8 (the seed's defaults: e5m2 per-token activations, e4m3fn per-row weights): a call reads
+        # the sparse tensor cores' form, 5 bits per weight.
+        lf24 = copy.deepcopy(lin).cpu()
+        quantize_(lf24, Float8DynamicActivationFloat8SemiSparseWeightConfig())
+        qf24 = [lf24.weight._moved(torch.device("cuda")) for _ in range(max(2, copies * 4 // 5))]
         scaled_mm = {}
         try:
             for label, qs in f8.items():
@@ -257,6 +263,9 @@ def main() -> None:
                 if M > 16 and label in scaled_mm:
                     methods[f"torch _scaled_mm per-{label} + act quant"] = (
                         [lambda t=t, r=label == "row": scaled_mm_linear(x, *t, r) for t in scaled_mm[label]], wbytes8)
+            methods["float8 dyn x float8 2:4 (ours)"] = (
+                [lambda w=w: torch.ops.torchao_cpp.activation_quantized_linear(x, w.impl, None) for w in qf24],
+                N * K * 5 // 8)
             if tiny:
                 methods["torch _weight_int4pack_mm"] = (
                     [lambda t=t: torch.ops.aten._weight_int4pack_mm(x, t[0], 128, t[1]) for t in tiny], wbytes4)
@@ -281,7 +290,7 @@ def main() -> None:
                     r["speedup_vs_bf16"] = base / us
                     line += f"  {label.split(' (')[0]} {us:8.1f} us ({base / us:4.2f}x, {100 * r['copy_bw_fraction']:3.0f}% BW)"
                 print(line, flush=True)
-        del bf16, q4, q8, qf, q6, qd, qs24, qm24, bf24, int_mm, tiny, f8, scaled_mm
+        del bf16, q4, q8, qf, q6, qd, qs24, qm24, bf24, int_mm, tiny, f8, qf24, scaled_mm
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

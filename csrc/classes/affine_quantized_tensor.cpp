@@ -412,8 +412,8 @@ void AffineQuantizedTensor::prepare_device_forms() const {
   zero_point_for_cuda();
   const auto kind = parse_layout(layout);
   const auto cd = parse_code_dtype(code_dtype);
-  // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), MarlinSparseLayout's mma.sp form
-  // where it takes them, else the dense codes every CUDA path reads. A cuSPARSELt weight called as a
+  // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), the mma.sp form where it takes
+  // them (MarlinSparseLayout, CutlassSemiSparseLayout), else the dense codes every CUDA path reads. A cuSPARSELt weight called as a
   // weight-only linear still expands them at that first call.
   if (layout_is_sparse24(kind)) {
     if (!cusparselt_codes_for_cuda().defined() && !mma_sp_form_for_cuda().first.defined()) int8_codes_for_cuda();
@@ -480,10 +480,15 @@ const at::Tensor& AffineQuantizedTensor::cusparselt_codes_for_cuda() const {
 const std::pair<at::Tensor, at::Tensor>& AffineQuantizedTensor::mma_sp_form_for_cuda() const {
   std::call_once(mma_sp_once_, [&] {
     const int64_t K = shape.back();
-    if (!data.is_cuda() || parse_layout(layout) != LayoutKind::MarlinSparse || shape.size() != 2 || K % 128 != 0 ||
-        block_size.back() % 128 != 0)
+    const auto kind = parse_layout(layout);
+    if (!data.is_cuda() || shape.size() != 2) return;
+    std::tuple<at::Tensor, at::Tensor> form;
+    if (kind == LayoutKind::MarlinSparse && K % 128 == 0 && block_size.back() % 128 == 0)
+      form = ops::call_sparse24_int4_mma_pack(data.cpu(), shape[0], K);
+    else if (kind == LayoutKind::CutlassSemiSparse)
+      form = ops::call_sparse24_float8_mma_pack(data.cpu(), shape[0], K);
+    else
       return;
-    const auto form = ops::call_sparse24_int4_mma_pack(data.cpu(), shape[0], K);
     mma_sp_form_ = {std::get<0>(form).to(data.device()), std::get<1>(form).to(data.device())};
   });
   return mma_sp_form_;
@@ -710,12 +715,13 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     TORCH_CHECK_VALUE(input.device() == w.data.device(), "linear: input is on ", input.device(),
                       " but the weight is on ", w.data.device());
     if (layout_is_sparse24(parse_layout(w.layout))) {
-      // 2:4 float8 codes: read compressed on the CPU; on CUDA dense (expanded once), no sparse kernel yet.
+      // 2:4 float8 codes: read compressed on the CPU; on CUDA in the sparse tensor cores' form.
       if (w.data.is_cpu())
         return ops::float8_linear_sparse24(input, f8->dtype, f8->granularity, act_scale, w.data, w.shape[1],
                                            w.code_dtype, w.scale, bias);
-      return ops::call_float8_linear(input, f8->dtype, f8->granularity, act_scale, w.int8_codes_for_cuda(),
-                                     w.code_dtype, w.scale, bias, fast_accum);
+      const auto& form = w.mma_sp_form_for_cuda();
+      return ops::call_sparse24_float8_linear(input, f8->dtype, f8->granularity, act_scale, form.first, form.second,
+                                              w.shape[0], w.shape[1], w.code_dtype, w.scale, bias, fast_accum);
     }
     return ops::call_float8_linear(input, f8->dtype, f8->granularity, act_scale, w.data, w.code_dtype, w.scale, bias,
                                    fast_accum);

@@ -86,11 +86,12 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // (when the weight moves to the device); undefined where the build has no
   // cuSPARSELt or it refuses the shape, and the codes then run dense.
   const at::Tensor& cusparselt_codes_for_cuda() const;
-  // MarlinSparseLayout weights on CUDA: the kept codes and metadata arranged
-  // as the sparse tensor cores' operands (op sparse24_int4_mma_pack, 3 bits
-  // per weight), which op sparse24_int4_linear reads at every M; built once,
-  // where in_features and the group are multiples of 128 (else undefined:
-  // the dense int8 codes run instead).
+  // MarlinSparseLayout and CutlassSemiSparseLayout weights on CUDA: the kept
+  // codes and metadata arranged as the sparse tensor cores' operands (ops
+  // sparse24_int4_mma_pack, 3 bits per weight, and sparse24_float8_mma_pack,
+  // 5), which ops sparse24_int4_linear and sparse24_float8_linear read at
+  // every M; built once. MarlinSparseLayout needs in_features and the group
+  // multiples of 128 (else undefined: the dense int8 codes run instead).
   const std::pair<at::Tensor, at::Tensor>& mma_sp_form_for_cuda() const;
 
   // Builds now, on a CUDA weight, the device forms its linears read

@@ -109,10 +109,11 @@ at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t) {
   return t;
 }
 
-Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, const std::string& act_dtype,
-                                     const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
-                                     const at::Tensor& codes, const std::string& weight_dtype,
-                                     const at::Tensor& weight_scale, int64_t sparse_in_features) {
+namespace {
+// What check_float8_linear and check_float8_linear_shape share: the formats and
+// granularity, then (N and K known) the input's features and both scales.
+Float8LinearSpec float8_linear_formats(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                       const std::string& act_granularity, const std::string& weight_dtype) {
   Float8LinearSpec s;
   s.act = parse_float8_dtype(act_dtype);
   s.weight = parse_float8_dtype(weight_dtype);
@@ -121,20 +122,14 @@ Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, co
   s.act_per_row = act_granularity == "PerRow";
   TORCH_CHECK_VALUE(input.dim() >= 1, op, ": input must have at least 1 dim, got a scalar");
   check_float_dtype(op, "input", input.scalar_type());
-  s.codes = float8_codes_as_uint8(op, codes);
-  TORCH_CHECK_VALUE(s.codes.dim() == 2, op, ": codes must be 2-d (out_features, in_features), got shape ",
-                    codes.sizes());
-  s.N = s.codes.size(0);
-  s.K = sparse_in_features >= 0 ? sparse_in_features : s.codes.size(1);
-  if (sparse_in_features >= 0)
-    TORCH_CHECK_VALUE(s.K % 4 == 0 && s.codes.size(1) == k::sparse24_row_bytes(s.K), op,
-                      ": 2:4 compressed codes of in_features=", s.K, " (a multiple of 4) have ",
-                      s.K % 4 == 0 ? k::sparse24_row_bytes(s.K) : -1, " bytes per row, got shape ", codes.sizes());
+  return s;
+}
+
+void check_float8_scales(const char* op, Float8LinearSpec& s, const at::Tensor& input,
+                         const c10::optional<at::Tensor>& act_scale, const at::Tensor& weight_scale) {
   TORCH_CHECK_VALUE(input.size(-1) == s.K, op, ": input has ", input.size(-1),
                     " features in its last dim but the weight expects in_features=", s.K, " (input shape ",
                     input.sizes(), ")");
-  check_on(op, s.codes, "codes", input.device());
-  s.codes = s.codes.contiguous();
   check_float_dtype(op, "weight_scale", weight_scale.scalar_type());
   TORCH_CHECK_VALUE(weight_scale.numel() == 1 || weight_scale.numel() == s.N, op, ": weight_scale has ",
                     weight_scale.numel(), " elements, expected 1 (per tensor) or out_features=", s.N, " (per row)");
@@ -150,6 +145,41 @@ Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, co
     check_on(op, *act_scale, "act_scale", input.device());
     s.act_scale = act_scale->to(at::kFloat).reshape({1}).contiguous();
   }
+}
+}  // namespace
+
+Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                     const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                     const at::Tensor& codes, const std::string& weight_dtype,
+                                     const at::Tensor& weight_scale, int64_t sparse_in_features) {
+  Float8LinearSpec s = float8_linear_formats(op, input, act_dtype, act_granularity, weight_dtype);
+  s.codes = float8_codes_as_uint8(op, codes);
+  TORCH_CHECK_VALUE(s.codes.dim() == 2, op, ": codes must be 2-d (out_features, in_features), got shape ",
+                    codes.sizes());
+  s.N = s.codes.size(0);
+  s.K = sparse_in_features >= 0 ? sparse_in_features : s.codes.size(1);
+  if (sparse_in_features >= 0)
+    TORCH_CHECK_VALUE(s.K % 4 == 0 && s.codes.size(1) == k::sparse24_row_bytes(s.K), op,
+                      ": 2:4 compressed codes of in_features=", s.K, " (a multiple of 4) have ",
+                      s.K % 4 == 0 ? k::sparse24_row_bytes(s.K) : -1, " bytes per row, got shape ", codes.sizes());
+  check_on(op, s.codes, "codes", input.device());
+  s.codes = s.codes.contiguous();
+  check_float8_scales(op, s, input, act_scale, weight_scale);
+  return s;
+}
+
+Float8LinearSpec check_float8_linear_shape(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                           const std::string& act_granularity,
+                                           const c10::optional<at::Tensor>& act_scale, int64_t out_features,
+                                           int64_t in_features, const std::string& weight_dtype,
+                                           const at::Tensor& weight_scale) {
+  Float8LinearSpec s = float8_linear_formats(op, input, act_dtype, act_granularity, weight_dtype);
+  TORCH_CHECK_VALUE(out_features >= 1 && in_features >= 4 && in_features % 4 == 0, op,
+                    ": needs out_features >= 1 and in_features a positive multiple of 4, got (", out_features, ", ",
+                    in_features, ")");
+  s.N = out_features;
+  s.K = in_features;
+  check_float8_scales(op, s, input, act_scale, weight_scale);
   return s;
 }
 

@@ -106,6 +106,12 @@ Float8LinearSpec check_float8_linear(const char* op, const at::Tensor& input, co
                                      const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
                                      const at::Tensor& codes, const std::string& weight_dtype,
                                      const at::Tensor& weight_scale, int64_t sparse_in_features = -1);
+// The same for a weight held in another form (no codes: s.codes undefined), of (out_features, in_features).
+Float8LinearSpec check_float8_linear_shape(const char* op, const at::Tensor& input, const std::string& act_dtype,
+                                           const std::string& act_granularity,
+                                           const c10::optional<at::Tensor>& act_scale, int64_t out_features,
+                                           int64_t in_features, const std::string& weight_dtype,
+                                           const at::Tensor& weight_scale);
 
 }  // namespace ops
 }  // namespace torchao_cpp

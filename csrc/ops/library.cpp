@@ -79,6 +79,13 @@ TORCH_LIBRARY(torchao_cpp, m) {
   m.def(
       "sparse24_int4_linear(Tensor input, Tensor values, Tensor meta, int out_features, int in_features, "
       "int group_size, Tensor scale, Tensor? bias=None) -> Tensor");
+  // CutlassSemiSparseLayout (2:4 float8 codes) likewise (mma.sp m16n8k64, compute capability 8.9 and newer;
+  // 5 bits per weight), and float8_linear on that form (CUDA).
+  m.def("sparse24_float8_mma_pack(Tensor rows, int out_features, int in_features) -> (Tensor values, Tensor meta)");
+  m.def(
+      "sparse24_float8_linear(Tensor input, str act_dtype, str act_granularity, Tensor? act_scale, Tensor values, "
+      "Tensor meta, int out_features, int in_features, str weight_dtype, Tensor weight_scale, Tensor? bias=None, "
+      "bool fast_accum=False) -> Tensor");
   // float8 activations (quantized per tensor or per row, or with a static act_scale) x float8 weights,
   // as torch._scaled_mm: codes (N, K), weight_scale 1 or N elements.
   m.def(
@@ -117,7 +124,8 @@ TORCH_LIBRARY_IMPL(torchao_cpp, AutogradMeta, m) {
         "quantize_affine_floatx", "dequantize_affine_floatx", "int8_asymm_per_token_quant",
         "int8_symm_per_token_reduced_range_quant", "choose_qparams_and_quantize_affine_hqq", "pack_bits",
         "unpack_bits", "prune_2to4", "weight_only_linear",
-        "int8_dynamic_linear", "sparse24_cusparselt_compress", "sparse24_linear", "sparse24_int4_mma_pack", "sparse24_int4_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
+        "int8_dynamic_linear", "sparse24_cusparselt_compress", "sparse24_linear", "sparse24_int4_mma_pack", "sparse24_int4_linear",
+        "sparse24_float8_mma_pack", "sparse24_float8_linear", "float8_linear", "affine_quantized_linear", "activation_quantized_linear",
         "quantize_weight", "check_weight", "affine_quantize"})
     m.impl(op, torch::CppFunction::makeFallthrough());
 }

@@ -519,6 +519,30 @@ at::Tensor call_sparse24_int4_linear(const at::Tensor& input, const at::Tensor& 
   return handle.call(input, values, meta, out_features, in_features, group_size, scale, bias);
 }
 
+std::tuple<at::Tensor, at::Tensor> call_sparse24_float8_mma_pack(const at::Tensor& rows, int64_t out_features,
+                                                                 int64_t in_features) {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("torchao_cpp::sparse24_float8_mma_pack", "")
+                                 .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t, int64_t)>();
+  return handle.call(rows, out_features, in_features);
+}
+
+at::Tensor call_sparse24_float8_linear(const at::Tensor& input, const std::string& act_dtype,
+                                       const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                       const at::Tensor& values, const at::Tensor& meta, int64_t out_features,
+                                       int64_t in_features, const std::string& weight_dtype,
+                                       const at::Tensor& weight_scale, const c10::optional<at::Tensor>& bias,
+                                       bool fast_accum) {
+  static const auto handle =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("torchao_cpp::sparse24_float8_linear", "")
+          .typed<at::Tensor(const at::Tensor&, const std::string&, const std::string&,
+                            const c10::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                            const std::string&, const at::Tensor&, const c10::optional<at::Tensor>&, bool)>();
+  return handle.call(input, act_dtype, act_granularity, act_scale, values, meta, out_features, in_features,
+                     weight_dtype, weight_scale, bias, fast_accum);
+}
+
 at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
                               const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
                               const std::string& weight_dtype, const at::Tensor& weight_scale,
@@ -627,6 +651,31 @@ std::tuple<at::Tensor, at::Tensor> sparse24_int4_mma_pack(const at::Tensor& rows
   return {values, meta};
 }
 
+// CutlassSemiSparseLayout's compressed rows (N x sparse24_row_bytes(K), uint8)
+// in the float8 sparse tensor cores' form (kernels/cpu/sparse24.h), as two
+// int32 tensors: values (16-row tiles x 64-wide blocks x 128 words), metadata
+// (tiles x blocks x 32 words).
+std::tuple<at::Tensor, at::Tensor> sparse24_float8_mma_pack(const at::Tensor& rows, int64_t out_features,
+                                                            int64_t in_features) {
+  const char* op = "sparse24_float8_mma_pack";
+  const int64_t N = out_features, K = in_features;
+  TORCH_CHECK_VALUE(N >= 1 && K >= 4 && K % 4 == 0, op, ": needs out_features >= 1 and in_features a positive ",
+                    "multiple of 4, got (", N, ", ", K, ")");
+  TORCH_CHECK_VALUE(rows.scalar_type() == at::kByte && rows.dim() == 2 && rows.size(0) == N &&
+                        rows.size(1) == k::sparse24_row_bytes(K),
+                    op, ": rows must be the (", N, ", ", k::sparse24_row_bytes(K), ") uint8 compressed rows of ",
+                    "CutlassSemiSparseLayout, got ", rows.scalar_type(), " of shape ", rows.sizes());
+  const auto r = rows.contiguous();
+  TORCH_CHECK_VALUE(k::check_2to4_metadata(ptr<uint8_t>(r), N, K) < 0, op,
+                    ": rows hold a group whose kept columns are not two increasing indices");
+  const int64_t words = k::sparse24_mma_tiles(N) * k::sparse24_float8_mma_blocks(K) * 32;
+  auto values = at::empty({4 * words}, r.options().dtype(at::kInt));
+  auto meta = at::empty({words}, r.options().dtype(at::kInt));
+  k::sparse24_float8_mma_pack(ptr<uint8_t>(r), N, K, reinterpret_cast<uint32_t*>(values.data_ptr()),
+                              reinterpret_cast<uint32_t*>(meta.data_ptr()));
+  return {values, meta};
+}
+
 }  // namespace
 }  // namespace ops
 }  // namespace torchao_cpp
@@ -650,6 +699,15 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CPU, m) {
     TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_int4_linear: runs on CUDA only (sparse tensor cores); got input on ",
                                 input.device(), " (on the CPU, weight_only_linear reads the compressed rows)");
   });
+  m.impl("sparse24_float8_mma_pack", &sparse24_float8_mma_pack);
+  m.impl("sparse24_float8_linear",
+         [](const at::Tensor& input, const std::string&, const std::string&, const c10::optional<at::Tensor>&,
+            const at::Tensor&, const at::Tensor&, int64_t, int64_t, const std::string&, const at::Tensor&,
+            const c10::optional<at::Tensor>&, bool) -> at::Tensor {
+           TORCH_CHECK_NOT_IMPLEMENTED(false, "sparse24_float8_linear: runs on CUDA only (sparse tensor cores); got "
+                                       "input on ", input.device(), " (on the CPU, float8_linear reads the "
+                                       "compressed rows)");
+         });
   m.impl("float8_linear", &float8_linear);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

@@ -56,6 +56,17 @@ at::Tensor call_sparse24_int4_linear(const at::Tensor& input, const at::Tensor& 
                                      int64_t out_features, int64_t in_features, int64_t group_size,
                                      const at::Tensor& scale, const c10::optional<at::Tensor>& bias);
 
+// sparse24_float8_mma_pack and sparse24_float8_linear through the dispatcher: the same for
+// CutlassSemiSparseLayout's float8 rows, and float8_linear on that form (CUDA).
+std::tuple<at::Tensor, at::Tensor> call_sparse24_float8_mma_pack(const at::Tensor& rows, int64_t out_features,
+                                                                 int64_t in_features);
+at::Tensor call_sparse24_float8_linear(const at::Tensor& input, const std::string& act_dtype,
+                                       const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                       const at::Tensor& values, const at::Tensor& meta, int64_t out_features,
+                                       int64_t in_features, const std::string& weight_dtype,
+                                       const at::Tensor& weight_scale, const c10::optional<at::Tensor>& bias,
+                                       bool fast_accum);
+
 at::Tensor call_float8_linear(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
                               const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
                               const std::string& weight_dtype, const at::Tensor& weight_scale,

@@ -13,6 +13,7 @@
 #include "../kernels/cpu/bitpack.h"
 #include "../kernels/cpu/floatx.h"
 #include "../kernels/cuda/weight_only_linear.cuh"
+#include "../kernels/cuda/sparse24_float8_linear.cuh"
 #include "../kernels/cuda/sparse24_int4_linear.cuh"
 #include "../kernels/cpu/sparse24.h"
 #ifdef TORCHAO_CPP_HAVE_CUSPARSELT
@@ -539,43 +540,51 @@ cudaDataType_t float_cuda_type(at::ScalarType t) {
   return t == at::kBFloat16 ? CUDA_R_16BF : t == at::kHalf ? CUDA_R_16F : CUDA_R_32F;
 }
 
-at::Tensor float8_linear_cuda(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
-                              const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
-                              const std::string& weight_dtype, const at::Tensor& weight_scale,
-                              const c10::optional<at::Tensor>& bias, bool fast_accum) {
-  const char* op = "float8_linear";
-  TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
-  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
-                                     weight_scale);
-  const int64_t N = s.N, K = s.K;
-  const at::Tensor b = cuda_bias(op, bias, input, N);
-  const c10::cuda::CUDAGuard guard(input.device());
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  auto shape = input.sizes().vec();
-  shape.back() = N;
-  auto x2d = input.reshape({-1, K});
-  if (x2d.stride(1) != 1 || x2d.stride(0) < K) x2d = x2d.contiguous();
-  const int64_t M = x2d.size(0);
-  const auto dtype = input.scalar_type();
-  auto out = at::empty({M, N}, input.options());
-  if (M == 0 || N == 0) return out.view(shape);
+// A float8 linear's input as M x K rows (K contiguous) and its quantized activations.
+struct Float8Input {
+  at::Tensor x2d;
+  std::vector<int64_t> out_shape;
+  at::Tensor q;   // M x K float8 codes, row stride K
+  at::Tensor xs;  // M (per row) or 1 float32 scales
+};
+
+Float8Input quantize_float8_input(const char* op, const at::Tensor& input, const Float8LinearSpec& s,
+                                  cudaStream_t stream) {
+  Float8Input f;
+  f.out_shape = input.sizes().vec();
+  f.out_shape.back() = s.N;
+  f.x2d = input.reshape({-1, s.K});
+  if (f.x2d.stride(1) != 1 || f.x2d.stride(0) < s.K) f.x2d = f.x2d.contiguous();
+  const int64_t M = f.x2d.size(0);
   const auto opts = input.options();
-  auto q = at::empty({M, K}, opts.dtype(at::kByte));
-  auto xs = at::empty({s.act_per_row ? M : 1}, opts.dtype(at::kFloat));
+  f.q = at::empty({M, s.K}, opts.dtype(at::kByte));
+  f.xs = at::empty({s.act_per_row ? M : 1}, opts.dtype(at::kFloat));
+  if (M == 0) return f;
   auto amax = at::empty({1}, opts.dtype(at::kInt));
   check_launch(op, kc::quantize_activations_float8(
-                       x2d.data_ptr(), kernel_dtype(dtype), x2d.stride(0), M, K, s.act_per_row, s.act,
-                       s.act_scale.defined() ? s.act_scale.data_ptr<float>() : nullptr, q.data_ptr<uint8_t>(),
-                       xs.data_ptr<float>(), reinterpret_cast<uint32_t*>(amax.data_ptr<int32_t>()), stream));
+                       f.x2d.data_ptr(), kernel_dtype(input.scalar_type()), f.x2d.stride(0), M, s.K, s.act_per_row,
+                       s.act, s.act_scale.defined() ? s.act_scale.data_ptr<float>() : nullptr,
+                       f.q.data_ptr<uint8_t>(), f.xs.data_ptr<float>(),
+                       reinterpret_cast<uint32_t*>(amax.data_ptr<int32_t>()), stream));
+  return f;
+}
+
+// out (M x N, the input's dtype) = (q w^T) * xs * ws + bias with w the dense
+// float8 codes (N x K bytes) on cuBLASLt's FP8 tensor cores.
+void float8_gemm_out(const char* op, const Float8LinearSpec& s, const Float8Input& f, const void* w,
+                     const at::Tensor& b, bool fast_accum, at::Tensor& out, cudaStream_t stream) {
+  const int64_t M = f.q.size(0), N = s.N, K = s.K;
+  const auto opts = out.options();
+  const auto dtype = out.scalar_type();
   // cuBLASLt scales both operands per tensor, or both per row (outer vectors).
   const bool rowwise = s.act_per_row || s.weight_per_row;
-  const at::Tensor xsv = rowwise && !s.act_per_row ? xs.expand({M}).contiguous() : xs;
+  const at::Tensor xsv = rowwise && !s.act_per_row ? f.xs.expand({M}).contiguous() : f.xs;
   const at::Tensor wsv = rowwise && !s.weight_per_row ? s.weight_scale.expand({N}).contiguous() : s.weight_scale;
   auto workspace = at::empty({int64_t(kCublasLtWorkspace)}, opts.dtype(at::kByte));
   const auto handle = at::cuda::getCurrentCUDABlasLtHandle();
   kc::Float8GemmArgs g;
-  g.x = q.data_ptr();
-  g.w = s.codes.data_ptr();
+  g.x = f.q.data_ptr();
+  g.w = w;
   g.x_type = float8_cuda_type(s.act);
   g.w_type = float8_cuda_type(s.weight);
   g.M = M;
@@ -598,7 +607,7 @@ at::Tensor float8_linear_cuda(const at::Tensor& input, const std::string& act_dt
   // (H200, K = 14336: 56 us at M = 1 against 32 for per-tensor scales).
   if (!(rowwise && M <= kFloat8RowwiseEpilogueRows) &&
       !refused(kc::float8_gemm(handle, g, workspace.data_ptr(), kCublasLtWorkspace, stream)))
-    return out.view(shape);
+    return;
   // Few rows with per-row scales, or where cuBLASLt refuses the scaled form
   // (e.g. per-row scales on an older cuBLASLt, float32 output with a bias):
   // an unscaled float8 GEMM into float32 and our epilogue; where it refuses
@@ -613,15 +622,92 @@ at::Tensor float8_linear_cuda(const at::Tensor& input, const std::string& act_dt
   if (refused(kc::float8_gemm(handle, g, workspace.data_ptr(), kCublasLtWorkspace, stream))) {
     auto xv = at::empty({M, K}, opts.dtype(at::kFloat));
     auto wv = at::empty({N, K}, opts.dtype(at::kFloat));
-    check_launch(op, kc::float8_to_float32(q.data_ptr<uint8_t>(), M * K, s.act, xv.data_ptr<float>(), stream));
-    check_launch(op, kc::float8_to_float32(s.codes.data_ptr<uint8_t>(), N * K, s.weight, wv.data_ptr<float>(), stream));
+    check_launch(op, kc::float8_to_float32(f.q.data_ptr<uint8_t>(), M * K, s.act, xv.data_ptr<float>(), stream));
+    check_launch(op, kc::float8_to_float32(static_cast<const uint8_t*>(w), N * K, s.weight, wv.data_ptr<float>(),
+                                           stream));
     at::mm_out(acc, xv, wv.t());
   }
-  check_launch(op, kc::float8_linear_epilogue(acc.data_ptr<float>(), xs.data_ptr<float>(), s.act_per_row ? 1 : 0,
+  check_launch(op, kc::float8_linear_epilogue(acc.data_ptr<float>(), f.xs.data_ptr<float>(), s.act_per_row ? 1 : 0,
                                               s.weight_scale.data_ptr<float>(), s.weight_per_row ? 1 : 0,
                                               b.defined() ? b.data_ptr() : nullptr, kernel_dtype(dtype), M, N,
                                               out.data_ptr(), stream));
-  return out.view(shape);
+}
+
+at::Tensor float8_linear_cuda(const at::Tensor& input, const std::string& act_dtype, const std::string& act_granularity,
+                              const c10::optional<at::Tensor>& act_scale, const at::Tensor& codes,
+                              const std::string& weight_dtype, const at::Tensor& weight_scale,
+                              const c10::optional<at::Tensor>& bias, bool fast_accum) {
+  const char* op = "float8_linear";
+  TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
+  const auto s = check_float8_linear(op, input, act_dtype, act_granularity, act_scale, codes, weight_dtype,
+                                     weight_scale);
+  const at::Tensor b = cuda_bias(op, bias, input, s.N);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto f = quantize_float8_input(op, input, s, stream);
+  auto out = at::empty({f.q.size(0), s.N}, input.options());
+  if (out.numel() > 0) float8_gemm_out(op, s, f, s.codes.data_ptr(), b, fast_accum, out, stream);
+  return out.view(f.out_shape);
+}
+
+// sparse24_float8_linear: float8_linear on CutlassSemiSparseLayout's weight in the sparse
+// tensor cores' form (sparse24_float8_mma_pack): up to 16 activation rows the mma.sp GEMV
+// (compute capability 8.9 and newer), otherwise the dense codes expanded per call for
+// float8_linear's GEMM.
+at::Tensor sparse24_float8_linear_cuda(const at::Tensor& input, const std::string& act_dtype,
+                                       const std::string& act_granularity, const c10::optional<at::Tensor>& act_scale,
+                                       const at::Tensor& values, const at::Tensor& meta, int64_t out_features,
+                                       int64_t in_features, const std::string& weight_dtype,
+                                       const at::Tensor& weight_scale, const c10::optional<at::Tensor>& bias,
+                                       bool fast_accum) {
+  const char* op = "sparse24_float8_linear";
+  TORCH_CHECK_VALUE(input.is_cuda(), op, ": input must be a CUDA tensor, got device ", input.device());
+  const auto s = check_float8_linear_shape(op, input, act_dtype, act_granularity, act_scale, out_features,
+                                           in_features, weight_dtype, weight_scale);
+  const int64_t N = s.N, K = s.K;
+  const int64_t words = kernels::sparse24_mma_tiles(N) * kernels::sparse24_float8_mma_blocks(K) * 32;
+  TORCH_CHECK_VALUE(values.scalar_type() == at::kInt && values.dim() == 1 && values.numel() == 4 * words &&
+                        meta.scalar_type() == at::kInt && meta.dim() == 1 && meta.numel() == words,
+                    op, ": values and meta must be the int32 tensors sparse24_float8_mma_pack returns for a (", N,
+                    ", ", K, ") weight (", 4 * words, " and ", words, " elements), got ", values.scalar_type(), " ",
+                    values.sizes(), " and ", meta.scalar_type(), " ", meta.sizes());
+  check_on(op, values, "values", input.device());
+  check_on(op, meta, "meta", input.device());
+  const at::Tensor b = cuda_bias(op, bias, input, N);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  // The kernels read the values as 16-byte vectors.
+  auto v = values.contiguous();
+  if (reinterpret_cast<uintptr_t>(v.data_ptr()) % 16) v = v.clone();
+  const auto m = meta.contiguous();
+  const auto f = quantize_float8_input(op, input, s, stream);
+  const int64_t M = f.q.size(0);
+  auto out = at::empty({M, N}, input.options());
+  if (M == 0) return out.view(f.out_shape);
+  const auto* vp = reinterpret_cast<const uint32_t*>(v.data_ptr());
+  const auto* mp = reinterpret_cast<const uint32_t*>(m.data_ptr());
+  if (M <= kc::kSparse24Float8GemvRows && kc::sparse24_float8_mma_supported()) {
+    kc::Sparse24Float8Args a;
+    a.x = f.q.data_ptr<uint8_t>();
+    a.x_fmt = s.act;
+    a.w_fmt = s.weight;
+    a.values = vp;
+    a.meta = mp;
+    a.xs = f.xs.data_ptr<float>();
+    a.xs_stride = s.act_per_row ? 1 : 0;
+    a.ws = s.weight_scale.data_ptr<float>();
+    a.ws_stride = s.weight_per_row ? 1 : 0;
+    a.bias = b.defined() ? b.data_ptr() : nullptr;
+    a.out_t = kernel_dtype(input.scalar_type());
+    a.M = M, a.N = N, a.K = K;
+    a.out = out.data_ptr();
+    check_launch(op, kc::sparse24_float8_linear(a, stream));
+    return out.view(f.out_shape);
+  }
+  auto codes = at::empty({N, K}, input.options().dtype(at::kByte));
+  check_launch(op, kc::sparse24_float8_expand(vp, mp, N, K, codes.data_ptr<uint8_t>(), stream));
+  float8_gemm_out(op, s, f, codes.data_ptr(), b, fast_accum, out, stream);
+  return out.view(f.out_shape);
 }
 
 }  // namespace
@@ -635,6 +721,7 @@ TORCH_LIBRARY_IMPL(torchao_cpp, CUDA, m) {
   m.impl("sparse24_cusparselt_compress", &sparse24_cusparselt_compress_cuda);
   m.impl("sparse24_linear", &sparse24_linear_cuda);
   m.impl("sparse24_int4_linear", &sparse24_int4_linear_cuda);
+  m.impl("sparse24_float8_linear", &sparse24_float8_linear_cuda);
   m.impl("float8_linear", &float8_linear_cuda);
   m.impl("affine_quantized_linear", &affine_quantized_linear);
   m.impl("activation_quantized_linear", &activation_quantized_linear);

@@ -1526,6 +1526,59 @@ TEST(Sparse24, Int4MmaFormPlacesCodesAndMetadata) {
     }
 }
 
+// The CUDA 2:4 float8 kernel's operand form (sparse24_float8_mma_pack): one
+// kept pair placed by hand where sparse24.h says mma.sp m16n8k64 wants it,
+// and random 2:4 bytes (rows padded to a tile, K to a block) back to their
+// dense codes.
+TEST(Sparse24, Float8MmaFormPlacesCodesAndMetadata) {
+  const int64_t N = 16, K = 192;  // one tile, 3 blocks of 64
+  std::vector<int8_t> dense(size_t(N * K), 0);
+  // Row 13 (g = 5, upper rows), block 2, group 11 of the block (lane q = 1, registers of groups
+  // 8 + 2q and 9 + 2q: the second group): kept columns 0 and 2, bytes 0x3c and 0xb8.
+  const int64_t k0 = 2 * 64 + 11 * 4;
+  dense[size_t(13 * K + k0 + 0)] = int8_t(0x3c);
+  dense[size_t(13 * K + k0 + 2)] = int8_t(0xb8);
+  std::vector<uint8_t> rows(size_t(N * sparse24_row_bytes(K)));
+  ASSERT_EQ(compress_2to4(dense.data(), N, K, rows.data()), -1);
+  const int64_t words = sparse24_mma_tiles(N) * sparse24_float8_mma_blocks(K) * 32;
+  std::vector<uint32_t> values(static_cast<size_t>(4 * words)), meta(static_cast<size_t>(words));
+  sparse24_float8_mma_pack(rows.data(), N, K, values.data(), meta.data());
+  const int lane = 4 * 5 + 1, reg = 1 + 2 * 1;  // row g + 8, groups 8..15
+  const uint32_t w = values[size_t((2 * 32 + lane) * 4 + reg)];
+  EXPECT_EQ(w, 0x3cu << 16 | 0xb8u << 24);  // the block's second group: bytes 2 and 3
+  uint32_t others = 0;
+  for (size_t i = 0; i < values.size(); ++i)
+    if (i != size_t((2 * 32 + lane) * 4 + reg)) others |= values[i];
+  EXPECT_EQ(others, 0u);
+  const uint32_t m = meta[size_t(2 * 32 + 4 * 5 + reg)];  // register r's metadata: lane 4 g + r
+  EXPECT_EQ((m >> (4 * 3)) & 15u, uint32_t(0 | 2 << 2));   // group 11 = 8 + 3
+  std::mt19937 rng(4);
+  std::uniform_int_distribution<int> byte(1, 255), pos(0, 3);
+  for (int64_t n_rows : {1, 16, 37})
+    for (int64_t kk : {4, 60, 64, 260}) {
+      std::vector<int8_t> c(size_t(n_rows * kk), 0);
+      for (int64_t g = 0; g < n_rows * kk / 4; ++g) {
+        const int i0 = pos(rng), i1 = (i0 + 1 + pos(rng) % 3) % 4;
+        c[size_t(4 * g + i0)] = int8_t(byte(rng));
+        c[size_t(4 * g + i1)] = int8_t(byte(rng));
+      }
+      std::vector<uint8_t> cr(size_t(n_rows * sparse24_row_bytes(kk)));
+      ASSERT_EQ(compress_2to4(c.data(), n_rows, kk, cr.data()), -1);
+      const int64_t wn = sparse24_mma_tiles(n_rows) * sparse24_float8_mma_blocks(kk) * 32;
+      std::vector<uint32_t> v(static_cast<size_t>(4 * wn)), mt(static_cast<size_t>(wn));
+      sparse24_float8_mma_pack(cr.data(), n_rows, kk, v.data(), mt.data());
+      std::vector<uint8_t> back(c.size(), 99);
+      sparse24_float8_mma_unpack(v.data(), mt.data(), n_rows, kk, back.data());
+      EXPECT_EQ(std::vector<int8_t>(back.begin(), back.end()), c) << "N " << n_rows << " K " << kk;
+      // Padding (rows past N, columns past K): zero bytes with valid metadata (columns 0 and 1). The last
+      // words hold the last tile's row 15, groups 14 and 15 of the last block.
+      const int64_t last_k = (sparse24_float8_mma_blocks(kk) - 1) * 64;
+      const bool row_pad = sparse24_mma_tiles(n_rows) * 16 - 1 >= n_rows;
+      if (row_pad || last_k + 56 >= kk) EXPECT_EQ(v.back(), 0u);
+      if (row_pad || last_k + 60 >= kk) EXPECT_EQ(mt.back() >> 28, uint32_t(0 | 1 << 2));
+    }
+}
+
 TEST(Sparse24, PruneKeepsTwoLargestMagnitudes) {
   const std::vector<float> w = {1, -4, 3, 2, 5, 5, 5, 5, NAN, 0, 1, -1, 0, 0, 0, 0};
   std::vector<float> out(w.size());

@@ -279,9 +279,12 @@ int bench(int only_format, int64_t only_rows) {
 // tests/cuda/test_sparse24_int4.cu
 int run_sparse24_int4_tests();
 int bench_sparse24_int4();
+// tests/cuda/test_sparse24_float8.cu
+int run_sparse24_float8_tests();
+int bench_sparse24_float8();
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4();
+  if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4() + bench_sparse24_float8();
   if (argc > 1 && std::string(argv[1]) == "--bench")
     return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1);
   std::mt19937 rng(0);
@@ -320,6 +323,6 @@ int main(int argc, char** argv) {
   std::printf("weight-only CUDA kernels (int4, int8, float8): %d cases, %d outputs outside tolerance, bad K refused: %s, "
               "bad format refused: %s\n",
               cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO");
-  const int sparse_bad = run_sparse24_int4_tests();
+  const int sparse_bad = run_sparse24_int4_tests() + run_sparse24_float8_tests();
   return bad == 0 && refused && refused_bits && sparse_bad == 0 ? 0 : 1;
 }

@@ -31,8 +31,11 @@ CONFIGS = {
     "both_e5m2": lambda: Float8DynamicActivationFloat8WeightConfig(activation_dtype=float8_e5m2,
                                                                    weight_dtype=float8_e5m2, mm_config=EXACT),
     "static": lambda: Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(0.01), mm_config=EXACT),
-    # 2:4 float8 (e5m2 per-token activations, e4m3fn per-row weights): dense on CUDA, codes expanded once.
+    # 2:4 float8 (e5m2 per-token activations, e4m3fn per-row weights): on the sparse tensor cores (mma.sp)
+    # up to 16 rows, above the codes expanded per call and the dense GEMM; and the other pairs of formats.
     "sparse24": lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig(),
+    "sparse24_e4m3": lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig(activation_dtype=float8_e4m3fn),
+    "sparse24_e5m2": lambda: Float8DynamicActivationFloat8SemiSparseWeightConfig(weight_dtype=float8_e5m2),
 }
 CFG_DTYPES = [(c, d) for c in CONFIGS for d in (torch.bfloat16, torch.float16, torch.float32)
               if not (c.startswith("row") and d != torch.bfloat16)]

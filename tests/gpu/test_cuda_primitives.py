@@ -19,6 +19,8 @@ from torchao_cpp.dtypes import (
     MarlinSparseLayout,
     PackedLinearInt8DynamicActivationIntxWeightLayout,
     SemiSparseLayout,
+    float8_e4m3fn,
+    float8_e5m2,
     int2,
     int3,
     int5,
@@ -28,6 +30,7 @@ from torchao_cpp.dtypes import (
     uint7,
 )
 from torchao_cpp.quantization import (
+    Float8DynamicActivationFloat8SemiSparseWeightConfig,
     GemliteUIntXWeightOnlyConfig,
     Int4DynamicActivationInt4WeightConfig,
     Int4WeightOnlyConfig,
@@ -425,6 +428,97 @@ def test_marlin_sparse_weight_keeps_no_dense_copy_on_cuda():
     torch.cuda.synchronize()
     held = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
     assert held < N * K, held  # 3/8 + 3/8 of N * K, plus scales; a dense int8 copy would add N * K
+
+
+def _float8_sparse_form(N, K, dtype, w_fmt):
+    """A CutlassSemiSparseLayout weight (2:4 float8 codes, one scale per row): the sparse tensor cores' form
+    on CUDA, its dense codes, scales and bias (on the CPU) and its dequantized values in float64."""
+    torch.manual_seed(N + K)
+    lin = nn.Sequential(nn.Linear(K, N)).to(dtype)
+    fmt = float8_e4m3fn if w_fmt == "float8_e4m3fn" else float8_e5m2
+    quantize_(lin, Float8DynamicActivationFloat8SemiSparseWeightConfig(weight_dtype=fmt))
+    impl = lin[0].weight.impl.weight()
+    values, meta = ops.sparse24_float8_mma_pack(impl.packed_data(), N, K)
+    codes, scale, _ = impl.get_plain()
+    f8 = torch.float8_e4m3fn if w_fmt == "float8_e4m3fn" else torch.float8_e5m2
+    w = codes.view(torch.uint8).view(f8).double() * scale.double().view(N, 1)
+    return values.cuda(), meta.cuda(), codes, scale, lin[0].bias.detach(), w
+
+
+F8_FORMATS = [("float8_e5m2", "float8_e4m3fn"), ("float8_e4m3fn", "float8_e4m3fn"), ("float8_e4m3fn", "float8_e5m2"),
+              ("float8_e5m2", "float8_e5m2")]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("M", [1, 2, 9, 16, 17, 64])
+@pytest.mark.parametrize("N,K", [(16, 64), (40, 200), (256, 1024), (72, 4)])
+@pytest.mark.parametrize("fmts", F8_FORMATS)
+def test_sparse24_float8_linear_op(dtype, M, N, K, fmts):
+    # The op on its own: rows past N in the last tile, K not a multiple of 64, 1..16 activation rows on the
+    # mma.sp GEMV, more through the codes expanded per call and float8_linear's GEMM; every pair of formats;
+    # against the CPU's float8_linear on the dense codes (the same activation codes and scales, exact float32
+    # products): one rounding of the output either side plus the tensor cores' summation error.
+    act, wd = fmts
+    values, meta, codes, scale, bias, w = _float8_sparse_form(N, K, dtype, wd)
+    torch.manual_seed(M)
+    x = torch.randn(M, K).to(dtype) * 3
+    ref = ops.float8_linear(x, act, "PerRow", None, codes, wd, scale, bias).double()
+    got = ops.sparse24_float8_linear(x.cuda(), act, "PerRow", None, values, meta, N, K, wd, scale.cuda(),
+                                     bias.cuda())
+    assert got.dtype == dtype and got.shape == (M, N)
+    ulp = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11, torch.float32: 2.0 ** -23}[dtype]
+    tol = 2 * ulp * ref.abs() + 2e-4 * (x.double().abs() @ w.abs().t()) + 1e-6
+    assert ((got.cpu().double() - ref).abs() <= tol).all(), (got.cpu().double() - ref).abs().max()
+    # 3-d input with rows 2K apart (a strided view), per-tensor activation scales, no bias; a static scale.
+    x3 = (torch.randn(2, 3, 2 * K) * 3).to(dtype)[..., :K]
+    for gran, act_scale in (("PerTensor", None), ("PerTensor", torch.tensor([0.02]))):
+        r3 = ops.float8_linear(x3, act, gran, act_scale, codes, wd, scale).double()
+        y3 = ops.sparse24_float8_linear(x3.cuda(), act, gran, None if act_scale is None else act_scale.cuda(),
+                                        values, meta, N, K, wd, scale.cuda())
+        assert y3.shape == (2, 3, N)
+        assert ((y3.cpu().double() - r3).abs() <= 2 * ulp * r3.abs() + 2e-4 * (x3.double().abs() @ w.abs().t())
+                + 1e-6).all()
+    xc = x.cuda()
+    replays_in_graph(lambda t: ops.sparse24_float8_linear(t, act, "PerRow", None, values, meta, N, K, wd,
+                                                          scale.cuda(), bias.cuda()), xc, got.cpu())
+
+
+def test_sparse24_float8_linear_errors():
+    N, K = 40, 200
+    values, meta, _, scale, bias, _ = _float8_sparse_form(N, K, torch.bfloat16, "float8_e4m3fn")
+    x = torch.randn(2, K, dtype=torch.bfloat16, device="cuda")
+    scale = scale.cuda()
+    with pytest.raises(ValueError, match="values and meta must be the int32 tensors"):
+        ops.sparse24_float8_linear(x, "float8_e5m2", "PerRow", None, values[1:], meta, N, K, "float8_e4m3fn", scale)
+    with pytest.raises(ValueError, match="in_features a positive multiple of 4"):
+        ops.sparse24_float8_linear(x, "float8_e5m2", "PerRow", None, values, meta, N, 198, "float8_e4m3fn", scale)
+    with pytest.raises(ValueError, match="weight_scale has"):
+        ops.sparse24_float8_linear(x, "float8_e5m2", "PerRow", None, values, meta, N, K, "float8_e4m3fn",
+                                   scale[1:])
+    with pytest.raises(ValueError, match="features in its last dim"):
+        ops.sparse24_float8_linear(x[:, 1:], "float8_e5m2", "PerRow", None, values, meta, N, K, "float8_e4m3fn",
+                                   scale)
+    with pytest.raises(ValueError, match="values is on cpu"):
+        ops.sparse24_float8_linear(x, "float8_e5m2", "PerRow", None, values.cpu(), meta, N, K, "float8_e4m3fn",
+                                   scale)
+
+
+def test_float8_semi_sparse_weight_keeps_no_dense_copy_on_cuda():
+    # On the device: the compressed rows (5 bits a weight), the sparse tensor cores' form (5 bits) and the
+    # scales; the dense float8 codes (8 bits) are never kept (the many-row path expands them per call).
+    N, K = 1024, 2048
+    lin = nn.Linear(K, N, bias=False).to(torch.bfloat16)
+    quantize_(lin, Float8DynamicActivationFloat8SemiSparseWeightConfig())
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    w = lin.weight.to("cuda")
+    x = torch.randn(4, K, dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        out = torch.nn.functional.linear(x, w)
+        out_many = torch.nn.functional.linear(torch.randn(40, K, dtype=torch.bfloat16, device="cuda"), w)
+    torch.cuda.synchronize()
+    held = torch.cuda.memory_allocated() - before - out.numel() * out.element_size() - out_many.numel() * 2
+    assert held < 1.5 * N * K, held  # 5/8 + 5/8 of N * K, plus scales; a dense copy would add N * K
 
 
 def _exact_and_graph(xd, w, lin, x, got, cpu, gpu):

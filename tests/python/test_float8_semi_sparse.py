@@ -151,3 +151,53 @@ def test_weight_only_linear_over_2_4_codes_matches_the_dequantized_weight(layout
         y = aqt.linear(x, bias)
     assert y.dtype == torch.float32 and y.shape == (M, 40)
     assert ((y.double() - ref).abs() <= 1e-6 * (x.double().abs() @ wd.abs().t()) + 1e-7).all()
+
+
+@pytest.mark.parametrize("N,K", [(24, 200), (16, 64), (5, 4)])
+def test_sparse_tensor_core_form_holds_every_kept_code(N, K):
+    # sparse24_float8_mma_pack: the compressed rows as mma.sp m16n8k64's operands (5 bits per weight, 16-row
+    # tiles, 64-column blocks), which the CUDA kernel reads; on the CPU the op only builds it. Each (row,
+    # 4-column group) of the form is found through the documented layout (csrc/kernels/cpu/sparse24.h) and
+    # must hold the weight's kept bytes.
+    w, bias = _weights(N, K, torch.bfloat16, N + K)
+    m = _linear(w, bias)
+    quantize_(m, Config())
+    impl = m[0].weight.impl.weight()
+    values, meta = torch.ops.torchao_cpp.sparse24_float8_mma_pack(impl.packed_data(), N, K)
+    tiles, blocks = (N + 15) // 16, (K + 63) // 64
+    assert values.dtype == torch.int32 and values.shape == (tiles * blocks * 128,)
+    assert meta.dtype == torch.int32 and meta.shape == (tiles * blocks * 32,)
+    # 5 bits per weight at whole tiles and blocks.
+    assert (values.numel() + meta.numel()) * 32 == 5 * (tiles * 16) * (blocks * 64)
+    codes = impl.get_plain()[0]  # (N, K) float8 bytes, 2:4
+    v = values.view(torch.uint8).view(tiles, blocks, 32, 16)
+    e = meta.view(tiles, blocks, 32).to(torch.int64) & 0xFFFFFFFF
+    for n in range(N):
+        t, r = divmod(n, 16)
+        g, upper_rows = r % 8, r // 8
+        for grp in range(K // 4):
+            b, j = divmod(grp, 16)
+            q, upper_groups = (j % 8) // 2, j // 8
+            reg = upper_rows + 2 * upper_groups
+            byte = 4 * reg + 2 * (j % 2)
+            nib = int(e[t, b, 4 * g + reg]) >> (4 * (j % 8))
+            dense = [0, 0, 0, 0]
+            dense[nib & 3] = int(v[t, b, 4 * g + q, byte])
+            dense[(nib >> 2) & 3] = int(v[t, b, 4 * g + q, byte + 1])
+            assert (nib & 3) < ((nib >> 2) & 3)
+            assert dense == codes[n, 4 * grp:4 * grp + 4].tolist(), (n, grp)
+
+
+def test_sparse_tensor_core_float8_ops_refuse_bad_input():
+    ops = torch.ops.torchao_cpp
+    rows = torch.zeros(16, 40, dtype=torch.uint8)  # K = 64: 32 codes + 8 metadata bytes
+    with pytest.raises(ValueError, match="in_features a positive multiple of 4"):
+        ops.sparse24_float8_mma_pack(rows, 16, 62)
+    with pytest.raises(ValueError, match=r"rows must be the \(16, 40\) uint8"):
+        ops.sparse24_float8_mma_pack(rows[:, 1:], 16, 64)
+    with pytest.raises(ValueError, match="kept columns are not two increasing indices"):
+        ops.sparse24_float8_mma_pack(rows, 16, 64)  # all-zero metadata: columns 0 and 0
+    with pytest.raises(NotImplementedError, match="sparse24_float8_linear: runs on CUDA only"):
+        ops.sparse24_float8_linear(torch.randn(1, 64), "float8_e5m2", "PerRow", None,
+                                   torch.zeros(512, dtype=torch.int32), torch.zeros(128, dtype=torch.int32), 16, 64,
+                                   "float8_e4m3fn", torch.ones(16))

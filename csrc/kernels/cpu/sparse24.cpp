@@ -174,6 +174,49 @@ void sparse24_int4_mma_unpack(const uint32_t* values, const uint32_t* meta, int6
     }
 }
 
+namespace {
+// The float8 form's slot of (row in tile, group in block): lane and byte of its values, its metadata lane and shift.
+struct Mma8Slot {
+  int lane, byte, meta_lane, meta_shift;
+};
+Mma8Slot mma8_slot(int r, int grp) {
+  const int g = r % 8, q = grp % 8 / 2, reg = r / 8 + 2 * (grp / 8);
+  return {4 * g + q, 4 * reg + 2 * (grp % 2), 4 * g + reg, 4 * (grp % 8)};
+}
+}  // namespace
+
+void sparse24_float8_mma_pack(const uint8_t* rows, int64_t N, int64_t K, uint32_t* values, uint32_t* meta) {
+  const int64_t tiles = sparse24_mma_tiles(N), blocks = sparse24_float8_mma_blocks(K), rb = sparse24_row_bytes(K);
+  std::fill_n(values, tiles * blocks * 128, 0u);         // padding: +0.0 codes
+  std::fill_n(meta, tiles * blocks * 32, 0x44444444u);  // in columns 0, 1
+  auto* bytes = reinterpret_cast<uint8_t*>(values);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t kg = 0; kg < K / 4; ++kg) {
+      int cols[2];
+      uint8_t v[2];
+      sparse24_group(rows + n * rb, K, kg, cols, v);
+      const int64_t base = (n / 16 * blocks + kg / 16) * 32;
+      const Mma8Slot s = mma8_slot(int(n % 16), int(kg % 16));
+      bytes[(base + s.lane) * 16 + s.byte] = v[0];
+      bytes[(base + s.lane) * 16 + s.byte + 1] = v[1];
+      uint32_t& m = meta[base + s.meta_lane];
+      m = (m & ~(0xFu << s.meta_shift)) | (uint32_t(cols[0] | cols[1] << 2) << s.meta_shift);
+    }
+}
+
+void sparse24_float8_mma_unpack(const uint32_t* values, const uint32_t* meta, int64_t N, int64_t K, uint8_t* codes) {
+  const int64_t blocks = sparse24_float8_mma_blocks(K);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(values);
+  std::fill_n(codes, N * K, uint8_t(0));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t kg = 0; kg < K / 4; ++kg) {
+      const int64_t base = (n / 16 * blocks + kg / 16) * 32;
+      const Mma8Slot s = mma8_slot(int(n % 16), int(kg % 16));
+      const uint32_t nib = meta[base + s.meta_lane] >> s.meta_shift;
+      for (int j = 0; j < 2; ++j) codes[n * K + 4 * kg + ((nib >> (2 * j)) & 3)] = bytes[(base + s.lane) * 16 + s.byte + j];
+    }
+}
+
 int64_t check_2to4_metadata(const uint8_t* rows, int64_t N, int64_t K, int bits) {
   const int64_t rb = sparse24_row_bytes(K, bits);
   for (int64_t n = 0; n < N; ++n)

@@ -79,6 +79,23 @@ void sparse24_int4_mma_pack(const uint8_t* rows, int64_t N, int64_t K, uint32_t*
 // The dense codes (zeros where pruned) of that form, for tests.
 void sparse24_int4_mma_unpack(const uint32_t* values, const uint32_t* meta, int64_t N, int64_t K, int8_t* codes);
 
+// Float8 compressed rows (bits 8; CutlassSemiSparseLayout's raw bytes)
+// rearranged for mma.sp m16n8k64 with float8 operands (the CUDA 2:4 float8
+// kernel), built on the host once. Tiles of 16 rows as above (padding rows:
+// zero bytes), K 64 at a time (block b; K padded with zero codes to a
+// multiple of 64). Lane l = 4 g + q holds 16 bytes per block, the A
+// operand's four registers: register r covers row g + 8 (r % 2), groups
+// 2q, 2q + 1 (r < 2) or 8 + 2q, 9 + 2q (r >= 2) of the block, the first
+// group's two kept bytes in bytes 0, 1, the second's in 2, 3. Lane l also
+// holds one metadata word: row g + 8 (q % 2), groups 8 (q / 2) .. + 7, 4 bits
+// a group (i0 | i1 << 2), so register r's metadata is in lane 4 g + r's word.
+// values[t][b][l] (16 bytes), meta[t][b][l] (4 bytes): a warp's loads of a
+// block are 512 and 128 contiguous bytes. 5 bits per weight, as stored.
+inline int64_t sparse24_float8_mma_blocks(int64_t K) { return (K + 63) / 64; }
+void sparse24_float8_mma_pack(const uint8_t* rows, int64_t N, int64_t K, uint32_t* values, uint32_t* meta);
+// The dense codes (zero bytes where pruned) of that form, for tests.
+void sparse24_float8_mma_unpack(const uint32_t* values, const uint32_t* meta, int64_t N, int64_t K, uint8_t* codes);
+
 // Compressed per-channel int8 weights with what the GEMM's epilogue needs.
 struct Sparse24Weights {
   const uint8_t* rows = nullptr;  // N x sparse24_row_bytes(K)
