@@ -102,7 +102,7 @@ float read_out(const std::vector<uint8_t>& raw, kc::DType t, int64_t i) {
 double g_worst = 0;  // largest |error| / sum |terms| seen (printed: the tensor cores' summation error)
 
 int check(int64_t M, int64_t N, int64_t K, Float8Format xf, Float8Format wf, kc::DType out_t, bool per_row,
-          bool bias, std::mt19937& rng) {
+          bool bias, int tiles_per_block, std::mt19937& rng) {
   const auto dense = random_2to4(N, K, wf, rng);
   const Packed p = pack(dense, N, K);
   std::vector<uint8_t> x(size_t(M * K));
@@ -130,6 +130,7 @@ int check(int64_t M, int64_t N, int64_t K, Float8Format xf, Float8Format wf, kc:
   a.x = dx.p, a.x_fmt = xf, a.w_fmt = wf, a.values = dvalues.p, a.meta = dmeta.p;
   a.xs = dxs.p, a.xs_stride = per_row ? 1 : 0, a.ws = dws.p, a.ws_stride = per_row ? 1 : 0;
   a.bias = bias ? db.p : nullptr, a.out_t = out_t, a.M = M, a.N = N, a.K = K, a.out = dout.p;
+  a.tiles_per_block = tiles_per_block;
   F8_CHECK_CUDA(kc::sparse24_float8_linear(a, nullptr));
   F8_CHECK_CUDA(kc::sparse24_float8_expand(dvalues.p, dmeta.p, N, K, dcodes.p, nullptr));
   F8_CHECK_CUDA(cudaDeviceSynchronize());
@@ -185,7 +186,8 @@ int run_sparse24_float8_tests() {
     for (int64_t K : {4, 60, 64, 192, 1028, 4096})
       for (int64_t N : {16, 37, 256}) {
         const Float8Format xf = fmts[cases % 2], wf = fmts[cases / 2 % 2];
-        bad += check(M, N, K, xf, wf, outs[cases % 3], cases % 5 < 3, cases % 3 == 1, rng);
+        // Tiles per block: the default, and both forced (every kernel variant at every row count).
+        bad += check(M, N, K, xf, wf, outs[cases % 3], cases % 5 < 3, cases % 3 == 1, cases / 3 % 3, rng);
         ++cases;
       }
   // Shapes the kernel does not take are refused before any launch.
@@ -208,8 +210,9 @@ int run_sparse24_float8_tests() {
 // weights (the config's defaults), per-row scales, bfloat16 out.
 int bench_sparse24_float8() {
   std::mt19937 rng(1);
-  for (int64_t M : {1, 16})
+  for (int64_t M : {1, 8, 16})
     for (auto [K, N] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {14336, 4096}}) {
+      for (int nt : {1, 2}) {
       const int copies = 8;
       const Packed p = pack(random_2to4(N, K, Float8Format::E4M3FN, rng), N, K);
       std::vector<uint32_t> vc, mc;
@@ -221,6 +224,7 @@ int bench_sparse24_float8() {
       kc::Sparse24Float8Args a;
       a.x = dx.p, a.x_fmt = Float8Format::E5M2, a.w_fmt = Float8Format::E4M3FN, a.xs = dxs.p, a.xs_stride = 1;
       a.ws = dws.p, a.ws_stride = 1, a.out_t = kc::DType::BFloat16, a.M = M, a.N = N, a.K = K, a.out = dout.p;
+      a.tiles_per_block = nt;
       auto call = [&](int c) {
         a.values = dvalues.p + size_t(c) * p.values.size(), a.meta = dmeta.p + size_t(c) * p.meta.size();
         return kc::sparse24_float8_linear(a, nullptr);
@@ -236,9 +240,10 @@ int bench_sparse24_float8() {
       float ms = 0;
       cudaEventElapsedTime(&ms, e0, e1);
       const double us = 1e3 * ms / iters, bytes = double(p.values.size() + p.meta.size()) * 4;
-      std::printf("sparse24 float8 e5m2 x e4m3 M=%ld K=%ld N=%ld: %.2f us, %.0f GB/s of weight bytes (%.2f bits per "
-                  "weight)\n",
-                  long(M), long(K), long(N), us, bytes / us * 1e-3, bytes * 8 / double(N * K));
+      std::printf("sparse24 float8 e5m2 x e4m3 M=%ld K=%ld N=%ld, %d tile(s) a block: %.2f us, %.0f GB/s of weight "
+                  "bytes (%.2f bits per weight)\n",
+                  long(M), long(K), long(N), nt, us, bytes / us * 1e-3, bytes * 8 / double(N * K));
+      }
     }
   return 0;
 }

@@ -478,9 +478,9 @@ def test_sparse24_float8_linear_op(dtype, M, N, K, fmts):
         assert y3.shape == (2, 3, N)
         assert ((y3.cpu().double() - r3).abs() <= 2 * ulp * r3.abs() + 2e-4 * (x3.double().abs() @ w.abs().t())
                 + 1e-6).all()
-    xc = x.cuda()
-    replays_in_graph(lambda t: ops.sparse24_float8_linear(t, act, "PerRow", None, values, meta, N, K, wd,
-                                                          scale.cuda(), bias.cuda()), xc, got.cpu())
+    sc, bc = scale.cuda(), bias.cuda()
+    replays_in_graph(lambda t: ops.sparse24_float8_linear(t, act, "PerRow", None, values, meta, N, K, wd, sc, bc),
+                     x.cuda(), got.cpu())
 
 
 def test_sparse24_float8_linear_errors():

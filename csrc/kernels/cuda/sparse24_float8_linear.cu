@@ -50,16 +50,52 @@ __device__ __forceinline__ void store_from_float(void* p, DType t, int64_t i, fl
     static_cast<float*>(p)[i] = v;
 }
 
+// U blocks' weight loads of the NT tiles from block b (blocks past b1: zeros, never multiplied).
+template <int U, int NT>
+__device__ __forceinline__ void load_blocks(uint4 (&v)[U][NT], uint32_t (&e)[U][NT], const uint4* const (&vals)[NT],
+                                            const uint32_t* const (&meta)[NT], int b, int b1) {
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const bool in = b + u < b1;
+      v[u][t] = in ? load_stream(vals[t] + (b + u) * 32) : make_uint4(0, 0, 0, 0);
+      e[u][t] = in ? __ldg(meta[t] + (b + u) * 32) : 0x44444444u;
+    }
+}
+
+// acc += those blocks times the activations (register i: bytes 16 i + 4 q .. + 3 of the block; zeros past
+// M or K, where the weight's padding codes are zeros too).
+template <bool WE5, bool XE5, int MT, int NT, int U>
+__device__ __forceinline__ void mma_blocks(float (&acc)[NT][MT][4], const uint4 (&v)[U][NT], const uint32_t (&e)[U][NT],
+                                           const uint8_t* const (&xrow)[MT], int b, int b1, int kq, int K) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    if (b + u >= b1) break;
+    const int k0 = (b + u) * 64;
+    uint32_t x[MT][4];
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        x[j][i] = xrow[j] && k0 + 16 * i + kq < K ? __ldg(reinterpret_cast<const uint32_t*>(xrow[j] + k0 + 16 * i))
+                                                  : 0u;
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+#pragma unroll
+      for (int j = 0; j < MT; ++j) mma_sp_f8<WE5, XE5>(acc[t][j], v[u][t], x[j], e[u][t]);
+  }
+}
+
 // One block per NT 16-row tiles; its warps take contiguous runs of 64-wide K
-// blocks, U blocks' loads in flight, and are summed through shared memory.
-// Lane (g, q) feeds rows g and g + 8 of each tile (A: its 16 bytes a block as
-// stored, no decode) and activation row g of each group of 8 (B: bytes
-// 16 i + 4 q .. + 3 of the block in register i), one activation load serving
-// the NT tiles; activations past M or K are zeros (K's padding codes are
-// zeros too), tiles past the last repeat it and are dropped.
+// blocks and are summed through shared memory. Lane (g, q) feeds rows g and
+// g + 8 of each tile (A: its 16 bytes a block as stored, no decode) and
+// activation row g of each group of 8 (B), one activation load serving the
+// NT tiles; tiles past the last repeat it and are dropped. Two sets of U
+// blocks' loads alternate, so the next set is in flight during the mma.
 template <bool WE5, bool XE5, int MT, int NT>
-__global__ void __launch_bounds__(kWarps * 32, 2) sparse24_float8_gemv(const Sparse24Float8Args a) {
-  constexpr int U = NT * MT >= 4 ? 1 : 4 / (NT * MT);
+__global__ void __launch_bounds__(kWarps * 32, MT * NT >= 4 ? 1 : 2) sparse24_float8_gemv(const Sparse24Float8Args a) {
+  constexpr int U = NT * MT >= 2 ? 1 : 2;  // two sets of U blocks in flight
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int blocks = int((a.K + 63) / 64), tiles = int((a.N + 15) / 16), K = int(a.K);
   const int b0 = blocks * warp / kWarps, b1 = blocks * (warp + 1) / kWarps;
@@ -75,34 +111,14 @@ __global__ void __launch_bounds__(kWarps * 32, 2) sparse24_float8_gemv(const Spa
 #pragma unroll
   for (int j = 0; j < MT; ++j) xrow[j] = 8 * j + g < a.M ? a.x + (8 * j + g) * a.K + 4 * q : nullptr;
   float acc[NT][MT][4] = {};
-  for (int b = b0; b < b1; b += U) {
-    uint4 v[U][NT];
-    uint32_t e[U][NT];
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        const bool in = b + u < b1;
-        v[u][t] = in ? load_stream(vals[t] + (b + u) * 32) : make_uint4(0, 0, 0, 0);
-        e[u][t] = in ? __ldg(meta[t] + (b + u) * 32) : 0x44444444u;
-      }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (b + u >= b1) break;
-      const int k0 = (b + u) * 64;
-      uint32_t x[MT][4];
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          x[j][i] = xrow[j] && k0 + 16 * i + 4 * q < K
-                        ? __ldg(reinterpret_cast<const uint32_t*>(xrow[j] + k0 + 16 * i))
-                        : 0u;
-#pragma unroll
-      for (int t = 0; t < NT; ++t)
-#pragma unroll
-        for (int j = 0; j < MT; ++j) mma_sp_f8<WE5, XE5>(acc[t][j], v[u][t], x[j], e[u][t]);
-    }
+  uint4 va[U][NT], vb[U][NT];
+  uint32_t ea[U][NT], eb[U][NT];
+  load_blocks(va, ea, vals, meta, b0, b1);
+  for (int b = b0; b < b1; b += 2 * U) {
+    load_blocks(vb, eb, vals, meta, b + U, b1);
+    mma_blocks<WE5, XE5>(acc, va, ea, xrow, b, b1, 4 * q, K);
+    load_blocks(va, ea, vals, meta, b + 2 * U, b1);
+    mma_blocks<WE5, XE5>(acc, vb, eb, xrow, b + U, b1, 4 * q, K);
   }
   __shared__ float part[kWarps][NT][MT][4][32];
 #pragma unroll
@@ -192,7 +208,8 @@ bool sparse24_float8_mma_supported() {
 cudaError_t sparse24_float8_linear(const Sparse24Float8Args& a, cudaStream_t stream) {
   if (a.K <= 0 || a.K % 4 || a.N <= 0 || a.M < 1 || a.M > kSparse24Float8GemvRows) return cudaErrorInvalidValue;
   if (!a.x || !a.values || !a.meta || !a.xs || !a.ws || !a.out) return cudaErrorInvalidValue;
-  if (a.out_t != DType::Float32 && a.out_t != DType::BFloat16 && a.out_t != DType::Float16)
+  if ((a.out_t != DType::Float32 && a.out_t != DType::BFloat16 && a.out_t != DType::Float16) ||
+      a.tiles_per_block < 0 || a.tiles_per_block > 2)
     return cudaErrorInvalidValue;
   if (reinterpret_cast<uintptr_t>(a.values) % 16 || reinterpret_cast<uintptr_t>(a.meta) % 4 ||
       reinterpret_cast<uintptr_t>(a.x) % 4)
@@ -200,12 +217,12 @@ cudaError_t sparse24_float8_linear(const Sparse24Float8Args& a, cudaStream_t str
   if (!sparse24_float8_mma_supported()) return cudaErrorNotSupported;
   const int64_t tiles = (a.N + 15) / 16;
   // One row: one tile a block (the activation loads are few, blocks many); more: two, sharing them.
-  if (a.M == 1)
-    launch<1, 1>(a, unsigned(tiles), stream);
-  else if (a.M <= 8)
-    launch<1, 2>(a, unsigned((tiles + 1) / 2), stream);
+  const int nt = a.tiles_per_block ? a.tiles_per_block : a.M == 1 ? 1 : 2;
+  const unsigned grid = unsigned((tiles + nt - 1) / nt);
+  if (a.M <= 8)
+    nt == 1 ? launch<1, 1>(a, grid, stream) : launch<1, 2>(a, grid, stream);
   else
-    launch<2, 2>(a, unsigned((tiles + 1) / 2), stream);
+    nt == 1 ? launch<2, 1>(a, grid, stream) : launch<2, 2>(a, grid, stream);
   return cudaGetLastError();
 }
 

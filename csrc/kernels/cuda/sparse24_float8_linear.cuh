@@ -34,6 +34,7 @@ struct Sparse24Float8Args {
   DType out_t = DType::BFloat16;
   int64_t M = 0, N = 0, K = 0;
   void* out = nullptr;  // M x N of out_t, contiguous
+  int tiles_per_block = 0;  // 16-row tiles a block: 1 or 2, 0 for the default (benchmarks try both)
 };
 
 // Whether the current device has the float8 mma.sp (compute capability >= 8.9).
