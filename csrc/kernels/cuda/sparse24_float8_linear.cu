@@ -216,8 +216,11 @@ cudaError_t sparse24_float8_linear(const Sparse24Float8Args& a, cudaStream_t str
     return cudaErrorMisalignedAddress;
   if (!sparse24_float8_mma_supported()) return cudaErrorNotSupported;
   const int64_t tiles = (a.N + 15) / 16;
-  // One row: one tile a block (the activation loads are few, blocks many); more: two, sharing them.
-  const int nt = a.tiles_per_block ? a.tiles_per_block : a.M == 1 ? 1 : 2;
+  // Up to 8 rows, two tiles a block (sharing the activation loads) where that still leaves 256 blocks and
+  // more, else one; 9-16 rows, one. H100, kernel times, one tile / two (test_cuda_kernels --bench-sparse24):
+  // M = 1: 8.4 / 10.7, 25.6 / 23.8, 21.1 / 29.0 us; M = 8: 8.9 / 11.1, 27.7 / 24.4, 22.2 / 29.8 us;
+  // M = 16: 12.4 / 13.2, 39.0 / 44.1, 32.2 / 33.7 us ((K, N) = (4096, 4096), (4096, 14336), (14336, 4096)).
+  const int nt = a.tiles_per_block ? a.tiles_per_block : a.M <= 8 && tiles >= 512 ? 2 : 1;
   const unsigned grid = unsigned((tiles + nt - 1) / nt);
   if (a.M <= 8)
     nt == 1 ? launch<1, 1>(a, grid, stream) : launch<1, 2>(a, grid, stream);
