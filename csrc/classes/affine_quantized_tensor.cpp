@@ -439,7 +439,7 @@ const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {
   std::call_once(int8_codes_cuda_once_, [&] {
     const auto kind = parse_layout(layout);
     if (layout_is_sparse24(kind)) {
-      // No sparse CUDA kernel yet: the dense codes (MarlinSparseLayout: codes - 8), expanded once.
+      // Where no sparse CUDA form serves the call: the dense codes (MarlinSparseLayout: codes - 8), expanded once.
       const auto dt = kind == LayoutKind::MarlinSparse ? at::kChar : storage_dtype(parse_code_dtype(code_dtype));
       int8_codes_cuda_ = sparse_dense_codes(data, shape, dt, sparse24_bits(kind)).to(data.device());
       return;

@@ -172,9 +172,10 @@ class SemiSparseLayout(Layout):
     quantize_ prunes each group of 4 weights along a row to its 2 largest magnitudes (the
     seed's pre_process, `torch.ops.torchao_cpp.prune_2to4`), quantizes as PlainLayout does,
     and stores each row compressed: the kept int8 codes plus 2-bit column indices, 5 bits per
-    weight. The CPU GEMM multiplies only the kept codes; on CUDA the codes are expanded to
-    dense int8 once (no sparse tensor-core kernel yet). Layers whose in_features is not a
-    multiple of 4 are skipped and logged.
+    weight. The CPU GEMM multiplies only the kept codes; on CUDA they run on the sparse tensor
+    cores through cuSPARSELt (dense int8 codes, expanded once, where the build has no cuSPARSELt
+    or it refuses the shape). Layers whose in_features is not a multiple of 4 are skipped and
+    logged.
 
     Example:
         >>> import torch
@@ -195,8 +196,9 @@ class MarlinSparseLayout(Layout):
     symmetric 4-bit codes in [0, 15] around an INT zero point of 8, group size 128 or
     per channel. Rows are stored compressed with 4-bit kept codes plus 2-bit column
     indices (3 bits per weight). The CPU kernel multiplies only the kept codes for up to
-    8 activation rows; on CUDA the codes are expanded once and run the int8 weight-only
-    kernel (no Marlin kernel).
+    8 activation rows; on CUDA they run on the sparse tensor cores (this project's mma.sp
+    kernel, op sparse24_int4_linear) where in_features and the group are multiples of 128,
+    else expanded once to int8 for the int8 weight-only kernel.
 
     Example:
         >>> import torch
@@ -259,7 +261,9 @@ class CutlassSemiSparseLayout(Layout):
 
     Float8 codes with one scale per row; each row is stored compressed as SemiSparseLayout's
     (the kept codes plus 2-bit column indices, 5 bits per weight). The CPU kernel multiplies
-    only the kept codes; on CUDA the codes are expanded to dense float8 once.
+    only the kept codes; on CUDA they run on the sparse tensor cores (this project's mma.sp
+    kernel, op sparse24_float8_linear; compute capability 8.9 and newer, else and above 16
+    activation rows the codes are expanded per call for the dense float8 GEMM).
 
     Example:
         >>> CutlassSemiSparseLayout().name
