@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda_test_util.cuh"
 #include "kernels/cpu/sparse24.h"
 #include "kernels/cuda/sparse24_float8_linear.cuh"
 
@@ -21,30 +22,6 @@ namespace {
 namespace k = torchao_cpp::kernels;
 namespace kc = torchao_cpp::kernels::cuda;
 using k::Float8Format;
-
-#define F8_CHECK_CUDA(x)                                                                  \
-  do {                                                                                    \
-    const cudaError_t err_ = (x);                                                         \
-    if (err_ != cudaSuccess) {                                                            \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_)); \
-      std::exit(2);                                                                       \
-    }                                                                                     \
-  } while (0)
-
-template <class T>
-struct Buffer {
-  T* p = nullptr;
-  explicit Buffer(size_t n) { F8_CHECK_CUDA(cudaMalloc(&p, n * sizeof(T) + 16)); }
-  Buffer(const std::vector<T>& h) : Buffer(h.size()) {
-    F8_CHECK_CUDA(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~Buffer() { cudaFree(p); }
-  std::vector<T> host(size_t n) const {
-    std::vector<T> h(n);
-    F8_CHECK_CUDA(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
 
 double value(uint8_t c, Float8Format f) {
   return f == Float8Format::E4M3FN ? k::float8_to_float<Float8Format::E4M3FN>(c)
@@ -123,17 +100,17 @@ int check(int64_t M, int64_t N, int64_t K, Float8Format xf, Float8Format wf, kc:
                                                          ? k::from_float<k::bf16>(bf[size_t(n)]).x
                                                          : k::from_float<k::fp16>(bf[size_t(n)]).x;
   }
-  Buffer<uint8_t> dx(x), db(braw), dout(size_t(M * N) * out_bytes(out_t)), dcodes(size_t(N * K));
-  Buffer<float> dxs(xs), dws(ws);
-  Buffer<uint32_t> dvalues(p.values), dmeta(p.meta);
+  DeviceBuffer<uint8_t> dx(x), db(braw), dout(size_t(M * N) * out_bytes(out_t)), dcodes(size_t(N * K));
+  DeviceBuffer<float> dxs(xs), dws(ws);
+  DeviceBuffer<uint32_t> dvalues(p.values), dmeta(p.meta);
   kc::Sparse24Float8Args a;
   a.x = dx.p, a.x_fmt = xf, a.w_fmt = wf, a.values = dvalues.p, a.meta = dmeta.p;
   a.xs = dxs.p, a.xs_stride = per_row ? 1 : 0, a.ws = dws.p, a.ws_stride = per_row ? 1 : 0;
   a.bias = bias ? db.p : nullptr, a.out_t = out_t, a.M = M, a.N = N, a.K = K, a.out = dout.p;
   a.tiles_per_block = tiles_per_block;
-  F8_CHECK_CUDA(kc::sparse24_float8_linear(a, nullptr));
-  F8_CHECK_CUDA(kc::sparse24_float8_expand(dvalues.p, dmeta.p, N, K, dcodes.p, nullptr));
-  F8_CHECK_CUDA(cudaDeviceSynchronize());
+  TAO_CHECK_CUDA(kc::sparse24_float8_linear(a, nullptr));
+  TAO_CHECK_CUDA(kc::sparse24_float8_expand(dvalues.p, dmeta.p, N, K, dcodes.p, nullptr));
+  TAO_CHECK_CUDA(cudaDeviceSynchronize());
   const auto out = dout.host(size_t(M * N) * out_bytes(out_t));
   const auto codes = dcodes.host(size_t(N * K));
   int bad = 0;
@@ -171,8 +148,8 @@ int check(int64_t M, int64_t N, int64_t K, Float8Format xf, Float8Format wf, kc:
 int run_sparse24_float8_tests() {
   if (!kc::sparse24_float8_mma_supported()) {
     std::printf("2:4 float8 CUDA kernels (mma.sp): this GPU is below compute capability 8.9; only the refusal checked\n");
-    Buffer<uint32_t> words(256);
-    Buffer<float> f(16);
+    DeviceBuffer<uint32_t> words(256);
+    DeviceBuffer<float> f(16);
     kc::Sparse24Float8Args r;
     r.x = reinterpret_cast<const uint8_t*>(words.p), r.values = r.meta = words.p, r.xs = r.ws = f.p, r.out = f.p;
     r.M = 1, r.N = 16, r.K = 64;
@@ -191,8 +168,8 @@ int run_sparse24_float8_tests() {
         ++cases;
       }
   // Shapes the kernel does not take are refused before any launch.
-  Buffer<uint32_t> words(1024);
-  Buffer<float> f(64);
+  DeviceBuffer<uint32_t> words(1024);
+  DeviceBuffer<float> f(64);
   kc::Sparse24Float8Args r;  // every pointer valid and aligned: only the shape is wrong
   r.x = reinterpret_cast<const uint8_t*>(words.p), r.values = r.meta = words.p, r.xs = r.ws = f.p, r.out = f.p;
   r.out_t = kc::DType::Float32, r.M = 1, r.N = 16, r.K = 62;
@@ -218,9 +195,9 @@ int bench_sparse24_float8() {
       std::vector<uint32_t> vc, mc;
       for (int c = 0; c < copies; ++c)
         vc.insert(vc.end(), p.values.begin(), p.values.end()), mc.insert(mc.end(), p.meta.begin(), p.meta.end());
-      Buffer<uint8_t> dx(std::vector<uint8_t>(size_t(M * K), 0x38)), dout(size_t(M * N) * 2);
-      Buffer<float> dxs(std::vector<float>(size_t(M), 0.01f)), dws(std::vector<float>(size_t(N), 0.01f));
-      Buffer<uint32_t> dvalues(vc), dmeta(mc);
+      DeviceBuffer<uint8_t> dx(std::vector<uint8_t>(size_t(M * K), 0x38)), dout(size_t(M * N) * 2);
+      DeviceBuffer<float> dxs(std::vector<float>(size_t(M), 0.01f)), dws(std::vector<float>(size_t(N), 0.01f));
+      DeviceBuffer<uint32_t> dvalues(vc), dmeta(mc);
       kc::Sparse24Float8Args a;
       a.x = dx.p, a.x_fmt = Float8Format::E5M2, a.w_fmt = Float8Format::E4M3FN, a.xs = dxs.p, a.xs_stride = 1;
       a.ws = dws.p, a.ws_stride = 1, a.out_t = kc::DType::BFloat16, a.M = M, a.N = N, a.K = K, a.out = dout.p;
@@ -229,17 +206,7 @@ int bench_sparse24_float8() {
         a.values = dvalues.p + size_t(c) * p.values.size(), a.meta = dmeta.p + size_t(c) * p.meta.size();
         return kc::sparse24_float8_linear(a, nullptr);
       };
-      for (int i = 0; i < 20; ++i) F8_CHECK_CUDA(call(i % copies));
-      cudaEvent_t e0, e1;
-      cudaEventCreate(&e0), cudaEventCreate(&e1);
-      const int iters = 400;
-      cudaEventRecord(e0);
-      for (int i = 0; i < iters; ++i) call(i % copies);
-      cudaEventRecord(e1);
-      F8_CHECK_CUDA(cudaEventSynchronize(e1));
-      float ms = 0;
-      cudaEventElapsedTime(&ms, e0, e1);
-      const double us = 1e3 * ms / iters, bytes = double(p.values.size() + p.meta.size()) * 4;
+      const double us = time_calls_us(call, copies), bytes = double(p.values.size() + p.meta.size()) * 4;
       std::printf("sparse24 float8 e5m2 x e4m3 M=%ld K=%ld N=%ld, %d tile(s) a block: %.2f us, %.0f GB/s of weight "
                   "bytes (%.2f bits per weight)\n",
                   long(M), long(K), long(N), nt, us, bytes / us * 1e-3, bytes * 8 / double(N * K));

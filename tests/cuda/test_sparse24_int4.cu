@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda_test_util.cuh"
 #include "kernels/cpu/sparse24.h"
 #include "kernels/cuda/sparse24_int4_linear.cuh"
 
@@ -20,15 +21,6 @@ namespace {
 
 namespace k = torchao_cpp::kernels;
 namespace kc = torchao_cpp::kernels::cuda;
-
-#define SP_CHECK_CUDA(x)                                                                  \
-  do {                                                                                    \
-    const cudaError_t err_ = (x);                                                         \
-    if (err_ != cudaSuccess) {                                                            \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_)); \
-      std::exit(2);                                                                       \
-    }                                                                                     \
-  } while (0)
 
 float as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 float as_float(__half v) { return __half2float(v); }
@@ -39,21 +31,6 @@ T of_float(float v) {
   else
     return __float2bfloat16_rn(v);
 }
-
-template <class T>
-struct Buffer {
-  T* p = nullptr;
-  explicit Buffer(size_t n) { SP_CHECK_CUDA(cudaMalloc(&p, n * sizeof(T) + 16)); }
-  Buffer(const std::vector<T>& h) : Buffer(h.size()) {
-    SP_CHECK_CUDA(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~Buffer() { cudaFree(p); }
-  std::vector<T> host(size_t n) const {
-    std::vector<T> h(n);
-    SP_CHECK_CUDA(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
 
 // Random 2:4 codes in [-8, 7] (both kept positions random, kept values
 // possibly 0), compressed as the CPU stores MarlinSparseLayout rows.
@@ -88,14 +65,14 @@ int check(int64_t M, int64_t N, int64_t K, int64_t group, bool bias, std::mt1993
   for (auto& v : x) v = of_float<T>(nd(rng));
   for (auto& v : scale) v = of_float<T>(0.02f * (1.0f + 0.2f * nd(rng)));
   for (auto& v : b) v = of_float<T>(nd(rng));
-  Buffer<T> dx(x), dscale(scale), db(b), dout(size_t(M * N)), dw(size_t(N * K));
-  Buffer<uint32_t> dvalues(values), dmeta(meta);
+  DeviceBuffer<T> dx(x), dscale(scale), db(b), dout(size_t(M * N)), dw(size_t(N * K));
+  DeviceBuffer<uint32_t> dvalues(values), dmeta(meta);
   kc::Sparse24Int4Args<T> a;
   a.x = dx.p, a.ldx = ldx, a.values = dvalues.p, a.meta = dmeta.p, a.scale = dscale.p, a.bias = bias ? db.p : nullptr;
   a.M = M, a.N = N, a.K = K, a.group_size = group, a.out = dout.p;
-  SP_CHECK_CUDA(kc::sparse24_int4_linear(a, nullptr));
-  SP_CHECK_CUDA(kc::sparse24_int4_dequantize(a, dw.p, nullptr));
-  SP_CHECK_CUDA(cudaDeviceSynchronize());
+  TAO_CHECK_CUDA(kc::sparse24_int4_linear(a, nullptr));
+  TAO_CHECK_CUDA(kc::sparse24_int4_dequantize(a, dw.p, nullptr));
+  TAO_CHECK_CUDA(cudaDeviceSynchronize());
   const auto out = dout.host(size_t(M * N));
   const auto w = dw.host(size_t(N * K));
   int bad = 0;
@@ -141,8 +118,8 @@ int run_sparse24_int4_tests() {
           cases += 2;
         }
   // Shapes the kernels do not take are refused before any launch.
-  Buffer<uint32_t> words(256);
-  Buffer<__half> halves(256);
+  DeviceBuffer<uint32_t> words(256);
+  DeviceBuffer<__half> halves(256);
   kc::Sparse24Int4Args<__half> r;  // every pointer valid and aligned: only the shape is wrong
   r.x = r.scale = r.out = halves.p, r.values = r.meta = words.p, r.ldx = 128;
   r.M = 1, r.N = 16, r.K = 96, r.group_size = 96;
@@ -171,25 +148,15 @@ int bench_sparse24_int4() {
       std::vector<uint32_t> vc, mc;
       for (int c = 0; c < copies; ++c) vc.insert(vc.end(), values.begin(), values.end()), mc.insert(mc.end(), meta.begin(), meta.end());
       std::vector<__nv_bfloat16> x(size_t(M * K), of_float<__nv_bfloat16>(0.5f)), scale(size_t(N * K / 128), of_float<__nv_bfloat16>(0.01f));
-      Buffer<__nv_bfloat16> dx(x), dscale(scale), dout(size_t(M * N));
-      Buffer<uint32_t> dvalues(vc), dmeta(mc);
+      DeviceBuffer<__nv_bfloat16> dx(x), dscale(scale), dout(size_t(M * N));
+      DeviceBuffer<uint32_t> dvalues(vc), dmeta(mc);
       kc::Sparse24Int4Args<__nv_bfloat16> a;
       a.x = dx.p, a.ldx = K, a.scale = dscale.p, a.M = M, a.N = N, a.K = K, a.group_size = 128, a.out = dout.p;
       auto call = [&](int c) {
         a.values = dvalues.p + size_t(c) * values.size(), a.meta = dmeta.p + size_t(c) * meta.size();
         return kc::sparse24_int4_linear(a, nullptr);
       };
-      for (int i = 0; i < 20; ++i) SP_CHECK_CUDA(call(i % copies));
-      cudaEvent_t e0, e1;
-      cudaEventCreate(&e0), cudaEventCreate(&e1);
-      const int iters = 400;
-      cudaEventRecord(e0);
-      for (int i = 0; i < iters; ++i) call(i % copies);
-      cudaEventRecord(e1);
-      SP_CHECK_CUDA(cudaEventSynchronize(e1));
-      float ms = 0;
-      cudaEventElapsedTime(&ms, e0, e1);
-      const double us = 1e3 * ms / iters, bytes = double(values.size() + meta.size()) * 4 + double(scale.size()) * 2;
+      const double us = time_calls_us(call, copies), bytes = double(values.size() + meta.size()) * 4 + double(scale.size()) * 2;
       std::printf("sparse24 int4 bf16 M=%ld K=%ld N=%ld g128: %.2f us, %.0f GB/s of weight bytes (%.2f bits per weight)\n",
                   long(M), long(K), long(N), us, bytes / us * 1e-3, bytes * 8 / double(N * K));
     }

@@ -14,19 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda_test_util.cuh"
 #include "kernels/cpu/numeric.h"
 #include "kernels/cuda/weight_only_linear.cuh"
 
 namespace k = torchao_cpp::kernels::cuda;
-
-#define CHECK_CUDA(e)                                                                   \
-  do {                                                                                  \
-    cudaError_t err_ = (e);                                                             \
-    if (err_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_)); \
-      std::exit(2);                                                                     \
-    }                                                                                   \
-  } while (0)
 
 template <class T>
 float to_f(T v);
@@ -40,16 +32,6 @@ template <>
 __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
 template <>
 __half from_f(float v) { return __float2half_rn(v); }
-
-template <class T>
-struct Device {
-  T* p = nullptr;
-  explicit Device(const std::vector<T>& h) {
-    CHECK_CUDA(cudaMalloc(&p, h.size() * sizeof(T) + 16));
-    CHECK_CUDA(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~Device() { cudaFree(p); }
-};
 
 struct Case {
   int64_t M, N, K, group, ldx;
@@ -98,8 +80,8 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
     if (c.format == k::CodeFormat::Float8E4M3 && (v & 0x7f) == 0x7f) v ^= 1;
     if (c.format == k::CodeFormat::Float8E5M2 && (v & 0x7c) == 0x7c) v ^= 0x40;
   }
-  Device<T> dx(x), ds(scale), dz(zero), db(bias), dout(out);
-  Device<uint8_t> dc(codes);
+  DeviceBuffer<T> dx(x), ds(scale), dz(zero), db(bias), dout(out);
+  DeviceBuffer<uint8_t> dc(codes);
   k::WeightOnlyArgs<T> a;
   a.x = dx.p;
   a.ldx = c.ldx;
@@ -128,15 +110,15 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
     a.depth = t[1];
     a.tiles = t[2];
     a.stage = t[3];
-    CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));  // NaN: an output left unwritten fails
-    CHECK_CUDA(k::weight_only_linear<T>(a, 0));
-    CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    TAO_CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));  // NaN: an output left unwritten fails
+    TAO_CHECK_CUDA(k::weight_only_linear<T>(a, 0));
+    TAO_CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
     outs.push_back(out);
   }
   std::vector<T> wdq(c.N * c.K);
-  Device<T> dw(wdq);
-  CHECK_CUDA(k::weight_only_dequantize<T>(a, dw.p, 0));
-  CHECK_CUDA(cudaMemcpy(wdq.data(), dw.p, wdq.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  DeviceBuffer<T> dw(wdq);
+  TAO_CHECK_CUDA(k::weight_only_dequantize<T>(a, dw.p, 0));
+  TAO_CHECK_CUDA(cudaMemcpy(wdq.data(), dw.p, wdq.size() * sizeof(T), cudaMemcpyDeviceToHost));
   int bad = 0;
   for (int64_t m = 0; m < c.M; ++m)
     for (int64_t n = 0; n < c.N; ++n) {
@@ -180,26 +162,26 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
 // only_format / only_rows >= 0 restrict the run (for a profiler).
 int bench(int only_format, int64_t only_rows) {
   cudaDeviceProp prop;
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  TAO_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   // Device-to-device copy bandwidth: bytes read + written per second.
   const size_t bytes = size_t(1) << 30;
   void *a, *b;
-  CHECK_CUDA(cudaMalloc(&a, bytes));
-  CHECK_CUDA(cudaMalloc(&b, bytes));
+  TAO_CHECK_CUDA(cudaMalloc(&a, bytes));
+  TAO_CHECK_CUDA(cudaMalloc(&b, bytes));
   cudaEvent_t e0, e1;
-  CHECK_CUDA(cudaEventCreate(&e0));
-  CHECK_CUDA(cudaEventCreate(&e1));
-  for (int i = 0; i < 3; ++i) CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-  CHECK_CUDA(cudaEventRecord(e0));
-  for (int i = 0; i < 10; ++i) CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-  CHECK_CUDA(cudaEventRecord(e1));
-  CHECK_CUDA(cudaEventSynchronize(e1));
+  TAO_CHECK_CUDA(cudaEventCreate(&e0));
+  TAO_CHECK_CUDA(cudaEventCreate(&e1));
+  for (int i = 0; i < 3; ++i) TAO_CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  TAO_CHECK_CUDA(cudaEventRecord(e0));
+  for (int i = 0; i < 10; ++i) TAO_CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  TAO_CHECK_CUDA(cudaEventRecord(e1));
+  TAO_CHECK_CUDA(cudaEventSynchronize(e1));
   float ms;
-  CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+  TAO_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
   const double copy_bw = 2.0 * bytes * 10 / (ms * 1e-3);
   std::printf("%s: device-to-device copy %.0f GB/s (read + write)\n", prop.name, copy_bw / 1e9);
-  CHECK_CUDA(cudaFree(a));
-  CHECK_CUDA(cudaFree(b));
+  TAO_CHECK_CUDA(cudaFree(a));
+  TAO_CHECK_CUDA(cudaFree(b));
   const int64_t shapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
   const k::CodeFormat formats[3] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3};
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
@@ -228,13 +210,13 @@ int bench(int only_format, int64_t only_rows) {
           const int64_t wbytes = cbytes + 2 * qp, copies = std::max<int64_t>(2, int64_t(400e6 / wbytes));
           __nv_bfloat16 *x, *sz, *out;
           uint8_t* codes;
-          CHECK_CUDA(cudaMalloc(&x, M * K * 2));
-          CHECK_CUDA(cudaMalloc(&out, M * N * 2));
-          CHECK_CUDA(cudaMalloc(&codes, copies * cbytes));
-          CHECK_CUDA(cudaMalloc(&sz, copies * qp * 2));
-          CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
-          CHECK_CUDA(cudaMemset(codes, 0x37, copies * cbytes));
-          CHECK_CUDA(cudaMemset(sz, 0, copies * qp * 2));
+          TAO_CHECK_CUDA(cudaMalloc(&x, M * K * 2));
+          TAO_CHECK_CUDA(cudaMalloc(&out, M * N * 2));
+          TAO_CHECK_CUDA(cudaMalloc(&codes, copies * cbytes));
+          TAO_CHECK_CUDA(cudaMalloc(&sz, copies * qp * 2));
+          TAO_CHECK_CUDA(cudaMemset(x, 0, M * K * 2));
+          TAO_CHECK_CUDA(cudaMemset(codes, 0x37, copies * cbytes));
+          TAO_CHECK_CUDA(cudaMemset(sz, 0, copies * qp * 2));
           k::WeightOnlyArgs<__nv_bfloat16> a;
           a.x = x;
           a.ldx = K;
@@ -255,15 +237,15 @@ int bench(int only_format, int64_t only_rows) {
             a.codes = codes + c * cbytes;
             a.scale = sz + c * qp;
             a.zero = bits == 4 ? a.scale + N * G : nullptr;
-            CHECK_CUDA(k::weight_only_linear(a, 0));
+            TAO_CHECK_CUDA(k::weight_only_linear(a, 0));
           };
           for (int i = 0; i < 20; ++i) run(i);
           const int iters = 200;
-          CHECK_CUDA(cudaEventRecord(e0));
+          TAO_CHECK_CUDA(cudaEventRecord(e0));
           for (int i = 0; i < iters; ++i) run(i);
-          CHECK_CUDA(cudaEventRecord(e1));
-          CHECK_CUDA(cudaEventSynchronize(e1));
-          CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+          TAO_CHECK_CUDA(cudaEventRecord(e1));
+          TAO_CHECK_CUDA(cudaEventSynchronize(e1));
+          TAO_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
           const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
           std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d stage=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
                       names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, tune.stage, us, gbs / 1e9,

@@ -413,20 +413,26 @@ def test_sparse24_int4_linear_errors():
         ops.sparse24_int4_linear(x[:, 1:], values, meta, N, K, 128, scale)
 
 
+def _held_after_calls(cfg, N, K, rows):
+    """Device bytes an (N, K) bfloat16 linear quantized with cfg holds once moved to CUDA and called with each
+    of `rows` activation rows (inputs and outputs excluded)."""
+    lin = nn.Linear(K, N, bias=False).to(torch.bfloat16)
+    quantize_(lin, cfg)
+    xs = [torch.randn(m, K, dtype=torch.bfloat16, device="cuda") for m in rows]
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    w = lin.weight.to("cuda")
+    with torch.no_grad():
+        outs = [torch.nn.functional.linear(x, w) for x in xs]
+    torch.cuda.synchronize()
+    return torch.cuda.memory_allocated() - before - sum(o.numel() * o.element_size() for o in outs)
+
+
 def test_marlin_sparse_weight_keeps_no_dense_copy_on_cuda():
     # On the device: the compressed rows (3 bits a weight), the sparse tensor cores' form (3 bits) and the
     # scales; the dense int8 codes (8 bits) are never made.
     N, K = 1024, 2048
-    lin = nn.Linear(K, N, bias=False).to(torch.bfloat16)
-    quantize_(lin, Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()))
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    w = lin.weight.to("cuda")
-    x = torch.randn(4, K, dtype=torch.bfloat16, device="cuda")
-    with torch.no_grad():
-        out = torch.nn.functional.linear(x, w)
-    torch.cuda.synchronize()
-    held = torch.cuda.memory_allocated() - before - out.numel() * out.element_size()
+    held = _held_after_calls(Int4WeightOnlyConfig(group_size=128, layout=MarlinSparseLayout()), N, K, [4])
     assert held < N * K, held  # 3/8 + 3/8 of N * K, plus scales; a dense int8 copy would add N * K
 
 
@@ -507,17 +513,7 @@ def test_float8_semi_sparse_weight_keeps_no_dense_copy_on_cuda():
     # On the device: the compressed rows (5 bits a weight), the sparse tensor cores' form (5 bits) and the
     # scales; the dense float8 codes (8 bits) are never kept (the many-row path expands them per call).
     N, K = 1024, 2048
-    lin = nn.Linear(K, N, bias=False).to(torch.bfloat16)
-    quantize_(lin, Float8DynamicActivationFloat8SemiSparseWeightConfig())
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    w = lin.weight.to("cuda")
-    x = torch.randn(4, K, dtype=torch.bfloat16, device="cuda")
-    with torch.no_grad():
-        out = torch.nn.functional.linear(x, w)
-        out_many = torch.nn.functional.linear(torch.randn(40, K, dtype=torch.bfloat16, device="cuda"), w)
-    torch.cuda.synchronize()
-    held = torch.cuda.memory_allocated() - before - out.numel() * out.element_size() - out_many.numel() * 2
+    held = _held_after_calls(Float8DynamicActivationFloat8SemiSparseWeightConfig(), N, K, [4, 40])
     assert held < 1.5 * N * K, held  # 5/8 + 5/8 of N * K, plus scales; a dense copy would add N * K
 
 

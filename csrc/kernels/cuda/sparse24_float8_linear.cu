@@ -120,35 +120,13 @@ __global__ void __launch_bounds__(kWarps * 32, MT * NT >= 4 ? 1 : 2) sparse24_fl
     load_blocks(va, ea, vals, meta, b + 2 * U, b1);
     mma_blocks<WE5, XE5>(acc, vb, eb, xrow, b + U, b1, 4 * q, K);
   }
-  __shared__ float part[kWarps][NT][MT][4][32];
-#pragma unroll
-  for (int t = 0; t < NT; ++t)
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) part[warp][t][j][i][lane] = acc[t][j][i];
-  __syncthreads();
-  if (warp != 0) return;
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    const int64_t tile = int64_t(blockIdx.x) * NT + t;
-    if (tile >= tiles) break;
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) sum += part[w][t][j][i][lane];
-        // c0, c1: weight row g, activation rows 2q, 2q + 1 of the group; c2, c3: weight row g + 8.
-        const int64_t n = tile * 16 + g + 8 * (i / 2), m = 8 * j + 2 * q + i % 2;
-        if (n >= a.N || m >= a.M) continue;
-        // float8_linear's epilogue, in its order, unfused.
-        float v = __fmul_rn(__fmul_rn(sum, a.xs[m * a.xs_stride]), a.ws[n * a.ws_stride]);
-        if (a.bias) v = __fadd_rn(v, load_as_float(a.bias, a.out_t, n));
-        store_from_float(a.out, a.out_t, m * a.N + n, v);
-      }
-  }
+  if (!sum_over_warps<kWarps>(acc)) return;
+  // float8_linear's epilogue, in its order, unfused.
+  for_each_output(acc, int64_t(blockIdx.x) * NT, a.N, a.M, [&](int64_t n, int64_t m, float sum) {
+    float v = __fmul_rn(__fmul_rn(sum, a.xs[m * a.xs_stride]), a.ws[n * a.ws_stride]);
+    if (a.bias) v = __fadd_rn(v, load_as_float(a.bias, a.out_t, n));
+    store_from_float(a.out, a.out_t, m * a.N + n, v);
+  });
 }
 
 // One thread per (tile, block, lane): its 16 bytes, register r's two groups

@@ -85,31 +85,10 @@ __global__ void __launch_bounds__(kWarps * 32) sparse24_int4_gemv(const Sparse24
       }
     }
   }
-  __shared__ float part[kWarps][NT][MT][4][32];
-#pragma unroll
-  for (int t = 0; t < NT; ++t)
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) part[warp][t][j][i][lane] = acc[t][j][i];
-  __syncthreads();
-  if (warp != 0) return;
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    const int64_t tile = int64_t(blockIdx.x) * NT + t;
-    if (tile >= tiles) break;
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) sum += part[w][t][j][i][lane];
-        // c0, c1: weight row g, activation rows 2q, 2q + 1 of the group; c2, c3: weight row g + 8.
-        const int64_t n = tile * 16 + g + 8 * (i / 2), m = 8 * j + 2 * q + i % 2;
-        if (n < a.N && m < a.M) a.out[m * a.N + n] = from_f32<T>(sum + (a.bias ? to_f32(a.bias[n]) : 0.0f));
-      }
-  }
+  if (!sum_over_warps<kWarps>(acc)) return;
+  for_each_output(acc, int64_t(blockIdx.x) * NT, a.N, a.M, [&](int64_t n, int64_t m, float sum) {
+    a.out[m * a.N + n] = from_f32<T>(sum + (a.bias ? to_f32(a.bias[n]) : 0.0f));
+  });
 }
 
 // One thread per (tile, step, lane): the 4 K blocks of its word, each of its

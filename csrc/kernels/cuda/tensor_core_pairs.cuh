@@ -103,6 +103,53 @@ __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
   return as_u32(__hmul2(from_u32<T2>(a), from_u32<T2>(b)));
 }
 
+// The 2:4 GEMVs' end: each warp of W summed a run of K into acc (NT tiles x MT
+// groups of 8 activation rows, the mma's 4 accumulators a lane); warp 0 gets
+// the block's sums, in warp order, and true; the other warps false.
+template <int W, int NT, int MT>
+__device__ __forceinline__ bool sum_over_warps(float (&acc)[NT][MT][4]) {
+  __shared__ float part[W][NT][MT][4][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[warp][t][j][i][lane] = acc[t][j][i];
+  __syncthreads();
+  if (warp != 0) return false;
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; ++w) sum += part[w][t][j][i][lane];
+        acc[t][j][i] = sum;
+      }
+  return true;
+}
+
+// Then warp 0 hands each sum inside N x M to f(n, m, sum): accumulator i of
+// lane (g, q) is weight row g + 8 (i / 2) of its tile, activation row
+// 2 q + i % 2 of its group of 8 (the mma's C layout); tiles from tile0.
+template <int NT, int MT, class F>
+__device__ __forceinline__ void for_each_output(const float (&acc)[NT][MT][4], int64_t tile0, int64_t N, int64_t M,
+                                                F&& f) {
+  const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int64_t n = (tile0 + t) * 16 + g + 8 * (i / 2), m = 8 * j + 2 * q + i % 2;
+        if (n < N && m < M) f(n, m, acc[t][j][i]);
+      }
+}
+
 // Weight codes are read once: stream them past L1.
 __device__ __forceinline__ uint4 load_stream(const void* p) {
   uint4 v;
