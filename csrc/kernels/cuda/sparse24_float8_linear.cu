@@ -10,9 +10,6 @@ namespace {
 // Warps of a block split one or two 16-row tiles' K between them, as the 2:4 int4 GEMV.
 constexpr int kWarps = 8;
 
-template <Float8Format F>
-constexpr bool kE5 = F == Float8Format::E5M2;
-
 // acc += W (16 x 64, 2:4, A) x X^T (64 x 8, B): the weight's format first.
 #define TAO_MMA_SP_F8(WT, XT)                                                                                       \
   asm("mma.sp::ordered_metadata.sync.aligned.m16n8k64.row.col.f32." WT "." XT ".f32 {%0,%1,%2,%3}, "                 \
