@@ -101,15 +101,19 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   a.out = dout.p;
   // Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with 3 K blocks in
   // flight, two tiles and staged activations; one warp with one tile loading activations as used; the kernel
-  // used from 17 rows.
+  // used from 17 rows; 4 warps of 2 tiles (the earlier default up to 8 rows); the 64-register build with
+  // activations loaded as used, and the 128-register one with 16 warps (up to 8 rows: the other default).
   std::vector<std::vector<int>> tunings = {{0, 0, 0, 0}};
-  if (c.M <= 16) tunings.insert(tunings.end(), {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}});
+  if (c.M <= 16)
+    tunings.insert(tunings.end(),
+                   {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}, {4, 2, 2, 1}, {8, 2, 1, -1, 2}, {16, 2, 1, 1, 1}});
   std::vector<std::vector<T>> outs;
   for (const auto& t : tunings) {
     a.warps = t[0];
     a.depth = t[1];
     a.tiles = t[2];
     a.stage = t[3];
+    a.occupancy = t.size() > 4 ? t[4] : 0;
     TAO_CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));  // NaN: an output left unwritten fails
     TAO_CHECK_CUDA(k::weight_only_linear<T>(a, 0));
     TAO_CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
@@ -189,14 +193,17 @@ int bench(int only_format, int64_t only_rows) {
   // (up to 16 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 17 rows).
   // Up to 16 rows, activations staged through shared memory (stage 1) or loaded as used (-1).
   struct Tune {
-    int warps, depth, tiles, stage;
+    int warps, depth, tiles, stage, occupancy;
   };
-  std::vector<Tune> few = {{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, -1}, {0, -1, 0, 0}};
+  std::vector<Tune> few = {{0, 0, 0, 0, 0}, {0, 0, 0, 1, 0}, {0, 0, 0, -1, 0}, {0, -1, 0, 0, 0}};
   for (int warps : {4, 8, 16})
     for (int tiles : {1, 2})
       for (int depth : {2, 3})
-        for (int stage : {1, -1}) few.push_back({warps, depth, tiles, stage});
-  const std::vector<Tune> many = {{0, 0, 0, 0}};
+        for (int stage : {1, -1}) few.push_back({warps, depth, tiles, stage, 0});
+  for (int warps : {4, 8, 16})
+    for (int depth : {2, 3})
+      for (int stage : {1, -1}) few.push_back({warps, depth, 1, stage, 2});
+  const std::vector<Tune> many = {{0, 0, 0, 0, 0}};
   for (int f = 0; f < 3; ++f)
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
@@ -232,6 +239,7 @@ int bench(int only_format, int64_t only_rows) {
           a.depth = tune.depth;
           a.tiles = tune.tiles;
           a.stage = tune.stage;
+          a.occupancy = tune.occupancy;
           auto run = [&](int64_t i) {
             const int64_t c = i % copies;
             a.codes = codes + c * cbytes;
@@ -247,8 +255,8 @@ int bench(int only_format, int64_t only_rows) {
           TAO_CHECK_CUDA(cudaEventSynchronize(e1));
           TAO_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
           const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
-          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d stage=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
-                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, tune.stage, us, gbs / 1e9,
+          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d stage=%d occ=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, tune.stage, tune.occupancy, us, gbs / 1e9,
                       100.0 * gbs / copy_bw);
           cudaFree(x);
           cudaFree(out);

@@ -332,7 +332,8 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // by shuffles).
 constexpr int kGemvMaxWarps = 16;
 // Warps resident at once across an H100/H200 (132 SMs x 16 at ~124 registers):
-// the default fills one wave (H200: faster than more warps in 1.7 waves).
+// the default fills one wave (H200: faster than more warps in 1.7 waves) from
+// its starting warp count on.
 constexpr int64_t kGemvResidentWarps = 132 * 16;
 
 struct GemvParams {
@@ -351,8 +352,8 @@ constexpr int gemv_slot_loads(bool stage) {
 // aligned), 16-byte loads as used, or staged through the ring with the codes.
 enum class XLoad { Scalar, Vector, Staged };
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero>
-__global__ void __launch_bounds__(kGemvMaxWarps * 32) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks>
+__global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
   constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
@@ -768,29 +769,62 @@ cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
 template <CodeFormat F>
 constexpr bool kStageTwoGroups = F != CodeFormat::Uint4;
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, int kMinBlocks>
 auto gemv_kernel(bool int_zero) {
   // Float8 codes take no zero point: one instantiation fewer.
   constexpr bool kMayInt = F == CodeFormat::Uint4 || F == CodeFormat::Int8;
-  return kMayInt && int_zero ? wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, kMayInt> : wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, false>;
+  return kMayInt && int_zero ? wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, kMayInt, kMinBlocks>
+                             : wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, false, kMinBlocks>;
 }
-template <class T, CodeFormat F, int NT, int MT, int kDepth>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, int kMinBlocks>
 auto gemv_kernel(XLoad x8, bool int_zero) {
-  return x8 == XLoad::Staged   ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged>(int_zero)
-         : x8 == XLoad::Vector ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector>(int_zero)
-                               : gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar>(int_zero);
+  return x8 == XLoad::Staged   ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged, kMinBlocks>(int_zero)
+         : x8 == XLoad::Vector ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector, kMinBlocks>(int_zero)
+                               : gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar, kMinBlocks>(int_zero);
+}
+// The gemv build for 1 or 2 blocks of 16 warps per SM (128 or 64 registers):
+// only one tile and one activation group fit 64 registers (8-bit codes with
+// staged activations and 2 K blocks in flight: no spill; ptxas -v).
+template <class T, CodeFormat F, int NT, int MT, int kDepth>
+auto gemv_kernel(XLoad x8, bool int_zero, int occupancy) {
+  if constexpr (NT == 1 && MT == 1)
+    if (occupancy == 2) return gemv_kernel<T, F, NT, MT, kDepth, 2>(x8, int_zero);
+  return gemv_kernel<T, F, NT, MT, kDepth, 1>(x8, int_zero);
 }
 
-// NT tiles per warp; warps per block: 4, or as many more (split K when N is
-// small) as one wave holds, each with at least two K blocks.
+// Defaults for up to 8 activation rows, from the H100 sweep of launch tunings
+// (test_cuda_kernels --bench, benchmarks/results/cuda_h100.txt, 2026-12-06):
+// one tile per warp, 8 warps for 4-bit codes (int4 g128 M = 1: 7.7 / 17.6 /
+// 17.1 us on (4096, 4096) / (4096, 14336) / (14336, 4096) against 7.8 / 19.2 /
+// 18.4 with the earlier 2 tiles and 4 warps), 16 for bytes. Bytes with short K
+// runs per warp (up to 8 K blocks) take the 64-register build, two blocks per
+// SM: more warps hide the decode's latency where each warp's stream is short
+// (int8 10.5 / 26.5 us on (4096, 4096) / (4096, 14336) against 12.2 / 31.5 for
+// 128 registers and 10.4 / 34.3 for the earlier default; float8 10.4 / 25.2
+// against 11.9 / 30.7 and 10.3 / 33.4); with long runs the 128-register build
+// is faster (14336 x 4096, 14 K blocks a warp: int8 28.5 against 30.9, float8
+// 28.0 against 30.0; 31.7 and 31.1 before).
+template <CodeFormat F, int NT, int MT>
+constexpr int kGemvStartWarps = MT == 1 && NT == 1 ? (kBits<F> == 4 ? 8 : 16) : 4;
+template <CodeFormat F, int NT, int MT, int kDepth>
+int gemv_occupancy(int64_t kblocks, int64_t warps) {
+  return MT == 1 && NT == 1 && kDepth == 2 && kBits<F> == 8 && kblocks <= 8 * warps ? 2 : 1;
+}
+
+// NT tiles per warp; warps per block: kGemvStartWarps (fewer where K is
+// short: each warp gets at least two K blocks), or as many more (split K when
+// N is small) as one wave holds.
 template <class T, CodeFormat F, int NT, int MT, int kDepth>
 cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
   const int64_t kblocks = (a.K + kBlockK - 1) / kBlockK, blocks = (a.N + 16 * NT - 1) / (16 * NT);
-  int64_t warps = a.warps > 0 ? (a.warps < kGemvMaxWarps ? a.warps : kGemvMaxWarps) : 4;
-  if (a.warps <= 0)
+  int64_t warps = a.warps > 0 ? (a.warps < kGemvMaxWarps ? a.warps : kGemvMaxWarps) : kGemvStartWarps<F, NT, MT>;
+  if (a.warps <= 0) {
+    while (warps > 4 && warps * 2 > kblocks) warps /= 2;
     while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
+  }
   if (warps > kblocks) warps = kblocks;
+  const int occupancy = a.occupancy > 0 ? a.occupancy : gemv_occupancy<F, NT, MT, kDepth>(kblocks, warps);
   const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
   const bool stage = vec && (a.stage > 0 || (a.stage == 0 && (MT == 1 || kStageTwoGroups<F>)));
   // Each warp's ring must fit the block's shared memory (227 KB on Hopper,
@@ -804,7 +838,7 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
   const auto kernel = gemv_kernel<T, F, NT, MT, kDepth>(stage ? XLoad::Staged : vec ? XLoad::Vector : XLoad::Scalar,
-                                                       a.domain == ZeroDomain::Int);
+                                                       a.domain == ZeroDomain::Int, occupancy);
   const int smem = int(warps) * per_warp;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)
@@ -813,16 +847,16 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// Default tiles per warp: 2 for one activation group. For two: 2 for 4-bit
-// codes with 2 K blocks in flight and activations loaded as used (their
-// default): 128 registers, no spill, 1.06-1.38x one tile at 16 rows on the
-// H200 (benchmarks/results/cuda_kernels_lop3_h200.txt), 1.04-1.33x on the
-// H100 (cuda_h100.txt); 1 otherwise, where two tiles' accumulators and staged
-// activations exceed the 128 registers a 512-thread block allows.
+// Default tiles per warp: 1 for one activation group (see kGemvStartWarps).
+// For two: 2 for 4-bit codes with 2 K blocks in flight and activations loaded
+// as used (their default): 128 registers, no spill, 1.06-1.38x one tile at 16
+// rows on the H200 (benchmarks/results/cuda_kernels_lop3_h200.txt), 1.04-1.33x
+// on the H100 (cuda_h100.txt); 1 otherwise, where two tiles' accumulators and
+// staged activations exceed the 128 registers a 512-thread block allows.
 template <class T, CodeFormat F, int MT, int kDepth>
 cudaError_t launch_gemv_tiles(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
-  constexpr bool kTwoTiles = MT == 1 || (F == CodeFormat::Uint4 && kDepth == 2);
-  const int tiles = a.tiles > 0 ? a.tiles : kTwoTiles && (MT == 1 || a.stage <= 0) ? 2 : 1;
+  constexpr bool kTwoTiles = MT == 2 && F == CodeFormat::Uint4 && kDepth == 2;
+  const int tiles = a.tiles > 0 ? a.tiles : kTwoTiles && a.stage <= 0 ? 2 : 1;
   return tiles == 1 ? launch_gemv<T, F, 1, MT, kDepth>(a, stream) : launch_gemv<T, F, 2, MT, kDepth>(a, stream);
 }
 
