@@ -191,7 +191,8 @@ int bench(int only_format, int64_t only_rows) {
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
   // Launch tuning, 0 = the kernel's defaults; the others show what the defaults give up
   // (up to 16 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 17 rows).
-  // Up to 16 rows, activations staged through shared memory (stage 1) or loaded as used (-1).
+  // Up to 16 rows, activations staged through shared memory (stage 1) or loaded as used (-1). Up to 8 rows
+  // of 8-bit codes, occupancy 2: the 64-register build (WeightOnlyArgs::occupancy).
   struct Tune {
     int warps, depth, tiles, stage, occupancy;
   };
@@ -200,15 +201,15 @@ int bench(int only_format, int64_t only_rows) {
     for (int tiles : {1, 2})
       for (int depth : {2, 3})
         for (int stage : {1, -1}) few.push_back({warps, depth, tiles, stage, 0});
-  for (int warps : {4, 8, 16})
-    for (int depth : {2, 3})
-      for (int stage : {1, -1}) few.push_back({warps, depth, 1, stage, 2});
+  for (int warps : {4, 8, 16})  // the 64-register build (bytes only, 2 K blocks in flight)
+    for (int stage : {1, -1}) few.push_back({warps, 2, 1, stage, 2});
   const std::vector<Tune> many = {{0, 0, 0, 0, 0}};
   for (int f = 0; f < 3; ++f)
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
         for (const Tune& tune : M <= 16 ? few : many) {
           if ((only_format >= 0 && f != only_format) || (only_rows >= 0 && M != only_rows)) continue;
+          if (tune.occupancy == 2 && (f == 0 || M > 8)) continue;  // not built there
           // int4: group 128 with float zero points (tinygemm); 8-bit: per channel, symmetric.
           const int bits = bits_of(formats[f]);
           const int64_t K = kn[0], N = kn[1], group = bits == 4 ? 128 : K, G = K / group;

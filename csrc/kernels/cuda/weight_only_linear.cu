@@ -782,12 +782,15 @@ auto gemv_kernel(XLoad x8, bool int_zero) {
          : x8 == XLoad::Vector ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector, kMinBlocks>(int_zero)
                                : gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar, kMinBlocks>(int_zero);
 }
-// The gemv build for 1 or 2 blocks of 16 warps per SM (128 or 64 registers):
-// only one tile and one activation group fit 64 registers (8-bit codes with
-// staged activations and 2 K blocks in flight: no spill; ptxas -v).
+// The gemv build for 1 or 2 blocks of 16 warps per SM (128 or 64 registers).
+// Built for 2 only where it fits 64 registers: 8-bit codes, one tile, one
+// activation group, 2 K blocks in flight (staged activations: no spill; ptxas
+// -v). 4-bit codes spilled 20-84 bytes there and ran 8-40 % slower (H100).
+template <CodeFormat F, int NT, int MT, int kDepth>
+constexpr bool kGemvTwoBlocks = NT == 1 && MT == 1 && kDepth == 2 && kBits<F> == 8;
 template <class T, CodeFormat F, int NT, int MT, int kDepth>
 auto gemv_kernel(XLoad x8, bool int_zero, int occupancy) {
-  if constexpr (NT == 1 && MT == 1)
+  if constexpr (kGemvTwoBlocks<F, NT, MT, kDepth>)
     if (occupancy == 2) return gemv_kernel<T, F, NT, MT, kDepth, 2>(x8, int_zero);
   return gemv_kernel<T, F, NT, MT, kDepth, 1>(x8, int_zero);
 }
@@ -808,7 +811,7 @@ template <CodeFormat F, int NT, int MT>
 constexpr int kGemvStartWarps = MT == 1 && NT == 1 ? (kBits<F> == 4 ? 8 : 16) : 4;
 template <CodeFormat F, int NT, int MT, int kDepth>
 int gemv_occupancy(int64_t kblocks, int64_t warps) {
-  return MT == 1 && NT == 1 && kDepth == 2 && kBits<F> == 8 && kblocks <= 8 * warps ? 2 : 1;
+  return kGemvTwoBlocks<F, NT, MT, kDepth> && kblocks <= 8 * warps ? 2 : 1;
 }
 
 // NT tiles per warp; warps per block: kGemvStartWarps (fewer where K is

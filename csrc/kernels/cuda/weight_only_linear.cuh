@@ -66,8 +66,9 @@ struct WeightOnlyArgs {
   // flight (2 or 3; -1: the kernel used from 17 rows), 16-row tiles per warp (1 or 2),
   // aligned activations staged through shared memory with the codes (1) or loaded as used (-1).
   int depth = 0, tiles = 0, stage = 0;
-  // Up to 8 rows with one tile per warp (launch tuning; 0 = the default): the gemv built for
-  // 1 or 2 blocks of 16 warps per SM (128 or 64 registers a thread).
+  // Up to 8 rows, 8-bit codes, one tile per warp and 2 K blocks in flight (launch tuning;
+  // 0 = the default; ignored elsewhere): the gemv built for 1 or 2 blocks of 16 warps per SM
+  // (128 or 64 registers a thread).
   int occupancy = 0;
 };
 
