@@ -785,7 +785,8 @@ auto gemv_kernel(XLoad x8, bool int_zero) {
 // The gemv build for 1 or 2 blocks of 16 warps per SM (128 or 64 registers).
 // Built for 2 only where it fits 64 registers: 8-bit codes, one tile, one
 // activation group, 2 K blocks in flight (staged activations: no spill; ptxas
-// -v). 4-bit codes spilled 20-84 bytes there and ran 8-40 % slower (H100).
+// -v). 4-bit codes spilled 20-84 bytes there; their best launch per shape ran
+// 7-17 % slower than the 128-register build's (H100, M = 1).
 template <CodeFormat F, int NT, int MT, int kDepth>
 constexpr bool kGemvTwoBlocks = NT == 1 && MT == 1 && kDepth == 2 && kBits<F> == 8;
 template <class T, CodeFormat F, int NT, int MT, int kDepth>
