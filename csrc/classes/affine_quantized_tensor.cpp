@@ -374,10 +374,11 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
   // int8) are unpacked once to int8 on the device.
   if (data.is_cuda() && code_format() == "packed" && cd.bits != 4 && (shape[1] % 32 != 0 || block_size[1] % 32 != 0))
     return ops::call_weight_only_linear(input, int8_codes_for_cuda(), "plain", 8, shape[0], shape[1], block_size[1],
-                                        scale, zero_point_for_cuda(), quant_min, quant_max, zero_point_domain, bias);
+                                        scale, zero_point_for_cuda(), quant_min, quant_max, zero_point_domain_for_cuda(),
+                                        bias);
   return ops::call_weight_only_linear(input, data, code_format(), cd.bits, shape[0], shape[1], block_size[1], scale,
                                       data.is_cpu() ? zero_point_f32() : zero_point_for_cuda(), quant_min, quant_max,
-                                      zero_point_domain, bias);
+                                      data.is_cpu() ? zero_point_domain : zero_point_domain_for_cuda(), bias);
 }
 
 c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::to(const std::string& device) const {
@@ -429,10 +430,22 @@ void AffineQuantizedTensor::prepare_device_forms() const {
 const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_for_cuda() const {
   std::call_once(zero_point_cuda_once_, [&] {
     zero_point_cuda_ = zero_point;
-    if (zero_point.has_value() && zero_point->defined() && !at::isFloatingType(zero_point->scalar_type()))
-      zero_point_cuda_ = zero_point->to(float_dtype_from_name(dtype)).contiguous();
+    zero_point_domain_cuda_ = zero_point_domain;
+    if (!zero_point.has_value() || !zero_point->defined() || at::isFloatingType(zero_point->scalar_type())) return;
+    // One device sync, here where prepare_device_forms runs it (never under graph capture).
+    if (zero_point_domain == "INT" && !zero_point->ne(0).any().item<bool>()) {
+      zero_point_cuda_ = c10::nullopt;
+      zero_point_domain_cuda_ = "NONE";
+      return;
+    }
+    zero_point_cuda_ = zero_point->to(float_dtype_from_name(dtype)).contiguous();
   });
   return zero_point_cuda_;
+}
+
+const std::string& AffineQuantizedTensor::zero_point_domain_for_cuda() const {
+  zero_point_for_cuda();
+  return zero_point_domain_cuda_;
 }
 
 const at::Tensor& AffineQuantizedTensor::int8_codes_for_cuda() const {

@@ -73,8 +73,13 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   // nullopt without one.
   const c10::optional<at::Tensor>& zero_point_f32() const;
   // What the CUDA kernels read: integer zero points in the weight's float
-  // dtype (exact), converted once instead of on every call.
+  // dtype (exact), converted once instead of on every call; nullopt where
+  // they are all zero (zero_point_domain_for_cuda then says NONE).
   const c10::optional<at::Tensor>& zero_point_for_cuda() const;
+  // zero_point_domain, or NONE where every integer zero point is 0 (the same
+  // weight, W = q * s: Int8WeightOnlyConfig's symmetric codes), which spares
+  // the CUDA kernels the zero points' loads and subtractions.
+  const std::string& zero_point_domain_for_cuda() const;
 
   // The codes one per byte on the codes' device (bit-packed integer codes
   // unpacked to int8, 2:4 compressed rows expanded, once): what the CUDA int8
@@ -115,6 +120,7 @@ struct AffineQuantizedTensor : torch::CustomClassHolder {
   mutable c10::optional<at::Tensor> zero_point_f32_;
   mutable std::once_flag zero_point_cuda_once_;
   mutable c10::optional<at::Tensor> zero_point_cuda_;
+  mutable std::string zero_point_domain_cuda_;
   mutable std::once_flag int8_codes_cuda_once_;
   mutable at::Tensor int8_codes_cuda_;
   mutable std::once_flag cusparselt_once_;

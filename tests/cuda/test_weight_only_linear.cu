@@ -60,6 +60,93 @@ double code_value(const std::vector<uint8_t>& codes, int64_t row_bytes, k::CodeF
   return 0;
 }
 
+// Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with 3 K blocks in
+// flight, two tiles and staged activations; one warp with one tile loading activations as used; the kernel
+// used from 17 rows; 4 warps of 2 tiles (the earlier default up to 8 rows); the 64-register build with
+// activations loaded as used, and the 128-register one with 16 warps (up to 8 rows: the other default).
+std::vector<std::vector<int>> tunings(int64_t M) {
+  std::vector<std::vector<int>> t = {{0, 0, 0, 0}};
+  if (M <= 16)
+    t.insert(t.end(), {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}, {4, 2, 2, 1}, {8, 2, 1, -1, 2}, {16, 2, 1, 1, 1}});
+  return t;
+}
+template <class T>
+void tune(k::WeightOnlyArgs<T>& a, const std::vector<int>& t) {
+  a.warps = t[0];
+  a.depth = t[1];
+  a.tiles = t[2];
+  a.stage = t[3];
+  a.occupancy = t.size() > 4 ? t[4] : 0;
+}
+
+// The weights the linear kernels multiply, exactly: 8 one-hot activation rows
+// pick 8 columns of W (out[m, n] = W[n, k_m], exact in float32 and in T), which
+// must equal weight_only_dequantize's W for every code value (row n holds code
+// n + 37 k at column k, so each picked column runs through all 256 bytes or 16
+// nibbles) and every launch tuning. The kernels decode bytes for bfloat16 by two
+// routes (float32 in the dequantize and GEMM kernels, exact bfloat16 codes in
+// the gemv), so this pins them to the same rounding. Returns the mismatches.
+template <class T>
+int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const char* tname) {
+  const int64_t M = 8, N = 256, K = 1024, group = 128, G = K / group, row_bytes = K * bits_of(f) / 8;
+  std::uniform_real_distribution<float> us(0.005f, 0.02f), uz(-0.1f, 0.1f);
+  std::uniform_int_distribution<int> uzi(-3, 3);
+  std::vector<T> x(M * K, from_f<T>(0.0f)), scale(N * G), zero(N * G), out(M * N), w(N * K);
+  std::vector<uint8_t> codes(N * row_bytes);
+  int64_t picked[M];
+  for (int64_t m = 0; m < M; ++m) {
+    picked[m] = 131 * m + 7;  // different K blocks, lanes and groups
+    x[m * K + picked[m]] = from_f<T>(1.0f);
+  }
+  for (auto& v : scale) v = from_f<T>(us(rng));
+  for (auto& v : zero) v = from_f<T>(d == k::ZeroDomain::Int ? float(uzi(rng)) : uz(rng));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t kk = 0; kk < K; ++kk) {
+      uint8_t b = uint8_t(n + 37 * kk);
+      if (f == k::CodeFormat::Float8E4M3 && (b & 0x7f) == 0x7f) b ^= 1;
+      if (f == k::CodeFormat::Float8E5M2 && (b & 0x7c) == 0x7c) b ^= 0x40;
+      uint8_t& c = codes[n * row_bytes + (f == k::CodeFormat::Uint4 ? kk / 2 : kk)];
+      c = f == k::CodeFormat::Uint4 ? uint8_t(c | (b & 15) << (4 * (kk % 2))) : b;
+    }
+  DeviceBuffer<T> dx(x), ds(scale), dz(zero), dout(out), dw(w);
+  DeviceBuffer<uint8_t> dc(codes);
+  k::WeightOnlyArgs<T> a;
+  a.x = dx.p;
+  a.ldx = K;
+  a.codes = dc.p;
+  a.format = f;
+  a.code_offset = f == k::CodeFormat::Uint4 && d != k::ZeroDomain::Float ? -8.0f : 0.0f;
+  a.scale = ds.p;
+  a.zero = d == k::ZeroDomain::None ? nullptr : dz.p;
+  a.domain = d;
+  a.mid = f == k::CodeFormat::Uint4 ? 8.0f : 0.0f;
+  a.M = M;
+  a.N = N;
+  a.K = K;
+  a.group_size = group;
+  a.out = dout.p;
+  TAO_CHECK_CUDA(k::weight_only_dequantize<T>(a, dw.p, 0));
+  TAO_CHECK_CUDA(cudaMemcpy(w.data(), dw.p, w.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (const auto& t : tunings(M)) {
+    tune(a, t);
+    TAO_CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));
+    TAO_CHECK_CUDA(k::weight_only_linear<T>(a, 0));
+    TAO_CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        const float got = to_f(out[m * N + n]), want = to_f(w[n * K + picked[m]]);
+        if (!(got == want)) {
+          if (bad < 5)
+            std::fprintf(stderr, "  %s weights format=%d domain=%d tuning warps=%d depth=%d: W[%ld,%ld] = %g, dequantize %g\n",
+                         tname, int(f), int(d), t[0], t[1], long(n), long(picked[m]), got, want);
+          ++bad;
+        }
+      }
+  }
+  return bad;
+}
+
 // Random problem; returns the number of outputs outside tolerance.
 template <class T>
 int check(const Case& c, std::mt19937& rng, const char* tname) {
@@ -99,21 +186,9 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   a.K = c.K;
   a.group_size = c.group;
   a.out = dout.p;
-  // Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with 3 K blocks in
-  // flight, two tiles and staged activations; one warp with one tile loading activations as used; the kernel
-  // used from 17 rows; 4 warps of 2 tiles (the earlier default up to 8 rows); the 64-register build with
-  // activations loaded as used, and the 128-register one with 16 warps (up to 8 rows: the other default).
-  std::vector<std::vector<int>> tunings = {{0, 0, 0, 0}};
-  if (c.M <= 16)
-    tunings.insert(tunings.end(),
-                   {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}, {4, 2, 2, 1}, {8, 2, 1, -1, 2}, {16, 2, 1, 1, 1}});
   std::vector<std::vector<T>> outs;
-  for (const auto& t : tunings) {
-    a.warps = t[0];
-    a.depth = t[1];
-    a.tiles = t[2];
-    a.stage = t[3];
-    a.occupancy = t.size() > 4 ? t[4] : 0;
+  for (const auto& t : tunings(c.M)) {
+    tune(a, t);
     TAO_CHECK_CUDA(cudaMemset(dout.p, 0xFF, out.size() * sizeof(T)));  // NaN: an output left unwritten fails
     TAO_CHECK_CUDA(k::weight_only_linear<T>(a, 0));
     TAO_CHECK_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
@@ -299,6 +374,13 @@ int main(int argc, char** argv) {
             bad += check<__nv_bfloat16>(c, rng, "bfloat16") + check<__half>(c, rng, "float16");
             cases += 2;
           }
+  int weight_bad = 0, weight_cases = 0;
+  for (const k::CodeFormat f : formats)
+    for (const k::ZeroDomain d : domains) {
+      if (is_float8(f) && d != k::ZeroDomain::None) continue;
+      weight_bad += check_weights<__nv_bfloat16>(f, d, rng, "bfloat16") + check_weights<__half>(f, d, rng, "float16");
+      weight_cases += 2;
+    }
   // Bad arguments are refused before any launch.
   const bool refused = k::int4_weight_only_linear<__half>(nullptr, 48, nullptr, nullptr, nullptr, 1, 1, 48, 32,
                                                           nullptr, 0) == cudaErrorInvalidValue;
@@ -312,8 +394,8 @@ int main(int argc, char** argv) {
   const bool refused_bits = k::weight_only_linear(bad_bits, 0) == cudaErrorInvalidValue &&
                             k::weight_only_linear(float8_zero, 0) == cudaErrorInvalidValue;
   std::printf("weight-only CUDA kernels (int4, int8, float8): %d cases, %d outputs outside tolerance, bad K refused: %s, "
-              "bad format refused: %s\n",
-              cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO");
+              "bad format refused: %s; %d weight cases (every code, every tuning), %d weights unlike the dequantized ones\n",
+              cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO", weight_cases, weight_bad);
   const int sparse_bad = run_sparse24_int4_tests() + run_sparse24_float8_tests();
-  return bad == 0 && refused && refused_bits && sparse_bad == 0 ? 0 : 1;
+  return bad == 0 && weight_bad == 0 && refused && refused_bits && sparse_bad == 0 ? 0 : 1;
 }

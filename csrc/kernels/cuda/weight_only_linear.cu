@@ -88,7 +88,9 @@ __device__ __forceinline__ RowQ row_q_bits(uint32_t sz, const RowQ& k) {
   q.s2 = __byte_perm(sz, 0u, 0x1010);
   if constexpr (kIntZero) {
     q.sub = k.sub + bits_to_f32<T>(sz >> 16);
-    q.sub2 = Pair<T>::of(q.sub, q.sub);
+    // The exact byte route (Decode<bfloat16, Int8>) subtracts z - code_offset.
+    const float d = F == CodeFormat::Int8 && !Pair<T>::kBytesExact ? q.sub - (8388608.0f + 128.0f) : q.sub;
+    q.sub2 = Pair<T>::of(d, d);
     q.z = 0.0f;
     q.z2 = 0u;
   } else {
@@ -134,11 +136,34 @@ struct Decode<T, CodeFormat::Uint4> : DecodeLoad<Decode<T, CodeFormat::Uint4>> {
   }
 };
 
+// How the gemv decodes bytes for bfloat16 (a byte needs 8 significant bits,
+// bfloat16's magic-number form holds 7): kByteFloat32 through float32 (any
+// zero domain), kByteExact and kByteExactShift as exact bfloat16 codes (no
+// float zero point; the latter subtracts d = z - code_offset, held in sub2).
+enum ByteMode : int { kByteFloat32 = 0, kByteExact = 1, kByteExactShift = 2 };
+
 template <class T>
 struct Decode<T, CodeFormat::Int8> : DecodeLoad<Decode<T, CodeFormat::Int8>> {
   static constexpr int kCodes = 16, kStride = 2, kPerWord = 2;
   __device__ static int lo(int i) { return 4 * (i / 2) + i % 2; }
+  template <int kMode = kByteFloat32>
   __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
+    if constexpr (!Pair<T>::kBytesExact && kMode != kByteFloat32) {
+      // Codes 0, 2 (then 1, 3) in the low bytes of the two halves: 128 + (code & 127)
+      // less 128, or 256 where bit 7 (the sign) is set, is the code, exactly;
+      // times s rounded once as the float32 route does (9 instructions a word
+      // against 14 there).
+      const uint32_t hi = w >> 8;
+      uint32_t e0 = sub2<T>(and_or<0x007F007Fu>(w, Pair<T>::kMagic4), and_or<0x00800080u>(w, Pair<T>::kMagic4));
+      uint32_t e1 = sub2<T>(and_or<0x007F007Fu>(hi, Pair<T>::kMagic4), and_or<0x00800080u>(hi, Pair<T>::kMagic4));
+      if constexpr (kMode == kByteExactShift) {
+        e0 = sub2<T>(e0, q.sub2);
+        e1 = sub2<T>(e1, q.sub2);
+      }
+      p[0] = mul2<T>(e0, q.s2);
+      p[1] = mul2<T>(e1, q.s2);
+      return;
+    }
     w ^= 0x80808080u;
     if constexpr (Pair<T>::kBytesExact) {
       p[0] = fma2<T>(sub2<T>(__byte_perm(w, 0x64646464u, 0x4240), q.sub2), q.s2, q.z2);
@@ -464,7 +489,12 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     for (int u4 = 0; u4 < 4; ++u4) {
       uint32_t pw[kRows][D::kPerWord];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) D::word(word(c[r], u4), q[r], pw[r]);
+      for (int r = 0; r < kRows; ++r) {
+        if constexpr (F == CodeFormat::Int8)
+          D::template word<kIntZero ? kByteExactShift : kByteExact>(word(c[r], u4), q[r], pw[r]);
+        else
+          D::word(word(c[r], u4), q[r], pw[r]);
+      }
 #pragma unroll
       for (int h = 0; h < D::kPerWord / 2; ++h) {
         const int j = u4 * (D::kPerWord / 2) + h;
@@ -874,7 +904,11 @@ cudaError_t launch_rows(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   // Few rows: the streaming kernel where groups span whole K blocks.
   // More rows: activation loads grow, so two tiles share each.
   constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
-  const bool gemv = a.group_size % kBlockK == 0 && a.depth >= 0;
+  // The gemv's exact byte route for bfloat16 takes no float zero point and no
+  // constant shift but an integer zero point's (rare elsewhere: the GEMM kernel).
+  constexpr bool kExactBytes = F == CodeFormat::Int8 && !Pair<T>::kBytesExact;
+  const bool bytes_ok = !kExactBytes || a.domain == ZeroDomain::Int || (a.domain == ZeroDomain::None && a.code_offset == 0.0f);
+  const bool gemv = a.group_size % kBlockK == 0 && a.depth >= 0 && bytes_ok;
   if (a.M <= 8) return gemv ? launch_gemv_depth<T, F, 1>(a, stream) : launch<T, F, 1, 1, 4>(a, stream);
   if (a.M <= 16) return gemv ? launch_gemv_depth<T, F, 2>(a, stream) : launch<T, F, 2, 2, 2>(a, stream);
   return launch<T, F, 2, 4, 1>(a, stream);
