@@ -837,9 +837,12 @@ auto gemv_kernel(XLoad x8, bool int_zero, int occupancy) {
 // 128 registers and 10.4 / 34.3 for the earlier default; float8 10.4 / 25.2
 // against 11.9 / 30.7 and 10.3 / 33.4); with long runs the 128-register build
 // is faster (14336 x 4096, 14 K blocks a warp: int8 28.5 against 30.9, float8
-// 28.0 against 30.0; 31.7 and 31.1 before).
+// 28.0 against 30.0; 31.7 and 31.1 before). At 9-16 rows bytes start from 8
+// warps, 4-bit codes (two tiles a warp) from 4: int8 (4096, 14336) 30.6 us
+// against 35.9 with 4 (H100, 2026-12-06, cuda_h100.txt; the other two shapes
+// reached 8 warps from 4 anyway).
 template <CodeFormat F, int NT, int MT>
-constexpr int kGemvStartWarps = MT == 1 && NT == 1 ? (kBits<F> == 4 ? 8 : 16) : 4;
+constexpr int kGemvStartWarps = MT == 1 && NT == 1 ? (kBits<F> == 4 ? 8 : 16) : kBits<F> == 8 && NT == 1 ? 8 : 4;
 template <CodeFormat F, int NT, int MT, int kDepth>
 int gemv_occupancy(int64_t kblocks, int64_t warps) {
   return kGemvTwoBlocks<F, NT, MT, kDepth> && kblocks <= 8 * warps ? 2 : 1;
