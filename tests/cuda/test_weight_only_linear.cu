@@ -85,9 +85,12 @@ void tune(k::WeightOnlyArgs<T>& a, const std::vector<int>& t) {
 // n + 37 k at column k, so each picked column runs through all 256 bytes or 16
 // nibbles) and every launch tuning. The kernels decode bytes for bfloat16 by two
 // routes (float32 in the dequantize and GEMM kernels, exact bfloat16 codes in
-// the gemv), so this pins them to the same rounding. Returns the mismatches.
+// the gemv), so this pins them to the same rounding; float8 with bfloat16
+// likewise (float32 against a bfloat16 product with s * 2^112, which a block
+// with a scale of 2^16 or more leaves for float32: `big` gives every 37th row
+// such a scale). Returns the mismatches.
 template <class T>
-int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const char* tname) {
+int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const char* tname, bool big = false) {
   const int64_t M = 8, N = 256, K = 1024, group = 128, G = K / group, row_bytes = K * bits_of(f) / 8;
   std::uniform_real_distribution<float> us(0.005f, 0.02f), uz(-0.1f, 0.1f);
   std::uniform_int_distribution<int> uzi(-3, 3);
@@ -99,6 +102,8 @@ int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const cha
     x[m * K + picked[m]] = from_f<T>(1.0f);
   }
   for (auto& v : scale) v = from_f<T>(us(rng));
+  if (big)
+    for (int64_t i = 0; i < N * G; i += 37 * G) scale[i] = from_f<T>(3.0e5f);
   for (auto& v : zero) v = from_f<T>(d == k::ZeroDomain::Int ? float(uzi(rng)) : uz(rng));
   for (int64_t n = 0; n < N; ++n)
     for (int64_t kk = 0; kk < K; ++kk) {
@@ -138,8 +143,8 @@ int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const cha
         const float got = to_f(out[m * N + n]), want = to_f(w[n * K + picked[m]]);
         if (!(got == want)) {
           if (bad < 5)
-            std::fprintf(stderr, "  %s weights format=%d domain=%d tuning warps=%d depth=%d: W[%ld,%ld] = %g, dequantize %g\n",
-                         tname, int(f), int(d), t[0], t[1], long(n), long(picked[m]), got, want);
+            std::fprintf(stderr, "  %s weights format=%d domain=%d big=%d tuning warps=%d depth=%d: W[%ld,%ld] = %g, dequantize %g\n",
+                         tname, int(f), int(d), int(big), t[0], t[1], long(n), long(picked[m]), got, want);
           ++bad;
         }
       }
@@ -380,6 +385,10 @@ int main(int argc, char** argv) {
       if (is_float8(f) && d != k::ZeroDomain::None) continue;
       weight_bad += check_weights<__nv_bfloat16>(f, d, rng, "bfloat16") + check_weights<__half>(f, d, rng, "float16");
       weight_cases += 2;
+      if (is_float8(f)) {  // scales of 2^16 and more (beyond float16's range)
+        weight_bad += check_weights<__nv_bfloat16>(f, d, rng, "bfloat16", true);
+        ++weight_cases;
+      }
     }
   // Bad arguments are refused before any launch.
   const bool refused = k::int4_weight_only_linear<__half>(nullptr, 48, nullptr, nullptr, nullptr, 1, 1, 48, 32,

@@ -86,6 +86,10 @@ __device__ __forceinline__ RowQ row_q_bits(uint32_t sz, const RowQ& k) {
   RowQ q;
   q.s = bits_to_f32<T>(sz & 0xFFFFu);
   q.s2 = __byte_perm(sz, 0u, 0x1010);
+  if constexpr (F == CodeFormat::Float8E4M3 && !Pair<T>::kBytesExact) {
+    const float t = q.s * 0x1p112f;  // the exact float8 route's factor (DecodeFloat8)
+    q.s2 = Pair<T>::of(t, t);
+  }
   if constexpr (kIntZero) {
     q.sub = k.sub + bits_to_f32<T>(sz >> 16);
     // The exact byte route (Decode<bfloat16, Int8>) subtracts z - code_offset.
@@ -129,6 +133,7 @@ template <class T>
 struct Decode<T, CodeFormat::Uint4> : DecodeLoad<Decode<T, CodeFormat::Uint4>> {
   static constexpr int kCodes = 32, kStride = 4, kPerWord = 4;
   __device__ static int lo(int i) { return 8 * (i / 4) + i % 4; }
+  template <int kMode = 0>  // one route
   __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
 #pragma unroll
     for (int s = 0; s < 4; ++s)
@@ -179,19 +184,36 @@ struct Decode<T, CodeFormat::Int8> : DecodeLoad<Decode<T, CodeFormat::Int8>> {
   }
 };
 
+// Float8 codes pair as stored: pair i holds codes 2i and 2i + 1 (one
+// conversion of 16 bits to two halves). kMode 0: W = f * s through float32
+// (the dequantize and GEMM kernels). kMode 1 (the gemv): float16, W = f * s as
+// one half product; bfloat16 (e4m3 only), the exact half f moved into
+// bfloat16 bits as f * 2^-112 (exponent and mantissa shifted down 3 bits: e4m3
+// values are float16 normals or 0) times s * 2^112 (RowQ::s2), one bfloat16
+// product: 5 instructions a pair against 7, valid while |s| < 2^16 (else
+// s * 2^112 overflows; the gemv checks its block's scales first).
 template <class T, __nv_fp8_interpretation_t kFp8>
 struct DecodeFloat8 : DecodeLoad<DecodeFloat8<T, kFp8>> {
-  static constexpr int kCodes = 16, kStride = 2, kPerWord = 2;
-  __device__ static int lo(int i) { return 4 * (i / 2) + i % 2; }
-  // Codes j and j + 2 of a word as exact halves; W = f * s, rounded once.
+  static constexpr int kCodes = 16, kStride = 1, kPerWord = 2;
+  __device__ static int lo(int i) { return 2 * i; }
+  template <int kMode = 0>
   __device__ static uint32_t pair(uint32_t w, int j, const RowQ& q) {
-    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(__byte_perm(w, 0u, 0x4420 + j * 0x11)), kFp8);
-    const float2 f = __half22float2(__half2(h));
-    return Pair<T>::of(f.x * q.s, f.y * q.s);
+    const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(j ? w >> 16 : w & 0xFFFFu), kFp8);
+    const uint32_t h = uint32_t(r.x) | uint32_t(r.y) << 16;
+    if constexpr (kMode == 1 && Pair<T>::kBytesExact) {
+      return mul2<T>(h, q.s2);
+    } else if constexpr (kMode == 1) {
+      static_assert(kFp8 == __NV_E4M3, "e5m2 codes include float16 subnormals");
+      return mul2<T>(((h >> 3) & 0x0FFF0FFFu) | (h & 0x80008000u), q.s2);
+    } else {
+      const float2 f = __half22float2(__half2(r));
+      return Pair<T>::of(f.x * q.s, f.y * q.s);
+    }
   }
+  template <int kMode = 0>
   __device__ static void word(uint32_t w, const RowQ& q, uint32_t (&p)[kPerWord]) {
-    p[0] = pair(w, 0, q);
-    p[1] = pair(w, 1, q);
+    p[0] = pair<kMode>(w, 0, q);
+    p[1] = pair<kMode>(w, 1, q);
   }
 };
 template <class T>
@@ -201,13 +223,19 @@ struct Decode<T, CodeFormat::Float8E5M2> : DecodeFloat8<T, __NV_E5M2> {};
 
 // The activation pairs of k-tile t (0 or 1) of eight activations X, in the
 // order Decode pairs the codes: (x0, x4), (x1, x5) | (x2, x6), (x3, x7) for
-// 4-bit codes, (x0, x2), (x1, x3) | (x4, x6), (x5, x7) for bytes.
+// 4-bit codes, (x0, x2), (x1, x3) | (x4, x6), (x5, x7) for int8, as stored
+// (x0, x1), (x2, x3) | (x4, x5), (x6, x7) for float8.
 template <CodeFormat F>
 __device__ __forceinline__ void b_pairs(const uint4& X, int t, uint32_t& b0, uint32_t& b1) {
   const uint32_t lo = F == CodeFormat::Uint4 ? (t ? X.y : X.x) : (t ? X.z : X.x);
   const uint32_t hi = F == CodeFormat::Uint4 ? (t ? X.w : X.z) : (t ? X.w : X.y);
-  b0 = __byte_perm(lo, hi, 0x5410);
-  b1 = __byte_perm(lo, hi, 0x7632);
+  if constexpr (F == CodeFormat::Float8E4M3 || F == CodeFormat::Float8E5M2) {
+    b0 = lo;
+    b1 = hi;
+  } else {
+    b0 = __byte_perm(lo, hi, 0x5410);
+    b1 = __byte_perm(lo, hi, 0x7632);
+  }
 }
 
 
@@ -377,8 +405,16 @@ constexpr int gemv_slot_loads(bool stage) {
 // aligned), 16-byte loads as used, or staged through the ring with the codes.
 enum class XLoad { Scalar, Vector, Staged };
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks>
-__global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
+// The gemv's decode route (Decode::word's kMode): exact bfloat16 codes for
+// int8; for float8 the single half product (kF8Exact), where bfloat16 needs
+// every scale of the block below 2^16 (wo_gemv_kernel checks).
+template <class T, CodeFormat F>
+constexpr bool kF8Exact = F == CodeFormat::Float8E4M3 || (F == CodeFormat::Float8E5M2 && Pair<T>::kBytesExact);
+template <class T, CodeFormat F>
+constexpr bool kF8Checked = F == CodeFormat::Float8E4M3 && !Pair<T>::kBytesExact;
+
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMode>
+__device__ __forceinline__ void gemv_body(const WeightOnlyArgs<T>& a, const GemvParams& p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
   constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
@@ -489,12 +525,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     for (int u4 = 0; u4 < 4; ++u4) {
       uint32_t pw[kRows][D::kPerWord];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if constexpr (F == CodeFormat::Int8)
-          D::template word<kIntZero ? kByteExactShift : kByteExact>(word(c[r], u4), q[r], pw[r]);
-        else
-          D::word(word(c[r], u4), q[r], pw[r]);
-      }
+      for (int r = 0; r < kRows; ++r) D::template word<kMode>(word(c[r], u4), q[r], pw[r]);
 #pragma unroll
       for (int h = 0; h < D::kPerWord / 2; ++h) {
         const int j = u4 * (D::kPerWord / 2) + h;
@@ -541,6 +572,27 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     float v = 0.0f;
     for (int w = 0; w < warps; ++w) v += red[(w * kAcc + idx) * 32 + l];
     a.out[m * a.N + n] = from_f32<T>(v + (a.bias ? to_f32(a.bias[n]) : 0.0f));
+  }
+}
+
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks>
+__global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
+  if constexpr (F == CodeFormat::Int8) {
+    gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, kIntZero ? kByteExactShift : kByteExact>(a, p);
+  } else if constexpr (kF8Checked<T, F>) {
+    // Every scale of the block's rows below 2^16 (a rare weight has more: its
+    // block takes the float32 route): one block-wide vote before the loop.
+    const int64_t groups = a.K / a.group_size, n0 = int64_t(blockIdx.x) * 16 * NT;
+    const int64_t rows = a.N - n0 < 16 * NT ? a.N - n0 : 16 * NT;
+    const unsigned short* sc = reinterpret_cast<const unsigned short*>(a.scale) + n0 * groups;
+    bool big = false;
+    for (int64_t i = threadIdx.x; i < rows * groups; i += blockDim.x) big |= (__ldg(sc + i) & 0x7FFFu) >= 0x4780u;
+    if (__syncthreads_or(big))
+      gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, 0>(a, p);
+    else
+      gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, 1>(a, p);
+  } else {
+    gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, kF8Exact<T, F> ? 1 : 0>(a, p);
   }
 }
 
