@@ -4,6 +4,8 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <type_traits>
+
 #include "tensor_core_pairs.cuh"
 
 namespace torchao_cpp {
@@ -191,7 +193,7 @@ struct Decode<T, CodeFormat::Int8> : DecodeLoad<Decode<T, CodeFormat::Int8>> {
 // bfloat16 bits as f * 2^-112 (exponent and mantissa shifted down 3 bits: e4m3
 // values are float16 normals or 0) times s * 2^112 (RowQ::s2), one bfloat16
 // product: 5 instructions a pair against 7, valid while |s| < 2^16 (else
-// s * 2^112 overflows; the gemv checks its block's scales first).
+// s * 2^112 overflows; the gemv votes on its rows' scales per K block).
 template <class T, __nv_fp8_interpretation_t kFp8>
 struct DecodeFloat8 : DecodeLoad<DecodeFloat8<T, kFp8>> {
   static constexpr int kCodes = 16, kStride = 1, kPerWord = 2;
@@ -406,15 +408,19 @@ constexpr int gemv_slot_loads(bool stage) {
 enum class XLoad { Scalar, Vector, Staged };
 
 // The gemv's decode route (Decode::word's kMode): exact bfloat16 codes for
-// int8; for float8 the single half product (kF8Exact), where bfloat16 needs
-// every scale of the block below 2^16 (wo_gemv_kernel checks).
+// int8; for float8 the single half product (kF8Exact), which bfloat16 takes
+// for a K block while all its 16 rows' scales are below 2^16 (kF8Checked: one
+// warp vote per K block; a block-wide check before the loop, waiting on its
+// loads, cost 4-8 % on the H100).
 template <class T, CodeFormat F>
 constexpr bool kF8Exact = F == CodeFormat::Float8E4M3 || (F == CodeFormat::Float8E5M2 && Pair<T>::kBytesExact);
 template <class T, CodeFormat F>
 constexpr bool kF8Checked = F == CodeFormat::Float8E4M3 && !Pair<T>::kBytesExact;
+template <class T, CodeFormat F, bool kIntZero>
+constexpr int kGemvMode = F == CodeFormat::Int8 ? (kIntZero ? kByteExactShift : kByteExact) : kF8Exact<T, F> ? 1 : 0;
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMode>
-__device__ __forceinline__ void gemv_body(const WeightOnlyArgs<T>& a, const GemvParams& p) {
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks>
+__global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
   constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
@@ -521,24 +527,35 @@ __device__ __forceinline__ void gemv_body(const WeightOnlyArgs<T>& a, const Gemv
 #pragma unroll
     for (int r = 0; r < kRows; ++r) q[r] = row_q_bits<T, F, kIntZero>(__shfl_sync(0xFFFFFFFFu, sz, (lane & ~3) | (r & 3)), kq);
     // Word by word: a word's pairs feed kPerWord / 2 products per tile.
+    auto mul = [&](auto mode) {
 #pragma unroll
-    for (int u4 = 0; u4 < 4; ++u4) {
-      uint32_t pw[kRows][D::kPerWord];
+      for (int u4 = 0; u4 < 4; ++u4) {
+        uint32_t pw[kRows][D::kPerWord];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) D::template word<kMode>(word(c[r], u4), q[r], pw[r]);
+        for (int r = 0; r < kRows; ++r) D::template word<decltype(mode)::value>(word(c[r], u4), q[r], pw[r]);
 #pragma unroll
-      for (int h = 0; h < D::kPerWord / 2; ++h) {
-        const int j = u4 * (D::kPerWord / 2) + h;
-        uint32_t b0[MT], b1[MT];
+        for (int h = 0; h < D::kPerWord / 2; ++h) {
+          const int j = u4 * (D::kPerWord / 2) + h;
+          uint32_t b0[MT], b1[MT];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) b_pairs<F>(xv[mt][j / 2], j % 2, b0[mt], b1[mt]);
+          for (int mt = 0; mt < MT; ++mt) b_pairs<F>(xv[mt][j / 2], j % 2, b0[mt], b1[mt]);
 #pragma unroll
-        for (int t = 0; t < NT; ++t) {
-          const uint32_t w[4] = {pw[2 * t][2 * h], pw[2 * t + 1][2 * h], pw[2 * t][2 * h + 1], pw[2 * t + 1][2 * h + 1]};
+          for (int t = 0; t < NT; ++t) {
+            const uint32_t w[4] = {pw[2 * t][2 * h], pw[2 * t + 1][2 * h], pw[2 * t][2 * h + 1], pw[2 * t + 1][2 * h + 1]};
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) Pair<T>::mma(acc[t][mt][j & 1], w, b0[mt], b1[mt]);
+            for (int mt = 0; mt < MT; ++mt) Pair<T>::mma(acc[t][mt][j & 1], w, b0[mt], b1[mt]);
+          }
         }
       }
+    };
+    // Lane t of row group g holds the scale of its row t % kRows: the vote sees all 16 NT rows.
+    if constexpr (kF8Checked<T, F>) {
+      if (__any_sync(0xFFFFFFFFu, (sq[u] & 0x7FFFu) >= 0x4780u))
+        mul(std::integral_constant<int, 0>{});
+      else
+        mul(std::integral_constant<int, 1>{});
+    } else {
+      mul(std::integral_constant<int, kGemvMode<T, F, kIntZero>>{});
     }
   };
 #pragma unroll
@@ -572,27 +589,6 @@ __device__ __forceinline__ void gemv_body(const WeightOnlyArgs<T>& a, const Gemv
     float v = 0.0f;
     for (int w = 0; w < warps; ++w) v += red[(w * kAcc + idx) * 32 + l];
     a.out[m * a.N + n] = from_f32<T>(v + (a.bias ? to_f32(a.bias[n]) : 0.0f));
-  }
-}
-
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks>
-__global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
-  if constexpr (F == CodeFormat::Int8) {
-    gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, kIntZero ? kByteExactShift : kByteExact>(a, p);
-  } else if constexpr (kF8Checked<T, F>) {
-    // Every scale of the block's rows below 2^16 (a rare weight has more: its
-    // block takes the float32 route): one block-wide vote before the loop.
-    const int64_t groups = a.K / a.group_size, n0 = int64_t(blockIdx.x) * 16 * NT;
-    const int64_t rows = a.N - n0 < 16 * NT ? a.N - n0 : 16 * NT;
-    const unsigned short* sc = reinterpret_cast<const unsigned short*>(a.scale) + n0 * groups;
-    bool big = false;
-    for (int64_t i = threadIdx.x; i < rows * groups; i += blockDim.x) big |= (__ldg(sc + i) & 0x7FFFu) >= 0x4780u;
-    if (__syncthreads_or(big))
-      gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, 0>(a, p);
-    else
-      gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, 1>(a, p);
-  } else {
-    gemv_body<T, F, NT, MT, kDepth, kX8, kIntZero, kF8Exact<T, F> ? 1 : 0>(a, p);
   }
 }
 
