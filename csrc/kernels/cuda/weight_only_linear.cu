@@ -548,7 +548,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
         }
       }
     };
-    // Lane t of row group g holds the scale of its row t % kRows: the vote sees all 16 NT rows.
+    // Lane t of row group g holds the scale of its row t % kRows: the vote sees all 16 * NT rows.
     if constexpr (kF8Checked<T, F>) {
       if (__any_sync(0xFFFFFFFFu, (sq[u] & 0x7FFFu) >= 0x4780u))
         mul(std::integral_constant<int, 0>{});
@@ -955,8 +955,10 @@ cudaError_t launch_rows(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   // Few rows: the streaming kernel where groups span whole K blocks.
   // More rows: activation loads grow, so two tiles share each.
   constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
-  // The gemv's exact byte route for bfloat16 takes no float zero point and no
-  // constant shift but an integer zero point's (rare elsewhere: the GEMM kernel).
+  // The gemv's exact byte route for bfloat16 takes codes without a zero point
+  // or with integer ones; a float zero point, or a code_offset without a zero
+  // point, takes the GEMM kernel (no config makes either for int8 codes in
+  // groups the gemv takes; the raw op can).
   constexpr bool kExactBytes = F == CodeFormat::Int8 && !Pair<T>::kBytesExact;
   const bool bytes_ok = !kExactBytes || a.domain == ZeroDomain::Int || (a.domain == ZeroDomain::None && a.code_offset == 0.0f);
   const bool gemv = a.group_size % kBlockK == 0 && a.depth >= 0 && bytes_ok;
