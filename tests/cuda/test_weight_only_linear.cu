@@ -70,6 +70,30 @@ std::vector<std::vector<int>> tunings(int64_t M) {
     t.insert(t.end(), {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}, {4, 2, 2, 1}, {8, 2, 1, -1, 2}, {16, 2, 1, 1, 1}});
   return t;
 }
+// The kernel arguments of a case (default launch tuning).
+template <class T>
+k::WeightOnlyArgs<T> args_for(const Case& c, const T* x, const uint8_t* codes, const T* scale, const T* zero,
+                              const T* bias, T* out) {
+  const int bits = bits_of(c.format);
+  k::WeightOnlyArgs<T> a;
+  a.x = x;
+  a.ldx = c.ldx;
+  a.codes = codes;
+  a.format = c.format;
+  // The packed 4-bit format stores code - quant_min: exercise a signed range too.
+  a.code_offset = bits == 4 && c.domain != k::ZeroDomain::Float ? -8.0f : 0.0f;
+  a.scale = scale;
+  a.zero = c.domain == k::ZeroDomain::None ? nullptr : zero;
+  a.domain = c.domain;
+  a.mid = bits == 4 ? 8.0f : 0.0f;
+  a.bias = bias;
+  a.M = c.M;
+  a.N = c.N;
+  a.K = c.K;
+  a.group_size = c.group;
+  a.out = out;
+  return a;
+}
 template <class T>
 void tune(k::WeightOnlyArgs<T>& a, const std::vector<int>& t) {
   a.warps = t[0];
@@ -86,9 +110,9 @@ void tune(k::WeightOnlyArgs<T>& a, const std::vector<int>& t) {
 // nibbles) and every launch tuning. The kernels decode bytes for bfloat16 by two
 // routes (float32 in the dequantize and GEMM kernels, exact bfloat16 codes in
 // the gemv), so this pins them to the same rounding; float8 with bfloat16
-// likewise (float32 against a bfloat16 product with s * 2^112, which a block
-// with a scale of 2^16 or more leaves for float32: `big` gives every 37th row
-// such a scale). Returns the mismatches.
+// likewise (float32 against a bfloat16 product with s * 2^112, which a warp's
+// K block whose rows include a scale of 2^16 or more leaves for float32: `big`
+// gives every 37th row such a scale). Returns the mismatches.
 template <class T>
 int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const char* tname, bool big = false) {
   const int64_t M = 8, N = 256, K = 1024, group = 128, G = K / group, row_bytes = K * bits_of(f) / 8;
@@ -115,21 +139,8 @@ int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const cha
     }
   DeviceBuffer<T> dx(x), ds(scale), dz(zero), dout(out), dw(w);
   DeviceBuffer<uint8_t> dc(codes);
-  k::WeightOnlyArgs<T> a;
-  a.x = dx.p;
-  a.ldx = K;
-  a.codes = dc.p;
-  a.format = f;
-  a.code_offset = f == k::CodeFormat::Uint4 && d != k::ZeroDomain::Float ? -8.0f : 0.0f;
-  a.scale = ds.p;
-  a.zero = d == k::ZeroDomain::None ? nullptr : dz.p;
-  a.domain = d;
-  a.mid = f == k::CodeFormat::Uint4 ? 8.0f : 0.0f;
-  a.M = M;
-  a.N = N;
-  a.K = K;
-  a.group_size = group;
-  a.out = dout.p;
+  const Case c{M, N, K, group, K, f, d, false};
+  k::WeightOnlyArgs<T> a = args_for(c, dx.p, dc.p, ds.p, dz.p, static_cast<const T*>(nullptr), dout.p);
   TAO_CHECK_CUDA(k::weight_only_dequantize<T>(a, dw.p, 0));
   TAO_CHECK_CUDA(cudaMemcpy(w.data(), dw.p, w.size() * sizeof(T), cudaMemcpyDeviceToHost));
   int bad = 0;
@@ -174,23 +185,7 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   }
   DeviceBuffer<T> dx(x), ds(scale), dz(zero), db(bias), dout(out);
   DeviceBuffer<uint8_t> dc(codes);
-  k::WeightOnlyArgs<T> a;
-  a.x = dx.p;
-  a.ldx = c.ldx;
-  a.codes = dc.p;
-  a.format = c.format;
-  // The packed 4-bit format stores code - quant_min: exercise a signed range too.
-  a.code_offset = bits == 4 && c.domain != k::ZeroDomain::Float ? -8.0f : 0.0f;
-  a.scale = ds.p;
-  a.zero = c.domain == k::ZeroDomain::None ? nullptr : dz.p;
-  a.domain = c.domain;
-  a.mid = bits == 4 ? 8.0f : 0.0f;
-  a.bias = c.bias ? db.p : nullptr;
-  a.M = c.M;
-  a.N = c.N;
-  a.K = c.K;
-  a.group_size = c.group;
-  a.out = dout.p;
+  k::WeightOnlyArgs<T> a = args_for(c, dx.p, dc.p, ds.p, dz.p, c.bias ? db.p : nullptr, dout.p);
   std::vector<std::vector<T>> outs;
   for (const auto& t : tunings(c.M)) {
     tune(a, t);
