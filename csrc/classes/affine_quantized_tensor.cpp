@@ -133,6 +133,7 @@ AffineQuantizedTensor::AffineQuantizedTensor(const at::Tensor& codes, const at::
   } else {
     data = c.contiguous();
   }
+  data = ops::on_huge_pages(data);
   validate("AffineQuantizedTensor");
   prepare_device_forms();
 }
@@ -384,7 +385,7 @@ at::Tensor AffineQuantizedTensor::linear(const at::Tensor& input, const c10::opt
 c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::to(const std::string& device) const {
   const at::Device d(device);
   auto out = c10::make_intrusive<AffineQuantizedTensor>();
-  out->data = data.to(d);
+  out->data = data.is_cpu() && d.is_cpu() ? data : ops::on_huge_pages(data.to(d));
   out->scale = scale.to(d);
   if (zero_point.has_value() && zero_point->defined()) out->zero_point = zero_point->to(d);
   out->block_size = block_size;
@@ -574,7 +575,7 @@ c10::intrusive_ptr<AffineQuantizedTensor> AffineQuantizedTensor::setstate(State 
   TORCH_CHECK_VALUE(std::get<0>(s) == kStateVersion, "AffineQuantizedTensor.__setstate__: unsupported state version ",
                     std::get<0>(s), " (this build reads version ", kStateVersion, ")");
   auto t = c10::make_intrusive<AffineQuantizedTensor>();
-  t->data = std::get<1>(s);
+  t->data = ops::on_huge_pages(std::get<1>(s));
   t->scale = std::get<2>(s);
   t->zero_point = std::get<3>(s);
   t->block_size = std::get<4>(s);

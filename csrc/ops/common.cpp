@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include "../kernels/cpu/aligned.h"
 #include "../kernels/cpu/sparse24.h"
 
 #include <limits>
@@ -185,6 +186,16 @@ Float8LinearSpec check_float8_linear_shape(const char* op, const at::Tensor& inp
 
 void check_on(const char* op, const at::Tensor& t, const char* arg, const at::Device& device) {
   TORCH_CHECK_VALUE(t.device() == device, op, ": ", arg, " is on ", t.device(), ", the input on ", device);
+}
+
+at::Tensor on_huge_pages(const at::Tensor& t) {
+  if (!t.defined() || !t.is_cpu() || !k::huge_pages_wanted(size_t(t.nbytes()))) return t;
+  const auto src = t.contiguous();
+  const size_t bytes = size_t(src.nbytes());
+  void* p = k::allocate_weight_storage(bytes);
+  auto out = at::from_blob(p, src.sizes(), [bytes](void* q) { k::free_weight_storage(q, bytes); }, src.options());
+  out.copy_(src);
+  return out;
 }
 
 }  // namespace ops

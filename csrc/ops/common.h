@@ -92,6 +92,10 @@ void check_range_fits(const char* op, at::ScalarType t, int64_t quant_min, int64
 // float8 codes as uint8 (a torch float8 tensor is viewed, not copied).
 at::Tensor float8_codes_as_uint8(const char* op, const at::Tensor& t);
 
+// A weight's stored tensor, contiguous, on huge pages where kernels::huge_pages_wanted
+// says so (a CPU tensor of 4 MB or more: a copy into such storage), else t itself.
+at::Tensor on_huge_pages(const at::Tensor& t);
+
 // The arguments of float8_linear, checked the same way on every backend.
 struct Float8LinearSpec {
   int64_t N = 0, K = 0;

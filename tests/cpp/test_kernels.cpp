@@ -3,11 +3,16 @@
 #include <immintrin.h>
 
 #include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <sstream>
+#include <string>
 
+#include "kernels/cpu/aligned.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bitpack.h"
 #include "kernels/cpu/cpu_features.h"
@@ -20,6 +25,49 @@
 #include "kernels/cpu/sparse24.h"
 
 using namespace torchao_cpp::kernels;
+
+// The VmFlags line of /proc/self/smaps for the mapping holding `p` ("" if none).
+std::string vm_flags_of(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-' && line.find(':') > line.find(' ')) inside = lo <= a && a < hi;
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(WeightStorage, LargeBlocksAreAdvisedAsHugePages) {
+  namespace k = torchao_cpp::kernels;
+  const char* saved = std::getenv("TORCHAO_CPP_HUGE_PAGES");
+  const std::string keep = saved ? saved : "";
+  for (const char* setting : {"1", "0"}) {
+    setenv("TORCHAO_CPP_HUGE_PAGES", setting, 1);
+    const bool on = std::string(setting) == "1";
+    for (const size_t bytes : {size_t(1000), k::kHugePageMin - 1, k::kHugePageMin, k::kHugePageMin * 3 + 12345}) {
+      auto* p = static_cast<unsigned char*>(k::allocate_weight_storage(bytes));
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << bytes;
+      const bool big = bytes >= k::kHugePageMin;
+      if (big) EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % k::kHugePage, 0u) << bytes;
+      for (size_t i = 0; i < bytes; i += 4096) p[i] = static_cast<unsigned char>(i >> 12);
+      p[bytes - 1] = 0x5A;
+      EXPECT_EQ(p[bytes - 1], 0x5A);
+      // "hg": the mapping carries MADV_HUGEPAGE (whether the kernel found 2 MB pages is its business).
+      const std::string flags = vm_flags_of(p);
+      ASSERT_FALSE(flags.empty()) << bytes;
+      EXPECT_EQ(flags.find(" hg") != std::string::npos, big && on) << "bytes " << bytes << ", setting " << setting << ": " << flags;
+      k::free_weight_storage(p, bytes);
+    }
+  }
+  k::AlignedVector<int8_t> v(k::kHugePageMin, 1);  // the packed GEMM weights' storage takes the same route
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data()) % k::kHugePage, 0u);
+  if (saved) setenv("TORCHAO_CPP_HUGE_PAGES", keep.c_str(), 1); else unsetenv("TORCHAO_CPP_HUGE_PAGES");
+}
 
 TEST(Numeric, Fp16MatchesHardwareConversion) {
   // F16C's vcvtps2ph rounds to nearest even: an independent reference.

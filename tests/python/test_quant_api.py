@@ -661,3 +661,26 @@ def test_float32_matmul_precision_gates_bf16x3_products():
     assert (y_high.double() - ref).abs().max().item() < 2.0 ** -14 * mag
     # Other roundings exactly where the tiles exist.
     assert (not torch.equal(y_high, y_highest)) == torchao_cpp._C.cpu_features()["amx_bf16"]
+
+
+@pytest.mark.parametrize("config", [Int8WeightOnlyConfig(), Int8DynamicActivationInt8WeightConfig()],
+                         ids=["int8_weight_only", "int8_dynamic"])
+def test_weights_on_huge_pages_give_the_same_model(monkeypatch, tmp_path, config):
+    # 2048 x 2048 int8 codes (4 MB) reach the huge-page storage; TORCHAO_CPP_HUGE_PAGES=0 keeps 4 KB pages.
+    torch.manual_seed(0)
+    lin = nn.Linear(2048, 2048)
+    x = torch.randn(3, 2048)
+    outs = []
+    for setting in ("0", "1"):
+        monkeypatch.setenv("TORCHAO_CPP_HUGE_PAGES", setting)
+        m = nn.Sequential(copy.deepcopy(lin))
+        quantize_(m, config)
+        outs.append(m(x))
+    assert torch.equal(outs[0], outs[1])
+    # Such a weight pickles, deep-copies and loads back (its storage has its own deleter).
+    torch.save(m.state_dict(), tmp_path / "m.pt")
+    m2 = nn.Sequential(copy.deepcopy(lin))
+    quantize_(m2, config)
+    m2.load_state_dict(torch.load(tmp_path / "m.pt"))
+    assert torch.equal(m2(x), outs[1])
+    assert torch.equal(copy.deepcopy(m)(x), outs[1])
