@@ -1,11 +1,12 @@
 // Torch-free checks of the CUDA weight-only kernels against a double-precision
 // host reference (run on the GPU machine: scripts/gpu_test.sh). With
-// --bench [format [rows]] it times the int4, int8 and float8 decode kernels
+// --bench [format [rows [K N]]] it times the int4, int8 and float8 decode kernels
 // against the device's copy bandwidth instead.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -238,8 +239,9 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
   return bad;
 }
 
-// only_format / only_rows >= 0 restrict the run (for a profiler).
-int bench(int only_format, int64_t only_rows) {
+// only_format / only_rows >= 0 restrict the run (for a profiler); K, N > 0
+// replace the three shapes by one.
+int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n) {
   cudaDeviceProp prop;
   TAO_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   // Device-to-device copy bandwidth: bytes read + written per second.
@@ -261,7 +263,8 @@ int bench(int only_format, int64_t only_rows) {
   std::printf("%s: device-to-device copy %.0f GB/s (read + write)\n", prop.name, copy_bw / 1e9);
   TAO_CHECK_CUDA(cudaFree(a));
   TAO_CHECK_CUDA(cudaFree(b));
-  const int64_t shapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
+  std::vector<std::array<int64_t, 2>> shapes = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
+  if (only_k > 0 && only_n > 0) shapes = {{only_k, only_n}};
   const k::CodeFormat formats[3] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3};
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
   // Launch tuning, 0 = the kernel's defaults; the others show what the defaults give up
@@ -352,7 +355,8 @@ int bench_sparse24_float8();
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4() + bench_sparse24_float8();
   if (argc > 1 && std::string(argv[1]) == "--bench")
-    return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1);
+    return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1, argc > 5 ? std::atol(argv[4]) : 0,
+                 argc > 5 ? std::atol(argv[5]) : 0);
   std::mt19937 rng(0);
   int bad = 0, cases = 0;
   const k::ZeroDomain domains[3] = {k::ZeroDomain::None, k::ZeroDomain::Int, k::ZeroDomain::Float};
