@@ -52,8 +52,9 @@ inline void* allocate_weight_storage(size_t bytes) {
     const uintptr_t r = reinterpret_cast<uintptr_t>(raw), a = (r + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
     if (a > r) munmap(raw, a - r);
     if (a - r < kHugePage) munmap(reinterpret_cast<void*>(a + len), kHugePage - (a - r));
-    // Advice only: without THP the block stays on 4 KB pages.
-    if (huge_pages_wanted(bytes)) (void)madvise(reinterpret_cast<void*>(a), len, MADV_HUGEPAGE);
+    // Advice only: without THP the block stays on 4 KB pages. A tail short of 2 MB keeps them too, so that
+    // it commits only the pages it uses.
+    if (huge_pages_wanted(bytes)) (void)madvise(reinterpret_cast<void*>(a), bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
     return reinterpret_cast<void*>(a);
   }
   void* p = nullptr;
