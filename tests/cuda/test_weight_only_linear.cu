@@ -351,6 +351,8 @@ int bench_sparse24_int4();
 // tests/cuda/test_sparse24_float8.cu
 int run_sparse24_float8_tests();
 int bench_sparse24_float8();
+// tests/cuda/test_activation_quant.cu
+int run_activation_quant_tests();
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4() + bench_sparse24_float8();
@@ -405,5 +407,6 @@ int main(int argc, char** argv) {
               "bad format refused: %s; %d weight cases (every code, every tuning), %d weights unlike the dequantized ones\n",
               cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO", weight_cases, weight_bad);
   const int sparse_bad = run_sparse24_int4_tests() + run_sparse24_float8_tests();
-  return bad == 0 && weight_bad == 0 && refused && refused_bits && sparse_bad == 0 ? 0 : 1;
+  const int act_bad = run_activation_quant_tests();
+  return bad == 0 && weight_bad == 0 && refused && refused_bits && sparse_bad == 0 && act_bad == 0 ? 0 : 1;
 }

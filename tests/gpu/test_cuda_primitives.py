@@ -138,13 +138,26 @@ def test_float8_saturates_and_keeps_nan_codes_like_cpu():
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("shape", [(1, 4096), (37, 300), (2, 3, 1000), (5, 20000)])
+# 14336: a row in registers at 8 chunks a thread (bfloat16); 20000: past the registers; 300: unaligned rows.
+@pytest.mark.parametrize("shape", [(1, 4096), (37, 300), (2, 3, 1000), (5, 20000), (3, 14336)])
 def test_per_token_quantizers_match_cpu_bit_for_bit(dtype, shape):
     x = _input(shape, dtype, seed=3)
     for fn in (ops.int8_asymm_per_token_quant, ops.int8_symm_per_token_reduced_range_quant):
         ref, got = fn(x), fn(x.cuda())
         for r, g in zip(ref, got):
             assert g.dtype == r.dtype and g.shape == r.shape and torch.equal(g.cpu(), r)
+
+
+@pytest.mark.parametrize("K", [4096, 300])
+def test_per_token_row_with_inf_gets_nan_scale_on_cuda(K):
+    x = _input((4, K), torch.bfloat16, seed=5)
+    x[1, 7] = float("inf")
+    for fn in (ops.int8_asymm_per_token_quant, ops.int8_symm_per_token_reduced_range_quant):
+        q, s, _ = fn(x.cuda())
+        s = s.cpu().float().flatten()
+        assert torch.isnan(s[1]) and torch.isfinite(s[[0, 2, 3]]).all()
+        ref_q, ref_s, _ = fn(x[[0, 2, 3]])
+        assert torch.equal(q.cpu()[[0, 2, 3]], ref_q) and torch.equal(s[[0, 2, 3]], ref_s.float().flatten())
 
 
 def test_non_finite_block_gets_nan_scale_on_cuda():
@@ -206,11 +219,13 @@ def _int8_dyn_reference(x_cpu, lin, asymmetric):
 @pytest.mark.parametrize("asymmetric", [False, True])
 @pytest.mark.parametrize("M", [1, 5, 16, 33, 300])
 @pytest.mark.parametrize("K", [512, 100, 98])  # 98: no tensor-core algorithm, dp4a fallback
-def test_int8_dynamic_linear_is_exact(dtype, asymmetric, M, K):
+@pytest.mark.parametrize("N", [136, 137])  # 137: the GEMM's epilogue one column at a time
+def test_int8_dynamic_linear_is_exact(dtype, asymmetric, M, K, N):
     mapping = MappingType.ASYMMETRIC if asymmetric else MappingType.SYMMETRIC
-    lin, x, got, cpu = _cpu_and_cuda(Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping), dtype, M, K)
+    lin, x, got, cpu = _cpu_and_cuda(Int8DynamicActivationInt8WeightConfig(act_mapping_type=mapping), dtype, M, K,
+                                     N=N)
     ref = _int8_dyn_reference(x, lin, asymmetric)
-    assert got.dtype == dtype and got.shape == (M, 136)
+    assert got.dtype == dtype and got.shape == (M, N)
     assert torch.equal(got, ref)
     # The CPU kernel's (VNNI) float rounding of large sums differs by at most an ulp or two.
     assert torch.allclose(got.float(), cpu.float(), rtol=2e-2, atol=2e-2)

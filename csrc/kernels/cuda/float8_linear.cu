@@ -2,9 +2,12 @@
 // CPU kernels (kernels/cpu/quant_primitives.h, TAO_HD); compiled with
 // --fmad=false like the other primitives.
 #include <algorithm>
+#include <type_traits>
 
 #include "cublaslt_gemm.cuh"
+#include "float8_codes.cuh"
 #include "float8_linear.cuh"
+#include "row_chunks.cuh"
 
 namespace torchao_cpp {
 namespace kernels {
@@ -12,6 +15,7 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
+static_assert(kThreads == kRowThreads, "block_max reduces over the row quantizer's blocks too");
 constexpr int64_t kTensorBlocks = 1024;
 
 // |v| as ordered bits: integer max over them is the float max, and NaN
@@ -41,7 +45,8 @@ __device__ inline float scale_from_amax(uint32_t amax_bits) {
   return float8_scale_from_minmax<T, float>(-a, a, 1.0f / Float8Traits<F>::kMax, __FLT_EPSILON__);
 }
 
-// One block per row: its max, its scale, then its codes (the row is re-read from L1/L2).
+// One block per row: its max, its scale, then its codes (the row is re-read
+// from L1/L2): rows too long for registers or not 16-byte aligned.
 template <class T, Float8Format F>
 __global__ void __launch_bounds__(kThreads)
     quantize_rows_kernel(const T* x, int64_t ldx, int64_t M, int64_t K, uint8_t* q, float* scale) {
@@ -52,74 +57,78 @@ __global__ void __launch_bounds__(kThreads)
     const float s = scale_from_amax<T, F>(block_max(a));
     if (threadIdx.x == 0) scale[m] = s;
     const float r = 1.0f / s;
-    for (int64_t k = threadIdx.x; k < K; k += kThreads)
-      q[m * K + k] = quantize_float8_value<F, float>(to_float(row[k]), r);
+    for (int64_t k = threadIdx.x; k < K; k += kThreads) q[m * K + k] = float8_code<F>(to_float(row[k]), r);
   }
 }
 
-// The same with the row held in registers between its max and its codes: each
-// thread loads its C 16-byte chunks at once (one memory round trip where the
-// loop above makes many; a row of K = 14336 bfloat16 took most of a decode
-// step's float8 linear), for rows of up to C * kThreads chunks, 16-byte aligned.
+// The same with the row in registers (RowChunks) between its max and its codes.
 template <class T, Float8Format F, int C>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kRowThreads)
     quantize_rows_in_registers(const T* x, int64_t ldx, int64_t M, int64_t K, uint8_t* q, float* scale) {
-  constexpr int E = 16 / sizeof(T);
-  const int64_t chunks = K / E;
+  const int64_t chunks = K / RowChunks<T, C>::E;
   for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
-    const uint4* row = reinterpret_cast<const uint4*>(x + m * ldx);
-    uint4 v[C];
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      const int64_t i = threadIdx.x + int64_t(c) * kThreads;
-      v[c] = i < chunks ? __ldg(row + i) : make_uint4(0, 0, 0, 0);  // zeros: no effect on the max
-    }
-    uint32_t a = 0;
+    RowChunks<T, C> row;
+    row.load(x + m * ldx, chunks);
+    uint32_t a = 0;  // the zeros past the row's end leave the max as it is
 #pragma unroll
     for (int c = 0; c < C; ++c)
 #pragma unroll
-      for (int e = 0; e < E; ++e) a = max(a, abs_bits(to_float(reinterpret_cast<const T*>(&v[c])[e])));
+      for (int e = 0; e < RowChunks<T, C>::E; ++e) a = max(a, abs_bits(row.at(c, e)));
     const float s = scale_from_amax<T, F>(block_max(a));
     if (threadIdx.x == 0) scale[m] = s;
     const float r = 1.0f / s;
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      const int64_t i = threadIdx.x + int64_t(c) * kThreads;
-      if (i >= chunks) break;
-      uint32_t w[(E + 3) / 4] = {};
-#pragma unroll
-      for (int e = 0; e < E; ++e)
-        w[e / 4] |= uint32_t(quantize_float8_value<F, float>(to_float(reinterpret_cast<const T*>(&v[c])[e]), r))
-                    << (8 * (e % 4));
-      if constexpr (E == 8)
-        *reinterpret_cast<uint2*>(q + m * K + i * E) = make_uint2(w[0], w[1]);
-      else
-        *reinterpret_cast<uint32_t*>(q + m * K + i * E) = w[0];
-    }
+    row.store_codes(q + m * K, chunks, [r](float u, float v) { return float8_code_pair<F>(u, v, r); });
   }
 }
 
-template <class T>
+// Per tensor: blockIdx.y strides over rows, kAmaxRows of them at a time
+// (their loads issued before any is used: one row at a time, the 16.7 MB of
+// a 2048 x 4096 bfloat16 input took 9.9 us on an H100), the x blocks and
+// threads over a row's 16-byte chunks (kVec: rows aligned as
+// row_chunks_aligned says) or elements.
+constexpr int kAmaxRows = 4;
+template <class T, bool kVec>
 __global__ void __launch_bounds__(kThreads) amax_kernel(const T* x, int64_t ldx, int64_t M, int64_t K, uint32_t* amax) {
+  constexpr int E = kVec ? 16 / int(sizeof(T)) : 1;
+  using Unit = std::conditional_t<kVec, uint4, T>;
+  const int64_t units = K / E, gy = gridDim.y;
   uint32_t a = 0;
-  for (int64_t m = blockIdx.y; m < M; m += gridDim.y)
-    for (int64_t k = int64_t(blockIdx.x) * kThreads + threadIdx.x; k < K; k += int64_t(gridDim.x) * kThreads)
-      a = max(a, abs_bits(to_float(x[m * ldx + k])));
+  for (int64_t m0 = blockIdx.y; m0 < M; m0 += kAmaxRows * gy)
+    for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < units; i += int64_t(gridDim.x) * kThreads) {
+      Unit v[kAmaxRows];
+#pragma unroll
+      for (int j = 0; j < kAmaxRows; ++j) {
+        const int64_t m = m0 + j * gy;
+        v[j] = m < M ? reinterpret_cast<const Unit*>(x + m * ldx)[i] : Unit{};  // zeros: no effect on the max
+      }
+#pragma unroll
+      for (int j = 0; j < kAmaxRows; ++j)
+#pragma unroll
+        for (int e = 0; e < E; ++e) a = max(a, abs_bits(to_float(reinterpret_cast<const T*>(&v[j])[e])));
+    }
   a = block_max(a);
   if (threadIdx.x == 0 && a != 0) atomicMax(amax, a);
 }
 
 // One scale for the tensor: the static one, or the one from the amax pass.
-template <class T, Float8Format F>
+template <class T, Float8Format F, bool kVec>
 __global__ void __launch_bounds__(kThreads)
     quantize_tensor_kernel(const T* x, int64_t ldx, int64_t M, int64_t K, const float* static_scale,
                            const uint32_t* amax, uint8_t* q, float* scale) {
   const float s = static_scale ? *static_scale : scale_from_amax<T, F>(*amax);
   if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *scale = s;
   const float r = 1.0f / s;
+  constexpr int E = kVec ? RowChunks<T, 1>::E : 1;
+  const int64_t units = K / E;
   for (int64_t m = blockIdx.y; m < M; m += gridDim.y)
-    for (int64_t k = int64_t(blockIdx.x) * kThreads + threadIdx.x; k < K; k += int64_t(gridDim.x) * kThreads)
-      q[m * K + k] = quantize_float8_value<F, float>(to_float(x[m * ldx + k]), r);
+    for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < units; i += int64_t(gridDim.x) * kThreads) {
+      if constexpr (kVec) {
+        RowChunks<T, 1>::store_chunk(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + i), q + m * K + E * i,
+                                     [r](float u, float v) { return float8_code_pair<F>(u, v, r); });
+      } else {
+        q[m * K + i] = float8_code<F>(to_float(x[m * ldx + i]), r);
+      }
+    }
 }
 
 template <class T>
@@ -151,36 +160,35 @@ cudaError_t quantize_activations_float8(const void* x, DType in_t, int64_t ldx, 
     const T* xp = static_cast<const T*>(x);
     return with_float8(fmt, [&](auto f) {
       constexpr Float8Format F = decltype(f)::value;
+      const bool vec = row_chunks_aligned<T>(xp, ldx, K, q);
       if (per_row && !static_scale) {
         const int grid = int(std::min<int64_t>(M, 65535 * 8));
-        constexpr int64_t E = 16 / sizeof(T);
-        const int64_t chunks = K / E;
-        const bool vec = K % E == 0 && ldx % E == 0 && reinterpret_cast<uintptr_t>(xp) % 16 == 0;
-        if (vec && chunks <= kThreads)
-          quantize_rows_in_registers<T, F, 1><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
-        else if (vec && chunks <= 2 * kThreads)
-          quantize_rows_in_registers<T, F, 2><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
-        else if (vec && chunks <= 4 * kThreads)
-          quantize_rows_in_registers<T, F, 4><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
-        else if (vec && chunks <= 8 * kThreads)
-          quantize_rows_in_registers<T, F, 8><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
-        else
-          quantize_rows_kernel<T, F><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
+        const bool in_registers = vec && with_row_chunks(K / RowChunks<T, 1>::E, [&](auto c) {
+          quantize_rows_in_registers<T, F, decltype(c)::value><<<grid, kRowThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
+        });
+        if (!in_registers) quantize_rows_kernel<T, F><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, q, scale);
         return cudaGetLastError();
       }
       // At most kTensorBlocks blocks, each striding over many rows: one
       // atomicMax per block, where a block per (row, 256 columns) made
       // M * K / 256 atomics on one word serialise (250 us at M = 2048, K = 14336).
-      const int64_t gx = std::min<int64_t>((K + kThreads - 1) / kThreads, 64);
+      const int64_t units = vec ? K / RowChunks<T, 1>::E : K;
+      const int64_t gx = std::min<int64_t>((units + kThreads - 1) / kThreads, 64);
       const dim3 grid(unsigned(gx), unsigned(std::min<int64_t>(M, std::max<int64_t>(1, kTensorBlocks / gx))));
       if (!static_scale) {
         cudaError_t err = cudaMemsetAsync(amax, 0, sizeof(uint32_t), stream);
         if (err != cudaSuccess) return err;
-        amax_kernel<T><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, amax);
+        if (vec)
+          amax_kernel<T, true><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, amax);
+        else
+          amax_kernel<T, false><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, amax);
         err = cudaGetLastError();
         if (err != cudaSuccess) return err;
       }
-      quantize_tensor_kernel<T, F><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, static_scale, amax, q, scale);
+      if (vec)
+        quantize_tensor_kernel<T, F, true><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, static_scale, amax, q, scale);
+      else
+        quantize_tensor_kernel<T, F, false><<<grid, kThreads, 0, stream>>>(xp, ldx, M, K, static_scale, amax, q, scale);
       return cudaGetLastError();
     });
   });

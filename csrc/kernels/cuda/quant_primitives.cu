@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "quant_primitives.cuh"
+#include "row_chunks.cuh"
 
 namespace torchao_cpp {
 namespace kernels {
@@ -12,6 +13,7 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
+static_assert(kThreads == kRowThreads, "one block size for the per-token quantizers");
 // Blocks of at least this many elements get a whole CTA for their min/max;
 // smaller ones a warp each.
 constexpr int64_t kCtaBlockElems = 8192;
@@ -39,16 +41,10 @@ struct MinMax {
 
 // Min and max of p[0..n) over the kLanes threads that share this block
 // (a warp, or the whole CTA when kLanes == kThreads).
-template <class T, int kLanes>
-__device__ MinMax reduce_minmax(const T* p, int64_t n, int lane) {
-  float mn = INFINITY, mx = -INFINITY;
-  int bad = 0;
-  for (int64_t i = lane; i < n; i += kLanes) {
-    const float v = to_float(p[i]);
-    bad |= !isfinite(v);
-    mn = fminf(mn, v);
-    mx = fmaxf(mx, v);
-  }
+// Min, max and non-finite flag over the kLanes threads that share a block
+// (a warp, or the whole CTA when kLanes == kThreads), from each one's own.
+template <int kLanes>
+__device__ MinMax block_minmax(float mn, float mx, int bad, int lane) {
   for (int o = 16; o > 0; o >>= 1) {
     mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -71,6 +67,20 @@ __device__ MinMax reduce_minmax(const T* p, int64_t n, int lane) {
     }
   }
   return {mn, mx, bad != 0};
+}
+
+// Min and max of p[0..n) over the kLanes threads that share this block.
+template <class T, int kLanes>
+__device__ MinMax reduce_minmax(const T* p, int64_t n, int lane) {
+  float mn = INFINITY, mx = -INFINITY;
+  int bad = 0;
+  for (int64_t i = lane; i < n; i += kLanes) {
+    const float v = to_float(p[i]);
+    bad |= !isfinite(v);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  return block_minmax<kLanes>(mn, mx, bad, lane);
 }
 
 // One block per kLanes threads; blocks past the end leave whole warps (or the
@@ -169,46 +179,76 @@ __global__ void dequantize_float8_kernel(const uint8_t* in, Blocks b, const TS* 
 template <class T>
 using SymmScale = std::conditional_t<std::is_same_v<T, fp16>, float, T>;
 
+// A row's parameters from its min and max (every thread derives the same:
+// no broadcast needed); thread 0 stores the scale and zero point.
+template <class T, ActQuant kMode>
+struct PerToken {
+  using TS = std::conditional_t<kMode == ActQuant::SymmetricReducedRange, SymmScale<T>, float>;
+  using C = promote_t<T, TS>;
+  float recip, z, qmin, qmax;
+
+  __device__ PerToken(const MinMax& r, int64_t m, float* scale, float* zp) {
+    QParamsSpec spec;
+    spec.domain = ZeroPointDomain::Int;
+    spec.preserve_zero = true;
+    if (kMode == ActQuant::Asymmetric) {
+      spec.mapping = MappingType::Asymmetric;
+      spec.quant_min = -128;
+      spec.quant_max = 127;
+      spec.eps = 1.1920928955078125e-07f;  // float32 eps
+    } else if (kMode == ActQuant::Int4Symmetric) {
+      spec.mapping = MappingType::Symmetric;
+      spec.quant_min = -8;
+      spec.quant_max = 7;
+      spec.eps = 1.1920928955078125e-07f;
+    } else {
+      spec.mapping = MappingType::Symmetric;
+      spec.quant_min = -127;
+      spec.quant_max = 127;
+      spec.eps = static_cast<float>(1e-5);
+    }
+    TS s;
+    qparams_from_minmax<T, TS, float>(r.mn, r.mx, spec, &s, &z);
+    const float sf = r.bad ? NAN : to_float(s);
+    if (threadIdx.x == 0) {
+      scale[m] = sf;
+      zp[m] = r.bad ? 0.0f : z;
+    }
+    recip = round_to<TS>(1.0f / sf);
+    qmin = float(spec.quant_min);
+    qmax = float(spec.quant_max);
+  }
+  __device__ int8_t code(float x) const { return int8_t(quantize_int_code<C>(x, recip, z, qmin, qmax)); }
+};
+
+// One block per row, element by element (rows too long for registers or not aligned).
 template <class T, ActQuant kMode>
 __global__ void __launch_bounds__(kThreads)
     per_token_int8_kernel(const T* x, int64_t ldx, int64_t K, int8_t* q, float* scale, float* zp) {
-  using TS = std::conditional_t<kMode == ActQuant::SymmetricReducedRange, SymmScale<T>, float>;
-  using C = promote_t<T, TS>;
   const int64_t m = blockIdx.x;
   const T* row = x + m * ldx;
-  const MinMax r = reduce_minmax<T, kThreads>(row, K, int(threadIdx.x));
-  QParamsSpec spec;
-  spec.domain = ZeroPointDomain::Int;
-  spec.preserve_zero = true;
-  if (kMode == ActQuant::Asymmetric) {
-    spec.mapping = MappingType::Asymmetric;
-    spec.quant_min = -128;
-    spec.quant_max = 127;
-    spec.eps = 1.1920928955078125e-07f;  // float32 eps
-  } else if (kMode == ActQuant::Int4Symmetric) {
-    spec.mapping = MappingType::Symmetric;
-    spec.quant_min = -8;
-    spec.quant_max = 7;
-    spec.eps = 1.1920928955078125e-07f;
-  } else {
-    spec.mapping = MappingType::Symmetric;
-    spec.quant_min = -127;
-    spec.quant_max = 127;
-    spec.eps = static_cast<float>(1e-5);
-  }
-  // Every thread derives the same parameters: no broadcast needed.
-  TS s;
-  float z;
-  qparams_from_minmax<T, TS, float>(r.mn, r.mx, spec, &s, &z);
-  const float sf = r.bad ? NAN : to_float(s);
-  if (threadIdx.x == 0) {
-    scale[m] = sf;
-    zp[m] = r.bad ? 0.0f : z;
-  }
-  const float recip = round_to<TS>(1.0f / sf);
-  const float qmin = float(spec.quant_min), qmax = float(spec.quant_max);
-  for (int64_t k = threadIdx.x; k < K; k += kThreads)
-    q[m * K + k] = int8_t(quantize_int_code<C>(to_float(row[k]), recip, z, qmin, qmax));
+  const PerToken<T, kMode> p(reduce_minmax<T, kThreads>(row, K, int(threadIdx.x)), m, scale, zp);
+  for (int64_t k = threadIdx.x; k < K; k += kThreads) q[m * K + k] = p.code(to_float(row[k]));
+}
+
+// The same with the row in registers (RowChunks): read from memory once.
+template <class T, ActQuant kMode, int C>
+__global__ void __launch_bounds__(kRowThreads)
+    per_token_int8_rows(const T* x, int64_t ldx, int64_t K, int8_t* q, float* scale, float* zp) {
+  const int64_t m = blockIdx.x, chunks = K / RowChunks<T, C>::E;
+  RowChunks<T, C> row;
+  row.load(x + m * ldx, chunks);
+  float mn = INFINITY, mx = -INFINITY;
+  int bad = 0;
+  row.for_each(chunks, [&](float v) {
+    bad |= !isfinite(v);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  });
+  const PerToken<T, kMode> p(block_minmax<kRowThreads>(mn, mx, bad, int(threadIdx.x)), m, scale, zp);
+  row.store_codes(reinterpret_cast<uint8_t*>(q + m * K), chunks, [&p](float a, float b) {
+    return uint32_t(uint8_t(p.code(a))) | uint32_t(uint8_t(p.code(b))) << 8;
+  });
 }
 
 }  // namespace
@@ -322,15 +362,22 @@ cudaError_t quantize_per_token_int8(const void* x, DType in_t, int64_t ldx, int6
   return with_float(in_t, [&](auto t_in) {
     using T = decltype(t_in);
     const T* xp = static_cast<const T*>(x);
+    auto launch = [&](auto kmode) {
+      constexpr ActQuant kMode = decltype(kmode)::value;
+      const bool in_registers = row_chunks_aligned<T>(xp, ldx, K, q) &&
+                                with_row_chunks(K / RowChunks<T, 1>::E, [&](auto c) {
+                                  per_token_int8_rows<T, kMode, decltype(c)::value>
+                                      <<<unsigned(M), kRowThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+                                });
+      if (!in_registers)
+        per_token_int8_kernel<T, kMode><<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+    };
     if (mode == ActQuant::Asymmetric)
-      per_token_int8_kernel<T, ActQuant::Asymmetric>
-          <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+      launch(std::integral_constant<ActQuant, ActQuant::Asymmetric>{});
     else if (mode == ActQuant::Int4Symmetric)
-      per_token_int8_kernel<T, ActQuant::Int4Symmetric>
-          <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+      launch(std::integral_constant<ActQuant, ActQuant::Int4Symmetric>{});
     else
-      per_token_int8_kernel<T, ActQuant::SymmetricReducedRange>
-          <<<unsigned(M), kThreads, 0, stream>>>(xp, ldx, K, q, scale, zero_point);
+      launch(std::integral_constant<ActQuant, ActQuant::SymmetricReducedRange>{});
     return cudaGetLastError();
   });
 }
