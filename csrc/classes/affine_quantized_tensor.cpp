@@ -409,9 +409,16 @@ const c10::optional<at::Tensor>& AffineQuantizedTensor::zero_point_f32() const {
   return zero_point_f32_;
 }
 
+const at::Tensor& AffineQuantizedTensor::scale_f32() const {
+  std::call_once(scale_f32_once_, [&] { scale_f32_ = scale.to(at::kFloat).contiguous(); });
+  return scale_f32_;
+}
+
 void AffineQuantizedTensor::prepare_device_forms() const {
   if (!data.is_cuda()) return;
   zero_point_for_cuda();
+  // Per-channel scales (N values: the int8 x int8 linear's) as float32 now, not at a first call under capture.
+  if (!shape.empty() && scale.numel() == shape[0]) scale_f32();
   const auto kind = parse_layout(layout);
   const auto cd = parse_code_dtype(code_dtype);
   // 2:4 codes: cuSPARSELt's form where it takes them (int8 dynamic linears), the mma.sp form where it takes
@@ -774,9 +781,9 @@ at::Tensor LinearActivationQuantizedTensor::linear(const at::Tensor& input, cons
     const auto& sparse = w.cusparselt_codes_for_cuda();
     if (sparse.defined())
       return ops::call_int8_dynamic_linear(input, mode, sparse, "cusparselt", 8, w.shape[0], w.shape[1], w.shape[1],
-                                           w.scale, c10::nullopt, w.quant_min, bias);
+                                           w.scale_f32(), c10::nullopt, w.quant_min, bias);
     return ops::call_int8_dynamic_linear(input, mode, w.int8_codes_for_cuda(), "plain", 8, w.shape[0], w.shape[1],
-                                         w.shape[1], w.scale, c10::nullopt, w.quant_min, bias);
+                                         w.shape[1], w.scale_f32(), c10::nullopt, w.quant_min, bias);
   }
   // Integer codes of at most 8 bits with an INT/NONE zero point go through
   // the integer kernel; anything else sees the quantize-dequantized input.

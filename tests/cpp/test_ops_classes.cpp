@@ -120,6 +120,22 @@ TEST(Classes, AffineQuantizedTensorDequantizesAndRunsLinear) {
   EXPECT_LE(plain.max().item<int>(), 15);
 }
 
+TEST(Classes, ScaleF32IsTheScaleExactlyConvertedOnce) {
+  torch::manual_seed(2);
+  auto aqt = make_int4(torch::randn({8, 64}), 32);
+  // A float32 scale is handed back as it is (no copy).
+  EXPECT_TRUE(aqt->scale_f32().is_same(aqt->scale));
+  auto codes = std::get<0>(aqt->get_plain());
+  auto bf = c10::make_intrusive<AffineQuantizedTensor>(codes, aqt->scale.to(at::kBFloat16),
+                                                       aqt->zero_point->to(at::kBFloat16), aqt->block_size, 0, 15,
+                                                       "FLOAT", "Int4CPULayout", "uint4", "bfloat16");
+  const at::Tensor& f = bf->scale_f32();
+  EXPECT_EQ(f.scalar_type(), at::kFloat);
+  EXPECT_TRUE(f.is_contiguous());
+  EXPECT_TRUE(torch::equal(f, bf->scale.to(at::kFloat)));
+  EXPECT_EQ(&bf->scale_f32(), &f);  // converted once, then the same tensor
+}
+
 TEST(Classes, PickleRoundTripIsExact) {
   torch::manual_seed(2);
   auto aqt = make_int4(torch::randn({4, 64}), 64);
