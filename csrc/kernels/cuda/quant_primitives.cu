@@ -39,8 +39,6 @@ struct MinMax {
   bool bad;  // NaN or Inf seen
 };
 
-// Min and max of p[0..n) over the kLanes threads that share this block
-// (a warp, or the whole CTA when kLanes == kThreads).
 // Min, max and non-finite flag over the kLanes threads that share a block
 // (a warp, or the whole CTA when kLanes == kThreads), from each one's own.
 template <int kLanes>
