@@ -241,7 +241,8 @@ int check(const Case& c, std::mt19937& rng, const char* tname) {
 
 // only_format / only_rows >= 0 restrict the run (for a profiler); K, N > 0
 // replace the three shapes by one.
-int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n) {
+// defaults_only: the default launch of each case, no sweep of tunings.
+int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n, bool defaults_only) {
   cudaDeviceProp prop;
   TAO_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   // Device-to-device copy bandwidth: bytes read + written per second.
@@ -286,6 +287,7 @@ int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n) {
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
         for (const Tune& tune : M <= 16 ? few : many) {
+          if (defaults_only && (tune.warps || tune.depth || tune.tiles || tune.stage || tune.occupancy)) continue;
           if ((only_format >= 0 && f != only_format) || (only_rows >= 0 && M != only_rows)) continue;
           if (tune.occupancy == 2 && (f == 0 || M > 8)) continue;  // not built there
           // int4: group 128 with float zero points (tinygemm); 8-bit: per channel, symmetric.
@@ -358,7 +360,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4() + bench_sparse24_float8();
   if (argc > 1 && std::string(argv[1]) == "--bench")
     return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1, argc > 5 ? std::atol(argv[4]) : 0,
-                 argc > 5 ? std::atol(argv[5]) : 0);
+                 argc > 5 ? std::atol(argv[5]) : 0, argc > 6 && std::string(argv[6]) == "defaults");
   std::mt19937 rng(0);
   int bad = 0, cases = 0;
   const k::ZeroDomain domains[3] = {k::ZeroDomain::None, k::ZeroDomain::Int, k::ZeroDomain::Float};
