@@ -400,51 +400,6 @@ struct U4Bf16Stream512 {
   }
 };
 
-// acc plus row r's zero-point terms (GroupScales), 16 groups per step.
-AVX512_BF16 __m512 zero_terms_avx512(const GroupScales& gs, int r, int64_t groups, __m512 acc) {
-  if (!gs.xsum) return acc;
-  const __m512 off = _mm512_set1_ps(gs.offset);
-  for (int64_t g = 0; g < groups; g += 16) {
-    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
-    __m512 f = off;
-    if (gs.zi) f = _mm512_sub_ps(f, _mm512_maskz_loadu_ps(m, gs.zi + r * gs.zld + g));
-    f = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + g), f);
-    if (gs.zf) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(m, gs.zf + r * gs.zld + g));
-    acc = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, gs.xsum + g), acc);
-  }
-  return acc;
-}
-
-template <int R, class Stream>
-AVX512_BF16 void grouped_rows_avx512(const Stream& st, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  constexpr int64_t S = Stream::kStep;
-  constexpr int U = R == 1 ? 2 : 1;
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512 s[U][R][2];
-    for (int u = 0; u < U; ++u)
-      for (int r = 0; r < R; ++r) s[u][r][0] = s[u][r][1] = _mm512_setzero_ps();
-    int64_t i = g * len;
-    const int64_t end = i + len;
-    for (; i + U * S <= end; i += U * S)
-      for (int u = 0; u < U; ++u) {
-        const auto v = st.load_x(i + u * S);
-        for (int r = 0; r < R; ++r) st.fma(r, i + u * S, v, s[u][r][0], s[u][r][1]);
-      }
-    if (i < end) {
-      const auto v = st.load_x(i);
-      for (int r = 0; r < R; ++r) st.fma(r, i, v, s[0][r][0], s[0][r][1]);
-    }
-    for (int r = 0; r < R; ++r) {
-      __m512 t = _mm512_add_ps(s[0][r][0], s[0][r][1]);
-      for (int u = 1; u < U; ++u) t = _mm512_add_ps(t, _mm512_add_ps(s[u][r][0], s[u][r][1]));
-      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(gs.at(r, g)), t, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
-}
-
 // f(std::integral_constant<int, R>{}) for R = rows (1..kMaxDotRows): the
 // grouped dots keep one accumulator set per row in registers, so each row
 // count is compiled on its own.
@@ -463,23 +418,51 @@ void with_rows(int rows, F&& f) {
   }
 }
 
-template <class Stream>
-AVX512_BF16 void grouped_avx512(const Stream& st, int rows, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  with_rows(rows, [&](auto r) { grouped_rows_avx512<decltype(r)::value>(st, len, groups, gs, out); });
+// acc plus row r's zero-point terms (GroupScales), 16 groups per step.
+AVX512_BF16 __m512 zero_terms_avx512(const GroupScales& gs, int r, int64_t groups, __m512 acc) {
+  if (!gs.xsum) return acc;
+  const __m512 off = _mm512_set1_ps(gs.offset);
+  for (int64_t g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+    __m512 f = off;
+    if (gs.zi) f = _mm512_sub_ps(f, _mm512_maskz_loadu_ps(m, gs.zi + r * gs.zld + g));
+    f = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gs.scale + r * gs.ld + g), f);
+    if (gs.zf) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(m, gs.zf + r * gs.zld + g));
+    acc = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, gs.xsum + g), acc);
+  }
+  return acc;
 }
+
+// AVX-512's operations for simd_grouped.inc.
+struct Vec512 {
+  using F = __m512;
+  AVX512 static F zero() { return _mm512_setzero_ps(); }
+  AVX512 static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  AVX512 static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  AVX512 static F set1(float v) { return _mm512_set1_ps(v); }
+  AVX512_BF16 static float total(const GroupScales& gs, int r, int64_t groups, F acc) {
+    return _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc));
+  }
+};
+namespace avx512 {
+using V = Vec512;
+#define TORCHAO_CPP_SIMD_TARGET AVX512_BF16
+#include "simd_grouped.inc"
+#undef TORCHAO_CPP_SIMD_TARGET
+}  // namespace avx512
 
 // Groups whose length is not a multiple of the stream step use per-group dots with a scalar tail.
 template <class T>
 AVX512 void dot_f32_int_grouped_avx512(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
                                        const GroupScales& gs, float* out) {
-  if (len % IntStream512<T>::kStep == 0) return grouped_avx512(IntStream512<T>{x, c, ld}, rows, len, groups, gs, out);
+  if (len % IntStream512<T>::kStep == 0) return avx512::grouped(IntStream512<T>{x, c, ld}, rows, len, groups, gs, out);
   grouped_by_dots(rows, groups, gs, out,
                   [&](int r, int64_t g) { return dot_f32_int_avx512(x + g * len, c + r * ld + g * len, len); });
 }
 
 AVX512 void dot_f32_u4_grouped_avx512(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows,
                                       int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  if (len % U4Stream512::kStep == 0) return grouped_avx512(U4Stream512{xl, xb, p, ld}, rows, len, groups, gs, out);
+  if (len % U4Stream512::kStep == 0) return avx512::grouped(U4Stream512{xl, xb, p, ld}, rows, len, groups, gs, out);
   grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
     return dot_f32_u4_avx512(xl + g * len, xb + g * len, p + r * ld + g * len, len);
   });
@@ -534,7 +517,7 @@ AVX512_BF16 void u4_bf16_lanes_rows(const U4Bf16Stream512& st, int64_t len, int6
       acc[r] = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), scales.at(gs, r, g), acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
+  for (int r = 0; r < R; ++r) out[r] = Vec512::total(gs, r, groups, acc[r]);
 }
 
 AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p, int64_t ld, int rows, int64_t len,
@@ -546,7 +529,7 @@ AVX512_BF16 void dot_bf16_u4_grouped_avx512(const uint16_t* xp, const uint8_t* p
     return t;
   }();
   const U4Bf16Stream512 st{xp, p, ld, _mm512_load_si512(kTable.data())};
-  if (len % 64 == 0) return grouped_avx512(st, rows, len, groups, gs, out);
+  if (len % 64 == 0) return avx512::grouped(st, rows, len, groups, gs, out);
   with_rows(rows, [&](auto r) { u4_bf16_lanes_rows<decltype(r)::value>(st, len, groups, gs, out); });
 }
 
@@ -738,7 +721,7 @@ AVX512_VNNI_VBMI void vnni_rows(const Stream& st, const int8_t* q, const float* 
     for (int r = 0; r < R; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r]), _mm512_mul_ps(scales.at(gs, r, g), u), acc[r]);
   }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(zero_terms_avx512(gs, r, groups, acc[r]));
+  for (int r = 0; r < R; ++r) out[r] = Vec512::total(gs, r, groups, acc[r]);
 }
 
 AVX512_VNNI void dot_vnni_u4_grouped_avx512(const int8_t* q, const float* unit, const uint8_t* p, int64_t ld, int rows,
@@ -926,7 +909,7 @@ AVX512 void dot_f32_lut_grouped_avx512(const float* x, const uint8_t* c, int64_t
     return dot_f32_lut_grouped_decoded<lut_u8_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out, table,
                                                                          bits);
   const int size = 1 << bits;
-  grouped_avx512(LutStream512{x, c, ld, bits, lut_part_avx512(table, size, 0), lut_part_avx512(table, size, 16),
+  avx512::grouped(LutStream512{x, c, ld, bits, lut_part_avx512(table, size, 0), lut_part_avx512(table, size, 16),
                               lut_part_avx512(table, size, 32), lut_part_avx512(table, size, 48)},
                  rows, len, groups, gs, out);
 }
@@ -967,10 +950,10 @@ AVX512 void dot_f32_f8_grouped_avx512(const float* x, const uint8_t* c, int64_t 
   if (len % 32 != 0)
     return dot_f32_f8_grouped_decoded<float8_to_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out,
                                                                               e4m3);
-  if (!e4m3) return grouped_avx512(Float8Stream512<false>{x, c, ld}, rows, len, groups, gs, out);
+  if (!e4m3) return avx512::grouped(Float8Stream512<false>{x, c, ld}, rows, len, groups, gs, out);
   GroupScales dots = gs;  // the zero-point terms are added after the 2^8 below
   dots.xsum = nullptr;
-  grouped_avx512(Float8Stream512<true>{x, c, ld}, rows, len, groups, dots, out);
+  avx512::grouped(Float8Stream512<true>{x, c, ld}, rows, len, groups, dots, out);
   for (int r = 0; r < rows; ++r) out[r] = out[r] * 256.0f + gs.zero_term(r, groups);  // exact: a power of two
 }
 
@@ -1140,61 +1123,35 @@ AVX2 __m256 zero_terms_avx2(const GroupScales& gs, int r, int64_t groups, __m256
   return _mm256_add_ps(acc, _mm256_setr_ps(tail.zero_term(r, groups - g), 0, 0, 0, 0, 0, 0, 0));
 }
 
-template <int R, class Stream>
-AVX2 void grouped_rows_avx2(const Stream& st, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  constexpr int64_t S = Stream::kStep;
-  constexpr int U = R == 1 ? 2 : 1;
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256 s[U][R][2];
-    for (int u = 0; u < U; ++u)
-      for (int r = 0; r < R; ++r) s[u][r][0] = s[u][r][1] = _mm256_setzero_ps();
-    int64_t i = g * len;
-    const int64_t end = i + len;
-    for (; i + U * S <= end; i += U * S)
-      for (int u = 0; u < U; ++u) {
-        const auto v = st.load_x(i + u * S);
-        for (int r = 0; r < R; ++r) st.fma(r, i + u * S, v, s[u][r][0], s[u][r][1]);
-      }
-    if (i < end) {
-      const auto v = st.load_x(i);
-      for (int r = 0; r < R; ++r) st.fma(r, i, v, s[0][r][0], s[0][r][1]);
-    }
-    for (int r = 0; r < R; ++r) {
-      __m256 t = _mm256_add_ps(s[0][r][0], s[0][r][1]);
-      for (int u = 1; u < U; ++u) t = _mm256_add_ps(t, _mm256_add_ps(s[u][r][0], s[u][r][1]));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(gs.at(r, g)), t, acc[r]);
-    }
+// AVX2's operations for simd_grouped.inc.
+struct Vec256 {
+  using F = __m256;
+  AVX2 static F zero() { return _mm256_setzero_ps(); }
+  AVX2 static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  AVX2 static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  AVX2 static F set1(float v) { return _mm256_set1_ps(v); }
+  AVX2 static float total(const GroupScales& gs, int r, int64_t groups, F acc) {
+    return hsum256(zero_terms_avx2(gs, r, groups, acc));
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum256(zero_terms_avx2(gs, r, groups, acc[r]));
-}
-
-template <class Stream>
-AVX2 void grouped_avx2(const Stream& st, int rows, int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  switch (rows) {
-    case 4:
-      return grouped_rows_avx2<4>(st, len, groups, gs, out);
-    case 3:
-      return grouped_rows_avx2<3>(st, len, groups, gs, out);
-    case 2:
-      return grouped_rows_avx2<2>(st, len, groups, gs, out);
-    default:
-      return grouped_rows_avx2<1>(st, len, groups, gs, out);
-  }
-}
+};
+namespace avx2 {
+using V = Vec256;
+#define TORCHAO_CPP_SIMD_TARGET AVX2
+#include "simd_grouped.inc"
+#undef TORCHAO_CPP_SIMD_TARGET
+}  // namespace avx2
 
 template <class T>
 AVX2 void dot_f32_int_grouped_avx2(const float* x, const T* c, int64_t ld, int rows, int64_t len, int64_t groups,
                                    const GroupScales& gs, float* out) {
-  if (len % IntStream256<T>::kStep == 0) return grouped_avx2(IntStream256<T>{x, c, ld}, rows, len, groups, gs, out);
+  if (len % IntStream256<T>::kStep == 0) return avx2::grouped(IntStream256<T>{x, c, ld}, rows, len, groups, gs, out);
   grouped_by_dots(rows, groups, gs, out,
                   [&](int r, int64_t g) { return dot_f32_int_avx2(x + g * len, c + r * ld + g * len, len); });
 }
 
 AVX2 void dot_f32_u4_grouped_avx2(const float* xl, const float* xb, const uint8_t* p, int64_t ld, int rows,
                                   int64_t len, int64_t groups, const GroupScales& gs, float* out) {
-  if (len % U4Stream256::kStep == 0) return grouped_avx2(U4Stream256{xl, xb, p, ld}, rows, len, groups, gs, out);
+  if (len % U4Stream256::kStep == 0) return avx2::grouped(U4Stream256{xl, xb, p, ld}, rows, len, groups, gs, out);
   grouped_by_dots(rows, groups, gs, out, [&](int r, int64_t g) {
     return dot_f32_u4_avx2(xl + g * len, xb + g * len, p + r * ld + g * len, len);
   });

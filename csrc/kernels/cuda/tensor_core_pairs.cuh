@@ -35,26 +35,31 @@ __device__ __forceinline__ V from_u32(uint32_t u) { return *reinterpret_cast<V*>
 // int-to-float conversion).
 template <class T>
 struct Pair;
+// Pair<T>'s products on the tensor cores, for the PTX type name TY ("f16",
+// "bf16"; asm takes only string literals, hence a macro): mma, the dense
+// m16n8k16 product, and mma_sp, the 2:4 sparse m16n8k32 one (A as 16 x 16
+// kept values, metadata e from lanes 0 and 1 of each quad).
+#define TORCHAO_CPP_PAIR_MMA(TY)                                                                                    \
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {                    \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "          \
+        "{%0,%1,%2,%3};\n"                                                                                          \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                           \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                                          \
+  }                                                                                                                 \
+  __device__ static void mma_sp(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t e) {       \
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, "             \
+        "{%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"                                                 \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                           \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));         \
+  }
 template <>
 struct Pair<__half> {
   using T2 = __half2;
   static constexpr uint32_t kMagic4 = 0x64006400u;  // 1024 + nibble
   static constexpr float kMagic = 1024.0f;
   static constexpr bool kBytesExact = true;  // 1024 + byte is exact too
-  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
+  TORCHAO_CPP_PAIR_MMA("f16")
   __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2half2_rn(lo, hi)); }
-  // 2:4 sparse A (16 x 32 as 16 x 16 kept values, metadata e from lanes 0 and 1 of each quad).
-  __device__ static void mma_sp(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t e) {
-    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
-  }
 };
 template <>
 struct Pair<__nv_bfloat16> {
@@ -62,20 +67,10 @@ struct Pair<__nv_bfloat16> {
   static constexpr uint32_t kMagic4 = 0x43004300u;  // 128 + nibble
   static constexpr float kMagic = 128.0f;
   static constexpr bool kBytesExact = false;  // 8 significant bits: a byte takes the float32 route
-  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
+  TORCHAO_CPP_PAIR_MMA("bf16")
   __device__ static uint32_t of(float lo, float hi) { return as_u32(__floats2bfloat162_rn(lo, hi)); }
-  __device__ static void mma_sp(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t e) {
-    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
-  }
 };
+#undef TORCHAO_CPP_PAIR_MMA
 
 // (a & mask) | magic in one LOP3. Written as C++, with both constants
 // immediates, it compiled to two (a LOP3 takes one immediate): a quarter of
