@@ -904,14 +904,15 @@ struct LutStream512 {
 };
 
 AVX512 void dot_f32_lut_grouped_avx512(const float* x, const uint8_t* c, int64_t ld, int rows, int64_t len,
-                                       int64_t groups, const GroupScales& gs, float* out, const float* table, int bits) {
+                                       int64_t groups, const GroupScales& gs, float* out, const float* table,
+                                       int bits) {
   if (len % LutStream512::kStep != 0 || bits > 6)
     return dot_f32_lut_grouped_decoded<lut_u8_f32_avx512, dot_f32_avx512>(x, c, ld, rows, len, groups, gs, out, table,
-                                                                         bits);
+                                                                          bits);
   const int size = 1 << bits;
   avx512::grouped(LutStream512{x, c, ld, bits, lut_part_avx512(table, size, 0), lut_part_avx512(table, size, 16),
-                              lut_part_avx512(table, size, 32), lut_part_avx512(table, size, 48)},
-                 rows, len, groups, gs, out);
+                               lut_part_avx512(table, size, 32), lut_part_avx512(table, size, 48)},
+                  rows, len, groups, gs, out);
 }
 
 AVX2 void lut_u8_f32_avx2(const uint8_t* c, int64_t n, const float* table, int bits, float* out) {
