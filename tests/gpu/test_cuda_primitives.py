@@ -148,6 +148,23 @@ def test_per_token_quantizers_match_cpu_bit_for_bit(dtype, shape):
             assert g.dtype == r.dtype and g.shape == r.shape and torch.equal(g.cpu(), r)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("K", [4096, 300])
+def test_per_token_quantizers_match_cpu_on_one_signed_and_flat_rows(dtype, K):
+    # Rows whose zero point sits at the range's ends (all positive, all
+    # negative), constant and zero rows, tiny and huge magnitudes: the codes
+    # are clamped before rounding on the GPU, after it on the CPU.
+    g = torch.Generator().manual_seed(11)
+    base = torch.rand(K, generator=g)
+    rows = [base + 0.25, -base - 0.25, base * 1e-3 + 7.0, torch.full((K,), -2.5), torch.zeros(K),
+            (base - 0.5) * 1e-6, (base - 0.5) * 6e4, torch.randn(K, generator=g).round() * 0.5]
+    x = torch.stack(rows).to(dtype)
+    for fn in (ops.int8_asymm_per_token_quant, ops.int8_symm_per_token_reduced_range_quant):
+        ref, got = fn(x), fn(x.cuda())
+        for r, g_ in zip(ref, got):
+            assert torch.equal(g_.cpu(), r), fn
+
+
 @pytest.mark.parametrize("K", [4096, 300])
 def test_per_token_row_with_inf_gets_nan_scale_on_cuda(K):
     x = _input((4, K), torch.bfloat16, seed=5)
@@ -156,6 +173,7 @@ def test_per_token_row_with_inf_gets_nan_scale_on_cuda(K):
         q, s, _ = fn(x.cuda())
         s = s.cpu().float().flatten()
         assert torch.isnan(s[1]) and torch.isfinite(s[[0, 2, 3]]).all()
+        assert (q.cpu()[1] == 0).all()  # the non-finite row's codes are 0
         ref_q, ref_s, _ = fn(x[[0, 2, 3]])
         assert torch.equal(q.cpu()[[0, 2, 3]], ref_q) and torch.equal(s[[0, 2, 3]], ref_s.float().flatten())
 

@@ -21,13 +21,14 @@ namespace cuda {
 constexpr int kRowThreads = 256;
 constexpr int kRowMaxChunks = 8;  // 16-byte chunks per thread: rows up to 2048 chunks (16384 bf16)
 
-// Chunk c of thread t holds elements [E * i, E * i + E) of the row, i = t + c * kRowThreads.
-template <class T, int C>
+// Chunk c of thread t holds elements [E * i, E * i + E) of the row, i = t + c * N
+// (N: the threads that share the row).
+template <class T, int C, int N = kRowThreads>
 struct RowChunks {
   static constexpr int E = 16 / int(sizeof(T));
   uint4 v[C];
 
-  __device__ static int64_t index(int c) { return int64_t(threadIdx.x) + int64_t(c) * kRowThreads; }
+  __device__ static int64_t index(int c) { return int64_t(threadIdx.x) + int64_t(c) * N; }
   __device__ static bool valid(int c, int64_t chunks) { return index(c) < chunks; }
 
   // Chunks past the row's end are zeros.
@@ -81,13 +82,13 @@ __host__ __device__ inline bool row_chunks_aligned(const void* x, int64_t ldx, i
 }
 
 // Calls f(std::integral_constant<int, C>) with the fewest chunks per thread
-// that hold `chunks`; false (f not called) for longer rows.
-template <class F>
+// that hold `chunks` over N threads; false (f not called) for longer rows.
+template <int N = kRowThreads, class F>
 __host__ bool with_row_chunks(int64_t chunks, F&& f) {
-  if (chunks <= kRowThreads) return f(std::integral_constant<int, 1>{}), true;
-  if (chunks <= 2 * kRowThreads) return f(std::integral_constant<int, 2>{}), true;
-  if (chunks <= 4 * kRowThreads) return f(std::integral_constant<int, 4>{}), true;
-  if (chunks <= kRowMaxChunks * kRowThreads) return f(std::integral_constant<int, kRowMaxChunks>{}), true;
+  if (chunks <= N) return f(std::integral_constant<int, 1>{}), true;
+  if (chunks <= 2 * N) return f(std::integral_constant<int, 2>{}), true;
+  if (chunks <= 4 * N) return f(std::integral_constant<int, 4>{}), true;
+  if (chunks <= kRowMaxChunks * N) return f(std::integral_constant<int, kRowMaxChunks>{}), true;
   return false;
 }
 
