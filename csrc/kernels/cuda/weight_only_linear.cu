@@ -393,7 +393,8 @@ constexpr int64_t kGemvResidentWarps = 132 * 16;
 
 struct GemvParams {
   GroupDiv div;
-  int chunk = 0;  // K blocks per warp
+  int chunk = 0;        // K blocks per warp
+  int64_t groups = 0;   // K / group_size, from the host: a 64-bit division is a long call on the device
 };
 
 // 16-byte loads per lane in one ring slot of the gemv: codes of its 2 NT rows,
@@ -435,7 +436,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
   const int64_t n0 = int64_t(blockIdx.x) * 16 * NT;
-  const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK, groups = a.K / a.group_size;
+  const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK, groups = p.groups;
   const int64_t kb0 = int64_t(warp) * p.chunk;
   const int steps = int(kblocks - kb0 < p.chunk ? (kblocks > kb0 ? kblocks - kb0 : 0) : p.chunk);
   // Row r = 2 i + h of the lane: n0 + 16 i + 8 h + g.
@@ -922,6 +923,7 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   GemvParams p;
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
+  p.groups = a.K / a.group_size;
   const auto kernel = gemv_kernel<T, F, NT, MT, kDepth>(stage ? XLoad::Staged : vec ? XLoad::Vector : XLoad::Scalar,
                                                        a.domain == ZeroDomain::Int, occupancy);
   const int smem = int(warps) * per_warp;
