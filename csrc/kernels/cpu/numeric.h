@@ -78,7 +78,8 @@ TAO_HD inline float fp16_bits_to_float(uint16_t h) {
   const uint32_t m = h & 0x3ffu;
   if (e == 0x1f) return bits_float(sign | 0x7f800000u | (m << 13));
   if (e == 0) {
-    const float v = std::ldexp(float(m), -24);
+    // m * 2^-24 is a normal float: the product is exact (no ldexp call on the device).
+    const float v = float(m) * 0x1p-24f;
     return sign ? -v : v;
   }
   return bits_float(sign | ((e + 112u) << 23) | (m << 13));
