@@ -32,6 +32,8 @@ struct RowQ {
 // k / group_size without a division instruction (integer division is a
 // long instruction sequence on the GPU, and the kernels need one per load):
 // q = (umulhi(k, m) + k) >> l, exact for k < 2^31 (Granlund-Montgomery).
+// check_args keeps K below 2^31, so div(K) is also a row's group count (a
+// 64-bit K / group_size is a long call on the device).
 struct GroupDiv {
   uint32_t m = 0, l = 0;
   GroupDiv() = default;
@@ -278,7 +280,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const int64_t n0 = int64_t(blockIdx.x) * 16 * NT, m0 = m_begin + int64_t(blockIdx.y) * (8 * MT);
   const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK;
   // Rows g and g + 8 of each tile: r = 2 * tile + half.
-  const int64_t groups = a.K / a.group_size;
+  const int64_t groups = div(uint32_t(a.K));
   bool ok[2 * NT];
   const char* rows[2 * NT];
   const T *sc[2 * NT], *zp[2 * NT];
@@ -393,8 +395,7 @@ constexpr int64_t kGemvResidentWarps = 132 * 16;
 
 struct GemvParams {
   GroupDiv div;
-  int chunk = 0;        // K blocks per warp
-  int64_t groups = 0;   // K / group_size, from the host: a 64-bit division is a long call on the device
+  int chunk = 0;  // K blocks per warp
 };
 
 // 16-byte loads per lane in one ring slot of the gemv: codes of its 2 NT rows,
@@ -436,7 +437,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
   const int64_t n0 = int64_t(blockIdx.x) * 16 * NT;
-  const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK, groups = p.groups;
+  const int64_t row_bytes = a.K * kBits<F> / 8, kblocks = (a.K + kBlockK - 1) / kBlockK, groups = p.div(uint32_t(a.K));
   const int64_t kb0 = int64_t(warp) * p.chunk;
   const int steps = int(kblocks - kb0 < p.chunk ? (kblocks > kb0 ? kblocks - kb0 : 0) : p.chunk);
   // Row r = 2 i + h of the lane: n0 + 16 i + 8 h + g.
@@ -684,7 +685,7 @@ __global__ void __launch_bounds__(kTableWarps * 32)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t n = int64_t(blockIdx.x) * kTableWarps + warp;
   if (n >= a.N) return;
-  const int64_t groups = a.K / a.group_size, runs = (a.K + kTableRunCodes - 1) / kTableRunCodes;
+  const int64_t groups = div(uint32_t(a.K)), runs = (a.K + kTableRunCodes - 1) / kTableRunCodes;
   if constexpr (kRowTable) {
     const TableQ q = table_q(a, n);
     for (int c = lane; c < (1 << Bits); c += 32) row_w[warp][c] = table_w<T>(lut[c], q);
@@ -763,7 +764,7 @@ __global__ void table_dequantize_kernel(const WeightOnlyArgs<T> a, const CodeTab
   const int64_t n = i / chunks, ch = i % chunks;
   uint32_t c[Bits + 1];
   table_load<Bits>(a.codes, chunks, n, ch, c);
-  const TableQ q = table_q(a, n * (a.K / a.group_size) + div(uint32_t(ch * kTableCodes)));
+  const TableQ q = table_q(a, n * div(uint32_t(a.K)) + div(uint32_t(ch * kTableCodes)));
   T v[kTableCodes];
 #pragma unroll
   for (int j = 0; j < kTableCodes; ++j) v[j] = from_f32<T>(table_w<T>(lut[table_code<Bits>(c, j)], q));
@@ -923,7 +924,6 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   GemvParams p;
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
-  p.groups = a.K / a.group_size;
   const auto kernel = gemv_kernel<T, F, NT, MT, kDepth>(stage ? XLoad::Staged : vec ? XLoad::Vector : XLoad::Scalar,
                                                        a.domain == ZeroDomain::Int, occupancy);
   const int smem = int(warps) * per_warp;
