@@ -28,6 +28,9 @@ cat "$OUT/test_cuda_kernels.txt"
 if [ "${GPU_TEST_SKIP_KERNEL_BENCH:-0}" != 1 ]; then
   step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench > "$OUT/bench_cuda_kernels.txt" 2>&1
   cat "$OUT/bench_cuda_kernels.txt"
+  # The int8 wgmma linear against cuBLASLt's GEMM + epilogue (sm_90 only).
+  step "$TORCHAO_CPP_BUILD_DIR/test_cuda_kernels" --bench-int8 > "$OUT/bench_int8_$TAG.txt" 2>&1
+  cat "$OUT/bench_int8_$TAG.txt"
 fi
 # The CUDA dispatch key against the CPU kernels.
 step python3 -m pytest tests/gpu -q -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1

@@ -355,9 +355,13 @@ int run_sparse24_float8_tests();
 int bench_sparse24_float8();
 // tests/cuda/test_activation_quant.cu
 int run_activation_quant_tests();
+// tests/cuda/test_int8_linear.cu
+int run_int8_linear_tests();
+int bench_int8_linear();
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--bench-sparse24") return bench_sparse24_int4() + bench_sparse24_float8();
+  if (argc > 1 && std::string(argv[1]) == "--bench-int8") return bench_int8_linear();
   if (argc > 1 && std::string(argv[1]) == "--bench")
     return bench(argc > 2 ? std::atoi(argv[2]) : -1, argc > 3 ? std::atol(argv[3]) : -1, argc > 5 ? std::atol(argv[4]) : 0,
                  argc > 5 ? std::atol(argv[5]) : 0, argc > 6 && std::string(argv[6]) == "defaults");
@@ -410,5 +414,7 @@ int main(int argc, char** argv) {
               cases, bad, refused ? "yes" : "NO", refused_bits ? "yes" : "NO", weight_cases, weight_bad);
   const int sparse_bad = run_sparse24_int4_tests() + run_sparse24_float8_tests();
   const int act_bad = run_activation_quant_tests();
-  return bad == 0 && weight_bad == 0 && refused && refused_bits && sparse_bad == 0 && act_bad == 0 ? 0 : 1;
+  const int int8_bad = run_int8_linear_tests();
+  return bad == 0 && weight_bad == 0 && refused && refused_bits && sparse_bad == 0 && act_bad == 0 && int8_bad == 0 ? 0
+                                                                                                                 : 1;
 }

@@ -12,28 +12,6 @@ namespace kernels {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-template <class T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-// One output element from its exact integer sum and its row's scale as; _rn
-// intrinsics keep the CPU kernel's rounding order (no contraction into an FMA).
-template <class T>
-__device__ __forceinline__ T epilogue(const Int8LinearArgs<T>& p, float as, int64_t n, int32_t acc) {
-  float v = __fmul_rn(as, __fmul_rn(p.w_scale[n], float(acc)));
-  if (p.bias) v = __fadd_rn(v, to_f(p.bias[n]));
-  return from_f<T>(v);
-}
-
 constexpr int kWarps = 8;  // output columns per CTA of the dp4a kernel
 constexpr int kRows = 8;   // activation rows per pass over a weight row
 
@@ -89,7 +67,7 @@ __global__ void __launch_bounds__(kWarps * 32) int8_dp4a_kernel(Int8LinearArgs<T
     if (r < rows) {
       const int64_t m = m0 + r;
       const int32_t a = p.a_zp ? acc[r] - int32_t(p.a_zp[m]) * wsum : acc[r];
-      p.out[m * p.N + n] = epilogue(p, p.a_scale[m], n, a);
+      p.out[m * p.N + n] = int8_epilogue(p, p.a_scale[m], n, a);
     }
   }
 }
@@ -118,7 +96,7 @@ __global__ void epilogue_kernel(Int8LinearArgs<T> p, const int32_t* acc, int64_t
       for (int t = 0; t < kVec; ++t) {
         const int64_t n = n0 + j + t;
         const int32_t a = p.a_zp ? v[t] - az * p.w_sum[n] : v[t];
-        o[t] = epilogue(p, as, n, a);
+        o[t] = int8_epilogue(p, as, n, a);
       }
       T* dst = p.out + m * p.N + n0 + j;
       if constexpr (kVec == 4) {

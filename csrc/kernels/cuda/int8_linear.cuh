@@ -12,6 +12,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
+
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
 
 namespace torchao_cpp {
 namespace kernels {
@@ -29,6 +35,16 @@ struct Int8LinearArgs {
   int64_t M = 0, N = 0, K = 0;
   T* out = nullptr;                 // M x N, contiguous
 };
+
+// The whole linear on Hopper's integer tensor cores (wgmma, sm_90a build):
+// 128 x kBN output tiles, the int32 sums scaled in registers by the epilogue
+// below and written once as T, so no M x N int32 array goes through memory.
+// Needs K % 16 == 0 and 16-byte aligned a and w; cudaErrorNotSupported on
+// other GPUs (compute capability other than 9.0). variant: -1 chooses; 0:
+// 128 x 256 tiles, 4 stages; 1: 128 x 128, 5 stages; 2: 128 x 128, 3 stages
+// (two blocks per SM).
+template <class T>
+cudaError_t int8_linear_wgmma(const Int8LinearArgs<T>& p, cudaStream_t stream, int variant = -1);
 
 // The whole linear on CUDA cores (dp4a), any shape; reads the weight once per
 // 8 activation rows: the decode path.
@@ -49,6 +65,27 @@ cudaError_t int8_linear_epilogue(const Int8LinearArgs<T>& p, const int32_t* acc,
 
 // sums[n] = sum_k w[n, k] (for asymmetric activations on the GEMM path).
 cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, cudaStream_t stream);
+
+#ifdef __CUDACC__
+// One output element from its exact integer sum and its row's scale as; _rn
+// intrinsics keep the CPU kernel's rounding order (no contraction into an
+// FMA). Shared by every int8 linear kernel so they agree to the bit.
+__device__ __forceinline__ float int8_to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float int8_to_float(__half v) { return __half2float(v); }
+template <class T>
+__device__ __forceinline__ T int8_from_float(float v) {
+  if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(v);
+  else
+    return __float2bfloat16_rn(v);
+}
+template <class T>
+__device__ __forceinline__ T int8_epilogue(const Int8LinearArgs<T>& p, float as, int64_t n, int32_t acc) {
+  float v = __fmul_rn(as, __fmul_rn(p.w_scale[n], float(acc)));
+  if (p.bias) v = __fadd_rn(v, int8_to_float(p.bias[n]));
+  return int8_from_float<T>(v);
+}
+#endif
 
 }  // namespace cuda
 }  // namespace kernels

@@ -6,6 +6,7 @@
 
 #include <type_traits>
 
+#include "async_copy.cuh"
 #include "tensor_core_pairs.cuh"
 
 namespace torchao_cpp {
@@ -358,21 +359,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   }
 }
 
-// 16 bytes global -> shared without registers (zeros when bytes = 0), L2 only.
-// The memory clobbers keep shared-memory reads and writes on their side.
-// kL1: through L1 instead, for data every warp reads (the activations):
-// through L2 only, every SM requested the same few L2 lines and the gemv ran
-// 3-10x slower (H200).
-template <bool kL1 = false>
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int bytes) {
-  if constexpr (kL1)
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-  else
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
 // Few activation rows (the decode case, M <= 16) when a group spans whole K
 // blocks: the same tensor-core tile (out^T = W x^T, W as the 16-row A
