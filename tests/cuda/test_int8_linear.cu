@@ -122,9 +122,14 @@ int run_int8_linear_tests() {
   if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) return 1;
   std::mt19937 rng(7);
   // {M, N, K}: one tile, tails in every dimension, K of one 16-byte chunk, K past a stage by one chunk,
-  // odd N (element stores), more row tiles than one band (16) of the grid.
-  const int64_t shapes[][3] = {{1, 8, 16},     {5, 37, 48},     {64, 256, 128},  {128, 256, 128}, {129, 257, 144},
-                               {200, 300, 1040}, {256, 512, 4096}, {300, 131, 272}, {33, 1000, 512}, {2176, 384, 256}};
+  // odd N (element stores), more row tiles than one band (16) of the grid. The last three have more tiles than
+  // an H100's or H200's 132 SMs hold at once (264 for the two-block variant) in every variant, so persistent
+  // blocks take several tiles each: one K step a tile; odd N in one short band; K = 16 over a full band and a
+  // one-tile band.
+  const int64_t shapes[][3] = {{1, 8, 16},       {5, 37, 48},      {64, 256, 128},   {128, 256, 128},
+                               {129, 257, 144},  {200, 300, 1040}, {256, 512, 4096}, {300, 131, 272},
+                               {33, 1000, 512},  {2176, 384, 256}, {2048, 4224, 128}, {1030, 4097, 256},
+                               {2100, 2048, 16}};
   int bad = 0, cases = 0;
   for (const auto& s : shapes)
     for (int variant = 0; variant < 3; ++variant) {
