@@ -56,7 +56,8 @@ __device__ __forceinline__ void fence_regs(int32_t (&d)[kN]) {
 }
 
 // d (s32, m64 x kN per warpgroup) = a (m64 x k32, s8) * b (kN x k32, s8)^T
-// (+ d where accumulate is nonzero).
+// (+ d where accumulate is nonzero). One specialization per width: inline
+// asm needs its register list spelled out (kN / 2 accumulators a thread).
 template <int kN>
 struct Wgmma;
 template <>
