@@ -12,11 +12,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #ifdef __CUDACC__
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include "tensor_core_pairs.cuh"  // to_f32, from_f32
 #endif
 
 namespace torchao_cpp {
@@ -70,20 +68,11 @@ cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, 
 // One output element from its exact integer sum and its row's scale as; _rn
 // intrinsics keep the CPU kernel's rounding order (no contraction into an
 // FMA). Shared by every int8 linear kernel so they agree to the bit.
-__device__ __forceinline__ float int8_to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float int8_to_float(__half v) { return __half2float(v); }
-template <class T>
-__device__ __forceinline__ T int8_from_float(float v) {
-  if constexpr (std::is_same_v<T, __half>)
-    return __float2half_rn(v);
-  else
-    return __float2bfloat16_rn(v);
-}
 template <class T>
 __device__ __forceinline__ T int8_epilogue(const Int8LinearArgs<T>& p, float as, int64_t n, int32_t acc) {
   float v = __fmul_rn(as, __fmul_rn(p.w_scale[n], float(acc)));
-  if (p.bias) v = __fadd_rn(v, int8_to_float(p.bias[n]));
-  return int8_from_float<T>(v);
+  if (p.bias) v = __fadd_rn(v, to_f32(p.bias[n]));
+  return from_f32<T>(v);
 }
 #endif
 
