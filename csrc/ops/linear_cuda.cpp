@@ -268,6 +268,8 @@ at::Tensor sparse24_int4_linear_cuda(const at::Tensor& input, const at::Tensor& 
 // From this many activation rows the integer GEMM runs on tensor cores
 // (cuBLASLt); below, the dp4a kernel reads the weight once per 8 rows.
 constexpr int64_t kInt8GemmRows = 16;
+// From this many rows the wgmma kernel where the GPU is an sm_90 (H100 benchmark: test_cuda_kernels --bench-int8).
+constexpr int64_t kInt8WgmmaRows = 16;
 // cuBLASLt's workspace, from torch's caching allocator on every call.
 constexpr size_t kCublasLtWorkspace = size_t(4) << 20;
 // Activation rows up to which per-row float8 scales are applied by our
@@ -505,18 +507,26 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     }
 #endif
     if (M >= kInt8GemmRows) {
+      at::Tensor sums;
+      if (p.a_zp) {
+        sums = at::empty({N}, input.options().dtype(at::kInt));
+        check_launch(op, kc::int8_row_sums(p.w, N, K, sums.data_ptr<int32_t>(), stream));
+        p.w_sum = sums.data_ptr<int32_t>();
+      }
+      // Hopper: our wgmma GEMM with the scales in its epilogue (no int32 sums in memory).
+      if (M >= kInt8WgmmaRows && K % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0) {
+        const cudaError_t e = kc::int8_linear_wgmma(p, stream);
+        if (e != cudaErrorNotSupported) {
+          check_launch(op, e);
+          return;
+        }
+      }
       auto acc = at::empty({M, N}, input.options().dtype(at::kInt));
       auto workspace = at::empty({int64_t(kCublasLtWorkspace)}, input.options().dtype(at::kByte));
       const cublasStatus_t st = kc::int8_gemm_s32(at::cuda::getCurrentCUDABlasLtHandle(), p.a, p.w,
                                                   acc.data_ptr<int32_t>(), M, N, K, workspace.data_ptr(),
                                                   kCublasLtWorkspace, stream);
       if (st == CUBLAS_STATUS_SUCCESS) {
-        at::Tensor sums;
-        if (p.a_zp) {
-          sums = at::empty({N}, input.options().dtype(at::kInt));
-          check_launch(op, kc::int8_row_sums(p.w, N, K, sums.data_ptr<int32_t>(), stream));
-          p.w_sum = sums.data_ptr<int32_t>();
-        }
         check_launch(op, kc::int8_linear_epilogue(p, acc.data_ptr<int32_t>(), 0, N, stream));
         return;
       }
