@@ -268,8 +268,6 @@ at::Tensor sparse24_int4_linear_cuda(const at::Tensor& input, const at::Tensor& 
 // From this many activation rows the integer GEMM runs on tensor cores
 // (cuBLASLt); below, the dp4a kernel reads the weight once per 8 rows.
 constexpr int64_t kInt8GemmRows = 16;
-// From this many rows the wgmma kernel where the GPU is an sm_90 (H100 benchmark: test_cuda_kernels --bench-int8).
-constexpr int64_t kInt8WgmmaRows = 16;
 // cuBLASLt's workspace, from torch's caching allocator on every call.
 constexpr size_t kCublasLtWorkspace = size_t(4) << 20;
 // Activation rows up to which per-row float8 scales are applied by our
@@ -513,8 +511,10 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
         check_launch(op, kc::int8_row_sums(p.w, N, K, sums.data_ptr<int32_t>(), stream));
         p.w_sum = sums.data_ptr<int32_t>();
       }
-      // Hopper: our wgmma GEMM with the scales in its epilogue (no int32 sums in memory).
-      if (M >= kInt8WgmmaRows && K % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0) {
+      // Hopper, where the benchmark says it wins: our wgmma GEMM with the scales in its epilogue
+      // (no int32 sums in memory). Other GPUs answer cudaErrorNotSupported.
+      if (K % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
+          kc::int8_wgmma_preferred(M, N, K, at::cuda::getCurrentDeviceProperties()->multiProcessorCount)) {
         const cudaError_t e = kc::int8_linear_wgmma(p, stream);
         if (e != cudaErrorNotSupported) {
           check_launch(op, e);

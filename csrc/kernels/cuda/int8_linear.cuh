@@ -44,6 +44,17 @@ struct Int8LinearArgs {
 template <class T>
 cudaError_t int8_linear_wgmma(const Int8LinearArgs<T>& p, cudaStream_t stream, int variant = -1);
 
+// Whether int8_linear_wgmma beats cuBLASLt's GEMM + int8_linear_epilogue for
+// this shape on a GPU of `sms` SMs (H100, test_cuda_kernels --bench-int8,
+// 2026-12-07): from 512 rows, where the K loop is long (K >= 8192) or the
+// 128 x 256 tiles make at most two waves. Many short-K tiles (2048 x 4096 x
+// 14336: 0.84x) and fewer rows (0.50-0.99x at 16 and 64 rows on all three
+// layer shapes) stay on cuBLASLt.
+inline bool int8_wgmma_preferred(int64_t M, int64_t N, int64_t K, int sms) {
+  const int64_t tiles = ((M + 127) / 128) * ((N + 255) / 256);
+  return M >= 512 && (K >= 8192 || tiles <= 2 * int64_t(sms));
+}
+
 // The whole linear on CUDA cores (dp4a), any shape; reads the weight once per
 // 8 activation rows: the decode path.
 template <class T>
