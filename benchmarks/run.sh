@@ -31,3 +31,6 @@ OMP_NUM_THREADS="$THREADS" "$TORCHAO_CPP_BUILD_DIR/benchmarks/cpp/bench_linear" 
 # tiles, as bench_linear's float32 rows do (torch 1.13's CPU matmuls ignore it).
 "$VENV/bin/python" "$REPO/benchmarks/python/model_bench.py" --threads "$THREADS" --float32-matmul-precision high \
   --out "$REPO/benchmarks/results/model_bench.json"
+# The prefill ratios again, each taken within a round of back-to-back prefills (median over rounds).
+"$VENV/bin/python" "$REPO/benchmarks/python/prefill_bench.py" --threads "$THREADS" \
+  --out "$REPO/benchmarks/results/prefill_bench.json"

@@ -139,10 +139,10 @@ class Decoder(nn.Module):
         return self.lm_head(self.norm(x)), caches
 
 
-def build_model(seed: int = 0) -> Decoder:
+def build_model(seed: int = 0, layers: int = 22) -> Decoder:
     torch.manual_seed(seed)
     with torch.no_grad():
-        m = Decoder()
+        m = Decoder(layers=layers)
         for p in m.parameters():  # cheap init; numerics do not matter for speed
             if p.dim() == 2:
                 p.normal_(0, 0.02)
