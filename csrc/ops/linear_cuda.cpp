@@ -505,16 +505,19 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
     }
 #endif
     if (M >= kInt8GemmRows) {
+      // Both GEMM routes need the weight's row sums for asymmetric activations (the dp4a fallback does not).
       at::Tensor sums;
-      if (p.a_zp) {
+      auto row_sums = [&]() {
+        if (!p.a_zp) return;
         sums = at::empty({N}, input.options().dtype(at::kInt));
         check_launch(op, kc::int8_row_sums(p.w, N, K, sums.data_ptr<int32_t>(), stream));
         p.w_sum = sums.data_ptr<int32_t>();
-      }
+      };
       // Hopper, where the benchmark says it wins: our wgmma GEMM with the scales in its epilogue
       // (no int32 sums in memory). Other GPUs answer cudaErrorNotSupported.
       if (K % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
           kc::int8_wgmma_preferred(M, N, K, at::cuda::getCurrentDeviceProperties()->multiProcessorCount)) {
+        row_sums();
         const cudaError_t e = kc::int8_linear_wgmma(p, stream);
         if (e != cudaErrorNotSupported) {
           check_launch(op, e);
@@ -527,6 +530,7 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
                                                   acc.data_ptr<int32_t>(), M, N, K, workspace.data_ptr(),
                                                   kCublasLtWorkspace, stream);
       if (st == CUBLAS_STATUS_SUCCESS) {
+        if (!p.w_sum) row_sums();
         check_launch(op, kc::int8_linear_epilogue(p, acc.data_ptr<int32_t>(), 0, N, stream));
         return;
       }
