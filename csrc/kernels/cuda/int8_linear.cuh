@@ -45,14 +45,12 @@ template <class T>
 cudaError_t int8_linear_wgmma(const Int8LinearArgs<T>& p, cudaStream_t stream, int variant = -1);
 
 // Whether int8_linear_wgmma beats cuBLASLt's GEMM + int8_linear_epilogue for
-// this shape on a GPU of `sms` SMs (H100, test_cuda_kernels --bench-int8,
-// 2026-12-07): from 512 rows, where the K loop is long (K >= 8192) or the
-// 128 x 256 tiles make at most two waves. Many short-K tiles (2048 x 4096 x
-// 14336: 0.84x) and fewer rows (0.50-0.99x at 16 and 64 rows on all three
-// layer shapes) stay on cuBLASLt.
+// this shape on a GPU of `sms` SMs: from 512 rows (H100, test_cuda_kernels
+// --bench-int8, 2026-12-07, with the epilogue's loads batched). Fewer rows
+// stay on cuBLASLt: few tiles, and no split of K to fill the GPU.
 inline bool int8_wgmma_preferred(int64_t M, int64_t N, int64_t K, int sms) {
-  const int64_t tiles = ((M + 127) / 128) * ((N + 255) / 256);
-  return M >= 512 && (K >= 8192 || tiles <= 2 * int64_t(sms));
+  (void)N, (void)K, (void)sms;
+  return M >= 512;
 }
 
 // The whole linear on CUDA cores (dp4a), any shape; reads the weight once per
@@ -80,10 +78,14 @@ cudaError_t int8_row_sums(const int8_t* w, int64_t N, int64_t K, int32_t* sums, 
 // intrinsics keep the CPU kernel's rounding order (no contraction into an
 // FMA). Shared by every int8 linear kernel so they agree to the bit.
 template <class T>
-__device__ __forceinline__ T int8_epilogue(const Int8LinearArgs<T>& p, float as, int64_t n, int32_t acc) {
-  float v = __fmul_rn(as, __fmul_rn(p.w_scale[n], float(acc)));
-  if (p.bias) v = __fadd_rn(v, to_f32(p.bias[n]));
+__device__ __forceinline__ T int8_epilogue(float as, float ws, bool has_bias, float bias, int32_t acc) {
+  float v = __fmul_rn(as, __fmul_rn(ws, float(acc)));
+  if (has_bias) v = __fadd_rn(v, bias);
   return from_f32<T>(v);
+}
+template <class T>
+__device__ __forceinline__ T int8_epilogue(const Int8LinearArgs<T>& p, float as, int64_t n, int32_t acc) {
+  return int8_epilogue<T>(as, p.w_scale[n], p.bias != nullptr, p.bias ? to_f32(p.bias[n]) : 0.0f, acc);
 }
 #endif
 
