@@ -45,13 +45,11 @@ template <class T>
 cudaError_t int8_linear_wgmma(const Int8LinearArgs<T>& p, cudaStream_t stream, int variant = -1);
 
 // Whether int8_linear_wgmma beats cuBLASLt's GEMM + int8_linear_epilogue for
-// this shape on a GPU of `sms` SMs: from 512 rows (H100, test_cuda_kernels
-// --bench-int8, 2026-12-07, with the epilogue's loads batched). Fewer rows
-// stay on cuBLASLt: few tiles, and no split of K to fill the GPU.
-inline bool int8_wgmma_preferred(int64_t M, int64_t N, int64_t K, int sms) {
-  (void)N, (void)K, (void)sms;
-  return M >= 512;
-}
+// this shape (H100, test_cuda_kernels --bench-int8, 2026-12-07, the epilogue's
+// operands in shared memory): from 512 rows on the three layer shapes, and
+// from 16 rows where the K loop is short (K <= 4096). Fewer rows with a long
+// K loop stay on cuBLASLt, which splits K to fill the GPU: 0.54-0.89x there.
+inline bool int8_wgmma_preferred(int64_t M, int64_t K) { return M >= 512 || (M >= 16 && K <= 4096); }
 
 // The whole linear on CUDA cores (dp4a), any shape; reads the weight once per
 // 8 activation rows: the decode path.

@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "async_copy.cuh"
 #include "int8_linear.cuh"
@@ -107,7 +108,28 @@ TAO_WGMMA(256, TAO_WGMMA_REGS_LO TAO_WGMMA_REGS_HI, TAO_WGMMA_OPS_LO TAO_WGMMA_O
 #undef TAO_WGMMA_OPS_LO
 #undef TAO_WGMMA_REGS_HI
 #undef TAO_WGMMA_REGS_LO
+
+// Loads issued where they stand (asm volatile keeps them among the wgmma
+// asm): a tile's epilogue operands, read at its first K step and used after
+// its last, so their latency hides behind the products.
+__device__ __forceinline__ uint32_t ld_early_b32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.b32 %0, [%1];\n" : "=r"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint16_t ld_early_b16(const void* p) {
+  uint16_t v;
+  asm volatile("ld.global.nc.b16 %0, [%1];\n" : "=h"(v) : "l"(p));
+  return v;
+}
+
 #endif  // TORCHAO_CPP_WGMMA
+
+// A tile's epilogue operands in shared memory, after the stages: per column
+// the weight scale, bias and zero-point sum, per row the activation scale and
+// zero point.
+template <int kBN>
+constexpr int kEpilogueBytes = (3 * kBN + 2 * kBM) * 4;
 
 // Two blocks per SM for the 3-stage build (registers capped at 128).
 template <class T, int kBN, int kStages>
@@ -118,6 +140,13 @@ __global__ void __launch_bounds__(kThreads, kStages == 3 ? 2 : 1) int8_wgmma_ker
   constexpr int kABytes = kBM * kBK, kStageBytes = (kBM + kBN) * kBK;
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (uint32_t(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;  // atoms 1024-aligned
+  float* const e_ws = reinterpret_cast<float*>(smem_raw + (base - uint32_t(__cvta_generic_to_shared(smem_raw))) +
+                                               kStages * kStageBytes);
+  float* const e_bias = e_ws + kBN;
+  int32_t* const e_wsum = reinterpret_cast<int32_t*>(e_bias + kBN);
+  float* const e_as = reinterpret_cast<float*>(e_wsum + kBN);
+  float* const e_az = e_as + kBM;
+  const bool has_bias = p.bias != nullptr, has_zp = p.a_zp != nullptr;
   const int64_t mt = (p.M + kBM - 1) / kBM, nt = (p.N + kBN - 1) / kBN, tiles = mt * nt;
   // Tile t's first row and column: bands of kBand row tiles, rows fastest within a band.
   auto corner = [&](int64_t t, int64_t& m0, int64_t& n0) {
@@ -186,6 +215,21 @@ __global__ void __launch_bounds__(kThreads, kStages == 3 ? 2 : 1) int8_wgmma_ker
   const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
   int slot = 0;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    int64_t m0, n0;
+    corner(tile, m0, n0);
+    // This thread's share of the tile's epilogue operands (column n0 + tid,
+    // row m0 + tid), loaded now and stored to shared memory after the K loop.
+    uint32_t r_ws = 0, r_wsum = 0, r_as = 0, r_az = 0;
+    uint16_t r_bias = 0;
+    if (tid < kBN && n0 + tid < p.N) {
+      r_ws = ld_early_b32(p.w_scale + n0 + tid);
+      if (has_bias) r_bias = ld_early_b16(p.bias + n0 + tid);
+      if (has_zp) r_wsum = ld_early_b32(p.w_sum + n0 + tid);
+    }
+    if (tid < kBM && m0 + tid < p.M) {
+      r_as = ld_early_b32(p.a_scale + m0 + tid);
+      if (has_zp) r_az = ld_early_b32(p.a_zp + m0 + tid);
+    }
     // One loop per tile, the epilogue after it: a single loop with the
     // epilogue on a branch made ptxas copy the sums at the loop's join and
     // wait for every product there (C7517).
@@ -209,56 +253,40 @@ __global__ void __launch_bounds__(kThreads, kStages == 3 ? 2 : 1) int8_wgmma_ker
     }
     wgmma_wait<0>();
     fence_regs(acc);
+    // The operands to shared memory; the previous tile's epilogue has read
+    // them (every thread passed this tile's K-step barriers since).
+    if (tid < kBN) {
+      T b;
+      static_assert(sizeof(T) == sizeof(r_bias), "16-bit outputs");
+      memcpy(&b, &r_bias, sizeof(b));
+      e_ws[tid] = __uint_as_float(r_ws), e_bias[tid] = to_f32(b), e_wsum[tid] = int32_t(r_wsum);
+    }
+    if (tid < kBM) e_as[tid] = __uint_as_float(r_as), e_az[tid] = __uint_as_float(r_az);
+    __syncthreads();
     // Accumulator i of a thread: row 16 warp + g (+ 8 for i % 4 >= 2), column 8 (i / 4) + 2 t + i % 2.
-    // The columns' scales (bias, zero-point sums) are read kPairs column
-    // pairs at a time, for both rows, every load of a batch before its
-    // stores: read between the stores, each load waited for the stores
-    // before it (they may alias), about 20 us a tile on an H100 (Nsight
-    // Compute: L1TEX scoreboard stalls, the tensor pipe idle).
-    int64_t m0, n0;
-    corner(tile, m0, n0);
-    constexpr int kPairs = kStages == 3 ? 1 : 4;  // the 3-stage build has 128 registers
-    const bool has_bias = p.bias != nullptr, has_zp = p.a_zp != nullptr;
-    int64_t m[2];
-    float as[2];
-    int32_t az[2];
+    // Reading the scales from global memory between the stores had made each
+    // load wait for the stores before it (they may alias): about 20 us a tile
+    // on an H100 (Nsight Compute: L1TEX scoreboard stalls, the tensor pipe idle).
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      m[h] = m0 + wg * 64 + warp * 16 + g + 8 * h;
-      as[h] = m[h] < p.M ? p.a_scale[m[h]] : 0.0f;
-      az[h] = has_zp && m[h] < p.M ? int32_t(p.a_zp[m[h]]) : 0;
-    }
+      const int r = wg * 64 + warp * 16 + g + 8 * h;
+      const int64_t m = m0 + r;
+      if (m >= p.M) continue;
+      const float as = e_as[r];
+      const int32_t az = int32_t(e_az[r]);
+      T* orow = p.out + m * p.N;
 #pragma unroll
-    for (int i0 = 0; i0 < kBN / 8; i0 += kPairs) {
-      float ws[kPairs][2], bs[kPairs][2];
-      int32_t wsum[kPairs][2];
-#pragma unroll
-      for (int j = 0; j < kPairs; ++j)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t n = n0 + 8 * (i0 + j) + 2 * t + e;
-          const bool in = n < p.N;
-          ws[j][e] = in ? p.w_scale[n] : 0.0f;
-          bs[j][e] = in && has_bias ? to_f32(p.bias[n]) : 0.0f;
-          wsum[j][e] = in && has_zp ? p.w_sum[n] : 0;
-        }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if (m[h] >= p.M) continue;
-        T* orow = p.out + m[h] * p.N;
-#pragma unroll
-        for (int j = 0; j < kPairs; ++j) {
-          const int64_t n = n0 + 8 * (i0 + j) + 2 * t;
-          const int i = i0 + j;
-          const int32_t v0 = acc[4 * i + 2 * h] - az[h] * wsum[j][0], v1 = acc[4 * i + 2 * h + 1] - az[h] * wsum[j][1];
-          const T o[2] = {int8_epilogue<T>(as[h], ws[j][0], has_bias, bs[j][0], v0),
-                          int8_epilogue<T>(as[h], ws[j][1], has_bias, bs[j][1], v1)};
-          if (n + 1 < p.N && pairs) {
-            *reinterpret_cast<uint32_t*>(orow + n) = *reinterpret_cast<const uint32_t*>(o);
-          } else {
-            if (n < p.N) orow[n] = o[0];
-            if (n + 1 < p.N) orow[n + 1] = o[1];
-          }
+      for (int i = 0; i < kBN / 8; ++i) {
+        const int c = 8 * i + 2 * t;
+        const int64_t n = n0 + c;
+        const int32_t v0 = acc[4 * i + 2 * h] - az * e_wsum[c], v1 = acc[4 * i + 2 * h + 1] - az * e_wsum[c + 1];
+        const T o[2] = {int8_epilogue<T>(as, e_ws[c], has_bias, e_bias[c], v0),
+                        int8_epilogue<T>(as, e_ws[c + 1], has_bias, e_bias[c + 1], v1)};
+        if (n + 1 < p.N && pairs) {
+          *reinterpret_cast<uint32_t*>(orow + n) = *reinterpret_cast<const uint32_t*>(o);
+        } else {
+          if (n < p.N) orow[n] = o[0];
+          if (n + 1 < p.N) orow[n + 1] = o[1];
         }
       }
     }
@@ -270,7 +298,8 @@ template <class T, int kBN, int kStages>
 cudaError_t launch_wgmma(const Int8LinearArgs<T>& p, cudaStream_t stream) {
   const int64_t blocks = ((p.M + kBM - 1) / kBM) * ((p.N + kBN - 1) / kBN);
   if (blocks >= (int64_t(1) << 31)) return cudaErrorInvalidValue;
-  const int smem = kStages * (kBM + kBN) * kBK + 1024;  // + the 1024-byte alignment of the atoms
+  // + the epilogue's operands + the 1024-byte alignment of the atoms
+  const int smem = kStages * (kBM + kBN) * kBK + kEpilogueBytes<kBN> + 1024;
   const auto kernel = int8_wgmma_kernel<T, kBN, kStages>;
   if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
   const bool pairs = p.N % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
