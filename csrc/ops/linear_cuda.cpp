@@ -515,7 +515,7 @@ at::Tensor int8_dynamic_linear_cuda(const at::Tensor& input, const std::string& 
       };
       // Hopper, where the benchmark says it wins: our wgmma GEMM with the scales in its epilogue
       // (no int32 sums in memory). Other GPUs answer cudaErrorNotSupported.
-      if (K % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 && kc::int8_wgmma_preferred(M, K)) {
+      if (K % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 && kc::int8_wgmma_preferred(M)) {
         row_sums();
         const cudaError_t e = kc::int8_linear_wgmma(p, stream);
         if (e != cudaErrorNotSupported) {

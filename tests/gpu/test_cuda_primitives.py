@@ -235,8 +235,7 @@ def _int8_dyn_reference(x_cpu, lin, asymmetric):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("asymmetric", [False, True])
-# On sm_90 the wgmma kernel where K % 16 == 0 (int8_wgmma_preferred: K = 512 from 16 rows); 2100 rows: several row
-# tiles and bands.
+# 2100 rows: the wgmma kernel on an H100/H200 where K % 16 == 0 (from 512 rows), several row tiles and bands.
 @pytest.mark.parametrize("M", [1, 5, 16, 33, 300, 2100])
 @pytest.mark.parametrize("K", [512, 100, 98])  # 98: no tensor-core algorithm, dp4a fallback
 @pytest.mark.parametrize("N", [136, 137])  # 137: the GEMM's epilogue one column at a time
@@ -635,7 +634,7 @@ def test_grouped_int8_dynamic_weights_run_on_cuda(cfg, M):
     _exact_and_graph(xd, lin.weight.original_weight_tensor.dequantize().double(), lin, x, got, cpu, gpu)
 
 
-# On sm_90 (int8_wgmma_preferred): 120 rows x K = 256 and 600 rows take the wgmma kernel, 120 rows x K = 8192 cuBLASLt.
+# On sm_90 (int8_wgmma_preferred): 600 rows take the wgmma kernel, 120 rows cuBLASLt (with K = 256 and 8192).
 @pytest.mark.parametrize("rows,K", [(40, 256), (200, 256), (40, 8192)])
 def test_int8_dynamic_linear_3d_noncontiguous_and_graph(rows, K):
     torch.manual_seed(0)

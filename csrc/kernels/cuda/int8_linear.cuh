@@ -44,12 +44,15 @@ struct Int8LinearArgs {
 template <class T>
 cudaError_t int8_linear_wgmma(const Int8LinearArgs<T>& p, cudaStream_t stream, int variant = -1);
 
-// Whether int8_linear_wgmma beats cuBLASLt's GEMM + int8_linear_epilogue for
-// this shape (H100, test_cuda_kernels --bench-int8, 2026-12-07, the epilogue's
-// operands in shared memory): from 512 rows on the three layer shapes, and
-// from 16 rows where the K loop is short (K <= 4096). Fewer rows with a long
-// K loop stay on cuBLASLt, which splits K to fill the GPU: 0.54-0.89x there.
-inline bool int8_wgmma_preferred(int64_t M, int64_t K) { return M >= 512 || (M >= 16 && K <= 4096); }
+// Whether the op runs int8_linear_wgmma rather than cuBLASLt's GEMM +
+// int8_linear_epilogue (H100, 2026-12-07, the epilogue's operands in shared
+// memory): from 512 rows, where the kernel alone took 1.17-1.84x less time
+// than that route at 512 rows and 1.16-1.33x at 2048 and 4096 on the three
+// layer shapes (test_cuda_kernels --bench-int8). Below, cuBLASLt splits K to
+// fill the GPU where this kernel has few tiles: 0.55-0.96x with K = 14336,
+// and the layer at 16 rows on (4096, 4096) ran slower with it (20.2 against
+// 16.6 us, CUDA graphs).
+inline bool int8_wgmma_preferred(int64_t M) { return M >= 512; }
 
 // The whole linear on CUDA cores (dp4a), any shape; reads the weight once per
 // 8 activation rows: the decode path.
