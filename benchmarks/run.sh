@@ -25,6 +25,16 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then
       echo "OpenBLAS picked its ${core:-default} kernels on this AVX-512 CPU: using OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE" ;;
   esac
 fi
+# After each call OpenBLAS's pthreads build keeps its threads spinning for
+# about 2^28 cycles (its THREAD_TIMEOUT) before they sleep. Every model here
+# interleaves OpenBLAS calls (fp32 linears, attention's bmm) with OpenMP
+# regions (torch's own ops, this project's kernels, quantize_dynamic's), and
+# on few cores the spinning threads take the OpenMP threads' cores: on the
+# 2-core Xeon VM the int8 x int8 model's output projection, right after the
+# attention's bmm, ran 2-2.7x slower than alone, and the prefill rounds of
+# every model spread twice as wide. The shortest spin (2^4 cycles), unless
+# the user chose (the JSON files record it).
+export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
 OMP_NUM_THREADS="$THREADS" "$TORCHAO_CPP_BUILD_DIR/benchmarks/cpp/bench_linear" --benchmark_min_time=0.2 \
   --benchmark_out="$REPO/benchmarks/results/bench_linear_cpu_${THREADS}threads.json" --benchmark_out_format=json
 # "high": float32 weight-only linears may take bfloat16x3 products on AMX
