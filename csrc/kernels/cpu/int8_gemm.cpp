@@ -284,6 +284,25 @@ VNNI void dispatch_tile(int rows, int nb, const uint8_t* u, int64_t m0, int64_t 
   tile_vnni<MaxR, MaxNB, kPerChannel>(u, m0, b0, w, a_zp, ch, part, part_ld, c);
 }
 
+// out = a_scale * c + bias for a tile's rows x nb 16-column blocks (c: rows of
+// nb * 16), 16 columns at a time: the product, then the sum, as the portable
+// path rounds. A function of its own: clang does not carry the target
+// attribute into the OpenMP region that calls it.
+VNNI void store_tile(const float* c, int rows, int nb, int64_t m0, int64_t b0, const PackedInt8Weights& w,
+                     const float* a_scale, const float* bias, float* out) {
+  for (int i = 0; i < rows; ++i) {
+    const __m512 as = _mm512_set1_ps(a_scale[m0 + i]);
+    for (int j = 0; j < nb; ++j) {
+      const int64_t n = (b0 + j) * kTileN;
+      if (n >= w.N) break;
+      const __mmask16 in = n + kTileN <= w.N ? __mmask16(0xFFFF) : __mmask16((1u << (w.N - n)) - 1);
+      const __m512 b = bias ? _mm512_maskz_loadu_ps(in, bias + n) : _mm512_setzero_ps();
+      _mm512_mask_storeu_ps(out + (m0 + i) * w.N + n, in,
+                            _mm512_add_ps(_mm512_mul_ps(as, _mm512_loadu_ps(c + (i * nb + j) * kTileN)), b));
+    }
+  }
+}
+
 template <bool kPerChannel>
 VNNI void gemm_vnni_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& w, const float* a_scale,
                           const float* a_zp, const float* bias, float* out, int nthreads) {
@@ -304,19 +323,7 @@ VNNI void gemm_vnni_tiles(const uint8_t* u, int64_t M, const PackedInt8Weights& 
           const int rows = int(std::min<int64_t>(TR, M - m0));
           int32_t* tile_part = part.empty() ? nullptr : part.data() + m0 * part_ld;
           dispatch_tile<TR, TB, kPerChannel>(rows, nb, u, m0, b0, w, a_zp, ch, tile_part, part_ld, c);
-          if (!ch.last) continue;
-          // a_scale * c + bias, 16 columns at a time (the product, then the sum: the portable path's rounding)
-          for (int64_t i = 0; i < rows; ++i) {
-            const __m512 as = _mm512_set1_ps(a_scale[m0 + i]);
-            for (int j = 0; j < nb; ++j) {
-              const int64_t n = (b0 + j) * kTileN;
-              if (n >= w.N) break;
-              const __mmask16 in = n + kTileN <= w.N ? __mmask16(0xFFFF) : __mmask16((1u << (w.N - n)) - 1);
-              const __m512 b = bias ? _mm512_maskz_loadu_ps(in, bias + n) : _mm512_setzero_ps();
-              _mm512_mask_storeu_ps(out + (m0 + i) * w.N + n, in,
-                                    _mm512_add_ps(_mm512_mul_ps(as, _mm512_loadu_ps(c + (i * nb + j) * kTileN)), b));
-            }
-          }
+          if (ch.last) store_tile(c, rows, nb, m0, b0, w, a_scale, bias, out);
         }
       }
     }
