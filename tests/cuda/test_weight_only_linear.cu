@@ -64,11 +64,15 @@ double code_value(const std::vector<uint8_t>& codes, int64_t row_bytes, k::CodeF
 // Up to 16 rows, launch tunings besides the default: an uneven K split over 3 warps with 3 K blocks in
 // flight, two tiles and staged activations; one warp with one tile loading activations as used; the kernel
 // used from 17 rows; 4 warps of 2 tiles (the earlier default up to 8 rows); the 64-register build with
-// activations loaded as used, and the 128-register one with 16 warps (up to 8 rows: the other default).
+// activations loaded as used, and the 128-register one with 16 warps (up to 8 rows: the other default);
+// those with 2 K blocks in flight once with each warp step a pair of K blocks (WeightOnlyArgs::pairs 1,
+// the default only for long runs of bytes) and once with one (-1).
 std::vector<std::vector<int>> tunings(int64_t M) {
   std::vector<std::vector<int>> t = {{0, 0, 0, 0}};
   if (M <= 16)
-    t.insert(t.end(), {{3, 3, 2, 1}, {1, 2, 1, -1}, {0, -1, 0, 0}, {4, 2, 2, 1}, {8, 2, 1, -1, 2}, {16, 2, 1, 1, 1}});
+    t.insert(t.end(), {{3, 3, 2, 1}, {1, 2, 1, -1, 0, 1}, {0, -1, 0, 0}, {4, 2, 2, 1, 0, 1}, {8, 2, 1, -1, 2, 1},
+                       {16, 2, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 1}, {1, 2, 1, -1, 0, -1}, {8, 2, 1, -1, 2, -1},
+                       {3, 2, 2, 1, 0, -1}});
   return t;
 }
 // The kernel arguments of a case (default launch tuning).
@@ -102,6 +106,7 @@ void tune(k::WeightOnlyArgs<T>& a, const std::vector<int>& t) {
   a.tiles = t[2];
   a.stage = t[3];
   a.occupancy = t.size() > 4 ? t[4] : 0;
+  a.pairs = t.size() > 5 ? t[5] : 0;
 }
 
 // The weights the linear kernels multiply, exactly: 8 one-hot activation rows
@@ -272,22 +277,26 @@ int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n, bo
   // (up to 16 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 17 rows).
   // Up to 16 rows, activations staged through shared memory (stage 1) or loaded as used (-1). Up to 8 rows
   // of 8-bit codes, occupancy 2: the 64-register build (WeightOnlyArgs::occupancy).
+  // pairs 1: two K blocks a warp step, -1: one (2 K blocks in flight only; 0: the default).
   struct Tune {
-    int warps, depth, tiles, stage, occupancy;
+    int warps, depth, tiles, stage, occupancy, pairs;
   };
-  std::vector<Tune> few = {{0, 0, 0, 0, 0}, {0, 0, 0, 1, 0}, {0, 0, 0, -1, 0}, {0, -1, 0, 0, 0}};
+  std::vector<Tune> few = {{0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 0, -1}, {0, 0, 0, 1, 0, 0}, {0, 0, 0, -1, 0, 0}, {0, -1, 0, 0, 0, 0}};
   for (int warps : {4, 8, 16})
     for (int tiles : {1, 2})
       for (int depth : {2, 3})
-        for (int stage : {1, -1}) few.push_back({warps, depth, tiles, stage, 0});
+        for (int stage : {1, -1})
+          for (int pairs : {1, -1})
+            if (depth == 2 || pairs == 1) few.push_back({warps, depth, tiles, stage, 0, depth == 2 ? pairs : 0});
   for (int warps : {4, 8, 16})  // the 64-register build (bytes only, 2 K blocks in flight)
-    for (int stage : {1, -1}) few.push_back({warps, 2, 1, stage, 2});
-  const std::vector<Tune> many = {{0, 0, 0, 0, 0}};
+    for (int stage : {1, -1})
+      for (int pairs : {1, -1}) few.push_back({warps, 2, 1, stage, 2, pairs});
+  const std::vector<Tune> many = {{0, 0, 0, 0, 0, 0}};
   for (int f = 0; f < 3; ++f)
     for (int64_t M : {1, 16, 32, 64})
       for (const auto& kn : shapes)
         for (const Tune& tune : M <= 16 ? few : many) {
-          if (defaults_only && (tune.warps || tune.depth || tune.tiles || tune.stage || tune.occupancy)) continue;
+          if (defaults_only && (tune.warps || tune.depth || tune.tiles || tune.stage || tune.occupancy || tune.pairs)) continue;
           if ((only_format >= 0 && f != only_format) || (only_rows >= 0 && M != only_rows)) continue;
           if (tune.occupancy == 2 && (f == 0 || M > 8)) continue;  // not built there
           // int4: group 128 with float zero points (tinygemm); 8-bit: per channel, symmetric.
@@ -321,6 +330,7 @@ int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n, bo
           a.tiles = tune.tiles;
           a.stage = tune.stage;
           a.occupancy = tune.occupancy;
+          a.pairs = tune.pairs;
           auto run = [&](int64_t i) {
             const int64_t c = i % copies;
             a.codes = codes + c * cbytes;
@@ -336,8 +346,8 @@ int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n, bo
           TAO_CHECK_CUDA(cudaEventSynchronize(e1));
           TAO_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
           const double us = ms * 1e3 / iters, gbs = wbytes / (us * 1e-6);
-          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d stage=%d occ=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
-                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, tune.stage, tune.occupancy, us, gbs / 1e9,
+          std::printf("%s bf16 M=%ld K=%ld N=%ld warps=%d depth=%d tiles=%d stage=%d occ=%d pairs=%d: %.1f us, weights %.0f GB/s (%.0f %% of copy bandwidth)\n",
+                      names[f], long(M), long(K), long(N), tune.warps, tune.depth, tune.tiles, tune.stage, tune.occupancy, tune.pairs, us, gbs / 1e9,
                       100.0 * gbs / copy_bw);
           cudaFree(x);
           cudaFree(out);

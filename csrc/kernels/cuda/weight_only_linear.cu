@@ -391,6 +391,10 @@ constexpr int gemv_slot_loads(bool stage) {
   return 2 * NT + (stage ? MT * Decode<T, F>::kCodes / 8 : 0);
 }
 
+// Ring slots of a gemv warp: kDepth K blocks in flight and the one being
+// read; with pairs (kDepth 2), the pair in flight and the pair being read.
+constexpr int gemv_slots(int depth, bool pairs) { return pairs ? 4 : depth + 1; }
+
 // How the gemv reads activations: element by element (rows not 16-byte
 // aligned), 16-byte loads as used, or staged through the ring with the codes.
 enum class XLoad { Scalar, Vector, Staged };
@@ -407,7 +411,7 @@ constexpr bool kF8Checked = F == CodeFormat::Float8E4M3 && !Pair<T>::kBytesExact
 template <class T, CodeFormat F, bool kIntZero>
 constexpr int kGemvMode = F == CodeFormat::Int8 ? (kIntZero ? kByteExactShift : kByteExact) : kF8Exact<T, F> ? 1 : 0;
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks, bool kPairs>
 __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
@@ -418,7 +422,14 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
   // used, their latency cost 15-20 % of the 1-row time (H200, kernel without
   // them).
   constexpr bool kVec = kX8 != XLoad::Scalar, kStage = kX8 == XLoad::Staged;
-  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT, MT>(kStage), kSlots = kDepth + 1, kSlotBytes = kSlotLoads * 32 * 16;
+  // kPairs: two K blocks a step, each warp load 128 contiguous bytes of 4
+  // rows (row pieces of 64 bytes stream up to 25 % slower from DRAM on an
+  // H100: benchmarks/cuda/stream_patterns.cu); one step in flight while one
+  // is consumed. Lanes then copy codes other lanes decode.
+  static_assert(!kPairs || kDepth == 2, "pairs keep two K blocks in flight");
+  constexpr int kSlotLoads = gemv_slot_loads<T, F, NT, MT>(kStage), kSlots = gemv_slots(kDepth, kPairs),
+                kSlotBytes = kSlotLoads * 32 * 16;
+  static_assert(kStepBytes == 64, "a lane's 16 bytes of each of 4 lanes a row");
   extern __shared__ uint4 ring[];
   const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
@@ -431,10 +442,18 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     const int64_t n = n0 + 16 * (r / 2) + 8 * (r % 2) + g;
     return n < a.N ? n : a.N - 1;
   };
-  const char* codes[kRows];
+  // kPairs: load j of this lane copies 16 bytes of row 4 j + lane / 8 (so
+  // of warp row r = j / 2 of lane g = 4 (j % 2) + lane / 8), chunk lane % 8 of
+  // the pair's 128 bytes: K block `half` of the pair, that lane's tig.
+  constexpr int kLoads = kPairs ? 2 * kRows : kRows;
+  const int half = kPairs ? (lane & 7) >> 2 : 0, ptig = kPairs ? lane & 3 : tig;
+  const char* codes[kLoads];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r)
-    codes[r] = static_cast<const char*>(a.codes) + row(r) * row_bytes + kb0 * kStepBytes + 16 * tig;
+  for (int j = 0; j < kLoads; ++j) {
+    const int64_t n = kPairs ? n0 + 4 * j + (lane >> 3) : row(j);
+    codes[j] = static_cast<const char*>(a.codes) + (n < a.N ? n : a.N - 1) * row_bytes + (kb0 + half) * kStepBytes +
+               16 * ptig;
+  }
   const int64_t own = row(tig % kRows) * groups;  // the row whose qparams this lane loads
   const unsigned short* sown = reinterpret_cast<const unsigned short*>(a.scale) + own;
   const unsigned short* zown = a.zero ? reinterpret_cast<const unsigned short*>(a.zero) + own : sown;
@@ -455,15 +474,17 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
   const RowQ kq{sub, 0.0f, 0.0f, Pair<T>::of(sub, sub), 0u, 0u};
   uint4* const mine = ring + warp * kSlots * kSlotBytes / 16 + lane;  // slot s, load r: mine[(s * kSlotLoads + r) * 32]
   const uint32_t mine_s = uint32_t(__cvta_generic_to_shared(mine));
+  // kPairs: where load j lands, the slot of K block `half` aside (+ half * kSlotBytes):
+  // load j / 2 of lane 4 (4 (j % 2) + lane / 8) + lane % 4 in pair_s + j % 2 * 256.
+  const uint32_t pair_s = uint32_t(__cvta_generic_to_shared(ring + warp * kSlots * kSlotBytes / 16)) +
+                          uint32_t(half * kSlotBytes + (((lane >> 3) << 2) + (lane & 3)) * 16);
   uint32_t sq[kSlots], zq[kSlots];  // each slot's scale and zero point bits of row tig
   // Requests this warp's K block i into slot `slot` as one cp.async group
   // (an empty group past the end; zeros past K in a partial last block).
-  auto issue = [&](int slot, int i) {
+  // The activations and qparams of K block i into `slot` (no commit).
+  auto issue_x = [&](int slot, int i) {
     if (i < steps) {
       const int kb_k = kfirst + i * kBlockK, bytes = kb_k + kCodes * tig < a.K ? 16 : 0;
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        cp_async16(mine_s + (slot * kSlotLoads + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
       if constexpr (kStage)
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
@@ -476,6 +497,29 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
       sq[slot] = __ldg(sown + group);
       zq[slot] = has_z ? __ldg(zown + group) : 0u;
     }
+  };
+  auto issue = [&](int slot, int i) {
+    if (i < steps) {
+      const int bytes = kfirst + i * kBlockK + kCodes * tig < a.K ? 16 : 0;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        cp_async16(mine_s + (slot * kSlotLoads + r) * 512, codes[r] + int64_t(i) * kStepBytes, bytes);
+    }
+    issue_x(slot, i);
+    cp_async_commit();
+  };
+  // kPairs: K blocks i and i + 1 into slots 2 ps and 2 ps + 1 as one group.
+  auto issue_pair = [&](int ps, int i) {
+    const int ih = i + half;
+    if (ih < steps) {
+      const int bytes = kfirst + ih * kBlockK + kCodes * ptig < a.K ? 16 : 0;
+#pragma unroll
+      for (int j = 0; j < kLoads; ++j)
+        cp_async16(pair_s + uint32_t(((2 * ps * kSlotLoads + j / 2) * 32 + 16 * (j % 2)) * 16),
+                   codes[j] + int64_t(i) * kStepBytes, bytes);
+    }
+    issue_x(2 * ps, i);
+    issue_x(2 * ps + 1, i + 1);
     cp_async_commit();
   };
   // Two accumulators per product alternate along K: shorter mma chains.
@@ -500,7 +544,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
         if (xin[mt] && k0 < a.K)
 #pragma unroll
           for (int v = 0; v < kX; ++v) xv[mt][v] = load_x8<T, kVec>(xp[mt] + int64_t(i) * kBlockK + 8 * v);
-    cp_async_wait<kDepth>();  // K block i has landed
+    if constexpr (!kPairs) cp_async_wait<kDepth>();  // K block i has landed (kPairs: waited by the loop)
     uint4 c[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) c[r] = mine[(u * kSlotLoads + r) * 32];
@@ -546,15 +590,34 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
       mul(std::integral_constant<int, kGemvMode<T, F, kIntZero>>{});
     }
   };
+  if constexpr (kPairs) {
+    // Lanes read what other lanes copied: the warp syncs after each wait,
+    // and before a refill (of the pair read a step earlier).
+    issue_pair(0, 0);
+    for (int ib = 0; ib < steps; ib += 4) {
 #pragma unroll
-  for (int u = 0; u < kDepth; ++u) issue(u, u);
-  for (int ib = 0; ib < steps; ib += kSlots) {
+      for (int pp = 0; pp < 2; ++pp) {
+        const int i = ib + 2 * pp;
+        if (i >= steps) break;  // the same for the whole warp
+        __syncwarp();
+        issue_pair(1 - pp, i + 2);
+        cp_async_wait<1>();
+        __syncwarp();
+        consume(2 * pp, i);
+        if (i + 1 < steps) consume(2 * pp + 1, i + 1);
+      }
+    }
+  } else {
 #pragma unroll
-    for (int u = 0; u < kSlots; ++u) {
-      const int i = ib + u;
-      if (i >= steps) break;  // the same for the whole warp
-      issue((u + kDepth) % kSlots, i + kDepth);
-      consume(u, i);
+    for (int u = 0; u < kDepth; ++u) issue(u, u);
+    for (int ib = 0; ib < steps; ib += kSlots) {
+#pragma unroll
+      for (int u = 0; u < kSlots; ++u) {
+        const int i = ib + u;
+        if (i >= steps) break;  // the same for the whole warp
+        issue((u + kDepth) % kSlots, i + kDepth);
+        consume(u, i);
+      }
     }
   }
   cp_async_wait<0>();
@@ -835,18 +898,18 @@ cudaError_t launch(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
 template <CodeFormat F>
 constexpr bool kStageTwoGroups = F != CodeFormat::Uint4;
 
-template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, int kMinBlocks>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, int kMinBlocks, bool kPairs>
 auto gemv_kernel(bool int_zero) {
   // Float8 codes take no zero point: one instantiation fewer.
   constexpr bool kMayInt = F == CodeFormat::Uint4 || F == CodeFormat::Int8;
-  return kMayInt && int_zero ? wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, kMayInt, kMinBlocks>
-                             : wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, false, kMinBlocks>;
+  return kMayInt && int_zero ? wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, kMayInt, kMinBlocks, kPairs>
+                             : wo_gemv_kernel<T, F, NT, MT, kDepth, kX8, false, kMinBlocks, kPairs>;
 }
-template <class T, CodeFormat F, int NT, int MT, int kDepth, int kMinBlocks>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, int kMinBlocks, bool kPairs>
 auto gemv_kernel(XLoad x8, bool int_zero) {
-  return x8 == XLoad::Staged   ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged, kMinBlocks>(int_zero)
-         : x8 == XLoad::Vector ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector, kMinBlocks>(int_zero)
-                               : gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar, kMinBlocks>(int_zero);
+  return x8 == XLoad::Staged   ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Staged, kMinBlocks, kPairs>(int_zero)
+         : x8 == XLoad::Vector ? gemv_kernel<T, F, NT, MT, kDepth, XLoad::Vector, kMinBlocks, kPairs>(int_zero)
+                               : gemv_kernel<T, F, NT, MT, kDepth, XLoad::Scalar, kMinBlocks, kPairs>(int_zero);
 }
 // The gemv build for 1 or 2 blocks of 16 warps per SM (128 or 64 registers).
 // Built for 2 only where it fits 64 registers: 8-bit codes, one tile, one
@@ -855,11 +918,17 @@ auto gemv_kernel(XLoad x8, bool int_zero) {
 // 7-17 % slower than the 128-register build's (H100, M = 1).
 template <CodeFormat F, int NT, int MT, int kDepth>
 constexpr bool kGemvTwoBlocks = NT == 1 && MT == 1 && kDepth == 2 && kBits<F> == 8;
-template <class T, CodeFormat F, int NT, int MT, int kDepth>
+template <class T, CodeFormat F, int NT, int MT, int kDepth, bool kPairs>
 auto gemv_kernel(XLoad x8, bool int_zero, int occupancy) {
   if constexpr (kGemvTwoBlocks<F, NT, MT, kDepth>)
-    if (occupancy == 2) return gemv_kernel<T, F, NT, MT, kDepth, 2>(x8, int_zero);
-  return gemv_kernel<T, F, NT, MT, kDepth, 1>(x8, int_zero);
+    if (occupancy == 2) return gemv_kernel<T, F, NT, MT, kDepth, 2, kPairs>(x8, int_zero);
+  return gemv_kernel<T, F, NT, MT, kDepth, 1, kPairs>(x8, int_zero);
+}
+template <class T, CodeFormat F, int NT, int MT, int kDepth>
+auto gemv_kernel(XLoad x8, bool int_zero, int occupancy, bool pairs) {
+  if constexpr (kDepth == 2)
+    if (pairs) return gemv_kernel<T, F, NT, MT, kDepth, true>(x8, int_zero, occupancy);
+  return gemv_kernel<T, F, NT, MT, kDepth, false>(x8, int_zero, occupancy);
 }
 
 // Defaults for up to 8 activation rows, from the H100 sweep of launch tunings
@@ -879,9 +948,20 @@ auto gemv_kernel(XLoad x8, bool int_zero, int occupancy) {
 // reached 8 warps from 4 anyway).
 template <CodeFormat F, int NT, int MT>
 constexpr int kGemvStartWarps = MT == 1 && NT == 1 ? (kBits<F> == 4 ? 8 : 16) : kBits<F> == 8 && NT == 1 ? 8 : 4;
+//
+// Pairs of K blocks a warp step (WeightOnlyArgs::pairs) by default for bytes
+// whose warps each stream more than 8 K blocks, with the two-block build where
+// it exists: H100 kernel sweep (cuda_h100.txt, 2026-12-07), (14336, 4096), M = 1
+// int8 25.6 us against 27.9 (float8 26.8 against 28.8), M = 16 28.8 against 31.9
+// (29.0 against 32.5); with short runs ((4096, 14336): 25.3-29.6 against
+// 25.4-26.4) and for 4-bit codes (7-15 % slower: decode-bound) not.
+template <CodeFormat F>
+bool gemv_pairs_default(int64_t kblocks, int64_t warps) {
+  return kBits<F> == 8 && kblocks > 8 * warps;
+}
 template <CodeFormat F, int NT, int MT, int kDepth>
-int gemv_occupancy(int64_t kblocks, int64_t warps) {
-  return kGemvTwoBlocks<F, NT, MT, kDepth> && kblocks <= 8 * warps ? 2 : 1;
+int gemv_occupancy(int64_t kblocks, int64_t warps, bool pairs) {
+  return kGemvTwoBlocks<F, NT, MT, kDepth> && (kblocks <= 8 * warps || pairs) ? 2 : 1;
 }
 
 // NT tiles per warp; warps per block: kGemvStartWarps (fewer where K is
@@ -897,21 +977,24 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
     while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
   }
   if (warps > kblocks) warps = kblocks;
-  const int occupancy = a.occupancy > 0 ? a.occupancy : gemv_occupancy<F, NT, MT, kDepth>(kblocks, warps);
+  const bool pairs = kDepth == 2 && (a.pairs > 0 || (a.pairs == 0 && gemv_pairs_default<F>(kblocks, warps)));
+  const int occupancy = a.occupancy > 0 ? a.occupancy : gemv_occupancy<F, NT, MT, kDepth>(kblocks, warps, pairs);
   const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.ldx % 8 == 0;
   const bool stage = vec && (a.stage > 0 || (a.stage == 0 && (MT == 1 || kStageTwoGroups<F>)));
   // Each warp's ring must fit the block's shared memory (227 KB on Hopper,
   // 163 KB on A100, 99 KB on other sm_8x): fewer warps where it does not.
-  const int per_warp = (kDepth + 1) * gemv_slot_loads<T, F, NT, MT>(stage) * 512;
+  const int per_warp = gemv_slots(kDepth, pairs) * gemv_slot_loads<T, F, NT, MT>(stage) * 512;
   int device = 0, optin = 48 * 1024;
   if (const cudaError_t e = cudaGetDevice(&device)) return e;
   if (const cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) return e;
-  if (warps * per_warp > optin) warps = optin / per_warp > 0 ? optin / per_warp : 1;
+  // The two-block build gets its two blocks: each takes half the shared memory.
+  const int budget = kGemvTwoBlocks<F, NT, MT, kDepth> && occupancy == 2 ? optin / 2 : optin;
+  if (warps * per_warp > budget) warps = budget / per_warp > 0 ? budget / per_warp : 1;
   GemvParams p;
   p.div = GroupDiv(a.group_size);
   p.chunk = int((kblocks + warps - 1) / warps);
   const auto kernel = gemv_kernel<T, F, NT, MT, kDepth>(stage ? XLoad::Staged : vec ? XLoad::Vector : XLoad::Scalar,
-                                                       a.domain == ZeroDomain::Int, occupancy);
+                                                       a.domain == ZeroDomain::Int, occupancy, pairs);
   const int smem = int(warps) * per_warp;
   // Above the default 48 KB a kernel must ask (a host-side attribute: no sync, graph-safe).
   if (smem > 48 * 1024)

@@ -70,6 +70,11 @@ struct WeightOnlyArgs {
   // 0 = the default; ignored elsewhere): the gemv built for 1 or 2 blocks of 16 warps per SM
   // (128 or 64 registers a thread).
   int occupancy = 0;
+  // Up to 16 rows, 2 K blocks in flight (launch tuning; 0 = the default: 8-bit codes whose
+  // warps each stream more than 8 K blocks): 1, each warp step takes 2 K blocks, every warp
+  // load 128 contiguous bytes of 4 rows (row pieces of 64 bytes stream up to 25 % slower
+  // from DRAM, H100); -1, one K block, 64 bytes of 8 rows.
+  int pairs = 0;
 };
 
 // Returns cudaErrorInvalidValue for an unsupported shape (K codes not a
