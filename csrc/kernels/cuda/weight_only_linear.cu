@@ -948,7 +948,7 @@ auto gemv_kernel(XLoad x8, bool int_zero, int occupancy, bool pairs) {
 // reached 8 warps from 4 anyway).
 template <CodeFormat F, int NT, int MT>
 constexpr int kGemvStartWarps = MT == 1 && NT == 1 ? (kBits<F> == 4 ? 8 : 16) : kBits<F> == 8 && NT == 1 ? 8 : 4;
-//
+
 // Pairs of K blocks a warp step (WeightOnlyArgs::pairs) by default for bytes
 // whose warps each stream more than 8 K blocks, with the two-block build where
 // it exists: H100 kernel sweep (cuda_h100.txt, 2026-12-07), (14336, 4096), M = 1
