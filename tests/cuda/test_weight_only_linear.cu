@@ -116,9 +116,9 @@ void tune(k::WeightOnlyArgs<T>& a, const std::vector<int>& t) {
 // nibbles) and every launch tuning. The kernels decode bytes for bfloat16 by two
 // routes (float32 in the dequantize and GEMM kernels, exact bfloat16 codes in
 // the gemv), so this pins them to the same rounding; float8 with bfloat16
-// likewise (float32 against a bfloat16 product with s * 2^112, which a warp's
-// K block whose rows include a scale of 2^16 or more leaves for float32: `big`
-// gives every 37th row such a scale). Returns the mismatches.
+// likewise (float32 against a bfloat16 product with s * 2^120, which a warp's
+// K block whose rows include a scale of 2^8 or more leaves for float32: `big`
+// gives every 37th row such a scale, 300 or 3e5). Returns the mismatches.
 template <class T>
 int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const char* tname, bool big = false) {
   const int64_t M = 8, N = 256, K = 1024, group = 128, G = K / group, row_bytes = K * bits_of(f) / 8;
@@ -133,7 +133,7 @@ int check_weights(k::CodeFormat f, k::ZeroDomain d, std::mt19937& rng, const cha
   }
   for (auto& v : scale) v = from_f<T>(us(rng));
   if (big)
-    for (int64_t i = 0; i < N * G; i += 37 * G) scale[i] = from_f<T>(3.0e5f);
+    for (int64_t i = 0; i < N * G; i += 37 * G) scale[i] = from_f<T>((i / (37 * G)) % 2 ? 300.0f : 3.0e5f);
   for (auto& v : zero) v = from_f<T>(d == k::ZeroDomain::Int ? float(uzi(rng)) : uz(rng));
   for (int64_t n = 0; n < N; ++n)
     for (int64_t kk = 0; kk < K; ++kk) {

@@ -92,7 +92,7 @@ __device__ __forceinline__ RowQ row_q_bits(uint32_t sz, const RowQ& k) {
   q.s = bits_to_f32<T>(sz & 0xFFFFu);
   q.s2 = __byte_perm(sz, 0u, 0x1010);
   if constexpr (F == CodeFormat::Float8E4M3 && !Pair<T>::kBytesExact) {
-    const float t = q.s * 0x1p112f;  // the exact float8 route's factor (DecodeFloat8)
+    const float t = q.s * 0x1p120f;  // the exact float8 route's factor (DecodeFloat8)
     q.s2 = Pair<T>::of(t, t);
   }
   if constexpr (kIntZero) {
@@ -192,11 +192,13 @@ struct Decode<T, CodeFormat::Int8> : DecodeLoad<Decode<T, CodeFormat::Int8>> {
 // Float8 codes pair as stored: pair i holds codes 2i and 2i + 1 (one
 // conversion of 16 bits to two halves). kMode 0: W = f * s through float32
 // (the dequantize and GEMM kernels). kMode 1 (the gemv): float16, W = f * s as
-// one half product; bfloat16 (e4m3 only), the exact half f moved into
-// bfloat16 bits as f * 2^-112 (exponent and mantissa shifted down 3 bits: e4m3
-// values are float16 normals or 0) times s * 2^112 (RowQ::s2), one bfloat16
-// product: 5 instructions a pair against 7, valid while |s| < 2^16 (else
-// s * 2^112 overflows; the gemv votes on its rows' scales per K block).
+// one half product; bfloat16 (e4m3 only), each code's bits moved into
+// bfloat16 bits as f * 2^-120 (sign to bit 15, exponent and mantissa to bits
+// 4-10: exact for every finite code, subnormals too) times s * 2^120
+// (RowQ::s2), one bfloat16 product: a byte permute that also replicates the
+// signs, a shift and a mask, 4 instructions a pair against 7 through float32,
+// valid while |s| < 2^8 (else s * 2^120 overflows; the gemv votes on its
+// rows' scales per K block).
 template <class T, __nv_fp8_interpretation_t kFp8>
 struct DecodeFloat8 : DecodeLoad<DecodeFloat8<T, kFp8>> {
   static constexpr int kCodes = 16, kStride = 1, kPerWord = 2;
@@ -208,8 +210,16 @@ struct DecodeFloat8 : DecodeLoad<DecodeFloat8<T, kFp8>> {
     if constexpr (kMode == 1 && Pair<T>::kBytesExact) {
       return mul2<T>(h, q.s2);
     } else if constexpr (kMode == 1) {
-      static_assert(kFp8 == __NV_E4M3, "e5m2 codes include float16 subnormals");
-      return mul2<T>(((h >> 3) & 0x0FFF0FFFu) | (h & 0x80008000u), q.s2);
+      static_assert(kFp8 == __NV_E4M3, "e5m2 codes need more exponent bits");
+      // Per half: the code in the low byte, its sign replicated over the high
+      // byte (prmt's sign mode, which __byte_perm does not promise); << 4
+      // puts the sign at bit 15 and the code's low 7 bits at 4-10.
+      uint32_t v;
+      if (j)
+        asm("prmt.b32 %0, %1, 0, 0xB3A2;" : "=r"(v) : "r"(w));
+      else
+        asm("prmt.b32 %0, %1, 0, 0x9180;" : "=r"(v) : "r"(w));
+      return mul2<T>((v << 4) & 0x87F087F0u, q.s2);
     } else {
       const float2 f = __half22float2(__half2(r));
       return Pair<T>::of(f.x * q.s, f.y * q.s);
@@ -401,7 +411,7 @@ enum class XLoad { Scalar, Vector, Staged };
 
 // The gemv's decode route (Decode::word's kMode): exact bfloat16 codes for
 // int8; for float8 the single half product (kF8Exact), which bfloat16 takes
-// for a K block while all its 16 rows' scales are below 2^16 (kF8Checked: one
+// for a K block while all its 16 rows' scales are below 2^8 (kF8Checked: one
 // warp vote per K block; a block-wide check before the loop, waiting on its
 // loads, cost 4-8 % on the H100).
 template <class T, CodeFormat F>
@@ -582,7 +592,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     };
     // Lane t of row group g holds the scale of its row t % kRows: the vote sees all 16 * NT rows.
     if constexpr (kF8Checked<T, F>) {
-      if (__any_sync(0xFFFFFFFFu, (sq[u] & 0x7FFFu) >= 0x4780u))
+      if (__any_sync(0xFFFFFFFFu, (sq[u] & 0x7FFFu) >= 0x4380u))  // |s| >= 2^8
         mul(std::integral_constant<int, 0>{});
       else
         mul(std::integral_constant<int, 1>{});
@@ -964,6 +974,18 @@ int gemv_occupancy(int64_t kblocks, int64_t warps, bool pairs) {
   return kGemvTwoBlocks<F, NT, MT, kDepth> && (kblocks <= 8 * warps || pairs) ? 2 : 1;
 }
 
+// Half the warps (8, each streaming twice the K blocks) for bytes with short
+// runs when all blocks of the two-block build fit one wave: H100 kernel sweep
+// (cuda_h100.txt, 2026-12-07), (4096, 4096) M = 1, 256 blocks: int8 10.2 us
+// against 10.5 with 16 warps, float8 10.1 against 10.5; with more blocks than
+// a wave ((4096, 14336), 896) 16 warps keep more bytes in flight (int8 25.4
+// against 26.9, float8 25.9 against 27.3).
+template <CodeFormat F, int NT, int MT, int kDepth>
+bool gemv_half_warps(int64_t kblocks, int64_t warps, int64_t blocks, int sms) {
+  return kGemvTwoBlocks<F, NT, MT, kDepth> && warps == kGemvMaxWarps && kblocks <= 8 * (warps / 2) &&
+         blocks <= 2 * int64_t(sms);
+}
+
 // NT tiles per warp; warps per block: kGemvStartWarps (fewer where K is
 // short: each warp gets at least two K blocks), or as many more (split K when
 // N is small) as one wave holds.
@@ -972,9 +994,14 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
   const int64_t kblocks = (a.K + kBlockK - 1) / kBlockK, blocks = (a.N + 16 * NT - 1) / (16 * NT);
   int64_t warps = a.warps > 0 ? (a.warps < kGemvMaxWarps ? a.warps : kGemvMaxWarps) : kGemvStartWarps<F, NT, MT>;
+  int device = 0, optin = 48 * 1024, sms = 1;
+  if (const cudaError_t e = cudaGetDevice(&device)) return e;
+  if (const cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) return e;
+  if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) return e;
   if (a.warps <= 0) {
     while (warps > 4 && warps * 2 > kblocks) warps /= 2;
     while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
+    if (gemv_half_warps<F, NT, MT, kDepth>(kblocks, warps, blocks, sms)) warps /= 2;
   }
   if (warps > kblocks) warps = kblocks;
   const bool pairs = kDepth == 2 && (a.pairs > 0 || (a.pairs == 0 && gemv_pairs_default<F>(kblocks, warps)));
@@ -984,9 +1011,6 @@ cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   // Each warp's ring must fit the block's shared memory (227 KB on Hopper,
   // 163 KB on A100, 99 KB on other sm_8x): fewer warps where it does not.
   const int per_warp = gemv_slots(kDepth, pairs) * gemv_slot_loads<T, F, NT, MT>(stage) * 512;
-  int device = 0, optin = 48 * 1024;
-  if (const cudaError_t e = cudaGetDevice(&device)) return e;
-  if (const cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) return e;
   // The two-block build gets its two blocks: each takes half the shared memory.
   const int budget = kGemvTwoBlocks<F, NT, MT, kDepth> && occupancy == 2 ? optin / 2 : optin;
   if (warps * per_warp > budget) warps = budget / per_warp > 0 ? budget / per_warp : 1;
