@@ -35,6 +35,15 @@ fi
 # every model spread twice as wide. The shortest spin (2^4 cycles), unless
 # the user chose (the JSON files record it).
 export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
+# The same the other way round: after each parallel region libgomp's threads
+# spin for GOMP_SPINCOUNT iterations (300000 by default, milliseconds) before
+# they sleep, taking the cores OpenBLAS's threads need for the next fp32 matmul.
+# On the 2-core Xeon VM (prefill_bench.py, 3 rounds each, 2026-12-07) a spin of
+# 20000 made fp32 prefill 111-114 tok/s against 84 by default, quantize_dynamic
+# 325-335 against 286 and Int8DynAct-Int8Weight 338-347 against 284 (2000:
+# 107 / 303 / 296; 100000: 99 / 290 / 309; OMP_WAIT_POLICY=PASSIVE:
+# 110 / 302 / 326). 20000 unless the user chose a spin or a wait policy.
+if [ -z "${GOMP_SPINCOUNT:-}" ] && [ -z "${OMP_WAIT_POLICY:-}" ]; then export GOMP_SPINCOUNT=20000; fi
 OMP_NUM_THREADS="$THREADS" "$TORCHAO_CPP_BUILD_DIR/benchmarks/cpp/bench_linear" --benchmark_min_time=0.2 \
   --benchmark_out="$REPO/benchmarks/results/bench_linear_cpu_${THREADS}threads.json" --benchmark_out_format=json
 # "high": float32 weight-only linears may take bfloat16x3 products on AMX

@@ -378,6 +378,8 @@ def main(argv: Optional[List[str]] = None) -> None:
            "float32_matmul_precision": args.float32_matmul_precision,
            "torch": torch.__version__, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"),
+           "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
            "read_bandwidth_GB_s": bw / 1e9, "read_bandwidth_4k_pages_GB_s": bw_4k / 1e9, "rounds": args.rounds, "results": results}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -10,10 +10,10 @@ may come from different moments; here each ratio (int8 x int8 against
 `quantize_dynamic` and against fp32, 8da4w against int8 x int8) is taken
 within a round, and the median over the rounds is reported with its range.
 
-    OPENBLAS_CORETYPE=Cooperlake OPENBLAS_THREAD_TIMEOUT=4 python benchmarks/python/prefill_bench.py \
+    OPENBLAS_CORETYPE=Cooperlake OPENBLAS_THREAD_TIMEOUT=4 GOMP_SPINCOUNT=20000 python benchmarks/python/prefill_bench.py \
         --threads 2 --rounds 9 --out benchmarks/results/prefill_bench.json
 
-(benchmarks/run.sh sets both variables; it says why.)
+(benchmarks/run.sh sets the three variables; it says why.)
 """
 import argparse
 import copy
@@ -57,7 +57,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, torch {torch.__version__}, torchao_cpp {torchao_cpp.__version__}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'auto')}, "
-          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'default')}", flush=True)
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'default')}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}", flush=True)
     base = mb.build_model(layers=args.layers)
     models: Dict[str, nn.Module] = {
         "fp32": base,
@@ -97,7 +98,9 @@ def main() -> None:
               f"best rounds {r['of_best_rounds']:.2f}x")
     out = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
-           "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"), "layers": args.layers,
+           "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"),
+           "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "layers": args.layers,
            "length": args.length, "rounds": args.rounds, "results": results, "ratios": ratios}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
