@@ -55,6 +55,38 @@ def call_unwrapped(func: Any, args: tuple, kwargs: dict, cls: type, unwrap: Any)
         return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
 
 
+class _Frozen:
+    """A quantized weight handed to an autograd.Function as a plain object: the weight is
+    frozen, so autograd must not treat it as one of the function's tensor inputs."""
+
+    __slots__ = ("weight",)
+
+    def __init__(self, weight: "_QuantizedTensorBase"):
+        self.weight = weight
+
+
+class _QuantizedLinear(torch.autograd.Function):
+    """The quantized linear with gradients for its input and bias, as a float linear over the
+    dequantized weight has them (straight through any activation quantization); the
+    quantized weight is frozen and gets none. Used only where autograd records the call."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bias: Optional[torch.Tensor], frozen: _Frozen) -> torch.Tensor:
+        ctx.frozen = frozen
+        ctx.bias_shape = None if bias is None else bias.shape
+        return frozen.weight._impl_linear(x, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            w = ctx.frozen.weight.dequantize()  # (out_features, in_features), the weight the kernels multiply
+            grad_x = grad.matmul(w.to(device=grad.device, dtype=grad.dtype))
+        if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
+            grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0).reshape(ctx.bias_shape)
+        return grad_x, grad_bias, None
+
+
 def _rebuild(cls, args: tuple, is_param: bool):
     t = cls(*args)
     if is_param:
@@ -99,6 +131,8 @@ class _QuantizedTensorBase(torch.Tensor):
         return out if output_dtype is None else out.to(output_dtype)
 
     def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+            return _QuantizedLinear.apply(x, bias, _Frozen(self))
         return self._impl_linear(x, bias)
 
     def __reduce_ex__(self, protocol):
