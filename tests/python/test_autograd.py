@@ -1,6 +1,7 @@
 """Gradients through quantized linears: the input and the bias get what a float linear over
 the dequantized weight gives them (straight through activation quantization); the quantized
-weight is frozen. Without anything to differentiate, the call records no graph."""
+weight is frozen. Without anything to differentiate, the call records no graph. Also
+torch.jit.trace, refused with a pointer to torchao_cpp.scripting.script."""
 import pytest
 import torch
 import torch.nn as nn
@@ -105,3 +106,12 @@ def test_functional_linear_records_the_graph_too():
     g = torch.randn_like(y)
     y.backward(g)
     torch.testing.assert_close(x.grad, g.matmul(m.weight.dequantize()), rtol=1e-6, atol=1e-6)
+
+
+def test_jit_trace_says_what_to_use_instead():
+    m = nn.Sequential(nn.Linear(96, 40), nn.ReLU())
+    quantize_(m, Int8WeightOnlyConfig())
+    with pytest.raises(RuntimeError, match=r"torch\.jit\.trace cannot record.*AffineQuantizedTensor.*scripting\.script"):
+        torch.jit.trace(m, torch.randn(2, 96))
+    # The model still runs eagerly afterwards.
+    assert m(torch.randn(2, 96)).shape == (2, 40)

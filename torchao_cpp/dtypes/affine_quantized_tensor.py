@@ -131,6 +131,13 @@ class _QuantizedTensorBase(torch.Tensor):
         return out if output_dtype is None else out.to(output_dtype)
 
     def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if torch._C._get_tracing_state() is not None:
+            # The tracer cannot record a call on the C++ object (torch's own error names neither the
+            # layer nor the way out).
+            raise RuntimeError(
+                f"torch.jit.trace cannot record a linear with a quantized weight ({type(self).__name__}): "
+                "export the model with "
+                "torchao_cpp.scripting.script(model) (TorchScript, loadable from C++) instead")
         if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
             return _QuantizedLinear.apply(x, bias, _Frozen(self))
         return self._impl_linear(x, bias)
