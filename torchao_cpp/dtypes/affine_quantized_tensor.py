@@ -131,7 +131,7 @@ class _QuantizedTensorBase(torch.Tensor):
         return out if output_dtype is None else out.to(output_dtype)
 
     def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        if torch._C._get_tracing_state() is not None:
+        if torch.jit.is_tracing():
             # The tracer cannot record a call on the C++ object (torch's own error names neither the
             # layer nor the way out).
             raise RuntimeError(
