@@ -66,13 +66,17 @@ double code_value(const std::vector<uint8_t>& codes, int64_t row_bytes, k::CodeF
 // used from 17 rows; 4 warps of 2 tiles (the earlier default up to 8 rows); the 64-register build with
 // activations loaded as used, and the 128-register one with 16 warps (up to 8 rows: the other default);
 // those with 2 K blocks in flight once with each warp step a pair of K blocks (WeightOnlyArgs::pairs 1,
-// the default only for long runs of bytes) and once with one (-1).
+// the default only for long runs of bytes) and once with one (-1); four tiles a warp (4-bit codes at 9-16
+// rows; two elsewhere) with the default launch, over 3 warps with staged activations and pairs of K blocks,
+// in one warp, and over 4 warps with staged activations, one K block a step (their default where 64-row
+// blocks fill the GPU).
 std::vector<std::vector<int>> tunings(int64_t M) {
   std::vector<std::vector<int>> t = {{0, 0, 0, 0}};
   if (M <= 16)
     t.insert(t.end(), {{3, 3, 2, 1}, {1, 2, 1, -1, 0, 1}, {0, -1, 0, 0}, {4, 2, 2, 1, 0, 1}, {8, 2, 1, -1, 2, 1},
                        {16, 2, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 1}, {1, 2, 1, -1, 0, -1}, {8, 2, 1, -1, 2, -1},
-                       {3, 2, 2, 1, 0, -1}});
+                       {3, 2, 2, 1, 0, -1}, {0, 0, 4, 0}, {3, 2, 4, 1, 0, 1}, {1, 2, 4, -1, 0, -1},
+                       {4, 2, 4, 1, 0, -1}});
   return t;
 }
 // The kernel arguments of a case (default launch tuning).
@@ -274,16 +278,17 @@ int bench(int only_format, int64_t only_rows, int64_t only_k, int64_t only_n, bo
   const k::CodeFormat formats[3] = {k::CodeFormat::Uint4, k::CodeFormat::Int8, k::CodeFormat::Float8E4M3};
   const char* names[3] = {"int4 g128", "int8 per-channel", "float8 e4m3 per-row"};
   // Launch tuning, 0 = the kernel's defaults; the others show what the defaults give up
-  // (up to 16 rows: warps per block, K blocks in flight, tiles per warp; depth -1: the kernel used from 17 rows).
+  // (up to 16 rows: warps per block, K blocks in flight, tiles per warp (4: 4-bit codes at 9-16 rows only);
+  // depth -1: the kernel used from 17 rows).
   // Up to 16 rows, activations staged through shared memory (stage 1) or loaded as used (-1). Up to 8 rows
   // of 8-bit codes, occupancy 2: the 64-register build (WeightOnlyArgs::occupancy).
   // pairs 1: two K blocks a warp step, -1: one (2 K blocks in flight only; 0: the default).
   struct Tune {
     int warps, depth, tiles, stage, occupancy, pairs;
   };
-  std::vector<Tune> few = {{0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 0, -1}, {0, 0, 0, 1, 0, 0}, {0, 0, 0, -1, 0, 0}, {0, -1, 0, 0, 0, 0}};
+  std::vector<Tune> few = {{0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 0, -1}, {0, 0, 0, 1, 0, 0}, {0, 0, 0, -1, 0, 0}, {0, 0, 2, 0, 0, 0}, {0, 0, 4, 0, 0, 0}, {0, -1, 0, 0, 0, 0}};
   for (int warps : {4, 8, 16})
-    for (int tiles : {1, 2})
+    for (int tiles : {1, 2, 4})
       for (int depth : {2, 3})
         for (int stage : {1, -1})
           for (int pairs : {1, -1})

@@ -384,6 +384,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 // lanes of a row share the group: lane t loads row t's and passes them round
 // by shuffles).
 constexpr int kGemvMaxWarps = 16;
+// Four tiles a warp need more than the 128 registers a 16-warp block allows
+// (ptxas -v: 100-200 bytes spilled): blocks of up to 8 warps, 255 registers.
+constexpr int gemv_max_warps(int nt) { return nt >= 4 ? 8 : kGemvMaxWarps; }
 // Warps resident at once across an H100/H200 (132 SMs x 16 at ~124 registers):
 // the default fills one wave (H200: faster than more warps in 1.7 waves) from
 // its starting warp count on.
@@ -422,7 +425,7 @@ template <class T, CodeFormat F, bool kIntZero>
 constexpr int kGemvMode = F == CodeFormat::Int8 ? (kIntZero ? kByteExactShift : kByteExact) : kF8Exact<T, F> ? 1 : 0;
 
 template <class T, CodeFormat F, int NT, int MT, int kDepth, XLoad kX8, bool kIntZero, int kMinBlocks, bool kPairs>
-__global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
+__global__ void __launch_bounds__(gemv_max_warps(NT) * 32, kMinBlocks) wo_gemv_kernel(const WeightOnlyArgs<T> a, const GemvParams p) {
   using D = Decode<T, F>;
   constexpr int kCodes = D::kCodes, kX = kCodes / 8, kBlockK = 4 * kCodes, kRows = 2 * NT;
   constexpr int kStepBytes = kBlockK * kBits<F> / 8;  // a row's bytes per K block
@@ -464,9 +467,15 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     codes[j] = static_cast<const char*>(a.codes) + (n < a.N ? n : a.N - 1) * row_bytes + (kb0 + half) * kStepBytes +
                16 * ptig;
   }
-  const int64_t own = row(tig % kRows) * groups;  // the row whose qparams this lane loads
-  const unsigned short* sown = reinterpret_cast<const unsigned short*>(a.scale) + own;
-  const unsigned short* zown = a.zero ? reinterpret_cast<const unsigned short*>(a.zero) + own : sown;
+  // Lane t loads the qparams of rows t % kRows and (four tiles) t + 4: 4 lanes cover the kRows rows.
+  constexpr int kQ = kRows > 4 ? kRows / 4 : 1;
+  const unsigned short *sown[kQ], *zown[kQ];
+#pragma unroll
+  for (int q = 0; q < kQ; ++q) {
+    const int64_t own = row(tig % kRows + 4 * q) * groups;
+    sown[q] = reinterpret_cast<const unsigned short*>(a.scale) + own;
+    zown[q] = a.zero ? reinterpret_cast<const unsigned short*>(a.zero) + own : sown[q];
+  }
   const bool has_z = a.domain != ZeroDomain::None;
   // Lane (g, t) multiplies activation rows g + 8 mt. Lanes whose row is past
   // M load nothing and multiply zeros into output columns that are never
@@ -488,7 +497,7 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
   // load j / 2 of lane 4 (4 (j % 2) + lane / 8) + lane % 4 in pair_s + j % 2 * 256.
   const uint32_t pair_s = uint32_t(__cvta_generic_to_shared(ring + warp * kSlots * kSlotBytes / 16)) +
                           uint32_t(half * kSlotBytes + (((lane >> 3) << 2) + (lane & 3)) * 16);
-  uint32_t sq[kSlots], zq[kSlots];  // each slot's scale and zero point bits of row tig
+  uint32_t sq[kSlots][kQ], zq[kSlots][kQ];  // each slot's scale and zero point bits of the lane's rows
   // Requests this warp's K block i into slot `slot` as one cp.async group
   // (an empty group past the end; zeros past K in a partial last block).
   // The activations and qparams of K block i into `slot` (no commit).
@@ -504,8 +513,11 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
               cp_async16<true>(mine_s + (slot * kSlotLoads + kRows + mt * kX + v) * 512,
                                xp[mt] + int64_t(i) * kBlockK + 8 * v, bytes);
       const uint32_t group = p.div(uint32_t(kb_k));
-      sq[slot] = __ldg(sown + group);
-      zq[slot] = has_z ? __ldg(zown + group) : 0u;
+#pragma unroll
+      for (int q = 0; q < kQ; ++q) {
+        sq[slot][q] = __ldg(sown[q] + group);
+        zq[slot][q] = has_z ? __ldg(zown[q] + group) : 0u;
+      }
     }
   };
   auto issue = [&](int slot, int i) {
@@ -532,14 +544,16 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
     issue_x(2 * ps + 1, i + 1);
     cp_async_commit();
   };
-  // Two accumulators per product alternate along K: shorter mma chains.
-  float acc[NT][MT][2][4];
+  // Two accumulators per product alternate along K (kChains 2): shorter mma
+  // chains. Four tiles' products already make 8 independent chains.
+  constexpr int kChains = NT >= 4 ? 1 : 2;
+  float acc[NT][MT][kChains][4];
 #pragma unroll
   for (int i = 0; i < NT; ++i)
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int c = 0; c < 2; ++c) acc[i][mt][c][0] = acc[i][mt][c][1] = acc[i][mt][c][2] = acc[i][mt][c][3] = 0.0f;
+      for (int c = 0; c < kChains; ++c) acc[i][mt][c][0] = acc[i][mt][c][1] = acc[i][mt][c][2] = acc[i][mt][c][3] = 0.0f;
   // Decodes and multiplies the K block i held in slot u.
   auto consume = [&](int u, int i) {
     const int k0 = kfirst + i * kBlockK + kCodes * tig;
@@ -564,10 +578,13 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
         if (xin[mt])
 #pragma unroll
           for (int v = 0; v < kX; ++v) xv[mt][v] = mine[(u * kSlotLoads + kRows + mt * kX + v) * 32];
-    const uint32_t sz = __byte_perm(sq[u], zq[u], 0x5410);
+    uint32_t sz[kQ];
+#pragma unroll
+    for (int j = 0; j < kQ; ++j) sz[j] = __byte_perm(sq[u][j], zq[u][j], 0x5410);
     RowQ q[kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) q[r] = row_q_bits<T, F, kIntZero>(__shfl_sync(0xFFFFFFFFu, sz, (lane & ~3) | (r & 3)), kq);
+    for (int r = 0; r < kRows; ++r)
+      q[r] = row_q_bits<T, F, kIntZero>(__shfl_sync(0xFFFFFFFFu, sz[r / 4], (lane & ~3) | (r & 3)), kq);
     // Word by word: a word's pairs feed kPerWord / 2 products per tile.
     auto mul = [&](auto mode) {
 #pragma unroll
@@ -585,14 +602,17 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
           for (int t = 0; t < NT; ++t) {
             const uint32_t w[4] = {pw[2 * t][2 * h], pw[2 * t + 1][2 * h], pw[2 * t][2 * h + 1], pw[2 * t + 1][2 * h + 1]};
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) Pair<T>::mma(acc[t][mt][j & 1], w, b0[mt], b1[mt]);
+            for (int mt = 0; mt < MT; ++mt) Pair<T>::mma(acc[t][mt][j % kChains], w, b0[mt], b1[mt]);
           }
         }
       }
     };
     // Lane t of row group g holds the scale of its row t % kRows: the vote sees all 16 * NT rows.
     if constexpr (kF8Checked<T, F>) {
-      if (__any_sync(0xFFFFFFFFu, (sq[u] & 0x7FFFu) >= 0x4380u))  // |s| >= 2^8
+      bool big = false;
+#pragma unroll
+      for (int j = 0; j < kQ; ++j) big |= (sq[u][j] & 0x7FFFu) >= 0x4380u;
+      if (__any_sync(0xFFFFFFFFu, big))  // |s| >= 2^8
         mul(std::integral_constant<int, 0>{});
       else
         mul(std::integral_constant<int, 1>{});
@@ -639,7 +659,12 @@ __global__ void __launch_bounds__(kGemvMaxWarps * 32, kMinBlocks) wo_gemv_kernel
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) red[(warp * kAcc + (t * MT + mt) * 4 + e) * 32 + lane] = acc[t][mt][0][e] + acc[t][mt][1][e];
+      for (int e = 0; e < 4; ++e) {
+        float v = acc[t][mt][0][e];
+#pragma unroll
+        for (int c = 1; c < kChains; ++c) v += acc[t][mt][c][e];
+        red[(warp * kAcc + (t * MT + mt) * 4 + e) * 32 + lane] = v;
+      }
   __syncthreads();
   // Accumulator e of lane l, tile t, activation group mt: row n0 + 16 t + l / 4
   // (+ 8 for e >= 2), activation row 8 mt + 2 (l % 4) + e % 2.
@@ -993,14 +1018,15 @@ template <class T, CodeFormat F, int NT, int MT, int kDepth>
 cudaError_t launch_gemv(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   constexpr int64_t kBlockK = 4 * Decode<T, F>::kCodes;
   const int64_t kblocks = (a.K + kBlockK - 1) / kBlockK, blocks = (a.N + 16 * NT - 1) / (16 * NT);
-  int64_t warps = a.warps > 0 ? (a.warps < kGemvMaxWarps ? a.warps : kGemvMaxWarps) : kGemvStartWarps<F, NT, MT>;
+  constexpr int kMaxWarps = gemv_max_warps(NT);
+  int64_t warps = a.warps > 0 ? (a.warps < kMaxWarps ? a.warps : kMaxWarps) : kGemvStartWarps<F, NT, MT>;
   int device = 0, optin = 48 * 1024, sms = 1;
   if (const cudaError_t e = cudaGetDevice(&device)) return e;
   if (const cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) return e;
   if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) return e;
   if (a.warps <= 0) {
     while (warps > 4 && warps * 2 > kblocks) warps /= 2;
-    while (warps < kGemvMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
+    while (warps < kMaxWarps && blocks * warps * 2 <= kGemvResidentWarps && warps * 2 * 2 <= kblocks) warps *= 2;
     if (gemv_half_warps<F, NT, MT, kDepth>(kblocks, warps, blocks, sms)) warps /= 2;
   }
   if (warps > kblocks) warps = kblocks;
@@ -1037,6 +1063,11 @@ template <class T, CodeFormat F, int MT, int kDepth>
 cudaError_t launch_gemv_tiles(const WeightOnlyArgs<T>& a, cudaStream_t stream) {
   constexpr bool kTwoTiles = MT == 2 && F == CodeFormat::Uint4 && kDepth == 2;
   const int tiles = a.tiles > 0 ? a.tiles : kTwoTiles && a.stage <= 0 ? 2 : 1;
+  // Four tiles (a tuning, not yet a default): 4 warps of them, staged, one K block a step, ran
+  // (4096, 14336) at 16 rows in 23.6-23.7 us against 25.1-25.4 for two tiles' default launch (H100,
+  // benchmarks/results/cuda_int4_m16_experiments_h100.txt); their outputs await a kernel-test run.
+  if constexpr (kTwoTiles)
+    if (tiles == 4) return launch_gemv<T, F, 4, MT, kDepth>(a, stream);
   return tiles == 1 ? launch_gemv<T, F, 1, MT, kDepth>(a, stream) : launch_gemv<T, F, 2, MT, kDepth>(a, stream);
 }
 

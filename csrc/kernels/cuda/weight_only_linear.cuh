@@ -63,7 +63,7 @@ struct WeightOnlyArgs {
   const CodeTable* table = nullptr;  // PackedTable only: host memory, passed to the kernel by value
   int warps = 0;     // warps per block splitting K (launch tuning; 0 = the default)
   // Up to 16 rows (launch tuning; 0 = the default): K blocks each warp keeps in
-  // flight (2 or 3; -1: the kernel used from 17 rows), 16-row tiles per warp (1 or 2),
+  // flight (2 or 3; -1: the kernel used from 17 rows), 16-row tiles per warp (1 or 2; 4 for 4-bit codes at 9-16 rows),
   // aligned activations staged through shared memory with the codes (1) or loaded as used (-1).
   int depth = 0, tiles = 0, stage = 0;
   // Up to 8 rows, 8-bit codes, one tile per warp and 2 K blocks in flight (launch tuning;
