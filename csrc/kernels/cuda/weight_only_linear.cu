@@ -607,7 +607,7 @@ __global__ void __launch_bounds__(gemv_max_warps(NT) * 32, kMinBlocks) wo_gemv_k
         }
       }
     };
-    // Lane t of row group g holds the scale of its row t % kRows: the vote sees all 16 * NT rows.
+    // Lane t of row group g holds the scales of its rows t % kRows (and t + 4): the vote sees all 16 * NT rows.
     if constexpr (kF8Checked<T, F>) {
       bool big = false;
 #pragma unroll
