@@ -68,8 +68,8 @@ double code_value(const std::vector<uint8_t>& codes, int64_t row_bytes, k::CodeF
 // those with 2 K blocks in flight once with each warp step a pair of K blocks (WeightOnlyArgs::pairs 1,
 // the default only for long runs of bytes) and once with one (-1); four tiles a warp (4-bit codes at 9-16
 // rows; two elsewhere) with the default launch, over 3 warps with staged activations and pairs of K blocks,
-// in one warp, and over 4 warps with staged activations, one K block a step (their default where 64-row
-// blocks fill the GPU).
+// in one warp, and over 4 warps with staged activations, one K block a step (their fastest launch where
+// 64-row blocks fill the GPU, the H100's (4096, 14336); not a default yet).
 std::vector<std::vector<int>> tunings(int64_t M) {
   std::vector<std::vector<int>> t = {{0, 0, 0, 0}};
   if (M <= 16)
